@@ -1,0 +1,31 @@
+# Every target creates the virtualenv and installs what it needs on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python examples/quickstart.py
+
+test: $(STAMP)
+	$(BIN)/ruff check ckptstore tests bench examples
+	$(BIN)/ruff format --check ckptstore tests bench examples
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.engine
+
+lint: $(STAMP)
+	$(BIN)/ruff check --fix ckptstore tests bench examples
+	$(BIN)/ruff format ckptstore tests bench examples
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
