@@ -1,0 +1,160 @@
+"""Every error ckptstore raises on purpose.
+
+::
+
+    CkptStoreError
+    ├── InvalidArgument (ValueError)          a caller passed a bad value
+    │   ├── InvalidJobId
+    │   ├── InvalidCheckpointType
+    │   ├── InvalidLimit
+    │   └── UnknownSortKey
+    ├── NotFound (KeyError)                   the thing named does not exist
+    │   ├── CheckpointNotFound
+    │   ├── UploadNotFound
+    │   └── PackNotFound
+    ├── IntegrityError                        stored data is not what the catalog says
+    │   ├── CorruptBlockError                 bytes read back do not hash to their id
+    │   └── MissingBlockError                 a referenced block is not stored
+    ├── UploadError                           a dedup-aware upload cannot commit
+    │   ├── BlockHashMismatch                 bytes sent do not hash to the id claimed
+    │   └── BlocksNotUploaded                 the manifest names blocks never sent
+    └── FormatError                           data written by a format this code does not know
+
+Each class carries what a user needs as attributes; ``http_status`` and
+``exit_code`` are the single mapping used by the server and the CLI.
+"""
+
+from __future__ import annotations
+
+
+class CkptStoreError(Exception):
+    """Base of every ckptstore error."""
+
+    http_status = 500
+    exit_code = 1
+    code = "internal_error"
+
+
+class InvalidArgument(CkptStoreError, ValueError):
+    """A caller passed a value outside what the parameter allows."""
+
+    http_status = 422
+    exit_code = 2
+    code = "invalid_argument"
+
+    def __init__(self, parameter: str, value: object, allowed: str) -> None:
+        self.parameter = parameter
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"invalid {parameter} {value!r}: expected {allowed}")
+
+
+class InvalidJobId(InvalidArgument):
+    """A job id that is empty, too long or has characters outside [A-Za-z0-9._-]."""
+
+    def __init__(self, value: object) -> None:
+        super().__init__(
+            "jobId", value, "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+        )
+
+
+class InvalidCheckpointType(InvalidArgument):
+    """A checkpoint type other than automatic, best, manual or final."""
+
+    def __init__(self, value: object, allowed: tuple[str, ...]) -> None:
+        super().__init__("type", value, "one of " + ", ".join(allowed))
+
+
+class InvalidLimit(InvalidArgument):
+    """A list limit outside the allowed range."""
+
+    def __init__(self, value: object, low: int, high: int) -> None:
+        super().__init__("limit", value, f"an integer from {low} to {high}")
+
+
+class UnknownSortKey(InvalidArgument):
+    """A sort key that is neither a checkpoint field nor a metric of the job."""
+
+    def __init__(self, value: object, allowed: list[str]) -> None:
+        super().__init__("sortBy", value, "one of " + ", ".join(allowed))
+
+
+class NotFound(CkptStoreError, KeyError):
+    """The named object does not exist (or is not visible to the caller)."""
+
+    http_status = 404
+    exit_code = 3
+    code = "not_found"
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class CheckpointNotFound(NotFound):
+    def __init__(self, checkpoint_id: str) -> None:
+        self.checkpoint_id = checkpoint_id
+        super().__init__(f"checkpoint {checkpoint_id!r} not found")
+
+
+class UploadNotFound(NotFound):
+    def __init__(self, upload_id: str) -> None:
+        self.upload_id = upload_id
+        super().__init__(f"upload {upload_id!r} not found (finished, aborted or expired)")
+
+
+class PackNotFound(NotFound):
+    def __init__(self, pack_id: str) -> None:
+        self.pack_id = pack_id
+        super().__init__(f"pack {pack_id!r} not found in block storage")
+
+
+class IntegrityError(CkptStoreError):
+    """Stored data disagrees with the catalog; never returned as if it were good."""
+
+    http_status = 500
+    exit_code = 4
+    code = "integrity_error"
+
+
+class CorruptBlockError(IntegrityError):
+    def __init__(self, block_id: str, pack_id: str, reason: str) -> None:
+        self.block_id = block_id
+        self.pack_id = pack_id
+        self.reason = reason
+        super().__init__(f"block {block_id} in pack {pack_id} is corrupt: {reason}")
+
+
+class MissingBlockError(IntegrityError):
+    def __init__(self, block_ids: list[str]) -> None:
+        self.block_ids = block_ids
+        shown = ", ".join(block_ids[:5]) + (" ..." if len(block_ids) > 5 else "")
+        super().__init__(f"{len(block_ids)} referenced block(s) not stored: {shown}")
+
+
+class UploadError(CkptStoreError):
+    http_status = 422
+    exit_code = 5
+    code = "upload_error"
+
+
+class BlockHashMismatch(UploadError):
+    def __init__(self, claimed_id: str, actual_id: str) -> None:
+        self.claimed_id = claimed_id
+        self.actual_id = actual_id
+        super().__init__(f"block sent as {claimed_id} hashes to {actual_id}")
+
+
+class BlocksNotUploaded(UploadError):
+    def __init__(self, block_ids: list[str]) -> None:
+        self.block_ids = block_ids
+        shown = ", ".join(block_ids[:5]) + (" ..." if len(block_ids) > 5 else "")
+        super().__init__(
+            f"manifest names {len(block_ids)} block(s) neither stored nor uploaded: {shown}"
+        )
+
+
+class FormatError(CkptStoreError):
+    """Data written in a format version or codec this code does not know."""
+
+    exit_code = 6
+    code = "format_error"

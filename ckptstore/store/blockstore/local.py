@@ -1,0 +1,74 @@
+"""BlockStore on a local directory: ``<root>/<name[:2]>/<name>.pack``."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from ckptstore.errors import InvalidArgument, PackNotFound
+from ckptstore.store.blockstore.base import BlockStore, ObjectInfo
+from ckptstore.store.fsutil import TEMP_MARKER, durable_write
+
+_NAME = re.compile(r"[0-9a-z_-]{4,64}")
+_SUFFIX = ".pack"
+
+
+class LocalBlockStore(BlockStore):
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, name: str) -> Path:
+        if not _NAME.fullmatch(name):
+            raise InvalidArgument("pack name", name, "4-64 characters of 0-9 a-z _ -")
+        return self.root / name[:2] / (name + _SUFFIX)
+
+    def put(self, name: str, data: bytes | memoryview) -> None:
+        durable_write(self._path(name), data, exclusive=True)
+
+    def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        try:
+            fd = os.open(self._path(name), os.O_RDONLY)
+        except FileNotFoundError:
+            raise PackNotFound(name) from None
+        try:
+            if length is None:
+                length = os.fstat(fd).st_size - offset
+            data = os.pread(fd, length, offset)
+            if len(data) < length:  # pread may return short reads on some filesystems
+                parts = [data]
+                got = len(data)
+                while got < length:
+                    more = os.pread(fd, length - got, offset + got)
+                    if not more:
+                        break
+                    parts.append(more)
+                    got += len(more)
+                data = b"".join(parts)
+            return data
+        finally:
+            os.close(fd)
+
+    def delete(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)
+
+    def list(self) -> Iterator[ObjectInfo]:
+        for entry in sorted(self.root.glob(f"*/*{_SUFFIX}")):
+            try:
+                st = entry.stat()
+            except FileNotFoundError:
+                continue
+            yield ObjectInfo(entry.name[: -len(_SUFFIX)], st.st_size, st.st_mtime)
+
+    def sweep_incomplete(self, older_than: float) -> int:
+        removed = 0
+        for entry in self.root.glob(f"*/*{TEMP_MARKER}*"):
+            try:
+                if entry.stat().st_mtime < older_than:
+                    entry.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed

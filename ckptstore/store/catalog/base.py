@@ -1,0 +1,211 @@
+"""Catalog: the metadata of a store (checkpoints, manifests, blocks, packs, leases).
+
+Invariants every implementation MUST keep:
+- ``commit_checkpoint`` is one transaction: the checkpoint, its manifest and
+  the refcount increments become visible together or not at all, and it
+  fails with ``MissingBlockError`` (changing nothing) if any block it
+  references is not in the catalog.
+- A block is *dead* when its refcount is 0, no unexpired lease holds it, no
+  other block names it as ``base_id``, and it reached refcount 0 at least a
+  grace period ago. Only dead blocks are ever removed.
+- ``lease_existing`` finds and leases blocks in one transaction, so GC
+  either removed a block before the lease (it is reported missing) or
+  cannot remove it until the lease expires.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+CHECKPOINT_TYPES = ("automatic", "best", "manual", "final")
+CHECKPOINT_STATUSES = ("pending", "ready")
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    block_id: bytes
+    pack_id: str
+    offset: int  # of the entry header in the pack
+    stored_len: int  # payload bytes
+    raw_len: int
+    codec: int
+    base_id: bytes | None = None
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    checkpoint_id: str
+    job_id: str
+    type: str
+    name: str
+    description: str | None
+    epoch: int | None
+    step: int | None
+    metrics: dict[str, float]
+    status: str
+    size_bytes: int
+    stored_bytes: int
+    created_at: float
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PackUsage:
+    pack_id: str
+    size: int
+    live_bytes: int  # pack header excluded; entry headers included
+    created_at: float
+
+
+@dataclass(frozen=True)
+class CatalogStats:
+    checkpoints: int
+    logical_bytes: int  # sum of checkpoint sizes
+    blocks: int
+    unique_raw_bytes: int
+    stored_bytes: int  # sum of pack sizes
+    packs: int
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    job_id: str
+    sort_by: str  # "createdAt", "epoch", "step" or a metric key
+    descending: bool
+    limit: int | None
+
+
+class Catalog(ABC):
+    """The metadata store; one implementation per database."""
+
+    # -- store-wide settings -------------------------------------------------
+    @abstractmethod
+    def get_setting(self, key: str) -> str | None: ...
+
+    @abstractmethod
+    def set_setting_if_absent(self, key: str, value: str) -> str:
+        """Store ``value`` unless a value exists; return the stored value."""
+
+    # -- write path ----------------------------------------------------------
+    @abstractmethod
+    def add_pack(
+        self,
+        pack_id: str,
+        size: int,
+        blocks: list[BlockRecord],
+        now: float,
+        lease_holder: str,
+        lease_expires_at: float,
+    ) -> int:
+        """Record a durable pack and its blocks, leased to ``lease_holder``.
+
+        Blocks already present elsewhere keep their old location (the copy in
+        this pack is garbage for GC). Returns how many blocks were new.
+        """
+
+    @abstractmethod
+    def lease_existing(
+        self, block_ids: list[bytes], lease_holder: str, expires_at: float
+    ) -> set[bytes]:
+        """The subset of ``block_ids`` present, each leased to ``lease_holder``."""
+
+    @abstractmethod
+    def renew_leases(self, lease_holder: str, expires_at: float) -> None: ...
+
+    @abstractmethod
+    def release_leases(self, lease_holder: str) -> None: ...
+
+    @abstractmethod
+    def commit_checkpoint(
+        self, record: CheckpointRecord, manifest: list[tuple[int, bytes]], lease_holder: str
+    ) -> None:
+        """Make a checkpoint visible: manifest rows ``(logical_offset, block_id)`` in
+        order, refcounts incremented, the holder's leases released; one transaction."""
+
+    # -- read path -----------------------------------------------------------
+    @abstractmethod
+    def get_checkpoint(self, checkpoint_id: str) -> CheckpointRecord:
+        """Raises CheckpointNotFound."""
+
+    @abstractmethod
+    def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int]:
+        """One page of a job's checkpoints, and how many the job has in all.
+
+        Checkpoints lacking the sort key come last in either order; ties go
+        newest first.
+        """
+
+    @abstractmethod
+    def metric_keys(self, job_id: str) -> list[str]: ...
+
+    @abstractmethod
+    def list_jobs(self) -> list[str]: ...
+
+    @abstractmethod
+    def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
+        """``(logical_offset, block)`` in order; raises CheckpointNotFound."""
+
+    @abstractmethod
+    def get_block(self, block_id: bytes) -> BlockRecord | None: ...
+
+    @abstractmethod
+    def get_blocks(self, block_ids: list[bytes]) -> dict[bytes, BlockRecord]:
+        """The records of those of ``block_ids`` that are present."""
+
+    @abstractmethod
+    def blocks_in_pack(self, pack_id: str) -> list[BlockRecord]:
+        """The blocks whose copy of record is in ``pack_id``, by offset."""
+
+    # -- delete and GC -------------------------------------------------------
+    @abstractmethod
+    def delete_checkpoint(self, checkpoint_id: str, now: float) -> CheckpointRecord:
+        """Remove a checkpoint and drop its references, in one transaction."""
+
+    @abstractmethod
+    def remove_dead_blocks(self, now: float, grace_s: float) -> list[BlockRecord]:
+        """Delete the rows of every dead block (see the class invariants); return them."""
+
+    @abstractmethod
+    def pack_usage(self) -> list[PackUsage]: ...
+
+    @abstractmethod
+    def relocate_blocks(
+        self,
+        old_pack_id: str,
+        new_pack_id: str,
+        new_size: int,
+        moved: list[BlockRecord],
+        now: float,
+    ) -> None:
+        """Point ``moved`` blocks (still in ``old_pack_id``) at ``new_pack_id`` and forget
+        the old pack; one transaction."""
+
+    @abstractmethod
+    def remove_pack(self, pack_id: str) -> None:
+        """Forget a pack that no block points at."""
+
+    # -- verify and stats ----------------------------------------------------
+    @abstractmethod
+    def iter_blocks(self) -> Iterator[BlockRecord]:
+        """Every block, ordered by pack and offset."""
+
+    @abstractmethod
+    def missing_manifest_blocks(self) -> list[tuple[str, bytes]]:
+        """``(checkpoint_id, block_id)`` for manifest entries whose block row is gone."""
+
+    @abstractmethod
+    def checkpoints_using(self, block_ids: list[bytes]) -> dict[bytes, list[str]]:
+        """For each block, the checkpoints whose manifests name it (directly or as a base)."""
+
+    @abstractmethod
+    def stats(self) -> CatalogStats: ...
+
+    @abstractmethod
+    def maintenance(self) -> None:
+        """Give space freed by deletes back to the file system where the database allows."""
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,359 @@
+"""CheckpointStore: the engine as a library (no server needed).
+
+::
+
+    store = CheckpointStore.open("./ckpts")
+    ck = store.put("job_1", "model.pt", type="automatic", epoch=3, step=1200,
+                   metrics={"loss": 0.61, "validationLoss": 0.70})
+    page = store.list("job_1", sort_by="validationLoss", order="asc", limit=10)
+    with store.open_reader(ck.checkpoint_id) as f: data = f.read()
+    store.delete(ck.checkpoint_id); store.gc(); store.verify(read_data=True)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from ckptstore.errors import (
+    FormatError,
+    InvalidArgument,
+    InvalidCheckpointType,
+    InvalidLimit,
+    UnknownSortKey,
+)
+from ckptstore.store.blockstore import BlockStore, LocalBlockStore
+from ckptstore.store.catalog import (
+    CHECKPOINT_TYPES,
+    Catalog,
+    CheckpointRecord,
+    ListQuery,
+    SQLiteCatalog,
+)
+from ckptstore.store.catalog.base import CHECKPOINT_STATUSES
+from ckptstore.store.chunking import DEFAULT_CHUNKER, ChunkerParams
+from ckptstore.store.codecs import BlockCodec
+from ckptstore.store.context import Clock, StoreConfig, StoreContext
+from ckptstore.store.gc import GcReport, collect_garbage
+from ckptstore.store.ids import check_checkpoint_id, check_job_id, new_checkpoint_id, new_upload_id
+from ckptstore.store.ingest import Ingest
+from ckptstore.store.restore import CheckpointReader
+from ckptstore.store.sources import Source, open_source
+from ckptstore.store.uploads import Upload
+from ckptstore.store.verify import VerifyReport, verify_store
+
+FORMAT_VERSION = 1
+MAX_LIST_LIMIT = 10_000
+SORT_FIELDS = ("createdAt", "epoch", "step")
+ALWAYS_SORTABLE_METRICS = ("loss", "accuracy")
+_METRIC_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]{0,127}")
+_DEFAULT_NAMES = {
+    "automatic": "Automatic Checkpoint",
+    "best": "Best Checkpoint",
+    "manual": "Manual Checkpoint",
+    "final": "Final Checkpoint",
+}
+
+
+@dataclass(frozen=True)
+class CheckpointPage:
+    checkpoints: list[CheckpointRecord]
+    total_count: int  # all of the job's checkpoints, not only this page
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    checkpoints: int
+    logical_bytes: int
+    unique_raw_bytes: int
+    stored_bytes: int
+    blocks: int
+    packs: int
+
+    @property
+    def dedup_ratio(self) -> float:
+        """Logical bytes per stored byte (1.0 for an empty store)."""
+        return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
+
+
+class CheckpointStore:
+    """Checkpoints of training jobs, deduplicated and compressed into packs."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        blocks: BlockStore,
+        *,
+        config: StoreConfig | None = None,
+        clock: Clock = time.time,
+        lock_dir: Path | None = None,
+    ) -> None:
+        config = config or StoreConfig()
+        chunker = _persisted_chunker(catalog)
+        self._ctx = StoreContext(
+            catalog=catalog,
+            blocks=blocks,
+            codec=BlockCodec(config.zstd_level),
+            chunker=chunker,
+            clock=clock,
+            pool=ThreadPoolExecutor(config.workers, thread_name_prefix="ckptstore"),
+            config=config,
+        )
+        self._lock_dir = lock_dir
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        config: StoreConfig | None = None,
+        clock: Clock = time.time,
+    ) -> CheckpointStore:
+        """A store in a local directory: ``catalog.sqlite`` beside ``packs/``."""
+        root = Path(path)
+        root.mkdir(parents=True, exist_ok=True)
+        catalog = SQLiteCatalog(root / "catalog.sqlite")
+        return cls(
+            catalog, LocalBlockStore(root / "packs"), config=config, clock=clock, lock_dir=root
+        )
+
+    @property
+    def context(self) -> StoreContext:
+        return self._ctx
+
+    def close(self) -> None:
+        self._ctx.pool.shutdown(wait=True, cancel_futures=True)
+        self._ctx.catalog.close()
+
+    def __enter__(self) -> CheckpointStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- write -----------------------------------------------------------------
+    def put(
+        self,
+        job_id: str,
+        source: Source,
+        *,
+        type: str = "automatic",  # noqa: A002 - the API's own word
+        epoch: int | None = None,
+        step: int | None = None,
+        metrics: dict[str, float] | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        checkpoint_id: str | None = None,
+    ) -> CheckpointRecord:
+        """Store ``source`` as a new checkpoint of ``job_id``; visible once this returns."""
+        draft = self._draft(job_id, type, epoch, step, metrics, name, description, checkpoint_id)
+        holder = new_upload_id()
+        windows = open_source(source)
+        try:
+            result = Ingest(self._ctx, holder).run(windows)
+            record = _with_sizes(draft, result.size_bytes, result.stored_bytes, self._ctx.clock())
+            self._ctx.catalog.commit_checkpoint(record, result.manifest, holder)
+        except BaseException:
+            self._ctx.catalog.release_leases(holder)
+            raise
+        finally:
+            windows.close()
+        return record
+
+    def begin_upload(
+        self,
+        job_id: str,
+        *,
+        type: str = "automatic",  # noqa: A002
+        epoch: int | None = None,
+        step: int | None = None,
+        metrics: dict[str, float] | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        checkpoint_id: str | None = None,
+    ) -> Upload:
+        """A dedup-aware upload: ``missing`` -> ``put_block`` -> ``commit``."""
+        draft = self._draft(job_id, type, epoch, step, metrics, name, description, checkpoint_id)
+
+        def commit(manifest: list[tuple[int, bytes]], size: int, stored: int) -> CheckpointRecord:
+            record = _with_sizes(draft, size, stored, self._ctx.clock())
+            self._ctx.catalog.commit_checkpoint(record, manifest, upload.upload_id)
+            return record
+
+        upload = Upload(self._ctx, commit)
+        return upload
+
+    def _draft(
+        self,
+        job_id: str,
+        type_: str,
+        epoch: int | None,
+        step: int | None,
+        metrics: dict[str, float] | None,
+        name: str | None,
+        description: str | None,
+        checkpoint_id: str | None,
+    ) -> CheckpointRecord:
+        check_job_id(job_id)
+        if type_ not in CHECKPOINT_TYPES:
+            raise InvalidCheckpointType(type_, CHECKPOINT_TYPES)
+        for label, value in (("epoch", epoch), ("step", step)):
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 0
+            ):
+                raise InvalidArgument(label, value, "a non-negative integer")
+        metrics = _check_metrics(metrics or {})
+        if name is None:
+            name = (
+                f"Epoch {epoch} Checkpoint"
+                if type_ == "automatic" and epoch is not None
+                else _DEFAULT_NAMES[type_]
+            )
+        return CheckpointRecord(
+            checkpoint_id=check_checkpoint_id(checkpoint_id)
+            if checkpoint_id
+            else new_checkpoint_id(),
+            job_id=job_id,
+            type=type_,
+            name=name,
+            description=description,
+            epoch=epoch,
+            step=step,
+            metrics=metrics,
+            status=CHECKPOINT_STATUSES[1],
+            size_bytes=0,
+            stored_bytes=0,
+            created_at=0.0,
+        )
+
+    # -- read ------------------------------------------------------------------
+    def get(self, checkpoint_id: str) -> CheckpointRecord:
+        return self._ctx.catalog.get_checkpoint(check_checkpoint_id(checkpoint_id))
+
+    def list(
+        self,
+        job_id: str,
+        *,
+        sort_by: str = "createdAt",
+        order: str = "desc",
+        limit: int | None = 50,
+    ) -> CheckpointPage:
+        """A page of a job's checkpoints; those lacking the sort metric come last."""
+        check_job_id(job_id)
+        if order not in ("asc", "desc"):
+            raise InvalidArgument("sortOrder", order, "asc or desc")
+        if limit is not None and (
+            not isinstance(limit, int)
+            or isinstance(limit, bool)
+            or not 1 <= limit <= MAX_LIST_LIMIT
+        ):
+            raise InvalidLimit(limit, 1, MAX_LIST_LIMIT)
+        if sort_by not in SORT_FIELDS and sort_by not in ALWAYS_SORTABLE_METRICS:
+            known = self._ctx.catalog.metric_keys(job_id)
+            if sort_by not in known:
+                allowed = sorted(set(SORT_FIELDS) | set(ALWAYS_SORTABLE_METRICS) | set(known))
+                raise UnknownSortKey(sort_by, allowed)
+        records, total = self._ctx.catalog.list_checkpoints(
+            ListQuery(job_id, sort_by, order == "desc", limit)
+        )
+        return CheckpointPage(records, total)
+
+    def jobs(self) -> list[str]:
+        return self._ctx.catalog.list_jobs()
+
+    def open_reader(self, checkpoint_id: str) -> CheckpointReader:
+        """A seekable binary file of the checkpoint's bytes (verified as read)."""
+        record = self.get(checkpoint_id)
+        manifest = self._ctx.catalog.manifest(record.checkpoint_id)
+        return CheckpointReader(self._ctx, manifest, record.size_bytes)
+
+    def restore(self, checkpoint_id: str, dest: str | os.PathLike[str] | BinaryIO) -> int:
+        """Write the checkpoint's bytes to a path or binary file; returns the byte count."""
+        with self.open_reader(checkpoint_id) as reader:
+            if isinstance(dest, str | os.PathLike):
+                with open(dest, "wb") as out:
+                    return _copy(reader, out)
+            return _copy(reader, dest)
+
+    # -- delete, gc, verify, stats ----------------------------------------------
+    def delete(self, checkpoint_id: str) -> CheckpointRecord:
+        """Remove a checkpoint; its unshared blocks become garbage for ``gc``."""
+        return self._ctx.catalog.delete_checkpoint(
+            check_checkpoint_id(checkpoint_id), self._ctx.clock()
+        )
+
+    def gc(self) -> GcReport:
+        """Reclaim dead blocks and compact packs; one GC at a time per store."""
+        if self._lock_dir is None:
+            return collect_garbage(self._ctx)
+        with open(self._lock_dir / "gc.lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return collect_garbage(self._ctx)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def verify(self, *, read_data: bool = False) -> VerifyReport:
+        return verify_store(self._ctx, read_data)
+
+    def stats(self) -> StoreStats:
+        s = self._ctx.catalog.stats()
+        return StoreStats(
+            s.checkpoints, s.logical_bytes, s.unique_raw_bytes, s.stored_bytes, s.blocks, s.packs
+        )
+
+
+def _persisted_chunker(catalog: Catalog) -> ChunkerParams:
+    version = int(catalog.set_setting_if_absent("format_version", str(FORMAT_VERSION)))
+    if version != FORMAT_VERSION:
+        raise FormatError(f"store format version {version}; this ckptstore reads {FORMAT_VERSION}")
+    stored = json.loads(
+        catalog.set_setting_if_absent("chunker", json.dumps(DEFAULT_CHUNKER.as_dict()))
+    )
+    if stored.get("algorithm_version") != 1:
+        raise FormatError(f"unknown chunker algorithm version {stored.get('algorithm_version')}")
+    return ChunkerParams(
+        min_size=stored["min_size"],
+        avg_size=stored["avg_size"],
+        max_size=stored["max_size"],
+        normalized_chunking=stored["normalized_chunking"],
+    )
+
+
+def _check_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    if not isinstance(metrics, dict):
+        raise InvalidArgument("metrics", metrics, "a mapping of metric name to number")
+    for key, value in metrics.items():
+        if not isinstance(key, str) or not _METRIC_KEY.fullmatch(key):
+            raise InvalidArgument("metrics", key, "metric names of letters, digits, _ . - /")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise InvalidArgument(f"metrics.{key}", value, "a finite number")
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def _with_sizes(draft: CheckpointRecord, size: int, stored: int, now: float) -> CheckpointRecord:
+
+    return replace(draft, size_bytes=size, stored_bytes=stored, created_at=now)
+
+
+def _copy(reader: CheckpointReader, out: BinaryIO) -> int:
+    total = 0
+    for view in reader.iter_range():
+        out.write(view)
+        total += len(view)
+    return total
+
+
+__all__ = ["CheckpointPage", "CheckpointStore", "StoreStats"]

@@ -1,0 +1,39 @@
+"""What every engine operation needs, built once by CheckpointStore.open."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ckptstore.store.blockstore.base import BlockStore
+from ckptstore.store.catalog.base import Catalog
+from ckptstore.store.chunking import ChunkerParams
+from ckptstore.store.codecs import DEFAULT_ZSTD_LEVEL, BlockCodec
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Tunables of an engine instance (not persisted: changing them keeps old data readable)."""
+
+    zstd_level: int = DEFAULT_ZSTD_LEVEL
+    pack_target_bytes: int = 32 * 1024 * 1024
+    workers: int = max(2, min(8, os.cpu_count() or 2))
+    lease_ttl_s: float = 3600.0
+    gc_grace_s: float = 3600.0
+    compact_dead_fraction: float = 0.05
+    readahead_blocks: int = 8
+
+
+@dataclass
+class StoreContext:
+    catalog: Catalog
+    blocks: BlockStore
+    codec: BlockCodec
+    chunker: ChunkerParams
+    clock: Clock
+    pool: ThreadPoolExecutor
+    config: StoreConfig

@@ -1,0 +1,128 @@
+"""Turn what a caller hands to ``put`` into consecutive windows of one stream.
+
+A source may be bytes-like, a path, a binary file object (``readinto`` or
+``read``) or an iterable of byte chunks of unknown total length. Each window
+starts with the unfinished tail of the previous one (the carry), so the
+chunker sees the stream without gaps; memory stays bounded by the window size.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from ckptstore.errors import InvalidArgument
+
+WINDOW_SIZE = 16 * 1024 * 1024
+
+Source = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO | Iterable[bytes]
+
+
+class WindowSource(Protocol):
+    def next_window(self, carry: memoryview) -> tuple[memoryview, bool]:
+        """The carry followed by the next bytes of the stream, and whether the stream ended."""
+
+    def close(self) -> None: ...
+
+
+class _MemorySource:
+    """A bytes-like object: windows are views into it, nothing is copied."""
+
+    def __init__(self, data: bytes | bytearray | memoryview, window_size: int) -> None:
+        self._view = memoryview(data).cast("B")
+        self._window_size = window_size
+        self._end = 0
+
+    def next_window(self, carry: memoryview) -> tuple[memoryview, bool]:
+        start = self._end - len(carry)
+        self._end = min(self._end + self._window_size, len(self._view))
+        return self._view[start : self._end], self._end == len(self._view)
+
+    def close(self) -> None:
+        self._view.release()
+
+
+class _FileSource:
+    """A binary file object; each window is a fresh buffer filled by ``readinto``."""
+
+    def __init__(self, file: BinaryIO, window_size: int, owned: bool) -> None:
+        self._file = file
+        self._window_size = window_size
+        self._owned = owned
+        self._readinto = getattr(file, "readinto", None)
+
+    def _fill(self, view: memoryview) -> int:
+        filled = 0
+        while filled < len(view):
+            if self._readinto is not None:
+                got = self._readinto(view[filled:])
+            else:
+                data = self._file.read(len(view) - filled)
+                got = len(data)
+                view[filled : filled + got] = data
+            if not got:
+                break
+            filled += got
+        return filled
+
+    def next_window(self, carry: memoryview) -> tuple[memoryview, bool]:
+        buf = memoryview(bytearray(len(carry) + self._window_size))
+        buf[: len(carry)] = carry
+        filled = self._fill(buf[len(carry) :])
+        return buf[: len(carry) + filled], filled < self._window_size
+
+    def close(self) -> None:
+        if self._owned:
+            self._file.close()
+
+
+class _IterableSource:
+    """An iterable of byte chunks of any sizes, copied into windows."""
+
+    def __init__(self, chunks: Iterable[bytes], window_size: int) -> None:
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._window_size = window_size
+        self._leftover = memoryview(b"")
+
+    def next_window(self, carry: memoryview) -> tuple[memoryview, bool]:
+        buf = memoryview(bytearray(len(carry) + self._window_size))
+        buf[: len(carry)] = carry
+        pos = len(carry)
+        while pos < len(buf):
+            if not self._leftover:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    return buf[:pos], True
+                if not isinstance(chunk, bytes | bytearray | memoryview):
+                    raise InvalidArgument("source", type(chunk).__name__, "an iterable of bytes")
+                self._leftover = memoryview(chunk).cast("B")
+            take = min(len(self._leftover), len(buf) - pos)
+            buf[pos : pos + take] = self._leftover[:take]
+            self._leftover = self._leftover[take:]
+            pos += take
+        return buf, False
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def open_source(source: Source, window_size: int = WINDOW_SIZE) -> WindowSource:
+    """A WindowSource over any accepted kind of source."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return _MemorySource(source, window_size)
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidArgument("source", str(source), "a path to a readable regular file")
+        return _FileSource(open(path, "rb"), window_size, owned=True)  # noqa: SIM115
+    if hasattr(source, "readinto") or hasattr(source, "read"):
+        return _FileSource(source, window_size, owned=False)  # type: ignore[arg-type]
+    if isinstance(source, Iterable):
+        return _IterableSource(source, window_size)
+    raise InvalidArgument(
+        "source", type(source).__name__, "bytes, a path, a binary file or an iterable of bytes"
+    )
