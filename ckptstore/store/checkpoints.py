@@ -156,7 +156,7 @@ class CheckpointStore:
         """Store ``source`` as a new checkpoint of ``job_id``; visible once this returns."""
         draft = self._draft(job_id, type, epoch, step, metrics, name, description, checkpoint_id)
         holder = new_upload_id()
-        windows = open_source(source)
+        windows = open_source(source, self._ctx.config.window_bytes)
         try:
             result = Ingest(self._ctx, holder).run(windows)
             record = _with_sizes(draft, result.size_bytes, result.stored_bytes, self._ctx.clock())

@@ -26,6 +26,7 @@ class StoreConfig:
     gc_grace_s: float = 3600.0
     compact_dead_fraction: float = 0.05
     readahead_blocks: int = 8
+    window_bytes: int = 16 * 1024 * 1024  # stream bytes cut and hashed per step
 
 
 @dataclass

@@ -48,7 +48,7 @@ class Ingest:
         while not eof:
             window, eof = source.next_window(carry)
             ends = self._chunker.cut(window, final=eof)
-            starts = [0, *ends[:-1]]
+            starts = [0, *ends[:-1]] if ends else []
             views = [window[start:end] for start, end in zip(starts, ends, strict=True)]
             ids = list(self._ctx.pool.map(block_id, views))
             staged = self._stage(ids, views)

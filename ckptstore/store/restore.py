@@ -43,10 +43,8 @@ def load_block(ctx: StoreContext, record: BlockRecord) -> bytes:
         entry_bytes = ctx.blocks.get(record.pack_id, record.offset, ENTRY.size + record.stored_len)
     except PackNotFound:
         moved = ctx.catalog.get_block(record.block_id)
-        if moved is None:
+        if moved is None or moved.pack_id == record.pack_id:
             raise MissingBlockError([record.block_id.hex()]) from None
-        if moved.pack_id == record.pack_id:
-            raise
         record = moved
         entry_bytes = ctx.blocks.get(record.pack_id, record.offset, ENTRY.size + record.stored_len)
     return decode_entry(ctx, record, entry_bytes)

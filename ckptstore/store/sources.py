@@ -15,8 +15,6 @@ from typing import BinaryIO, Protocol
 
 from ckptstore.errors import InvalidArgument
 
-WINDOW_SIZE = 16 * 1024 * 1024
-
 Source = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO | Iterable[bytes]
 
 
@@ -110,7 +108,7 @@ class _IterableSource:
             close()
 
 
-def open_source(source: Source, window_size: int = WINDOW_SIZE) -> WindowSource:
+def open_source(source: Source, window_size: int) -> WindowSource:
     """A WindowSource over any accepted kind of source."""
     if isinstance(source, bytes | bytearray | memoryview):
         return _MemorySource(source, window_size)

@@ -1,0 +1,1 @@
+"""Test helpers shipped with ckptstore: conformance suites every backend must pass."""

@@ -1,0 +1,217 @@
+"""CatalogTests: the behaviour every Catalog backend must show.
+
+Subclass in ``tests/conformance/`` and provide a ``catalog`` fixture that
+returns an empty catalog.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ckptstore.errors import CheckpointNotFound, MissingBlockError
+from ckptstore.store.catalog.base import BlockRecord, Catalog, CheckpointRecord, ListQuery
+from ckptstore.store.packs import ENTRY, HEADER
+
+NOW = 1_700_000_000.0
+TTL = 3600.0
+
+
+def bid(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+def record(n: int, pack: str = "pack0001", stored: int = 100, base: bytes | None = None):
+    return BlockRecord(bid(n), pack, HEADER.size + (n % 100) * 200, stored, 1000, 1, base)
+
+
+def checkpoint(cid: str, job: str = "job", created: float = NOW, **kw) -> CheckpointRecord:
+    fields = dict(
+        checkpoint_id=cid,
+        job_id=job,
+        type="automatic",
+        name=cid,
+        description=None,
+        epoch=None,
+        step=None,
+        metrics={},
+        status="ready",
+        size_bytes=1000,
+        stored_bytes=0,
+        created_at=created,
+    )
+    fields.update(kw)
+    return CheckpointRecord(**fields)
+
+
+class CatalogTests:
+    def add(self, catalog: Catalog, *numbers: int, holder: str = "h", pack: str = "pack0001"):
+        blocks = [record(n, pack) for n in numbers]
+        size = HEADER.size + sum(ENTRY.size + b.stored_len for b in blocks)
+        return catalog.add_pack(pack, size, blocks, NOW, holder, NOW + TTL)
+
+    def test_settings_first_value_wins(self, catalog: Catalog) -> None:
+        assert catalog.get_setting("k") is None
+        assert catalog.set_setting_if_absent("k", "a") == "a"
+        assert catalog.set_setting_if_absent("k", "b") == "a"
+        assert catalog.get_setting("k") == "a"
+
+    def test_add_pack_reports_new_blocks_and_keeps_first_location(self, catalog: Catalog) -> None:
+        assert self.add(catalog, 1, 2) == 2
+        assert self.add(catalog, 2, 3, pack="pack0002") == 1
+        assert catalog.get_block(bid(2)).pack_id == "pack0001"
+        assert catalog.get_block(bid(3)).pack_id == "pack0002"
+
+    def test_commit_makes_checkpoint_and_manifest_visible(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        catalog.commit_checkpoint(
+            checkpoint("c1"), [(0, bid(1)), (1000, bid(2)), (2000, bid(1))], "h"
+        )
+        assert catalog.get_checkpoint("c1").name == "c1"
+        manifest = catalog.manifest("c1")
+        assert [(off, rec.block_id) for off, rec in manifest] == [
+            (0, bid(1)),
+            (1000, bid(2)),
+            (2000, bid(1)),
+        ]
+
+    def test_commit_with_missing_block_changes_nothing(self, catalog: Catalog) -> None:
+        self.add(catalog, 1)
+        with pytest.raises(MissingBlockError) as info:
+            catalog.commit_checkpoint(checkpoint("c1"), [(0, bid(1)), (1000, bid(9))], "h")
+        assert info.value.block_ids == [bid(9).hex()]
+        with pytest.raises(CheckpointNotFound):
+            catalog.get_checkpoint("c1")
+        catalog.release_leases("h")
+        # block 1 got no reference from the failed commit: it is garbage after the grace
+        assert [b.block_id for b in catalog.remove_dead_blocks(NOW + 10, 5)] == [bid(1)]
+
+    def test_empty_manifest_commits(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(checkpoint("empty", size_bytes=0), [], "h")
+        assert catalog.manifest("empty") == []
+
+    def test_leased_block_is_not_removed(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, holder="upload")
+        assert catalog.remove_dead_blocks(NOW + TTL - 1, 0) == []
+        assert [b.block_id for b in catalog.remove_dead_blocks(NOW + TTL + 1, 0)] == [bid(1)]
+
+    def test_lease_existing_returns_and_protects_present_blocks(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        catalog.release_leases("h")
+        present = catalog.lease_existing([bid(1), bid(5)], "u2", NOW + 50)
+        assert present == {bid(1)}
+        removed = {b.block_id for b in catalog.remove_dead_blocks(NOW + 10, 0)}
+        assert removed == {bid(2)}
+        catalog.renew_leases("u2", NOW + 500)
+        assert catalog.remove_dead_blocks(NOW + 100, 0) == []
+        catalog.release_leases("u2")
+        assert [b.block_id for b in catalog.remove_dead_blocks(NOW + 100, 0)] == [bid(1)]
+
+    def test_grace_period_protects_recently_dead_blocks(self, catalog: Catalog) -> None:
+        self.add(catalog, 1)
+        catalog.commit_checkpoint(checkpoint("c1"), [(0, bid(1))], "h")
+        catalog.delete_checkpoint("c1", NOW + 100)
+        assert catalog.remove_dead_blocks(NOW + 150, 60) == []
+        assert len(catalog.remove_dead_blocks(NOW + 161, 60)) == 1
+
+    def test_refcounts_follow_shared_blocks(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2, 3)
+        catalog.commit_checkpoint(checkpoint("a"), [(0, bid(1)), (1000, bid(2))], "h")
+        self.add(catalog, 3, pack="pack0002", holder="h2")
+        catalog.commit_checkpoint(checkpoint("b"), [(0, bid(2)), (1000, bid(3))], "h2")
+        catalog.delete_checkpoint("a", NOW)
+        removed = {b.block_id for b in catalog.remove_dead_blocks(NOW + 1, 0)}
+        assert removed == {bid(1)}
+        assert catalog.manifest("b")[1][1].block_id == bid(3)
+
+    def test_delete_unknown_checkpoint_raises(self, catalog: Catalog) -> None:
+        with pytest.raises(CheckpointNotFound):
+            catalog.delete_checkpoint("nope", NOW)
+
+    def test_base_block_lives_while_a_delta_names_it(self, catalog: Catalog) -> None:
+        base = record(1)
+        delta = record(2, base=bid(1))
+        size = HEADER.size + 2 * (ENTRY.size + 100)
+        catalog.add_pack("pack0001", size, [base, delta], NOW, "h", NOW)
+        catalog.commit_checkpoint(checkpoint("c"), [(0, bid(2))], "h")
+        assert catalog.remove_dead_blocks(NOW + 1, 0) == []
+        catalog.delete_checkpoint("c", NOW)
+        removed = [b.block_id for b in catalog.remove_dead_blocks(NOW + 1, 0)]
+        assert sorted(removed) == [bid(1), bid(2)]
+
+    def test_checkpoints_using_follows_deltas(self, catalog: Catalog) -> None:
+        catalog.add_pack("pack0001", 999, [record(1), record(2, base=bid(1))], NOW, "h", NOW)
+        catalog.commit_checkpoint(checkpoint("direct"), [(0, bid(1))], "h")
+        catalog.commit_checkpoint(checkpoint("via_delta"), [(0, bid(2))], "h")
+        assert catalog.checkpoints_using([bid(1)]) == {bid(1): ["direct", "via_delta"]}
+
+    def test_list_sorts_by_field_and_metric_missing_last(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(
+            checkpoint("a", created=NOW + 1, epoch=3, metrics={"v": 0.5}), [], "h"
+        )
+        catalog.commit_checkpoint(
+            checkpoint("b", created=NOW + 2, epoch=1, metrics={"v": 0.2}), [], "h"
+        )
+        catalog.commit_checkpoint(checkpoint("c", created=NOW + 3, epoch=2), [], "h")
+        catalog.commit_checkpoint(checkpoint("other", job="job2", created=NOW), [], "h")
+
+        def ids(sort_by: str, desc: bool, limit: int | None = None) -> list[str]:
+            page, total = catalog.list_checkpoints(ListQuery("job", sort_by, desc, limit))
+            assert total == 3
+            return [r.checkpoint_id for r in page]
+
+        assert ids("createdAt", True) == ["c", "b", "a"]
+        assert ids("epoch", False) == ["b", "c", "a"]
+        assert ids("v", False) == ["b", "a", "c"]
+        assert ids("v", True) == ["a", "b", "c"]
+        assert ids("createdAt", False, limit=2) == ["a", "b"]
+        assert catalog.metric_keys("job") == ["v"]
+        assert catalog.list_jobs() == ["job", "job2"]
+
+    def test_relocate_moves_blocks_and_forgets_old_pack(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        catalog.commit_checkpoint(checkpoint("c"), [(0, bid(1)), (1000, bid(2))], "h")
+        moved = [
+            BlockRecord(bid(n), "pack0009", 16 + i * 176, 100, 1000, 1)
+            for i, n in enumerate((1, 2))
+        ]
+        catalog.relocate_blocks("pack0001", "pack0009", 368, moved, NOW)
+        assert {u.pack_id for u in catalog.pack_usage()} == {"pack0009"}
+        assert catalog.get_block(bid(2)).offset == 16 + 176
+        assert catalog.blocks_in_pack("pack0009") == [
+            catalog.get_block(bid(1)),
+            catalog.get_block(bid(2)),
+        ]
+
+    def test_pack_usage_counts_live_entry_bytes(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        (usage,) = catalog.pack_usage()
+        assert usage.live_bytes == 2 * (ENTRY.size + 100)
+        assert usage.size == HEADER.size + usage.live_bytes
+        catalog.release_leases("h")
+        catalog.remove_dead_blocks(NOW + 1, 0)
+        assert catalog.pack_usage()[0].live_bytes == 0
+        catalog.remove_pack("pack0001")
+        assert catalog.pack_usage() == []
+
+    def test_missing_manifest_blocks_empty_when_consistent(self, catalog: Catalog) -> None:
+        self.add(catalog, 1)
+        catalog.commit_checkpoint(checkpoint("c"), [(0, bid(1))], "h")
+        assert catalog.missing_manifest_blocks() == []
+
+    def test_get_blocks_returns_present_only(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        assert set(catalog.get_blocks([bid(1), bid(2), bid(3)])) == {bid(1), bid(2)}
+
+    def test_stats_sum_checkpoints_blocks_and_packs(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        catalog.commit_checkpoint(
+            checkpoint("c", size_bytes=2000), [(0, bid(1)), (1000, bid(2))], "h"
+        )
+        stats = catalog.stats()
+        assert (stats.checkpoints, stats.logical_bytes, stats.blocks, stats.packs) == (
+            1,
+            2000,
+            2,
+            1,
+        )
+        assert stats.unique_raw_bytes == 2000

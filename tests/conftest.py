@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ckptstore import CheckpointStore, StoreConfig
+from ckptstore.testing.clock import FakeClock
+
+# Small packs and windows so that tests cross pack and window boundaries cheaply.
+TEST_CONFIG = StoreConfig(
+    pack_target_bytes=512 * 1024,
+    window_bytes=1024 * 1024 + 4093,
+    workers=2,
+    gc_grace_s=60.0,
+    lease_ttl_s=600.0,
+)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def open_store(tmp_path: Path, clock: FakeClock) -> Iterator[Callable[..., CheckpointStore]]:
+    opened: list[CheckpointStore] = []
+
+    def _open(path: Path | None = None, config: StoreConfig = TEST_CONFIG) -> CheckpointStore:
+        store = CheckpointStore.open(path or tmp_path / "store", config=config, clock=clock)
+        opened.append(store)
+        return store
+
+    yield _open
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store: Callable[..., CheckpointStore]) -> CheckpointStore:
+    return open_store()
+
+
+def random_bytes(n: int, seed: int = 0) -> bytes:
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def disk_usage(root: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            total += (Path(dirpath) / name).stat().st_size
+    return total
+
+
+def restore_bytes(store: CheckpointStore, checkpoint_id: str) -> bytes:
+    with store.open_reader(checkpoint_id) as reader:
+        return reader.read()

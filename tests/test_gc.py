@@ -1,0 +1,136 @@
+"""Delete and GC: space comes back, nothing live or leased is ever lost."""
+
+from __future__ import annotations
+
+from ckptstore.store.packs import HEADER
+from tests.conftest import TEST_CONFIG, disk_usage, random_bytes, restore_bytes
+
+MB = 1_000_000
+GRACE = TEST_CONFIG.gc_grace_s
+
+
+def test_gc_after_delete_matches_store_that_never_held_it(open_store, tmp_path, clock):
+    shared = random_bytes(6 * MB, seed=10)
+    only_a = random_bytes(6 * MB, seed=11)
+    only_b = random_bytes(6 * MB, seed=12)
+    a_data, b_data = shared + only_a, only_b + shared
+
+    both = open_store(tmp_path / "both")
+    a = both.put("job", a_data)
+    b = both.put("job", b_data)
+    both.delete(a.checkpoint_id)
+    clock.advance(GRACE + 1)
+    report = both.gc()
+    assert report.blocks_removed > 0
+
+    never = open_store(tmp_path / "never")
+    never.put("job", b_data)
+    used, baseline = disk_usage(tmp_path / "both"), disk_usage(tmp_path / "never")
+    assert abs(used - baseline) <= 0.05 * baseline
+    assert restore_bytes(both, b.checkpoint_id) == b_data
+    assert both.verify(read_data=True).ok
+
+
+def test_gc_within_grace_keeps_deleted_blocks(store, clock):
+    ck = store.put("job", random_bytes(2 * MB, seed=1))
+    before = store.stats().stored_bytes
+    store.delete(ck.checkpoint_id)
+    clock.advance(GRACE - 1)
+    assert store.gc().blocks_removed == 0
+    assert store.stats().stored_bytes == before
+    clock.advance(2)
+    report = store.gc()
+    assert report.blocks_removed > 0 and report.packs_deleted > 0
+    assert store.stats().stored_bytes == 0
+
+
+def test_deleting_everything_empties_the_store(store, clock, tmp_path):
+    ids = [store.put("job", random_bytes(MB, seed=i)).checkpoint_id for i in range(3)]
+    for checkpoint_id in ids:
+        store.delete(checkpoint_id)
+    clock.advance(GRACE + 1)
+    store.gc()
+    stats = store.stats()
+    assert (stats.blocks, stats.packs, stats.stored_bytes) == (0, 0, 0)
+    assert list(store.context.blocks.list()) == []
+
+
+def test_partially_dead_pack_is_compacted(open_store, tmp_path, clock):
+    from dataclasses import replace
+
+    store = open_store(config=replace(TEST_CONFIG, pack_target_bytes=64 * MB))
+    keep_part = random_bytes(2 * MB, seed=20)
+    drop_part = random_bytes(2 * MB, seed=21)
+    both = store.put("job", keep_part + drop_part)  # one pack holds both halves
+    keep = store.put("job", keep_part)
+    store.delete(both.checkpoint_id)
+    clock.advance(GRACE + 1)
+    report = store.gc()
+    assert report.packs_compacted == 1
+    packs = store.context.catalog.pack_usage()
+    assert all(p.size - HEADER.size == p.live_bytes for p in packs)  # nothing dead left
+    assert sum(p.size for p in packs) < 2.2 * MB
+    assert restore_bytes(store, keep.checkpoint_id) == keep_part
+    assert store.verify(read_data=True).ok
+
+
+def test_reader_survives_compaction_of_its_pack(open_store, clock):
+    from dataclasses import replace
+
+    store = open_store(config=replace(TEST_CONFIG, pack_target_bytes=64 * MB, readahead_blocks=0))
+    keep_part, drop_part = random_bytes(2 * MB, seed=30), random_bytes(2 * MB, seed=31)
+    both = store.put("job", drop_part + keep_part)
+    keep = store.put("job", keep_part)
+    reader = store.open_reader(keep.checkpoint_id)  # holds pre-compaction locations
+    store.delete(both.checkpoint_id)
+    clock.advance(GRACE + 1)
+    assert store.gc().packs_compacted == 1
+    assert reader.read() == keep_part
+    reader.close()
+
+
+def test_leased_block_survives_gc_and_upload_commits(store, clock):
+    data = random_bytes(3 * MB, seed=40)
+    old = store.put("job", data)
+    ids = [rec.block_id for _, rec in store.context.catalog.manifest(old.checkpoint_id)]
+    upload = store.begin_upload("job")
+    assert upload.missing(ids) == []  # every block present, now leased
+    store.delete(old.checkpoint_id)
+    clock.advance(GRACE + 1)  # past the grace period, within the lease
+    assert store.gc().blocks_removed == 0
+    new = upload.commit(ids)
+    assert restore_bytes(store, new.checkpoint_id) == data
+
+
+def test_expired_lease_no_longer_protects(store, clock):
+    data = random_bytes(MB, seed=41)
+    old = store.put("job", data)
+    ids = [rec.block_id for _, rec in store.context.catalog.manifest(old.checkpoint_id)]
+    upload = store.begin_upload("job")
+    upload.missing(ids)
+    store.delete(old.checkpoint_id)
+    clock.advance(TEST_CONFIG.lease_ttl_s + 1)
+    assert store.gc().blocks_removed == len(set(ids))
+    import pytest
+
+    from ckptstore.errors import BlocksNotUploaded
+
+    with pytest.raises(BlocksNotUploaded):
+        upload.commit(ids)
+
+
+def test_orphan_pack_and_temp_files_are_reclaimed_after_grace(store, clock):
+    blocks = store.context.blocks
+    store.put("job", random_bytes(MB, seed=50))
+    blocks.put("deadbeef00", b"a pack the catalog never heard of")
+    temp = blocks.root / "de" / "deadbeef01.pack.tmp-x"
+    temp.write_bytes(b"half a pack")
+    import os
+
+    os.utime(temp, (clock.now, clock.now))
+    os.utime(blocks.root / "de" / "deadbeef00.pack", (clock.now, clock.now))
+    assert store.gc().orphan_packs_deleted == 0
+    clock.advance(GRACE + 1)
+    report = store.gc()
+    assert (report.orphan_packs_deleted, report.temp_files_deleted) == (1, 1)
+    assert store.verify(read_data=True).ok
