@@ -12,6 +12,8 @@
     │   ├── CheckpointNotFound
     │   ├── UploadNotFound
     │   └── PackNotFound
+    ├── Conflict                              the request clashes with what exists
+    │   └── CheckpointExists
     ├── IntegrityError                        stored data is not what the catalog says
     │   ├── CorruptBlockError                 bytes read back do not hash to their id
     │   └── MissingBlockError                 a referenced block is not stored
@@ -106,6 +108,18 @@ class PackNotFound(NotFound):
     def __init__(self, pack_id: str) -> None:
         self.pack_id = pack_id
         super().__init__(f"pack {pack_id!r} not found in block storage")
+
+
+class Conflict(CkptStoreError):
+    http_status = 409
+    exit_code = 7
+    code = "conflict"
+
+
+class CheckpointExists(Conflict):
+    def __init__(self, checkpoint_id: str) -> None:
+        self.checkpoint_id = checkpoint_id
+        super().__init__(f"checkpoint {checkpoint_id!r} already exists")
 
 
 class IntegrityError(CkptStoreError):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ckptstore.errors import CheckpointNotFound, MissingBlockError
+from ckptstore.errors import CheckpointExists, CheckpointNotFound, MissingBlockError
 from ckptstore.store.catalog.base import BlockRecord, Catalog, CheckpointRecord, ListQuery
 from ckptstore.store.packs import ENTRY, HEADER
 
@@ -84,6 +84,18 @@ class CatalogTests:
         catalog.release_leases("h")
         # block 1 got no reference from the failed commit: it is garbage after the grace
         assert [b.block_id for b in catalog.remove_dead_blocks(NOW + 10, 5)] == [bid(1)]
+
+    def test_commit_of_existing_id_raises_and_keeps_the_first(self, catalog: Catalog) -> None:
+        self.add(catalog, 1)
+        catalog.commit_checkpoint(checkpoint("c1"), [(0, bid(1))], "h")
+        with pytest.raises(CheckpointExists):
+            catalog.commit_checkpoint(
+                checkpoint("c1", name="other"), [(0, bid(1)), (0, bid(1))], "h"
+            )
+        assert catalog.get_checkpoint("c1").name == "c1"
+        assert len(catalog.manifest("c1")) == 1
+        catalog.delete_checkpoint("c1", NOW)
+        assert len(catalog.remove_dead_blocks(NOW + 1, 0)) == 1  # refcount went back to 0
 
     def test_empty_manifest_commits(self, catalog: Catalog) -> None:
         catalog.commit_checkpoint(checkpoint("empty", size_bytes=0), [], "h")

@@ -10,7 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ckptstore.errors import CheckpointNotFound, FormatError, MissingBlockError
+from ckptstore.errors import (
+    CheckpointExists,
+    CheckpointNotFound,
+    FormatError,
+    MissingBlockError,
+)
 from ckptstore.store.catalog.base import (
     BlockRecord,
     Catalog,
@@ -282,6 +287,10 @@ class SQLiteCatalog(Catalog):
             if cur.rowcount != len(counts):
                 missing = [b.hex() for b in counts if not self._has_block(conn, b)]
                 raise MissingBlockError(missing)  # rolls back the increments
+            if conn.execute(
+                "SELECT 1 FROM checkpoints WHERE checkpoint_id = ?", (record.checkpoint_id,)
+            ).fetchone():
+                raise CheckpointExists(record.checkpoint_id)
             conn.execute(
                 "INSERT OR IGNORE INTO jobs (job_id, created_at) VALUES (?, ?)",
                 (record.job_id, record.created_at),
