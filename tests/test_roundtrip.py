@@ -141,3 +141,21 @@ def test_reader_works_with_buffered_io(module_store):
 def test_arbitrary_small_data_round_trips(store, data):
     ck = store.put("job_hyp", data)
     assert restore_bytes(store, ck.checkpoint_id) == data
+
+
+def test_chunker_parameters_are_fixed_at_creation(open_store, tmp_path):
+    from dataclasses import replace
+
+    from ckptstore.store.chunking import ChunkerParams
+    from tests.conftest import TEST_CONFIG
+
+    small = ChunkerParams(min_size=16 * 1024, avg_size=64 * 1024, max_size=256 * 1024)
+    store = open_store(tmp_path / "s", config=replace(TEST_CONFIG, chunker=small))
+    data = random_bytes(2_000_000, seed=8)
+    ck = store.put("job", data)
+    store.close()
+    reopened = open_store(tmp_path / "s")  # default config: the store keeps its own parameters
+    assert reopened.context.chunker == small
+    again = reopened.put("job", data)
+    assert again.stored_bytes == 0
+    assert restore_bytes(reopened, ck.checkpoint_id) == data

@@ -39,7 +39,7 @@ from ckptstore.store.catalog import (
     SQLiteCatalog,
 )
 from ckptstore.store.catalog.base import CHECKPOINT_STATUSES
-from ckptstore.store.chunking import DEFAULT_CHUNKER, ChunkerParams
+from ckptstore.store.chunking import ChunkerParams
 from ckptstore.store.codecs import BlockCodec
 from ckptstore.store.context import Clock, StoreConfig, StoreContext
 from ckptstore.store.gc import GcReport, collect_garbage
@@ -97,7 +97,7 @@ class CheckpointStore:
         lock_dir: Path | None = None,
     ) -> None:
         config = config or StoreConfig()
-        chunker = _persisted_chunker(catalog)
+        chunker = _persisted_chunker(catalog, config.chunker)
         self._ctx = StoreContext(
             catalog=catalog,
             blocks=blocks,
@@ -311,12 +311,13 @@ class CheckpointStore:
         )
 
 
-def _persisted_chunker(catalog: Catalog) -> ChunkerParams:
+def _persisted_chunker(catalog: Catalog, for_new_store: ChunkerParams) -> ChunkerParams:
+    """The store's chunker parameters: recorded at creation, never changed after."""
     version = int(catalog.set_setting_if_absent("format_version", str(FORMAT_VERSION)))
     if version != FORMAT_VERSION:
         raise FormatError(f"store format version {version}; this ckptstore reads {FORMAT_VERSION}")
     stored = json.loads(
-        catalog.set_setting_if_absent("chunker", json.dumps(DEFAULT_CHUNKER.as_dict()))
+        catalog.set_setting_if_absent("chunker", json.dumps(for_new_store.as_dict()))
     )
     if stored.get("algorithm_version") != 1:
         raise FormatError(f"unknown chunker algorithm version {stored.get('algorithm_version')}")

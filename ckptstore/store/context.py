@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ckptstore.store.blockstore.base import BlockStore
 from ckptstore.store.catalog.base import Catalog
-from ckptstore.store.chunking import ChunkerParams
+from ckptstore.store.chunking import DEFAULT_CHUNKER, ChunkerParams
 from ckptstore.store.codecs import DEFAULT_ZSTD_LEVEL, BlockCodec
 
 Clock = Callable[[], float]
@@ -26,7 +26,8 @@ class StoreConfig:
     gc_grace_s: float = 3600.0
     compact_dead_fraction: float = 0.05
     readahead_blocks: int = 8
-    window_bytes: int = 16 * 1024 * 1024  # stream bytes cut and hashed per step
+    window_bytes: int = 4 * 1024 * 1024  # stream bytes cut and hashed per step (bench)
+    chunker: ChunkerParams = DEFAULT_CHUNKER  # used when a store is created; then persisted
 
 
 @dataclass

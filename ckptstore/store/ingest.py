@@ -1,12 +1,14 @@
 """The write path: windows -> FastCDC blocks -> BLAKE3 ids -> dedup -> zstd -> packs.
 
 Hashing and compression run in the store's thread pool (both release the
-GIL). Window k's blocks are compressed while window k+1 is read, cut and
-hashed, so both cores stay busy; at most two windows are in memory.
+GIL). Three windows are in flight: window k is read and cut on the calling
+thread while window k-1 is hashed and window k-2 compressed by the pool, so
+every core stays busy; packs are sealed on a background thread.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -18,6 +20,7 @@ from ckptstore.store.sources import WindowSource
 from ckptstore.store.writer import PackWriter
 
 _Staged = list[tuple[bytes, int, "Future[tuple[Codec, bytes | memoryview]]"]]
+_Hashing = tuple[list[int], list[memoryview], Iterator[bytes]]
 
 
 @dataclass(frozen=True)
@@ -40,26 +43,41 @@ class Ingest:
         self._new_blocks = 0
 
     def run(self, source: WindowSource) -> IngestResult:
+        try:
+            return self._run(source)
+        finally:
+            self._writer.close()
+
+    def _run(self, source: WindowSource) -> IngestResult:
         manifest: list[tuple[int, bytes]] = []
         carry = memoryview(b"")
-        offset = 0  # logical offset of the current window's first byte
-        in_flight: _Staged = []
+        offset = 0  # logical offset of the next window's first byte (its carry included)
         eof = False
-        while not eof:
-            window, eof = source.next_window(carry)
-            ends = self._chunker.cut(window, final=eof)
-            starts = [0, *ends[:-1]] if ends else []
-            views = [window[start:end] for start, end in zip(starts, ends, strict=True)]
-            ids = list(self._ctx.pool.map(block_id, views))
-            staged = self._stage(ids, views)
-            self._store(in_flight)
-            in_flight = staged
-            manifest.extend((offset + start, bid) for start, bid in zip(starts, ids, strict=True))
-            consumed = ends[-1] if ends else 0
-            carry = window[consumed:]
-            offset += consumed
-        self._store(in_flight)
-        self._writer.seal()
+        hashing: _Hashing | None = None  # the previous window, its ids being computed
+        encoding: _Staged = []  # the window before that, its new blocks being compressed
+        while True:
+            cut: _Hashing | None = None
+            if not eof:
+                window, eof = source.next_window(carry)
+                ends = self._chunker.cut(window, final=eof)
+                starts = [0, *ends[:-1]] if ends else []
+                views = [window[start:end] for start, end in zip(starts, ends, strict=True)]
+                cut = ([offset + s for s in starts], views, self._ctx.pool.map(block_id, views))
+                consumed = ends[-1] if ends else 0
+                carry = window[consumed:]
+                offset += consumed
+            if hashing is not None:
+                offsets, views, ids_iter = hashing
+                ids = list(ids_iter)
+                manifest.extend(zip(offsets, ids, strict=True))
+                staged = self._stage(ids, views)
+                self._store(encoding)
+                encoding = staged
+            if cut is None:
+                break
+            hashing = cut
+        self._store(encoding)
+        self._writer.finish()
         return IngestResult(manifest, offset, self._writer.stored_bytes, self._new_blocks)
 
     def _stage(self, ids: list[bytes], views: list[memoryview]) -> _Staged:

@@ -40,15 +40,28 @@ class PackEntry:
 
 
 class PackBuilder:
-    """Accumulates encoded blocks into the bytes of one pack."""
+    """Accumulates encoded blocks into the bytes of one pack.
 
-    def __init__(self) -> None:
-        self._buf = bytearray(HEADER.pack(PACK_MAGIC, PACK_VERSION, 0, 0))
+    ``buffer`` may be handed in for reuse (its old contents are overwritten);
+    it grows only if the pack outgrows it.
+    """
+
+    def __init__(self, buffer: bytearray | None = None) -> None:
+        self.buffer = buffer if buffer is not None else bytearray(HEADER.size)
+        self._size = HEADER.size
+        self.buffer[: HEADER.size] = HEADER.pack(PACK_MAGIC, PACK_VERSION, 0, 0)
         self.entries: list[PackEntry] = []
 
     @property
     def size(self) -> int:
-        return len(self._buf)
+        return self._size
+
+    def _append(self, data: bytes | memoryview) -> None:
+        end = self._size + len(data)
+        if end > len(self.buffer):
+            self.buffer.extend(bytes(max(end - len(self.buffer), len(self.buffer) // 4)))
+        self.buffer[self._size : end] = data
+        self._size = end
 
     def add(
         self,
@@ -59,16 +72,16 @@ class PackBuilder:
         base_id: bytes | None = None,
     ) -> PackEntry:
         flags = FLAG_HAS_BASE if base_id is not None else 0
-        entry = PackEntry(block_id, len(self._buf), len(payload), raw_len, codec, base_id)
-        self._buf += ENTRY.pack(
-            block_id, base_id or NO_BASE, codec, flags, 0, raw_len, len(payload)
+        entry = PackEntry(block_id, self._size, len(payload), raw_len, codec, base_id)
+        self._append(
+            ENTRY.pack(block_id, base_id or NO_BASE, codec, flags, 0, raw_len, len(payload))
         )
-        self._buf += payload
+        self._append(payload)
         self.entries.append(entry)
         return entry
 
     def getbuffer(self) -> memoryview:
-        return memoryview(self._buf)
+        return memoryview(self.buffer)[: self._size]
 
 
 def check_header(data: bytes | memoryview) -> None:

@@ -3,7 +3,12 @@
 A source may be bytes-like, a path, a binary file object (``readinto`` or
 ``read``) or an iterable of byte chunks of unknown total length. Each window
 starts with the unfinished tail of the previous one (the carry), so the
-chunker sees the stream without gaps; memory stays bounded by the window size.
+chunker sees the stream without gaps.
+
+Window buffers are reused round-robin: a window's memory is overwritten
+``WINDOWS_IN_FLIGHT`` windows later, so a caller may keep views into the last
+``WINDOWS_IN_FLIGHT - 1`` windows and no longer. Memory stays flat however
+long the stream (fresh multi-MB buffers per window fragment the C heap).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ckptstore.errors import InvalidArgument
+
+WINDOWS_IN_FLIGHT = 3
 
 Source = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO | Iterable[bytes]
 
@@ -42,14 +49,34 @@ class _MemorySource:
         self._view.release()
 
 
+class _BufferRing:
+    """``WINDOWS_IN_FLIGHT`` reusable buffers, handed out in turn."""
+
+    def __init__(self) -> None:
+        self._buffers: list[bytearray] = [bytearray() for _ in range(WINDOWS_IN_FLIGHT)]
+        self._next = 0
+
+    def take(self, carry: memoryview, size: int) -> memoryview:
+        """A buffer of ``len(carry) + size`` bytes that starts with a copy of ``carry``."""
+        index = self._next
+        self._next = (index + 1) % WINDOWS_IN_FLIGHT
+        needed = len(carry) + size
+        if len(self._buffers[index]) < needed:
+            self._buffers[index] = bytearray(needed)
+        buf = memoryview(self._buffers[index])[:needed]
+        buf[: len(carry)] = carry
+        return buf
+
+
 class _FileSource:
-    """A binary file object; each window is a fresh buffer filled by ``readinto``."""
+    """A binary file object, read with ``readinto`` (or ``read``) into reused buffers."""
 
     def __init__(self, file: BinaryIO, window_size: int, owned: bool) -> None:
         self._file = file
         self._window_size = window_size
         self._owned = owned
         self._readinto = getattr(file, "readinto", None)
+        self._ring = _BufferRing()
 
     def _fill(self, view: memoryview) -> int:
         filled = 0
@@ -66,8 +93,7 @@ class _FileSource:
         return filled
 
     def next_window(self, carry: memoryview) -> tuple[memoryview, bool]:
-        buf = memoryview(bytearray(len(carry) + self._window_size))
-        buf[: len(carry)] = carry
+        buf = self._ring.take(carry, self._window_size)
         filled = self._fill(buf[len(carry) :])
         return buf[: len(carry) + filled], filled < self._window_size
 
@@ -77,16 +103,16 @@ class _FileSource:
 
 
 class _IterableSource:
-    """An iterable of byte chunks of any sizes, copied into windows."""
+    """An iterable of byte chunks of any sizes, copied into reused buffers."""
 
     def __init__(self, chunks: Iterable[bytes], window_size: int) -> None:
         self._chunks: Iterator[bytes] = iter(chunks)
         self._window_size = window_size
         self._leftover = memoryview(b"")
+        self._ring = _BufferRing()
 
     def next_window(self, carry: memoryview) -> tuple[memoryview, bool]:
-        buf = memoryview(bytearray(len(carry) + self._window_size))
-        buf[: len(carry)] = carry
+        buf = self._ring.take(carry, self._window_size)
         pos = len(carry)
         while pos < len(buf):
             if not self._leftover:

@@ -48,7 +48,7 @@ class Upload:
 
     def commit(self, block_ids: list[bytes]) -> CheckpointRecord:
         """Make the checkpoint whose bytes are the concatenation of ``block_ids``."""
-        self._writer.seal()
+        self._writer.finish()
         lengths = {bid: n for bid in block_ids if (n := self._writer.raw_len(bid)) is not None}
         others = [bid for bid in dict.fromkeys(block_ids) if bid not in lengths]
         found = self._ctx.catalog.get_blocks(others)
@@ -63,10 +63,12 @@ class Upload:
             offset += lengths[bid]
         record = self._commit(manifest, offset, self._writer.stored_bytes)
         self.done = True
+        self._writer.close()
         return record
 
     def abort(self) -> None:
         """Give up: leases go now, blocks already written are reclaimed by GC."""
+        self._writer.close()
         self._ctx.catalog.release_leases(self.upload_id)
         self.done = True
 
