@@ -21,6 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/python -m bench.chunk_params
 	$(BIN)/python -m bench.engine
 
 lint: $(STAMP)
