@@ -134,3 +134,23 @@ def test_orphan_pack_and_temp_files_are_reclaimed_after_grace(store, clock):
     report = store.gc()
     assert (report.orphan_packs_deleted, report.temp_files_deleted) == (1, 1)
     assert store.verify(read_data=True).ok
+
+
+def test_long_upload_renews_its_leases(store, clock):
+    data = random_bytes(MB, seed=60)
+    old = store.put("job", data)
+    ids = [rec.block_id for _, rec in store.context.catalog.manifest(old.checkpoint_id)]
+    upload = store.begin_upload("job")
+    assert upload.missing(ids) == []
+    store.delete(old.checkpoint_id)
+    for _ in range(4):  # the client keeps working for longer than one lease TTL
+        clock.advance(TEST_CONFIG.lease_ttl_s / 2)
+        upload.put_block(*_block(b"keepalive"))
+        assert store.gc().blocks_removed == 0
+    assert restore_bytes(store, upload.commit(ids).checkpoint_id) == data
+
+
+def _block(data: bytes) -> tuple[bytes, bytes]:
+    from ckptstore.store.ids import block_id
+
+    return block_id(data), data

@@ -16,6 +16,7 @@ from ckptstore.store.chunking import Chunker
 from ckptstore.store.codecs import Codec
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id
+from ckptstore.store.leases import LeaseKeeper
 from ckptstore.store.sources import WindowSource
 from ckptstore.store.writer import PackWriter
 
@@ -39,7 +40,7 @@ class Ingest:
         self._writer = PackWriter(ctx, holder)
         self._chunker = Chunker(ctx.chunker)
         self._seen: set[bytes] = set()  # ids leased from the catalog or written by us
-        self._renewed_at = ctx.clock()
+        self._leases = LeaseKeeper(ctx, holder)
         self._new_blocks = 0
 
     def run(self, source: WindowSource) -> IngestResult:
@@ -82,18 +83,14 @@ class Ingest:
 
     def _stage(self, ids: list[bytes], views: list[memoryview]) -> _Staged:
         """Lease the blocks the store has; start compressing the ones it lacks."""
+        self._leases.expires_at()  # renews this ingest's leases when they need it
         first_view: dict[bytes, memoryview] = {}
         for bid, view in zip(ids, views, strict=True):
             if bid not in self._seen and bid not in first_view:
                 first_view[bid] = view
         if not first_view:
             return []
-        now = self._ctx.clock()
-        ttl = self._ctx.config.lease_ttl_s
-        if now - self._renewed_at > ttl / 3:
-            self._ctx.catalog.renew_leases(self._writer.holder, now + ttl)
-            self._renewed_at = now
-        present = self._ctx.catalog.lease_existing(list(first_view), self._writer.holder, now + ttl)
+        present = self._leases.lease_existing(list(first_view))
         self._seen.update(first_view)
         encode = self._ctx.codec.encode
         return [

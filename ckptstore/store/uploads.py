@@ -14,6 +14,7 @@ from ckptstore.errors import BlockHashMismatch, BlocksNotUploaded
 from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id, new_upload_id
+from ckptstore.store.leases import LeaseKeeper
 from ckptstore.store.writer import PackWriter
 
 CommitFn = Callable[[list[tuple[int, bytes]], int, int], CheckpointRecord]
@@ -27,15 +28,13 @@ class Upload:
         self._commit = commit
         self.upload_id = new_upload_id()
         self._writer = PackWriter(ctx, self.upload_id)
-        self._leased: set[bytes] = set()
+        self._leases = LeaseKeeper(ctx, self.upload_id)
         self.done = False
 
     def missing(self, block_ids: list[bytes]) -> list[bytes]:
         """The ids among ``block_ids`` the store lacks, in first-seen order; leases the rest."""
         wanted = [bid for bid in dict.fromkeys(block_ids) if bid not in self._writer]
-        expires_at = self._ctx.clock() + self._ctx.config.lease_ttl_s
-        present = self._ctx.catalog.lease_existing(wanted, self.upload_id, expires_at)
-        self._leased |= present
+        present = self._leases.lease_existing(wanted)
         return [bid for bid in wanted if bid not in present]
 
     def put_block(self, claimed_id: bytes, data: bytes | memoryview) -> None:
@@ -43,6 +42,7 @@ class Upload:
         actual = block_id(data)
         if actual != claimed_id:
             raise BlockHashMismatch(claimed_id.hex(), actual.hex())
+        self._leases.expires_at()  # a slow upload keeps its leases alive
         codec, payload = self._ctx.codec.encode(memoryview(data))
         self._writer.add(claimed_id, codec, len(data), payload)
 

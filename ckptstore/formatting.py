@@ -1,0 +1,22 @@
+"""How sizes and times are shown to people (the API's own conventions)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+_UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
+
+
+def human_size(n_bytes: int) -> str:
+    """Decimal units with one decimal, as the checkpoint API shows them: ``2.3GB``."""
+    value = float(n_bytes)
+    for unit in _UNITS:
+        if value < 1000 or unit == _UNITS[-1]:
+            return f"{n_bytes}B" if unit == "B" else f"{value:.1f}{unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def iso_time(seconds: float) -> str:
+    """ISO 8601 in UTC with a ``Z``: ``2024-01-15T20:30:00Z``."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,144 @@
+"""The ckptstore command on an embedded store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ckptstore.cli.main import app
+from ckptstore.formatting import human_size, iso_time
+from tests.conftest import random_bytes
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"CKPTSTORE_STORE": str(tmp_path / "store")}
+
+
+def run(env: dict[str, str], *args: str):
+    return runner.invoke(app, list(args), env=env)
+
+
+def test_push_ls_pull_round_trip(tmp_path, env):
+    data = random_bytes(2_000_000, seed=1)
+    src = tmp_path / "model.pt"
+    src.write_bytes(data)
+    pushed = run(
+        env,
+        "push",
+        str(src),
+        "--job",
+        "job_cli",
+        "--epoch",
+        "2",
+        "--metric",
+        "loss=0.5",
+        "--metric",
+        "validationLoss=0.7",
+        "--json",
+    )
+    assert pushed.exit_code == 0, pushed.output
+    record = json.loads(pushed.output)
+    assert record["epoch"] == 2 and record["metrics"] == {"loss": 0.5, "validationLoss": 0.7}
+
+    listed = json.loads(run(env, "ls", "job_cli", "--sort-by", "validationLoss", "--json").output)
+    assert listed["totalCount"] == 1
+    assert listed["checkpoints"][0]["checkpoint_id"] == record["checkpoint_id"]
+
+    out = tmp_path / "restored.bin"
+    pulled = run(env, "pull", record["checkpoint_id"], "-o", str(out))
+    assert pulled.exit_code == 0, pulled.output
+    assert out.read_bytes() == data
+
+    assert run(env, "verify", "--read-data").exit_code == 0
+    assert json.loads(run(env, "stats", "--json").output)["checkpoints"] == 1
+    assert json.loads(run(env, "jobs", "--json").output) == ["job_cli"]
+
+
+def test_ls_without_metrics_omits_them(tmp_path, env):
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"abc")
+    run(env, "push", str(src), "--job", "j", "--metric", "loss=1")
+    listed = json.loads(run(env, "ls", "j", "--no-metrics", "--json").output)
+    assert "metrics" not in listed["checkpoints"][0]
+
+
+def test_rm_then_show_fails_with_not_found_exit_code(tmp_path, env):
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"abc")
+    checkpoint_id = json.loads(run(env, "push", str(src), "--job", "j", "--json").output)[
+        "checkpoint_id"
+    ]
+    assert run(env, "rm", checkpoint_id).exit_code == 0
+    shown = run(env, "show", checkpoint_id)
+    assert shown.exit_code == 3
+    assert "not found" in shown.output and "Traceback" not in shown.output
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["ls", "bad job"], 2, "invalid jobId"),
+        (["ls", "j", "--limit", "0"], 2, "invalid limit"),
+        (["push", "/nonexistent/file", "--job", "j"], 1, "No such file"),
+        (["push", "-", "--job", "j", "--metric", "loss"], 2, "KEY=NUMBER"),
+        (["push", "-", "--job", "j", "--type", "weekly"], 2, "invalid type"),
+    ],
+)
+def test_user_mistakes_get_one_line_and_exit_code(env, args, code, message):
+    result = run(env, *args)
+    assert result.exit_code == code, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_verify_exits_4_on_damage(tmp_path, env):
+    src = tmp_path / "a.bin"
+    src.write_bytes(random_bytes(300_000, seed=2))
+    run(env, "push", str(src), "--job", "j")
+    (pack,) = (tmp_path / "store" / "packs").glob("*/*.pack")
+    raw = bytearray(pack.read_bytes())
+    raw[-100] ^= 1
+    pack.write_bytes(bytes(raw))
+    result = run(env, "verify", "--read-data")
+    assert result.exit_code == 4
+    assert "corrupt_block" in result.output
+
+
+def test_installed_command_runs_as_a_subprocess(tmp_path):
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"x" * 100_000)
+    script = Path(sys.executable).parent / "ckptstore"
+    store = str(tmp_path / "store")
+    pushed = subprocess.run(
+        [str(script), "push", str(src), "--job", "j", "--store", store, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    checkpoint_id = json.loads(pushed.stdout)["checkpoint_id"]
+    pulled = subprocess.run(
+        [str(script), "pull", checkpoint_id, "-o", "-", "--store", store],
+        capture_output=True,
+        check=True,
+    )
+    assert pulled.stdout == b"x" * 100_000
+
+
+@pytest.mark.parametrize(
+    "n, text",
+    [(0, "0B"), (999, "999B"), (1000, "1.0KB"), (2_300_000_000, "2.3GB"), (27.6e9, "27.6GB")],
+)
+def test_human_size_uses_decimal_units(n, text):
+    assert human_size(int(n)) == text
+
+
+def test_iso_time_is_utc_with_z():
+    assert iso_time(1705350600) == "2024-01-15T20:30:00Z"

@@ -1,0 +1,66 @@
+"""Several threads and several processes ingesting into one store at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from ckptstore import CheckpointStore
+from tests.conftest import TEST_CONFIG, random_bytes, restore_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 1_000_000
+SHARED = 2 * MB
+
+
+def overlapping(i: int) -> bytes:
+    """Every writer's data shares the same prefix, so writers race to store it."""
+    return random_bytes(SHARED, seed=500) + random_bytes(MB, seed=600 + i)
+
+
+def test_threads_ingesting_overlapping_data(store):
+    with ThreadPoolExecutor(4) as pool:
+        records = list(pool.map(lambda i: store.put("job", overlapping(i), epoch=i), range(8)))
+    for i, record in enumerate(records):
+        assert restore_bytes(store, record.checkpoint_id) == overlapping(i)
+    assert store.verify(read_data=True).ok
+    assert store.stats().unique_raw_bytes < SHARED + 8 * 1.4 * MB
+
+
+CHILD = """
+import sys
+from ckptstore import CheckpointStore
+from tests.conftest import TEST_CONFIG
+from tests.test_concurrency import overlapping
+store = CheckpointStore.open(sys.argv[1], config=TEST_CONFIG)
+for i in range(int(sys.argv[2]), int(sys.argv[2]) + 3):
+    print(store.put("job", overlapping(i), epoch=i).checkpoint_id, i, flush=True)
+store.close()
+"""
+
+
+def test_processes_ingesting_into_one_store(tmp_path):
+    store_dir = tmp_path / "store"
+    CheckpointStore.open(store_dir, config=TEST_CONFIG).close()  # create it once
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(store_dir), str(start)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for start in (0, 3, 6)
+    ]
+    written: dict[str, int] = {}
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+        written.update((line.split()[0], int(line.split()[1])) for line in out.splitlines())
+    assert len(written) == 9
+    with CheckpointStore.open(store_dir, config=TEST_CONFIG) as store:
+        for checkpoint_id, i in written.items():
+            assert restore_bytes(store, checkpoint_id) == overlapping(i)
+        assert store.verify(read_data=True).ok
