@@ -73,8 +73,15 @@ def file_copy(src: str, dst: str) -> float:
     return mb_per_s(os.path.getsize(src), copy)
 
 
-def engine(path: str, store_dir: str, config: StoreConfig) -> dict[str, float]:
+def engine(path: str, store_dir: str, config: StoreConfig, runs: int = 2) -> dict[str, float]:
+    """Best of ``runs`` fresh-store runs for each figure (the first run pays for warm-up)."""
+    results = [_engine_once(path, store_dir, config) for _ in range(runs)]
+    return {key: max(r[key] for r in results) for key in results[0]}
+
+
+def _engine_once(path: str, store_dir: str, config: StoreConfig) -> dict[str, float]:
     shutil.rmtree(store_dir, ignore_errors=True)
+    os.sync()  # no writeback of earlier runs competing with this one
     n = os.path.getsize(path)
     out: dict[str, float] = {}
     with CheckpointStore.open(store_dir, config=config) as store:
@@ -115,6 +122,7 @@ def main() -> None:
 
     config = StoreConfig()
     path = str(write_file(WORK / "weights.bin", float32_weights(args.size_mb * MB, seed=1)))
+    os.sync()
     data = Path(path).read_bytes()
     lim = limits(data, config.workers, config.zstd_level)
     del data
