@@ -10,10 +10,12 @@
     │   └── UnknownSortKey
     ├── NotFound (KeyError)                   the thing named does not exist
     │   ├── CheckpointNotFound
-    │   ├── UploadNotFound
+    │   ├── EndpointNotFound
     │   └── PackNotFound
     ├── Conflict                              the request clashes with what exists
-    │   └── CheckpointExists
+    │   ├── CheckpointExists
+    │   ├── CheckpointPinned                  an endpoint serves it
+    │   └── CheckpointNotReady                it has no data yet (pending)
     ├── IntegrityError                        stored data is not what the catalog says
     │   ├── CorruptBlockError                 bytes read back do not hash to their id
     │   └── MissingBlockError                 a referenced block is not stored
@@ -98,10 +100,10 @@ class CheckpointNotFound(NotFound):
         super().__init__(f"checkpoint {checkpoint_id!r} not found")
 
 
-class UploadNotFound(NotFound):
-    def __init__(self, upload_id: str) -> None:
-        self.upload_id = upload_id
-        super().__init__(f"upload {upload_id!r} not found (finished, aborted or expired)")
+class EndpointNotFound(NotFound):
+    def __init__(self, endpoint_id: str) -> None:
+        self.endpoint_id = endpoint_id
+        super().__init__(f"endpoint {endpoint_id!r} not found")
 
 
 class PackNotFound(NotFound):
@@ -120,6 +122,22 @@ class CheckpointExists(Conflict):
     def __init__(self, checkpoint_id: str) -> None:
         self.checkpoint_id = checkpoint_id
         super().__init__(f"checkpoint {checkpoint_id!r} already exists")
+
+
+class CheckpointPinned(Conflict):
+    def __init__(self, checkpoint_id: str, endpoint_ids: list[str]) -> None:
+        self.checkpoint_id = checkpoint_id
+        self.endpoint_ids = endpoint_ids
+        super().__init__(
+            f"checkpoint {checkpoint_id!r} is deployed by endpoint(s) {', '.join(endpoint_ids)};"
+            " delete the endpoint(s) first"
+        )
+
+
+class CheckpointNotReady(Conflict):
+    def __init__(self, checkpoint_id: str) -> None:
+        self.checkpoint_id = checkpoint_id
+        super().__init__(f"checkpoint {checkpoint_id!r} is pending: no data has been uploaded")
 
 
 class IntegrityError(CkptStoreError):

@@ -48,9 +48,10 @@ def test_push_ls_pull_round_trip(tmp_path, env):
     record = json.loads(pushed.output)
     assert record["epoch"] == 2 and record["metrics"] == {"loss": 0.5, "validationLoss": 0.7}
 
-    listed = json.loads(run(env, "ls", "job_cli", "--sort-by", "validationLoss", "--json").output)
-    assert listed["totalCount"] == 1
-    assert listed["checkpoints"][0]["checkpoint_id"] == record["checkpoint_id"]
+    listed = json.loads(run(env, "ls", "job_cli", "--sort-by", "step", "--json").output)
+    assert listed["totalCount"] == 2  # the checkpoint and its best copy
+    assert {c["type"] for c in listed["checkpoints"]} == {"automatic", "best"}
+    assert record["checkpoint_id"] in {c["checkpoint_id"] for c in listed["checkpoints"]}
 
     out = tmp_path / "restored.bin"
     pulled = run(env, "pull", record["checkpoint_id"], "-o", str(out))
@@ -58,7 +59,7 @@ def test_push_ls_pull_round_trip(tmp_path, env):
     assert out.read_bytes() == data
 
     assert run(env, "verify", "--read-data").exit_code == 0
-    assert json.loads(run(env, "stats", "--json").output)["checkpoints"] == 1
+    assert json.loads(run(env, "stats", "--json").output)["checkpoints"] == 2
     assert json.loads(run(env, "jobs", "--json").output) == ["job_cli"]
 
 

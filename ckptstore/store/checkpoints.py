@@ -21,9 +21,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypedDict, Unpack
 
 from ckptstore.errors import (
+    CheckpointExists,
+    CheckpointNotFound,
+    CheckpointNotReady,
+    EndpointNotFound,
     FormatError,
     InvalidArgument,
     InvalidCheckpointType,
@@ -38,13 +42,20 @@ from ckptstore.store.catalog import (
     ListQuery,
     SQLiteCatalog,
 )
-from ckptstore.store.catalog.base import CHECKPOINT_STATUSES
+from ckptstore.store.catalog.base import EndpointRecord
 from ckptstore.store.chunking import ChunkerParams
 from ckptstore.store.codecs import BlockCodec
 from ckptstore.store.context import Clock, StoreConfig, StoreContext
 from ckptstore.store.gc import GcReport, collect_garbage
-from ckptstore.store.ids import check_checkpoint_id, check_job_id, new_checkpoint_id, new_upload_id
+from ckptstore.store.ids import (
+    check_checkpoint_id,
+    check_job_id,
+    new_checkpoint_id,
+    new_endpoint_id,
+    new_upload_id,
+)
 from ckptstore.store.ingest import Ingest
+from ckptstore.store.policies import JobSettings, apply_policies, job_settings
 from ckptstore.store.restore import CheckpointReader
 from ckptstore.store.sources import Source, open_source
 from ckptstore.store.uploads import Upload
@@ -55,6 +66,19 @@ MAX_LIST_LIMIT = 10_000
 SORT_FIELDS = ("createdAt", "epoch", "step")
 ALWAYS_SORTABLE_METRICS = ("loss", "accuracy")
 _METRIC_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]{0,127}")
+
+
+class CheckpointFields(TypedDict, total=False):
+    """The metadata a caller may give a checkpoint."""
+
+    type: str  # automatic | best | manual | final
+    epoch: int | None
+    step: int | None
+    metrics: dict[str, float] | None
+    name: str | None
+    description: str | None
+
+
 _DEFAULT_NAMES = {
     "automatic": "Automatic Checkpoint",
     "best": "Best Checkpoint",
@@ -145,78 +169,117 @@ class CheckpointStore:
         job_id: str,
         source: Source,
         *,
-        type: str = "automatic",  # noqa: A002 - the API's own word
-        epoch: int | None = None,
-        step: int | None = None,
-        metrics: dict[str, float] | None = None,
-        name: str | None = None,
-        description: str | None = None,
+        tenant: str = "",
         checkpoint_id: str | None = None,
+        **fields: Unpack[CheckpointFields],
     ) -> CheckpointRecord:
-        """Store ``source`` as a new checkpoint of ``job_id``; visible once this returns."""
-        draft = self._draft(job_id, type, epoch, step, metrics, name, description, checkpoint_id)
+        """Store ``source`` as a new checkpoint of ``job_id``; visible once this returns.
+
+        ``fields``: type (automatic, best, manual, final), epoch, step, metrics, name,
+        description. The job's policies (best copy, retention) run after the commit.
+        """
+        return self._ingest(self._draft(job_id, tenant, checkpoint_id, fields), source)
+
+    def create_pending(
+        self, job_id: str, *, tenant: str = "", **fields: Unpack[CheckpointFields]
+    ) -> CheckpointRecord:
+        """Record a checkpoint whose data comes later (``fill`` or ``resume_upload``)."""
+        fields.setdefault("type", "manual")
+        draft = replace(
+            self._draft(job_id, tenant, None, fields),
+            status="pending",
+            created_at=self._ctx.clock(),
+        )
+        self._ctx.catalog.create_checkpoint(draft)
+        return draft
+
+    def fill(self, checkpoint_id: str, source: Source, *, tenant: str = "") -> CheckpointRecord:
+        """Upload the data of a pending checkpoint."""
+        return self._ingest(self._pending(checkpoint_id, tenant), source)
+
+    def begin_upload(
+        self, job_id: str, *, tenant: str = "", **fields: Unpack[CheckpointFields]
+    ) -> Upload:
+        """A dedup-aware upload of a new checkpoint: ``missing`` -> ``put_block`` -> ``commit``."""
+        draft = self._draft(job_id, tenant, None, fields)
+        return self._upload(draft, new_upload_id())
+
+    def resume_upload(self, checkpoint_id: str, *, tenant: str = "") -> Upload:
+        """The dedup-aware upload of a pending checkpoint; any request may resume it."""
+        pending = self._pending(checkpoint_id, tenant)
+        return self._upload(pending, f"upl_{pending.checkpoint_id}")
+
+    def _upload(self, draft: CheckpointRecord, upload_id: str) -> Upload:
+        def commit(manifest: list[tuple[int, bytes]], size: int, stored: int) -> CheckpointRecord:
+            return self._commit(draft, manifest, size, stored, upload_id)
+
+        return Upload(self._ctx, upload_id, draft.tenant_id, commit)
+
+    def _ingest(self, draft: CheckpointRecord, source: Source) -> CheckpointRecord:
         holder = new_upload_id()
         windows = open_source(source, self._ctx.config.window_bytes)
         try:
             result = Ingest(self._ctx, holder).run(windows)
-            record = _with_sizes(draft, result.size_bytes, result.stored_bytes, self._ctx.clock())
-            self._ctx.catalog.commit_checkpoint(record, result.manifest, holder)
+            return self._commit(
+                draft, result.manifest, result.size_bytes, result.stored_bytes, holder
+            )
         except BaseException:
             self._ctx.catalog.release_leases(holder)
             raise
         finally:
             windows.close()
+
+    def _commit(
+        self,
+        draft: CheckpointRecord,
+        manifest: list[tuple[int, bytes]],
+        size: int,
+        stored: int,
+        holder: str,
+    ) -> CheckpointRecord:
+        record = replace(
+            draft,
+            status="ready",
+            size_bytes=size,
+            stored_bytes=stored,
+            created_at=draft.created_at or self._ctx.clock(),
+        )
+        self._ctx.catalog.commit_checkpoint(record, manifest, holder)
+        apply_policies(self._ctx, record)
         return record
 
-    def begin_upload(
-        self,
-        job_id: str,
-        *,
-        type: str = "automatic",  # noqa: A002
-        epoch: int | None = None,
-        step: int | None = None,
-        metrics: dict[str, float] | None = None,
-        name: str | None = None,
-        description: str | None = None,
-        checkpoint_id: str | None = None,
-    ) -> Upload:
-        """A dedup-aware upload: ``missing`` -> ``put_block`` -> ``commit``."""
-        draft = self._draft(job_id, type, epoch, step, metrics, name, description, checkpoint_id)
-
-        def commit(manifest: list[tuple[int, bytes]], size: int, stored: int) -> CheckpointRecord:
-            record = _with_sizes(draft, size, stored, self._ctx.clock())
-            self._ctx.catalog.commit_checkpoint(record, manifest, upload.upload_id)
-            return record
-
-        upload = Upload(self._ctx, commit)
-        return upload
+    def _pending(self, checkpoint_id: str, tenant: str) -> CheckpointRecord:
+        record = self.get(checkpoint_id, tenant=tenant)
+        if record.status != "pending":
+            raise CheckpointExists(checkpoint_id)
+        return record
 
     def _draft(
         self,
         job_id: str,
-        type_: str,
-        epoch: int | None,
-        step: int | None,
-        metrics: dict[str, float] | None,
-        name: str | None,
-        description: str | None,
+        tenant: str,
         checkpoint_id: str | None,
+        fields: CheckpointFields,
     ) -> CheckpointRecord:
         check_job_id(job_id)
+        unknown = set(fields) - set(CheckpointFields.__annotations__)
+        if unknown:
+            raise InvalidArgument(
+                "field", sorted(unknown)[0], ", ".join(CheckpointFields.__annotations__)
+            )
+        type_ = fields.get("type", "automatic")
         if type_ not in CHECKPOINT_TYPES:
             raise InvalidCheckpointType(type_, CHECKPOINT_TYPES)
+        epoch, step = fields.get("epoch"), fields.get("step")
         for label, value in (("epoch", epoch), ("step", step)):
             if value is not None and (
                 not isinstance(value, int) or isinstance(value, bool) or value < 0
             ):
                 raise InvalidArgument(label, value, "a non-negative integer")
-        metrics = _check_metrics(metrics or {})
+        name = fields.get("name")
         if name is None:
-            name = (
-                f"Epoch {epoch} Checkpoint"
-                if type_ == "automatic" and epoch is not None
-                else _DEFAULT_NAMES[type_]
-            )
+            automatic = type_ == "automatic" and epoch is not None
+            name = f"Epoch {epoch} Checkpoint" if automatic else _DEFAULT_NAMES[type_]
         return CheckpointRecord(
             checkpoint_id=check_checkpoint_id(checkpoint_id)
             if checkpoint_id
@@ -224,19 +287,24 @@ class CheckpointStore:
             job_id=job_id,
             type=type_,
             name=name,
-            description=description,
+            description=fields.get("description"),
             epoch=epoch,
             step=step,
-            metrics=metrics,
-            status=CHECKPOINT_STATUSES[1],
+            metrics=_check_metrics(fields.get("metrics") or {}),
+            status="ready",
             size_bytes=0,
             stored_bytes=0,
             created_at=0.0,
+            tenant_id=tenant,
         )
 
     # -- read ------------------------------------------------------------------
-    def get(self, checkpoint_id: str) -> CheckpointRecord:
-        return self._ctx.catalog.get_checkpoint(check_checkpoint_id(checkpoint_id))
+    def get(self, checkpoint_id: str, *, tenant: str = "") -> CheckpointRecord:
+        """One checkpoint; CheckpointNotFound also when another tenant owns it."""
+        record = self._ctx.catalog.get_checkpoint(check_checkpoint_id(checkpoint_id))
+        if record.tenant_id != tenant:
+            raise CheckpointNotFound(checkpoint_id)
+        return record
 
     def list(
         self,
@@ -245,6 +313,8 @@ class CheckpointStore:
         sort_by: str = "createdAt",
         order: str = "desc",
         limit: int | None = 50,
+        tenant: str = "",
+        types: tuple[str, ...] | None = None,
     ) -> CheckpointPage:
         """A page of a job's checkpoints; those lacking the sort metric come last."""
         check_job_id(job_id)
@@ -256,39 +326,94 @@ class CheckpointStore:
             or not 1 <= limit <= MAX_LIST_LIMIT
         ):
             raise InvalidLimit(limit, 1, MAX_LIST_LIMIT)
+        for type_ in types or ():
+            if type_ not in CHECKPOINT_TYPES:
+                raise InvalidCheckpointType(type_, CHECKPOINT_TYPES)
         if sort_by not in SORT_FIELDS and sort_by not in ALWAYS_SORTABLE_METRICS:
-            known = self._ctx.catalog.metric_keys(job_id)
+            known = self._ctx.catalog.metric_keys(tenant, job_id)
             if sort_by not in known:
                 allowed = sorted(set(SORT_FIELDS) | set(ALWAYS_SORTABLE_METRICS) | set(known))
                 raise UnknownSortKey(sort_by, allowed)
         records, total = self._ctx.catalog.list_checkpoints(
-            ListQuery(job_id, sort_by, order == "desc", limit)
+            ListQuery(tenant, job_id, sort_by, order == "desc", limit, types)
         )
         return CheckpointPage(records, total)
 
-    def jobs(self) -> list[str]:
-        return self._ctx.catalog.list_jobs()
+    def jobs(self, *, tenant: str = "") -> list[str]:
+        return self._ctx.catalog.list_jobs(tenant)
 
-    def open_reader(self, checkpoint_id: str) -> CheckpointReader:
+    def job_settings(self, job_id: str, *, tenant: str = "") -> JobSettings:
+        return job_settings(self._ctx, tenant, check_job_id(job_id))
+
+    def set_job_settings(
+        self, job_id: str, settings: JobSettings, *, tenant: str = ""
+    ) -> JobSettings:
+        self._ctx.catalog.set_job_settings(
+            tenant, check_job_id(job_id), settings.as_dict(), self._ctx.clock()
+        )
+        return settings
+
+    def open_reader(self, checkpoint_id: str, *, tenant: str = "") -> CheckpointReader:
         """A seekable binary file of the checkpoint's bytes (verified as read)."""
-        record = self.get(checkpoint_id)
+        record = self.get(checkpoint_id, tenant=tenant)
+        if record.status != "ready":
+            raise CheckpointNotReady(checkpoint_id)
         manifest = self._ctx.catalog.manifest(record.checkpoint_id)
         return CheckpointReader(self._ctx, manifest, record.size_bytes)
 
-    def restore(self, checkpoint_id: str, dest: str | os.PathLike[str] | BinaryIO) -> int:
+    def restore(
+        self, checkpoint_id: str, dest: str | os.PathLike[str] | BinaryIO, *, tenant: str = ""
+    ) -> int:
         """Write the checkpoint's bytes to a path or binary file; returns the byte count."""
-        with self.open_reader(checkpoint_id) as reader:
+        with self.open_reader(checkpoint_id, tenant=tenant) as reader:
             if isinstance(dest, str | os.PathLike):
                 with open(dest, "wb") as out:
                     return _copy(reader, out)
             return _copy(reader, dest)
 
-    # -- delete, gc, verify, stats ----------------------------------------------
-    def delete(self, checkpoint_id: str) -> CheckpointRecord:
-        """Remove a checkpoint; its unshared blocks become garbage for ``gc``."""
-        return self._ctx.catalog.delete_checkpoint(
-            check_checkpoint_id(checkpoint_id), self._ctx.clock()
+    # -- endpoints (records that pin a checkpoint) -------------------------------
+    def deploy(
+        self,
+        checkpoint_id: str,
+        *,
+        name: str,
+        gpu_ids: list[str],
+        worker_count: int,
+        tenant: str = "",
+    ) -> EndpointRecord:
+        """Record an endpoint serving ``checkpoint_id``; the checkpoint is pinned meanwhile."""
+        if isinstance(worker_count, bool) or not isinstance(worker_count, int) or worker_count < 1:
+            raise InvalidArgument("workerCount", worker_count, "a positive integer")
+        record = EndpointRecord(
+            endpoint_id=new_endpoint_id(),
+            tenant_id=tenant,
+            name=name,
+            checkpoint_id=check_checkpoint_id(checkpoint_id),
+            gpu_ids=list(gpu_ids),
+            worker_count=worker_count,
+            status="ready",
+            created_at=self._ctx.clock(),
         )
+        self._ctx.catalog.add_endpoint(record)
+        return record
+
+    def endpoint(self, endpoint_id: str, *, tenant: str = "") -> EndpointRecord:
+        record = self._ctx.catalog.get_endpoint(endpoint_id)
+        if record is None or record.tenant_id != tenant:
+            raise EndpointNotFound(endpoint_id)
+        return record
+
+    def endpoints(self, *, tenant: str = "") -> list[EndpointRecord]:
+        return self._ctx.catalog.list_endpoints(tenant)
+
+    def undeploy(self, endpoint_id: str, *, tenant: str = "") -> None:
+        self._ctx.catalog.delete_endpoint(self.endpoint(endpoint_id, tenant=tenant).endpoint_id)
+
+    # -- delete, gc, verify, stats ----------------------------------------------
+    def delete(self, checkpoint_id: str, *, tenant: str = "") -> CheckpointRecord:
+        """Remove a checkpoint; its unshared blocks become garbage for ``gc``."""
+        record = self.get(checkpoint_id, tenant=tenant)
+        return self._ctx.catalog.delete_checkpoint(record.checkpoint_id, self._ctx.clock())
 
     def gc(self) -> GcReport:
         """Reclaim dead blocks and compact packs; one GC at a time per store."""
@@ -342,11 +467,6 @@ def _check_metrics(metrics: dict[str, float]) -> dict[str, float]:
         ):
             raise InvalidArgument(f"metrics.{key}", value, "a finite number")
     return {key: float(value) for key, value in metrics.items()}
-
-
-def _with_sizes(draft: CheckpointRecord, size: int, stored: int, now: float) -> CheckpointRecord:
-
-    return replace(draft, size_bytes=size, stored_bytes=stored, created_at=now)
 
 
 def _copy(reader: CheckpointReader, out: BinaryIO) -> int:

@@ -53,5 +53,9 @@ def new_pack_id() -> str:
     return secrets.token_hex(16)
 
 
+def new_endpoint_id() -> str:
+    return "ep_" + secrets.token_hex(8)
+
+
 def new_upload_id() -> str:
     return "upl_" + secrets.token_hex(12)

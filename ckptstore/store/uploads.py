@@ -3,7 +3,14 @@
 ``missing`` leases every block the store already has until the upload
 commits or its lease expires, so GC cannot remove a block a client was told
 it need not send. ``put_block`` re-hashes what it receives: bytes can never
-be stored under a wrong id.
+be stored under a wrong id. ``flush`` makes received blocks durable and
+recorded, so an upload may span many requests (and server processes): its
+only state is in the catalog, under the lease holder ``upload_id``.
+
+For a tenant other than the embedded default (``""``), ``missing`` counts as
+present only blocks that the tenant's own checkpoints reference: the answer
+never reveals that another tenant stored some bytes. A block that exists but
+is hidden is uploaded, verified and then simply leased, not stored twice.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from collections.abc import Callable
 from ckptstore.errors import BlockHashMismatch, BlocksNotUploaded
 from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.context import StoreContext
-from ckptstore.store.ids import block_id, new_upload_id
+from ckptstore.store.ids import block_id
 from ckptstore.store.leases import LeaseKeeper
 from ckptstore.store.writer import PackWriter
 
@@ -21,56 +28,93 @@ CommitFn = Callable[[list[tuple[int, bytes]], int, int], CheckpointRecord]
 
 
 class Upload:
-    """One checkpoint's upload session; also a context manager that aborts on error."""
+    """One checkpoint's upload; also a context manager that aborts on error."""
 
-    def __init__(self, ctx: StoreContext, commit: CommitFn) -> None:
+    def __init__(self, ctx: StoreContext, upload_id: str, tenant_id: str, commit: CommitFn):
         self._ctx = ctx
+        self.upload_id = upload_id
+        self._tenant_id = tenant_id
         self._commit = commit
-        self.upload_id = new_upload_id()
-        self._writer = PackWriter(ctx, self.upload_id)
-        self._leases = LeaseKeeper(ctx, self.upload_id)
+        self._leases = LeaseKeeper(ctx, upload_id)
+        self._writer: PackWriter | None = None
+        self._stored_elsewhere: dict[bytes, bytes | memoryview] = {}  # leased at flush
+        self.stored_bytes = 0
         self.done = False
 
     def missing(self, block_ids: list[bytes]) -> list[bytes]:
-        """The ids among ``block_ids`` the store lacks, in first-seen order; leases the rest."""
-        wanted = [bid for bid in dict.fromkeys(block_ids) if bid not in self._writer]
-        present = self._leases.lease_existing(wanted)
+        """The ids among ``block_ids`` to send, in first-seen order; leases the rest."""
+        wanted = [bid for bid in dict.fromkeys(block_ids) if not self._pending(bid)]
+        if self._tenant_id:
+            present = self._ctx.catalog.lease_visible(
+                wanted, self._tenant_id, self.upload_id, self._leases.expires_at()
+            )
+        else:
+            present = self._leases.lease_existing(wanted)
         return [bid for bid in wanted if bid not in present]
 
     def put_block(self, claimed_id: bytes, data: bytes | memoryview) -> None:
-        """Store one block after checking that ``data`` hashes to ``claimed_id``."""
+        """Accept one block after checking that ``data`` hashes to ``claimed_id``."""
         actual = block_id(data)
         if actual != claimed_id:
             raise BlockHashMismatch(claimed_id.hex(), actual.hex())
         self._leases.expires_at()  # a slow upload keeps its leases alive
+        if self._pending(claimed_id) or claimed_id in self._stored_elsewhere:
+            return
+        if self._ctx.catalog.get_block(claimed_id) is not None:
+            # stored already (perhaps hidden from this tenant): lease it at flush
+            self._stored_elsewhere[claimed_id] = data
+            return
+        self._write(claimed_id, data)
+
+    def _write(self, claimed_id: bytes, data: bytes | memoryview) -> None:
+        if self._writer is None:
+            self._writer = PackWriter(self._ctx, self.upload_id)
         codec, payload = self._ctx.codec.encode(memoryview(data))
         self._writer.add(claimed_id, codec, len(data), payload)
 
+    def flush(self) -> None:
+        """Make every block received so far durable and recorded (leased to this upload)."""
+        if self._stored_elsewhere:
+            elsewhere, self._stored_elsewhere = self._stored_elsewhere, {}
+            leased = self._leases.lease_existing(list(elsewhere))
+            for bid, data in elsewhere.items():
+                if bid not in leased:  # collected by GC since put_block looked
+                    self._write(bid, data)
+        if self._writer is None:
+            return
+        writer, self._writer = self._writer, None
+        try:
+            writer.finish()
+        finally:
+            writer.close()
+        self.stored_bytes += writer.stored_bytes
+
     def commit(self, block_ids: list[bytes]) -> CheckpointRecord:
         """Make the checkpoint whose bytes are the concatenation of ``block_ids``."""
-        self._writer.finish()
-        lengths = {bid: n for bid in block_ids if (n := self._writer.raw_len(bid)) is not None}
-        others = [bid for bid in dict.fromkeys(block_ids) if bid not in lengths]
-        found = self._ctx.catalog.get_blocks(others)
-        absent = [bid.hex() for bid in others if bid not in found]
+        self.flush()
+        found = self._ctx.catalog.get_blocks(block_ids)
+        absent = [bid.hex() for bid in dict.fromkeys(block_ids) if bid not in found]
         if absent:
             raise BlocksNotUploaded(absent)
-        lengths.update((bid, record.raw_len) for bid, record in found.items())
         manifest: list[tuple[int, bytes]] = []
         offset = 0
         for bid in block_ids:
             manifest.append((offset, bid))
-            offset += lengths[bid]
-        record = self._commit(manifest, offset, self._writer.stored_bytes)
+            offset += found[bid].raw_len
+        record = self._commit(manifest, offset, self.stored_bytes)
         self.done = True
-        self._writer.close()
         return record
 
     def abort(self) -> None:
-        """Give up: leases go now, blocks already written are reclaimed by GC."""
-        self._writer.close()
+        """Give up: leases go now; blocks already written are reclaimed by GC."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         self._ctx.catalog.release_leases(self.upload_id)
         self.done = True
+
+    def _pending(self, bid: bytes) -> bool:
+        return self._writer is not None and bid in self._writer
 
     def __enter__(self) -> Upload:
         return self

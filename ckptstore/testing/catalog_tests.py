@@ -8,8 +8,21 @@ from __future__ import annotations
 
 import pytest
 
-from ckptstore.errors import CheckpointExists, CheckpointNotFound, MissingBlockError
-from ckptstore.store.catalog.base import BlockRecord, Catalog, CheckpointRecord, ListQuery
+from ckptstore.errors import (
+    CheckpointExists,
+    CheckpointNotFound,
+    CheckpointNotReady,
+    CheckpointPinned,
+    MissingBlockError,
+)
+from ckptstore.store.catalog.base import (
+    ApiKeyRecord,
+    BlockRecord,
+    Catalog,
+    CheckpointRecord,
+    EndpointRecord,
+    ListQuery,
+)
 from ckptstore.store.packs import ENTRY, HEADER
 
 NOW = 1_700_000_000.0
@@ -167,7 +180,7 @@ class CatalogTests:
         catalog.commit_checkpoint(checkpoint("other", job="job2", created=NOW), [], "h")
 
         def ids(sort_by: str, desc: bool, limit: int | None = None) -> list[str]:
-            page, total = catalog.list_checkpoints(ListQuery("job", sort_by, desc, limit))
+            page, total = catalog.list_checkpoints(ListQuery("", "job", sort_by, desc, limit))
             assert total == 3
             return [r.checkpoint_id for r in page]
 
@@ -176,8 +189,8 @@ class CatalogTests:
         assert ids("v", False) == ["b", "a", "c"]
         assert ids("v", True) == ["a", "b", "c"]
         assert ids("createdAt", False, limit=2) == ["a", "b"]
-        assert catalog.metric_keys("job") == ["v"]
-        assert catalog.list_jobs() == ["job", "job2"]
+        assert catalog.metric_keys("", "job") == ["v"]
+        assert catalog.list_jobs("") == ["job", "job2"]
 
     def test_relocate_moves_blocks_and_forgets_old_pack(self, catalog: Catalog) -> None:
         self.add(catalog, 1, 2)
@@ -227,3 +240,93 @@ class CatalogTests:
             1,
         )
         assert stats.unique_raw_bytes == 2000
+
+    # -- tenants, pending checkpoints, best copies ---------------------------------
+    def test_pending_checkpoint_is_filled_once(self, catalog: Catalog) -> None:
+        catalog.create_checkpoint(checkpoint("p", status="pending", size_bytes=0, tenant_id="t"))
+        with pytest.raises(CheckpointExists):
+            catalog.create_checkpoint(checkpoint("p", tenant_id="t"))
+        self.add(catalog, 1)
+        filled = checkpoint("p", status="ready", size_bytes=1000, tenant_id="t")
+        catalog.commit_checkpoint(filled, [(0, bid(1))], "h")
+        assert catalog.get_checkpoint("p").status == "ready"
+        assert len(catalog.manifest("p")) == 1
+        with pytest.raises(CheckpointExists):
+            catalog.commit_checkpoint(filled, [(0, bid(1))], "h")
+
+    def test_pending_checkpoint_of_another_tenant_is_not_filled(self, catalog: Catalog) -> None:
+        catalog.create_checkpoint(checkpoint("p", status="pending", tenant_id="a"))
+        with pytest.raises(CheckpointExists):
+            catalog.commit_checkpoint(checkpoint("p", tenant_id="b"), [], "h")
+
+    def test_replace_best_shares_blocks_and_drops_old_best(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        catalog.commit_checkpoint(checkpoint("src"), [(0, bid(1)), (1000, bid(2))], "h")
+        catalog.replace_best(checkpoint("best1", type="best", parent_id="src"), None)
+        catalog.replace_best(checkpoint("best2", type="best", parent_id="src"), "best1")
+        with pytest.raises(CheckpointNotFound):
+            catalog.get_checkpoint("best1")
+        assert [r.block_id for _, r in catalog.manifest("best2")] == [bid(1), bid(2)]
+        catalog.delete_checkpoint("src", NOW)
+        assert catalog.remove_dead_blocks(NOW + 1, 0) == []  # best2 still holds them
+        catalog.delete_checkpoint("best2", NOW)
+        assert len(catalog.remove_dead_blocks(NOW + 1, 0)) == 2
+
+    def test_lists_and_jobs_are_per_tenant(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(checkpoint("a1", tenant_id="a", metrics={"m": 1.0}), [], "h")
+        catalog.commit_checkpoint(checkpoint("b1", tenant_id="b"), [], "h")
+        page, total = catalog.list_checkpoints(ListQuery("a", "job", "createdAt", True, None))
+        assert [r.checkpoint_id for r in page] == ["a1"] and total == 1
+        assert catalog.list_jobs("b") == ["job"] and catalog.metric_keys("b", "job") == []
+
+    def test_list_filters_by_type(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(checkpoint("a", type="automatic"), [], "h")
+        catalog.commit_checkpoint(checkpoint("f", type="final"), [], "h")
+        query = ListQuery("", "job", "createdAt", True, None, types=("final",))
+        assert [r.checkpoint_id for r in catalog.list_checkpoints(query)[0]] == ["f"]
+
+    def test_lease_visible_hides_other_tenants_blocks(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        catalog.commit_checkpoint(checkpoint("a", tenant_id="a"), [(0, bid(1))], "h")
+        catalog.commit_checkpoint(checkpoint("b", tenant_id="b"), [(0, bid(2))], "h")
+        assert catalog.lease_visible([bid(1), bid(2)], "a", "u", NOW + TTL) == {bid(1)}
+
+    # -- endpoints, job settings, API keys --------------------------------------
+    def endpoint(self, endpoint_id: str, checkpoint_id: str, tenant: str = "") -> EndpointRecord:
+        return EndpointRecord(
+            endpoint_id, tenant, "ep", checkpoint_id, ["rtx-4090"], 1, "ready", NOW
+        )
+
+    def test_endpoint_pins_its_checkpoint(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(checkpoint("c"), [], "h")
+        catalog.add_endpoint(self.endpoint("ep1", "c"))
+        with pytest.raises(CheckpointPinned) as info:
+            catalog.delete_checkpoint("c", NOW)
+        assert info.value.endpoint_ids == ["ep1"]
+        assert catalog.get_endpoint("ep1").gpu_ids == ["rtx-4090"]
+        assert [e.endpoint_id for e in catalog.list_endpoints("")] == ["ep1"]
+        assert catalog.delete_endpoint("ep1") and not catalog.delete_endpoint("ep1")
+        catalog.delete_checkpoint("c", NOW)
+
+    def test_endpoint_needs_a_ready_checkpoint_of_its_tenant(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(checkpoint("c", tenant_id="a"), [], "h")
+        catalog.create_checkpoint(checkpoint("p", status="pending", tenant_id="a"))
+        with pytest.raises(CheckpointNotFound):
+            catalog.add_endpoint(self.endpoint("ep", "c", tenant="b"))
+        with pytest.raises(CheckpointNotReady):
+            catalog.add_endpoint(self.endpoint("ep", "p", tenant="a"))
+
+    def test_job_settings_round_trip(self, catalog: Catalog) -> None:
+        assert catalog.job_settings("t", "job") == {}
+        catalog.set_job_settings("t", "job", {"keepAutomatic": 3}, NOW)
+        catalog.set_job_settings("t", "job", {"keepAutomatic": 5}, NOW)
+        assert catalog.job_settings("t", "job") == {"keepAutomatic": 5}
+        assert catalog.job_settings("other", "job") == {}
+
+    def test_api_keys_map_to_tenants_until_revoked(self, catalog: Catalog) -> None:
+        catalog.add_api_key(ApiKeyRecord("k1", "acme", "ci", NOW, None), b"hash-1")
+        assert catalog.tenant_for_key(b"hash-1") == "acme"
+        assert catalog.tenant_for_key(b"hash-2") is None
+        assert [k.key_id for k in catalog.list_api_keys()] == ["k1"]
+        assert catalog.revoke_api_key("k1", NOW) and not catalog.revoke_api_key("k1", NOW)
+        assert catalog.tenant_for_key(b"hash-1") is None

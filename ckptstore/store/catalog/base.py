@@ -11,6 +11,9 @@ Invariants every implementation MUST keep:
 - ``lease_existing`` finds and leases blocks in one transaction, so GC
   either removed a block before the lease (it is reported missing) or
   cannot remove it until the lease expires.
+- Every checkpoint, job, endpoint and key belongs to one tenant (``""`` for
+  an embedded single-user store); reads never cross tenants.
+- A checkpoint pinned by an endpoint cannot be deleted (``CheckpointPinned``).
 """
 
 from __future__ import annotations
@@ -48,7 +51,29 @@ class CheckpointRecord:
     size_bytes: int
     stored_bytes: int
     created_at: float
-    parent_id: str | None = None
+    parent_id: str | None = None  # for a best copy: the checkpoint it copies
+    tenant_id: str = ""
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    endpoint_id: str
+    tenant_id: str
+    name: str
+    checkpoint_id: str
+    gpu_ids: list[str]
+    worker_count: int
+    status: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    key_id: str  # public part, shown in listings
+    tenant_id: str
+    name: str
+    created_at: float
+    revoked_at: float | None
 
 
 @dataclass(frozen=True)
@@ -72,10 +97,12 @@ class CatalogStats:
 
 @dataclass(frozen=True)
 class ListQuery:
+    tenant_id: str
     job_id: str
     sort_by: str  # "createdAt", "epoch", "step" or a metric key
     descending: bool
     limit: int | None
+    types: tuple[str, ...] | None = None  # only these checkpoint types; None for all
 
 
 class Catalog(ABC):
@@ -123,7 +150,19 @@ class Catalog(ABC):
         self, record: CheckpointRecord, manifest: list[tuple[int, bytes]], lease_holder: str
     ) -> None:
         """Make a checkpoint visible: manifest rows ``(logical_offset, block_id)`` in
-        order, refcounts incremented, the holder's leases released; one transaction."""
+        order, refcounts incremented, the holder's leases released; one transaction.
+
+        A ``pending`` checkpoint of the same id and tenant is filled in; any
+        other existing id raises ``CheckpointExists``."""
+
+    @abstractmethod
+    def create_checkpoint(self, record: CheckpointRecord) -> None:
+        """Record a checkpoint without data (status ``pending``); ``CheckpointExists`` if taken."""
+
+    @abstractmethod
+    def replace_best(self, record: CheckpointRecord, old_best_id: str | None) -> None:
+        """Add ``record`` (type best) sharing the manifest of ``record.parent_id`` and delete
+        ``old_best_id``, in one transaction: a best copy costs no block storage."""
 
     # -- read path -----------------------------------------------------------
     @abstractmethod
@@ -132,17 +171,33 @@ class Catalog(ABC):
 
     @abstractmethod
     def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int]:
-        """One page of a job's checkpoints, and how many the job has in all.
+        """One page of a job's checkpoints, and how many match in all (ignoring the limit).
 
         Checkpoints lacking the sort key come last in either order; ties go
         newest first.
         """
 
     @abstractmethod
-    def metric_keys(self, job_id: str) -> list[str]: ...
+    def metric_keys(self, tenant_id: str, job_id: str) -> list[str]: ...
 
     @abstractmethod
-    def list_jobs(self) -> list[str]: ...
+    def list_jobs(self, tenant_id: str) -> list[str]: ...
+
+    @abstractmethod
+    def job_settings(self, tenant_id: str, job_id: str) -> dict[str, object]:
+        """The job's settings (empty for a job never configured or never seen)."""
+
+    @abstractmethod
+    def set_job_settings(
+        self, tenant_id: str, job_id: str, settings: dict[str, object], now: float
+    ) -> None: ...
+
+    @abstractmethod
+    def lease_visible(
+        self, block_ids: list[bytes], tenant_id: str, lease_holder: str, expires_at: float
+    ) -> set[bytes]:
+        """Like ``lease_existing``, but only blocks that ``tenant_id``'s own checkpoints
+        reference count as present: the answer never reveals another tenant's data."""
 
     @abstractmethod
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
@@ -162,7 +217,9 @@ class Catalog(ABC):
     # -- delete and GC -------------------------------------------------------
     @abstractmethod
     def delete_checkpoint(self, checkpoint_id: str, now: float) -> CheckpointRecord:
-        """Remove a checkpoint and drop its references, in one transaction."""
+        """Remove a checkpoint and drop its references, in one transaction.
+
+        Raises CheckpointNotFound, or CheckpointPinned if an endpoint uses it."""
 
     @abstractmethod
     def remove_dead_blocks(self, now: float, grace_s: float) -> list[BlockRecord]:
@@ -202,6 +259,33 @@ class Catalog(ABC):
 
     @abstractmethod
     def stats(self) -> CatalogStats: ...
+
+    # -- service records: endpoints and API keys --------------------------------
+    @abstractmethod
+    def add_endpoint(self, record: EndpointRecord) -> None:
+        """Pin a ready checkpoint of the same tenant; CheckpointNotFound otherwise."""
+
+    @abstractmethod
+    def get_endpoint(self, endpoint_id: str) -> EndpointRecord | None: ...
+
+    @abstractmethod
+    def list_endpoints(self, tenant_id: str) -> list[EndpointRecord]: ...
+
+    @abstractmethod
+    def delete_endpoint(self, endpoint_id: str) -> bool: ...
+
+    @abstractmethod
+    def add_api_key(self, record: ApiKeyRecord, key_hash: bytes) -> None: ...
+
+    @abstractmethod
+    def tenant_for_key(self, key_hash: bytes) -> str | None:
+        """The tenant of an unrevoked key, or None."""
+
+    @abstractmethod
+    def list_api_keys(self) -> list[ApiKeyRecord]: ...
+
+    @abstractmethod
+    def revoke_api_key(self, key_id: str, now: float) -> bool: ...
 
     @abstractmethod
     def maintenance(self) -> None:

@@ -1,19 +1,16 @@
-"""Catalog in SQLite: WAL mode, one connection per thread, busy timeout."""
+"""SQLiteCatalog: blocks, packs, leases and checkpoints in one SQLite file."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 from ckptstore.errors import (
     CheckpointExists,
     CheckpointNotFound,
-    FormatError,
+    CheckpointPinned,
     MissingBlockError,
 )
 from ckptstore.store.catalog.base import (
@@ -24,75 +21,33 @@ from ckptstore.store.catalog.base import (
     ListQuery,
     PackUsage,
 )
+from ckptstore.store.catalog.schema import SCHEMA_VERSION
+from ckptstore.store.catalog.sqlite_db import batches
+from ckptstore.store.catalog.sqlite_records import ServiceRecords
 from ckptstore.store.packs import ENTRY
 
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_MS = 30_000
-_BATCH = 500  # ids per IN (...) query, well under SQLite's variable limit
-
-# MIGRATIONS[n] takes a catalog from schema version n-1 to n.
-MIGRATIONS: dict[int, list[str]] = {
-    1: [
-        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        """CREATE TABLE jobs (
-            job_id TEXT PRIMARY KEY,
-            tenant_id TEXT NOT NULL DEFAULT '',
-            created_at REAL NOT NULL,
-            settings TEXT NOT NULL DEFAULT '{}')""",
-        """CREATE TABLE checkpoints (
-            checkpoint_id TEXT PRIMARY KEY,
-            job_id TEXT NOT NULL,
-            type TEXT NOT NULL,
-            name TEXT NOT NULL,
-            description TEXT,
-            epoch INTEGER,
-            step INTEGER,
-            metrics TEXT NOT NULL DEFAULT '{}',
-            status TEXT NOT NULL,
-            size_bytes INTEGER NOT NULL,
-            stored_bytes INTEGER NOT NULL,
-            created_at REAL NOT NULL,
-            parent_id TEXT)""",
-        "CREATE INDEX checkpoints_job ON checkpoints (job_id, created_at)",
-        """CREATE TABLE packs (
-            pack_id TEXT PRIMARY KEY,
-            size INTEGER NOT NULL,
-            created_at REAL NOT NULL)""",
-        """CREATE TABLE blocks (
-            block_id BLOB PRIMARY KEY,
-            pack_id TEXT NOT NULL,
-            pack_offset INTEGER NOT NULL,
-            stored_len INTEGER NOT NULL,
-            raw_len INTEGER NOT NULL,
-            codec INTEGER NOT NULL,
-            base_id BLOB,
-            refcount INTEGER NOT NULL DEFAULT 0,
-            dead_since REAL) WITHOUT ROWID""",
-        "CREATE INDEX blocks_pack ON blocks (pack_id)",
-        "CREATE INDEX blocks_base ON blocks (base_id) WHERE base_id IS NOT NULL",
-        "CREATE INDEX blocks_dead ON blocks (dead_since) WHERE refcount = 0",
-        """CREATE TABLE manifests (
-            checkpoint_id TEXT NOT NULL,
-            seq INTEGER NOT NULL,
-            block_id BLOB NOT NULL,
-            logical_offset INTEGER NOT NULL,
-            PRIMARY KEY (checkpoint_id, seq)) WITHOUT ROWID""",
-        "CREATE INDEX manifests_block ON manifests (block_id)",
-        """CREATE TABLE leases (
-            block_id BLOB NOT NULL,
-            holder TEXT NOT NULL,
-            expires_at REAL NOT NULL,
-            PRIMARY KEY (block_id, holder)) WITHOUT ROWID""",
-        "CREATE INDEX leases_holder ON leases (holder)",
-    ],
-}
+__all__ = ["SCHEMA_VERSION", "SQLiteCatalog"]
 
 _FIELD_COLUMNS = {"createdAt": "created_at", "epoch": "epoch", "step": "step"}
 _BLOCK_COLUMNS = "block_id, pack_id, pack_offset, stored_len, raw_len, codec, base_id"
-_CHECKPOINT_COLUMNS = (
-    "checkpoint_id, job_id, type, name, description, epoch, step, metrics, status,"
-    " size_bytes, stored_bytes, created_at, parent_id"
+_CHECKPOINT_FIELDS = (
+    "checkpoint_id",
+    "job_id",
+    "type",
+    "name",
+    "description",
+    "epoch",
+    "step",
+    "metrics",
+    "status",
+    "size_bytes",
+    "stored_bytes",
+    "created_at",
+    "parent_id",
+    "tenant_id",
 )
+_CHECKPOINT_COLUMNS = ", ".join(_CHECKPOINT_FIELDS)
+_CHECKPOINT_MARKS = ", ".join("?" * len(_CHECKPOINT_FIELDS))
 
 
 def _block(row: tuple) -> BlockRecord:
@@ -100,26 +55,16 @@ def _block(row: tuple) -> BlockRecord:
 
 
 def _checkpoint(row: tuple) -> CheckpointRecord:
-    return CheckpointRecord(
-        checkpoint_id=row[0],
-        job_id=row[1],
-        type=row[2],
-        name=row[3],
-        description=row[4],
-        epoch=row[5],
-        step=row[6],
-        metrics=json.loads(row[7]),
-        status=row[8],
-        size_bytes=row[9],
-        stored_bytes=row[10],
-        created_at=row[11],
-        parent_id=row[12],
+    fields = dict(zip(_CHECKPOINT_FIELDS, row, strict=True))
+    fields["metrics"] = json.loads(fields["metrics"])
+    return CheckpointRecord(**fields)
+
+
+def _checkpoint_values(record: CheckpointRecord) -> tuple:
+    return tuple(
+        json.dumps(record.metrics) if name == "metrics" else getattr(record, name)
+        for name in _CHECKPOINT_FIELDS
     )
-
-
-def _batches(items: list, size: int = _BATCH) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def metric_path(key: str) -> str:
@@ -127,73 +72,8 @@ def metric_path(key: str) -> str:
     return '$."' + key.replace('"', "") + '"'
 
 
-class SQLiteCatalog(Catalog):
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self._migrate()
-
-    # -- connections and transactions ----------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(
-                self.path,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=BUSY_TIMEOUT_MS / 1000,
-            )
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn()
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
-
-    def _migrate(self) -> None:
-        with self._write() as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise FormatError(
-                    f"catalog schema version {version}; this ckptstore knows up to {SCHEMA_VERSION}"
-                )
-            for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target]:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {target}")
-
-    def schema_version(self) -> int:
-        return self._conn().execute("PRAGMA user_version").fetchone()[0]
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._connections:
-                conn.close()
-            self._connections.clear()
-        self._local = threading.local()
+class SQLiteCatalog(ServiceRecords, Catalog):
+    """The catalog in one SQLite file."""
 
     # -- settings ------------------------------------------------------------
     def get_setting(self, key: str) -> str | None:
@@ -252,7 +132,7 @@ class SQLiteCatalog(Catalog):
         if not block_ids:
             return present
         with self._write() as conn:
-            for batch in _batches(list(set(block_ids))):
+            for batch in batches(list(set(block_ids))):
                 marks = ",".join("?" * len(batch))
                 rows = conn.execute(
                     f"SELECT block_id FROM blocks WHERE block_id IN ({marks})", batch
@@ -280,40 +160,22 @@ class SQLiteCatalog(Catalog):
     ) -> None:
         counts = Counter(block for _, block in manifest)
         with self._write() as conn:
-            cur = conn.executemany(
-                "UPDATE blocks SET refcount = refcount + ?, dead_since = NULL WHERE block_id = ?",
-                [(n, block) for block, n in counts.items()],
-            )
-            if cur.rowcount != len(counts):
-                missing = [b.hex() for b in counts if not self._has_block(conn, b)]
-                raise MissingBlockError(missing)  # rolls back the increments
-            if conn.execute(
-                "SELECT 1 FROM checkpoints WHERE checkpoint_id = ?", (record.checkpoint_id,)
-            ).fetchone():
-                raise CheckpointExists(record.checkpoint_id)
-            conn.execute(
-                "INSERT OR IGNORE INTO jobs (job_id, created_at) VALUES (?, ?)",
-                (record.job_id, record.created_at),
-            )
-            conn.execute(
-                f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.checkpoint_id,
-                    record.job_id,
-                    record.type,
-                    record.name,
-                    record.description,
-                    record.epoch,
-                    record.step,
-                    json.dumps(record.metrics),
-                    record.status,
-                    record.size_bytes,
-                    record.stored_bytes,
-                    record.created_at,
-                    record.parent_id,
-                ),
-            )
+            self._add_references(conn, counts)
+            existing = self._checkpoint_row(conn, record.checkpoint_id)
+            if existing is None:
+                self._ensure_job(conn, record.tenant_id, record.job_id, record.created_at)
+                conn.execute(
+                    f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}) VALUES ({_CHECKPOINT_MARKS})",
+                    _checkpoint_values(record),
+                )
+            elif existing.status == "pending" and existing.tenant_id == record.tenant_id:
+                assignments = ", ".join(f"{name} = ?" for name in _CHECKPOINT_FIELDS[1:])
+                conn.execute(
+                    f"UPDATE checkpoints SET {assignments} WHERE checkpoint_id = ?",
+                    (*_checkpoint_values(record)[1:], record.checkpoint_id),
+                )
+            else:
+                raise CheckpointExists(record.checkpoint_id)  # rolls back the references
             conn.executemany(
                 "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset)"
                 " VALUES (?, ?, ?, ?)",
@@ -324,6 +186,88 @@ class SQLiteCatalog(Catalog):
             )
             conn.execute("DELETE FROM leases WHERE holder = ?", (lease_holder,))
 
+    def create_checkpoint(self, record: CheckpointRecord) -> None:
+        with self._write() as conn:
+            if self._checkpoint_row(conn, record.checkpoint_id) is not None:
+                raise CheckpointExists(record.checkpoint_id)
+            self._ensure_job(conn, record.tenant_id, record.job_id, record.created_at)
+            conn.execute(
+                f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}) VALUES ({_CHECKPOINT_MARKS})",
+                _checkpoint_values(record),
+            )
+
+    def replace_best(self, record: CheckpointRecord, old_best_id: str | None) -> None:
+        with self._write() as conn:
+            if self._checkpoint_row(conn, record.checkpoint_id) is not None:
+                raise CheckpointExists(record.checkpoint_id)
+            self._add_references(conn, self._reference_counts(conn, record.parent_id))
+            conn.execute(
+                f"INSERT INTO checkpoints ({_CHECKPOINT_COLUMNS}) VALUES ({_CHECKPOINT_MARKS})",
+                _checkpoint_values(record),
+            )
+            conn.execute(
+                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset)"
+                " SELECT ?, seq, block_id, logical_offset FROM manifests WHERE checkpoint_id = ?",
+                (record.checkpoint_id, record.parent_id),
+            )
+            if old_best_id is not None:
+                self._delete(conn, old_best_id, record.created_at)
+
+    def _add_references(self, conn: sqlite3.Connection, counts: dict[bytes, int]) -> None:
+        """Increment refcounts; MissingBlockError (rolling back) if any block is gone."""
+        if not counts:
+            return
+        cur = conn.executemany(
+            "UPDATE blocks SET refcount = refcount + ?, dead_since = NULL WHERE block_id = ?",
+            [(n, block) for block, n in counts.items()],
+        )
+        if cur.rowcount != len(counts):
+            raise MissingBlockError([b.hex() for b in counts if not self._has_block(conn, b)])
+
+    @staticmethod
+    def _reference_counts(conn: sqlite3.Connection, checkpoint_id: str | None) -> dict[bytes, int]:
+        rows = conn.execute(
+            "SELECT block_id, COUNT(*) FROM manifests WHERE checkpoint_id = ? GROUP BY block_id",
+            (checkpoint_id,),
+        ).fetchall()
+        return dict(rows)
+
+    @staticmethod
+    def _ensure_job(conn: sqlite3.Connection, tenant_id: str, job_id: str, now: float) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO jobs (tenant_id, job_id, created_at) VALUES (?, ?, ?)",
+            (tenant_id, job_id, now),
+        )
+
+    @staticmethod
+    def _checkpoint_row(conn: sqlite3.Connection, checkpoint_id: str) -> CheckpointRecord | None:
+        row = conn.execute(
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE checkpoint_id = ?",
+            (checkpoint_id,),
+        ).fetchone()
+        return _checkpoint(row) if row else None
+
+    def lease_visible(
+        self, block_ids: list[bytes], tenant_id: str, lease_holder: str, expires_at: float
+    ) -> set[bytes]:
+        visible: set[bytes] = set()
+        with self._write() as conn:
+            for batch in batches(list(set(block_ids))):
+                marks = ",".join("?" * len(batch))
+                rows = conn.execute(
+                    f"SELECT DISTINCT m.block_id FROM manifests m"
+                    f" JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
+                    f" WHERE m.block_id IN ({marks}) AND c.tenant_id = ?",
+                    [*batch, tenant_id],
+                ).fetchall()
+                found = [row[0] for row in rows]
+                conn.executemany(
+                    "INSERT OR REPLACE INTO leases (block_id, holder, expires_at) VALUES (?, ?, ?)",
+                    [(block, lease_holder, expires_at) for block in found],
+                )
+                visible.update(found)
+        return visible
+
     @staticmethod
     def _has_block(conn: sqlite3.Connection, block_id: bytes) -> bool:
         row = conn.execute("SELECT 1 FROM blocks WHERE block_id = ?", (block_id,)).fetchone()
@@ -331,17 +275,10 @@ class SQLiteCatalog(Catalog):
 
     # -- read path -----------------------------------------------------------
     def get_checkpoint(self, checkpoint_id: str) -> CheckpointRecord:
-        row = (
-            self._conn()
-            .execute(
-                f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE checkpoint_id = ?",
-                (checkpoint_id,),
-            )
-            .fetchone()
-        )
-        if row is None:
+        record = self._checkpoint_row(self._conn(), checkpoint_id)
+        if record is None:
             raise CheckpointNotFound(checkpoint_id)
-        return _checkpoint(row)
+        return record
 
     def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int]:
         direction = "DESC" if query.descending else "ASC"
@@ -353,31 +290,37 @@ class SQLiteCatalog(Catalog):
             params = [metric_path(query.sort_by)] * 2
         order = f"({key}) IS NULL, ({key}) {direction}, created_at DESC, checkpoint_id"
         limit = -1 if query.limit is None else query.limit
+        where = "WHERE tenant_id = ? AND job_id = ?"
+        filters: list[object] = [query.tenant_id, query.job_id]
+        if query.types is not None:
+            where += f" AND type IN ({','.join('?' * len(query.types))})"
+            filters += query.types
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE job_id = ?"
-                f" ORDER BY {order} LIMIT ?",
-                [query.job_id, *params, limit],
+                f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints {where} ORDER BY {order} LIMIT ?",
+                [*filters, *params, limit],
             ).fetchall()
-            total = conn.execute(
-                "SELECT COUNT(*) FROM checkpoints WHERE job_id = ?", (query.job_id,)
-            ).fetchone()[0]
+            total = conn.execute(f"SELECT COUNT(*) FROM checkpoints {where}", filters).fetchone()[0]
         return [_checkpoint(row) for row in rows], total
 
-    def metric_keys(self, job_id: str) -> list[str]:
+    def metric_keys(self, tenant_id: str, job_id: str) -> list[str]:
         rows = (
             self._conn()
             .execute(
                 "SELECT DISTINCT m.key FROM checkpoints c, json_each(c.metrics) m"
-                " WHERE c.job_id = ? ORDER BY m.key",
-                (job_id,),
+                " WHERE c.tenant_id = ? AND c.job_id = ? ORDER BY m.key",
+                (tenant_id, job_id),
             )
             .fetchall()
         )
         return [row[0] for row in rows]
 
-    def list_jobs(self) -> list[str]:
-        rows = self._conn().execute("SELECT job_id FROM jobs ORDER BY job_id").fetchall()
+    def list_jobs(self, tenant_id: str) -> list[str]:
+        rows = (
+            self._conn()
+            .execute("SELECT job_id FROM jobs WHERE tenant_id = ? ORDER BY job_id", (tenant_id,))
+            .fetchall()
+        )
         return [row[0] for row in rows]
 
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
@@ -412,7 +355,7 @@ class SQLiteCatalog(Catalog):
     def get_blocks(self, block_ids: list[bytes]) -> dict[bytes, BlockRecord]:
         found: dict[bytes, BlockRecord] = {}
         with self._read() as conn:
-            for batch in _batches(list(set(block_ids))):
+            for batch in batches(list(set(block_ids))):
                 marks = ",".join("?" * len(batch))
                 rows = conn.execute(
                     f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE block_id IN ({marks})", batch
@@ -434,26 +377,28 @@ class SQLiteCatalog(Catalog):
     # -- delete and GC -------------------------------------------------------
     def delete_checkpoint(self, checkpoint_id: str, now: float) -> CheckpointRecord:
         with self._write() as conn:
-            row = conn.execute(
-                f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints WHERE checkpoint_id = ?",
-                (checkpoint_id,),
-            ).fetchone()
-            if row is None:
-                raise CheckpointNotFound(checkpoint_id)
-            counts = conn.execute(
-                "SELECT block_id, COUNT(*) FROM manifests"
-                " WHERE checkpoint_id = ? GROUP BY block_id",
-                (checkpoint_id,),
-            ).fetchall()
-            conn.executemany(
-                "UPDATE blocks SET refcount = refcount - ?1,"
-                " dead_since = CASE WHEN refcount - ?1 <= 0 THEN ?2 ELSE NULL END"
-                " WHERE block_id = ?3",
-                [(n, now, block) for block, n in counts],
-            )
-            conn.execute("DELETE FROM manifests WHERE checkpoint_id = ?", (checkpoint_id,))
-            conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,))
-        return _checkpoint(row)
+            return self._delete(conn, checkpoint_id, now)
+
+    def _delete(self, conn: sqlite3.Connection, checkpoint_id: str, now: float) -> CheckpointRecord:
+        record = self._checkpoint_row(conn, checkpoint_id)
+        if record is None:
+            raise CheckpointNotFound(checkpoint_id)
+        pins = conn.execute(
+            "SELECT endpoint_id FROM endpoints WHERE checkpoint_id = ? ORDER BY endpoint_id",
+            (checkpoint_id,),
+        ).fetchall()
+        if pins:
+            raise CheckpointPinned(checkpoint_id, [row[0] for row in pins])
+        counts = self._reference_counts(conn, checkpoint_id)
+        conn.executemany(
+            "UPDATE blocks SET refcount = refcount - ?1,"
+            " dead_since = CASE WHEN refcount - ?1 <= 0 THEN ?2 ELSE NULL END"
+            " WHERE block_id = ?3",
+            [(n, now, block) for block, n in counts.items()],
+        )
+        conn.execute("DELETE FROM manifests WHERE checkpoint_id = ?", (checkpoint_id,))
+        conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,))
+        return record
 
     def remove_dead_blocks(self, now: float, grace_s: float) -> list[BlockRecord]:
         removed: list[BlockRecord] = []

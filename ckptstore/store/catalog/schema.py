@@ -1,0 +1,79 @@
+"""The catalog schema, as numbered migrations (FORMAT.md describes the tables)."""
+
+SCHEMA_VERSION = 1
+
+# MIGRATIONS[n] takes a catalog from schema version n-1 to n.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        """CREATE TABLE jobs (
+            tenant_id TEXT NOT NULL DEFAULT '',
+            job_id TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            settings TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (tenant_id, job_id))""",
+        """CREATE TABLE checkpoints (
+            checkpoint_id TEXT PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            name TEXT NOT NULL,
+            description TEXT,
+            epoch INTEGER,
+            step INTEGER,
+            metrics TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            stored_bytes INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            parent_id TEXT,
+            tenant_id TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX checkpoints_job ON checkpoints (tenant_id, job_id, created_at)",
+        """CREATE TABLE packs (
+            pack_id TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            created_at REAL NOT NULL)""",
+        """CREATE TABLE blocks (
+            block_id BLOB PRIMARY KEY,
+            pack_id TEXT NOT NULL,
+            pack_offset INTEGER NOT NULL,
+            stored_len INTEGER NOT NULL,
+            raw_len INTEGER NOT NULL,
+            codec INTEGER NOT NULL,
+            base_id BLOB,
+            refcount INTEGER NOT NULL DEFAULT 0,
+            dead_since REAL) WITHOUT ROWID""",
+        "CREATE INDEX blocks_pack ON blocks (pack_id)",
+        "CREATE INDEX blocks_base ON blocks (base_id) WHERE base_id IS NOT NULL",
+        "CREATE INDEX blocks_dead ON blocks (dead_since) WHERE refcount = 0",
+        """CREATE TABLE manifests (
+            checkpoint_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            block_id BLOB NOT NULL,
+            logical_offset INTEGER NOT NULL,
+            PRIMARY KEY (checkpoint_id, seq)) WITHOUT ROWID""",
+        "CREATE INDEX manifests_block ON manifests (block_id)",
+        """CREATE TABLE leases (
+            block_id BLOB NOT NULL,
+            holder TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            PRIMARY KEY (block_id, holder)) WITHOUT ROWID""",
+        "CREATE INDEX leases_holder ON leases (holder)",
+        """CREATE TABLE endpoints (
+            endpoint_id TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            checkpoint_id TEXT NOT NULL,
+            gpu_ids TEXT NOT NULL DEFAULT '[]',
+            worker_count INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            created_at REAL NOT NULL)""",
+        "CREATE INDEX endpoints_checkpoint ON endpoints (checkpoint_id)",
+        """CREATE TABLE api_keys (
+            key_id TEXT PRIMARY KEY,
+            key_hash BLOB NOT NULL UNIQUE,
+            tenant_id TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            revoked_at REAL)""",
+    ],
+}

@@ -1,0 +1,139 @@
+"""Service records in SQLite: job settings, endpoints that pin checkpoints, API keys."""
+
+from __future__ import annotations
+
+import json
+
+from ckptstore.errors import CheckpointNotFound, CheckpointNotReady
+from ckptstore.store.catalog.base import ApiKeyRecord, EndpointRecord
+from ckptstore.store.catalog.sqlite_db import SQLiteDatabase
+
+_ENDPOINT_COLUMNS = (
+    "endpoint_id, tenant_id, name, checkpoint_id, gpu_ids, worker_count, status, created_at"
+)
+_KEY_COLUMNS = "key_id, tenant_id, name, created_at, revoked_at"
+
+
+def _endpoint(row: tuple) -> EndpointRecord:
+    return EndpointRecord(
+        row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7]
+    )
+
+
+class ServiceRecords(SQLiteDatabase):
+    """The Catalog methods for jobs' settings, endpoints and API keys."""
+
+    # -- job settings ----------------------------------------------------------
+    def job_settings(self, tenant_id: str, job_id: str) -> dict[str, object]:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT settings FROM jobs WHERE tenant_id = ? AND job_id = ?", (tenant_id, job_id)
+            )
+            .fetchone()
+        )
+        return json.loads(row[0]) if row else {}
+
+    def set_job_settings(
+        self, tenant_id: str, job_id: str, settings: dict[str, object], now: float
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO jobs (tenant_id, job_id, created_at, settings) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (tenant_id, job_id) DO UPDATE SET settings = excluded.settings",
+                (tenant_id, job_id, now, json.dumps(settings)),
+            )
+
+    # -- endpoints -------------------------------------------------------------
+    def add_endpoint(self, record: EndpointRecord) -> None:
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT status FROM checkpoints WHERE checkpoint_id = ? AND tenant_id = ?",
+                (record.checkpoint_id, record.tenant_id),
+            ).fetchone()
+            if row is None:
+                raise CheckpointNotFound(record.checkpoint_id)
+            if row[0] != "ready":
+                raise CheckpointNotReady(record.checkpoint_id)
+            conn.execute(
+                f"INSERT INTO endpoints ({_ENDPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.endpoint_id,
+                    record.tenant_id,
+                    record.name,
+                    record.checkpoint_id,
+                    json.dumps(record.gpu_ids),
+                    record.worker_count,
+                    record.status,
+                    record.created_at,
+                ),
+            )
+
+    def get_endpoint(self, endpoint_id: str) -> EndpointRecord | None:
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE endpoint_id = ?", (endpoint_id,)
+            )
+            .fetchone()
+        )
+        return _endpoint(row) if row else None
+
+    def list_endpoints(self, tenant_id: str) -> list[EndpointRecord]:
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {_ENDPOINT_COLUMNS} FROM endpoints WHERE tenant_id = ?"
+                " ORDER BY created_at, endpoint_id",
+                (tenant_id,),
+            )
+            .fetchall()
+        )
+        return [_endpoint(row) for row in rows]
+
+    def delete_endpoint(self, endpoint_id: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM endpoints WHERE endpoint_id = ?", (endpoint_id,))
+            return cur.rowcount == 1
+
+    # -- API keys --------------------------------------------------------------
+    def add_api_key(self, record: ApiKeyRecord, key_hash: bytes) -> None:
+        with self._write() as conn:
+            conn.execute(
+                f"INSERT INTO api_keys ({_KEY_COLUMNS}, key_hash) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.key_id,
+                    record.tenant_id,
+                    record.name,
+                    record.created_at,
+                    record.revoked_at,
+                    key_hash,
+                ),
+            )
+
+    def tenant_for_key(self, key_hash: bytes) -> str | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT tenant_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+                (key_hash,),
+            )
+            .fetchone()
+        )
+        return row[0] if row else None
+
+    def list_api_keys(self) -> list[ApiKeyRecord]:
+        rows = (
+            self._conn()
+            .execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY tenant_id, created_at")
+            .fetchall()
+        )
+        return [ApiKeyRecord(*row) for row in rows]
+
+    def revoke_api_key(self, key_id: str, now: float) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+                (now, key_id),
+            )
+            return cur.rowcount == 1
