@@ -94,6 +94,14 @@ class CheckpointPage:
 
 
 @dataclass(frozen=True)
+class JobSummary:
+    best: CheckpointRecord | None  # the job's checkpoint of type best
+    latest: CheckpointRecord | None
+    total_count: int
+    total_size_bytes: int
+
+
+@dataclass(frozen=True)
 class StoreStats:
     checkpoints: int
     logical_bytes: int
@@ -339,6 +347,13 @@ class CheckpointStore:
         )
         return CheckpointPage(records, total)
 
+    def job_summary(self, job_id: str, *, tenant: str = "") -> JobSummary:
+        """The job's best and latest checkpoints, how many it has and their total size."""
+        best = self.list(job_id, limit=1, types=("best",), tenant=tenant).checkpoints
+        latest = self.list(job_id, limit=1, tenant=tenant).checkpoints
+        count, size = self._ctx.catalog.job_totals(tenant, job_id)
+        return JobSummary(best[0] if best else None, latest[0] if latest else None, count, size)
+
     def jobs(self, *, tenant: str = "") -> list[str]:
         return self._ctx.catalog.list_jobs(tenant)
 
@@ -428,6 +443,11 @@ class CheckpointStore:
 
     def verify(self, *, read_data: bool = False) -> VerifyReport:
         return verify_store(self._ctx, read_data)
+
+    def tenant_usage(self, tenant: str) -> StoreStats:
+        """A tenant's checkpoints: logical bytes, and the bytes their uploads added."""
+        count, logical, added = self._ctx.catalog.tenant_totals(tenant)
+        return StoreStats(count, logical, 0, added, 0, 0)
 
     def stats(self) -> StoreStats:
         s = self._ctx.catalog.stats()

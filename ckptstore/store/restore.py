@@ -11,6 +11,8 @@ import io
 from collections.abc import Iterator
 from concurrent.futures import Future
 
+import blake3
+
 from ckptstore.errors import CorruptBlockError, InvalidArgument, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.codecs import DecodeError
@@ -123,6 +125,13 @@ class CheckpointReader(io.RawIOBase):
     @property
     def size(self) -> int:
         return self._size
+
+    def content_digest(self) -> str:
+        """A digest of the content (its block ids in order): equal bytes, equal digest."""
+        hasher = blake3.blake3()
+        for record in self._records:
+            hasher.update(record.block_id)
+        return hasher.hexdigest()[:32]
 
     # -- block fetching --------------------------------------------------------
     def _block(self, index: int) -> bytes:

@@ -278,6 +278,9 @@ class CatalogTests:
         page, total = catalog.list_checkpoints(ListQuery("a", "job", "createdAt", True, None))
         assert [r.checkpoint_id for r in page] == ["a1"] and total == 1
         assert catalog.list_jobs("b") == ["job"] and catalog.metric_keys("b", "job") == []
+        assert catalog.job_totals("a", "job") == (1, 1000)
+        assert catalog.job_totals("a", "nope") == (0, 0)
+        assert catalog.tenant_totals("a") == (1, 1000, 0)
 
     def test_list_filters_by_type(self, catalog: Catalog) -> None:
         catalog.commit_checkpoint(checkpoint("a", type="automatic"), [], "h")

@@ -178,6 +178,14 @@ class Catalog(ABC):
         """
 
     @abstractmethod
+    def job_totals(self, tenant_id: str, job_id: str) -> tuple[int, int]:
+        """How many checkpoints the job has, and the sum of their sizes."""
+
+    @abstractmethod
+    def tenant_totals(self, tenant_id: str) -> tuple[int, int, int]:
+        """A tenant's checkpoint count, sum of sizes and sum of stored (added) bytes."""
+
+    @abstractmethod
     def metric_keys(self, tenant_id: str, job_id: str) -> list[str]: ...
 
     @abstractmethod

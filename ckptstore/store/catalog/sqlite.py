@@ -303,6 +303,30 @@ class SQLiteCatalog(ServiceRecords, Catalog):
             total = conn.execute(f"SELECT COUNT(*) FROM checkpoints {where}", filters).fetchone()[0]
         return [_checkpoint(row) for row in rows], total
 
+    def job_totals(self, tenant_id: str, job_id: str) -> tuple[int, int]:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM checkpoints"
+                " WHERE tenant_id = ? AND job_id = ?",
+                (tenant_id, job_id),
+            )
+            .fetchone()
+        )
+        return row[0], row[1]
+
+    def tenant_totals(self, tenant_id: str) -> tuple[int, int, int]:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0), COALESCE(SUM(stored_bytes), 0)"
+                " FROM checkpoints WHERE tenant_id = ?",
+                (tenant_id,),
+            )
+            .fetchone()
+        )
+        return row[0], row[1], row[2]
+
     def metric_keys(self, tenant_id: str, job_id: str) -> list[str]:
         rows = (
             self._conn()

@@ -1,0 +1,1 @@
+"""The HTTP service: the checkpoint API of the seed, uploads and signed downloads."""

@@ -1,0 +1,72 @@
+"""The FastAPI application: the checkpoint API over a CheckpointStore."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from ckptstore.config import ServerSettings
+from ckptstore.server.deps import Services
+from ckptstore.server.errors import install_error_handlers
+from ckptstore.server.gc_worker import GcWorker
+from ckptstore.server.metrics import Metrics
+from ckptstore.server.routes import checkpoints, downloads, endpoints, ops, uploads
+from ckptstore.server.signing import UrlSigner
+from ckptstore.store.checkpoints import CheckpointStore
+
+
+def create_app(
+    store: CheckpointStore,
+    settings: ServerSettings,
+    *,
+    clock: Callable[[], float] = time.time,
+    close_store: bool = False,
+) -> FastAPI:
+    """The app serving ``store``; background GC runs while the app's lifespan does."""
+    signer = UrlSigner(
+        settings.resolved_signing_keys(), settings.base_url, settings.url_ttl_s, clock
+    )
+    gc = GcWorker(store, settings.gc_interval_s, settings.gc_after_delete_s)
+    services = Services(store, signer, settings, gc, Metrics())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gc.start()
+        try:
+            yield
+        finally:
+            await gc.stop()
+            if close_store:
+                store.close()
+
+    app = FastAPI(
+        title="ckptstore",
+        version="0.1.0",
+        description="Deduplicating storage for ML training checkpoints.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (checkpoints, uploads, downloads, endpoints, ops):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def count_requests(request: Request, call_next) -> Response:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        services.metrics.count_request(
+            request.method, getattr(route, "path", "unmatched"), response.status_code
+        )
+        return response
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Uvicorn factory: ``uvicorn --factory ckptstore.server.app:app_from_env``."""
+    settings = ServerSettings.from_env()
+    store = CheckpointStore.open(settings.data_dir)
+    return create_app(store, settings, close_store=True)

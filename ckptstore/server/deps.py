@@ -1,0 +1,49 @@
+"""What route handlers receive: the store, the caller's tenant, the URL signer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ckptstore.config import ServerSettings
+from ckptstore.server.auth import tenant_for
+from ckptstore.server.errors import ApiError
+from ckptstore.server.gc_worker import GcWorker
+from ckptstore.server.metrics import Metrics
+from ckptstore.server.signing import UrlSigner
+from ckptstore.store.checkpoints import CheckpointStore
+
+
+@dataclass
+class Services:
+    store: CheckpointStore
+    signer: UrlSigner
+    settings: ServerSettings
+    gc: GcWorker
+    metrics: Metrics
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def tenant(request: Request) -> str:
+    """The tenant of the request's API key; 401 without a valid one."""
+    svc: Services = request.app.state.services
+    found = tenant_for(svc.store.context.catalog, request.headers.get("authorization"))
+    if found is not None:
+        return found
+    if svc.settings.anonymous_tenant and "authorization" not in request.headers:
+        return svc.settings.anonymous_tenant
+    raise ApiError(
+        401,
+        "unauthorized",
+        "missing or invalid API key: send 'Authorization: Bearer <key>'",
+        {"WWW-Authenticate": "Bearer"},
+    )
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+TenantDep = Annotated[str, Depends(tenant)]

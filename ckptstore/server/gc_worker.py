@@ -1,0 +1,63 @@
+"""Background GC: soon after deletes (debounced) and every ``interval_s`` regardless.
+
+The periodic run matters because deleted blocks are only reclaimed after the
+grace period: a GC right after a delete frees little, a later one the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from starlette.concurrency import run_in_threadpool
+
+from ckptstore.store.checkpoints import CheckpointStore
+from ckptstore.store.gc import GcReport
+
+log = logging.getLogger("ckptstore.gc")
+
+
+class GcWorker:
+    def __init__(self, store: CheckpointStore, interval_s: float, after_delete_s: float) -> None:
+        self._store = store
+        self._interval_s = interval_s
+        self._after_delete_s = after_delete_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.runs = 0
+        self.last_report: GcReport | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def after_delete(self) -> None:
+        """Ask for a GC soon; several deletes in a row share one run."""
+        self._wake.set()
+
+    async def run_now(self) -> GcReport:
+        async with self._lock:
+            report = await run_in_threadpool(self._store.gc)
+            self.runs += 1
+            self.last_report = report
+            return report
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
+                await asyncio.sleep(self._after_delete_s)  # let a burst of deletes finish
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.run_now()
+            except Exception:  # noqa: BLE001 - keep the worker alive; the next run retries
+                log.exception("background GC failed")

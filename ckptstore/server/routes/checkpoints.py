@@ -1,0 +1,125 @@
+"""The seed's checkpoint routes: list, get, create, delete; and job settings."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ckptstore.formatting import human_size
+from ckptstore.server.deps import ServicesDep, TenantDep
+from ckptstore.server.schemas import (
+    Checkpoint,
+    CheckpointList,
+    CreateCheckpoint,
+    Error,
+    JobSettingsBody,
+)
+from ckptstore.server.views import best_summary, checkpoint_view, latest_summary
+from ckptstore.store.policies import JobSettings
+
+router = APIRouter(prefix="/v2/training", tags=["checkpoints"])
+ERRORS = {code: {"model": Error} for code in (401, 404, 422)}
+
+
+@router.get(
+    "/jobs/{jobId}/checkpoints",
+    responses={200: {"model": CheckpointList}, **ERRORS},
+    summary="List checkpoints of a training job",
+)
+async def list_checkpoints(
+    jobId: str,  # noqa: N803 - the API's name
+    svc: ServicesDep,
+    tenant: TenantDep,
+    includeMetrics: bool = True,  # noqa: N803
+    sortBy: str = "createdAt",  # noqa: N803
+    sortOrder: Literal["asc", "desc"] = "desc",  # noqa: N803
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> JSONResponse:
+    def load():
+        page = svc.store.list(jobId, sort_by=sortBy, order=sortOrder, limit=limit, tenant=tenant)
+        return page, svc.store.job_summary(jobId, tenant=tenant)
+
+    page, summary = await run_in_threadpool(load)
+    return JSONResponse(
+        {
+            "checkpoints": [
+                checkpoint_view(r, svc.signer, includeMetrics) for r in page.checkpoints
+            ],
+            "totalCount": page.total_count,
+            "summary": {
+                "bestCheckpoint": best_summary(summary.best),
+                "latestCheckpoint": latest_summary(summary.latest),
+                "totalSize": human_size(summary.total_size_bytes),
+            },
+        }
+    )
+
+
+@router.post(
+    "/jobs/{jobId}/checkpoints",
+    status_code=201,
+    responses={201: {"model": Checkpoint}, **ERRORS},
+    summary="Create a checkpoint (pending until its data is uploaded)",
+)
+async def create_checkpoint(
+    jobId: str,  # noqa: N803
+    body: CreateCheckpoint,
+    svc: ServicesDep,
+    tenant: TenantDep,
+) -> JSONResponse:
+    record = await run_in_threadpool(
+        lambda: svc.store.create_pending(jobId, tenant=tenant, **body.model_dump())
+    )
+    return JSONResponse(checkpoint_view(record, svc.signer), status_code=201)
+
+
+@router.get(
+    "/checkpoints/{checkpointId}",
+    responses={200: {"model": Checkpoint}, **ERRORS},
+    summary="Get one checkpoint, with a fresh signed download URL",
+)
+async def get_checkpoint(
+    checkpointId: str,  # noqa: N803
+    svc: ServicesDep,
+    tenant: TenantDep,
+) -> JSONResponse:
+    record = await run_in_threadpool(svc.store.get, checkpointId, tenant=tenant)
+    return JSONResponse(checkpoint_view(record, svc.signer))
+
+
+@router.delete(
+    "/checkpoints/{checkpointId}",
+    status_code=204,
+    responses={409: {"model": Error}, **ERRORS},
+    summary="Delete a checkpoint; its space is reclaimed by background GC",
+)
+async def delete_checkpoint(
+    checkpointId: str,  # noqa: N803
+    svc: ServicesDep,
+    tenant: TenantDep,
+) -> Response:
+    await run_in_threadpool(svc.store.delete, checkpointId, tenant=tenant)
+    svc.gc.after_delete()
+    return Response(status_code=204)
+
+
+@router.get("/jobs/{jobId}/settings", response_model=JobSettingsBody, tags=["jobs"])
+async def get_job_settings(jobId: str, svc: ServicesDep, tenant: TenantDep) -> dict:  # noqa: N803
+    """Which metric decides the best checkpoint, and how many automatic ones to keep."""
+    settings = await run_in_threadpool(svc.store.job_settings, jobId, tenant=tenant)
+    return settings.as_dict()
+
+
+@router.put("/jobs/{jobId}/settings", response_model=JobSettingsBody, tags=["jobs"])
+async def put_job_settings(
+    jobId: str,  # noqa: N803
+    body: JobSettingsBody,
+    svc: ServicesDep,
+    tenant: TenantDep,
+) -> dict:
+    settings = JobSettings.from_dict(body.model_dump())
+    await run_in_threadpool(svc.store.set_job_settings, jobId, settings, tenant=tenant)
+    return settings.as_dict()

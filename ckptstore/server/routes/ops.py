@@ -1,0 +1,51 @@
+"""Operations: health, Prometheus metrics, storage stats, GC on demand."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.concurrency import run_in_threadpool
+
+from ckptstore.server.deps import ServicesDep, TenantDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness and catalog reachability (no key needed)")
+async def healthz(svc: ServicesDep) -> JSONResponse:
+    await run_in_threadpool(svc.store.context.catalog.get_setting, "format_version")
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+async def metrics(svc: ServicesDep) -> PlainTextResponse:
+    stats = await run_in_threadpool(svc.store.stats)
+    return PlainTextResponse(
+        svc.metrics.render(stats, svc.gc.runs), media_type="text/plain; version=0.0.4"
+    )
+
+
+@router.get("/v2/stats", summary="Storage use of the caller's checkpoints, and dedup")
+async def stats(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
+    usage = await run_in_threadpool(svc.store.tenant_usage, tenant)
+    return JSONResponse(
+        {
+            "checkpoints": usage.checkpoints,
+            "logicalBytes": usage.logical_bytes,
+            "storedBytes": usage.stored_bytes,
+            "dedupRatio": usage.dedup_ratio,
+        }
+    )
+
+
+@router.post("/v2/gc", summary="Run garbage collection now")
+async def gc(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
+    report = await svc.gc.run_now()
+    return JSONResponse({_camel(k): v for k, v in asdict(report).items()})
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)

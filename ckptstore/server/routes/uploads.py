@@ -1,0 +1,167 @@
+"""Uploading a pending checkpoint's data: a raw stream, or dedup-aware by blocks.
+
+Dedup-aware protocol (the client cuts with the store's chunker and hashes):
+
+1. ``POST .../blocks/missing`` ``{"blockIds": [...]}`` -> ``{"missing": [...]}``;
+   the blocks not listed are leased to this upload until it commits.
+2. ``PUT .../blocks`` with a body of frames ``block_id[32] | u32 length (LE) | bytes``,
+   at most ``max_block_batch_bytes`` per request; every block is re-hashed.
+3. ``POST .../commit`` ``{"blockIds": [...]}`` (the checkpoint's blocks in order).
+
+Each request stands alone (state lives in the catalog), so a client may
+retry or spread the blocks over several server replicas.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import AsyncIterator, Iterator
+
+import anyio.from_thread
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ckptstore.server.deps import ServicesDep, TenantDep
+from ckptstore.server.errors import ApiError
+from ckptstore.server.routes.checkpoints import ERRORS
+from ckptstore.server.schemas import BlockIds, Checkpoint, Missing
+from ckptstore.server.views import checkpoint_view
+from ckptstore.store.ids import parse_block_id
+
+router = APIRouter(prefix="/v2/training/checkpoints", tags=["uploads"])
+FRAME = struct.Struct("<32sI")
+CONFLICT = {409: {"model": Checkpoint}}
+
+
+class _BodyFromThread:
+    """The request body as a plain iterator, for the engine running in a worker thread."""
+
+    def __init__(self, stream: AsyncIterator[bytes], count) -> None:
+        self._stream = stream
+        self._count = count
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        async def pull() -> bytes | None:
+            try:
+                return await self._stream.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        chunk = anyio.from_thread.run(pull)
+        if chunk is None:
+            raise StopIteration
+        self._count(len(chunk))
+        return chunk
+
+
+@router.put(
+    "/{checkpointId}/data",
+    responses={200: {"model": Checkpoint}, **CONFLICT, **ERRORS},
+    summary="Upload a pending checkpoint's bytes as one streamed body",
+)
+async def put_data(
+    checkpointId: str,  # noqa: N803
+    request: Request,
+    svc: ServicesDep,
+    tenant: TenantDep,
+) -> JSONResponse:
+    body = _BodyFromThread(request.stream().__aiter__(), svc.metrics.add_uploaded)
+    record = await run_in_threadpool(svc.store.fill, checkpointId, body, tenant=tenant)
+    return JSONResponse(checkpoint_view(record, svc.signer))
+
+
+@router.post(
+    "/{checkpointId}/blocks/missing",
+    responses={200: {"model": Missing}, **CONFLICT, **ERRORS},
+    summary="Which of these blocks must be sent (the others are leased to this upload)",
+)
+async def missing_blocks(
+    checkpointId: str,  # noqa: N803
+    body: BlockIds,
+    svc: ServicesDep,
+    tenant: TenantDep,
+) -> dict[str, list[str]]:
+    ids = [parse_block_id(text) for text in body.blockIds]
+
+    def ask() -> list[bytes]:
+        return svc.store.resume_upload(checkpointId, tenant=tenant).missing(ids)
+
+    return {"missing": [bid.hex() for bid in await run_in_threadpool(ask)]}
+
+
+@router.put(
+    "/{checkpointId}/blocks",
+    status_code=204,
+    responses={**CONFLICT, **ERRORS, 413: {"model": Checkpoint}},
+    summary="Upload a batch of blocks (frames of id, length, bytes)",
+)
+async def put_blocks(
+    checkpointId: str,  # noqa: N803
+    request: Request,
+    svc: ServicesDep,
+    tenant: TenantDep,
+) -> JSONResponse:
+    body = await _read_capped(request, svc.settings.max_block_batch_bytes)
+    frames = _parse_frames(body)
+    svc.metrics.add_uploaded(len(body))
+
+    def store_blocks() -> None:
+        upload = svc.store.resume_upload(checkpointId, tenant=tenant)
+        for claimed_id, data in frames:
+            upload.put_block(claimed_id, data)
+        upload.flush()
+
+    await run_in_threadpool(store_blocks)
+    return JSONResponse(None, status_code=204)
+
+
+@router.post(
+    "/{checkpointId}/commit",
+    responses={200: {"model": Checkpoint}, **CONFLICT, **ERRORS},
+    summary="Make the checkpoint from its blocks, in order",
+)
+async def commit(
+    checkpointId: str,  # noqa: N803
+    body: BlockIds,
+    svc: ServicesDep,
+    tenant: TenantDep,
+) -> JSONResponse:
+    ids = [parse_block_id(text) for text in body.blockIds]
+
+    def finish():
+        return svc.store.resume_upload(checkpointId, tenant=tenant).commit(ids)
+
+    record = await run_in_threadpool(finish)
+    return JSONResponse(checkpoint_view(record, svc.signer))
+
+
+async def _read_capped(request: Request, cap: int) -> bytearray:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > cap:
+        raise ApiError(413, "body_too_large", f"a block batch may be at most {cap} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            raise ApiError(413, "body_too_large", f"a block batch may be at most {cap} bytes")
+    return body
+
+
+def _parse_frames(body: bytearray) -> list[tuple[bytes, memoryview]]:
+    view = memoryview(body)
+    frames: list[tuple[bytes, memoryview]] = []
+    offset = 0
+    while offset < len(view):
+        if len(view) - offset < FRAME.size:
+            raise ApiError(400, "malformed_batch", f"truncated frame header at byte {offset}")
+        claimed_id, length = FRAME.unpack_from(view, offset)
+        start = offset + FRAME.size
+        if start + length > len(view):
+            raise ApiError(400, "malformed_batch", f"frame at byte {offset} is truncated")
+        frames.append((bytes(claimed_id), view[start : start + length]))
+        offset = start + length
+    return frames

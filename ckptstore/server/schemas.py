@@ -1,0 +1,110 @@
+"""Request bodies, and response models for the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CheckpointType = Literal["automatic", "best", "manual", "final"]
+
+
+class CreateCheckpoint(BaseModel):
+    """A manual checkpoint request (name, description), or a trainer registering its own."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=256)
+    description: str | None = Field(None, max_length=4096)
+    type: CheckpointType = "manual"
+    epoch: int | None = Field(None, ge=0)
+    step: int | None = Field(None, ge=0)
+    metrics: dict[str, float] | None = None
+
+
+class DeployEndpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=256)
+    checkpointId: str = Field(min_length=1, max_length=128)  # noqa: N815 - the API's name
+    gpuIds: list[str] = Field(default_factory=list, max_length=64)  # noqa: N815
+    workerCount: int = Field(1, ge=1, le=1000)  # noqa: N815
+
+
+class BlockIds(BaseModel):
+    """Block ids, 64 hex characters each, in checkpoint order (for commit)."""
+
+    model_config = ConfigDict(extra="forbid")
+    blockIds: list[str] = Field(max_length=4_000_000)  # noqa: N815
+
+
+class JobSettingsBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    bestMetric: str = Field("validationLoss", min_length=1, max_length=128)  # noqa: N815
+    bestMode: Literal["min", "max"] | None = None  # noqa: N815
+    keepAutomatic: int | None = Field(None, ge=1)  # noqa: N815
+
+
+class Checkpoint(BaseModel):
+    checkpointId: str  # noqa: N815
+    name: str
+    epoch: int | None
+    step: int | None
+    metrics: dict[str, float] | None = None
+    size: str
+    type: CheckpointType
+    downloadUrl: str | None  # noqa: N815
+    deployable: bool
+    createdAt: str  # noqa: N815
+    jobId: str  # noqa: N815
+    description: str | None
+    status: Literal["pending", "ready"]
+    sizeBytes: int  # noqa: N815
+    storedBytes: int  # noqa: N815
+    downloadUrlExpiresAt: str | None  # noqa: N815
+
+
+class BestSummary(BaseModel):
+    checkpointId: str  # noqa: N815
+    metrics: dict[str, float]
+
+
+class LatestSummary(BaseModel):
+    checkpointId: str  # noqa: N815
+    createdAt: str  # noqa: N815
+
+
+class Summary(BaseModel):
+    bestCheckpoint: BestSummary | None  # noqa: N815
+    latestCheckpoint: LatestSummary | None  # noqa: N815
+    totalSize: str  # noqa: N815
+
+
+class CheckpointList(BaseModel):
+    checkpoints: list[Checkpoint]
+    totalCount: int  # noqa: N815
+    summary: Summary
+
+
+class Endpoint(BaseModel):
+    id: str
+    name: str
+    url: str
+    status: str
+    checkpointId: str  # noqa: N815
+    gpuIds: list[str]  # noqa: N815
+    workerCount: int  # noqa: N815
+    createdAt: str  # noqa: N815
+    downloadUrl: str  # noqa: N815
+    downloadUrlExpiresAt: str  # noqa: N815
+
+
+class Missing(BaseModel):
+    missing: list[str]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class Error(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,68 @@
+"""API representations of engine records, field for field as the seed shows them."""
+
+from __future__ import annotations
+
+from ckptstore.formatting import human_size, iso_time
+from ckptstore.server.signing import UrlSigner
+from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord
+
+
+def checkpoint_view(
+    record: CheckpointRecord, signer: UrlSigner, include_metrics: bool = True
+) -> dict[str, object]:
+    ready = record.status == "ready"
+    signed = signer.sign(record.tenant_id, record.checkpoint_id) if ready else None
+    view: dict[str, object] = {
+        "checkpointId": record.checkpoint_id,
+        "name": record.name,
+        "epoch": record.epoch,
+        "step": record.step,
+    }
+    if include_metrics:
+        view["metrics"] = record.metrics
+    view.update(
+        {
+            "size": human_size(record.size_bytes),
+            "type": record.type,
+            "downloadUrl": signed.url if signed else None,
+            "deployable": ready,
+            "createdAt": iso_time(record.created_at),
+            "jobId": record.job_id,
+            "description": record.description,
+            "status": record.status,
+            "sizeBytes": record.size_bytes,
+            "storedBytes": record.stored_bytes,
+            "downloadUrlExpiresAt": iso_time(signed.expires_at) if signed else None,
+        }
+    )
+    return view
+
+
+def best_summary(record: CheckpointRecord | None) -> dict[str, object] | None:
+    """The seed shows the best checkpoint's validation metrics; all metrics if it has none."""
+    if record is None:
+        return None
+    validation = {k: v for k, v in record.metrics.items() if k.startswith("validation")}
+    return {"checkpointId": record.checkpoint_id, "metrics": validation or record.metrics}
+
+
+def latest_summary(record: CheckpointRecord | None) -> dict[str, object] | None:
+    if record is None:
+        return None
+    return {"checkpointId": record.checkpoint_id, "createdAt": iso_time(record.created_at)}
+
+
+def endpoint_view(record: EndpointRecord, base_url: str, signer: UrlSigner) -> dict[str, object]:
+    signed = signer.sign(record.tenant_id, record.checkpoint_id)
+    return {
+        "id": record.endpoint_id,
+        "name": record.name,
+        "url": f"{base_url}/v2/endpoints/{record.endpoint_id}",
+        "status": record.status,
+        "checkpointId": record.checkpoint_id,
+        "gpuIds": record.gpu_ids,
+        "workerCount": record.worker_count,
+        "createdAt": iso_time(record.created_at),
+        "downloadUrl": signed.url,
+        "downloadUrlExpiresAt": iso_time(signed.expires_at),
+    }

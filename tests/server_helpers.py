@@ -1,0 +1,64 @@
+"""Shared set-up for server tests: an app over a temporary store, keys for two tenants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from ckptstore import CheckpointStore
+from ckptstore.config import ServerSettings
+from ckptstore.server.app import create_app
+from ckptstore.server.auth import create_api_key
+from ckptstore.store.chunking import Chunker
+from ckptstore.store.ids import block_id
+from ckptstore.testing.clock import FakeClock
+from tests.conftest import TEST_CONFIG
+
+JOB = "job_train_abc123"
+
+
+@dataclass
+class Server:
+    client: TestClient
+    store: CheckpointStore
+    clock: FakeClock
+    acme: dict[str, str]  # headers of tenant acme
+    other: dict[str, str]  # headers of tenant other
+
+
+def make_server(tmp_path: Path, **settings_overrides) -> Server:
+    clock = FakeClock()
+    store = CheckpointStore.open(tmp_path / "data", config=TEST_CONFIG, clock=clock)
+    settings = ServerSettings(
+        data_dir=tmp_path / "data",
+        signing_keys=("test-signing-key",),
+        gc_interval_s=3600,
+        gc_after_delete_s=0,
+        **settings_overrides,
+    )
+    _, acme_key = create_api_key(store.context.catalog, "acme", "tests", clock.now)
+    _, other_key = create_api_key(store.context.catalog, "other", "tests", clock.now)
+    client = TestClient(create_app(store, settings, clock=clock, close_store=True))
+    return Server(
+        client,
+        store,
+        clock,
+        {"Authorization": f"Bearer {acme_key}"},
+        {"Authorization": f"Bearer {other_key}"},
+    )
+
+
+def blocks_of(store: CheckpointStore, data: bytes) -> list[tuple[bytes, bytes]]:
+    """(block id, bytes) as a client would cut them with the store's chunker."""
+    view = memoryview(data)
+    ends = Chunker(store.context.chunker).cut(view, final=True)
+    starts = [0, *ends[:-1]]
+    return [(block_id(view[s:e]), bytes(view[s:e])) for s, e in zip(starts, ends, strict=True)]
+
+
+def frames(blocks: list[tuple[bytes, bytes]]) -> bytes:
+    import struct
+
+    return b"".join(bid + struct.pack("<I", len(data)) + data for bid, data in blocks)
