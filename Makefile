@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/ckptstore serve --data ./data --port 8000
 
 test: $(STAMP)
 	$(BIN)/ruff check ckptstore tests bench examples

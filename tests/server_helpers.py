@@ -31,13 +31,13 @@ class Server:
 def make_server(tmp_path: Path, **settings_overrides) -> Server:
     clock = FakeClock()
     store = CheckpointStore.open(tmp_path / "data", config=TEST_CONFIG, clock=clock)
-    settings = ServerSettings(
-        data_dir=tmp_path / "data",
-        signing_keys=("test-signing-key",),
-        gc_interval_s=3600,
-        gc_after_delete_s=0,
-        **settings_overrides,
-    )
+    values = {
+        "data_dir": tmp_path / "data",
+        "signing_keys": ("test-signing-key",),
+        "gc_interval_s": 3600,
+        "gc_after_delete_s": 0,
+    }
+    settings = ServerSettings(**(values | settings_overrides))
     _, acme_key = create_api_key(store.context.catalog, "acme", "tests", clock.now)
     _, other_key = create_api_key(store.context.catalog, "other", "tests", clock.now)
     client = TestClient(create_app(store, settings, clock=clock, close_store=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -28,6 +29,7 @@ from rich.table import Table
 
 from ckptstore.errors import CkptStoreError, InvalidArgument
 from ckptstore.formatting import human_size, iso_time
+from ckptstore.server.auth import create_api_key
 from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.checkpoints import CheckpointStore
 
@@ -318,6 +320,120 @@ def stats(store: StoreOpt = Path("./ckpts"), as_json: JsonOpt = False) -> None:
             f" in {s.packs} packs"
         ),
     )
+
+
+DataOpt = Annotated[
+    Path, typer.Option("--data", envvar="CKPTSTORE_DATA", help="The server's store directory.")
+]
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the server (one tenant each).")
+app.add_typer(keys_app, name="keys")
+
+
+@app.command()
+def serve(
+    data: DataOpt = Path("./data"),
+    host: Annotated[str, typer.Option(envvar="CKPTSTORE_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="CKPTSTORE_PORT")] = 8000,
+    workers: int = 1,
+    log_level: str = "info",
+    public_url: Annotated[str | None, typer.Option(envvar="CKPTSTORE_PUBLIC_URL")] = None,
+) -> None:
+    """Run the HTTP API (SQLite + packs in --data). Makes a first API key if there is none."""
+    import os
+
+    import uvicorn
+
+    from ckptstore.config import ServerSettings
+
+    settings = ServerSettings.from_env(data_dir=data, host=host, port=port, public_url=public_url)
+    settings.resolved_signing_keys()  # made now, before several workers race to make it
+    with opened(data) as handle:
+        catalog = handle.context.catalog
+        if not any(key.revoked_at is None for key in catalog.list_api_keys()):
+            _, key = create_api_key(catalog, "default", "first start", time.time())
+            err.print(
+                f"Created an API key for tenant 'default' (shown once, stored hashed):\n\n"
+                f"    {key}\n\nSend it as:  Authorization: Bearer {key}\n",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            err.print(
+                f"Authenticate with 'Authorization: Bearer <key>'. New keys:"
+                f" ckptstore keys create --tenant NAME --data {data}",
+                highlight=False,
+            )
+    err.print(f"Serving {settings.base_url}  (API docs: {settings.base_url}/docs)", highlight=False)
+    os.environ.update(
+        {"CKPTSTORE_DATA": str(data), "CKPTSTORE_HOST": host, "CKPTSTORE_PORT": str(port)}
+    )
+    if public_url:
+        os.environ["CKPTSTORE_PUBLIC_URL"] = public_url
+    uvicorn.run(
+        "ckptstore.server.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant the key acts for.")],
+    name: str = "",
+    data: DataOpt = Path("./data"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a key; it is printed once and stored only as a hash."""
+    with opened(data) as handle:
+        try:
+            record, key = create_api_key(handle.context.catalog, tenant, name, time.time())
+        except ValueError as exc:
+            raise InvalidArgument("--tenant", tenant, str(exc)) from None
+    emit(
+        as_json,
+        {"keyId": record.key_id, "tenant": tenant, "key": key},
+        lambda: out.print(key, highlight=False),
+    )
+
+
+@keys_app.command("list")
+def keys_list(data: DataOpt = Path("./data"), as_json: JsonOpt = False) -> None:
+    """List keys (ids and tenants; never the keys themselves)."""
+    with opened(data) as handle:
+        records = handle.context.catalog.list_api_keys()
+    rows = [
+        {
+            "keyId": r.key_id,
+            "tenant": r.tenant_id,
+            "name": r.name,
+            "createdAt": iso_time(r.created_at),
+            "revokedAt": iso_time(r.revoked_at) if r.revoked_at else None,
+        }
+        for r in records
+    ]
+
+    def table() -> None:
+        grid = Table("key id", "tenant", "name", "created", "revoked")
+        for row in rows:
+            grid.add_row(
+                row["keyId"], row["tenant"], row["name"], row["createdAt"], row["revokedAt"] or ""
+            )
+        out.print(grid)
+
+    emit(as_json, rows, table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data: DataOpt = Path("./data")) -> None:
+    """Revoke a key by its id; requests with it get 401 from then on."""
+    with opened(data) as handle:
+        if not handle.context.catalog.revoke_api_key(key_id, time.time()):
+            err.print(f"[red]error:[/red] no active key with id {key_id!r}", highlight=False)
+            raise typer.Exit(3)
+    out.print(f"revoked {key_id}", highlight=False)
 
 
 def main() -> None:
