@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 
 _UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
 
@@ -19,4 +19,4 @@ def human_size(n_bytes: int) -> str:
 
 def iso_time(seconds: float) -> str:
     """ISO 8601 in UTC with a ``Z``: ``2024-01-15T20:30:00Z``."""
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))

@@ -6,7 +6,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ckptstore.config import ServerSettings
 from ckptstore.server.deps import Services
@@ -53,16 +54,34 @@ def create_app(
     for module in (checkpoints, uploads, downloads, endpoints, ops):
         app.include_router(module.router)
 
-    @app.middleware("http")
-    async def count_requests(request: Request, call_next) -> Response:
-        response = await call_next(request)
-        route = request.scope.get("route")
-        services.metrics.count_request(
-            request.method, getattr(route, "path", "unmatched"), response.status_code
-        )
-        return response
-
+    app.add_middleware(RequestCounter, metrics=services.metrics)
     return app
+
+
+class RequestCounter:
+    """Counts requests by method, route template and status (plain ASGI: no body wrapping)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_counted)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self._metrics.count_request(scope["method"], route, status)
 
 
 def app_from_env() -> FastAPI:

@@ -25,11 +25,13 @@ class Services:
     metrics: Metrics
 
 
-def services(request: Request) -> Services:
+# Both dependencies are async on purpose: FastAPI runs a sync dependency in the thread
+# pool, a hop that costs more than these microsecond look-ups (bench/server.py).
+async def services(request: Request) -> Services:
     return request.app.state.services
 
 
-def tenant(request: Request) -> str:
+async def tenant(request: Request) -> str:
     """The tenant of the request's API key; 401 without a valid one."""
     svc: Services = request.app.state.services
     found = tenant_for(svc.store.context.catalog, request.headers.get("authorization"))

@@ -337,15 +337,23 @@ class CheckpointStore:
         for type_ in types or ():
             if type_ not in CHECKPOINT_TYPES:
                 raise InvalidCheckpointType(type_, CHECKPOINT_TYPES)
-        if sort_by not in SORT_FIELDS and sort_by not in ALWAYS_SORTABLE_METRICS:
-            known = self._ctx.catalog.metric_keys(tenant, job_id)
-            if sort_by not in known:
-                allowed = sorted(set(SORT_FIELDS) | set(ALWAYS_SORTABLE_METRICS) | set(known))
-                raise UnknownSortKey(sort_by, allowed)
+        if sort_by not in SORT_FIELDS and not _METRIC_KEY.fullmatch(sort_by):
+            raise UnknownSortKey(sort_by, self._sort_keys(tenant, job_id))
         records, total = self._ctx.catalog.list_checkpoints(
             ListQuery(tenant, job_id, sort_by, order == "desc", limit, types)
         )
+        metric_sort = sort_by not in SORT_FIELDS and sort_by not in ALWAYS_SORTABLE_METRICS
+        if metric_sort and records and all(sort_by not in r.metrics for r in records):
+            # checkpoints lacking the key sort last, so none on the page has it: if no
+            # checkpoint of the job has it either, it is a typo worth an error
+            allowed = self._sort_keys(tenant, job_id)
+            if sort_by not in allowed:
+                raise UnknownSortKey(sort_by, allowed)
         return CheckpointPage(records, total)
+
+    def _sort_keys(self, tenant: str, job_id: str) -> list[str]:
+        known = self._ctx.catalog.metric_keys(tenant, job_id)
+        return sorted(set(SORT_FIELDS) | set(ALWAYS_SORTABLE_METRICS) | set(known))
 
     def job_summary(self, job_id: str, *, tenant: str = "") -> JobSummary:
         """The job's best and latest checkpoints, how many it has and their total size."""

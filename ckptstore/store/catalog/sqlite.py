@@ -283,16 +283,22 @@ class SQLiteCatalog(ServiceRecords, Catalog):
     def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int]:
         direction = "DESC" if query.descending else "ASC"
         params: list[object] = []
-        if query.sort_by in _FIELD_COLUMNS:
-            key = _FIELD_COLUMNS[query.sort_by]
+        if query.sort_by == "createdAt":  # never NULL: the index gives this order directly
+            order = f"created_at {direction}, checkpoint_id {direction}"
         else:
-            key = "json_extract(metrics, ?)"
-            params = [metric_path(query.sort_by)] * 2
-        order = f"({key}) IS NULL, ({key}) {direction}, created_at DESC, checkpoint_id"
+            if query.sort_by in _FIELD_COLUMNS:
+                key = _FIELD_COLUMNS[query.sort_by]
+            else:
+                key = "json_extract(metrics, ?)"
+                params = [metric_path(query.sort_by)] * 2
+            order = f"({key}) IS NULL, ({key}) {direction}, created_at DESC, checkpoint_id DESC"
         limit = -1 if query.limit is None else query.limit
         where = "WHERE tenant_id = ? AND job_id = ?"
         filters: list[object] = [query.tenant_id, query.job_id]
-        if query.types is not None:
+        if query.types is not None and len(query.types) == 1:
+            where += " AND type = ?"  # lets the (tenant, job, type, created_at) index serve it
+            filters += query.types
+        elif query.types is not None:
             where += f" AND type IN ({','.join('?' * len(query.types))})"
             filters += query.types
         with self._read() as conn:

@@ -1,0 +1,260 @@
+"""Server throughput against a real uvicorn on loopback.
+
+    python -m bench.server [--size-mb 1024] [--workers 1] [--seconds 5]
+
+- list: a job holding 1,000 checkpoints, 32 concurrent clients, requests/s, p50/p99
+- one-stream signed download MB/s
+- raw upload MB/s of unique data (PUT .../data)
+- dedup-aware upload of an unchanged checkpoint: seconds, with the client's
+  own chunking and hashing included
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from bench.common import MB, WORK, float32_weights, save_report, write_file
+from ckptstore import CheckpointStore
+from ckptstore.server.auth import create_api_key
+from ckptstore.store.chunking import Chunker
+from ckptstore.store.ids import block_id
+
+JOB = "bench_job"
+TARGETS = {"list_rps": 800, "list_p99_ms": 50, "download": 400, "upload": 250, "dedup_s": 2}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def populate(data_dir: Path) -> str:
+    with CheckpointStore.open(data_dir) as store:
+        _, key = create_api_key(store.context.catalog, "bench", "bench", time.time())
+        for i in range(1000):
+            store.put(
+                JOB,
+                i.to_bytes(4, "little") * 256,
+                epoch=i,
+                step=i * 100,
+                tenant="bench",
+                metrics={"loss": 1 / (i + 1), "validationLoss": 1.1 / (i + 1)},
+            )
+    return key
+
+
+def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen:
+    log = open(data_dir.parent / "server.log", "w")  # noqa: SIM115 - lives with the server
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "ckptstore"),
+            "serve",
+            "--data",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    for _ in range(300):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def list_load_wrk(base: str, headers: dict, clients: int, seconds: float) -> dict[str, float]:
+    """The list load from wrk (C, little CPU of its own), when it is installed."""
+    ((name, value),) = headers.items()
+    done = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{clients}",
+            f"-d{seconds:.0f}s",
+            "--latency",
+            "-H",
+            f"{name}: {value}",
+            f"{base}/v2/training/jobs/{JOB}/checkpoints",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    text = done.stdout
+
+    def latency_ms(label: str) -> float:
+        value = text.split(f"{label}%")[1].split()[0]
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+        unit = next(u for u in ("us", "ms", "s") if value.endswith(u))
+        return float(value[: -len(unit)]) * scale[unit]
+
+    rps = float(text.split("Requests/sec:")[1].split()[0])
+    if "Non-2xx" in text:
+        raise RuntimeError(f"wrk saw errors:\n{text}")
+    return {"rps": rps, "p50_ms": latency_ms("50"), "p99_ms": latency_ms("99"), "client": "wrk"}
+
+
+async def list_load(base: str, headers: dict, clients: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    url = f"{base}/v2/training/jobs/{JOB}/checkpoints"
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                r = await client.get(url)
+                r.raise_for_status()
+                latencies.append(time.perf_counter() - start)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - began
+    latencies.sort()
+    return {
+        "client": "httpx (Python; install wrk for a lighter client)",
+        "rps": len(latencies) / elapsed,
+        "p50_ms": 1000 * latencies[len(latencies) // 2],
+        "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+    }
+
+
+def create(base: str, headers: dict) -> str:
+    r = httpx.post(
+        f"{base}/v2/training/jobs/upload_job/checkpoints",
+        headers=headers,
+        json={"type": "automatic"},
+    )
+    r.raise_for_status()
+    return r.json()["checkpointId"]
+
+
+def raw_upload(base: str, headers: dict, path: Path) -> tuple[float, str]:
+    cid = create(base, headers)
+
+    def body():
+        with open(path, "rb") as f:
+            while chunk := f.read(4 << 20):
+                yield chunk
+
+    start = time.perf_counter()
+    r = httpx.put(
+        f"{base}/v2/training/checkpoints/{cid}/data", headers=headers, content=body(), timeout=600
+    )
+    r.raise_for_status()
+    return path.stat().st_size / MB / (time.perf_counter() - start), r.json()["downloadUrl"]
+
+
+def download(url: str, size: int) -> float:
+    start = time.perf_counter()
+    got = 0
+    with httpx.stream("GET", url, timeout=600) as r:
+        for chunk in r.iter_raw(1 << 20):
+            got += len(chunk)
+    assert got == size
+    return size / MB / (time.perf_counter() - start)
+
+
+def dedup_upload(base: str, headers: dict, path: Path, chunker) -> tuple[float, int]:
+    """Chunk and hash locally, ask which blocks are missing, commit; returns (s, bytes sent)."""
+    cid = create(base, headers)
+    start = time.perf_counter()
+    data = path.read_bytes()
+    view = memoryview(data)
+    ends = Chunker(chunker).cut(view, final=True)
+    ids = [block_id(view[s:e]).hex() for s, e in zip([0, *ends[:-1]], ends, strict=True)]
+    url = f"{base}/v2/training/checkpoints/{cid}"
+    missing = httpx.post(
+        f"{url}/blocks/missing", headers=headers, json={"blockIds": ids}, timeout=600
+    ).json()["missing"]
+    assert not missing, f"{len(missing)} blocks missing from an unchanged checkpoint"
+    httpx.post(
+        f"{url}/commit", headers=headers, json={"blockIds": ids}, timeout=600
+    ).raise_for_status()
+    return time.perf_counter() - start, 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    root = WORK / "server"
+    shutil.rmtree(root, ignore_errors=True)
+    data_dir = root / "data"
+    key = populate(data_dir)
+    path = write_file(root / "weights.bin", float32_weights(args.size_mb * MB, seed=11))
+    os.sync()
+    headers = {"Authorization": f"Bearer {key}"}
+    port = free_port()
+    proc = start_server(data_dir, port, args.workers)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        if shutil.which("wrk"):
+            listing = list_load_wrk(base, headers, 32, args.seconds)
+        else:
+            listing = asyncio.run(list_load(base, headers, 32, args.seconds))
+        upload_mb_s, url = raw_upload(base, headers, path)
+        download_mb_s = download(url, path.stat().st_size)
+        with CheckpointStore.open(data_dir) as store:
+            chunker = store.context.chunker
+        dedup_s, _ = dedup_upload(base, headers, path, chunker)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
+    lines = [
+        f"uvicorn with {args.workers} worker(s) on loopback; list load from {listing['client']};"
+        " clients share the server's 2 cores, so every figure includes their CPU use.",
+        "",
+        "| measure | result | target |",
+        "|---|---:|---:|",
+        f"| list (1,000 checkpoints, limit 50), 32 clients | {listing['rps']:,.0f} req/s"
+        f" | >= {TARGETS['list_rps']} |",
+        f"| list p50 / p99 | {listing['p50_ms']:.1f} / {listing['p99_ms']:.1f} ms"
+        f" | p99 < {TARGETS['list_p99_ms']} |",
+        f"| one-stream signed download | {download_mb_s:,.0f} MB/s | >= {TARGETS['download']} |",
+        f"| raw upload, unique data | {upload_mb_s:,.0f} MB/s | >= {TARGETS['upload']} |",
+        f"| dedup-aware upload of an unchanged {args.size_mb} MB checkpoint"
+        f" (client chunking and hashing included) | {dedup_s:.2f} s | < {TARGETS['dedup_s']} |",
+    ]
+    md = save_report(
+        f"server-w{args.workers}",
+        "Server throughput",
+        lines,
+        {
+            "list": listing,
+            "download_mb_s": download_mb_s,
+            "upload_mb_s": upload_mb_s,
+            "dedup_upload_s": dedup_s,
+            "workers": args.workers,
+        },
+    )
+    print("\n".join(lines))
+    print(f"\nreport: {md}")
+
+
+if __name__ == "__main__":
+    main()
