@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -26,8 +27,7 @@ import httpx
 from bench.common import MB, WORK, float32_weights, save_report, write_file
 from ckptstore import CheckpointStore
 from ckptstore.server.auth import create_api_key
-from ckptstore.store.chunking import Chunker
-from ckptstore.store.ids import block_id
+from ckptstore.store.fingerprint import fingerprint
 
 JOB = "bench_job"
 TARGETS = {"list_rps": 800, "list_p99_ms": 50, "download": 400, "upload": 250, "dedup_s": 2}
@@ -176,23 +176,20 @@ def download(url: str, size: int) -> float:
     return size / MB / (time.perf_counter() - start)
 
 
-def dedup_upload(base: str, headers: dict, path: Path, chunker) -> tuple[float, int]:
-    """Chunk and hash locally, ask which blocks are missing, commit; returns (s, bytes sent)."""
+def dedup_upload(base: str, headers: dict, path: Path, chunker) -> float:
+    """Fingerprint locally, ask which blocks are missing, commit; seconds for all of it."""
     cid = create(base, headers)
     start = time.perf_counter()
-    data = path.read_bytes()
-    view = memoryview(data)
-    ends = Chunker(chunker).cut(view, final=True)
-    ids = [block_id(view[s:e]).hex() for s, e in zip([0, *ends[:-1]], ends, strict=True)]
+    with ThreadPoolExecutor(2) as pool:
+        ids = [bid.hex() for bid, _ in fingerprint(path, chunker, pool)]
     url = f"{base}/v2/training/checkpoints/{cid}"
     missing = httpx.post(
         f"{url}/blocks/missing", headers=headers, json={"blockIds": ids}, timeout=600
     ).json()["missing"]
     assert not missing, f"{len(missing)} blocks missing from an unchanged checkpoint"
-    httpx.post(
-        f"{url}/commit", headers=headers, json={"blockIds": ids}, timeout=600
-    ).raise_for_status()
-    return time.perf_counter() - start, 0
+    r = httpx.post(f"{url}/commit", headers=headers, json={"blockIds": ids}, timeout=600)
+    r.raise_for_status()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -220,7 +217,7 @@ def main() -> None:
         download_mb_s = download(url, path.stat().st_size)
         with CheckpointStore.open(data_dir) as store:
             chunker = store.context.chunker
-        dedup_s, _ = dedup_upload(base, headers, path, chunker)
+        dedup_s = dedup_upload(base, headers, path, chunker)
     finally:
         proc.terminate()
         proc.wait(timeout=60)

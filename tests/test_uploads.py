@@ -87,3 +87,21 @@ def test_abort_releases_leases(store, clock):
     store.delete(ck.checkpoint_id)
     clock.advance(61)
     assert store.gc().blocks_removed == len(set(ids))
+
+
+def test_fingerprint_matches_the_stores_own_blocks(store, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ckptstore.store.fingerprint import fingerprint
+
+    data = random_bytes(5 * MB, seed=9)
+    path = tmp_path / "ckpt.bin"
+    path.write_bytes(data)
+    record = store.put("job_up", data)
+    stored = [
+        (rec.block_id, rec.raw_len)
+        for _, rec in store.context.catalog.manifest(record.checkpoint_id)
+    ]
+    with ThreadPoolExecutor(2) as pool:
+        assert fingerprint(path, store.context.chunker, pool, window_bytes=1 << 20) == stored
+        assert fingerprint(iter([data[:123], data[123:]]), store.context.chunker, pool) == stored

@@ -357,10 +357,9 @@ class CheckpointStore:
 
     def job_summary(self, job_id: str, *, tenant: str = "") -> JobSummary:
         """The job's best and latest checkpoints, how many it has and their total size."""
-        best = self.list(job_id, limit=1, types=("best",), tenant=tenant).checkpoints
-        latest = self.list(job_id, limit=1, tenant=tenant).checkpoints
+        best, latest = self._ctx.catalog.job_extremes(tenant, check_job_id(job_id))
         count, size = self._ctx.catalog.job_totals(tenant, job_id)
-        return JobSummary(best[0] if best else None, latest[0] if latest else None, count, size)
+        return JobSummary(best, latest, count, size)
 
     def jobs(self, *, tenant: str = "") -> list[str]:
         return self._ctx.catalog.list_jobs(tenant)

@@ -282,6 +282,13 @@ class CatalogTests:
         assert catalog.job_totals("a", "nope") == (0, 0)
         assert catalog.tenant_totals("a") == (1, 1000, 0)
 
+    def test_job_extremes_are_the_newest_best_and_newest_overall(self, catalog: Catalog) -> None:
+        assert catalog.job_extremes("", "job") == (None, None)
+        catalog.commit_checkpoint(checkpoint("b1", type="best", created=NOW + 1), [], "h")
+        catalog.commit_checkpoint(checkpoint("a1", created=NOW + 2), [], "h")
+        best, latest = catalog.job_extremes("", "job")
+        assert (best.checkpoint_id, latest.checkpoint_id) == ("b1", "a1")
+
     def test_list_filters_by_type(self, catalog: Catalog) -> None:
         catalog.commit_checkpoint(checkpoint("a", type="automatic"), [], "h")
         catalog.commit_checkpoint(checkpoint("f", type="final"), [], "h")

@@ -182,6 +182,12 @@ class Catalog(ABC):
         """How many checkpoints the job has, and the sum of their sizes."""
 
     @abstractmethod
+    def job_extremes(
+        self, tenant_id: str, job_id: str
+    ) -> tuple[CheckpointRecord | None, CheckpointRecord | None]:
+        """The job's newest checkpoint of type best, and its newest checkpoint of any type."""
+
+    @abstractmethod
     def tenant_totals(self, tenant_id: str) -> tuple[int, int, int]:
         """A tenant's checkpoint count, sum of sizes and sum of stored (added) bytes."""
 

@@ -333,6 +333,22 @@ class SQLiteCatalog(ServiceRecords, Catalog):
         )
         return row[0], row[1], row[2]
 
+    def job_extremes(
+        self, tenant_id: str, job_id: str
+    ) -> tuple[CheckpointRecord | None, CheckpointRecord | None]:
+        newest = "ORDER BY created_at DESC, checkpoint_id DESC LIMIT 1"
+        where = "WHERE tenant_id = ? AND job_id = ?"
+        with self._read() as conn:
+            best = conn.execute(
+                f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints {where} AND type = 'best' {newest}",
+                (tenant_id, job_id),
+            ).fetchone()
+            latest = conn.execute(
+                f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints {where} {newest}",
+                (tenant_id, job_id),
+            ).fetchone()
+        return (_checkpoint(best) if best else None, _checkpoint(latest) if latest else None)
+
     def metric_keys(self, tenant_id: str, job_id: str) -> list[str]:
         rows = (
             self._conn()
