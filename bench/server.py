@@ -15,9 +15,7 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,15 +26,10 @@ from bench.common import MB, WORK, float32_weights, save_report, write_file
 from ckptstore import CheckpointStore
 from ckptstore.server.auth import create_api_key
 from ckptstore.store.fingerprint import fingerprint
+from ckptstore.testing.live_server import live_server
 
 JOB = "bench_job"
 TARGETS = {"list_rps": 800, "list_p99_ms": 50, "download": 400, "upload": 250, "dedup_s": 2}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def populate(data_dir: Path) -> str:
@@ -52,34 +45,6 @@ def populate(data_dir: Path) -> str:
                 metrics={"loss": 1 / (i + 1), "validationLoss": 1.1 / (i + 1)},
             )
     return key
-
-
-def start_server(data_dir: Path, port: int, workers: int) -> subprocess.Popen:
-    log = open(data_dir.parent / "server.log", "w")  # noqa: SIM115 - lives with the server
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "ckptstore"),
-            "serve",
-            "--data",
-            str(data_dir),
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 def list_load_wrk(base: str, headers: dict, clients: int, seconds: float) -> dict[str, float]:
@@ -205,10 +170,7 @@ def main() -> None:
     path = write_file(root / "weights.bin", float32_weights(args.size_mb * MB, seed=11))
     os.sync()
     headers = {"Authorization": f"Bearer {key}"}
-    port = free_port()
-    proc = start_server(data_dir, port, args.workers)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    with live_server(data_dir, workers=args.workers) as base:
         if shutil.which("wrk"):
             listing = list_load_wrk(base, headers, 32, args.seconds)
         else:
@@ -218,9 +180,6 @@ def main() -> None:
         with CheckpointStore.open(data_dir) as store:
             chunker = store.context.chunker
         dedup_s = dedup_upload(base, headers, path, chunker)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
     shutil.rmtree(root, ignore_errors=True)
     lines = [
         f"uvicorn with {args.workers} worker(s) on loopback; list load from {listing['client']};"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +14,12 @@ import pytest
 
 from ckptstore import CheckpointStore
 from ckptstore.server.auth import create_api_key
+from ckptstore.testing.live_server import live_server
 from tests import seed_snippets as seed
 from tests.conftest import random_bytes
 
 JOB = "job_train_abc123"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def seed_data(data_dir: Path) -> str:
@@ -78,32 +71,9 @@ def seed_data(data_dir: Path) -> str:
 def server(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("seed") / "data"
     key = seed_data(data_dir)
-    port = free_port()
-    env = {**os.environ, "CKPTSTORE_ANONYMOUS_TENANT": "acme"}  # see test_cleanup below
-    log_path = data_dir.parent / "server.log"
-    log = open(log_path, "w")  # noqa: SIM115 - closed at teardown
-    command = [str(BIN / "ckptstore"), "serve", "--data", str(data_dir), "--port", str(port)]
-    proc = subprocess.Popen(
-        [*command, "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            proc.wait()
-            log.close()
-            raise RuntimeError(f"server did not start: {log_path.read_text()}")
-        time.sleep(0.1)
-    yield base, key, data_dir
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    # the seed's cleanup snippet lists without a key: see test_cleanup below
+    with live_server(data_dir, env={"CKPTSTORE_ANONYMOUS_TENANT": "acme"}) as base:
+        yield base, key, data_dir
 
 
 def run_snippet(server, code: str, cwd: Path) -> str:

@@ -128,22 +128,8 @@ class SQLiteCatalog(ServiceRecords, Catalog):
     def lease_existing(
         self, block_ids: list[bytes], lease_holder: str, expires_at: float
     ) -> set[bytes]:
-        present: set[bytes] = set()
-        if not block_ids:
-            return present
-        with self._write() as conn:
-            for batch in batches(list(set(block_ids))):
-                marks = ",".join("?" * len(batch))
-                rows = conn.execute(
-                    f"SELECT block_id FROM blocks WHERE block_id IN ({marks})", batch
-                ).fetchall()
-                found = [row[0] for row in rows]
-                conn.executemany(
-                    "INSERT OR REPLACE INTO leases (block_id, holder, expires_at) VALUES (?, ?, ?)",
-                    [(block, lease_holder, expires_at) for block in found],
-                )
-                present.update(found)
-        return present
+        query = "SELECT block_id FROM blocks WHERE block_id IN ({marks})"
+        return self._lease_found(query, (), block_ids, lease_holder, expires_at)
 
     def renew_leases(self, lease_holder: str, expires_at: float) -> None:
         with self._write() as conn:
@@ -250,23 +236,35 @@ class SQLiteCatalog(ServiceRecords, Catalog):
     def lease_visible(
         self, block_ids: list[bytes], tenant_id: str, lease_holder: str, expires_at: float
     ) -> set[bytes]:
-        visible: set[bytes] = set()
+        query = (
+            "SELECT DISTINCT m.block_id FROM manifests m"
+            " JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
+            " WHERE m.block_id IN ({marks}) AND c.tenant_id = ?"
+        )
+        return self._lease_found(query, (tenant_id,), block_ids, lease_holder, expires_at)
+
+    def _lease_found(
+        self,
+        query: str,
+        extra: tuple[object, ...],
+        block_ids: list[bytes],
+        lease_holder: str,
+        expires_at: float,
+    ) -> set[bytes]:
+        """Lease the blocks ``query`` finds among ``block_ids``, in one transaction."""
+        found: set[bytes] = set()
+        if not block_ids:
+            return found
         with self._write() as conn:
             for batch in batches(list(set(block_ids))):
-                marks = ",".join("?" * len(batch))
-                rows = conn.execute(
-                    f"SELECT DISTINCT m.block_id FROM manifests m"
-                    f" JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
-                    f" WHERE m.block_id IN ({marks}) AND c.tenant_id = ?",
-                    [*batch, tenant_id],
-                ).fetchall()
-                found = [row[0] for row in rows]
+                sql = query.format(marks=",".join("?" * len(batch)))
+                rows = [row[0] for row in conn.execute(sql, [*batch, *extra]).fetchall()]
                 conn.executemany(
                     "INSERT OR REPLACE INTO leases (block_id, holder, expires_at) VALUES (?, ?, ?)",
-                    [(block, lease_holder, expires_at) for block in found],
+                    [(block, lease_holder, expires_at) for block in rows],
                 )
-                visible.update(found)
-        return visible
+                found.update(rows)
+        return found
 
     @staticmethod
     def _has_block(conn: sqlite3.Connection, block_id: bytes) -> bool:
