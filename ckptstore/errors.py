@@ -22,7 +22,13 @@
     ├── UploadError                           a dedup-aware upload cannot commit
     │   ├── BlockHashMismatch                 bytes sent do not hash to the id claimed
     │   └── BlocksNotUploaded                 the manifest names blocks never sent
-    └── FormatError                           data written by a format this code does not know
+    ├── FormatError                           data written by a format this code does not know
+    └── RemoteError                           a ckptstore server answered with an error
+        ├── AuthenticationFailed              401: no key, or a wrong or revoked one
+        ├── RemoteNotFound (NotFound)         404
+        ├── RemoteConflict (Conflict)         409
+        ├── RemoteRejected (ValueError)       400, 413, 415, 416, 422: the request was wrong
+        └── ServerUnavailable                 5xx or no connection, after the retries
 
 Each class carries what a user needs as attributes; ``http_status`` and
 ``exit_code`` are the single mapping used by the server and the CLI.
@@ -190,3 +196,37 @@ class FormatError(CkptStoreError):
 
     exit_code = 6
     code = "format_error"
+
+
+class RemoteError(CkptStoreError):
+    """An error answer of a ckptstore server: its status, code and message."""
+
+    exit_code = 9
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.http_status = status
+        self.code = code
+        super().__init__(f"server: {message}" if message else f"server answered {status}")
+
+
+class AuthenticationFailed(RemoteError):
+    exit_code = 8
+
+
+class RemoteNotFound(RemoteError, NotFound):
+    exit_code = 3
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class RemoteConflict(RemoteError, Conflict):
+    exit_code = 7
+
+
+class RemoteRejected(RemoteError, ValueError):
+    exit_code = 2
+
+
+class ServerUnavailable(RemoteError):
+    exit_code = 10

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import time
 
 _UNITS = ("B", "KB", "MB", "GB", "TB", "PB")
@@ -20,3 +21,8 @@ def human_size(n_bytes: int) -> str:
 def iso_time(seconds: float) -> str:
     """ISO 8601 in UTC with a ``Z``: ``2024-01-15T20:30:00Z``."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def parse_iso_time(text: str) -> float:
+    """Unix seconds of an ``iso_time`` string."""
+    return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))

@@ -6,13 +6,41 @@ store would cut; hashing runs on a thread pool (BLAKE3 releases the GIL).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from ckptstore.store.chunking import Chunker, ChunkerParams
 from ckptstore.store.ids import block_id
-from ckptstore.store.sources import Source, open_source
+from ckptstore.store.sources import WINDOWS_IN_FLIGHT, Source, open_source
 
 WINDOW_BYTES = 4 * 1024 * 1024
+
+
+def iter_blocks(
+    source: Source,
+    params: ChunkerParams,
+    pool: ThreadPoolExecutor,
+    window_bytes: int = WINDOW_BYTES,
+) -> Iterator[list[tuple[bytes, memoryview]]]:
+    """``(block_id, bytes)`` of each window's blocks, window by window.
+
+    The views are valid until ``WINDOWS_IN_FLIGHT - 1`` more windows have been
+    taken: copy what must live longer.
+    """
+    chunker = Chunker(params)
+    windows = open_source(source, window_bytes)
+    carry = memoryview(b"")
+    eof = False
+    try:
+        while not eof:
+            window, eof = windows.next_window(carry)
+            ends = chunker.cut(window, final=eof)
+            starts = [0, *ends[:-1]] if ends else []
+            views = [window[s:e] for s, e in zip(starts, ends, strict=True)]
+            yield list(zip(pool.map(block_id, views), views, strict=True))
+            carry = window[ends[-1] if ends else 0 :]
+    finally:
+        windows.close()
 
 
 def fingerprint(
@@ -22,19 +50,11 @@ def fingerprint(
     window_bytes: int = WINDOW_BYTES,
 ) -> list[tuple[bytes, int]]:
     """``(block_id, raw_len)`` of every block of ``source``, in order."""
-    chunker = Chunker(params)
-    windows = open_source(source, window_bytes)
-    blocks: list[tuple[bytes, int]] = []
-    carry = memoryview(b"")
-    eof = False
-    try:
-        while not eof:
-            window, eof = windows.next_window(carry)
-            ends = chunker.cut(window, final=eof)
-            starts = [0, *ends[:-1]] if ends else []
-            views = [window[s:e] for s, e in zip(starts, ends, strict=True)]
-            blocks += zip(pool.map(block_id, views), map(len, views), strict=True)
-            carry = window[ends[-1] if ends else 0 :]
-    finally:
-        windows.close()
-    return blocks
+    return [
+        (bid, len(view))
+        for blocks in iter_blocks(source, params, pool, window_bytes)
+        for bid, view in blocks
+    ]
+
+
+__all__ = ["WINDOWS_IN_FLIGHT", "fingerprint", "iter_blocks"]

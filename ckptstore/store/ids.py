@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable
 
 import blake3
 
@@ -18,6 +19,18 @@ _HEX_ID = re.compile(r"[0-9a-f]{64}")
 def block_id(raw: bytes | memoryview) -> bytes:
     """The 32-byte BLAKE3 digest that names a block of raw bytes."""
     return blake3.blake3(raw).digest()
+
+
+def content_digest(block_ids: Iterable[bytes]) -> str:
+    """The digest of a checkpoint's content (its block ids, in order): the download ETag.
+
+    Equal bytes cut by the same chunker give equal digests, so a client can
+    check a download by cutting and hashing what it received.
+    """
+    hasher = blake3.blake3()
+    for bid in block_ids:
+        hasher.update(bid)
+    return hasher.hexdigest()[:32]
 
 
 def block_id_hex(raw_id: bytes) -> str:

@@ -11,13 +11,11 @@ import io
 from collections.abc import Iterator
 from concurrent.futures import Future
 
-import blake3
-
 from ckptstore.errors import CorruptBlockError, InvalidArgument, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.codecs import DecodeError
 from ckptstore.store.context import StoreContext
-from ckptstore.store.ids import block_id
+from ckptstore.store.ids import block_id, content_digest
 from ckptstore.store.packs import ENTRY, parse_entry
 
 
@@ -128,10 +126,7 @@ class CheckpointReader(io.RawIOBase):
 
     def content_digest(self) -> str:
         """A digest of the content (its block ids in order): equal bytes, equal digest."""
-        hasher = blake3.blake3()
-        for record in self._records:
-            hasher.update(record.block_id)
-        return hasher.hexdigest()[:32]
+        return content_digest(record.block_id for record in self._records)
 
     # -- block fetching --------------------------------------------------------
     def _block(self, index: int) -> bytes:

@@ -13,6 +13,7 @@ from ckptstore.server.deps import ServicesDep, TenantDep
 from ckptstore.server.schemas import (
     Checkpoint,
     CheckpointList,
+    CheckpointType,
     CreateCheckpoint,
     Error,
     JobSettingsBody,
@@ -37,9 +38,14 @@ async def list_checkpoints(
     sortBy: str = "createdAt",  # noqa: N803
     sortOrder: Literal["asc", "desc"] = "desc",  # noqa: N803
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    type: CheckpointType | None = None,  # noqa: A002 - extension: only checkpoints of this type
 ) -> JSONResponse:
+    types = (type,) if type else None
+
     def load():
-        page = svc.store.list(jobId, sort_by=sortBy, order=sortOrder, limit=limit, tenant=tenant)
+        page = svc.store.list(
+            jobId, sort_by=sortBy, order=sortOrder, limit=limit, tenant=tenant, types=types
+        )
         return page, svc.store.job_summary(jobId, tenant=tenant)
 
     page, summary = await run_in_threadpool(load)
@@ -104,6 +110,11 @@ async def delete_checkpoint(
     await run_in_threadpool(svc.store.delete, checkpointId, tenant=tenant)
     svc.gc.after_delete()
     return Response(status_code=204)
+
+
+@router.get("/jobs", tags=["jobs"], summary="The caller's job ids")
+async def list_jobs(svc: ServicesDep, tenant: TenantDep) -> dict[str, list[str]]:
+    return {"jobs": await run_in_threadpool(svc.store.jobs, tenant=tenant)}
 
 
 @router.get("/jobs/{jobId}/settings", response_model=JobSettingsBody, tags=["jobs"])

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from ckptstore.server.deps import ServicesDep, TenantDep
+from ckptstore.store.checkpoints import FORMAT_VERSION
 
 router = APIRouter(tags=["operations"])
 
@@ -36,6 +37,18 @@ async def stats(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
             "logicalBytes": usage.logical_bytes,
             "storedBytes": usage.stored_bytes,
             "dedupRatio": usage.dedup_ratio,
+        }
+    )
+
+
+@router.get("/v2/store", summary="What a client needs to cut and send blocks like the store")
+async def store_info(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
+    return JSONResponse(
+        {
+            "formatVersion": FORMAT_VERSION,
+            "chunker": svc.store.context.chunker.as_dict(),
+            "maxBlockBatchBytes": svc.settings.max_block_batch_bytes,
+            "blockBatchEncodings": ["identity", "zstd"],
         }
     )
 

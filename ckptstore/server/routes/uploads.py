@@ -5,7 +5,8 @@ Dedup-aware protocol (the client cuts with the store's chunker and hashes):
 1. ``POST .../blocks/missing`` ``{"blockIds": [...]}`` -> ``{"missing": [...]}``;
    the blocks not listed are leased to this upload until it commits.
 2. ``PUT .../blocks`` with a body of frames ``block_id[32] | u32 length (LE) | bytes``,
-   at most ``max_block_batch_bytes`` per request; every block is re-hashed.
+   at most ``max_block_batch_bytes`` per request (after decoding: a body may be
+   one zstd frame with ``Content-Encoding: zstd``); every block is re-hashed.
 3. ``POST .../commit`` ``{"blockIds": [...]}`` (the checkpoint's blocks in order).
 
 Each request stands alone (state lives in the catalog), so a client may
@@ -18,6 +19,7 @@ import struct
 from collections.abc import AsyncIterator, Iterator
 
 import anyio.from_thread
+import zstandard
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -105,9 +107,15 @@ async def put_blocks(
     svc: ServicesDep,
     tenant: TenantDep,
 ) -> JSONResponse:
-    body = await _read_capped(request, svc.settings.max_block_batch_bytes)
-    frames = _parse_frames(body)
+    cap = svc.settings.max_block_batch_bytes
+    body = await _read_capped(request, cap)
     svc.metrics.add_uploaded(len(body))
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding == "zstd":
+        body = await run_in_threadpool(_unzstd, body, cap)
+    elif encoding != "identity":
+        raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r}: use zstd")
+    frames = _parse_frames(body)
 
     def store_blocks() -> None:
         upload = svc.store.resume_upload(checkpointId, tenant=tenant)
@@ -149,6 +157,18 @@ async def _read_capped(request: Request, cap: int) -> bytearray:
         if len(body) > cap:
             raise ApiError(413, "body_too_large", f"a block batch may be at most {cap} bytes")
     return body
+
+
+def _unzstd(body: bytearray, cap: int) -> bytearray:
+    """The decoded batch; 413 past ``cap`` bytes, 400 if it is not zstd."""
+    reader = zstandard.ZstdDecompressor().stream_reader(bytes(body))
+    try:
+        decoded = bytearray(reader.read(cap + 1))
+    except zstandard.ZstdError as exc:
+        raise ApiError(400, "malformed_batch", f"body is not valid zstd: {exc}") from None
+    if len(decoded) > cap:
+        raise ApiError(413, "body_too_large", f"a decoded block batch may be at most {cap} bytes")
+    return decoded
 
 
 def _parse_frames(body: bytearray) -> list[tuple[bytes, memoryview]]:

@@ -1,0 +1,183 @@
+"""The remote Client against the app: push only what changed, pull, resume, retries."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from ckptstore.client import Client
+from ckptstore.client.transport import Transport
+from ckptstore.errors import (
+    AuthenticationFailed,
+    RemoteConflict,
+    RemoteNotFound,
+    RemoteRejected,
+    ServerUnavailable,
+)
+from tests.conftest import random_bytes
+from tests.server_helpers import JOB, make_server
+
+MB = 1_000_000
+DATA = random_bytes(8 * MB, seed=31)
+
+
+@pytest.fixture
+def srv(tmp_path):
+    server = make_server(tmp_path)
+    with server.client:
+        yield server
+
+
+@pytest.fixture
+def client(srv):
+    key = srv.acme["Authorization"].split()[1]
+    with Client("http://testserver", key, http=srv.client, sleep=lambda s: None) as c:
+        yield c
+
+
+def test_put_and_restore_round_trip(client, tmp_path):
+    record = client.put(JOB, DATA, epoch=3, step=1200, metrics={"loss": 0.5})
+    assert (record.status, record.type, record.epoch, record.size_bytes) == (
+        "ready",
+        "automatic",
+        3,
+        len(DATA),
+    )
+    out = tmp_path / "restored.bin"
+    assert client.restore(record.checkpoint_id, out) == len(DATA)
+    assert out.read_bytes() == DATA
+    assert not (tmp_path / "restored.bin.part").exists()
+    with client.open_reader(record.checkpoint_id) as reader:
+        reader.seek(MB + 7)
+        assert reader.read(1000) == DATA[MB + 7 : MB + 1007]
+
+
+def test_push_of_a_five_percent_change_sends_about_five_percent(client, srv):
+    """Two changed regions (say, two layers' tensors), 5% of a 64 MB checkpoint."""
+    size = 64 * MB
+    old = random_bytes(size, seed=40)
+    client.put(JOB, old)
+    region = size // 40
+    new = bytearray(old)
+    new[10 * MB : 10 * MB + region] = random_bytes(region, seed=41)
+    new[40 * MB : 40 * MB + region] = random_bytes(region, seed=42)
+    before_sent, before_stored = client.bytes_sent, srv.store.stats().stored_bytes
+    record = client.put(JOB, bytes(new))
+    assert client.bytes_sent - before_sent <= 0.10 * size
+    assert srv.store.stats().stored_bytes - before_stored <= 0.10 * size  # counted on the server
+    with client.open_reader(record.checkpoint_id) as reader:
+        assert reader.read() == bytes(new)
+
+
+def test_unchanged_push_sends_no_block(client):
+    client.put(JOB, DATA)
+    sent = client.bytes_sent
+    again = client.put(JOB, iter([DATA[:12345], DATA[12345:]]))
+    assert client.bytes_sent == sent and again.stored_bytes == 0
+
+
+def test_interrupted_pull_resumes_from_the_part_file(client, tmp_path):
+    record = client.put(JOB, DATA)
+    out = tmp_path / "model.bin"
+    client.restore(record.checkpoint_id, out)
+    # simulate an interrupted earlier attempt: a partial file with the right ETag
+    etag = client._transport.request("HEAD", client.download_url(record.checkpoint_id)).headers[
+        "etag"
+    ]
+    out.unlink()
+    (tmp_path / "model.bin.part").write_bytes(DATA[: 3 * MB])
+    (tmp_path / "model.bin.part.etag").write_text(etag)
+    seen: list[int] = []
+    assert client.restore(record.checkpoint_id, out, progress=seen.append) == len(DATA)
+    assert out.read_bytes() == DATA
+    assert seen[0] == 3 * MB  # counted as already there, not fetched again
+
+
+def test_corrupt_partial_file_is_detected_and_removed(client, tmp_path):
+    record = client.put(JOB, DATA)
+    etag = client._transport.request("HEAD", client.download_url(record.checkpoint_id)).headers[
+        "etag"
+    ]
+    (tmp_path / "x.bin.part").write_bytes(b"\0" * MB)  # wrong bytes under the right ETag
+    (tmp_path / "x.bin.part.etag").write_text(etag)
+    from ckptstore.errors import IntegrityError
+
+    with pytest.raises(IntegrityError, match="does not match"):
+        client.restore(record.checkpoint_id, tmp_path / "x.bin")
+    assert not (tmp_path / "x.bin").exists() and not (tmp_path / "x.bin.part").exists()
+
+
+def test_list_get_delete_jobs_settings_and_endpoints(client):
+    a = client.put(JOB, b"a" * 1000, epoch=1, metrics={"validationLoss": 0.9})
+    b = client.put(JOB, b"b" * 1000, epoch=2, metrics={"validationLoss": 0.5})
+    page = client.list(JOB, sort_by="validationLoss", order="asc", limit=None)
+    assert page.total_count == 3 and page.checkpoints[0].metrics["validationLoss"] == 0.5
+    assert [r.type for r in client.list(JOB, types=("best",)).checkpoints] == ["best"]
+    assert client.jobs() == [JOB] and client.get(a.checkpoint_id).epoch == 1
+    endpoint = client.deploy(b.checkpoint_id, name="serve", gpu_ids=["rtx-4090"], worker_count=1)
+    with pytest.raises(RemoteConflict):
+        client.delete(b.checkpoint_id)
+    client.undeploy(endpoint.endpoint_id)
+    client.delete(b.checkpoint_id)
+    with pytest.raises(RemoteNotFound):
+        client.get(b.checkpoint_id)
+    from ckptstore.store.policies import JobSettings
+
+    assert client.set_job_settings(JOB, JobSettings(keep_automatic=3)).keep_automatic == 3
+    assert client.stats().checkpoints == 2
+
+
+def test_errors_map_to_exception_classes(srv):
+    bad_key = "ck_00000000_" + "x" * 43
+    with (
+        Client("http://testserver", bad_key, http=srv.client) as bad,
+        pytest.raises(AuthenticationFailed),
+    ):
+        bad.jobs()
+    key = srv.acme["Authorization"].split()[1]
+    with Client("http://testserver", key, http=srv.client) as good:
+        with pytest.raises(RemoteRejected) as info:
+            good.list(JOB, limit=1000)
+        assert info.value.http_status == 422 and "limit" in str(info.value)
+
+
+class Flaky(httpx.BaseTransport):
+    """Fails the first ``failures`` requests, then answers 200 (or a fixed status)."""
+
+    def __init__(self, failures: int, status: int = 200, fail_with: str = "connect") -> None:
+        self.failures, self.status, self.fail_with, self.calls = failures, status, fail_with, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        if self.calls <= self.failures:
+            if self.fail_with == "connect":
+                raise httpx.ConnectError("refused", request=request)
+            return httpx.Response(503, json={"error": {"code": "busy", "message": "busy"}})
+        return httpx.Response(self.status, json={"error": {"code": "x", "message": "bad"}})
+
+
+@pytest.mark.parametrize("fail_with", ["connect", "503"])
+def test_transport_retries_connection_errors_and_5xx(fail_with):
+    flaky = Flaky(3, fail_with=fail_with)
+    pauses: list[float] = []
+    transport = Transport("http://x", "k", http=httpx.Client(transport=flaky), sleep=pauses.append)
+    assert transport.request("GET", "/v2/store").status_code == 200
+    assert flaky.calls == 4 and len(pauses) == 3 and pauses[0] < pauses[2]
+
+
+def test_transport_never_retries_4xx():
+    flaky = Flaky(0, status=422)
+    transport = Transport("http://x", "k", http=httpx.Client(transport=flaky), sleep=lambda s: None)
+    with pytest.raises(RemoteRejected):
+        transport.request("POST", "/v2/training/jobs/j/checkpoints")
+    assert flaky.calls == 1
+
+
+def test_transport_gives_up_after_its_attempts():
+    flaky = Flaky(100)
+    transport = Transport(
+        "http://x", "k", http=httpx.Client(transport=flaky), attempts=3, sleep=lambda s: None
+    )
+    with pytest.raises(ServerUnavailable):
+        transport.request("GET", "/healthz")
+    assert flaky.calls == 3
