@@ -18,6 +18,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -384,14 +385,19 @@ class CheckpointStore:
         return CheckpointReader(self._ctx, manifest, record.size_bytes)
 
     def restore(
-        self, checkpoint_id: str, dest: str | os.PathLike[str] | BinaryIO, *, tenant: str = ""
+        self,
+        checkpoint_id: str,
+        dest: str | os.PathLike[str] | BinaryIO,
+        *,
+        tenant: str = "",
+        progress: Callable[[int], None] | None = None,
     ) -> int:
         """Write the checkpoint's bytes to a path or binary file; returns the byte count."""
         with self.open_reader(checkpoint_id, tenant=tenant) as reader:
             if isinstance(dest, str | os.PathLike):
                 with open(dest, "wb") as out:
-                    return _copy(reader, out)
-            return _copy(reader, dest)
+                    return _copy(reader, out, progress)
+            return _copy(reader, dest, progress)
 
     # -- endpoints (records that pin a checkpoint) -------------------------------
     def deploy(
@@ -496,11 +502,15 @@ def _check_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return {key: float(value) for key, value in metrics.items()}
 
 
-def _copy(reader: CheckpointReader, out: BinaryIO) -> int:
+def _copy(
+    reader: CheckpointReader, out: BinaryIO, progress: Callable[[int], None] | None = None
+) -> int:
     total = 0
     for view in reader.iter_range():
         out.write(view)
         total += len(view)
+        if progress is not None:
+            progress(len(view))
     return total
 
 

@@ -1,0 +1,223 @@
+"""gc, verify, stats; serve and keys for running a server."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ckptstore.cli.common import (
+    DEFAULT_STORE,
+    DataOpt,
+    JsonOpt,
+    KeyOpt,
+    ServerOpt,
+    StoreOpt,
+    app,
+    embedded_only,
+    emit,
+    err,
+    out,
+    target,
+)
+from ckptstore.errors import InvalidArgument
+from ckptstore.formatting import human_size, iso_time
+from ckptstore.server.auth import create_api_key
+
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of the server (one tenant each).")
+app.add_typer(keys_app, name="keys")
+
+
+@app.command()
+def gc(
+    store: StoreOpt = DEFAULT_STORE,
+    server: ServerOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reclaim the space of deleted checkpoints and interrupted writes."""
+    with target(store, server, api_key) as handle:
+        report = handle.gc()
+    data = report if isinstance(report, dict) else asdict(report)
+    data = {_snake(k): v for k, v in data.items()}
+    emit(
+        as_json,
+        data,
+        lambda: out.print(
+            f"removed {data['blocks_removed']} blocks, deleted {data['packs_deleted']} packs,"
+            f" compacted {data['packs_compacted']}; freed {human_size(data['bytes_freed'])}"
+        ),
+    )
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+@app.command()
+def verify(
+    store: StoreOpt = DEFAULT_STORE,
+    server: ServerOpt = None,
+    read_data: Annotated[
+        bool, typer.Option("--read-data", help="Decode and re-hash every block.")
+    ] = (False),
+    as_json: JsonOpt = False,
+) -> None:
+    """Check that every checkpoint is restorable; exit 4 if not."""
+    with target(store, server) as handle:
+        report = embedded_only(handle, "verify").verify(read_data=read_data)
+    payload = {
+        "ok": report.ok,
+        "checkpoints": report.checkpoints,
+        "blocksChecked": report.blocks_checked,
+        "findings": [asdict(f) for f in report.findings],
+        "affectedCheckpoints": report.affected_checkpoints,
+    }
+
+    def human() -> None:
+        for f in report.findings:
+            err.print(
+                f"{f.kind}: block {f.block_id} pack {f.pack_id}: {f.detail};"
+                f" affects {', '.join(f.checkpoints) or 'no checkpoint'}",
+                highlight=False,
+            )
+        out.print(
+            f"{'ok' if report.ok else 'DAMAGED'}: {report.checkpoints} checkpoints,"
+            f" {report.blocks_checked} blocks re-hashed, {len(report.findings)} findings"
+        )
+
+    emit(as_json, payload, human)
+    if not report.ok:
+        raise typer.Exit(4)
+
+
+@app.command()
+def stats(
+    store: StoreOpt = DEFAULT_STORE,
+    server: ServerOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Logical and stored bytes, and the dedup ratio."""
+    with target(store, server, api_key) as handle:
+        s = handle.stats()
+    payload = {**asdict(s), "dedup_ratio": s.dedup_ratio}
+    emit(
+        as_json,
+        payload,
+        lambda: out.print(
+            f"{s.checkpoints} checkpoints, {human_size(s.logical_bytes)} logical,"
+            f" {human_size(s.stored_bytes)} stored ({s.dedup_ratio:.2f}x)"
+        ),
+    )
+
+
+@app.command()
+def serve(
+    data: DataOpt = Path("./data"),
+    host: Annotated[str, typer.Option(envvar="CKPTSTORE_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="CKPTSTORE_PORT")] = 8000,
+    workers: int = 1,
+    log_level: str = "info",
+    public_url: Annotated[str | None, typer.Option(envvar="CKPTSTORE_PUBLIC_URL")] = None,
+) -> None:
+    """Run the HTTP API (SQLite + packs in --data). Makes a first API key if there is none."""
+    import os
+
+    import uvicorn
+
+    from ckptstore.config import ServerSettings
+
+    settings = ServerSettings.from_env(data_dir=data, host=host, port=port, public_url=public_url)
+    settings.resolved_signing_keys()  # made now, before several workers race to make it
+    with target(data) as handle:
+        catalog = handle.context.catalog
+        if not any(key.revoked_at is None for key in catalog.list_api_keys()):
+            _, key = create_api_key(catalog, "default", "first start", time.time())
+            err.print(
+                f"Created an API key for tenant 'default' (shown once, stored hashed):\n\n"
+                f"    {key}\n\nSend it as:  Authorization: Bearer {key}\n",
+                highlight=False,
+                soft_wrap=True,
+            )
+        else:
+            err.print(
+                f"Authenticate with 'Authorization: Bearer <key>'. New keys:"
+                f" ckptstore keys create --tenant NAME --data {data}",
+                highlight=False,
+            )
+    err.print(f"Serving {settings.base_url}  (API docs: {settings.base_url}/docs)", highlight=False)
+    os.environ.update(
+        {"CKPTSTORE_DATA": str(data), "CKPTSTORE_HOST": host, "CKPTSTORE_PORT": str(port)}
+    )
+    if public_url:
+        os.environ["CKPTSTORE_PUBLIC_URL"] = public_url
+    uvicorn.run(
+        "ckptstore.server.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant the key acts for.")],
+    name: str = "",
+    data: DataOpt = Path("./data"),
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a key; it is printed once and stored only as a hash."""
+    with target(data) as handle:
+        try:
+            record, key = create_api_key(handle.context.catalog, tenant, name, time.time())
+        except ValueError as exc:
+            raise InvalidArgument("--tenant", tenant, str(exc)) from None
+    emit(
+        as_json,
+        {"keyId": record.key_id, "tenant": tenant, "key": key},
+        lambda: out.print(key, highlight=False),
+    )
+
+
+@keys_app.command("list")
+def keys_list(data: DataOpt = Path("./data"), as_json: JsonOpt = False) -> None:
+    """List keys (ids and tenants; never the keys themselves)."""
+    with target(data) as handle:
+        records = handle.context.catalog.list_api_keys()
+    rows = [
+        {
+            "keyId": r.key_id,
+            "tenant": r.tenant_id,
+            "name": r.name,
+            "createdAt": iso_time(r.created_at),
+            "revokedAt": iso_time(r.revoked_at) if r.revoked_at else None,
+        }
+        for r in records
+    ]
+
+    def table() -> None:
+        grid = Table("key id", "tenant", "name", "created", "revoked")
+        for row in rows:
+            grid.add_row(
+                row["keyId"], row["tenant"], row["name"], row["createdAt"], row["revokedAt"] or ""
+            )
+        out.print(grid)
+
+    emit(as_json, rows, table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data: DataOpt = Path("./data")) -> None:
+    """Revoke a key by its id; requests with it get 401 from then on."""
+    with target(data) as handle:
+        if not handle.context.catalog.revoke_api_key(key_id, time.time()):
+            err.print(f"[red]error:[/red] no active key with id {key_id!r}", highlight=False)
+            raise typer.Exit(3)
+    out.print(f"revoked {key_id}", highlight=False)

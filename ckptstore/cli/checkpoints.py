@@ -1,0 +1,199 @@
+"""push, pull, ls, show, rm, jobs, url: checkpoints on a store or a server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ckptstore.cli.common import (
+    DEFAULT_STORE,
+    CountedReader,
+    JsonOpt,
+    KeyOpt,
+    ServerOpt,
+    StoreOpt,
+    app,
+    checkpoint_json,
+    emit,
+    fail,
+    out,
+    parse_metrics,
+    progress_bar,
+    target,
+)
+from ckptstore.client import Client
+from ckptstore.formatting import human_size, iso_time
+
+
+@app.command()
+def push(
+    file: Annotated[Path, typer.Argument(help="Checkpoint file, or - for standard input.")],
+    job: Annotated[str, typer.Option("--job", "-j", help="Training job id.")],
+    type_: Annotated[str, typer.Option("--type", help="automatic, best, manual or final.")] = (
+        "automatic"
+    ),
+    epoch: int | None = None,
+    step: int | None = None,
+    metric: Annotated[list[str] | None, typer.Option(help="KEY=NUMBER, repeatable.")] = None,
+    name: str | None = None,
+    description: str | None = None,
+    store: StoreOpt = DEFAULT_STORE,
+    server: ServerOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store a checkpoint file (on a server, sending only the blocks it lacks)."""
+    with target(store, server, api_key) as handle:
+        fields = {
+            "type": type_,
+            "epoch": epoch,
+            "step": step,
+            "metrics": parse_metrics(metric or []),
+            "name": name,
+            "description": description,
+        }
+        stdin = str(file) == "-"
+        with progress_bar() as bar, sys.stdin.buffer if stdin else open(file, "rb") as raw:
+            task = bar.add_task("push", total=None if stdin else file.stat().st_size)
+            source = CountedReader(raw, lambda n: bar.advance(task, n))
+            record = handle.put(job, source, **fields)
+    emit(
+        as_json,
+        checkpoint_json(record),
+        lambda: out.print(
+            f"{record.checkpoint_id}  {human_size(record.size_bytes)},"
+            f" {human_size(record.stored_bytes)} new",
+            highlight=False,
+        ),
+    )
+
+
+@app.command()
+def pull(
+    checkpoint_id: str,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File, or - for stdout.")
+    ] = (None),
+    store: StoreOpt = DEFAULT_STORE,
+    server: ServerOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Fetch a checkpoint's bytes (to CHECKPOINT_ID.ckpt unless -o is given).
+
+    From a server, an interrupted pull resumes where it stopped and the result
+    is checked against the server's ETag."""
+    with target(store, server, api_key) as handle, progress_bar() as bar:
+        task = bar.add_task("pull", total=None)
+        advance = lambda n: bar.advance(task, n)  # noqa: E731
+        if str(output) == "-":
+            with handle.open_reader(checkpoint_id) as reader:
+                bar.update(task, total=reader.size)
+                while chunk := reader.read(4 << 20):
+                    sys.stdout.buffer.write(chunk)
+                    advance(len(chunk))
+            return
+        dest = output or Path(f"{checkpoint_id}.ckpt")
+        bar.update(task, total=handle.get(checkpoint_id).size_bytes)
+        handle.restore(checkpoint_id, dest, progress=advance)
+
+
+@app.command("ls")
+def list_checkpoints(
+    job: str,
+    sort_by: Annotated[str, typer.Option("--sort-by")] = "createdAt",
+    order: str = "desc",
+    limit: int = 50,
+    no_metrics: Annotated[bool, typer.Option("--no-metrics")] = False,
+    store: StoreOpt = DEFAULT_STORE,
+    server: ServerOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a job's checkpoints."""
+    with target(store, server, api_key) as handle:
+        page = handle.list(job, sort_by=sort_by, order=order, limit=limit)
+
+    def table() -> None:
+        grid = Table("checkpoint", "type", "name", "epoch", "step", "size", "created")
+        if not no_metrics:
+            grid.add_column("metrics")
+        for r in page.checkpoints:
+            row = [
+                r.checkpoint_id,
+                r.type,
+                r.name,
+                _text(r.epoch),
+                _text(r.step),
+                human_size(r.size_bytes),
+                iso_time(r.created_at),
+            ]
+            if not no_metrics:
+                row.append(" ".join(f"{k}={v:g}" for k, v in r.metrics.items()))
+            grid.add_row(*row)
+        out.print(grid)
+        out.print(f"{len(page.checkpoints)} of {page.total_count} checkpoints")
+
+    payload = {
+        "checkpoints": [checkpoint_json(r, not no_metrics) for r in page.checkpoints],
+        "totalCount": page.total_count,
+    }
+    emit(as_json, payload, table)
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+@app.command()
+def show(
+    checkpoint_id: str,
+    store: StoreOpt = DEFAULT_STORE,
+    server: ServerOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one checkpoint."""
+    with target(store, server, api_key) as handle:
+        data = checkpoint_json(handle.get(checkpoint_id))
+    emit(as_json, data, lambda: [out.print(f"{k}: {v}", highlight=False) for k, v in data.items()])
+
+
+@app.command()
+def rm(
+    checkpoint_ids: list[str],
+    store: StoreOpt = DEFAULT_STORE,
+    server: ServerOpt = None,
+    api_key: KeyOpt = None,
+) -> None:
+    """Delete checkpoints (their space returns at a GC after the grace period)."""
+    with target(store, server, api_key) as handle:
+        for checkpoint_id in checkpoint_ids:
+            handle.delete(checkpoint_id)
+            out.print(f"deleted {checkpoint_id}", highlight=False)
+
+
+@app.command()
+def jobs(
+    store: StoreOpt = DEFAULT_STORE,
+    server: ServerOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List job ids."""
+    with target(store, server, api_key) as handle:
+        names = handle.jobs()
+    emit(as_json, names, lambda: [out.print(name, highlight=False) for name in names])
+
+
+@app.command()
+def url(checkpoint_id: str, server: ServerOpt = None, api_key: KeyOpt = None) -> None:
+    """Print a signed download URL (valid one hour, no key needed to use it)."""
+    if not server:
+        raise fail("url needs --server (or CKPTSTORE_SERVER): signed URLs come from a server")
+    with target(DEFAULT_STORE, server, api_key) as handle:
+        assert isinstance(handle, Client)
+        out.print(handle.download_url(checkpoint_id), highlight=False, soft_wrap=True)

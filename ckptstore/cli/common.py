@@ -1,0 +1,141 @@
+"""What every command shares: the app, the target (store or server), output and errors.
+
+A command runs against an embedded store (``--store PATH`` / ``CKPTSTORE_STORE``)
+or, with ``--server URL`` / ``CKPTSTORE_SERVER``, against a server using the
+key in ``CKPTSTORE_API_KEY``: the same command line works on both. A user
+mistake prints one line on stderr and exits with its error class's
+``exit_code``, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from ckptstore.client import Client
+from ckptstore.errors import CkptStoreError, InvalidArgument
+from ckptstore.formatting import human_size, iso_time
+from ckptstore.store.catalog.base import CheckpointRecord
+from ckptstore.store.checkpoints import CheckpointStore
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Store, list and fetch ML training checkpoints, locally or on a ckptstore server.",
+)
+out = Console()
+err = Console(stderr=True)
+
+StoreOpt = Annotated[
+    Path, typer.Option("--store", envvar="CKPTSTORE_STORE", help="Embedded store directory.")
+]
+ServerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--server", envvar="CKPTSTORE_SERVER", help="Server URL (key: CKPTSTORE_API_KEY)."
+    ),
+]
+KeyOpt = Annotated[
+    str | None, typer.Option("--api-key", envvar="CKPTSTORE_API_KEY", help="API key for --server.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+DataOpt = Annotated[
+    Path, typer.Option("--data", envvar="CKPTSTORE_DATA", help="The server's store directory.")
+]
+DEFAULT_STORE = Path("./ckpts")
+
+Target = CheckpointStore | Client
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def target(store: Path, server: str | None = None, api_key: str | None = None) -> Iterator[Target]:
+    """The server if one is named, else the embedded store; errors become exit codes."""
+    try:
+        handle: Target = Client(server, api_key) if server else CheckpointStore.open(store)
+        with handle:
+            yield handle
+    except CkptStoreError as exc:
+        raise fail(str(exc), exc.exit_code) from None
+    except OSError as exc:
+        raise fail(f"{exc.strerror or exc}: {exc.filename or ''}", 1) from None
+
+
+def embedded_only(handle: Target, what: str) -> CheckpointStore:
+    if isinstance(handle, Client):
+        raise fail(f"{what} runs where the store is: use --store DIR on the server's host")
+    return handle
+
+
+def checkpoint_json(record: CheckpointRecord, include_metrics: bool = True) -> dict:
+    data = asdict(record)
+    data.pop("tenant_id")
+    data["created_at"] = iso_time(record.created_at)
+    data["size"] = human_size(record.size_bytes)
+    if not include_metrics:
+        data.pop("metrics")
+    return data
+
+
+def emit(as_json: bool, payload: object, human: Callable[[], None]) -> None:
+    if as_json:
+        out.print_json(json.dumps(payload))
+    else:
+        human()
+
+
+def progress_bar() -> Progress:
+    """Bytes, MB/s and ETA on stderr; hidden when stderr is not a terminal."""
+    return Progress(
+        BarColumn(),
+        DownloadColumn(binary_units=False),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=True,
+    )
+
+
+class CountedReader:
+    """A binary reader that reports how much has been read."""
+
+    def __init__(self, file: BinaryIO, advance: Callable[[int], None]) -> None:
+        self._file = file
+        self._advance = advance
+
+    def readinto(self, buffer: memoryview) -> int:
+        n = self._file.readinto(buffer) or 0
+        self._advance(n)
+        return n
+
+
+def parse_metrics(pairs: list[str]) -> dict[str, float]:
+    metrics: dict[str, float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            metrics[key] = float(value)
+        except ValueError:
+            raise InvalidArgument("--metric", pair, "KEY=NUMBER, e.g. loss=0.61") from None
+    return metrics

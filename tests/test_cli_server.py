@@ -1,0 +1,127 @@
+"""The ckptstore command as a subprocess against a real server: same command lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import random_bytes
+
+BIN = Path(sys.executable).parent / "ckptstore"
+MB = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from ckptstore.testing.live_server import live_server
+
+    data_dir = tmp_path_factory.mktemp("cli") / "data"
+    made = subprocess.run(
+        [str(BIN), "keys", "create", "--tenant", "acme", "--data", str(data_dir), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = json.loads(made.stdout)["key"]
+    with live_server(data_dir) as base:
+        yield {**os.environ, "CKPTSTORE_SERVER": base, "CKPTSTORE_API_KEY": key}
+
+
+def cli(env, *args, check=True):
+    done = subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True, timeout=120)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_push_ls_pull_url_rm_through_the_server(server, tmp_path):
+    data = random_bytes(3 * MB, seed=8)
+    src = tmp_path / "model.pt"
+    src.write_bytes(data)
+    pushed = json.loads(
+        cli(
+            server,
+            "push",
+            str(src),
+            "--job",
+            "job_cli",
+            "--epoch",
+            "4",
+            "--metric",
+            "validationLoss=0.3",
+            "--json",
+        ).stdout
+    )
+    assert pushed["status"] == "ready" and pushed["size_bytes"] == len(data)
+    again = json.loads(cli(server, "push", str(src), "--job", "job_cli", "--json").stdout)
+    assert again["stored_bytes"] == 0  # nothing new travelled or was stored
+
+    listed = json.loads(cli(server, "ls", "job_cli", "--json").stdout)
+    assert listed["totalCount"] == 3  # two pushes and the best copy
+    out = tmp_path / "restored.bin"
+    cli(server, "pull", pushed["checkpoint_id"], "-o", str(out))
+    assert out.read_bytes() == data
+
+    signed = cli(server, "url", pushed["checkpoint_id"]).stdout.strip()
+    assert "/signed/" in signed and "signature=" in signed
+    assert json.loads(cli(server, "jobs", "--json").stdout) == ["job_cli"]
+
+    endpoint = json.loads(
+        cli(
+            server,
+            "endpoints",
+            "deploy",
+            pushed["checkpoint_id"],
+            "--name",
+            "serve",
+            "--gpu",
+            "rtx-4090",
+            "--json",
+        ).stdout
+    )
+    blocked = cli(server, "rm", pushed["checkpoint_id"], check=False)
+    assert blocked.returncode == 7 and endpoint["endpoint_id"] in blocked.stderr
+    cli(server, "endpoints", "rm", endpoint["endpoint_id"])
+    cli(server, "rm", pushed["checkpoint_id"])
+    missing = cli(server, "show", pushed["checkpoint_id"], check=False)
+    assert missing.returncode == 3 and "Traceback" not in missing.stderr
+
+
+def test_push_from_stdin(server):
+    data = random_bytes(MB, seed=9)
+    done = subprocess.run(
+        [str(BIN), "push", "-", "--job", "job_stdin", "--json"],
+        env=server,
+        input=data,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    pulled = subprocess.run(
+        [str(BIN), "pull", record["checkpoint_id"], "-o", "-"],
+        env=server,
+        capture_output=True,
+        timeout=120,
+    )
+    assert pulled.stdout == data
+
+
+def test_wrong_key_and_store_only_commands_fail_cleanly(server):
+    bad = {**server, "CKPTSTORE_API_KEY": "ck_00000000_" + "x" * 43}
+    denied = cli(bad, "jobs", check=False)
+    assert (
+        denied.returncode == 8 and "API key" in denied.stderr and "Traceback" not in denied.stderr
+    )
+    remote_verify = cli(server, "verify", check=False)
+    assert remote_verify.returncode == 2 and "--store" in remote_verify.stderr
+    offline = {**server, "CKPTSTORE_SERVER": "http://127.0.0.1:9"}  # nothing listens there
+    gone = subprocess.run(
+        [str(BIN), "jobs"], env=offline, capture_output=True, text=True, timeout=300
+    )
+    assert gone.returncode == 10 and "Traceback" not in gone.stderr
