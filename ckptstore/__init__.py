@@ -1,5 +1,6 @@
 """ckptstore: deduplicating, compressing storage for ML training checkpoints."""
 
+from ckptstore.client import Client
 from ckptstore.errors import (
     CheckpointNotFound,
     CkptStoreError,
@@ -9,15 +10,19 @@ from ckptstore.errors import (
 )
 from ckptstore.store.checkpoints import CheckpointPage, CheckpointStore, StoreStats
 from ckptstore.store.context import StoreConfig
+from ckptstore.training import Job, job
 
 __all__ = [
     "CheckpointNotFound",
     "CheckpointPage",
     "CheckpointStore",
+    "Client",
     "CkptStoreError",
     "CorruptBlockError",
     "InvalidArgument",
+    "Job",
     "MissingBlockError",
     "StoreConfig",
     "StoreStats",
+    "job",
 ]

@@ -125,3 +125,29 @@ def test_wrong_key_and_store_only_commands_fail_cleanly(server):
         [str(BIN), "jobs"], env=offline, capture_output=True, text=True, timeout=300
     )
     assert gone.returncode == 10 and "Traceback" not in gone.stderr
+
+
+def test_example_training_script_against_the_server(server):
+    import httpx
+
+    headers = {"Authorization": f"Bearer {server['CKPTSTORE_API_KEY']}"}
+    r = httpx.post(
+        f"{server['CKPTSTORE_SERVER']}/v2/training/jobs/job_example/checkpoints",
+        headers=headers,
+        json={"name": "Requested Milestone"},
+    )
+    assert r.status_code == 201
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "examples" / "train_small.py")],
+        env=server,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"fulfilled manual request {r.json()['checkpointId']}" in done.stdout
+    listing = done.stdout.split("checkpoints:\n", 1)[1].splitlines()
+    kinds = {line.split()[0] for line in listing}
+    assert {"final", "automatic", "best", "manual"} <= kinds

@@ -174,7 +174,7 @@ class Catalog(ABC):
         """One page of a job's checkpoints, and how many match in all (ignoring the limit).
 
         Checkpoints lacking the sort key come last in either order; ties go
-        newest first.
+        newest first, and checkpoints created at the same instant by insertion order.
         """
 
     @abstractmethod

@@ -27,10 +27,9 @@ MIGRATIONS: dict[int, list[str]] = {
             created_at REAL NOT NULL,
             parent_id TEXT,
             tenant_id TEXT NOT NULL DEFAULT '')""",
-        """CREATE INDEX checkpoints_job
-            ON checkpoints (tenant_id, job_id, created_at, checkpoint_id)""",
-        """CREATE INDEX checkpoints_type
-            ON checkpoints (tenant_id, job_id, type, created_at, checkpoint_id)""",
+        # rowid ends every index of a rowid table: ties in created_at go by insertion order
+        "CREATE INDEX checkpoints_job ON checkpoints (tenant_id, job_id, created_at)",
+        "CREATE INDEX checkpoints_type ON checkpoints (tenant_id, job_id, type, created_at)",
         """CREATE TABLE packs (
             pack_id TEXT PRIMARY KEY,
             size INTEGER NOT NULL,

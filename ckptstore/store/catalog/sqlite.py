@@ -282,14 +282,14 @@ class SQLiteCatalog(ServiceRecords, Catalog):
         direction = "DESC" if query.descending else "ASC"
         params: list[object] = []
         if query.sort_by == "createdAt":  # never NULL: the index gives this order directly
-            order = f"created_at {direction}, checkpoint_id {direction}"
+            order = f"created_at {direction}, rowid {direction}"
         else:
             if query.sort_by in _FIELD_COLUMNS:
                 key = _FIELD_COLUMNS[query.sort_by]
             else:
                 key = "json_extract(metrics, ?)"
                 params = [metric_path(query.sort_by)] * 2
-            order = f"({key}) IS NULL, ({key}) {direction}, created_at DESC, checkpoint_id DESC"
+            order = f"({key}) IS NULL, ({key}) {direction}, created_at DESC, rowid DESC"
         limit = -1 if query.limit is None else query.limit
         where = "WHERE tenant_id = ? AND job_id = ?"
         filters: list[object] = [query.tenant_id, query.job_id]
@@ -334,7 +334,7 @@ class SQLiteCatalog(ServiceRecords, Catalog):
     def job_extremes(
         self, tenant_id: str, job_id: str
     ) -> tuple[CheckpointRecord | None, CheckpointRecord | None]:
-        newest = "ORDER BY created_at DESC, checkpoint_id DESC LIMIT 1"
+        newest = "ORDER BY created_at DESC, rowid DESC LIMIT 1"
         where = "WHERE tenant_id = ? AND job_id = ?"
         with self._read() as conn:
             best = conn.execute(
