@@ -23,6 +23,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.chunk_params
 	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench.server --workers 2
+	$(BIN)/python -m bench.client
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix ckptstore tests bench examples

@@ -181,3 +181,22 @@ def test_transport_gives_up_after_its_attempts():
     with pytest.raises(ServerUnavailable):
         transport.request("GET", "/healthz")
     assert flaky.calls == 3
+
+
+def test_wire_compression_stops_when_it_does_not_pay_and_probes_again():
+    from ckptstore.client.client import WireCompression
+
+    wire = WireCompression()
+    assert wire.should_compress()
+    wire.observe(1000, 950)  # 5% saved: not worth the CPU
+    decisions = [wire.should_compress() for _ in range(WireCompression.PROBE_EVERY)]
+    assert decisions.count(True) == 1  # one probe per PROBE_EVERY batches
+    wire.observe(1000, 300)  # text-like data again: compress
+    assert wire.should_compress()
+
+
+def test_compressible_uploads_go_compressed_and_round_trip(client):
+    text = b"epoch loss accuracy validation " * 300_000
+    record = client.put(JOB, text)
+    with client.open_reader(record.checkpoint_id) as reader:
+        assert reader.read() == text
