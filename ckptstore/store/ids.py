@@ -33,10 +33,6 @@ def content_digest(block_ids: Iterable[bytes]) -> str:
     return hasher.hexdigest()[:32]
 
 
-def block_id_hex(raw_id: bytes) -> str:
-    return raw_id.hex()
-
-
 def parse_block_id(text: str) -> bytes:
     """A block id from its 64-character lower-case hex form."""
     if not isinstance(text, str) or not _HEX_ID.fullmatch(text):

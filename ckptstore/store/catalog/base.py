@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 CHECKPOINT_TYPES = ("automatic", "best", "manual", "final")
-CHECKPOINT_STATUSES = ("pending", "ready")
 
 
 @dataclass(frozen=True, slots=True)
