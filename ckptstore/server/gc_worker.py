@@ -19,11 +19,18 @@ log = logging.getLogger("ckptstore.gc")
 
 
 class GcWorker:
+    """Runs GC in a worker thread; stopping waits for a run in progress to finish.
+
+    It is never cancelled mid-run: cancelling the awaiting task would leave the
+    thread running against a store the app then closes under it.
+    """
+
     def __init__(self, store: CheckpointStore, interval_s: float, after_delete_s: float) -> None:
         self._store = store
         self._interval_s = interval_s
         self._after_delete_s = after_delete_s
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.runs = 0
@@ -33,10 +40,13 @@ class GcWorker:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
+        """Stop the loop and wait until no GC is running."""
+        self._stopping.set()
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
+        async with self._lock:  # a run started by a request (POST /v2/gc) finishes too
+            pass
 
     def after_delete(self) -> None:
         """Ask for a GC soon; several deletes in a row share one run."""
@@ -44,20 +54,27 @@ class GcWorker:
 
     async def run_now(self) -> GcReport:
         async with self._lock:
-            report = await run_in_threadpool(self._store.gc)
+            report = await asyncio.shield(run_in_threadpool(self._store.gc))
             self.runs += 1
             self.last_report = report
             return report
 
     async def _loop(self) -> None:
-        while True:
-            try:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
-                await asyncio.sleep(self._after_delete_s)  # let a burst of deletes finish
-            except TimeoutError:
-                pass
+            if self._stopping.is_set():
+                return
+            if self._wake.is_set():
+                await self._pause(self._after_delete_s)  # let a burst of deletes finish
             self._wake.clear()
+            if self._stopping.is_set():
+                return
             try:
                 await self.run_now()
             except Exception:  # noqa: BLE001 - keep the worker alive; the next run retries
                 log.exception("background GC failed")
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)

@@ -134,7 +134,7 @@ class CheckpointStore:
         self._ctx = StoreContext(
             catalog=catalog,
             blocks=blocks,
-            codec=BlockCodec(config.zstd_level),
+            codec=BlockCodec(config.zstd_level, config.byte_planes),
             chunker=chunker,
             clock=clock,
             pool=ThreadPoolExecutor(config.workers, thread_name_prefix="ckptstore"),

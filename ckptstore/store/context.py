@@ -20,6 +20,7 @@ class StoreConfig:
     """Tunables of an engine instance (not persisted: changing them keeps old data readable)."""
 
     zstd_level: int = DEFAULT_ZSTD_LEVEL
+    byte_planes: bool = True  # try byte-plane encoding for numeric blocks
     pack_target_bytes: int = 32 * 1024 * 1024
     workers: int = max(2, min(8, os.cpu_count() or 2))
     lease_ttl_s: float = 3600.0

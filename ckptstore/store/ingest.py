@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from ckptstore.store.chunking import Chunker
-from ckptstore.store.codecs import Codec
+from ckptstore.store.codecs import Codec, plane_width
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id
 from ckptstore.store.leases import LeaseKeeper
@@ -41,6 +41,7 @@ class Ingest:
         self._chunker = Chunker(ctx.chunker)
         self._seen: set[bytes] = set()  # ids leased from the catalog or written by us
         self._leases = LeaseKeeper(ctx, holder)
+        self._planes = ctx.codec.byte_planes
         self._new_blocks = 0
 
     def run(self, source: WindowSource) -> IngestResult:
@@ -92,12 +93,14 @@ class Ingest:
             return []
         present = self._leases.lease_existing(list(first_view))
         self._seen.update(first_view)
+        new = [(bid, view) for bid, view in first_view.items() if bid not in present]
+        if not new:
+            return []
+        # one byte-plane verdict per window: a window is nearly always one kind of data,
+        # and judging every block costs GIL time the compressors need
+        width = plane_width(max((view for _, view in new), key=len)) if self._planes else 0
         encode = self._ctx.codec.encode
-        return [
-            (bid, len(view), self._ctx.pool.submit(encode, view))
-            for bid, view in first_view.items()
-            if bid not in present
-        ]
+        return [(bid, len(view), self._ctx.pool.submit(encode, view, width)) for bid, view in new]
 
     def _store(self, staged: _Staged) -> None:
         for bid, raw_len, future in staged:
