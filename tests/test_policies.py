@@ -159,3 +159,19 @@ def test_upload_does_not_reveal_other_tenants_blocks_nor_store_them_twice(store)
     with store.begin_upload("job", tenant="b") as again:
         assert again.missing(ids) == []  # now tenant b holds them itself
         again.abort()
+
+
+def test_commit_cannot_probe_for_or_borrow_another_tenants_blocks(store):
+    from ckptstore.errors import BlocksNotUploaded
+
+    secret = random_bytes(MB, seed=77)
+    store.put("job", secret, tenant="a")
+    view = memoryview(secret)
+    ends = Chunker(store.context.chunker).cut(view, final=True)
+    ids = [block_id(view[s:e]) for s, e in zip([0, *ends[:-1]], ends, strict=True)]
+    with store.begin_upload("job", tenant="b") as upload, pytest.raises(BlocksNotUploaded) as info:
+        upload.commit(ids)  # tenant b names tenant a's blocks without sending them
+    assert len(info.value.block_ids) == len(set(ids))  # indistinguishable from absent ones
+    assert store.list("job", tenant="b").total_count == 0
+    with store.begin_upload("job", tenant="a") as own:
+        assert own.commit(ids).size_bytes == len(secret)  # a tenant may name its own blocks

@@ -93,6 +93,8 @@ class Upload:
         """Make the checkpoint whose bytes are the concatenation of ``block_ids``."""
         self.flush()
         found = self._ctx.catalog.get_blocks(block_ids)
+        if self._tenant_id:
+            found = self._owned(found)
         absent = [bid.hex() for bid in dict.fromkeys(block_ids) if bid not in found]
         if absent:
             raise BlocksNotUploaded(absent)
@@ -104,6 +106,20 @@ class Upload:
         record = self._commit(manifest, offset, self.stored_bytes)
         self.done = True
         return record
+
+    def _owned(self, found: dict) -> dict:
+        """Of the blocks found, those this tenant may name: leased to this upload (sent
+        by it, or reported present by ``missing``) or referenced by the tenant's own
+        checkpoints. Naming any other block fails exactly like naming an absent one, so a
+        commit can neither probe for nor borrow another tenant's data."""
+        ids = list(found)
+        mine = self._ctx.catalog.leased_to(self.upload_id, ids)
+        rest = [bid for bid in ids if bid not in mine]
+        if rest:
+            mine |= self._ctx.catalog.lease_visible(
+                rest, self._tenant_id, self.upload_id, self._leases.expires_at()
+            )
+        return {bid: found[bid] for bid in mine}
 
     def abort(self) -> None:
         """Give up: leases go now; blocks already written are reclaimed by GC."""

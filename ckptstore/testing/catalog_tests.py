@@ -131,6 +131,12 @@ class CatalogTests:
         catalog.release_leases("u2")
         assert [b.block_id for b in catalog.remove_dead_blocks(NOW + 100, 0)] == [bid(1)]
 
+    def test_leased_to_reports_a_holders_leases(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2, holder="u1")
+        catalog.lease_existing([bid(2)], "u2", NOW + TTL)
+        assert catalog.leased_to("u1", [bid(1), bid(2), bid(3)]) == {bid(1), bid(2)}
+        assert catalog.leased_to("u2", [bid(1), bid(2)]) == {bid(2)}
+
     def test_grace_period_protects_recently_dead_blocks(self, catalog: Catalog) -> None:
         self.add(catalog, 1)
         catalog.commit_checkpoint(checkpoint("c1"), [(0, bid(1))], "h")

@@ -139,6 +139,10 @@ class Catalog(ABC):
         """The subset of ``block_ids`` present, each leased to ``lease_holder``."""
 
     @abstractmethod
+    def leased_to(self, lease_holder: str, block_ids: list[bytes]) -> set[bytes]:
+        """The subset of ``block_ids`` that ``lease_holder`` holds a lease on."""
+
+    @abstractmethod
     def renew_leases(self, lease_holder: str, expires_at: float) -> None: ...
 
     @abstractmethod

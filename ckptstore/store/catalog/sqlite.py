@@ -131,6 +131,18 @@ class SQLiteCatalog(ServiceRecords, Catalog):
         query = "SELECT block_id FROM blocks WHERE block_id IN ({marks})"
         return self._lease_found(query, (), block_ids, lease_holder, expires_at)
 
+    def leased_to(self, lease_holder: str, block_ids: list[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        with self._read() as conn:
+            for batch in batches(list(set(block_ids))):
+                marks = ",".join("?" * len(batch))
+                rows = conn.execute(
+                    f"SELECT block_id FROM leases WHERE holder = ? AND block_id IN ({marks})",
+                    [lease_holder, *batch],
+                ).fetchall()
+                found.update(row[0] for row in rows)
+        return found
+
     def renew_leases(self, lease_holder: str, expires_at: float) -> None:
         with self._write() as conn:
             conn.execute(
