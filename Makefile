@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.server --workers 2
 	$(BIN)/python -m bench.client
+	$(BIN)/python -m bench.corpora
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix ckptstore tests bench examples
