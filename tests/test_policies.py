@@ -12,7 +12,7 @@ from ckptstore.errors import (
     EndpointNotFound,
     InvalidArgument,
 )
-from ckptstore.store.chunking import Chunker
+from ckptstore.store.chunking import BlockCutter
 from ckptstore.store.ids import block_id
 from ckptstore.store.policies import JobSettings, default_mode
 from tests.conftest import random_bytes, restore_bytes
@@ -111,7 +111,7 @@ def test_pending_checkpoint_filled_by_upload_across_requests(store):
     pending = store.create_pending("job", type="automatic", epoch=7)
     data = random_bytes(3 * MB, seed=4)
     view = memoryview(data)
-    ends = Chunker(store.context.chunker).cut(view, final=True)
+    ends = [e for e, _ in BlockCutter(store.context.chunker).cut(view, 0, final=True)]
     blocks = [bytes(view[s:e]) for s, e in zip([0, *ends[:-1]], ends, strict=True)]
     ids = [block_id(b) for b in blocks]
     # every call on a fresh Upload object, as separate HTTP requests would do
@@ -145,7 +145,7 @@ def test_upload_does_not_reveal_other_tenants_blocks_nor_store_them_twice(store)
     store.put("job", data, tenant="a")
     stored = store.stats().stored_bytes
     view = memoryview(data)
-    ends = Chunker(store.context.chunker).cut(view, final=True)
+    ends = [e for e, _ in BlockCutter(store.context.chunker).cut(view, 0, final=True)]
     blocks = [bytes(view[s:e]) for s, e in zip([0, *ends[:-1]], ends, strict=True)]
     ids = [block_id(b) for b in blocks]
     with store.begin_upload("job", tenant="b") as upload:
@@ -167,7 +167,7 @@ def test_commit_cannot_probe_for_or_borrow_another_tenants_blocks(store):
     secret = random_bytes(MB, seed=77)
     store.put("job", secret, tenant="a")
     view = memoryview(secret)
-    ends = Chunker(store.context.chunker).cut(view, final=True)
+    ends = [e for e, _ in BlockCutter(store.context.chunker).cut(view, 0, final=True)]
     ids = [block_id(view[s:e]) for s, e in zip([0, *ends[:-1]], ends, strict=True)]
     with store.begin_upload("job", tenant="b") as upload, pytest.raises(BlocksNotUploaded) as info:
         upload.commit(ids)  # tenant b names tenant a's blocks without sending them

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ckptstore.errors import BlockHashMismatch, BlocksNotUploaded
-from ckptstore.store.chunking import Chunker
+from ckptstore.store.chunking import BlockCutter
 from ckptstore.store.ids import block_id
 from tests.conftest import random_bytes, restore_bytes
 
@@ -15,7 +15,7 @@ MB = 1_000_000
 def client_chunks(store, data: bytes) -> list[tuple[bytes, bytes]]:
     """What a client does: cut with the store's chunker parameters and hash."""
     view = memoryview(data)
-    ends = Chunker(store.context.chunker).cut(view, final=True)
+    ends = [e for e, _ in BlockCutter(store.context.chunker).cut(view, 0, final=True)]
     starts = [0, *ends[:-1]]
     return [(block_id(view[s:e]), bytes(view[s:e])) for s, e in zip(starts, ends, strict=True)]
 

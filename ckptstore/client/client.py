@@ -292,8 +292,7 @@ class Client:
         return self._info
 
     def chunker(self) -> ChunkerParams:
-        c = self.info()["chunker"]
-        return ChunkerParams(c["min_size"], c["avg_size"], c["max_size"], c["normalized_chunking"])
+        return ChunkerParams.from_dict(self.info()["chunker"])
 
     def _json(self, method: str, path: str, **kwargs: object) -> dict:
         return self._transport.request(method, path, **kwargs).json()

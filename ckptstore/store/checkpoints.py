@@ -477,14 +477,10 @@ def _persisted_chunker(catalog: Catalog, for_new_store: ChunkerParams) -> Chunke
     stored = json.loads(
         catalog.set_setting_if_absent("chunker", json.dumps(for_new_store.as_dict()))
     )
-    if stored.get("algorithm_version") != 1:
-        raise FormatError(f"unknown chunker algorithm version {stored.get('algorithm_version')}")
-    return ChunkerParams(
-        min_size=stored["min_size"],
-        avg_size=stored["avg_size"],
-        max_size=stored["max_size"],
-        normalized_chunking=stored["normalized_chunking"],
-    )
+    try:
+        return ChunkerParams.from_dict(stored)
+    except (ValueError, KeyError) as exc:
+        raise FormatError(f"store chunker settings {stored}: {exc}") from None
 
 
 def _check_metrics(metrics: dict[str, float]) -> dict[str, float]:

@@ -13,28 +13,61 @@ from dataclasses import dataclass
 
 from pyfastcdc import FastCDC
 
+from ckptstore.store.segments import WHOLE_STREAM, Region, sniff_regions
+
 
 @dataclass(frozen=True)
 class ChunkerParams:
-    """FastCDC parameters; persisted in the catalog so dedup stays stable."""
+    """How a stream is cut; persisted in the catalog so dedup stays stable.
+
+    Algorithm 1: FastCDC over the whole stream. Algorithm 2 (``tensor_block_bytes``
+    set): tensors of a recognised format (segments.py) are cut into blocks of that
+    size aligned to each tensor's start; everything else keeps FastCDC.
+    """
 
     min_size: int
     avg_size: int
     max_size: int
     normalized_chunking: int = 1
+    tensor_block_bytes: int = 0
+
+    @property
+    def algorithm_version(self) -> int:
+        return 2 if self.tensor_block_bytes else 1
 
     def as_dict(self) -> dict[str, int]:
-        return {
-            "algorithm_version": 1,
+        fields = {
+            "algorithm_version": self.algorithm_version,
             "min_size": self.min_size,
             "avg_size": self.avg_size,
             "max_size": self.max_size,
             "normalized_chunking": self.normalized_chunking,
         }
+        if self.tensor_block_bytes:
+            fields["tensor_block_bytes"] = self.tensor_block_bytes
+        return fields
+
+    @classmethod
+    def from_dict(cls, data: dict[str, int]) -> ChunkerParams:
+        version = data.get("algorithm_version")
+        if version not in (1, 2):
+            raise ValueError(f"unknown chunker algorithm version {version}")
+        return cls(
+            min_size=data["min_size"],
+            avg_size=data["avg_size"],
+            max_size=data["max_size"],
+            normalized_chunking=data["normalized_chunking"],
+            tensor_block_bytes=data.get("tensor_block_bytes", 0) if version == 2 else 0,
+        )
 
 
-# Chosen by bench/chunk_params.py (report in bench/results/chunk_params.md).
-DEFAULT_CHUNKER = ChunkerParams(min_size=64 * 1024, avg_size=256 * 1024, max_size=1024 * 1024)
+# FastCDC sizes chosen by bench/chunk_params.py (report in bench/results/*-chunk-params.md).
+DEFAULT_CHUNKER = ChunkerParams(
+    min_size=64 * 1024,
+    avg_size=256 * 1024,
+    max_size=1024 * 1024,
+    tensor_block_bytes=1024 * 1024,
+)
 
 
 class Chunker:
@@ -61,4 +94,52 @@ class Chunker:
         ends = [chunk.offset + chunk.length for chunk in self._cdc.cut_buf(buf)]
         if not final:
             ends.pop()
+        return ends
+
+
+class BlockCutter:
+    """Cuts one stream into blocks, window by window (same carry contract as Chunker).
+
+    Region edges are always cuts; opaque regions are cut by FastCDC, tensor
+    regions into ``tensor_block_bytes`` blocks counted from the tensor's start,
+    so an unchanged tensor gives the same blocks wherever it sits in the file.
+    """
+
+    def __init__(self, params: ChunkerParams) -> None:
+        self._chunker = Chunker(params)
+        self._block = params.tensor_block_bytes
+        self._regions: list[Region] | None = None if self._block else WHOLE_STREAM
+
+    def cut(self, buf: memoryview, offset: int, final: bool) -> list[tuple[int, int]]:
+        """``(end, width)`` of the complete blocks in ``buf``, which starts at stream
+        ``offset``; ends are relative to ``buf``, width is the tensor element width
+        (0 in opaque regions)."""
+        if self._regions is None:
+            self._regions = sniff_regions(buf)
+        cuts: list[tuple[int, int]] = []
+        pos = 0
+        for region in self._regions:
+            if region.end is not None and region.end <= offset + pos:
+                continue
+            if pos >= len(buf):
+                break
+            inside = len(buf) if region.end is None else min(len(buf), region.end - offset)
+            closes = region.end is not None and region.end - offset <= len(buf)
+            piece = buf[pos:inside]
+            done = closes or (final and inside == len(buf))
+            if region.width:
+                ends = self._fixed(len(piece), offset + pos - region.start, done)
+            else:
+                ends = self._chunker.cut(piece, final=done)
+            cuts += [(pos + end, region.width) for end in ends]
+            if not done:
+                break  # the region goes on in the next window: the rest is carried
+            pos = inside
+        return cuts
+
+    def _fixed(self, length: int, into_region: int, done: bool) -> list[int]:
+        first = self._block - into_region % self._block
+        ends = list(range(first, length + 1, self._block))
+        if done and (not ends or ends[-1] != length) and length:
+            ends.append(length)
         return ends

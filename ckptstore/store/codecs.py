@@ -27,7 +27,8 @@ class Codec(IntEnum):
 DEFAULT_ZSTD_LEVEL = 1
 
 
-PLANE_WIDTHS = (2, 4)  # element widths tried: 16-bit and 32-bit numbers
+PLANE_WIDTHS = (2, 4, 8)  # element widths codec 2 stores
+ESTIMATED_WIDTHS = (2, 4)  # widths the estimate tries on data of unknown type
 SAMPLE_BYTES = 8 * 1024  # ~2,000 elements tell 7.3 from 6.6 bits per byte
 MIN_SAMPLE_BYTES = 4 * 1024
 # Byte planes pay on numeric data, whose bytes look like noise to LZ matching
@@ -62,7 +63,7 @@ def plane_width(raw: memoryview) -> int:
     if raw_bits < NOISY_BITS:
         return 0
     best_width, best_bits = 0, raw_bits - MIN_GAIN_BITS
-    for width in PLANE_WIDTHS:
+    for width in ESTIMATED_WIDTHS:
         n = len(sample) // width
         lanes = sample[: n * width].reshape(n, width).astype(np.uint16)
         lanes += np.arange(width, dtype=np.uint16) << 8
@@ -122,8 +123,8 @@ class BlockCodec:
         """zstd of the bytes, or of their byte planes for numeric data; the raw bytes
         when neither shrinks them. ``width`` is the caller's ``plane_width`` verdict for
         data like this (a whole window is judged once); None to judge this block."""
-        if not self.byte_planes:
-            width = 0
+        if not self.byte_planes or (width is not None and width not in PLANE_WIDTHS):
+            width = 0  # planes off, or one-byte elements: nothing to group
         elif width is None:
             width = plane_width(raw)
         if width:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from ckptstore.store.chunking import Chunker, ChunkerParams
+from ckptstore.store.chunking import BlockCutter, ChunkerParams
 from ckptstore.store.ids import block_id
 from ckptstore.store.sources import WINDOWS_IN_FLIGHT, Source, open_source
 
@@ -27,18 +27,21 @@ def iter_blocks(
     The views are valid until ``WINDOWS_IN_FLIGHT - 1`` more windows have been
     taken: copy what must live longer.
     """
-    chunker = Chunker(params)
+    cutter = BlockCutter(params)
     windows = open_source(source, window_bytes)
     carry = memoryview(b"")
+    offset = 0
     eof = False
     try:
         while not eof:
             window, eof = windows.next_window(carry)
-            ends = chunker.cut(window, final=eof)
+            ends = [end for end, _ in cutter.cut(window, offset, final=eof)]
             starts = [0, *ends[:-1]] if ends else []
             views = [window[s:e] for s, e in zip(starts, ends, strict=True)]
             yield list(zip(pool.map(block_id, views), views, strict=True))
-            carry = window[ends[-1] if ends else 0 :]
+            consumed = ends[-1] if ends else 0
+            carry = window[consumed:]
+            offset += consumed
     finally:
         windows.close()
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from ckptstore.store.chunking import Chunker
+from ckptstore.store.chunking import BlockCutter
 from ckptstore.store.codecs import Codec, plane_width
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id
@@ -21,7 +21,7 @@ from ckptstore.store.sources import WindowSource
 from ckptstore.store.writer import PackWriter
 
 _Staged = list[tuple[bytes, int, "Future[tuple[Codec, bytes | memoryview]]"]]
-_Hashing = tuple[list[int], list[memoryview], Iterator[bytes]]
+_Hashing = tuple[list[int], list[memoryview], list[int], Iterator[bytes]]
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Ingest:
     def __init__(self, ctx: StoreContext, holder: str) -> None:
         self._ctx = ctx
         self._writer = PackWriter(ctx, holder)
-        self._chunker = Chunker(ctx.chunker)
+        self._cutter = BlockCutter(ctx.chunker)
         self._seen: set[bytes] = set()  # ids leased from the catalog or written by us
         self._leases = LeaseKeeper(ctx, holder)
         self._planes = ctx.codec.byte_planes
@@ -61,18 +61,25 @@ class Ingest:
             cut: _Hashing | None = None
             if not eof:
                 window, eof = source.next_window(carry)
-                ends = self._chunker.cut(window, final=eof)
+                cuts = self._cutter.cut(window, offset, final=eof)
+                ends = [end for end, _ in cuts]
                 starts = [0, *ends[:-1]] if ends else []
                 views = [window[start:end] for start, end in zip(starts, ends, strict=True)]
-                cut = ([offset + s for s in starts], views, self._ctx.pool.map(block_id, views))
+                widths = [width for _, width in cuts]
+                cut = (
+                    [offset + s for s in starts],
+                    views,
+                    widths,
+                    self._ctx.pool.map(block_id, views),
+                )
                 consumed = ends[-1] if ends else 0
                 carry = window[consumed:]
                 offset += consumed
             if hashing is not None:
-                offsets, views, ids_iter = hashing
+                offsets, views, widths, ids_iter = hashing
                 ids = list(ids_iter)
                 manifest.extend(zip(offsets, ids, strict=True))
-                staged = self._stage(ids, views)
+                staged = self._stage(ids, views, widths)
                 self._store(encoding)
                 encoding = staged
             if cut is None:
@@ -82,25 +89,30 @@ class Ingest:
         self._writer.finish()
         return IngestResult(manifest, offset, self._writer.stored_bytes, self._new_blocks)
 
-    def _stage(self, ids: list[bytes], views: list[memoryview]) -> _Staged:
+    def _stage(self, ids: list[bytes], views: list[memoryview], widths: list[int]) -> _Staged:
         """Lease the blocks the store has; start compressing the ones it lacks."""
         self._leases.expires_at()  # renews this ingest's leases when they need it
-        first_view: dict[bytes, memoryview] = {}
-        for bid, view in zip(ids, views, strict=True):
-            if bid not in self._seen and bid not in first_view:
-                first_view[bid] = view
-        if not first_view:
+        first: dict[bytes, tuple[memoryview, int]] = {}
+        for bid, view, width in zip(ids, views, widths, strict=True):
+            if bid not in self._seen and bid not in first:
+                first[bid] = (view, width)
+        if not first:
             return []
-        present = self._leases.lease_existing(list(first_view))
-        self._seen.update(first_view)
-        new = [(bid, view) for bid, view in first_view.items() if bid not in present]
+        present = self._leases.lease_existing(list(first))
+        self._seen.update(first)
+        new = [(bid, view, width) for bid, (view, width) in first.items() if bid not in present]
         if not new:
             return []
-        # one byte-plane verdict per window: a window is nearly always one kind of data,
-        # and judging every block costs GIL time the compressors need
-        width = plane_width(max((view for _, view in new), key=len)) if self._planes else 0
+        # Tensor blocks come with their element width. Opaque ones get one byte-plane
+        # verdict per window: a window is nearly always one kind of data, and judging
+        # every block costs GIL time the compressors need.
+        opaque = [view for _, view, width in new if not width]
+        guess = plane_width(max(opaque, key=len)) if opaque and self._planes else 0
         encode = self._ctx.codec.encode
-        return [(bid, len(view), self._ctx.pool.submit(encode, view, width)) for bid, view in new]
+        return [
+            (bid, len(view), self._ctx.pool.submit(encode, view, width or guess))
+            for bid, view, width in new
+        ]
 
     def _store(self, staged: _Staged) -> None:
         for bid, raw_len, future in staged:
