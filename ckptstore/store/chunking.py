@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pyfastcdc import FastCDC
 
 from ckptstore.store.segments import WHOLE_STREAM, Region, sniff_regions
+from ckptstore.store.torchzip import ZipSegmenter
 
 
 @dataclass(frozen=True)
@@ -109,31 +110,49 @@ class BlockCutter:
         self._chunker = Chunker(params)
         self._block = params.tensor_block_bytes
         self._regions: list[Region] | None = None if self._block else WHOLE_STREAM
+        self._zip: ZipSegmenter | None = None
 
     def cut(self, buf: memoryview, offset: int, final: bool) -> list[tuple[int, int]]:
         """``(end, width)`` of the complete blocks in ``buf``, which starts at stream
         ``offset``; ends are relative to ``buf``, width is the tensor element width
         (0 in opaque regions)."""
         if self._regions is None:
-            self._regions = sniff_regions(buf)
+            if ZipSegmenter.matches(buf):
+                self._zip = ZipSegmenter()
+                self._regions = []
+            else:
+                self._regions = sniff_regions(buf)
+        regions, known = self._regions, offset + len(buf)
+        if self._zip is not None:
+            known = self._zip.advance(buf, offset, final)
+            regions = self._zip.regions
+            still_open = self._zip.open_region()
+            if still_open is not None:
+                regions = [*regions, still_open]
+        return self._cut_regions(buf, offset, final, regions, known - offset)
+
+    def _cut_regions(
+        self, buf: memoryview, offset: int, final: bool, regions: list[Region], limit: int
+    ) -> list[tuple[int, int]]:
+        """Cuts within ``buf[:limit]``, the part whose regions are known."""
         cuts: list[tuple[int, int]] = []
         pos = 0
-        for region in self._regions:
+        for region in regions:
             if region.end is not None and region.end <= offset + pos:
                 continue
-            if pos >= len(buf):
+            if pos >= limit:
                 break
-            inside = len(buf) if region.end is None else min(len(buf), region.end - offset)
-            closes = region.end is not None and region.end - offset <= len(buf)
-            piece = buf[pos:inside]
+            inside = limit if region.end is None else min(limit, region.end - offset)
+            closes = region.end is not None and region.end - offset <= limit
             done = closes or (final and inside == len(buf))
+            piece = buf[pos:inside]
             if region.width:
                 ends = self._fixed(len(piece), offset + pos - region.start, done)
             else:
                 ends = self._chunker.cut(piece, final=done)
             cuts += [(pos + end, region.width) for end in ends]
             if not done:
-                break  # the region goes on in the next window: the rest is carried
+                break  # the region goes on past what is known: the rest is carried
             pos = inside
         return cuts
 

@@ -6,9 +6,8 @@ opaque bytes. A sniffer failure is never an error: the whole stream is then
 one opaque region and takes the plain FastCDC path.
 
 Formats: safetensors (its JSON header gives every tensor's dtype and byte
-range). PyTorch zip archives are not segmented yet: ``torch.save`` writes
-their entries with data descriptors, so an entry's size is only known after
-its data (see issue 6).
+range, here); PyTorch zip archives (found entry by entry as the stream goes
+by, in torchzip.py).
 """
 
 from __future__ import annotations
