@@ -60,3 +60,17 @@ def disk_usage(root: Path) -> int:
 def restore_bytes(store: CheckpointStore, checkpoint_id: str) -> bytes:
     with store.open_reader(checkpoint_id) as reader:
         return reader.read()
+
+
+def client_blocks(store: CheckpointStore, data: bytes) -> list[tuple[bytes, bytes]]:
+    """(block id, bytes) of ``data`` cut and hashed as a client does before uploading."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ckptstore.store.fingerprint import iter_blocks
+
+    with ThreadPoolExecutor(2) as pool:
+        return [
+            (bid, bytes(view))
+            for window in iter_blocks(data, store.context.chunker, pool)
+            for bid, view in window
+        ]

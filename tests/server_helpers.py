@@ -11,8 +11,6 @@ from ckptstore import CheckpointStore
 from ckptstore.config import ServerSettings
 from ckptstore.server.app import create_app
 from ckptstore.server.auth import create_api_key
-from ckptstore.store.chunking import BlockCutter
-from ckptstore.store.ids import block_id
 from ckptstore.testing.clock import FakeClock
 from tests.conftest import TEST_CONFIG
 
@@ -48,14 +46,6 @@ def make_server(tmp_path: Path, **settings_overrides) -> Server:
         {"Authorization": f"Bearer {acme_key}"},
         {"Authorization": f"Bearer {other_key}"},
     )
-
-
-def blocks_of(store: CheckpointStore, data: bytes) -> list[tuple[bytes, bytes]]:
-    """(block id, bytes) as a client would cut them with the store's chunker."""
-    view = memoryview(data)
-    ends = [e for e, _ in BlockCutter(store.context.chunker).cut(view, 0, final=True)]
-    starts = [0, *ends[:-1]]
-    return [(block_id(view[s:e]), bytes(view[s:e])) for s, e in zip(starts, ends, strict=True)]
 
 
 def frames(blocks: list[tuple[bytes, bytes]]) -> bytes:

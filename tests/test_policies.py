@@ -12,10 +12,9 @@ from ckptstore.errors import (
     EndpointNotFound,
     InvalidArgument,
 )
-from ckptstore.store.chunking import BlockCutter
 from ckptstore.store.ids import block_id
 from ckptstore.store.policies import JobSettings, default_mode
-from tests.conftest import random_bytes, restore_bytes
+from tests.conftest import client_blocks, random_bytes, restore_bytes
 
 MB = 1_000_000
 
@@ -110,10 +109,8 @@ def test_pending_checkpoint_filled_by_raw_data(store):
 def test_pending_checkpoint_filled_by_upload_across_requests(store):
     pending = store.create_pending("job", type="automatic", epoch=7)
     data = random_bytes(3 * MB, seed=4)
-    view = memoryview(data)
-    ends = [e for e, _ in BlockCutter(store.context.chunker).cut(view, 0, final=True)]
-    blocks = [bytes(view[s:e]) for s, e in zip([0, *ends[:-1]], ends, strict=True)]
-    ids = [block_id(b) for b in blocks]
+    ids, blocks = zip(*client_blocks(store, data), strict=True)
+    ids, blocks = list(ids), list(blocks)
     # every call on a fresh Upload object, as separate HTTP requests would do
     assert store.resume_upload(pending.checkpoint_id).missing(ids) == ids
     for i in range(0, len(blocks), 3):
@@ -144,10 +141,8 @@ def test_upload_does_not_reveal_other_tenants_blocks_nor_store_them_twice(store)
     data = random_bytes(2 * MB, seed=5)
     store.put("job", data, tenant="a")
     stored = store.stats().stored_bytes
-    view = memoryview(data)
-    ends = [e for e, _ in BlockCutter(store.context.chunker).cut(view, 0, final=True)]
-    blocks = [bytes(view[s:e]) for s, e in zip([0, *ends[:-1]], ends, strict=True)]
-    ids = [block_id(b) for b in blocks]
+    ids, blocks = zip(*client_blocks(store, data), strict=True)
+    ids, blocks = list(ids), list(blocks)
     with store.begin_upload("job", tenant="b") as upload:
         assert upload.missing(ids) == ids  # tenant b learns nothing about tenant a's data
         for b in blocks:
@@ -166,9 +161,7 @@ def test_commit_cannot_probe_for_or_borrow_another_tenants_blocks(store):
 
     secret = random_bytes(MB, seed=77)
     store.put("job", secret, tenant="a")
-    view = memoryview(secret)
-    ends = [e for e, _ in BlockCutter(store.context.chunker).cut(view, 0, final=True)]
-    ids = [block_id(view[s:e]) for s, e in zip([0, *ends[:-1]], ends, strict=True)]
+    ids = [bid for bid, _ in client_blocks(store, secret)]
     with store.begin_upload("job", tenant="b") as upload, pytest.raises(BlocksNotUploaded) as info:
         upload.commit(ids)  # tenant b names tenant a's blocks without sending them
     assert len(info.value.block_ids) == len(set(ids))  # indistinguishable from absent ones

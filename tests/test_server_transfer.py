@@ -8,8 +8,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from ckptstore.store.ids import block_id
-from tests.conftest import random_bytes
-from tests.server_helpers import JOB, blocks_of, frames, make_server
+from tests.conftest import client_blocks, random_bytes
+from tests.server_helpers import JOB, frames, make_server
 
 MB = 1_000_000
 DATA = random_bytes(3 * MB, seed=77)
@@ -176,7 +176,7 @@ def dedup_upload(srv, data, headers=None):
     """The client side of the protocol; returns (checkpoint, bytes of block data sent)."""
     headers = headers or srv.acme
     cid = pending(srv, headers)
-    blocks = blocks_of(srv.store, data)
+    blocks = client_blocks(srv.store, data)
     ids = [bid.hex() for bid, _ in blocks]
     r = srv.client.post(
         f"/v2/training/checkpoints/{cid}/blocks/missing", headers=headers, json={"blockIds": ids}
@@ -261,7 +261,7 @@ def test_malformed_and_oversized_batches(tmp_path):
 def test_missing_does_not_reveal_another_tenants_blocks(srv):
     dedup_upload(srv, DATA)  # tenant acme stores it
     cid = pending(srv, srv.other)
-    ids = [bid.hex() for bid, _ in blocks_of(srv.store, DATA)]
+    ids = [bid.hex() for bid, _ in client_blocks(srv.store, DATA)]
     r = srv.client.post(
         f"/v2/training/checkpoints/{cid}/blocks/missing", headers=srv.other, json={"blockIds": ids}
     )

@@ -5,23 +5,14 @@ from __future__ import annotations
 import pytest
 
 from ckptstore.errors import BlockHashMismatch, BlocksNotUploaded
-from ckptstore.store.chunking import BlockCutter
 from ckptstore.store.ids import block_id
-from tests.conftest import random_bytes, restore_bytes
+from tests.conftest import client_blocks, random_bytes, restore_bytes
 
 MB = 1_000_000
 
 
-def client_chunks(store, data: bytes) -> list[tuple[bytes, bytes]]:
-    """What a client does: cut with the store's chunker parameters and hash."""
-    view = memoryview(data)
-    ends = [e for e, _ in BlockCutter(store.context.chunker).cut(view, 0, final=True)]
-    starts = [0, *ends[:-1]]
-    return [(block_id(view[s:e]), bytes(view[s:e])) for s, e in zip(starts, ends, strict=True)]
-
-
 def upload(store, data: bytes, **fields) -> tuple[object, int]:
-    chunks = client_chunks(store, data)
+    chunks = client_blocks(store, data)
     by_id = dict(chunks)
     with store.begin_upload("job_up", **fields) as up:
         missing = up.missing([bid for bid, _ in chunks])
@@ -80,7 +71,7 @@ def test_commit_naming_unsent_block_is_rejected(store):
 def test_abort_releases_leases(store, clock):
     data = random_bytes(MB, seed=5)
     ck = store.put("job_up", data)
-    ids = [bid for bid, _ in client_chunks(store, data)]
+    ids = [bid for bid, _ in client_blocks(store, data)]
     with store.begin_upload("job_up") as up:
         up.missing(ids)
         up.abort()

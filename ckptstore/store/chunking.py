@@ -9,6 +9,7 @@ boundaries of cutting the whole stream at once.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from pyfastcdc import FastCDC
@@ -111,6 +112,7 @@ class BlockCutter:
         self._block = params.tensor_block_bytes
         self._regions: list[Region] | None = None if self._block else WHOLE_STREAM
         self._zip: ZipSegmenter | None = None
+        self._passed = 0  # regions before this index ended before the current buffer
 
     def cut(self, buf: memoryview, offset: int, final: bool) -> list[tuple[int, int]]:
         """``(end, width)`` of the complete blocks in ``buf``, which starts at stream
@@ -122,22 +124,32 @@ class BlockCutter:
                 self._regions = []
             else:
                 self._regions = sniff_regions(buf)
-        regions, known = self._regions, offset + len(buf)
+        regions, still_open, known = self._regions, None, offset + len(buf)
         if self._zip is not None:
             known = self._zip.advance(buf, offset, final)
-            regions = self._zip.regions
-            still_open = self._zip.open_region()
-            if still_open is not None:
-                regions = [*regions, still_open]
-        return self._cut_regions(buf, offset, final, regions, known - offset)
+            regions, still_open = self._zip.regions, self._zip.open_region()
+        return self._cut_regions(buf, offset, final, regions, still_open, known - offset)
 
     def _cut_regions(
-        self, buf: memoryview, offset: int, final: bool, regions: list[Region], limit: int
+        self,
+        buf: memoryview,
+        offset: int,
+        final: bool,
+        regions: list[Region],
+        still_open: Region | None,
+        limit: int,
     ) -> list[tuple[int, int]]:
-        """Cuts within ``buf[:limit]``, the part whose regions are known."""
+        """Cuts within ``buf[:limit]``, the part whose regions are known; ``still_open``
+        is a region whose end is not known yet, after all of ``regions``."""
         cuts: list[tuple[int, int]] = []
         pos = 0
-        for region in regions:
+        # offsets only grow, so regions that ended before this buffer never matter again
+        while self._passed < len(regions) and (end := regions[self._passed].end) is not None:
+            if end > offset:
+                break
+            self._passed += 1
+        tail = [still_open] if still_open is not None else []
+        for region in itertools.chain(itertools.islice(regions, self._passed, None), tail):
             if region.end is not None and region.end <= offset + pos:
                 continue
             if pos >= limit:

@@ -7,16 +7,16 @@ re-hashed and a mismatch raises CorruptBlockError instead of returning data.
 from __future__ import annotations
 
 import bisect
-import io
 from collections.abc import Iterator
 from concurrent.futures import Future
 
-from ckptstore.errors import CorruptBlockError, InvalidArgument, MissingBlockError, PackNotFound
+from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.codecs import DecodeError
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id, content_digest
 from ckptstore.store.packs import ENTRY, parse_entry
+from ckptstore.store.seekable import SeekableReader
 
 
 def decode_entry(ctx: StoreContext, record: BlockRecord, entry_bytes: bytes | memoryview) -> bytes:
@@ -50,7 +50,7 @@ def load_block(ctx: StoreContext, record: BlockRecord) -> bytes:
     return decode_entry(ctx, record, entry_bytes)
 
 
-class CheckpointReader(io.RawIOBase):
+class CheckpointReader(SeekableReader):
     """A seekable, read-only file over one checkpoint's bytes.
 
     Blocks are fetched ahead of the read position by the store's thread pool,
@@ -59,37 +59,11 @@ class CheckpointReader(io.RawIOBase):
     """
 
     def __init__(self, ctx: StoreContext, manifest: list[tuple[int, BlockRecord]], size: int):
-        super().__init__()
+        super().__init__(size)
         self._ctx = ctx
         self._offsets = [offset for offset, _ in manifest]
         self._records = [record for _, record in manifest]
-        self._size = size
-        self._pos = 0
         self._fetched: dict[int, Future[bytes]] = {}
-
-    # -- io.RawIOBase ----------------------------------------------------------
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            pos = offset
-        elif whence == io.SEEK_CUR:
-            pos = self._pos + offset
-        elif whence == io.SEEK_END:
-            pos = self._size + offset
-        else:
-            raise InvalidArgument("whence", whence, "0, 1 or 2")
-        if pos < 0:
-            raise InvalidArgument("offset", pos, "a position >= 0")
-        self._pos = pos
-        return pos
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")
@@ -104,25 +78,11 @@ class CheckpointReader(io.RawIOBase):
             self._pos += n
         return done
 
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = max(0, self._size - self._pos)
-        buf = bytearray(min(size, max(0, self._size - self._pos)))
-        n = self.readinto(buf)
-        return bytes(buf[:n]) if n < len(buf) else bytes(buf)
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
     def close(self) -> None:
         for future in self._fetched.values():
             future.cancel()
         self._fetched.clear()
         super().close()
-
-    @property
-    def size(self) -> int:
-        return self._size
 
     def content_digest(self) -> str:
         """A digest of the content (its block ids in order): equal bytes, equal digest."""
