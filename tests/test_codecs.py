@@ -91,7 +91,7 @@ def test_random_bytes_are_stored_raw():
 @settings(max_examples=60, deadline=None)
 @given(data=st.binary(max_size=5000), width=st.sampled_from([2, 4]))
 def test_planes_are_a_permutation(data, width):
-    assert from_planes(to_planes(memoryview(data), width).tobytes(), width) == data
+    assert from_planes(to_planes(memoryview(data), width).tobytes(), width).tobytes() == data
 
 
 def test_bad_payloads_raise_decode_errors():

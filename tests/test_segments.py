@@ -44,10 +44,10 @@ def cut_all(params: ChunkerParams, data: bytes, window: int) -> list[tuple[int, 
         read = min(len(data), read + window)
         final = read == len(data)
         cuts = cutter.cut(view[start:read], start, final)
-        out += [(start + end, width) for end, width in cuts]
+        out += [(start + cut.end, cut.width) for cut in cuts]
         if final:
             return out
-        start += cuts[-1][0] if cuts else 0
+        start += cuts[-1].end if cuts else 0
 
 
 def test_sniff_finds_every_tensor_with_its_width():

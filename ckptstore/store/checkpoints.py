@@ -47,6 +47,7 @@ from ckptstore.store.catalog.base import EndpointRecord
 from ckptstore.store.chunking import ChunkerParams
 from ckptstore.store.codecs import BlockCodec
 from ckptstore.store.context import Clock, StoreConfig, StoreContext
+from ckptstore.store.deltas import DeltaBases
 from ckptstore.store.gc import GcReport, collect_garbage
 from ckptstore.store.ids import (
     check_checkpoint_id,
@@ -228,9 +229,10 @@ class CheckpointStore:
         holder = new_upload_id()
         windows = open_source(source, self._ctx.config.window_bytes)
         try:
-            result = Ingest(self._ctx, holder).run(windows)
+            bases = DeltaBases.for_job(self._ctx, draft.tenant_id, draft.job_id)
+            result = Ingest(self._ctx, holder, bases).run(windows)
             return self._commit(
-                draft, result.manifest, result.size_bytes, result.stored_bytes, holder
+                draft, result.manifest, result.size_bytes, result.stored_bytes, holder, result.slots
             )
         except BaseException:
             self._ctx.catalog.release_leases(holder)
@@ -245,6 +247,7 @@ class CheckpointStore:
         size: int,
         stored: int,
         holder: str,
+        slots: list[str | None] | None = None,
     ) -> CheckpointRecord:
         record = replace(
             draft,
@@ -253,7 +256,7 @@ class CheckpointStore:
             stored_bytes=stored,
             created_at=draft.created_at or self._ctx.clock(),
         )
-        self._ctx.catalog.commit_checkpoint(record, manifest, holder)
+        self._ctx.catalog.commit_checkpoint(record, manifest, holder, slots)
         apply_policies(self._ctx, record)
         return record
 

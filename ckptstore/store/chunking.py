@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pyfastcdc import FastCDC
 
@@ -99,6 +100,16 @@ class Chunker:
         return ends
 
 
+class Cut(NamedTuple):
+    """One block: where it ends in the buffer, its element width (0: opaque bytes) and
+    its slot, ``"<tensor>#<block index>"``, which names the same place in the next
+    checkpoint of a job (None for opaque bytes)."""
+
+    end: int
+    width: int
+    slot: str | None
+
+
 class BlockCutter:
     """Cuts one stream into blocks, window by window (same carry contract as Chunker).
 
@@ -114,10 +125,9 @@ class BlockCutter:
         self._zip: ZipSegmenter | None = None
         self._passed = 0  # regions before this index ended before the current buffer
 
-    def cut(self, buf: memoryview, offset: int, final: bool) -> list[tuple[int, int]]:
-        """``(end, width)`` of the complete blocks in ``buf``, which starts at stream
-        ``offset``; ends are relative to ``buf``, width is the tensor element width
-        (0 in opaque regions)."""
+    def cut(self, buf: memoryview, offset: int, final: bool) -> list[Cut]:
+        """The complete blocks in ``buf``, which starts at stream ``offset``; ends are
+        relative to ``buf``."""
         if self._regions is None:
             if ZipSegmenter.matches(buf):
                 self._zip = ZipSegmenter()
@@ -138,10 +148,10 @@ class BlockCutter:
         regions: list[Region],
         still_open: Region | None,
         limit: int,
-    ) -> list[tuple[int, int]]:
+    ) -> list[Cut]:
         """Cuts within ``buf[:limit]``, the part whose regions are known; ``still_open``
         is a region whose end is not known yet, after all of ``regions``."""
-        cuts: list[tuple[int, int]] = []
+        cuts: list[Cut] = []
         pos = 0
         # offsets only grow, so regions that ended before this buffer never matter again
         while self._passed < len(regions) and (end := regions[self._passed].end) is not None:
@@ -159,10 +169,16 @@ class BlockCutter:
             done = closes or (final and inside == len(buf))
             piece = buf[pos:inside]
             if region.width:
-                ends = self._fixed(len(piece), offset + pos - region.start, done)
+                into = offset + pos - region.start
+                ends = self._fixed(len(piece), into, done)
+                first = into // self._block
+                cuts += [
+                    Cut(pos + end, region.width, f"{region.name}#{first + i}")
+                    for i, end in enumerate(ends)
+                ]
             else:
                 ends = self._chunker.cut(piece, final=done)
-            cuts += [(pos + end, region.width) for end in ends]
+                cuts += [Cut(pos + end, 0, None) for end in ends]
             if not done:
                 break  # the region goes on past what is known: the rest is carried
             pos = inside

@@ -21,6 +21,9 @@ class StoreConfig:
 
     zstd_level: int = DEFAULT_ZSTD_LEVEL
     byte_planes: bool = True  # try byte-plane encoding for numeric blocks
+    # Tensor blocks may be XOR deltas against the same slot of the job's previous
+    # checkpoint, at most this many deltas deep; 0 turns deltas off (bench: corpora).
+    delta_max_depth: int = 4
     pack_target_bytes: int = 32 * 1024 * 1024
     workers: int = max(2, min(8, os.cpu_count() or 2))
     lease_ttl_s: float = 3600.0

@@ -35,7 +35,7 @@ def iter_blocks(
     try:
         while not eof:
             window, eof = windows.next_window(carry)
-            ends = [end for end, _ in cutter.cut(window, offset, final=eof)]
+            ends = [cut.end for cut in cutter.cut(window, offset, final=eof)]
             starts = [0, *ends[:-1]] if ends else []
             views = [window[s:e] for s, e in zip(starts, ends, strict=True)]
             yield list(zip(pool.map(block_id, views), views, strict=True))

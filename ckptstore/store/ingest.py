@@ -1,4 +1,8 @@
-"""The write path: windows -> FastCDC blocks -> BLAKE3 ids -> dedup -> zstd -> packs.
+"""The write path: windows -> blocks -> BLAKE3 ids -> dedup -> encode -> packs.
+
+Blocks are cut by FastCDC, or per tensor (chunking.py); a new tensor block is
+encoded as a delta against the same slot of the job's previous checkpoint
+when that looks smaller (deltas.py), else as zstd of its bytes or byte planes.
 
 Hashing and compression run in the store's thread pool (both release the
 GIL). Three windows are in flight: window k is read and cut on the calling
@@ -12,37 +16,45 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from ckptstore.store.chunking import BlockCutter
+from ckptstore.store.catalog.base import BlockRecord
+from ckptstore.store.chunking import BlockCutter, Cut
 from ckptstore.store.codecs import Codec, plane_width
 from ckptstore.store.context import StoreContext
+from ckptstore.store.deltas import DeltaBases
 from ckptstore.store.ids import block_id
 from ckptstore.store.leases import LeaseKeeper
+from ckptstore.store.restore import load_block
 from ckptstore.store.sources import WindowSource
 from ckptstore.store.writer import PackWriter
 
-_Staged = list[tuple[bytes, int, "Future[tuple[Codec, bytes | memoryview]]"]]
-_Hashing = tuple[list[int], list[memoryview], list[int], Iterator[bytes]]
+_Encoded = tuple[Codec, bytes | memoryview, bytes | None]  # codec, payload, base id
+_Staged = list[tuple[bytes, int, "Future[_Encoded]"]]
+_Hashing = tuple[list[int], list[memoryview], list[Cut], Iterator[bytes]]
 
 
 @dataclass(frozen=True)
 class IngestResult:
     manifest: list[tuple[int, bytes]]  # (logical offset, block id) in stream order
+    slots: list[str | None]  # the tensor slot of each manifest entry
     size_bytes: int
     stored_bytes: int  # bytes of the packs this ingest wrote
     new_blocks: int
+    delta_blocks: int  # new blocks stored as deltas
 
 
 class Ingest:
     """Stores one stream's blocks; the caller commits the manifest afterwards."""
 
-    def __init__(self, ctx: StoreContext, holder: str) -> None:
+    def __init__(self, ctx: StoreContext, holder: str, bases: DeltaBases | None = None) -> None:
         self._ctx = ctx
+        self._bases = bases or DeltaBases({})
         self._writer = PackWriter(ctx, holder)
         self._cutter = BlockCutter(ctx.chunker)
         self._seen: set[bytes] = set()  # ids leased from the catalog or written by us
         self._leases = LeaseKeeper(ctx, holder)
         self._planes = ctx.codec.byte_planes
         self._new_blocks = 0
+        self._delta_blocks = 0
 
     def run(self, source: WindowSource) -> IngestResult:
         try:
@@ -52,6 +64,7 @@ class Ingest:
 
     def _run(self, source: WindowSource) -> IngestResult:
         manifest: list[tuple[int, bytes]] = []
+        slots: list[str | None] = []
         carry = memoryview(b"")
         offset = 0  # logical offset of the next window's first byte (its carry included)
         eof = False
@@ -62,24 +75,24 @@ class Ingest:
             if not eof:
                 window, eof = source.next_window(carry)
                 cuts = self._cutter.cut(window, offset, final=eof)
-                ends = [end for end, _ in cuts]
+                ends = [c.end for c in cuts]
                 starts = [0, *ends[:-1]] if ends else []
                 views = [window[start:end] for start, end in zip(starts, ends, strict=True)]
-                widths = [width for _, width in cuts]
                 cut = (
                     [offset + s for s in starts],
                     views,
-                    widths,
+                    cuts,
                     self._ctx.pool.map(block_id, views),
                 )
                 consumed = ends[-1] if ends else 0
                 carry = window[consumed:]
                 offset += consumed
             if hashing is not None:
-                offsets, views, widths, ids_iter = hashing
+                offsets, views, cut_info, ids_iter = hashing
                 ids = list(ids_iter)
                 manifest.extend(zip(offsets, ids, strict=True))
-                staged = self._stage(ids, views, widths)
+                slots.extend(c.slot for c in cut_info)
+                staged = self._stage(ids, views, cut_info)
                 self._store(encoding)
                 encoding = staged
             if cut is None:
@@ -87,35 +100,63 @@ class Ingest:
             hashing = cut
         self._store(encoding)
         self._writer.finish()
-        return IngestResult(manifest, offset, self._writer.stored_bytes, self._new_blocks)
+        return IngestResult(
+            manifest,
+            slots,
+            offset,
+            self._writer.stored_bytes,
+            self._new_blocks,
+            self._delta_blocks,
+        )
 
-    def _stage(self, ids: list[bytes], views: list[memoryview], widths: list[int]) -> _Staged:
-        """Lease the blocks the store has; start compressing the ones it lacks."""
+    def _stage(self, ids: list[bytes], views: list[memoryview], cuts: list[Cut]) -> _Staged:
+        """Lease the blocks the store has; start encoding the ones it lacks."""
         self._leases.expires_at()  # renews this ingest's leases when they need it
-        first: dict[bytes, tuple[memoryview, int]] = {}
-        for bid, view, width in zip(ids, views, widths, strict=True):
+        first: dict[bytes, tuple[memoryview, Cut]] = {}
+        for bid, view, cut in zip(ids, views, cuts, strict=True):
             if bid not in self._seen and bid not in first:
-                first[bid] = (view, width)
+                first[bid] = (view, cut)
         if not first:
             return []
         present = self._leases.lease_existing(list(first))
         self._seen.update(first)
-        new = [(bid, view, width) for bid, (view, width) in first.items() if bid not in present]
+        new = [(bid, view, cut) for bid, (view, cut) in first.items() if bid not in present]
         if not new:
             return []
+        bases = {
+            bid: base
+            for bid, view, cut in new
+            if (base := self._bases.base_for(cut.slot, bid, len(view))) is not None
+        }
+        if bases:  # leased until the commit, so GC cannot take a base meanwhile
+            held = self._leases.lease_existing(sorted({b.block_id for b in bases.values()}))
+            bases = {bid: base for bid, base in bases.items() if base.block_id in held}
         # Tensor blocks come with their element width. Opaque ones get one byte-plane
         # verdict per window: a window is nearly always one kind of data, and judging
         # every block costs GIL time the compressors need.
-        opaque = [view for _, view, width in new if not width]
+        opaque = [view for _, view, cut in new if not cut.width]
         guess = plane_width(max(opaque, key=len)) if opaque and self._planes else 0
-        encode = self._ctx.codec.encode
         return [
-            (bid, len(view), self._ctx.pool.submit(encode, view, width or guess))
-            for bid, view, width in new
+            (
+                bid,
+                len(view),
+                self._ctx.pool.submit(self._encode, view, cut.width or guess, bases.get(bid)),
+            )
+            for bid, view, cut in new
         ]
+
+    def _encode(self, raw: memoryview, width: int, base: BlockRecord | None) -> _Encoded:
+        codec = self._ctx.codec
+        if base is not None:
+            delta = codec.encode_delta(raw, load_block(self._ctx, base), width)
+            if delta is not None:
+                return delta[0], delta[1], base.block_id
+        encoded, payload = codec.encode(raw, width)
+        return encoded, payload, None
 
     def _store(self, staged: _Staged) -> None:
         for bid, raw_len, future in staged:
-            codec, payload = future.result()
-            self._writer.add(bid, codec, raw_len, payload)
+            codec, payload, base_id = future.result()
+            self._writer.add(bid, codec, raw_len, payload, base_id)
+            self._delta_blocks += base_id is not None
         self._new_blocks += len(staged)

@@ -19,8 +19,14 @@ from ckptstore.store.packs import ENTRY, parse_entry
 from ckptstore.store.seekable import SeekableReader
 
 
-def decode_entry(ctx: StoreContext, record: BlockRecord, entry_bytes: bytes | memoryview) -> bytes:
-    """The verified raw bytes of one pack entry."""
+def decode_entry(
+    ctx: StoreContext,
+    record: BlockRecord,
+    entry_bytes: bytes | memoryview,
+    base: bytes | None = None,
+) -> bytes:
+    """The verified raw bytes of one pack entry (``base``: its base block's raw bytes,
+    for a delta)."""
     name = record.block_id.hex()
     try:
         entry, payload = parse_entry(entry_bytes)
@@ -29,7 +35,7 @@ def decode_entry(ctx: StoreContext, record: BlockRecord, entry_bytes: bytes | me
     if entry.block_id != record.block_id:
         raise CorruptBlockError(name, record.pack_id, "entry header names another block")
     try:
-        raw = ctx.codec.decode(entry.codec, payload, entry.raw_len)
+        raw = ctx.codec.decode(entry.codec, payload, entry.raw_len, base)
     except DecodeError as exc:
         raise CorruptBlockError(name, record.pack_id, str(exc)) from None
     if len(raw) != record.raw_len or block_id(raw) != record.block_id:
@@ -37,17 +43,40 @@ def decode_entry(ctx: StoreContext, record: BlockRecord, entry_bytes: bytes | me
     return raw
 
 
+MAX_CHAIN = 64  # far above any configured delta depth: a longer chain is a corrupt catalog
+
+
 def load_block(ctx: StoreContext, record: BlockRecord) -> bytes:
-    """Read, decode and verify one block; follows a block that GC moved meanwhile."""
+    """Read, decode and verify one block (a delta's bases first); follows a block that
+    GC moved meanwhile."""
+    record, entry_bytes = _entry_bytes(ctx, record)
+    return decode_entry(ctx, record, entry_bytes, load_base(ctx, record))
+
+
+def load_base(ctx: StoreContext, record: BlockRecord, depth: int = 0) -> bytes | None:
+    """The verified raw bytes of a delta block's base; None for a whole block.
+
+    Chains are at most ``delta_max_depth`` long when written; one that runs on
+    past MAX_CHAIN (only a corrupt catalog could hold a loop) is reported as a
+    missing base rather than followed forever.
+    """
+    if record.base_id is None:
+        return None
+    base = ctx.catalog.get_block(record.base_id)
+    if base is None or depth >= MAX_CHAIN:
+        raise MissingBlockError([record.base_id.hex()])
+    base, entry_bytes = _entry_bytes(ctx, base)
+    return decode_entry(ctx, base, entry_bytes, load_base(ctx, base, depth + 1))
+
+
+def _entry_bytes(ctx: StoreContext, record: BlockRecord) -> tuple[BlockRecord, bytes]:
     try:
-        entry_bytes = ctx.blocks.get(record.pack_id, record.offset, ENTRY.size + record.stored_len)
+        return record, ctx.blocks.get(record.pack_id, record.offset, ENTRY.size + record.stored_len)
     except PackNotFound:
         moved = ctx.catalog.get_block(record.block_id)
         if moved is None or moved.pack_id == record.pack_id:
             raise MissingBlockError([record.block_id.hex()]) from None
-        record = moved
-        entry_bytes = ctx.blocks.get(record.pack_id, record.offset, ENTRY.size + record.stored_len)
-    return decode_entry(ctx, record, entry_bytes)
+        return moved, ctx.blocks.get(moved.pack_id, moved.offset, ENTRY.size + moved.stored_len)
 
 
 class CheckpointReader(SeekableReader):

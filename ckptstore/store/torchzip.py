@@ -97,7 +97,8 @@ class ZipSegmenter:
             return None
         start, name, _ = self._open
         match = _DATA_ENTRY.search(name)
-        return Region(start, None, self._widths.get(match.group(1), 0) if match else 0, name)
+        width = self._widths.get(match.group(1), 0) if match else 0
+        return Region(start, None, width, _member(name))
 
     def advance(self, buf: memoryview, offset: int, final: bool) -> int:
         """Read ``buf`` (stream bytes from ``offset``); returns how far regions are known."""
@@ -174,7 +175,7 @@ class ZipSegmenter:
         match = _DATA_ENTRY.search(name)
         width = self._widths.get(match.group(1), 0) if match else 0
         if stop > start:
-            self.regions.append(Region(start, stop, width, name))
+            self.regions.append(Region(start, stop, width, _member(name)))
         if descriptor_len:
             self.regions.append(Region(stop, stop + descriptor_len, 0))
         self._pos = stop + descriptor_len
@@ -201,3 +202,9 @@ def _descriptor_size(buf: bytes, hit: int, zip64: bool) -> int:
     if need > len(buf):
         return -1
     return struct.unpack_from(fmt, buf, at)[0]
+
+
+def _member(name: str) -> str:
+    """An entry's name inside the archive's folder, which torch.save names after the
+    file: the same storage keeps its name across checkpoints saved under any name."""
+    return name.partition("/")[2] or name

@@ -9,16 +9,17 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ckptstore.errors import CorruptBlockError, PackNotFound
+from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.context import StoreContext
 from ckptstore.store.packs import ENTRY
-from ckptstore.store.restore import decode_entry
+from ckptstore.store.restore import decode_entry, load_base
 
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # "missing_block" | "missing_pack" | "truncated_pack" | "corrupt_block"
+    # "missing_block" | "missing_pack" | "truncated_pack" | "corrupt_block" | "corrupt_base"
+    kind: str
     block_id: str | None
     pack_id: str | None
     detail: str
@@ -83,7 +84,12 @@ def _check_pack_data(
         if end > size:
             return None  # reported as truncated already
         try:
-            decode_entry(ctx, record, pack[record.offset : end])
+            base = load_base(ctx, record)
+        except (CorruptBlockError, MissingBlockError) as exc:
+            base_name = (record.base_id or b"").hex()
+            return ("corrupt_base", record, f"its delta base {base_name} is unreadable: {exc}")
+        try:
+            decode_entry(ctx, record, pack[record.offset : end], base)
         except CorruptBlockError as exc:
             return ("corrupt_block", record, exc.reason)
         return None

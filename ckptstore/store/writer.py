@@ -37,10 +37,17 @@ class PackWriter:
     def raw_len(self, block_id: bytes) -> int | None:
         return self._raw_lens.get(block_id)
 
-    def add(self, block_id: bytes, codec: int, raw_len: int, payload: bytes | memoryview) -> None:
+    def add(
+        self,
+        block_id: bytes,
+        codec: int,
+        raw_len: int,
+        payload: bytes | memoryview,
+        base_id: bytes | None = None,
+    ) -> None:
         if block_id in self._raw_lens:
             return
-        self._builder.add(block_id, codec, raw_len, payload)
+        self._builder.add(block_id, codec, raw_len, payload, base_id)
         self._raw_lens[block_id] = raw_len
         if self._builder.size >= self._ctx.config.pack_target_bytes:
             self.seal()

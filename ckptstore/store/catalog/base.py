@@ -150,10 +150,15 @@ class Catalog(ABC):
 
     @abstractmethod
     def commit_checkpoint(
-        self, record: CheckpointRecord, manifest: list[tuple[int, bytes]], lease_holder: str
+        self,
+        record: CheckpointRecord,
+        manifest: list[tuple[int, bytes]],
+        lease_holder: str,
+        slots: list[str | None] | None = None,
     ) -> None:
         """Make a checkpoint visible: manifest rows ``(logical_offset, block_id)`` in
-        order, refcounts incremented, the holder's leases released; one transaction.
+        order (with the tensor slot of each, when given), refcounts incremented, the
+        holder's leases released; one transaction.
 
         A ``pending`` checkpoint of the same id and tenant is filled in; any
         other existing id raises ``CheckpointExists``."""
@@ -219,6 +224,11 @@ class Catalog(ABC):
     @abstractmethod
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
         """``(logical_offset, block)`` in order; raises CheckpointNotFound."""
+
+    @abstractmethod
+    def parent_slots(self, tenant_id: str, job_id: str) -> dict[str, BlockRecord]:
+        """The tensor blocks of the job's newest ready checkpoint, by slot (empty when
+        the job has none, or it has no slots)."""
 
     @abstractmethod
     def get_block(self, block_id: bytes) -> BlockRecord | None: ...

@@ -1,6 +1,6 @@
 """The catalog schema, as numbered migrations (FORMAT.md describes the tables)."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # MIGRATIONS[n] takes a catalog from schema version n-1 to n.
 MIGRATIONS: dict[int, list[str]] = {
@@ -78,4 +78,7 @@ MIGRATIONS: dict[int, list[str]] = {
             created_at REAL NOT NULL,
             revoked_at REAL)""",
     ],
+    # 2: tensor blocks name their slot ("<tensor>#<block index>"), so the next
+    # checkpoint of the job finds the block at the same place to encode a delta against.
+    2: ["ALTER TABLE manifests ADD COLUMN slot TEXT"],
 }

@@ -154,8 +154,14 @@ class SQLiteCatalog(ServiceRecords, Catalog):
             conn.execute("DELETE FROM leases WHERE holder = ?", (lease_holder,))
 
     def commit_checkpoint(
-        self, record: CheckpointRecord, manifest: list[tuple[int, bytes]], lease_holder: str
+        self,
+        record: CheckpointRecord,
+        manifest: list[tuple[int, bytes]],
+        lease_holder: str,
+        slots: list[str | None] | None = None,
     ) -> None:
+        if slots is not None and len(slots) != len(manifest):
+            raise ValueError(f"{len(slots)} slots for {len(manifest)} manifest entries")
         counts = Counter(block for _, block in manifest)
         with self._write() as conn:
             self._add_references(conn, counts)
@@ -174,12 +180,15 @@ class SQLiteCatalog(ServiceRecords, Catalog):
                 )
             else:
                 raise CheckpointExists(record.checkpoint_id)  # rolls back the references
+            slot_of = slots or [None] * len(manifest)
             conn.executemany(
-                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset)"
-                " VALUES (?, ?, ?, ?)",
+                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
+                " VALUES (?, ?, ?, ?, ?)",
                 [
-                    (record.checkpoint_id, seq, block, offset)
-                    for seq, (offset, block) in enumerate(manifest)
+                    (record.checkpoint_id, seq, block, offset, slot)
+                    for seq, ((offset, block), slot) in enumerate(
+                        zip(manifest, slot_of, strict=True)
+                    )
                 ],
             )
             conn.execute("DELETE FROM leases WHERE holder = ?", (lease_holder,))
@@ -204,8 +213,9 @@ class SQLiteCatalog(ServiceRecords, Catalog):
                 _checkpoint_values(record),
             )
             conn.execute(
-                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset)"
-                " SELECT ?, seq, block_id, logical_offset FROM manifests WHERE checkpoint_id = ?",
+                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
+                " SELECT ?, seq, block_id, logical_offset, slot FROM manifests"
+                " WHERE checkpoint_id = ?",
                 (record.checkpoint_id, record.parent_id),
             )
             if old_best_id is not None:
@@ -378,6 +388,24 @@ class SQLiteCatalog(ServiceRecords, Catalog):
             .fetchall()
         )
         return [row[0] for row in rows]
+
+    def parent_slots(self, tenant_id: str, job_id: str) -> dict[str, BlockRecord]:
+        with self._read() as conn:
+            newest = conn.execute(
+                "SELECT checkpoint_id FROM checkpoints"
+                " WHERE tenant_id = ? AND job_id = ? AND status = 'ready'"
+                " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                (tenant_id, job_id),
+            ).fetchone()
+            if newest is None:
+                return {}
+            rows = conn.execute(
+                f"SELECT m.slot, {', '.join('b.' + c for c in _BLOCK_COLUMNS.split(', '))}"
+                " FROM manifests m JOIN blocks b ON b.block_id = m.block_id"
+                " WHERE m.checkpoint_id = ? AND m.slot IS NOT NULL",
+                (newest[0],),
+            ).fetchall()
+        return {row[0]: _block(row[1:]) for row in rows}
 
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
         with self._read() as conn:
