@@ -108,8 +108,7 @@ def test_zip_with_sizes_in_its_headers_is_segmented_too(store):
     data = buf.getvalue()
     regions = segment(data)
     assert any(
-        r.name == "data/0" and data[r.start : r.end] == bytes(range(256)) * 4000
-        for r in regions
+        r.name == "data/0" and data[r.start : r.end] == bytes(range(256)) * 4000 for r in regions
     )
     assert restore_bytes(store, store.put("job", data).checkpoint_id) == data
 

@@ -110,6 +110,36 @@ class CatalogTests:
         catalog.delete_checkpoint("c1", NOW)
         assert len(catalog.remove_dead_blocks(NOW + 1, 0)) == 1  # refcount went back to 0
 
+    def test_parent_slots_come_from_the_newest_ready_checkpoint_of_the_job(
+        self, catalog: Catalog
+    ) -> None:
+        assert catalog.parent_slots("", "job") == {}
+        self.add(catalog, 1, 2, 3, 4)
+        catalog.commit_checkpoint(
+            checkpoint("old"), [(0, bid(1)), (1000, bid(2))], "h", ["w#0", None]
+        )
+        catalog.commit_checkpoint(
+            checkpoint("new", created=NOW + 1), [(0, bid(3)), (1000, bid(2))], "h", ["w#0", "w#1"]
+        )
+        catalog.commit_checkpoint(
+            checkpoint("elsewhere", job="job2", created=NOW + 2), [(0, bid(4))], "h", ["w#0"]
+        )
+        catalog.create_checkpoint(checkpoint("waiting", created=NOW + 3, status="pending"))
+        slots = catalog.parent_slots("", "job")
+        assert {slot: r.block_id for slot, r in slots.items()} == {"w#0": bid(3), "w#1": bid(2)}
+        assert catalog.parent_slots("other-tenant", "job") == {}
+        catalog.delete_checkpoint("new", NOW + 4)
+        assert {s: r.block_id for s, r in catalog.parent_slots("", "job").items()} == {
+            "w#0": bid(1)
+        }
+
+    def test_slots_must_match_the_manifest(self, catalog: Catalog) -> None:
+        self.add(catalog, 1)
+        with pytest.raises(ValueError):
+            catalog.commit_checkpoint(checkpoint("c"), [(0, bid(1))], "h", ["a", "b"])
+        with pytest.raises(CheckpointNotFound):
+            catalog.get_checkpoint("c")
+
     def test_empty_manifest_commits(self, catalog: Catalog) -> None:
         catalog.commit_checkpoint(checkpoint("empty", size_bytes=0), [], "h")
         assert catalog.manifest("empty") == []

@@ -28,6 +28,41 @@ class TestSQLiteCatalog(CatalogTests):
         with pytest.raises(FormatError, match="schema version"):
             SQLiteCatalog(path)
 
+    def test_version_1_catalog_is_migrated_and_keeps_its_checkpoints(self, tmp_path: Path) -> None:
+        import sqlite3
+
+        from ckptstore.store.catalog.schema import MIGRATIONS
+        from ckptstore.testing.catalog_tests import NOW, bid, checkpoint
+
+        path = tmp_path / "v1.sqlite"
+        with sqlite3.connect(path) as conn:
+            for statement in MIGRATIONS[1]:
+                conn.execute(statement)
+            conn.execute("PRAGMA user_version = 1")
+            conn.execute(
+                "INSERT INTO blocks (block_id, pack_id, pack_offset, stored_len, raw_len, codec,"
+                " refcount) VALUES (?, 'p', 16, 10, 10, 0, 1)",
+                (bid(1),),
+            )
+            conn.execute(
+                "INSERT INTO checkpoints (checkpoint_id, job_id, type, name, status, size_bytes,"
+                " stored_bytes, created_at) VALUES ('c1', 'job', 'automatic', 'c1', 'ready',"
+                f" 10, 10, {NOW})"
+            )
+            conn.execute("INSERT INTO manifests VALUES ('c1', 0, ?, 0)", (bid(1),))
+        conn.close()
+        catalog = SQLiteCatalog(path)
+        try:
+            assert catalog.schema_version() == SCHEMA_VERSION
+            assert [r.block_id for _, r in catalog.manifest("c1")] == [bid(1)]
+            assert catalog.parent_slots("", "job") == {}  # v1 manifests have no slots
+            catalog.commit_checkpoint(
+                checkpoint("c2", created=NOW + 1), [(0, bid(1))], "h", ["t#0"]
+            )
+            assert list(catalog.parent_slots("", "job")) == ["t#0"]
+        finally:
+            catalog.close()
+
     def test_reopen_keeps_data(self, tmp_path: Path) -> None:
         path = tmp_path / "c.sqlite"
         first = SQLiteCatalog(path)

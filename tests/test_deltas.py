@@ -1,0 +1,219 @@
+"""XOR deltas against the previous checkpoint of a job: smaller, bounded, lossless."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ckptstore.store.chunking import ChunkerParams
+from ckptstore.store.codecs import BlockCodec, Codec, DecodeError
+from ckptstore.store.deltas import chain_depths
+from ckptstore.store.packs import ENTRY
+from ckptstore.testing.formats import safetensors_bytes
+from tests.conftest import TEST_CONFIG, restore_bytes
+
+SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, "tiny", "-tiny", "max", "min"]
+
+
+def special_floats(dtype, n: int, seed: int = 0) -> np.ndarray:
+    """Weights-like values with NaN, infinities, signed zeros and denormals mixed in."""
+    values = (np.random.default_rng(seed).standard_normal(n) * 0.02).astype(dtype)
+    info = np.finfo(dtype)
+    named = {"tiny": info.smallest_subnormal, "max": info.max, "min": info.min}
+    for i, special in enumerate(SPECIALS):
+        if isinstance(special, str):
+            special = -named[special[1:]] if special.startswith("-") else named[special]
+        values[i * (n // len(SPECIALS))] = special
+    return values
+
+
+# 64 KiB tensor blocks: several blocks per tensor while the files stay small
+CONFIG = dataclasses.replace(
+    TEST_CONFIG,
+    chunker=ChunkerParams(16 * 1024, 64 * 1024, 256 * 1024, tensor_block_bytes=64 * 1024),
+)
+
+
+def model(seed: int, step: int) -> dict[str, np.ndarray]:
+    """A model after ``step`` small updates: every value changes a little each step."""
+    rng = np.random.default_rng(seed)
+    tensors = {
+        "f32": special_floats(np.float32, 100_003, seed),
+        "f64": special_floats(np.float64, 20_001, seed),
+        "f16": special_floats(np.float16, 50_001, seed),
+        "bf16": (special_floats(np.float32, 60_001, seed).view(np.uint32) >> 16).astype(np.uint16),
+        "i64": rng.integers(-(2**40), 2**40, 10_001, dtype=np.int64),
+        "i8": rng.integers(-128, 128, 70_001, dtype=np.int8),
+    }
+    step_rng = np.random.default_rng(seed + 1000 * step)
+    for name in ("f32", "f64", "f16"):
+        values = tensors[name]
+        finite = np.isfinite(values) & (np.abs(values) < 1)
+        noise = step_rng.standard_normal(len(values)).astype(values.dtype) * values.dtype.type(1e-4)
+        values[finite] += noise[finite] * step
+    tensors["bf16"][::7] += np.uint16(step)
+    tensors["i64"][::5] += step
+    return tensors
+
+
+def with_scratch(tensors: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """The tensors with a scratch buffer after each: its blocks share their packs."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, values in tensors.items():
+        out[name] = values
+        out[f"scratch.{name}"] = rng.integers(0, 256, 200_000, dtype=np.uint8)
+    return out
+
+
+def put_steps(store, steps: int, job: str = "run", seed: int = 1) -> list[tuple[str, bytes]]:
+    out = []
+    for step in range(steps):
+        data = safetensors_bytes(model(seed, step), {"step": str(step)})
+        out.append((store.put(job, data, step=step).checkpoint_id, data))
+    return out
+
+
+def codecs_of(store, checkpoint_id: str) -> list[int]:
+    return [r.codec for _, r in store.context.catalog.manifest(checkpoint_id)]
+
+
+def depths_of(store, checkpoint_id: str) -> list[int]:
+    records = [r for _, r in store.context.catalog.manifest(checkpoint_id)]
+    depths = chain_depths(store.context.catalog, records, limit=100)
+    return [depths[r.block_id] for r in records]
+
+
+@pytest.fixture
+def store(open_store):
+    return open_store(config=CONFIG)
+
+
+def test_next_checkpoint_is_stored_as_deltas_and_restores_bit_exact(store):
+    (first, data1), (second, data2) = put_steps(store, 2)
+    assert Codec.XOR_PLANES not in codecs_of(store, first)
+    assert codecs_of(store, second).count(Codec.XOR_PLANES) >= 10
+    assert restore_bytes(store, first) == data1
+    assert restore_bytes(store, second) == data2
+    record1, record2 = store.get(first), store.get(second)
+    assert record2.stored_bytes < 0.7 * record1.stored_bytes
+
+
+def test_deltas_only_within_a_job(store):
+    put_steps(store, 2, job="a", seed=2)
+    (other, data), *_ = put_steps(store, 2, job="b")[1:]
+    assert restore_bytes(store, other) == data
+    bases = {r.base_id for _, r in store.context.catalog.manifest(other) if r.base_id}
+    job_a_blocks = {
+        r.block_id
+        for ck in store.list("a").checkpoints
+        for _, r in store.context.catalog.manifest(ck.checkpoint_id)
+    }
+    assert bases and not bases & job_a_blocks
+
+
+def test_chains_never_exceed_the_configured_depth(open_store):
+    store = open_store(config=dataclasses.replace(CONFIG, delta_max_depth=2))
+    saved = put_steps(store, 7)
+    deepest = [max(depths_of(store, ck)) for ck, _ in saved]
+    assert deepest == [0, 1, 2, 0, 1, 2, 0]  # a keyframe after every 2 deltas
+    for checkpoint_id, data in saved:
+        assert restore_bytes(store, checkpoint_id) == data
+
+
+def test_depth_zero_turns_deltas_off(open_store):
+    store = open_store(config=dataclasses.replace(CONFIG, delta_max_depth=0))
+    saved = put_steps(store, 3)
+    assert all(Codec.XOR_PLANES not in codecs_of(store, ck) for ck, _ in saved)
+
+
+def test_deleting_the_parent_keeps_exactly_the_bases_still_needed(store, clock):
+    (first, _), (second, data2) = put_steps(store, 2)
+    bases = {r.base_id for _, r in store.context.catalog.manifest(second) if r.base_id}
+    store.delete(first)
+    clock.advance(CONFIG.gc_grace_s + 1)
+    store.gc()
+    assert restore_bytes(store, second) == data2
+    kept = {r.block_id for r in store.context.catalog.iter_blocks()}
+    mine = {r.block_id for _, r in store.context.catalog.manifest(second)}
+    assert kept == mine | bases  # the parent's other blocks are gone
+    store.delete(second)
+    clock.advance(CONFIG.gc_grace_s + 1)
+    store.gc()
+    assert list(store.context.catalog.iter_blocks()) == []
+    assert store.stats().stored_bytes == 0
+
+
+def test_verify_decodes_chains_and_names_checkpoints_hurt_by_a_bad_base(store):
+    (first, _), (second, _), (third, _) = put_steps(store, 3)
+    assert store.verify(read_data=True).ok
+    base_ids = {r.base_id for _, r in store.context.catalog.manifest(second) if r.base_id}
+    victim = next(r for _, r in store.context.catalog.manifest(first) if r.block_id in base_ids)
+    path = store.context.blocks.root / victim.pack_id[:2] / f"{victim.pack_id}.pack"
+    raw = bytearray(path.read_bytes())
+    raw[victim.offset + ENTRY.size + victim.stored_len // 2] ^= 0x10
+    path.chmod(0o644)
+    path.write_bytes(bytes(raw))
+    report = store.verify(read_data=True)
+    kinds = {f.kind for f in report.findings}
+    assert kinds == {"corrupt_block", "corrupt_base"}
+    assert set(report.affected_checkpoints) == {first, second, third}
+
+
+def test_reads_after_compaction_follow_moved_bases(store, clock):
+    first = store.put("run", safetensors_bytes(with_scratch(model(1, 0), seed=5)))
+    data = safetensors_bytes(model(1, 1))
+    second = store.put("run", data)
+    assert Codec.XOR_PLANES in codecs_of(store, second.checkpoint_id)
+    store.delete(first.checkpoint_id)
+    clock.advance(CONFIG.gc_grace_s + 1)
+    report = store.gc()
+    assert report.packs_compacted > 0  # scratch blocks dropped, bases moved
+    assert restore_bytes(store, second.checkpoint_id) == data
+    assert store.verify(read_data=True).ok
+
+
+codec = BlockCodec()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    width=st.sampled_from([1, 2, 4, 8]),
+    n=st.integers(1, 40_000),
+    flips=st.integers(0, 64),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_delta_codec_round_trips_any_bytes(width, n, flips, seed):
+    rng = np.random.default_rng(seed)
+    base = (rng.standard_normal(n // 4 + 1).astype(np.float32).tobytes() * 2)[:n]
+    raw = bytearray(base)
+    for pos in rng.integers(0, n, flips):
+        raw[pos] ^= int(rng.integers(1, 256))
+    encoded = codec.encode_delta(memoryview(bytes(raw)), base, width)
+    if encoded is None:
+        return  # judged not to pay: the caller stores the block whole
+    kind, payload = encoded
+    assert kind == Codec.XOR_PLANES
+    assert codec.decode(kind, payload, n, base) == bytes(raw)
+
+
+def test_delta_needs_its_base():
+    base = special_floats(np.float32, 10_000).tobytes()
+    raw = bytearray(base)
+    raw[100] ^= 1
+    kind, payload = codec.encode_delta(memoryview(bytes(raw)), base, 4)
+    with pytest.raises(DecodeError):
+        codec.decode(kind, payload, len(raw))
+    with pytest.raises(DecodeError):
+        codec.decode(kind, payload, len(raw), base[:-4])
+    assert codec.decode(kind, payload, len(raw), bytes(len(base))) != bytes(raw)
+
+
+def test_unrelated_data_is_not_delta_encoded():
+    base = np.random.default_rng(1).integers(0, 256, 100_000, dtype=np.uint8).tobytes()
+    raw = special_floats(np.float32, 25_000).tobytes()
+    assert codec.encode_delta(memoryview(raw), base, 4) is None
