@@ -95,8 +95,8 @@ def store(open_store):
 
 def test_next_checkpoint_is_stored_as_deltas_and_restores_bit_exact(store):
     (first, data1), (second, data2) = put_steps(store, 2)
-    assert Codec.XOR_PLANES not in codecs_of(store, first)
-    assert codecs_of(store, second).count(Codec.XOR_PLANES) >= 10
+    assert Codec.DELTA_PLANES not in codecs_of(store, first)
+    assert codecs_of(store, second).count(Codec.DELTA_PLANES) >= 10
     assert restore_bytes(store, first) == data1
     assert restore_bytes(store, second) == data2
     record1, record2 = store.get(first), store.get(second)
@@ -128,7 +128,7 @@ def test_chains_never_exceed_the_configured_depth(open_store):
 def test_depth_zero_turns_deltas_off(open_store):
     store = open_store(config=dataclasses.replace(CONFIG, delta_max_depth=0))
     saved = put_steps(store, 3)
-    assert all(Codec.XOR_PLANES not in codecs_of(store, ck) for ck, _ in saved)
+    assert all(Codec.DELTA_PLANES not in codecs_of(store, ck) for ck, _ in saved)
 
 
 def test_deleting_the_parent_keeps_exactly_the_bases_still_needed(store, clock):
@@ -168,7 +168,7 @@ def test_reads_after_compaction_follow_moved_bases(store, clock):
     first = store.put("run", safetensors_bytes(with_scratch(model(1, 0), seed=5)))
     data = safetensors_bytes(model(1, 1))
     second = store.put("run", data)
-    assert Codec.XOR_PLANES in codecs_of(store, second.checkpoint_id)
+    assert Codec.DELTA_PLANES in codecs_of(store, second.checkpoint_id)
     store.delete(first.checkpoint_id)
     clock.advance(CONFIG.gc_grace_s + 1)
     report = store.gc()
@@ -197,7 +197,7 @@ def test_delta_codec_round_trips_any_bytes(width, n, flips, seed):
     if encoded is None:
         return  # judged not to pay: the caller stores the block whole
     kind, payload = encoded
-    assert kind == Codec.XOR_PLANES
+    assert kind == Codec.DELTA_PLANES
     assert codec.decode(kind, payload, n, base) == bytes(raw)
 
 

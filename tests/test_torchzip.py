@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ckptstore.store.chunking import DEFAULT_CHUNKER, ChunkerParams
 from ckptstore.store.fingerprint import fingerprint
-from ckptstore.store.torchzip import ZipSegmenter, storage_widths
+from ckptstore.store.torchzip import ZipSegmenter, storage_layout, storage_widths
 from tests.conftest import restore_bytes
 from tests.test_segments import cut_all
 
@@ -56,6 +56,36 @@ def test_pickle_scan_finds_every_storage_width():
     archive = zipfile.ZipFile(io.BytesIO(data))
     pickle = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
     assert sorted(storage_widths(pickle).values()) == [2, 2, 4, 4, 8]
+
+
+def test_storage_lengths_from_the_pickle_match_the_entries():
+    data = saved(state(1), name="ck")
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    pickle = archive.read("ck/data.pkl")
+    layout = storage_layout(pickle)
+    assert {key: size for key, (_, size) in layout.items()} == {
+        name.removeprefix("ck/data/"): archive.getinfo(name).file_size
+        for name in archive.namelist()
+        if name.startswith("ck/data/")
+    }
+
+
+def test_a_pickle_that_lies_about_lengths_still_restores_bit_exact(store):
+    data = bytearray(saved(state(4), name="ck"))
+    archive = zipfile.ZipFile(io.BytesIO(bytes(data)))
+    info = archive.getinfo("ck/data.pkl")
+    pickle = archive.read(info)
+    key, (width, size) = next(iter(storage_layout(pickle).items()))
+    # shrink one storage's element count in place (same encoding length), so the
+    # descriptor is not where the pickle says; zip CRCs are not checked on this path
+    numel = size // width
+    start = data.index(pickle)
+    packed = numel.to_bytes(4, "little")
+    at = data.index(packed, start, start + len(pickle))
+    data[at : at + 4] = (numel - 1).to_bytes(4, "little")
+    assert storage_layout(bytes(data[start : start + len(pickle)]))[key][1] == size - width
+    assert restore_bytes(store, store.put("job", bytes(data)).checkpoint_id) == bytes(data)
+    assert cut_all(SMALL, bytes(data), 70_000) == cut_all(SMALL, bytes(data), len(data))
 
 
 def test_tensor_regions_are_the_archive_entries():

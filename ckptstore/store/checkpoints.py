@@ -35,6 +35,7 @@ from ckptstore.errors import (
     InvalidLimit,
     UnknownSortKey,
 )
+from ckptstore.store.basecache import BaseCache
 from ckptstore.store.blockstore import BlockStore, LocalBlockStore
 from ckptstore.store.catalog import (
     CHECKPOINT_TYPES,
@@ -140,6 +141,7 @@ class CheckpointStore:
             clock=clock,
             pool=ThreadPoolExecutor(config.workers, thread_name_prefix="ckptstore"),
             config=config,
+            base_cache=BaseCache(config.delta_cache_bytes),
         )
         self._lock_dir = lock_dir
 

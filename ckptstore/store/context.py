@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from ckptstore.store.basecache import BaseCache
 from ckptstore.store.blockstore.base import BlockStore
 from ckptstore.store.catalog.base import Catalog
 from ckptstore.store.chunking import DEFAULT_CHUNKER, ChunkerParams
 from ckptstore.store.codecs import DEFAULT_ZSTD_LEVEL, BlockCodec
+from ckptstore.store.packs import PackBuffers
 
 Clock = Callable[[], float]
 
@@ -24,6 +26,9 @@ class StoreConfig:
     # Tensor blocks may be XOR deltas against the same slot of the job's previous
     # checkpoint, at most this many deltas deep; 0 turns deltas off (bench: corpora).
     delta_max_depth: int = 4
+    # Raw bytes of just-ingested tensor blocks kept for the next checkpoint's deltas
+    # (basecache.py); 0 turns the cache off, and deltas then decode their bases.
+    delta_cache_bytes: int = 256 * 1024 * 1024
     pack_target_bytes: int = 32 * 1024 * 1024
     workers: int = max(2, min(8, os.cpu_count() or 2))
     lease_ttl_s: float = 3600.0
@@ -43,3 +48,5 @@ class StoreContext:
     clock: Clock
     pool: ThreadPoolExecutor
     config: StoreConfig
+    base_cache: BaseCache = field(default_factory=lambda: BaseCache(0))
+    pack_buffers: PackBuffers = field(default_factory=PackBuffers)

@@ -43,8 +43,9 @@ def chain_depths(catalog: Catalog, records: Iterable[BlockRecord], limit: int) -
 class DeltaBases:
     """The blocks a new checkpoint of one job may encode deltas against, by slot."""
 
-    def __init__(self, bases: dict[str, BlockRecord]) -> None:
+    def __init__(self, bases: dict[str, BlockRecord], depths: dict[bytes, int] | None = None):
         self._bases = bases
+        self._depths = depths or {}
 
     @classmethod
     def for_job(cls, ctx: StoreContext, tenant_id: str, job_id: str) -> DeltaBases:
@@ -53,7 +54,7 @@ class DeltaBases:
             return cls({})
         slots = ctx.catalog.parent_slots(tenant_id, job_id)
         depths = chain_depths(ctx.catalog, slots.values(), limit)
-        return cls({s: r for s, r in slots.items() if depths[r.block_id] < limit})
+        return cls({s: r for s, r in slots.items() if depths[r.block_id] < limit}, depths)
 
     def __len__(self) -> int:
         return len(self._bases)
@@ -66,3 +67,7 @@ class DeltaBases:
         if base is None or base.raw_len != raw_len or base.block_id == block_id:
             return None
         return base
+
+    def depth(self, base: BlockRecord) -> int:
+        """How many deltas lie between ``base`` and a whole block."""
+        return self._depths.get(base.block_id, 0)

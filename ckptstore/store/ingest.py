@@ -55,6 +55,8 @@ class Ingest:
         self._planes = ctx.codec.byte_planes
         self._new_blocks = 0
         self._delta_blocks = 0
+        self._cache = ctx.base_cache
+        self._generation = self._cache.new_generation()
 
     def run(self, source: WindowSource) -> IngestResult:
         try:
@@ -136,23 +138,34 @@ class Ingest:
         # every block costs GIL time the compressors need.
         opaque = [view for _, view, cut in new if not cut.width]
         guess = plane_width(max(opaque, key=len)) if opaque and self._planes else 0
+        encode = self._encode
         return [
             (
                 bid,
                 len(view),
-                self._ctx.pool.submit(self._encode, view, cut.width or guess, bases.get(bid)),
+                self._ctx.pool.submit(encode, bid, view, cut, guess, bases.get(bid)),
             )
             for bid, view, cut in new
         ]
 
-    def _encode(self, raw: memoryview, width: int, base: BlockRecord | None) -> _Encoded:
+    def _encode(
+        self, bid: bytes, raw: memoryview, cut: Cut, guess: int, base: BlockRecord | None
+    ) -> _Encoded:
         codec = self._ctx.codec
+        result: _Encoded | None = None
+        depth = 0
         if base is not None:
-            delta = codec.encode_delta(raw, load_block(self._ctx, base), width)
+            base_raw = self._cache.take(base.block_id) or load_block(self._ctx, base)
+            delta = codec.encode_delta(raw, base_raw, cut.width)
             if delta is not None:
-                return delta[0], delta[1], base.block_id
-        encoded, payload = codec.encode(raw, width)
-        return encoded, payload, None
+                result = (delta[0], delta[1], base.block_id)
+                depth = self._bases.depth(base) + 1
+        if result is None:
+            encoded, payload = codec.encode(raw, cut.width or guess)
+            result = (encoded, payload, None)
+        if cut.slot is not None and depth < self._ctx.config.delta_max_depth:
+            self._cache.offer(bid, raw, self._generation)  # the next checkpoint's base
+        return result
 
     def _store(self, staged: _Staged) -> None:
         for bid, raw_len, future in staged:

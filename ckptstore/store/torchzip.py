@@ -3,8 +3,10 @@
 Entries are found from their local headers as the stream goes by. torch writes
 them with data descriptors (sizes 0 in the header), so an entry ends where a
 descriptor ``PK\\x07\\x08`` follows whose size field equals the bytes since the
-entry's data start. The element width of each ``data/<key>`` storage comes
-from ``data.pkl``, read with pickletools (never executed).
+entry's data start. The element width and length of each ``data/<key>``
+storage come from ``data.pkl``, read with pickletools (never executed), which
+torch writes first: a storage of known length ends where its descriptor must
+be, so only entries of unknown length are searched for a descriptor.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import pickletools
 import re
 import struct
+from dataclasses import dataclass
 
 from ckptstore.store.segments import Region
 
@@ -37,20 +40,30 @@ STORAGE_WIDTHS = {
 }
 
 
+_INT_OPS = ("BININT", "BININT1", "BININT2", "LONG1", "INT", "LONG")
+
+
 def storage_widths(pickle_bytes: bytes) -> dict[str, int]:
     """Storage key -> element width, from the persistent ids in a torch data.pkl."""
-    widths: dict[str, int] = {}
-    recent: list[tuple[str, str]] = []  # strings and globals, in the order pushed
-    memo: dict[int, tuple[str, str]] = {}
+    return {key: width for key, (width, _) in storage_layout(pickle_bytes).items()}
+
+
+def storage_layout(pickle_bytes: bytes) -> dict[str, tuple[int, int | None]]:
+    """Storage key -> (element width, byte length or None), from a torch data.pkl."""
+    layout: dict[str, tuple[int, int | None]] = {}
+    recent: list[tuple[str, str | int]] = []  # strings, globals and ints, as pushed
+    memo: dict[int, tuple[str, str | int]] = {}
     try:
         for op, arg, _ in pickletools.genops(pickle_bytes):
             name = op.name
             if name in ("BINUNICODE", "SHORT_BINUNICODE", "UNICODE", "BINUNICODE8"):
                 recent.append(("s", arg))
+            elif name in _INT_OPS and isinstance(arg, int):
+                recent.append(("i", arg))
             elif name == "GLOBAL":
                 recent.append(("g", arg.split(" ")[-1]))
             elif name == "STACK_GLOBAL" and len(recent) >= 2:
-                recent[-2:] = [("g", recent[-1][1])]
+                recent[-2:] = [("g", str(recent[-1][1]))]
             elif name in ("BINPUT", "LONG_BINPUT", "PUT") and recent:
                 memo[int(arg)] = recent[-1]
             elif name == "MEMOIZE" and recent:
@@ -58,21 +71,35 @@ def storage_widths(pickle_bytes: bytes) -> dict[str, int]:
             elif name in ("BINGET", "LONG_BINGET", "GET"):
                 recent.append(memo.get(int(arg), ("?", "")))
             elif name == "BINPERSID":
-                _record(recent, widths)
+                _record(recent, layout)
     except (ValueError, IndexError, KeyError):
         pass  # a pickle we cannot read fully: keep what was found
-    return widths
+    return layout
 
 
-def _record(recent: list[tuple[str, str]], widths: dict[str, int]) -> None:
-    """At a persistent load: ... ('s','storage') ('g', type) ('s', key) ('s', location)."""
+def _record(recent: list[tuple[str, str | int]], layout: dict[str, tuple[int, int | None]]) -> None:
+    """At a persistent load: ... ('s','storage') ('g', type) ('s', key) ('s', location)
+    ('i', numel)."""
     for i in range(len(recent) - 1, -1, -1):
         if recent[i] == ("s", "storage") and i + 2 < len(recent):
             kind, storage = recent[i + 1]
             key_kind, key = recent[i + 2]
             if kind == "g" and key_kind == "s" and storage in STORAGE_WIDTHS:
-                widths[key] = STORAGE_WIDTHS[storage]
+                width = STORAGE_WIDTHS[str(storage)]
+                numel = recent[i + 4] if i + 4 < len(recent) else ("?", "")
+                size = numel[1] * width if numel[0] == "i" else None  # type: ignore[operator]
+                if "Complex" in str(storage) and size is not None:
+                    size *= 2  # complex storages count elements of two floats
+                layout[str(key)] = (width, size)
             return
+
+
+@dataclass(frozen=True)
+class _Entry:
+    start: int  # where its data starts in the stream
+    name: str
+    zip64: bool
+    size: int | None  # its data's length, when data.pkl told it
 
 
 class ZipSegmenter:
@@ -81,10 +108,10 @@ class ZipSegmenter:
     def __init__(self) -> None:
         self.regions: list[Region] = []
         self._pos = 0  # next local header, or the data start of the open entry
-        self._open: tuple[int, str, bool] | None = None  # (data start, name, zip64)
+        self._open: _Entry | None = None  # the entry whose data is going by
         self._scanned = 0  # data bytes already searched for a descriptor
         self._pickle = bytearray()
-        self._widths: dict[str, int] = {}
+        self._layout: dict[str, tuple[int, int | None]] = {}  # storage key -> width, length
         self._done = False
 
     @staticmethod
@@ -95,20 +122,18 @@ class ZipSegmenter:
         """The entry whose end is not found yet, as a region without an end."""
         if self._open is None:
             return None
-        start, name, _ = self._open
-        match = _DATA_ENTRY.search(name)
-        width = self._widths.get(match.group(1), 0) if match else 0
-        return Region(start, None, width, _member(name))
+        return Region(
+            self._open.start, None, self._width(self._open.name), _member(self._open.name)
+        )
 
     def advance(self, buf: memoryview, offset: int, final: bool) -> int:
         """Read ``buf`` (stream bytes from ``offset``); returns how far regions are known."""
         end = offset + len(buf)
-        data = bytes(buf)  # one copy per buffer: bytes.find is the fast descriptor search
         while not self._done:
             if self._open is None:
-                if not self._header(data, offset, end):
+                if not self._header(buf, offset, end):
                     break
-            elif not self._data(data, offset, end):
+            elif not self._data(buf, offset, end):
                 break
         if self._done:
             return end
@@ -116,10 +141,16 @@ class ZipSegmenter:
             self._finish_opaque(self._pos)
             return end
         if self._open is not None:
+            if self._open.size is not None:  # cut no further than the known end
+                return min(end, self._open.start + self._open.size)
             return max(self._pos, end - 24)  # a descriptor may straddle the buffer end
         return self._pos
 
-    def _header(self, buf: bytes, offset: int, end: int) -> bool:
+    def _width(self, name: str) -> int:
+        match = _DATA_ENTRY.search(name)
+        return self._layout.get(match.group(1), (0, None))[0] if match else 0
+
+    def _header(self, buf: memoryview, offset: int, end: int) -> bool:
         at = self._pos - offset
         if end - self._pos < 4:
             return False
@@ -132,50 +163,60 @@ class ZipSegmenter:
         data_start = self._pos + HEADER.size + name_len + extra_len
         if data_start > end:
             return False
-        name = buf[at + HEADER.size : at + HEADER.size + name_len].decode("utf-8", "replace")
-        extra = buf[at + HEADER.size + name_len : at + HEADER.size + name_len + extra_len]
+        name = bytes(buf[at + HEADER.size : at + HEADER.size + name_len]).decode("utf-8", "replace")
+        extra = bytes(buf[at + HEADER.size + name_len : at + HEADER.size + name_len + extra_len])
         self.regions.append(Region(self._pos, data_start, 0))
         if not flags & 0x08:  # sizes in the header: no descriptor to look for
             self._close(data_start, data_start + csize, name, 0)
             return True
-        self._open = (data_start, name, _has_zip64(extra))
+        match = _DATA_ENTRY.search(name)
+        size = self._layout.get(match.group(1), (0, None))[1] if match else None
+        self._open = _Entry(data_start, name, _has_zip64(extra), size)
         self._pos = self._scanned = data_start
         return True
 
-    def _data(self, data: bytes, offset: int, end: int) -> bool:
+    def _data(self, buf: memoryview, offset: int, end: int) -> bool:
         assert self._open is not None
-        start, name, zip64 = self._open
-        raw = data[self._scanned - offset :] if name.endswith("data.pkl") else b""
+        entry = self._open
+        descriptor_len = 24 if entry.zip64 else 16
+        if entry.size is not None:  # data.pkl said how long: the descriptor must be there
+            stop = entry.start + entry.size
+            if end < stop + descriptor_len:
+                return False
+            at = stop - offset
+            self._open = None
+            if buf[at : at + 4] != DESCRIPTOR or _descriptor_size(buf, at, entry.zip64) != (
+                entry.size
+            ):
+                self._close(entry.start, stop, entry.name, 0)
+                self._finish_opaque(stop)  # not the layout data.pkl promised
+                return False
+            self._close(entry.start, stop, entry.name, descriptor_len)
+            return True
+        data = bytes(buf[self._scanned - offset :])  # bytes.find: the fast search
         found = -1
-        search_from = self._scanned
-        while True:
-            hit = data.find(DESCRIPTOR, search_from - offset)
-            if hit < 0:
+        search_from = 0
+        while (hit := data.find(DESCRIPTOR, search_from)) >= 0:
+            if _descriptor_size(data, hit, entry.zip64) == self._scanned + hit - entry.start:
+                found = self._scanned + hit
                 break
-            hit_abs = offset + hit
-            size = _descriptor_size(data, hit, zip64)
-            if size == hit_abs - start:
-                found = hit_abs
-                break
-            search_from = hit_abs + 1
-        if name.endswith("data.pkl") and len(self._pickle) < MAX_PICKLE_BYTES:
+            search_from = hit + 1
+        is_pickle = entry.name.endswith("data.pkl")
+        if is_pickle and len(self._pickle) < MAX_PICKLE_BYTES:
             upto = found if found >= 0 else max(self._scanned, end - 24)
-            self._pickle += raw[: upto - self._scanned]
+            self._pickle += data[: upto - self._scanned]
         if found < 0:
             self._scanned = max(self._scanned, end - 24)
             return False
-        descriptor_len = 24 if zip64 else 16
-        if name.endswith("data.pkl"):
-            self._widths = storage_widths(bytes(self._pickle))
+        if is_pickle:
+            self._layout = storage_layout(bytes(self._pickle))
         self._open = None
-        self._close(start, found, name, descriptor_len)
+        self._close(entry.start, found, entry.name, descriptor_len)
         return True
 
     def _close(self, start: int, stop: int, name: str, descriptor_len: int) -> None:
-        match = _DATA_ENTRY.search(name)
-        width = self._widths.get(match.group(1), 0) if match else 0
         if stop > start:
-            self.regions.append(Region(start, stop, width, _member(name)))
+            self.regions.append(Region(start, stop, self._width(name), _member(name)))
         if descriptor_len:
             self.regions.append(Region(stop, stop + descriptor_len, 0))
         self._pos = stop + descriptor_len
@@ -195,7 +236,7 @@ def _has_zip64(extra: bytes) -> bool:
     return False
 
 
-def _descriptor_size(buf: bytes, hit: int, zip64: bool) -> int:
+def _descriptor_size(buf: bytes | memoryview, hit: int, zip64: bool) -> int:
     """The compressed-size field of a descriptor at ``buf[hit]`` (-1 if cut off)."""
     fmt, at = ("<Q", hit + 8) if zip64 else ("<I", hit + 8)
     need = at + struct.calcsize(fmt)

@@ -24,7 +24,7 @@ class PackWriter:
     def __init__(self, ctx: StoreContext, holder: str) -> None:
         self._ctx = ctx
         self.holder = holder
-        self._builder = PackBuilder()
+        self._builder = PackBuilder(ctx.pack_buffers.take())
         self._raw_lens: dict[bytes, int] = {}  # every block accepted: open, sealing or sealed
         self._sealer = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-seal")
         self._sealing: Future[bytearray] | None = None
@@ -58,7 +58,7 @@ class PackWriter:
             return
         full = self._builder
         self._wait()
-        self._builder = PackBuilder(self._spare)
+        self._builder = PackBuilder(self._spare or self._ctx.pack_buffers.take())
         self._spare = None
         self._sealing = self._sealer.submit(self._persist, full)
 
@@ -75,6 +75,9 @@ class PackWriter:
             pass
         finally:
             self._sealer.shutdown(wait=True)
+            self._ctx.pack_buffers.give(self._spare)
+            self._ctx.pack_buffers.give(self._builder.buffer)
+            self._spare = None
 
     def _wait(self) -> None:
         sealing, self._sealing = self._sealing, None

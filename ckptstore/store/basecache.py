@@ -1,0 +1,62 @@
+"""BaseCache: raw bytes of tensor blocks just ingested, kept for the next checkpoint.
+
+The next checkpoint of a job encodes deltas against these very blocks; finding
+them here spares decoding them (and their chains) from packs. Each entry is
+taken once. When full, entries left by earlier ingests make room, oldest
+first; the blocks of the ingest that is running are never pushed out by its
+own later blocks, so a checkpoint larger than the cache still finds its first
+part here every time instead of thrashing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import OrderedDict
+
+
+class BaseCache:
+    """Bounded by ``capacity`` bytes of raw blocks; safe to share between threads."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[bytes, tuple[bytes, int]] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self._generations = itertools.count(1)
+
+    def new_generation(self) -> int:
+        """A tag for the entries of one ingest (later ingests get larger tags)."""
+        return next(self._generations)
+
+    def take(self, block_id: bytes) -> bytes | None:
+        """The raw bytes of ``block_id`` if cached; the entry leaves the cache."""
+        with self._lock:
+            entry = self._entries.pop(block_id, None)
+            if entry is None:
+                return None
+            self._size -= len(entry[0])
+            return entry[0]
+
+    def offer(self, block_id: bytes, raw: bytes | memoryview, generation: int) -> None:
+        """Keep a copy of ``raw`` if there is or can be made room for it."""
+        if len(raw) > self.capacity or block_id in self._entries:
+            return
+        copy = bytes(raw)
+        with self._lock:
+            while self._size + len(copy) > self.capacity:
+                oldest, (old_raw, old_generation) = next(iter(self._entries.items()))
+                if old_generation >= generation:
+                    return  # full of this ingest's own blocks
+                del self._entries[oldest]
+                self._size -= len(old_raw)
+            if block_id not in self._entries:
+                self._entries[block_id] = (copy, generation)
+                self._size += len(copy)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def __len__(self) -> int:
+        return len(self._entries)
