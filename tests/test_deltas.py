@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ckptstore.errors import CorruptBlockError
 from ckptstore.store.chunking import ChunkerParams
 from ckptstore.store.codecs import BlockCodec, Codec, DecodeError
 from ckptstore.store.deltas import chain_depths
@@ -162,6 +163,10 @@ def test_verify_decodes_chains_and_names_checkpoints_hurt_by_a_bad_base(store):
     kinds = {f.kind for f in report.findings}
     assert kinds == {"corrupt_block", "corrupt_base"}
     assert set(report.affected_checkpoints) == {first, second, third}
+    for checkpoint_id in (second, third):  # reads name the damaged base, not the delta
+        with pytest.raises(CorruptBlockError) as info:
+            restore_bytes(store, checkpoint_id)
+        assert info.value.block_id == victim.block_id.hex()
 
 
 def test_reads_after_compaction_follow_moved_bases(store, clock):

@@ -24,9 +24,11 @@ def decode_entry(
     record: BlockRecord,
     entry_bytes: bytes | memoryview,
     base: bytes | None = None,
+    *,
+    verify: bool = True,
 ) -> bytes:
-    """The verified raw bytes of one pack entry (``base``: its base block's raw bytes,
-    for a delta)."""
+    """The raw bytes of one pack entry (``base``: its base block's raw bytes, for a
+    delta), checked against the block id unless ``verify`` is False."""
     name = record.block_id.hex()
     try:
         entry, payload = parse_entry(entry_bytes)
@@ -38,7 +40,7 @@ def decode_entry(
         raw = ctx.codec.decode(entry.codec, payload, entry.raw_len, base)
     except DecodeError as exc:
         raise CorruptBlockError(name, record.pack_id, str(exc)) from None
-    if len(raw) != record.raw_len or block_id(raw) != record.block_id:
+    if len(raw) != record.raw_len or (verify and block_id(raw) != record.block_id):
         raise CorruptBlockError(name, record.pack_id, "content does not hash to the block id")
     return raw
 
@@ -50,11 +52,23 @@ def load_block(ctx: StoreContext, record: BlockRecord) -> bytes:
     """Read, decode and verify one block (a delta's bases first); follows a block that
     GC moved meanwhile."""
     record, entry_bytes = _entry_bytes(ctx, record)
-    return decode_entry(ctx, record, entry_bytes, load_base(ctx, record))
+    if record.base_id is None:
+        return decode_entry(ctx, record, entry_bytes)
+    # Only the block asked for is hashed: a damaged base cannot give a block that
+    # hashes right. If it does not, the chain is walked again, hashing every base,
+    # so that the error names the block that is actually damaged.
+    try:
+        return decode_entry(ctx, record, entry_bytes, load_base(ctx, record, verify=False))
+    except CorruptBlockError:
+        base = load_base(ctx, record, verify=True)
+        return decode_entry(ctx, record, entry_bytes, base)
 
 
-def load_base(ctx: StoreContext, record: BlockRecord, depth: int = 0) -> bytes | None:
-    """The verified raw bytes of a delta block's base; None for a whole block.
+def load_base(
+    ctx: StoreContext, record: BlockRecord, depth: int = 0, *, verify: bool = True
+) -> bytes | None:
+    """The raw bytes of a delta block's base (hashed if ``verify``); None for a whole
+    block.
 
     Chains are at most ``delta_max_depth`` long when written; one that runs on
     past MAX_CHAIN (only a corrupt catalog could hold a loop) is reported as a
@@ -66,7 +80,8 @@ def load_base(ctx: StoreContext, record: BlockRecord, depth: int = 0) -> bytes |
     if base is None or depth >= MAX_CHAIN:
         raise MissingBlockError([record.base_id.hex()])
     base, entry_bytes = _entry_bytes(ctx, base)
-    return decode_entry(ctx, base, entry_bytes, load_base(ctx, base, depth + 1))
+    below = load_base(ctx, base, depth + 1, verify=verify)
+    return decode_entry(ctx, base, entry_bytes, below, verify=verify)
 
 
 def _entry_bytes(ctx: StoreContext, record: BlockRecord) -> tuple[BlockRecord, bytes]:
