@@ -23,9 +23,10 @@ class StoreConfig:
 
     zstd_level: int = DEFAULT_ZSTD_LEVEL
     byte_planes: bool = True  # try byte-plane encoding for numeric blocks
-    # Tensor blocks may be XOR deltas against the same slot of the job's previous
-    # checkpoint, at most this many deltas deep; 0 turns deltas off (bench: corpora).
-    delta_max_depth: int = 4
+    # Tensor blocks may be deltas against the same slot of the job's previous
+    # checkpoint, at most this many deltas deep (a read decodes up to this + 1
+    # payloads: ratio against restore speed, bench: corpora); 0 turns deltas off.
+    delta_max_depth: int = 8
     # Raw bytes of just-ingested tensor blocks kept for the next checkpoint's deltas
     # (basecache.py); 0 turns the cache off, and deltas then decode their bases.
     delta_cache_bytes: int = 256 * 1024 * 1024

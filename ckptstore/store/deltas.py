@@ -1,6 +1,6 @@
 """Delta bases: the block at the same slot of the job's previous checkpoint.
 
-A tensor block of a new checkpoint may be stored as the XOR with the block
+A tensor block of a new checkpoint may be stored as its difference from the block
 that held the same slot (tensor name, block index) in the job's newest ready
 checkpoint. Chains stay short: a block already ``delta_max_depth`` deltas away
 from a whole block is never a base, so the new block is stored whole (a

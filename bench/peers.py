@@ -1,0 +1,196 @@
+"""The tools users compare ckptstore with, run on the same checkpoint files.
+
+Each peer ingests a corpus's files in save order, the way it would be used
+for a stream of checkpoints, and reports the bytes it stored and its wall
+time. A peer whose tool is not installed is skipped (``make bench-peers``
+installs them all: restic, borg and zstd from the OS packages, ZipNN and
+z4ai from PyPI).
+
+- store peers: restic (repository v2, zstd auto), borg (``zstd,3``);
+- per-file codecs: ``zstd -3``; ``zstd -3 --patch-from`` the previous file;
+  ZipNN per file and in its delta mode against the previous file (same
+  length only: ZipNN refuses others, which are then compressed alone);
+  z4ai, the first file compressed and each later one as ``compress_delta``
+  against the previous (the same rule for lengths).
+
+The codec peers' output for the last file is decoded again and compared with
+it; a peer that does not give it back is reported as such and left out of
+every comparison (ZipNN 0.5.4 from PyPI fails this here, on plain float32
+and bfloat16 buffers too).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.common import WORK
+
+# ZipNN's and z4ai's names for each corpus's dominant element type
+DTYPES = {
+    "pretrain": ("float32", "fp32"),
+    "finetune-frozen": ("float32", "fp32"),
+    "lora": ("float32", "fp32"),
+    "bf16": ("bfloat16", "bf16"),
+    "opaque": ("float32", None),
+}
+
+
+@dataclass(frozen=True)
+class PeerResult:
+    stored_bytes: int
+    seconds: float
+    note: str = ""
+    round_trip: bool = True  # False: the last file did not decode back; ratio not comparable
+
+
+def tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def _run(cmd: list[str], env: dict[str, str] | None = None) -> None:
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, **(env or {})})
+
+
+def restic(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
+    if shutil.which("restic") is None:
+        return None
+    repo = work / "restic"
+    env = {"RESTIC_PASSWORD": "bench", "RESTIC_CACHE_DIR": str(work / "restic-cache")}
+    _run(["restic", "-r", str(repo), "init", "--repository-version", "2"], env)
+    start = time.perf_counter()
+    for path in files:
+        _run(["restic", "-r", str(repo), "backup", "-q", "--compression", "auto", str(path)], env)
+    return PeerResult(tree_bytes(repo), time.perf_counter() - start)
+
+
+def borg(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
+    if shutil.which("borg") is None:
+        return None
+    repo = work / "borg"
+    env = {
+        "BORG_BASE_DIR": str(work / "borg-home"),
+        "BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK": "yes",
+        "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
+    }
+    _run(["borg", "init", "--encryption", "none", str(repo)], env)
+    start = time.perf_counter()
+    for i, path in enumerate(files):
+        _run(["borg", "create", "--compression", "zstd,3", f"{repo}::ck{i}", str(path)], env)
+    return PeerResult(tree_bytes(repo), time.perf_counter() - start)
+
+
+def zstd_files(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
+    if shutil.which("zstd") is None:
+        return None
+    start = time.perf_counter()
+    for path in files:
+        _run(["zstd", "-3", "-q", "-f", str(path), "-o", str(work / f"{path.name}.zst")])
+    return PeerResult(tree_bytes(work), time.perf_counter() - start)
+
+
+def zstd_patch_from(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
+    if shutil.which("zstd") is None:
+        return None
+    start = time.perf_counter()
+    previous: Path | None = None
+    for path in files:
+        patch = [f"--patch-from={previous}"] if previous else []
+        _run(["zstd", "-3", "-q", "-f", *patch, str(path), "-o", str(work / f"{path.name}.zst")])
+        previous = path
+    return PeerResult(tree_bytes(work), time.perf_counter() - start)
+
+
+def zipnn_files(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
+    return _zipnn(files, corpus, delta=False)
+
+
+def zipnn_delta(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
+    return _zipnn(files, corpus, delta=True)
+
+
+def _zipnn(files: list[Path], corpus: str, delta: bool) -> PeerResult | None:
+    if importlib.util.find_spec("zipnn") is None:
+        return None
+    from zipnn import ZipNN
+
+    dtype = DTYPES[corpus][0]
+    plain = ZipNN(input_format="byte", bytearray_dtype=dtype)
+    deltas = ZipNN(input_format="byte", bytearray_dtype=dtype, delta_compressed_type="byte")
+    stored = alone = 0
+    previous: bytes | None = None
+    start = time.perf_counter()
+    for path in files:
+        data = path.read_bytes()
+        if delta and previous is not None and len(previous) == len(data):
+            out = deltas.compress(data, delta_second_data=previous)
+            last = (out, previous)
+        else:
+            out = plain.compress(data)
+            last = (out, None)
+            alone += previous is not None
+        stored += len(out)
+        previous = data
+    seconds = time.perf_counter() - start
+    out, base = last
+    back = deltas.decompress(out, delta_second_data=base) if base else plain.decompress(out)
+    notes = [f"{alone} of {len(files) - 1} later files compressed alone"] if delta and alone else []
+    return PeerResult(stored, seconds, "; ".join(notes), round_trip=bytes(back) == previous)
+
+
+def z4ai(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
+    if importlib.util.find_spec("z4ai") is None:
+        return None
+    import z4ai as codec
+
+    dtype = DTYPES[corpus][1]
+    stored = alone = 0
+    previous: bytes | None = None
+    start = time.perf_counter()
+    for path in files:
+        data = path.read_bytes()
+        if previous is not None and len(previous) == len(data):
+            out = codec.compress_delta(data, previous, dtype=dtype)
+            last = (out, previous)
+        else:
+            out = codec.compress(data, dtype=dtype)
+            last = (out, None)
+            alone += previous is not None
+        stored += len(out)
+        previous = data
+    seconds = time.perf_counter() - start
+    out, base = last
+    back = codec.decompress_delta(out, base) if base else codec.decompress(out)
+    note = f"{alone} of {len(files) - 1} later files compressed alone" if alone else ""
+    return PeerResult(stored, seconds, note, round_trip=bytes(back) == previous)
+
+
+PEERS: dict[str, Callable[[list[Path], Path, str], PeerResult | None]] = {
+    "restic": restic,
+    "borg zstd,3": borg,
+    "zstd -3": zstd_files,
+    "zstd -3 --patch-from": zstd_patch_from,
+    "ZipNN": zipnn_files,
+    "ZipNN delta": zipnn_delta,
+    "z4ai delta": z4ai,
+}
+STORE_PEERS = ("restic", "borg zstd,3", "zstd -3", "zstd -3 --patch-from")
+
+
+def run_peers(files: list[Path], corpus: str) -> dict[str, PeerResult]:
+    """Every installed peer's result on ``files`` (a corpus in save order)."""
+    results: dict[str, PeerResult] = {}
+    for name, peer in PEERS.items():
+        WORK.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="peer-", dir=WORK) as tmp:
+            result = peer(files, Path(tmp), corpus)
+        if result is not None:
+            results[name] = result
+    return results
