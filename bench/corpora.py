@@ -1,87 +1,334 @@
-"""Stored bytes and speed on the checkpoint corpora of bench/corpus.py.
+"""Stored bytes and speed on the checkpoint corpora of bench/corpus.py, beside the peers.
 
-    python -m bench.corpora [--scale small|large]
+    python -m bench.corpora [--scale small|large] [--checkpoints 6] [--no-peers]
 
-Each corpus is ingested as one job, checkpoint after checkpoint, into a fresh
-store. Beside it: per-file zstd -3 (the common baseline) and ckptstore with
-byte planes off, so the gain of each technique shows. Peers (restic, borg,
-zstd --patch-from, ZipNN, z4ai) are not run yet (issue 5).
+For each corpus, in one run on this machine:
+
+- ckptstore (default settings) ingests the files in save order as one job, in
+  a fresh process (peak RSS measured), then restores the last checkpoint and
+  the one with the longest delta chains in another;
+- ckptstore with techniques turned off (zstd only; byte planes without
+  deltas; deltas at most 4 deep), so the gain of each shows;
+- the limits, measured on the same files: file copy, pyfastcdc chunking,
+  BLAKE3, zstd-1 compression and decompression;
+- the peers of bench/peers.py that are installed.
+
+Writes bench/results/<date>-<host>-corpora-<scale>.{md,json} and two plots.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import blake3
 import zstandard
 
-from bench.common import MB, WORK, save_report
+from bench.common import MB, RESULTS, WORK, save_report
 from bench.corpus import CORPORA, write
+from bench.peers import PEERS, STORE_PEERS, run_peers
 from ckptstore import CheckpointStore, StoreConfig
+from ckptstore.store.chunking import DEFAULT_CHUNKER, Chunker
+
+VARIANTS = {
+    "zstd only": StoreConfig(byte_planes=False, delta_max_depth=0),
+    "planes, no deltas": StoreConfig(delta_max_depth=0),
+    "deltas <= 4 deep": StoreConfig(delta_max_depth=4),
+}
 
 
-def ingest(files: list[Path], config: StoreConfig) -> dict[str, float]:
+def child(*args: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.corpus_child", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)
+
+
+def ckptstore_default(files: list[Path]) -> dict[str, float]:
     root = WORK / "corpora-store"
     shutil.rmtree(root, ignore_errors=True)
-    logical = sum(f.stat().st_size for f in files)
-    with CheckpointStore.open(root, config=config) as store:
-        start = time.perf_counter()
-        for epoch, path in enumerate(files):
-            last = store.put("corpus", path, epoch=epoch)
-        seconds = time.perf_counter() - start
-        stored = store.stats().stored_bytes
-        start = time.perf_counter()
-        store.restore(last.checkpoint_id, "/dev/null")
-        restore_s = time.perf_counter() - start
+    ingest = child("ingest", str(root), *map(str, files))
+    restore = child("restore", str(root))
     shutil.rmtree(root, ignore_errors=True)
     return {
-        "ratio": logical / stored,
-        "ingest_mb_s": logical / MB / seconds,
-        "restore_mb_s": last.size_bytes / MB / restore_s,
+        "ratio": ingest["logical_bytes"] / ingest["stored_bytes"],
+        "stored_bytes": ingest["stored_bytes"],
+        "ingest_mb_s": ingest["logical_bytes"] / MB / ingest["seconds"],
+        "ingest_rss_mb": ingest["peak_rss_bytes"] / MB,
+        "restore_last_mb_s": restore["last_bytes"] / MB / restore["last_seconds"],
+        "restore_deepest_mb_s": restore["deepest_bytes"] / MB / restore["deepest_seconds"],
+        "deepest_depth": restore["deepest_depth"],
+        "restore_rss_mb": restore["peak_rss_bytes"] / MB,
     }
 
 
-def zstd3_ratio(files: list[Path]) -> float:
-    compressor = zstandard.ZstdCompressor(level=3, threads=-1)
-    stored = sum(len(compressor.compress(f.read_bytes())) for f in files)
-    return sum(f.stat().st_size for f in files) / stored
+def variant_ratio(files: list[Path], config: StoreConfig) -> float:
+    root = WORK / "corpora-variant"
+    shutil.rmtree(root, ignore_errors=True)
+    with CheckpointStore.open(root, config=config) as store:
+        logical = sum(store.put("corpus", path).size_bytes for path in files)
+        stored = store.stats().stored_bytes
+    shutil.rmtree(root, ignore_errors=True)
+    return logical / stored
+
+
+def limits(files: list[Path]) -> dict[str, float]:
+    """MB/s of the building blocks on these files (single thread unless named)."""
+    datas = [path.read_bytes() for path in files[-2:]]
+    n = sum(len(d) for d in datas)
+    cores = len(os.sched_getaffinity(0))
+
+    def timed(fn) -> float:
+        start = time.perf_counter()
+        fn()
+        return n / MB / (time.perf_counter() - start)
+
+    copy_dir = WORK / "corpora-copy"
+    copy_dir.mkdir(parents=True, exist_ok=True)
+    out = {
+        "file copy": timed(lambda: [shutil.copyfile(p, copy_dir / p.name) for p in files[-2:]]),
+        "pyfastcdc": timed(
+            lambda: [Chunker(DEFAULT_CHUNKER).cut(memoryview(d), True) for d in datas]
+        ),
+        "blake3": timed(lambda: [blake3.blake3(d).digest() for d in datas]),
+    }
+    shutil.rmtree(copy_dir, ignore_errors=True)
+    compressor = zstandard.ZstdCompressor(level=1)
+    pieces = [d[i : i + (1 << 20)] for d in datas for i in range(0, len(d), 1 << 20)]
+    out["zstd-1 compress"] = timed(lambda: [compressor.compress(p) for p in pieces])
+    frames = [compressor.compress(p) for p in pieces]
+    decompressor = zstandard.ZstdDecompressor()
+    out["zstd decompress"] = timed(lambda: [decompressor.decompress(f) for f in frames])
+    with ThreadPoolExecutor(cores) as pool:
+
+        def compress_all() -> None:
+            list(pool.map(lambda p: zstandard.ZstdCompressor(level=1).compress(p), pieces))
+
+        def decompress_all() -> None:
+            list(pool.map(lambda f: zstandard.ZstdDecompressor().decompress(f), frames))
+
+        out[f"zstd-1 compress x{cores} threads"] = timed(compress_all)
+        out[f"zstd decompress x{cores} threads"] = timed(decompress_all)
+    return out
+
+
+def run_corpus(corpus: str, out: Path, scale: str, checkpoints: int, peers: bool) -> dict:
+    files = write(corpus, out, scale, checkpoints)
+    logical = sum(f.stat().st_size for f in files)
+    row: dict = {"logical_mb": logical / MB, "files": len(files)}
+    row["ckptstore"] = ckptstore_default(files)
+    row["variants"] = {name: variant_ratio(files, cfg) for name, cfg in VARIANTS.items()}
+    row["limits"] = limits(files)
+    row["peers"] = {}
+    for name, result in (run_peers(files, corpus) if peers else {}).items():
+        ok = result.round_trip and result.stored_bytes > 0
+        row["peers"][name] = {
+            "ratio": logical / result.stored_bytes if ok else None,
+            "stored_bytes": result.stored_bytes,
+            "mb_s": logical / MB / result.seconds if ok and result.seconds else None,
+            "note": result.note,
+            "round_trip": result.round_trip,
+        }
+    return row
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _speed(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def comparisons(row: dict) -> dict[str, float | None]:
+    """ckptstore's stored bytes as a fraction of the best store peer's and of z4ai's."""
+    stored = row["ckptstore"]["stored_bytes"]
+    peers = row["peers"]
+    store_bytes = [
+        peers[p]["stored_bytes"] for p in STORE_PEERS if p in peers and peers[p]["ratio"]
+    ]
+    z4ai = peers.get("z4ai delta", {})
+    return {
+        "vs_best_store_peer": stored / min(store_bytes) if store_bytes else None,
+        "vs_z4ai": (z4ai["stored_bytes"] and stored / z4ai["stored_bytes"])
+        if z4ai.get("ratio")
+        else None,
+    }
+
+
+def report_lines(rows: dict, args: argparse.Namespace) -> list[str]:
+    peer_names = [p for p in PEERS if any(p in r["peers"] for r in rows.values())]
+    lines = [
+        f"Scale {args.scale}, {args.checkpoints} checkpoints per corpus, each corpus ingested in"
+        " save order as one job. Ratio = logical bytes / stored bytes (packs for ckptstore,"
+        " repository or output bytes for the peers). Speeds in MB/s (10^6 bytes).",
+        "",
+        "## Stored ratio",
+        "",
+        "| corpus | logical MB | ckptstore | "
+        + " | ".join(f"ckptstore, {v}" for v in VARIANTS)
+        + (" | " + " | ".join(peer_names) if peer_names else "")
+        + " |",
+        "|---|---:|---:|" + "---:|" * (len(VARIANTS) + len(peer_names)),
+    ]
+    for name, r in rows.items():
+        cells = [_ratio(r["ckptstore"]["ratio"])]
+        cells += [_ratio(r["variants"][v]) for v in VARIANTS]
+        cells += [_ratio(r["peers"].get(p, {}).get("ratio")) for p in peer_names]
+        lines.append(f"| {name} | {r['logical_mb']:,.0f} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "ckptstore's stored bytes as a fraction of the best store peer's (restic, borg, zstd -3,"
+        " zstd --patch-from; lower is better, issue target <= 0.80) and of z4ai's (issue"
+        " target <= 0.97, i.e. a ratio 3% above):",
+        "",
+        "| corpus | vs best store peer | vs z4ai |",
+        "|---|---:|---:|",
+    ]
+    for name, r in rows.items():
+        c = comparisons(r)
+        cells = ["-" if c[k] is None else f"{c[k]:.2f}" for k in ("vs_best_store_peer", "vs_z4ai")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Speed and memory",
+        "",
+        "| corpus | ingest MB/s | restore last MB/s | restore deepest MB/s (depth) |"
+        " ingest peak RSS MB | restore peak RSS MB | "
+        + " | ".join(f"{p} MB/s" for p in peer_names)
+        + " |",
+        "|---|---:|---:|---:|---:|---:|" + "---:|" * len(peer_names),
+    ]
+    for name, r in rows.items():
+        c = r["ckptstore"]
+        cells = [
+            _speed(c["ingest_mb_s"]),
+            _speed(c["restore_last_mb_s"]),
+            f"{_speed(c['restore_deepest_mb_s'])} ({c['deepest_depth']})",
+            _speed(c["ingest_rss_mb"]),
+            _speed(c["restore_rss_mb"]),
+            *(_speed(r["peers"].get(p, {}).get("mb_s")) for p in peer_names),
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    limit_names = list(next(iter(rows.values()))["limits"])
+    lines += [
+        "",
+        "## Limits on the same files, and ckptstore as a fraction of them",
+        "",
+        "Measured on the last two files of each corpus. Ingest is compared with zstd-1"
+        " compression on all cores (every new byte is compressed once), restore with zstd"
+        " decompression on all cores.",
+        "",
+        "| corpus | " + " | ".join(limit_names) + " | ingest / compress | restore / decompress |",
+        "|---|" + "---:|" * (len(limit_names) + 2),
+    ]
+    for name, r in rows.items():
+        lim = r["limits"]
+        compress = next(v for k, v in lim.items() if k.startswith("zstd-1 compress x"))
+        decompress = next(v for k, v in lim.items() if k.startswith("zstd decompress x"))
+        cells = [_speed(lim[k]) for k in limit_names]
+        cells.append(f"{r['ckptstore']['ingest_mb_s'] / compress:.2f}")
+        cells.append(f"{r['ckptstore']['restore_last_mb_s'] / decompress:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    notes = [
+        f"- {p} on {name}: {r['peers'][p]['note']}"
+        + ("" if r["peers"][p]["round_trip"] else " (did not give the last file back: left out)")
+        for name, r in rows.items()
+        for p in r["peers"]
+        if r["peers"][p]["note"] or not r["peers"][p]["round_trip"]
+    ]
+    if notes:
+        lines += ["", "## Peer notes", "", *notes]
+    return lines
+
+
+def plot(rows: dict, stem: str) -> list[Path]:
+    """Ratio per corpus per tool; ingest and restore against the limits."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rows)
+    tools = ["ckptstore"] + [
+        p for p in PEERS if any(r["peers"].get(p, {}).get("ratio") for r in rows.values())
+    ]
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / len(tools)
+    for i, tool in enumerate(tools):
+        values = [
+            r["ckptstore"]["ratio"]
+            if tool == "ckptstore"
+            else (r["peers"].get(tool, {}).get("ratio") or 0)
+            for r in rows.values()
+        ]
+        ax.bar([x + i * width for x in range(len(names))], values, width, label=tool)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names)
+    ax.set_yscale("log")
+    ax.set_ylabel("logical / stored (log scale)")
+    ax.set_title("Stored ratio per corpus (higher is better)")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    ratio_png = RESULTS / f"{stem}-ratio.png"
+    fig.savefig(ratio_png, dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    series = {
+        "ckptstore ingest": [r["ckptstore"]["ingest_mb_s"] for r in rows.values()],
+        "ckptstore restore (last)": [r["ckptstore"]["restore_last_mb_s"] for r in rows.values()],
+        "limit: zstd-1 compress, all cores": [
+            next(v for k, v in r["limits"].items() if k.startswith("zstd-1 compress x"))
+            for r in rows.values()
+        ],
+        "limit: zstd decompress, all cores": [
+            next(v for k, v in r["limits"].items() if k.startswith("zstd decompress x"))
+            for r in rows.values()
+        ],
+        "z4ai delta": [r["peers"].get("z4ai delta", {}).get("mb_s") or 0 for r in rows.values()],
+        "ZipNN delta": [r["peers"].get("ZipNN delta", {}).get("mb_s") or 0 for r in rows.values()],
+    }
+    width = 0.8 / len(series)
+    for i, (label, values) in enumerate(series.items()):
+        ax.bar([x + i * width for x in range(len(names))], values, width, label=label)
+    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names)
+    ax.set_ylabel("MB/s")
+    ax.set_title("Ingest and restore against the limits (same files, same run)")
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    speed_png = RESULTS / f"{stem}-speed.png"
+    fig.savefig(speed_png, dpi=110)
+    plt.close(fig)
+    return [ratio_png, speed_png]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", choices=("small", "large"), default="small")
     parser.add_argument("--checkpoints", type=int, default=6)
+    parser.add_argument("--no-peers", action="store_true", help="skip the peer tools")
     args = parser.parse_args()
     out = WORK / f"corpus-{args.scale}"
     rows = {}
     for corpus in CORPORA:
-        files = write(corpus, out, args.scale, args.checkpoints)
-        rows[corpus] = {
-            "logical_mb": sum(f.stat().st_size for f in files) / MB,
-            "zstd3_ratio": zstd3_ratio(files),
-            "plain": ingest(files, StoreConfig(byte_planes=False)),
-            "default": ingest(files, StoreConfig()),
-        }
-    lines = [
-        f"Scale {args.scale}, {args.checkpoints} checkpoints per corpus, ingested in order as"
-        " one job. Ratio = logical bytes / stored bytes (packs).",
-        "",
-        "| corpus | logical MB | per-file zstd -3 | ckptstore, zstd only | ckptstore (default)"
-        " | ingest MB/s | restore MB/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-        *(
-            f"| {name} | {r['logical_mb']:,.0f} | {r['zstd3_ratio']:.2f}x |"
-            f" {r['plain']['ratio']:.2f}x | {r['default']['ratio']:.2f}x |"
-            f" {r['default']['ingest_mb_s']:,.0f} | {r['default']['restore_mb_s']:,.0f} |"
-            for name, r in rows.items()
-        ),
-        "",
-        "Not yet measured here (issue 5): restic, borg, zstd --patch-from, ZipNN and z4ai on",
-        "the same files, peak RSS per corpus, and plots. XOR deltas against the parent",
-        "checkpoint and tensor-aligned blocks (issue 6) are not implemented yet.",
-    ]
+        print(f"{corpus} ...", flush=True)
+        rows[corpus] = run_corpus(corpus, out, args.scale, args.checkpoints, not args.no_peers)
+    for r in rows.values():
+        r["comparisons"] = comparisons(r)
+    lines = report_lines(rows, args)
+    md = save_report(f"corpora-{args.scale}", "Checkpoint corpora", lines, rows)
+    pngs = plot(rows, md.stem)
+    lines += ["", "## Plots", "", *(f"![{p.stem}]({p.name})" for p in pngs)]
     md = save_report(f"corpora-{args.scale}", "Checkpoint corpora", lines, rows)
     print("\n".join(lines))
     print(f"\nreport: {md}")

@@ -21,10 +21,13 @@ and bfloat16 buffers too).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -184,13 +187,40 @@ PEERS: dict[str, Callable[[list[Path], Path, str], PeerResult | None]] = {
 STORE_PEERS = ("restic", "borg zstd,3", "zstd -3", "zstd -3 --patch-from")
 
 
+PEER_TIMEOUT_S = 1800
+
+
 def run_peers(files: list[Path], corpus: str) -> dict[str, PeerResult]:
-    """Every installed peer's result on ``files`` (a corpus in save order)."""
+    """Every installed peer's result on ``files`` (a corpus in save order).
+
+    Each peer runs in its own process: a codec library that crashes (one did
+    here, with a double free) costs its own row, not the report.
+    """
     results: dict[str, PeerResult] = {}
-    for name, peer in PEERS.items():
-        WORK.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="peer-", dir=WORK) as tmp:
-            result = peer(files, Path(tmp), corpus)
-        if result is not None:
-            results[name] = result
+    for name in PEERS:
+        cmd = [sys.executable, "-m", "bench.peers", name, corpus, *map(str, files)]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=PEER_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            results[name] = PeerResult(0, PEER_TIMEOUT_S, "timed out", round_trip=False)
+            continue
+        if done.returncode != 0:
+            reason = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+            results[name] = PeerResult(0, 0.0, f"failed: {reason[:120]}", round_trip=False)
+        elif done.stdout.strip():
+            results[name] = PeerResult(**json.loads(done.stdout))
     return results
+
+
+def main() -> None:
+    """``python -m bench.peers PEER CORPUS FILE...``: one peer's result as JSON."""
+    name, corpus, *paths = sys.argv[1:]
+    WORK.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="peer-", dir=WORK) as tmp:
+        result = PEERS[name]([Path(p) for p in paths], Path(tmp), corpus)
+    if result is not None:
+        print(json.dumps(dataclasses.asdict(result)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""One ckptstore ingest or restore of a corpus in a fresh process, with its peak RSS.
+
+    python -m bench.corpus_child ingest STORE_DIR FILE...
+    python -m bench.corpus_child restore STORE_DIR
+
+``ingest`` puts the files in order as one job; ``restore`` reads back the
+last checkpoint and the one with the longest delta chains. Each prints one
+JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from bench.rss_child import peak_rss_bytes
+from ckptstore import CheckpointStore
+from ckptstore.store.deltas import chain_depths
+
+JOB = "corpus"
+
+
+def ingest(root: str, paths: list[str]) -> dict[str, float]:
+    with CheckpointStore.open(root) as store:
+        start = time.perf_counter()
+        records = [store.put(JOB, path, epoch=i) for i, path in enumerate(paths)]
+        seconds = time.perf_counter() - start
+        stats = store.stats()
+    return {
+        "logical_bytes": sum(r.size_bytes for r in records),
+        "stored_bytes": stats.stored_bytes,
+        "seconds": seconds,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }
+
+
+def restore(root: str) -> dict[str, float]:
+    with CheckpointStore.open(root) as store:
+        records = sorted(store.list(JOB, limit=None).checkpoints, key=lambda r: r.created_at)
+        catalog = store.context.catalog
+        depth_of = {}
+        for record in records:
+            blocks = [block for _, block in catalog.manifest(record.checkpoint_id)]
+            depths = chain_depths(catalog, blocks, limit=64)
+            depth_of[record.checkpoint_id] = max(depths.values(), default=0)
+        deepest = max(records, key=lambda r: (depth_of[r.checkpoint_id], r.created_at))
+        out: dict[str, float] = {}
+        for label, record in (("last", records[-1]), ("deepest", deepest)):
+            start = time.perf_counter()
+            store.restore(record.checkpoint_id, "/dev/null")
+            out[f"{label}_bytes"] = record.size_bytes
+            out[f"{label}_seconds"] = time.perf_counter() - start
+            out[f"{label}_depth"] = depth_of[record.checkpoint_id]
+    out["peak_rss_bytes"] = peak_rss_bytes()
+    return out
+
+
+def main() -> None:
+    command, root, *paths = sys.argv[1:]
+    result = ingest(root, paths) if command == "ingest" else restore(root)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
