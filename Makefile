@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench bench-peers lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,13 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.server --workers 2
 	$(BIN)/python -m bench.client
 	$(BIN)/python -m bench.corpora
+	$(BIN)/python -m bench.byte_planes
+	$(BIN)/python -m bench.summary
+
+# The peer tools bench.corpora compares with (it skips those not installed).
+bench-peers: $(STAMP)
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q restic borgbackup zstd wrk
+	$(BIN)/pip install -q zipnn z4ai blosc2
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix ckptstore tests bench examples

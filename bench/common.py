@@ -47,7 +47,7 @@ def save_report(name: str, title: str, lines: list[str], data: dict) -> Path:
     """Write ``<date>-<host>-<name>.md`` and ``.json`` under bench/results/."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
-    stem = f"{stamp}-{platform.node() or 'host'}-{name}"
+    stem = f"{stamp}-{platform.node() or 'host'}" + (f"-{name}" if name else "")
     header = [
         f"# {title}",
         "",
