@@ -72,5 +72,5 @@ def client_blocks(store: CheckpointStore, data: bytes) -> list[tuple[bytes, byte
         return [
             (bid, bytes(view))
             for window in iter_blocks(data, store.context.chunker, pool)
-            for bid, view in window
+            for bid, view, _ in window
         ]

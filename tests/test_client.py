@@ -200,3 +200,22 @@ def test_compressible_uploads_go_compressed_and_round_trip(client):
     record = client.put(JOB, text)
     with client.open_reader(record.checkpoint_id) as reader:
         assert reader.read() == text
+
+
+def test_pushed_checkpoints_of_a_job_are_stored_as_deltas(client, srv, tmp_path):
+    from ckptstore.store.codecs import Codec
+    from ckptstore.testing.formats import safetensors_bytes
+    from tests.test_deltas import model
+
+    first = safetensors_bytes(model(7, 0))
+    second = safetensors_bytes(model(7, 1))
+    a = client.put(JOB, first)
+    b = client.put(JOB, second)
+    catalog = srv.store.context.catalog
+    codecs = [r.codec for _, r in catalog.manifest(b.checkpoint_id)]
+    assert Codec.DELTA_PLANES in codecs
+    assert Codec.DELTA_PLANES not in [r.codec for _, r in catalog.manifest(a.checkpoint_id)]
+    assert b.stored_bytes < 0.7 * a.stored_bytes
+    assert catalog.parent_slots("acme", JOB)  # the next push finds its bases too
+    assert client.restore(b.checkpoint_id, tmp_path / "b.bin") == len(second)
+    assert (tmp_path / "b.bin").read_bytes() == second

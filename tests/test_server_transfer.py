@@ -198,6 +198,8 @@ def dedup_upload(srv, data, headers=None):
 def test_dedup_upload_round_trips(srv):
     record, sent = dedup_upload(srv, DATA)
     assert record["status"] == "ready" and record["sizeBytes"] == len(DATA) and sent == len(DATA)
+    # random bytes are stored raw: what the checkpoint added, whatever request sent it
+    assert len(DATA) < record["storedBytes"] < 1.01 * len(DATA)
     assert srv.client.get(record["downloadUrl"]).content == DATA
 
 
@@ -299,3 +301,45 @@ def test_concurrent_uploads_of_overlapping_data_end_bit_exact(srv):
     for i, record in results.items():
         assert srv.client.get(record["downloadUrl"]).content == datas[i]
     assert srv.store.verify(read_data=True).ok
+
+
+# -- version-2 frames: tensor width and slot, for deltas --------------------------
+def v2_frame(bid: bytes, data: bytes, width: int, slot: bytes) -> bytes:
+    import struct
+
+    return struct.pack("<32sIBH", bid, len(data), width, len(slot)) + slot + data
+
+
+@pytest.mark.parametrize(
+    "width, slot, problem",
+    [(3, b"w#0", "width 3"), (0, b"w#0", "slot without width"), (4, b"\xff\xfe", "UTF-8")],
+)
+def test_bad_v2_frames_are_rejected_400_and_store_nothing(srv, width, slot, problem):
+    cid = pending(srv)
+    data = b"z" * 4096
+    r = srv.client.put(
+        f"/v2/training/checkpoints/{cid}/blocks",
+        headers=srv.acme | {"Content-Type": "application/x-ckptstore-blocks; version=2"},
+        content=v2_frame(block_id(data), data, width, slot),
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_batch"
+    assert problem in r.json()["error"]["message"]
+    assert srv.store.stats().blocks == 0
+
+
+def test_commit_with_slots_of_the_wrong_count_is_rejected(srv):
+    cid = pending(srv)
+    data = b"q" * 5000
+    srv.client.put(
+        f"/v2/training/checkpoints/{cid}/blocks",
+        headers=srv.acme,
+        content=frames([(block_id(data), data)]),
+    )
+    r = srv.client.post(
+        f"/v2/training/checkpoints/{cid}/commit",
+        headers=srv.acme,
+        json={"blockIds": [block_id(data).hex()], "slots": ["a#0", "b#0"]},
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_argument"
+    status = srv.client.get(f"/v2/training/checkpoints/{cid}", headers=srv.acme).json()["status"]
+    assert status == "pending"

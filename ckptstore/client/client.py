@@ -8,11 +8,13 @@ interrupted transfer with Range and checks the result against the ETag.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Unpack
 
@@ -33,6 +35,25 @@ from ckptstore.store.sources import Source
 
 Progress = Callable[[int], None]
 ASK_BYTES = 32 * 1024 * 1024  # block bytes per "which are missing?" request
+FRAMES_V2 = "application/x-ckptstore-blocks; version=2"  # server/routes/uploads.py
+FRAME_V2 = struct.Struct("<32sIBH")
+
+
+@dataclass(frozen=True)
+class Block:
+    """A block to send, with what the server needs to encode it well."""
+
+    data: bytes
+    width: int  # tensor element width; 0 for opaque bytes
+    slot: str | None  # "<tensor>#<index>", for deltas against the previous checkpoint
+
+
+def frame(block_id: bytes, block: Block) -> bytes:
+    """One version-2 frame: id, length, width, slot length, slot, bytes."""
+    slot = block.slot.encode() if block.slot is not None else b""
+    return FRAME_V2.pack(block_id, len(block.data), block.width, len(slot)) + slot + block.data
+
+
 SEND_BYTES = 8 * 1024 * 1024  # block bytes per upload request
 LIST_LIMIT_MAX = 100
 
@@ -113,17 +134,20 @@ class Client:
         """Upload the data of a pending checkpoint (dedup-aware)."""
         base = f"/v2/training/checkpoints/{checkpoint_id}"
         ids: list[bytes] = []
+        slots: list[str | None] = []
         offered: set[bytes] = set()
-        batch: dict[bytes, bytes] = {}
+        batch: dict[bytes, Block] = {}
         batch_bytes = 0
         sends: deque[Future[None]] = deque()
         with ThreadPoolExecutor(2) as hashers, ThreadPoolExecutor(self._in_flight) as senders:
             for blocks in iter_blocks(source, self.chunker(), hashers):
-                for bid, view in blocks:
+                for bid, view, cut in blocks:
                     ids.append(bid)
+                    slots.append(cut.slot)
                     if bid not in offered:
                         offered.add(bid)
-                        batch[bid] = bytes(view)  # the window buffer is reused soon
+                        # bytes: the window buffer is reused soon
+                        batch[bid] = Block(bytes(view), cut.width, cut.slot)
                         batch_bytes += len(view)
                     if progress is not None:
                         progress(len(view))
@@ -134,21 +158,21 @@ class Client:
                 self._send_missing(base, batch, senders, sends)
             for future in sends:
                 future.result()
-        return self._commit(base, checkpoint_id, ids)
+        return self._commit(base, checkpoint_id, ids, slots)
 
     def _send_missing(
-        self, base: str, batch: dict[bytes, bytes], senders: ThreadPoolExecutor, sends: deque
+        self, base: str, batch: dict[bytes, Block], senders: ThreadPoolExecutor, sends: deque
     ) -> None:
         answer = self._json(
             "POST", f"{base}/blocks/missing", json={"blockIds": [b.hex() for b in batch]}
         )
-        group: list[tuple[bytes, bytes]] = []
+        group: list[tuple[bytes, Block]] = []
         group_bytes = 0
         limit = min(SEND_BYTES, self.info()["maxBlockBatchBytes"] // 2)
         for hex_id in answer["missing"]:
             bid = bytes.fromhex(hex_id)
             group.append((bid, batch[bid]))
-            group_bytes += len(batch[bid])
+            group_bytes += len(batch[bid].data)
             if group_bytes >= limit:
                 sends.append(senders.submit(self._send_blocks, base, group))
                 group, group_bytes = [], 0
@@ -157,9 +181,9 @@ class Client:
         while len(sends) > self._in_flight:
             sends.popleft().result()
 
-    def _send_blocks(self, base: str, blocks: list[tuple[bytes, bytes]]) -> None:
-        body = b"".join(bid + len(data).to_bytes(4, "little") + data for bid, data in blocks)
-        headers = {"Content-Type": "application/octet-stream"}
+    def _send_blocks(self, base: str, blocks: list[tuple[bytes, Block]]) -> None:
+        body = b"".join(frame(bid, block) for bid, block in blocks)
+        headers = {"Content-Type": FRAMES_V2}
         if self._wire.should_compress():
             compressor = getattr(self._local, "zstd", None)
             if compressor is None:
@@ -170,13 +194,14 @@ class Client:
                 body, headers["Content-Encoding"] = packed, "zstd"
         self._transport.request("PUT", f"{base}/blocks", content=body, headers=headers)
         with self._sent_lock:
-            self.bytes_sent += sum(len(data) for _, data in blocks)
+            self.bytes_sent += sum(len(block.data) for _, block in blocks)
 
-    def _commit(self, base: str, checkpoint_id: str, ids: list[bytes]) -> CheckpointRecord:
+    def _commit(
+        self, base: str, checkpoint_id: str, ids: list[bytes], slots: list[str | None]
+    ) -> CheckpointRecord:
+        body = {"blockIds": [b.hex() for b in ids], "slots": slots}
         try:
-            return record_of(
-                self._json("POST", f"{base}/commit", json={"blockIds": [b.hex() for b in ids]})
-            )
+            return record_of(self._json("POST", f"{base}/commit", json=body))
         except RemoteConflict:
             # a retried commit whose first attempt did land answers 409: accept it then
             record = self.get(checkpoint_id)

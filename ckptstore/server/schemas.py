@@ -30,10 +30,17 @@ class DeployEndpoint(BaseModel):
 
 
 class BlockIds(BaseModel):
-    """Block ids, 64 hex characters each, in checkpoint order (for commit)."""
+    """Block ids, 64 hex characters each, in checkpoint order (for missing)."""
 
     model_config = ConfigDict(extra="forbid")
     blockIds: list[str] = Field(max_length=4_000_000)  # noqa: N815
+
+
+class CommitBody(BlockIds):
+    """The checkpoint's block ids in order, and optionally each block's tensor slot
+    (``"<tensor>#<index>"`` or null), so the job's next checkpoint finds its delta bases."""
+
+    slots: list[str | None] | None = Field(default=None, max_length=4_000_000)
 
 
 class JobSettingsBody(BaseModel):

@@ -222,10 +222,18 @@ class CheckpointStore:
         return self._upload(pending, f"upl_{pending.checkpoint_id}")
 
     def _upload(self, draft: CheckpointRecord, upload_id: str) -> Upload:
-        def commit(manifest: list[tuple[int, bytes]], size: int, stored: int) -> CheckpointRecord:
-            return self._commit(draft, manifest, size, stored, upload_id)
+        def commit(
+            manifest: list[tuple[int, bytes]],
+            size: int,
+            stored: int,
+            slots: list[str | None] | None,
+        ) -> CheckpointRecord:
+            return self._commit(draft, manifest, size, stored, upload_id, slots)
 
-        return Upload(self._ctx, upload_id, draft.tenant_id, commit)
+        def bases() -> DeltaBases:
+            return DeltaBases.for_job(self._ctx, draft.tenant_id, draft.job_id)
+
+        return Upload(self._ctx, upload_id, draft.tenant_id, commit, bases)
 
     def _ingest(self, draft: CheckpointRecord, source: Source) -> CheckpointRecord:
         holder = new_upload_id()

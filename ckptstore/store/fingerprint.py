@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from ckptstore.store.chunking import BlockCutter, ChunkerParams
+from ckptstore.store.chunking import BlockCutter, ChunkerParams, Cut
 from ckptstore.store.ids import block_id
 from ckptstore.store.sources import WINDOWS_IN_FLIGHT, Source, open_source
 
@@ -21,8 +21,9 @@ def iter_blocks(
     params: ChunkerParams,
     pool: ThreadPoolExecutor,
     window_bytes: int = WINDOW_BYTES,
-) -> Iterator[list[tuple[bytes, memoryview]]]:
-    """``(block_id, bytes)`` of each window's blocks, window by window.
+) -> Iterator[list[tuple[bytes, memoryview, Cut]]]:
+    """``(block_id, bytes, cut)`` of each window's blocks, window by window; the cut
+    tells a tensor block's element width and slot.
 
     The views are valid until ``WINDOWS_IN_FLIGHT - 1`` more windows have been
     taken: copy what must live longer.
@@ -35,10 +36,11 @@ def iter_blocks(
     try:
         while not eof:
             window, eof = windows.next_window(carry)
-            ends = [cut.end for cut in cutter.cut(window, offset, final=eof)]
+            cuts = cutter.cut(window, offset, final=eof)
+            ends = [cut.end for cut in cuts]
             starts = [0, *ends[:-1]] if ends else []
             views = [window[s:e] for s, e in zip(starts, ends, strict=True)]
-            yield list(zip(pool.map(block_id, views), views, strict=True))
+            yield list(zip(pool.map(block_id, views), views, cuts, strict=True))
             consumed = ends[-1] if ends else 0
             carry = window[consumed:]
             offset += consumed
@@ -56,7 +58,7 @@ def fingerprint(
     return [
         (bid, len(view))
         for blocks in iter_blocks(source, params, pool, window_bytes)
-        for bid, view in blocks
+        for bid, view, _ in blocks
     ]
 
 

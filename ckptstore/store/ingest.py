@@ -16,19 +16,17 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.chunking import BlockCutter, Cut
-from ckptstore.store.codecs import Codec, plane_width
+from ckptstore.store.codecs import plane_width
 from ckptstore.store.context import StoreContext
 from ckptstore.store.deltas import DeltaBases
+from ckptstore.store.encoder import BlockEncoder, Encoded
 from ckptstore.store.ids import block_id
 from ckptstore.store.leases import LeaseKeeper
-from ckptstore.store.restore import load_block
 from ckptstore.store.sources import WindowSource
 from ckptstore.store.writer import PackWriter
 
-_Encoded = tuple[Codec, bytes | memoryview, bytes | None]  # codec, payload, base id
-_Staged = list[tuple[bytes, int, "Future[_Encoded]"]]
+_Staged = list[tuple[bytes, int, "Future[Encoded]"]]
 _Hashing = tuple[list[int], list[memoryview], list[Cut], Iterator[bytes]]
 
 
@@ -47,16 +45,14 @@ class Ingest:
 
     def __init__(self, ctx: StoreContext, holder: str, bases: DeltaBases | None = None) -> None:
         self._ctx = ctx
-        self._bases = bases or DeltaBases({})
         self._writer = PackWriter(ctx, holder)
         self._cutter = BlockCutter(ctx.chunker)
         self._seen: set[bytes] = set()  # ids leased from the catalog or written by us
         self._leases = LeaseKeeper(ctx, holder)
+        self._encoder = BlockEncoder(ctx, bases or DeltaBases({}), self._leases)
         self._planes = ctx.codec.byte_planes
         self._new_blocks = 0
         self._delta_blocks = 0
-        self._cache = ctx.base_cache
-        self._generation = self._cache.new_generation()
 
     def run(self, source: WindowSource) -> IngestResult:
         try:
@@ -125,47 +121,23 @@ class Ingest:
         new = [(bid, view, cut) for bid, (view, cut) in first.items() if bid not in present]
         if not new:
             return []
-        bases = {
-            bid: base
-            for bid, view, cut in new
-            if (base := self._bases.base_for(cut.slot, bid, len(view))) is not None
-        }
-        if bases:  # leased until the commit, so GC cannot take a base meanwhile
-            held = self._leases.lease_existing(sorted({b.block_id for b in bases.values()}))
-            bases = {bid: base for bid, base in bases.items() if base.block_id in held}
+        bases = self._encoder.bases([(bid, len(view), cut.slot) for bid, view, cut in new])
         # Tensor blocks come with their element width. Opaque ones get one byte-plane
         # verdict per window: a window is nearly always one kind of data, and judging
         # every block costs GIL time the compressors need.
         opaque = [view for _, view, cut in new if not cut.width]
         guess = plane_width(max(opaque, key=len)) if opaque and self._planes else 0
-        encode = self._encode
+        encode = self._encoder.encode
         return [
             (
                 bid,
                 len(view),
-                self._ctx.pool.submit(encode, bid, view, cut, guess, bases.get(bid)),
+                self._ctx.pool.submit(
+                    encode, bid, view, cut.width or guess, cut.slot, bases.get(bid)
+                ),
             )
             for bid, view, cut in new
         ]
-
-    def _encode(
-        self, bid: bytes, raw: memoryview, cut: Cut, guess: int, base: BlockRecord | None
-    ) -> _Encoded:
-        codec = self._ctx.codec
-        result: _Encoded | None = None
-        depth = 0
-        if base is not None:
-            base_raw = self._cache.take(base.block_id) or load_block(self._ctx, base)
-            delta = codec.encode_delta(raw, base_raw, cut.width)
-            if delta is not None:
-                result = (delta[0], delta[1], base.block_id)
-                depth = self._bases.depth(base) + 1
-        if result is None:
-            encoded, payload = codec.encode(raw, cut.width or guess)
-            result = (encoded, payload, None)
-        if cut.slot is not None and depth < self._ctx.config.delta_max_depth:
-            self._cache.offer(bid, raw, self._generation)  # the next checkpoint's base
-        return result
 
     def _store(self, staged: _Staged) -> None:
         for bid, raw_len, future in staged:

@@ -17,27 +17,40 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ckptstore.errors import BlockHashMismatch, BlocksNotUploaded
+from ckptstore.errors import BlockHashMismatch, BlocksNotUploaded, InvalidArgument
 from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.context import StoreContext
+from ckptstore.store.deltas import DeltaBases
+from ckptstore.store.encoder import BlockEncoder
 from ckptstore.store.ids import block_id
 from ckptstore.store.leases import LeaseKeeper
+from ckptstore.store.packs import ENTRY
 from ckptstore.store.writer import PackWriter
 
-CommitFn = Callable[[list[tuple[int, bytes]], int, int], CheckpointRecord]
+CommitFn = Callable[[list[tuple[int, bytes]], int, int, list[str | None] | None], CheckpointRecord]
+Received = tuple[bytes | memoryview, int | None, str | None]  # data, width, slot
 
 
 class Upload:
     """One checkpoint's upload; also a context manager that aborts on error."""
 
-    def __init__(self, ctx: StoreContext, upload_id: str, tenant_id: str, commit: CommitFn):
+    def __init__(
+        self,
+        ctx: StoreContext,
+        upload_id: str,
+        tenant_id: str,
+        commit: CommitFn,
+        bases: Callable[[], DeltaBases] = lambda: DeltaBases({}),
+    ):
         self._ctx = ctx
         self.upload_id = upload_id
         self._tenant_id = tenant_id
         self._commit = commit
         self._leases = LeaseKeeper(ctx, upload_id)
+        self._bases = bases
+        self._encoder: BlockEncoder | None = None
         self._writer: PackWriter | None = None
-        self._stored_elsewhere: dict[bytes, bytes | memoryview] = {}  # leased at flush
+        self._stored_elsewhere: dict[bytes, Received] = {}  # leased at flush
         self.stored_bytes = 0
         self.done = False
 
@@ -52,8 +65,22 @@ class Upload:
             present = self._leases.lease_existing(wanted)
         return [bid for bid in wanted if bid not in present]
 
-    def put_block(self, claimed_id: bytes, data: bytes | memoryview) -> None:
-        """Accept one block after checking that ``data`` hashes to ``claimed_id``."""
+    def put_block(
+        self,
+        claimed_id: bytes,
+        data: bytes | memoryview,
+        width: int | None = None,
+        slot: str | None = None,
+    ) -> None:
+        """Accept one block after checking that ``data`` hashes to ``claimed_id``.
+
+        A client that cut the stream as the store does passes each tensor block's
+        element ``width`` and ``slot`` (chunking.Cut): the block is then encoded by
+        its dtype, and as a delta against the same slot of the job's previous
+        checkpoint when that is smaller.
+        """
+        if slot is not None and not width:
+            raise InvalidArgument("width", width, "the element width (1-8) of a slot's block")
         actual = block_id(data)
         if actual != claimed_id:
             raise BlockHashMismatch(claimed_id.hex(), actual.hex())
@@ -62,24 +89,30 @@ class Upload:
             return
         if self._ctx.catalog.get_block(claimed_id) is not None:
             # stored already (perhaps hidden from this tenant): lease it at flush
-            self._stored_elsewhere[claimed_id] = data
+            self._stored_elsewhere[claimed_id] = (data, width, slot)
             return
-        self._write(claimed_id, data)
+        self._write(claimed_id, (data, width, slot))
 
-    def _write(self, claimed_id: bytes, data: bytes | memoryview) -> None:
+    def _write(self, claimed_id: bytes, received: Received) -> None:
+        data, width, slot = received
         if self._writer is None:
             self._writer = PackWriter(self._ctx, self.upload_id)
-        codec, payload = self._ctx.codec.encode(memoryview(data))
-        self._writer.add(claimed_id, codec, len(data), payload)
+        if self._encoder is None:
+            self._encoder = BlockEncoder(self._ctx, self._bases(), self._leases)
+        base = self._encoder.bases([(claimed_id, len(data), slot)]).get(claimed_id)
+        codec, payload, base_id = self._encoder.encode(
+            claimed_id, memoryview(data), width, slot, base
+        )
+        self._writer.add(claimed_id, codec, len(data), payload, base_id)
 
     def flush(self) -> None:
         """Make every block received so far durable and recorded (leased to this upload)."""
         if self._stored_elsewhere:
             elsewhere, self._stored_elsewhere = self._stored_elsewhere, {}
             leased = self._leases.lease_existing(list(elsewhere))
-            for bid, data in elsewhere.items():
+            for bid, received in elsewhere.items():
                 if bid not in leased:  # collected by GC since put_block looked
-                    self._write(bid, data)
+                    self._write(bid, received)
         if self._writer is None:
             return
         writer, self._writer = self._writer, None
@@ -89,8 +122,13 @@ class Upload:
             writer.close()
         self.stored_bytes += writer.stored_bytes
 
-    def commit(self, block_ids: list[bytes]) -> CheckpointRecord:
-        """Make the checkpoint whose bytes are the concatenation of ``block_ids``."""
+    def commit(
+        self, block_ids: list[bytes], slots: list[str | None] | None = None
+    ) -> CheckpointRecord:
+        """Make the checkpoint whose bytes are the concatenation of ``block_ids``;
+        ``slots``, one per block, let the job's next checkpoint find its delta bases."""
+        if slots is not None and len(slots) != len(block_ids):
+            raise InvalidArgument("slots", len(slots), "one slot (or null) per block id")
         self.flush()
         found = self._ctx.catalog.get_blocks(block_ids)
         if self._tenant_id:
@@ -103,7 +141,11 @@ class Upload:
         for bid in block_ids:
             manifest.append((offset, bid))
             offset += found[bid].raw_len
-        record = self._commit(manifest, offset, self.stored_bytes)
+        # The bytes this checkpoint adds to the store: its blocks no checkpoint holds yet,
+        # whichever request of the upload sent them.
+        new = self._ctx.catalog.unreferenced(block_ids)
+        stored = sum(ENTRY.size + record.stored_len for record in new)
+        record = self._commit(manifest, offset, stored, slots)
         self.done = True
         return record
 

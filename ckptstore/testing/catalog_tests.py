@@ -133,6 +133,12 @@ class CatalogTests:
             "w#0": bid(1)
         }
 
+    def test_unreferenced_names_the_blocks_no_checkpoint_holds(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2, 3)
+        catalog.commit_checkpoint(checkpoint("c"), [(0, bid(1))], "h")
+        found = catalog.unreferenced([bid(1), bid(2), bid(2), bid(3), bid(9)])
+        assert sorted(r.block_id for r in found) == [bid(2), bid(3)]
+
     def test_slots_must_match_the_manifest(self, catalog: Catalog) -> None:
         self.add(catalog, 1)
         with pytest.raises(ValueError):

@@ -7,7 +7,13 @@ Dedup-aware protocol (the client cuts with the store's chunker and hashes):
 2. ``PUT .../blocks`` with a body of frames ``block_id[32] | u32 length (LE) | bytes``,
    at most ``max_block_batch_bytes`` per request (after decoding: a body may be
    one zstd frame with ``Content-Encoding: zstd``); every block is re-hashed.
-3. ``POST .../commit`` ``{"blockIds": [...]}`` (the checkpoint's blocks in order).
+   With ``Content-Type: application/x-ckptstore-blocks; version=2`` each frame
+   is ``block_id[32] | u32 length | u8 width | u16 slot length | slot (UTF-8) |
+   bytes``: a tensor block's element width and slot, as the store's cutter
+   gives them, so it is encoded by its dtype and as a delta against the job's
+   previous checkpoint when that is smaller.
+3. ``POST .../commit`` ``{"blockIds": [...], "slots": [...]}`` (the checkpoint's
+   blocks in order; ``slots`` optional, one per block, null for opaque ones).
 
 Each request stands alone (state lives in the catalog), so a client may
 retry or spread the blocks over several server replicas.
@@ -27,12 +33,15 @@ from starlette.concurrency import run_in_threadpool
 from ckptstore.server.deps import ServicesDep, TenantDep
 from ckptstore.server.errors import ApiError
 from ckptstore.server.routes.checkpoints import ERRORS
-from ckptstore.server.schemas import BlockIds, Checkpoint, Missing
+from ckptstore.server.schemas import BlockIds, Checkpoint, CommitBody, Missing
 from ckptstore.server.views import checkpoint_view
 from ckptstore.store.ids import parse_block_id
 
 router = APIRouter(prefix="/v2/training/checkpoints", tags=["uploads"])
 FRAME = struct.Struct("<32sI")
+FRAME_V2 = struct.Struct("<32sIBH")
+FRAMES_V2 = "application/x-ckptstore-blocks; version=2"
+WIDTHS = (1, 2, 4, 8)
 CONFLICT = {409: {"model": Checkpoint}}
 
 
@@ -115,12 +124,16 @@ async def put_blocks(
         body = await run_in_threadpool(_unzstd, body, cap)
     elif encoding != "identity":
         raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r}: use zstd")
-    frames = _parse_frames(body)
+    content_type = request.headers.get("content-type", "").replace(" ", "").lower()
+    if content_type == FRAMES_V2.replace(" ", ""):
+        frames = _parse_frames_v2(body)
+    else:
+        frames = [(bid, data, None, None) for bid, data in _parse_frames(body)]
 
     def store_blocks() -> None:
         upload = svc.store.resume_upload(checkpointId, tenant=tenant)
-        for claimed_id, data in frames:
-            upload.put_block(claimed_id, data)
+        for claimed_id, data, width, slot in frames:
+            upload.put_block(claimed_id, data, width, slot)
         upload.flush()
 
     await run_in_threadpool(store_blocks)
@@ -134,14 +147,14 @@ async def put_blocks(
 )
 async def commit(
     checkpointId: str,  # noqa: N803
-    body: BlockIds,
+    body: CommitBody,
     svc: ServicesDep,
     tenant: TenantDep,
 ) -> JSONResponse:
     ids = [parse_block_id(text) for text in body.blockIds]
 
     def finish():
-        return svc.store.resume_upload(checkpointId, tenant=tenant).commit(ids)
+        return svc.store.resume_upload(checkpointId, tenant=tenant).commit(ids, body.slots)
 
     record = await run_in_threadpool(finish)
     return JSONResponse(checkpoint_view(record, svc.signer))
@@ -169,6 +182,34 @@ def _unzstd(body: bytearray, cap: int) -> bytearray:
     if len(decoded) > cap:
         raise ApiError(413, "body_too_large", f"a decoded block batch may be at most {cap} bytes")
     return decoded
+
+
+def _parse_frames_v2(
+    body: bytearray,
+) -> list[tuple[bytes, memoryview, int | None, str | None]]:
+    view = memoryview(body)
+    frames: list[tuple[bytes, memoryview, int | None, str | None]] = []
+    offset = 0
+    while offset < len(view):
+        if len(view) - offset < FRAME_V2.size:
+            raise ApiError(400, "malformed_batch", f"truncated frame header at byte {offset}")
+        claimed_id, length, width, slot_len = FRAME_V2.unpack_from(view, offset)
+        start = offset + FRAME_V2.size + slot_len
+        if start + length > len(view):
+            raise ApiError(400, "malformed_batch", f"frame at byte {offset} is truncated")
+        if width and width not in WIDTHS:
+            raise ApiError(400, "malformed_batch", f"frame at byte {offset}: width {width}")
+        try:
+            slot = bytes(view[offset + FRAME_V2.size : start]).decode() if slot_len else None
+        except UnicodeDecodeError:
+            raise ApiError(
+                400, "malformed_batch", f"frame at byte {offset}: slot is not UTF-8"
+            ) from None
+        if slot is not None and not width:
+            raise ApiError(400, "malformed_batch", f"frame at byte {offset}: slot without width")
+        frames.append((bytes(claimed_id), view[start : start + length], width or None, slot))
+        offset = start + length
+    return frames
 
 
 def _parse_frames(body: bytearray) -> list[tuple[bytes, memoryview]]:

@@ -238,6 +238,10 @@ class Catalog(ABC):
         """The records of those of ``block_ids`` that are present."""
 
     @abstractmethod
+    def unreferenced(self, block_ids: list[bytes]) -> list[BlockRecord]:
+        """Those of ``block_ids`` (distinct) that no checkpoint references yet."""
+
+    @abstractmethod
     def blocks_in_pack(self, pack_id: str) -> list[BlockRecord]:
         """The blocks whose copy of record is in ``pack_id``, by offset."""
 

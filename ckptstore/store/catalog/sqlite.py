@@ -447,6 +447,19 @@ class SQLiteCatalog(ServiceRecords, Catalog):
                 found.update((row[0], _block(row)) for row in rows)
         return found
 
+    def unreferenced(self, block_ids: list[bytes]) -> list[BlockRecord]:
+        out: list[BlockRecord] = []
+        with self._read() as conn:
+            for batch in batches(list(set(block_ids))):
+                marks = ",".join("?" * len(batch))
+                rows = conn.execute(
+                    f"SELECT {_BLOCK_COLUMNS} FROM blocks"
+                    f" WHERE block_id IN ({marks}) AND refcount = 0",
+                    batch,
+                ).fetchall()
+                out += [_block(row) for row in rows]
+        return out
+
     def blocks_in_pack(self, pack_id: str) -> list[BlockRecord]:
         rows = (
             self._conn()
