@@ -12,7 +12,6 @@ every core stays busy; packs are sealed on a background thread.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -26,8 +25,32 @@ from ckptstore.store.leases import LeaseKeeper
 from ckptstore.store.sources import WindowSource
 from ckptstore.store.writer import PackWriter
 
-_Staged = list[tuple[bytes, int, "Future[Encoded]"]]
-_Hashing = tuple[list[int], list[memoryview], list[Cut], Iterator[bytes]]
+# (block id, raw length) of each block of a task, and the task's encodings in that order
+_Staged = list[tuple[list[tuple[bytes, int]], "Future[list[Encoded]]"]]
+_Hashing = tuple[list[int], list[memoryview], list[Cut], list["Future[list[bytes]]"]]
+# Small blocks (headers, biases, norms: most blocks of a torch.save file, few of its
+# bytes) go to the pool in groups of about this many bytes: one task per block would
+# cost more in futures and thread handoffs than hashing and compressing them.
+TASK_BYTES = 256 * 1024
+
+
+def _groups(sizes: list[int]) -> list[range]:
+    """Consecutive index ranges whose sizes add up to about TASK_BYTES (a big item
+    is a group of its own)."""
+    groups: list[range] = []
+    start = total = 0
+    for i, size in enumerate(sizes):
+        total += size
+        if total >= TASK_BYTES:
+            groups.append(range(start, i + 1))
+            start, total = i + 1, 0
+    if start < len(sizes):
+        groups.append(range(start, len(sizes)))
+    return groups
+
+
+def _hash_all(views: list[memoryview]) -> list[bytes]:
+    return [block_id(view) for view in views]
 
 
 @dataclass(frozen=True)
@@ -76,18 +99,17 @@ class Ingest:
                 ends = [c.end for c in cuts]
                 starts = [0, *ends[:-1]] if ends else []
                 views = [window[start:end] for start, end in zip(starts, ends, strict=True)]
-                cut = (
-                    [offset + s for s in starts],
-                    views,
-                    cuts,
-                    self._ctx.pool.map(block_id, views),
-                )
+                hashes = [
+                    self._ctx.pool.submit(_hash_all, views[group.start : group.stop])
+                    for group in _groups([len(v) for v in views])
+                ]
+                cut = ([offset + s for s in starts], views, cuts, hashes)
                 consumed = ends[-1] if ends else 0
                 carry = window[consumed:]
                 offset += consumed
             if hashing is not None:
-                offsets, views, cut_info, ids_iter = hashing
-                ids = list(ids_iter)
+                offsets, views, cut_info, hashes = hashing
+                ids = [bid for future in hashes for bid in future.result()]
                 manifest.extend(zip(offsets, ids, strict=True))
                 slots.extend(c.slot for c in cut_info)
                 staged = self._stage(ids, views, cut_info)
@@ -127,21 +149,22 @@ class Ingest:
         # every block costs GIL time the compressors need.
         opaque = [view for _, view, cut in new if not cut.width]
         guess = plane_width(max(opaque, key=len)) if opaque and self._planes else 0
-        encode = self._encoder.encode
-        return [
-            (
-                bid,
-                len(view),
-                self._ctx.pool.submit(
-                    encode, bid, view, cut.width or guess, cut.slot, bases.get(bid)
-                ),
-            )
-            for bid, view, cut in new
-        ]
+        jobs = [(bid, view, cut.width or guess, cut.slot, bases.get(bid)) for bid, view, cut in new]
+        staged: _Staged = []
+        for group in _groups([len(view) for _, view, _ in new]):
+            part = jobs[group.start : group.stop]
+            future = self._ctx.pool.submit(self._encode_all, part)
+            staged.append(([(bid, len(view)) for bid, view, *_ in part], future))
+        return staged
+
+    def _encode_all(self, jobs: list[tuple]) -> list[Encoded]:
+        return [self._encoder.encode(*job) for job in jobs]
 
     def _store(self, staged: _Staged) -> None:
-        for bid, raw_len, future in staged:
-            codec, payload, base_id = future.result()
-            self._writer.add(bid, codec, raw_len, payload, base_id)
-            self._delta_blocks += base_id is not None
-        self._new_blocks += len(staged)
+        for blocks, future in staged:
+            for (bid, raw_len), (codec, payload, base_id) in zip(
+                blocks, future.result(), strict=True
+            ):
+                self._writer.add(bid, codec, raw_len, payload, base_id)
+                self._delta_blocks += base_id is not None
+            self._new_blocks += len(blocks)
