@@ -138,7 +138,8 @@ class BlockCutter:
         if self._zip is not None:
             known = self._zip.advance(buf, offset, final)
             regions, still_open = self._zip.regions, self._zip.open_region()
-        return self._cut_regions(buf, offset, final, regions, still_open, known - offset)
+        limit = min(known, offset + len(buf)) - offset  # never past this buffer
+        return self._cut_regions(buf, offset, final, regions, still_open, limit)
 
     def _cut_regions(
         self,

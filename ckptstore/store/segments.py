@@ -6,13 +6,16 @@ opaque bytes. A sniffer failure is never an error: the whole stream is then
 one opaque region and takes the plain FastCDC path.
 
 Formats: safetensors (its JSON header gives every tensor's dtype and byte
-range, here); PyTorch zip archives (found entry by entry as the stream goes
-by, in torchzip.py).
+range, here); NumPy ``.npy`` (one array after a small header, here);
+PyTorch zip archives and NumPy ``.npz`` (found entry by entry as the stream
+goes by, in torchzip.py).
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import math
 import struct
 from dataclasses import dataclass
 
@@ -47,9 +50,55 @@ class Region:
 WHOLE_STREAM = [Region(0, None, 0)]
 
 
+NPY_MAGIC = b"\x93NUMPY"
+MAX_NPY_HEADER = 64 * 1024
+
+
 def sniff_regions(head: memoryview) -> list[Region]:
     """The regions of a stream, judged from its first bytes (as many as are at hand)."""
-    return _safetensors(head) or WHOLE_STREAM
+    return _safetensors(head) or _npy(head) or WHOLE_STREAM
+
+
+def npy_layout(head: bytes | memoryview) -> tuple[int, int, int] | None:
+    """(offset of the array data, its length, element width) of a ``.npy`` blob that
+    starts ``head``; None if it is not one, or not a plain numeric array. The header
+    is a Python literal, read with ``ast.literal_eval`` (never executed)."""
+    if len(head) < 10 or bytes(head[:6]) != NPY_MAGIC:
+        return None
+    major = head[6]
+    if major == 1:
+        (header_len,), start = struct.unpack_from("<H", head, 8), 10
+    elif major in (2, 3) and len(head) >= 12:
+        (header_len,), start = struct.unpack_from("<I", head, 8), 12
+    else:
+        return None
+    if header_len > MAX_NPY_HEADER or start + header_len > len(head):
+        return None
+    try:
+        header = ast.literal_eval(bytes(head[start : start + header_len]).decode("latin-1"))
+        descr, shape = header["descr"], tuple(header["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
+        return None
+    if not isinstance(descr, str) or len(descr) < 3 or descr[1] not in "fiucb":
+        return None  # structured, object or other dtypes: opaque bytes
+    try:
+        itemsize = int(descr[2:])
+        count = math.prod(int(d) for d in shape)
+    except (ValueError, TypeError):
+        return None
+    if itemsize <= 0 or count < 0:
+        return None
+    width = itemsize // 2 if descr[1] == "c" else itemsize
+    return start + header_len, count * itemsize, width
+
+
+def _npy(head: memoryview) -> list[Region] | None:
+    layout = npy_layout(head)
+    if layout is None:
+        return None
+    data_start, nbytes, width = layout
+    end = data_start + nbytes
+    return [Region(0, data_start, 0), Region(data_start, end, width, "array"), Region(end, None, 0)]
 
 
 def _safetensors(head: memoryview) -> list[Region] | None:

@@ -16,7 +16,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from ckptstore.store.segments import Region
+from ckptstore.store.segments import MAX_NPY_HEADER, NPY_MAGIC, Region, npy_layout
 
 LOCAL = b"PK\x03\x04"
 CENTRAL = b"PK\x01\x02"
@@ -144,7 +144,7 @@ class ZipSegmenter:
             if self._open.size is not None:  # cut no further than the known end
                 return min(end, self._open.start + self._open.size)
             return max(self._pos, end - 24)  # a descriptor may straddle the buffer end
-        return self._pos
+        return min(self._pos, end)  # an entry of known size may end past this buffer
 
     def _width(self, name: str) -> int:
         match = _DATA_ENTRY.search(name)
@@ -159,13 +159,34 @@ class ZipSegmenter:
             return False
         if end - self._pos < HEADER.size:
             return False
-        _, _, flags, _, _, _, _, csize, _, name_len, extra_len = HEADER.unpack_from(buf, at)
+        _, _, flags, method, _, _, _, csize, _, name_len, extra_len = HEADER.unpack_from(buf, at)
         data_start = self._pos + HEADER.size + name_len + extra_len
         if data_start > end:
             return False
         name = bytes(buf[at + HEADER.size : at + HEADER.size + name_len]).decode("utf-8", "replace")
         extra = bytes(buf[at + HEADER.size + name_len : at + HEADER.size + name_len + extra_len])
+        if csize == 0xFFFFFFFF and not flags & 0x08:  # zip64: the size is in the extra field
+            csize = _zip64_compressed_size(extra)
+            if csize is None:
+                self._finish_opaque(self._pos)
+                return False
+        npy: tuple[int, int, int] | None = None
+        if not flags & 0x08 and method == 0 and name.endswith(".npy"):  # an .npz member
+            here = data_start - offset
+            stop = min(end, data_start + csize) - offset
+            known = _npy_header_end(buf, here, stop, complete=data_start + csize <= end)
+            if known is None:
+                return False  # its header is not all here yet
+            npy = npy_layout(buf[here : here + known]) if known else None
         self.regions.append(Region(self._pos, data_start, 0))
+        if npy is not None and npy[0] + npy[1] <= csize:
+            array_start = data_start + npy[0]
+            array_end = array_start + npy[1]
+            self.regions.append(Region(data_start, array_start, 0))
+            if array_end > array_start:
+                self.regions.append(Region(array_start, array_end, npy[2], _member(name)))
+            self._close(array_end, data_start + csize, "", 0)
+            return True
         if not flags & 0x08:  # sizes in the header: no descriptor to look for
             self._close(data_start, data_start + csize, name, 0)
             return True
@@ -249,3 +270,34 @@ def _member(name: str) -> str:
     """An entry's name inside the archive's folder, which torch.save names after the
     file: the same storage keeps its name across checkpoints saved under any name."""
     return name.partition("/")[2] or name
+
+
+def _zip64_compressed_size(extra: bytes) -> int | None:
+    """The compressed size from a local header's zip64 extra field (uncompressed size
+    first, then compressed size), or None if there is none."""
+    pos = 0
+    while pos + 4 <= len(extra):
+        tag, size = struct.unpack_from("<HH", extra, pos)
+        if tag == 0x0001 and size >= 16:
+            return struct.unpack_from("<Q", extra, pos + 12)[0]
+        pos += 4 + size
+    return None
+
+
+def _npy_header_end(buf: memoryview, start: int, stop: int, complete: bool) -> int | None:
+    """How many bytes from ``buf[start]`` the .npy header takes (0: not an .npy blob),
+    or None when ``buf[start:stop]`` is too short to tell (``complete``: it is all
+    of the entry, so too short means not an .npy blob)."""
+    if stop - start < 12:
+        return 0 if complete else None
+    if bytes(buf[start : start + 6]) != NPY_MAGIC:
+        return 0
+    if buf[start + 6] == 1:
+        length = 10 + struct.unpack_from("<H", buf, start + 8)[0]
+    else:
+        length = 12 + struct.unpack_from("<I", buf, start + 8)[0]
+    if length > MAX_NPY_HEADER + 12:
+        return 0
+    if stop - start >= length:
+        return length
+    return 0 if complete else None
