@@ -201,6 +201,22 @@ def report_lines(rows: dict, args: argparse.Namespace) -> list[str]:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
+        "ckptstore's stored bytes as a fraction of each peer's (below 1: ckptstore stores less):",
+        "",
+        "| corpus | " + " | ".join(peer_names) + " |",
+        "|---|" + "---:|" * len(peer_names),
+    ]
+    for name, r in rows.items():
+        ours = r["ckptstore"]["stored_bytes"]
+        cells = [
+            f"{ours / r['peers'][p]['stored_bytes']:.2f}"
+            if r["peers"].get(p, {}).get("ratio")
+            else "-"
+            for p in peer_names
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
         "## Speed and memory",
         "",
         "| corpus | ingest MB/s | restore last MB/s | restore deepest MB/s (depth) |"
@@ -252,64 +268,64 @@ def report_lines(rows: dict, args: argparse.Namespace) -> list[str]:
     return lines
 
 
-def plot(rows: dict, stem: str) -> list[Path]:
-    """Ratio per corpus per tool; ingest and restore against the limits."""
+def _bars(
+    names: list[str], series: dict[str, list[float]], title: str, ylabel: str, path: Path
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(rows)
-    tools = ["ckptstore"] + [
-        p for p in PEERS if any(r["peers"].get(p, {}).get("ratio") for r in rows.values())
-    ]
     fig, ax = plt.subplots(figsize=(11, 4.5))
-    width = 0.8 / len(tools)
-    for i, tool in enumerate(tools):
-        values = [
-            r["ckptstore"]["ratio"]
-            if tool == "ckptstore"
-            else (r["peers"].get(tool, {}).get("ratio") or 0)
-            for r in rows.values()
-        ]
-        ax.bar([x + i * width for x in range(len(names))], values, width, label=tool)
-    ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names)
-    ax.set_yscale("log")
-    ax.set_ylabel("logical / stored (log scale)")
-    ax.set_title("Stored ratio per corpus (higher is better)")
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    ratio_png = RESULTS / f"{stem}-ratio.png"
-    fig.savefig(ratio_png, dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(11, 4.5))
-    series = {
-        "ckptstore ingest": [r["ckptstore"]["ingest_mb_s"] for r in rows.values()],
-        "ckptstore restore (last)": [r["ckptstore"]["restore_last_mb_s"] for r in rows.values()],
-        "limit: zstd-1 compress, all cores": [
-            next(v for k, v in r["limits"].items() if k.startswith("zstd-1 compress x"))
-            for r in rows.values()
-        ],
-        "limit: zstd decompress, all cores": [
-            next(v for k, v in r["limits"].items() if k.startswith("zstd decompress x"))
-            for r in rows.values()
-        ],
-        "z4ai delta": [r["peers"].get("z4ai delta", {}).get("mb_s") or 0 for r in rows.values()],
-        "ZipNN delta": [r["peers"].get("ZipNN delta", {}).get("mb_s") or 0 for r in rows.values()],
-    }
     width = 0.8 / len(series)
     for i, (label, values) in enumerate(series.items()):
         ax.bar([x + i * width for x in range(len(names))], values, width, label=label)
     ax.set_xticks([x + 0.4 - width / 2 for x in range(len(names))], names)
-    ax.set_ylabel("MB/s")
-    ax.set_title("Ingest and restore against the limits (same files, same run)")
+    if "log" in ylabel:
+        ax.set_yscale("log")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    speed_png = RESULTS / f"{stem}-speed.png"
-    fig.savefig(speed_png, dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return [ratio_png, speed_png]
+    return path
+
+
+def plot(rows: dict, stem: str) -> list[Path]:
+    """Ratio per corpus per tool; ingest and restore against the limits."""
+    names = list(rows)
+    peers = [p for p in PEERS if any(r["peers"].get(p, {}).get("ratio") for r in rows.values())]
+    ratios = {"ckptstore": [r["ckptstore"]["ratio"] for r in rows.values()]}
+    ratios |= {p: [r["peers"].get(p, {}).get("ratio") or 0 for r in rows.values()] for p in peers}
+
+    def limit(r: dict, prefix: str) -> float:
+        return next(v for k, v in r["limits"].items() if k.startswith(prefix))
+
+    speeds = {
+        "ckptstore ingest": [r["ckptstore"]["ingest_mb_s"] for r in rows.values()],
+        "ckptstore restore (last)": [r["ckptstore"]["restore_last_mb_s"] for r in rows.values()],
+        "limit: zstd-1 compress, all cores": [limit(r, "zstd-1 compress x") for r in rows.values()],
+        "limit: zstd decompress, all cores": [limit(r, "zstd decompress x") for r in rows.values()],
+        "z4ai delta": [r["peers"].get("z4ai delta", {}).get("mb_s") or 0 for r in rows.values()],
+        "ZipNN delta": [r["peers"].get("ZipNN delta", {}).get("mb_s") or 0 for r in rows.values()],
+    }
+    return [
+        _bars(
+            names,
+            ratios,
+            "Stored ratio per corpus (higher is better)",
+            "logical / stored (log scale)",
+            RESULTS / f"{stem}-ratio.png",
+        ),
+        _bars(
+            names,
+            speeds,
+            "Ingest and restore against the limits (same files, same run)",
+            "MB/s",
+            RESULTS / f"{stem}-speed.png",
+        ),
+    ]
 
 
 def main() -> None:

@@ -127,25 +127,13 @@ def _zipnn(files: list[Path], corpus: str, delta: bool) -> PeerResult | None:
     dtype = DTYPES[corpus][0]
     plain = ZipNN(input_format="byte", bytearray_dtype=dtype)
     deltas = ZipNN(input_format="byte", bytearray_dtype=dtype, delta_compressed_type="byte")
-    stored = alone = 0
-    previous: bytes | None = None
-    start = time.perf_counter()
-    for path in files:
-        data = path.read_bytes()
-        if delta and previous is not None and len(previous) == len(data):
-            out = deltas.compress(data, delta_second_data=previous)
-            last = (out, previous)
-        else:
-            out = plain.compress(data)
-            last = (out, None)
-            alone += previous is not None
-        stored += len(out)
-        previous = data
-    seconds = time.perf_counter() - start
-    out, base = last
-    back = deltas.decompress(out, delta_second_data=base) if base else plain.decompress(out)
-    notes = [f"{alone} of {len(files) - 1} later files compressed alone"] if delta and alone else []
-    return PeerResult(stored, seconds, "; ".join(notes), round_trip=bytes(back) == previous)
+    return _chain(
+        files,
+        plain.compress,
+        plain.decompress,
+        (lambda cur, ref: deltas.compress(cur, delta_second_data=ref)) if delta else None,
+        lambda blob, ref: deltas.decompress(blob, delta_second_data=ref),
+    )
 
 
 def z4ai(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
@@ -154,24 +142,46 @@ def z4ai(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
     import z4ai as codec
 
     dtype = DTYPES[corpus][1]
+    return _chain(
+        files,
+        lambda data: codec.compress(data, dtype=dtype),
+        codec.decompress,
+        lambda cur, ref: codec.compress_delta(cur, ref, dtype=dtype),
+        codec.decompress_delta,
+    )
+
+
+def _chain(
+    files: list[Path],
+    compress: Callable[[bytes], bytes],
+    decompress: Callable[[bytes], bytes],
+    compress_delta: Callable[[bytes, bytes], bytes] | None,
+    decompress_delta: Callable[[bytes, bytes], bytes],
+) -> PeerResult:
+    """A codec peer over the files: each compressed as a delta against the previous
+    one where ``compress_delta`` is given and the lengths match (both codecs refuse
+    others), else alone; the last output is decoded again and compared."""
     stored = alone = 0
     previous: bytes | None = None
+    last: tuple[bytes, bytes | None] = (b"", None)
     start = time.perf_counter()
     for path in files:
         data = path.read_bytes()
-        if previous is not None and len(previous) == len(data):
-            out = codec.compress_delta(data, previous, dtype=dtype)
-            last = (out, previous)
+        if compress_delta and previous is not None and len(previous) == len(data):
+            last = (compress_delta(data, previous), previous)
         else:
-            out = codec.compress(data, dtype=dtype)
-            last = (out, None)
+            last = (compress(data), None)
             alone += previous is not None
-        stored += len(out)
+        stored += len(last[0])
         previous = data
     seconds = time.perf_counter() - start
     out, base = last
-    back = codec.decompress_delta(out, base) if base else codec.decompress(out)
-    note = f"{alone} of {len(files) - 1} later files compressed alone" if alone else ""
+    back = decompress_delta(out, base) if base is not None else decompress(out)
+    note = (
+        f"{alone} of {len(files) - 1} later files compressed alone"
+        if compress_delta and alone
+        else ""
+    )
     return PeerResult(stored, seconds, note, round_trip=bytes(back) == previous)
 
 
