@@ -24,6 +24,7 @@ class ServerSettings:
     gc_after_delete_s: float = 5.0
     max_block_batch_bytes: int = 64 * 1024 * 1024
     anonymous_tenant: str | None = None  # requests without a key act as this tenant (dev only)
+    delta_max_depth: int = 8  # StoreConfig.delta_max_depth: ratio against restore speed
 
     @property
     def base_url(self) -> str:
@@ -41,6 +42,11 @@ class ServerSettings:
             "signing_keys": tuple(k for k in env.get("CKPTSTORE_SIGNING_KEYS", "").split(",") if k),
             "anonymous_tenant": env.get("CKPTSTORE_ANONYMOUS_TENANT") or None,
         }
+        depth = env.get("CKPTSTORE_DELTA_MAX_DEPTH")
+        if depth is not None:
+            if not depth.isdigit():
+                raise ValueError(f"CKPTSTORE_DELTA_MAX_DEPTH={depth!r}: use a whole number >= 0")
+            values["delta_max_depth"] = int(depth)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

@@ -385,3 +385,18 @@ def test_openapi_documents_the_routes(srv):
         "/signed/{checkpointId}",
     ]:
         assert path in paths
+
+
+def test_delta_depth_comes_from_the_environment(monkeypatch, tmp_path):
+    from ckptstore.config import ServerSettings
+    from ckptstore.server.app import app_from_env
+
+    monkeypatch.setenv("CKPTSTORE_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("CKPTSTORE_DELTA_MAX_DEPTH", "3")
+    assert ServerSettings.from_env().delta_max_depth == 3
+    app = app_from_env()
+    assert app.state.services.store.context.config.delta_max_depth == 3
+    app.state.services.store.close()
+    monkeypatch.setenv("CKPTSTORE_DELTA_MAX_DEPTH", "deep")
+    with pytest.raises(ValueError, match="CKPTSTORE_DELTA_MAX_DEPTH"):
+        ServerSettings.from_env()

@@ -17,6 +17,7 @@ from ckptstore.server.metrics import Metrics
 from ckptstore.server.routes import checkpoints, downloads, endpoints, ops, uploads
 from ckptstore.server.signing import UrlSigner
 from ckptstore.store.checkpoints import CheckpointStore
+from ckptstore.store.context import StoreConfig
 
 
 def create_app(
@@ -87,5 +88,7 @@ class RequestCounter:
 def app_from_env() -> FastAPI:
     """Uvicorn factory: ``uvicorn --factory ckptstore.server.app:app_from_env``."""
     settings = ServerSettings.from_env()
-    store = CheckpointStore.open(settings.data_dir)
+    store = CheckpointStore.open(
+        settings.data_dir, config=StoreConfig(delta_max_depth=settings.delta_max_depth)
+    )
     return create_app(store, settings, close_store=True)

@@ -29,7 +29,7 @@ class StoreConfig:
     delta_max_depth: int = 8
     # Raw bytes of just-ingested tensor blocks kept for the next checkpoint's deltas
     # (basecache.py); 0 turns the cache off, and deltas then decode their bases.
-    delta_cache_bytes: int = 256 * 1024 * 1024
+    delta_cache_bytes: int = 128 * 1024 * 1024
     pack_target_bytes: int = 32 * 1024 * 1024
     workers: int = max(2, min(8, os.cpu_count() or 2))
     lease_ttl_s: float = 3600.0
