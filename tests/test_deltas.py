@@ -1,4 +1,4 @@
-"""XOR deltas against the previous checkpoint of a job: smaller, bounded, lossless."""
+"""Deltas against the previous checkpoint of a job: smaller, bounded, lossless."""
 
 from __future__ import annotations
 
