@@ -23,10 +23,10 @@ def decode_entry(
     ctx: StoreContext,
     record: BlockRecord,
     entry_bytes: bytes | memoryview,
-    base: bytes | None = None,
+    base: bytes | memoryview | None = None,
     *,
     verify: bool = True,
-) -> bytes:
+) -> bytes | memoryview:
     """The raw bytes of one pack entry (``base``: its base block's raw bytes, for a
     delta), checked against the block id unless ``verify`` is False."""
     name = record.block_id.hex()
@@ -48,7 +48,7 @@ def decode_entry(
 MAX_CHAIN = 64  # far above any configured delta depth: a longer chain is a corrupt catalog
 
 
-def load_block(ctx: StoreContext, record: BlockRecord) -> bytes:
+def load_block(ctx: StoreContext, record: BlockRecord) -> bytes | memoryview:
     """Read, decode and verify one block (a delta's bases first); follows a block that
     GC moved meanwhile."""
     record, entry_bytes = _entry_bytes(ctx, record)
@@ -66,7 +66,7 @@ def load_block(ctx: StoreContext, record: BlockRecord) -> bytes:
 
 def load_base(
     ctx: StoreContext, record: BlockRecord, depth: int = 0, *, verify: bool = True
-) -> bytes | None:
+) -> bytes | memoryview | None:
     """The raw bytes of a delta block's base (hashed if ``verify``); None for a whole
     block.
 
@@ -107,7 +107,7 @@ class CheckpointReader(SeekableReader):
         self._ctx = ctx
         self._offsets = [offset for offset, _ in manifest]
         self._records = [record for _, record in manifest]
-        self._fetched: dict[int, Future[bytes]] = {}
+        self._fetched: dict[int, Future[bytes | memoryview]] = {}
 
     def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
         out = memoryview(buffer).cast("B")
@@ -133,7 +133,7 @@ class CheckpointReader(SeekableReader):
         return content_digest(record.block_id for record in self._records)
 
     # -- block fetching --------------------------------------------------------
-    def _block(self, index: int) -> bytes:
+    def _block(self, index: int) -> bytes | memoryview:
         ahead = self._ctx.config.readahead_blocks
         for stale in [i for i in self._fetched if i < index or i > index + ahead]:
             self._fetched.pop(stale).cancel()
