@@ -63,3 +63,15 @@ def test_cached_bases_give_the_same_store_as_decoded_ones(open_store, tmp_path):
     )
     assert cached == uncached
     assert stores[0].context.base_cache.size > 0
+
+
+def test_an_upload_keeps_its_tag_across_requests():
+    cache = BaseCache(30)
+    first = cache.new_generation("upl_a")
+    for name in (b"a", b"b", b"c"):
+        cache.offer(name, b"x" * 10, first)
+    later_request = cache.new_generation("upl_a")
+    assert later_request == first
+    cache.offer(b"d", b"x" * 10, later_request)  # its own blocks are not pushed out
+    assert cache.take(b"a") == b"x" * 10 and cache.take(b"d") is None
+    assert cache.new_generation("upl_b") > first

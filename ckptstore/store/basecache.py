@@ -14,6 +14,8 @@ import itertools
 import threading
 from collections import OrderedDict
 
+MAX_WRITERS = 256  # uploads whose tags are remembered
+
 
 class BaseCache:
     """Bounded by ``capacity`` bytes of raw blocks; safe to share between threads."""
@@ -24,10 +26,21 @@ class BaseCache:
         self._size = 0
         self._lock = threading.Lock()
         self._generations = itertools.count(1)
+        self._writers: dict[str, int] = {}  # upload id -> its tag, oldest first
 
-    def new_generation(self) -> int:
-        """A tag for the entries of one ingest (later ingests get larger tags)."""
-        return next(self._generations)
+    def new_generation(self, writer: str | None = None) -> int:
+        """A tag for the entries of one ingest or upload (later ones get larger tags);
+        an upload spread over many requests names itself as ``writer`` and keeps its
+        first tag, so its later requests do not push out its earlier blocks."""
+        with self._lock:
+            if writer is not None and writer in self._writers:
+                return self._writers[writer]
+            generation = next(self._generations)
+            if writer is not None:
+                self._writers[writer] = generation
+                while len(self._writers) > MAX_WRITERS:
+                    self._writers.pop(next(iter(self._writers)))
+            return generation
 
     def take(self, block_id: bytes) -> bytes | None:
         """The raw bytes of ``block_id`` if cached; the entry leaves the cache."""

@@ -27,7 +27,7 @@ class BlockEncoder:
         self._bases = bases
         self._leases = leases
         self._cache = ctx.base_cache
-        self._generation = self._cache.new_generation()
+        self._generation = self._cache.new_generation(leases.holder)
 
     def bases(self, blocks: list[tuple[bytes, int, str | None]]) -> dict[bytes, BlockRecord]:
         """The delta base of each ``(block id, length, slot)`` that has one, leased until

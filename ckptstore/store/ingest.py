@@ -35,8 +35,9 @@ TASK_BYTES = 256 * 1024
 
 
 def _groups(sizes: list[int]) -> list[range]:
-    """Consecutive index ranges whose sizes add up to about TASK_BYTES (a big item
-    is a group of its own)."""
+    """Consecutive index ranges, each closed by the item that brings it to TASK_BYTES
+    (so a big block after small ones closes their group, and big blocks in a row
+    are groups of their own)."""
     groups: list[range] = []
     start = total = 0
     for i, size in enumerate(sizes):
