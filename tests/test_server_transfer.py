@@ -107,7 +107,9 @@ def test_tampered_url_is_403_with_a_reason(srv, ready, change):
     url = ready["downloadUrl"]
     query = parse_qs(urlparse(url).query)
     if change == "signature":
-        url = url.replace(query["signature"][0], "A" + query["signature"][0][1:])
+        signature = query["signature"][0]
+        changed = ("B" if signature[0] == "A" else "A") + signature[1:]  # always a change
+        url = url.replace(signature, changed)
     elif change == "expires":
         url = url.replace(
             f"expires={query['expires'][0]}", f"expires={int(query['expires'][0]) + 9999}"
