@@ -77,7 +77,7 @@ def test_partially_dead_pack_is_compacted(open_store, tmp_path, clock):
 def test_reader_survives_compaction_of_its_pack(open_store, clock):
     from dataclasses import replace
 
-    store = open_store(config=replace(TEST_CONFIG, pack_target_bytes=64 * MB, readahead_blocks=0))
+    store = open_store(config=replace(TEST_CONFIG, pack_target_bytes=64 * MB, readahead_bytes=0))
     keep_part, drop_part = random_bytes(2 * MB, seed=30), random_bytes(2 * MB, seed=31)
     both = store.put("job", drop_part + keep_part)
     keep = store.put("job", keep_part)

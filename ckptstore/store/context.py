@@ -35,7 +35,7 @@ class StoreConfig:
     lease_ttl_s: float = 3600.0
     gc_grace_s: float = 3600.0
     compact_dead_fraction: float = 0.05
-    readahead_blocks: int = 8
+    readahead_bytes: int = 32 * 1024 * 1024  # decoded ahead of a reader (bench: corpora)
     window_bytes: int = 4 * 1024 * 1024  # stream bytes cut and hashed per step (bench)
     chunker: ChunkerParams = DEFAULT_CHUNKER  # used when a store is created; then persisted
 

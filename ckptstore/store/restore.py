@@ -97,7 +97,7 @@ def _entry_bytes(ctx: StoreContext, record: BlockRecord) -> tuple[BlockRecord, b
 class CheckpointReader(SeekableReader):
     """A seekable, read-only file over one checkpoint's bytes.
 
-    Blocks are fetched ahead of the read position by the store's thread pool,
+    Blocks are fetched ahead of the read position (``readahead_bytes``) by the store's thread pool,
     so decompression overlaps the caller's work; random access costs only the
     blocks touched (found by binary search on the manifest offsets).
     """
@@ -134,10 +134,13 @@ class CheckpointReader(SeekableReader):
 
     # -- block fetching --------------------------------------------------------
     def _block(self, index: int) -> bytes | memoryview:
-        ahead = self._ctx.config.readahead_blocks
-        for stale in [i for i in self._fetched if i < index or i > index + ahead]:
+        # Read ahead by bytes, not blocks: a torch.save file interleaves 1 MiB tensor
+        # blocks with runs of tiny ones, and a count of blocks left the pool idle there.
+        limit = self._offsets[index] + self._ctx.config.readahead_bytes
+        stop = max(index + 1, bisect.bisect_left(self._offsets, limit, lo=index))
+        for stale in [i for i in self._fetched if i < index or i >= stop]:
             self._fetched.pop(stale).cancel()
-        for i in range(index, min(index + ahead + 1, len(self._records))):
+        for i in range(index, stop):
             if i not in self._fetched:
                 self._fetched[i] = self._ctx.pool.submit(load_block, self._ctx, self._records[i])
         return self._fetched[index].result()
