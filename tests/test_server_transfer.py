@@ -345,3 +345,19 @@ def test_commit_with_slots_of_the_wrong_count_is_rejected(srv):
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_argument"
     status = srv.client.get(f"/v2/training/checkpoints/{cid}", headers=srv.acme).json()["status"]
     assert status == "pending"
+
+
+def test_commit_with_an_overlong_slot_is_rejected(srv):
+    cid = pending(srv)
+    data = b"s" * 5000
+    srv.client.put(
+        f"/v2/training/checkpoints/{cid}/blocks",
+        headers=srv.acme,
+        content=frames([(block_id(data), data)]),
+    )
+    r = srv.client.post(
+        f"/v2/training/checkpoints/{cid}/commit",
+        headers=srv.acme,
+        json={"blockIds": [block_id(data).hex()], "slots": ["w" * 5000]},
+    )
+    assert r.status_code == 422 and "slots" in r.json()["error"]["message"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,11 +36,16 @@ class BlockIds(BaseModel):
     blockIds: list[str] = Field(max_length=4_000_000)  # noqa: N815
 
 
+MAX_SLOT_CHARS = 1024  # "<tensor name>#<index>"; longer names are not tensor names
+
+
 class CommitBody(BlockIds):
     """The checkpoint's block ids in order, and optionally each block's tensor slot
     (``"<tensor>#<index>"`` or null), so the job's next checkpoint finds its delta bases."""
 
-    slots: list[str | None] | None = Field(default=None, max_length=4_000_000)
+    slots: list[Annotated[str, Field(max_length=MAX_SLOT_CHARS)] | None] | None = Field(
+        default=None, max_length=4_000_000
+    )
 
 
 class JobSettingsBody(BaseModel):

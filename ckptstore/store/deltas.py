@@ -56,9 +56,6 @@ class DeltaBases:
         depths = chain_depths(ctx.catalog, slots.values(), limit)
         return cls({s: r for s, r in slots.items() if depths[r.block_id] < limit}, depths)
 
-    def __len__(self) -> int:
-        return len(self._bases)
-
     def base_for(self, slot: str | None, block_id: bytes, raw_len: int) -> BlockRecord | None:
         """The base for a block of ``raw_len`` bytes at ``slot``, if there is one."""
         if slot is None:

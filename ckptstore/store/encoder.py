@@ -13,6 +13,7 @@ from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.codecs import Codec
 from ckptstore.store.context import StoreContext
 from ckptstore.store.deltas import DeltaBases
+from ckptstore.store.ids import block_id
 from ckptstore.store.leases import LeaseKeeper
 from ckptstore.store.restore import load_block
 
@@ -56,7 +57,11 @@ class BlockEncoder:
         depth = 0
         result: Encoded | None = None
         if base is not None and width:
-            base_raw = self._cache.take(base.block_id) or load_block(self._ctx, base)
+            base_raw = self._cache.take(base.block_id)
+            if base_raw is None or block_id(base_raw) != base.block_id:
+                # a delta against wrong bytes could never be read back: trust only
+                # bytes that hash to the base (decoding it checks the same)
+                base_raw = load_block(self._ctx, base)
             delta = codec.encode_delta(raw, base_raw, width)
             if delta is not None:
                 result = (delta[0], delta[1], base.block_id)

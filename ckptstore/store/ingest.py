@@ -61,7 +61,6 @@ class IngestResult:
     size_bytes: int
     stored_bytes: int  # bytes of the packs this ingest wrote
     new_blocks: int
-    delta_blocks: int  # new blocks stored as deltas
 
 
 class Ingest:
@@ -76,7 +75,6 @@ class Ingest:
         self._encoder = BlockEncoder(ctx, bases or DeltaBases({}), self._leases)
         self._planes = ctx.codec.byte_planes
         self._new_blocks = 0
-        self._delta_blocks = 0
 
     def run(self, source: WindowSource) -> IngestResult:
         try:
@@ -127,7 +125,6 @@ class Ingest:
             offset,
             self._writer.stored_bytes,
             self._new_blocks,
-            self._delta_blocks,
         )
 
     def _stage(self, ids: list[bytes], views: list[memoryview], cuts: list[Cut]) -> _Staged:
@@ -167,5 +164,4 @@ class Ingest:
                 blocks, future.result(), strict=True
             ):
                 self._writer.add(bid, codec, raw_len, payload, base_id)
-                self._delta_blocks += base_id is not None
             self._new_blocks += len(blocks)
