@@ -1,6 +1,7 @@
 """Stored bytes and speed on the checkpoint corpora of bench/corpus.py, beside the peers.
 
-    python -m bench.corpora [--scale small|large] [--checkpoints 6] [--no-peers]
+    python -m bench.corpora [--scale small|medium|large] [--checkpoints 6] [--no-peers]
+                            [--corpora pretrain ...]
 
 For each corpus, in one run on this machine:
 
@@ -337,13 +338,14 @@ def plot(rows: dict, stem: str) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scale", choices=("small", "large"), default="small")
+    parser.add_argument("--scale", choices=("small", "medium", "large"), default="small")
     parser.add_argument("--checkpoints", type=int, default=6)
     parser.add_argument("--no-peers", action="store_true", help="skip the peer tools")
+    parser.add_argument("--corpora", nargs="+", choices=CORPORA, default=list(CORPORA))
     args = parser.parse_args()
     out = WORK / f"corpus-{args.scale}"
     rows = {}
-    for corpus in CORPORA:
+    for corpus in args.corpora:
         print(f"{corpus} ...", flush=True)
         rows[corpus] = run_corpus(corpus, out, args.scale, args.checkpoints, not args.no_peers)
     for r in rows.values():

@@ -1,6 +1,6 @@
 """Checkpoint sequences saved the way real trainers save them, by really training.
 
-    python -m bench.corpus OUT_DIR [--scale small|large] [--checkpoints 6]
+    python -m bench.corpus OUT_DIR [--scale small|medium|large] [--checkpoints 6]
 
 Everything is seeded, so the same command writes the same bytes. Corpora:
 
@@ -28,6 +28,7 @@ from torch import nn
 
 SCALES = {
     "small": {"d_model": 256, "layers": 4, "vocab": 4096, "seq": 64, "steps": 3},
+    "medium": {"d_model": 768, "layers": 6, "vocab": 8192, "seq": 64, "steps": 3},
     "large": {"d_model": 1024, "layers": 12, "vocab": 32000, "seq": 128, "steps": 3},
 }
 CORPORA = ("pretrain", "finetune-frozen", "lora", "bf16", "opaque")
