@@ -361,3 +361,12 @@ def test_commit_with_an_overlong_slot_is_rejected(srv):
         json={"blockIds": [block_id(data).hex()], "slots": ["w" * 5000]},
     )
     assert r.status_code == 422 and "slots" in r.json()["error"]["message"]
+
+
+def test_a_batch_with_one_wrong_id_stores_none_of_its_blocks(srv):
+    cid = pending(srv)
+    good = [(block_id(bytes([i]) * 5000), bytes([i]) * 5000) for i in range(3)]
+    body = frames([*good, (block_id(b"claimed"), b"actual bytes")])
+    r = srv.client.put(f"/v2/training/checkpoints/{cid}/blocks", headers=srv.acme, content=body)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "upload_error"
+    assert srv.store.stats().blocks == 0

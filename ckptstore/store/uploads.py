@@ -79,40 +79,61 @@ class Upload:
         its dtype, and as a delta against the same slot of the job's previous
         checkpoint when that is smaller.
         """
-        if slot is not None and not width:
-            raise InvalidArgument("width", width, "the element width (1-8) of a slot's block")
-        actual = block_id(data)
-        if actual != claimed_id:
-            raise BlockHashMismatch(claimed_id.hex(), actual.hex())
-        self._leases.expires_at()  # a slow upload keeps its leases alive
-        if self._pending(claimed_id) or claimed_id in self._stored_elsewhere:
-            return
-        if self._ctx.catalog.get_block(claimed_id) is not None:
-            # stored already (perhaps hidden from this tenant): lease it at flush
-            self._stored_elsewhere[claimed_id] = (data, width, slot)
-            return
-        self._write(claimed_id, (data, width, slot))
+        self.put_blocks([(claimed_id, data, width, slot)])
 
-    def _write(self, claimed_id: bytes, received: Received) -> None:
-        data, width, slot = received
+    def put_blocks(
+        self, blocks: list[tuple[bytes, bytes | memoryview, int | None, str | None]]
+    ) -> None:
+        """``put_block`` for a batch of ``(id, data, width, slot)``: every block is
+        checked before any is written, and hashing and encoding run on the store's
+        pool."""
+        for _, _, width, slot in blocks:
+            if slot is not None and not width:
+                raise InvalidArgument("width", width, "the element width (1-8) of a slot's block")
+        actual = list(self._ctx.pool.map(block_id, [data for _, data, _, _ in blocks]))
+        for (claimed_id, *_), got in zip(blocks, actual, strict=True):
+            if got != claimed_id:
+                raise BlockHashMismatch(claimed_id.hex(), got.hex())
+        self._leases.expires_at()  # a slow upload keeps its leases alive
+        fresh: dict[bytes, Received] = {}
+        for claimed_id, data, width, slot in blocks:
+            if not (
+                self._pending(claimed_id)
+                or claimed_id in self._stored_elsewhere
+                or claimed_id in fresh
+            ):
+                fresh[claimed_id] = (data, width, slot)
+        for bid in self._ctx.catalog.get_blocks(list(fresh)):
+            # stored already (perhaps hidden from this tenant): lease it at flush
+            self._stored_elsewhere[bid] = fresh.pop(bid)
+        self._write(fresh)
+
+    def _write(self, blocks: dict[bytes, Received]) -> None:
+        if not blocks:
+            return
         if self._writer is None:
             self._writer = PackWriter(self._ctx, self.upload_id)
         if self._encoder is None:
             self._encoder = BlockEncoder(self._ctx, self._bases(), self._leases)
-        base = self._encoder.bases([(claimed_id, len(data), slot)]).get(claimed_id)
-        codec, payload, base_id = self._encoder.encode(
-            claimed_id, memoryview(data), width, slot, base
-        )
-        self._writer.add(claimed_id, codec, len(data), payload, base_id)
+        encoder = self._encoder
+        bases = encoder.bases([(bid, len(data), slot) for bid, (data, _, slot) in blocks.items()])
+        encoded = [
+            self._ctx.pool.submit(
+                encoder.encode, bid, memoryview(data), width, slot, bases.get(bid)
+            )
+            for bid, (data, width, slot) in blocks.items()
+        ]
+        for (bid, (data, _, _)), future in zip(blocks.items(), encoded, strict=True):
+            codec, payload, base_id = future.result()
+            self._writer.add(bid, codec, len(data), payload, base_id)
 
     def flush(self) -> None:
         """Make every block received so far durable and recorded (leased to this upload)."""
         if self._stored_elsewhere:
             elsewhere, self._stored_elsewhere = self._stored_elsewhere, {}
             leased = self._leases.lease_existing(list(elsewhere))
-            for bid, received in elsewhere.items():
-                if bid not in leased:  # collected by GC since put_block looked
-                    self._write(bid, received)
+            # blocks collected by GC since put_blocks looked are written after all
+            self._write({bid: got for bid, got in elsewhere.items() if bid not in leased})
         if self._writer is None:
             return
         writer, self._writer = self._writer, None

@@ -132,8 +132,7 @@ async def put_blocks(
 
     def store_blocks() -> None:
         upload = svc.store.resume_upload(checkpointId, tenant=tenant)
-        for claimed_id, data, width, slot in frames:
-            upload.put_block(claimed_id, data, width, slot)
+        upload.put_blocks(frames)
         upload.flush()
 
     await run_in_threadpool(store_blocks)
