@@ -370,3 +370,17 @@ def test_a_batch_with_one_wrong_id_stores_none_of_its_blocks(srv):
     r = srv.client.put(f"/v2/training/checkpoints/{cid}/blocks", headers=srv.acme, content=body)
     assert r.status_code == 422 and r.json()["error"]["code"] == "upload_error"
     assert srv.store.stats().blocks == 0
+
+
+def test_block_upload_answers_204_with_no_body(srv):
+    """A 204 with a body makes uvicorn drop the connection after the answer, so the
+    client's next request on it fails and waits out a retry."""
+    cid = pending(srv)
+    data = b"n" * 5000
+    r = srv.client.put(
+        f"/v2/training/checkpoints/{cid}/blocks",
+        headers=srv.acme,
+        content=frames([(block_id(data), data)]),
+    )
+    assert r.status_code == 204 and r.content == b""
+    assert "content-length" not in r.headers or r.headers["content-length"] == "0"

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Iterator
 import anyio.from_thread
 import zstandard
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ckptstore.server.deps import ServicesDep, TenantDep
@@ -136,7 +136,7 @@ async def put_blocks(
         upload.flush()
 
     await run_in_threadpool(store_blocks)
-    return JSONResponse(None, status_code=204)
+    return Response(status_code=204)  # no body: a 204 with one breaks the connection
 
 
 @router.post(
