@@ -207,11 +207,16 @@ def run_peers(files: list[Path], corpus: str) -> dict[str, PeerResult]:
     here, with a double free) costs its own row, not the report.
     """
     results: dict[str, PeerResult] = {}
+    WORK.mkdir(parents=True, exist_ok=True)
     for name in PEERS:
-        cmd = [sys.executable, "-m", "bench.peers", name, corpus, *map(str, files)]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=PEER_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
+        # the work folder is made and removed here: a peer that crashes cannot clean up
+        with tempfile.TemporaryDirectory(prefix="peer-", dir=WORK) as tmp:
+            cmd = [sys.executable, "-m", "bench.peers", name, corpus, tmp, *map(str, files)]
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=PEER_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                done = None
+        if done is None:
             results[name] = PeerResult(0, PEER_TIMEOUT_S, "timed out", round_trip=False)
             continue
         if done.returncode != 0:
@@ -223,11 +228,9 @@ def run_peers(files: list[Path], corpus: str) -> dict[str, PeerResult]:
 
 
 def main() -> None:
-    """``python -m bench.peers PEER CORPUS FILE...``: one peer's result as JSON."""
-    name, corpus, *paths = sys.argv[1:]
-    WORK.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="peer-", dir=WORK) as tmp:
-        result = PEERS[name]([Path(p) for p in paths], Path(tmp), corpus)
+    """``python -m bench.peers PEER CORPUS WORK_DIR FILE...``: one peer's result as JSON."""
+    name, corpus, work, *paths = sys.argv[1:]
+    result = PEERS[name]([Path(p) for p in paths], Path(work), corpus)
     if result is not None:
         print(json.dumps(dataclasses.asdict(result)))
 
