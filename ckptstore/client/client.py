@@ -8,7 +8,6 @@ interrupted transfer with Range and checks the result against the ETag.
 from __future__ import annotations
 
 import os
-import struct
 import threading
 import time
 from collections import deque
@@ -21,6 +20,7 @@ from typing import BinaryIO, Unpack
 import httpx
 import zstandard
 
+from ckptstore.blockframes import FRAMES_V2, frames_v2
 from ckptstore.client.reader import RemoteReader
 from ckptstore.client.transport import Transport
 from ckptstore.errors import IntegrityError, RemoteConflict, RemoteRejected, ServerUnavailable
@@ -35,8 +35,6 @@ from ckptstore.store.sources import Source
 
 Progress = Callable[[int], None]
 ASK_BYTES = 32 * 1024 * 1024  # block bytes per "which are missing?" request
-FRAMES_V2 = "application/x-ckptstore-blocks; version=2"  # server/routes/uploads.py
-FRAME_V2 = struct.Struct("<32sIBH")
 
 
 @dataclass(frozen=True)
@@ -46,12 +44,6 @@ class Block:
     data: bytes
     width: int  # tensor element width; 0 for opaque bytes
     slot: str | None  # "<tensor>#<index>", for deltas against the previous checkpoint
-
-
-def frame(block_id: bytes, block: Block) -> bytes:
-    """One version-2 frame: id, length, width, slot length, slot, bytes."""
-    slot = block.slot.encode() if block.slot is not None else b""
-    return FRAME_V2.pack(block_id, len(block.data), block.width, len(slot)) + slot + block.data
 
 
 SEND_BYTES = 8 * 1024 * 1024  # block bytes per upload request
@@ -182,7 +174,7 @@ class Client:
             sends.popleft().result()
 
     def _send_blocks(self, base: str, blocks: list[tuple[bytes, Block]]) -> None:
-        body = b"".join(frame(bid, block) for bid, block in blocks)
+        body = frames_v2([(bid, b.data, b.width, b.slot) for bid, b in blocks])
         headers = {"Content-Type": FRAMES_V2}
         if self._wire.should_compress():
             compressor = getattr(self._local, "zstd", None)

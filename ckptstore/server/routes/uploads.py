@@ -21,7 +21,6 @@ retry or spread the blocks over several server replicas.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import AsyncIterator, Iterator
 
 import anyio.from_thread
@@ -30,6 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from ckptstore.blockframes import FRAME, FRAME_V2, FRAMES_V2, WIDTHS
 from ckptstore.server.deps import ServicesDep, TenantDep
 from ckptstore.server.errors import ApiError
 from ckptstore.server.routes.checkpoints import ERRORS
@@ -38,10 +38,6 @@ from ckptstore.server.views import checkpoint_view
 from ckptstore.store.ids import parse_block_id
 
 router = APIRouter(prefix="/v2/training/checkpoints", tags=["uploads"])
-FRAME = struct.Struct("<32sI")
-FRAME_V2 = struct.Struct("<32sIBH")
-FRAMES_V2 = "application/x-ckptstore-blocks; version=2"
-WIDTHS = (1, 2, 4, 8)
 CONFLICT = {409: {"model": Checkpoint}}
 
 
