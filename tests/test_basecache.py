@@ -1,4 +1,4 @@
-"""BaseCache keeps the next checkpoint's delta bases without thrashing."""
+"""BaseCache keeps the blocks the next rebases need without thrashing."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ def test_cached_bases_give_the_same_store_as_decoded_ones(open_store, tmp_path):
     ]
     for store in stores:
         ids = [store.put("run", data).checkpoint_id for data in files]
+        store.settle()
         for checkpoint_id, data in zip(ids, files, strict=True):
             assert restore_bytes(store, checkpoint_id) == data
     cached, uncached = (
@@ -62,6 +63,7 @@ def test_cached_bases_give_the_same_store_as_decoded_ones(open_store, tmp_path):
         for s in stores
     )
     assert cached == uncached
+    assert any(base for _, _, base in cached)  # rebased: there were deltas to compare
     assert stores[0].context.base_cache.size > 0
 
 

@@ -1,4 +1,5 @@
-"""Deltas against the previous checkpoint of a job: smaller, bounded, lossless."""
+"""Reverse deltas within a job: the newest checkpoint whole, older ones deltas on it;
+smaller, bounded, lossless."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ckptstore.errors import CorruptBlockError
 from ckptstore.store.chunking import ChunkerParams
 from ckptstore.store.codecs import BlockCodec, Codec, DecodeError
 from ckptstore.store.deltas import chain_depths
-from ckptstore.store.packs import ENTRY
+from ckptstore.store.packs import ENTRY, HEADER
 from ckptstore.testing.formats import safetensors_bytes
 from tests.conftest import TEST_CONFIG, restore_bytes
 
@@ -76,6 +77,7 @@ def put_steps(store, steps: int, job: str = "run", seed: int = 1) -> list[tuple[
     for step in range(steps):
         data = safetensors_bytes(model(seed, step), {"step": str(step)})
         out.append((store.put(job, data, step=step).checkpoint_id, data))
+    store.settle()
     return out
 
 
@@ -94,34 +96,50 @@ def store(open_store):
     return open_store(config=CONFIG)
 
 
-def test_next_checkpoint_is_stored_as_deltas_and_restores_bit_exact(store):
+def blocks_of(store, checkpoint_id: str) -> set[bytes]:
+    return {r.block_id for _, r in store.context.catalog.manifest(checkpoint_id)}
+
+
+def bases_of(store, checkpoint_id: str) -> set[bytes]:
+    return {r.base_id for _, r in store.context.catalog.manifest(checkpoint_id) if r.base_id}
+
+
+def dead_fractions(store) -> list[float]:
+    return [
+        (u.size - HEADER.size - u.live_bytes) / u.size for u in store.context.catalog.pack_usage()
+    ]
+
+
+def test_newest_checkpoint_stays_whole_and_its_parent_becomes_deltas_on_it(store):
     (first, data1), (second, data2) = put_steps(store, 2)
-    assert Codec.DELTA_PLANES not in codecs_of(store, first)
-    assert codecs_of(store, second).count(Codec.DELTA_PLANES) >= 10
+    assert codecs_of(store, first).count(Codec.DELTA_PLANES) >= 10
+    assert Codec.DELTA_PLANES not in codecs_of(store, second)
+    assert bases_of(store, first) <= blocks_of(store, second)
     assert restore_bytes(store, first) == data1
     assert restore_bytes(store, second) == data2
-    record1, record2 = store.get(first), store.get(second)
-    assert record2.stored_bytes < 0.7 * record1.stored_bytes
+    whole = store.get(first).stored_bytes + store.get(second).stored_bytes
+    assert store.stats().stored_bytes < 0.85 * whole
+    # the whole copies the rebase replaced were compacted away at once
+    assert max(dead_fractions(store)) <= CONFIG.compact_dead_fraction
 
 
 def test_deltas_only_within_a_job(store):
     put_steps(store, 2, job="a", seed=2)
-    (other, data), *_ = put_steps(store, 2, job="b")[1:]
-    assert restore_bytes(store, other) == data
-    bases = {r.base_id for _, r in store.context.catalog.manifest(other) if r.base_id}
-    job_a_blocks = {
-        r.block_id
-        for ck in store.list("a").checkpoints
-        for _, r in store.context.catalog.manifest(ck.checkpoint_id)
-    }
-    assert bases and not bases & job_a_blocks
+    (older, data), (newer, _) = put_steps(store, 2, job="b")
+    assert restore_bytes(store, older) == data
+    job_a_blocks = set().union(
+        *(blocks_of(store, c.checkpoint_id) for c in store.list("a").checkpoints)
+    )
+    assert bases_of(store, older) and bases_of(store, older) <= blocks_of(store, newer)
+    assert not bases_of(store, older) & job_a_blocks
 
 
 def test_chains_never_exceed_the_configured_depth(open_store):
     store = open_store(config=dataclasses.replace(CONFIG, delta_max_depth=2))
     saved = put_steps(store, 7)
     deepest = [max(depths_of(store, ck)) for ck, _ in saved]
-    assert deepest == [0, 1, 2, 0, 1, 2, 0]  # a keyframe after every 2 deltas
+    # a checkpoint stays whole once two older ones hang below it
+    assert deepest == [2, 1, 0, 2, 1, 0, 0]
     for checkpoint_id, data in saved:
         assert restore_bytes(store, checkpoint_id) == data
 
@@ -132,28 +150,36 @@ def test_depth_zero_turns_deltas_off(open_store):
     assert all(Codec.DELTA_PLANES not in codecs_of(store, ck) for ck, _ in saved)
 
 
-def test_deleting_the_parent_keeps_exactly_the_bases_still_needed(store, clock):
-    (first, _), (second, data2) = put_steps(store, 2)
-    bases = {r.base_id for _, r in store.context.catalog.manifest(second) if r.base_id}
-    store.delete(first)
+def test_deleting_the_newest_keeps_exactly_the_bases_still_needed(store, clock):
+    (first, data1), (second, _) = put_steps(store, 2)
+    bases = bases_of(store, first)
+    store.delete(second)
     clock.advance(CONFIG.gc_grace_s + 1)
     store.gc()
-    assert restore_bytes(store, second) == data2
+    assert restore_bytes(store, first) == data1
     kept = {r.block_id for r in store.context.catalog.iter_blocks()}
-    mine = {r.block_id for _, r in store.context.catalog.manifest(second)}
-    assert kept == mine | bases  # the parent's other blocks are gone
-    store.delete(second)
+    assert kept == blocks_of(store, first) | bases  # the newest's other blocks are gone
+    store.delete(first)
     clock.advance(CONFIG.gc_grace_s + 1)
     store.gc()
     assert list(store.context.catalog.iter_blocks()) == []
     assert store.stats().stored_bytes == 0
 
 
+def test_deleting_the_older_frees_its_deltas(store, clock):
+    (first, _), (second, data2) = put_steps(store, 2)
+    store.delete(first)
+    clock.advance(CONFIG.gc_grace_s + 1)
+    store.gc()
+    assert {r.block_id for r in store.context.catalog.iter_blocks()} == blocks_of(store, second)
+    assert restore_bytes(store, second) == data2
+
+
 def test_verify_decodes_chains_and_names_checkpoints_hurt_by_a_bad_base(store):
     (first, _), (second, _), (third, _) = put_steps(store, 3)
     assert store.verify(read_data=True).ok
-    base_ids = {r.base_id for _, r in store.context.catalog.manifest(second) if r.base_id}
-    victim = next(r for _, r in store.context.catalog.manifest(first) if r.block_id in base_ids)
+    base_ids = bases_of(store, second)
+    victim = next(r for _, r in store.context.catalog.manifest(third) if r.block_id in base_ids)
     path = store.context.blocks.root / victim.pack_id[:2] / f"{victim.pack_id}.pack"
     raw = bytearray(path.read_bytes())
     raw[victim.offset + ENTRY.size + victim.stored_len // 2] ^= 0x10
@@ -163,23 +189,37 @@ def test_verify_decodes_chains_and_names_checkpoints_hurt_by_a_bad_base(store):
     kinds = {f.kind for f in report.findings}
     assert kinds == {"corrupt_block", "corrupt_base"}
     assert set(report.affected_checkpoints) == {first, second, third}
-    for checkpoint_id in (second, third):  # reads name the damaged base, not the delta
+    for checkpoint_id in (first, second):  # reads name the damaged base, not the delta
         with pytest.raises(CorruptBlockError) as info:
             restore_bytes(store, checkpoint_id)
         assert info.value.block_id == victim.block_id.hex()
 
 
 def test_reads_after_compaction_follow_moved_bases(store, clock):
-    first = store.put("run", safetensors_bytes(with_scratch(model(1, 0), seed=5)))
-    data = safetensors_bytes(model(1, 1))
-    second = store.put("run", data)
-    assert Codec.DELTA_PLANES in codecs_of(store, second.checkpoint_id)
-    store.delete(first.checkpoint_id)
+    data = safetensors_bytes(model(1, 0))
+    first = store.put("run", data)
+    second = store.put("run", safetensors_bytes(with_scratch(model(1, 1), seed=5)))
+    store.settle()
+    assert bases_of(store, first.checkpoint_id)
+    store.delete(second.checkpoint_id)
     clock.advance(CONFIG.gc_grace_s + 1)
     report = store.gc()
     assert report.packs_compacted > 0  # scratch blocks dropped, bases moved
-    assert restore_bytes(store, second.checkpoint_id) == data
+    assert restore_bytes(store, first.checkpoint_id) == data
     assert store.verify(read_data=True).ok
+
+
+def test_a_failed_rebase_leaves_the_commit_and_the_parent_whole(store, monkeypatch, caplog):
+    import ckptstore.store.checkpoints as checkpoints
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoints, "rebase_parent", broken)
+    (first, data1), (second, data2) = put_steps(store, 2)
+    assert "rebasing the previous checkpoint failed" in caplog.text
+    assert Codec.DELTA_PLANES not in codecs_of(store, first) + codecs_of(store, second)
+    assert restore_bytes(store, first) == data1 and restore_bytes(store, second) == data2
 
 
 codec = BlockCodec()

@@ -95,8 +95,9 @@ def test_npz_checkpoints_of_a_job_are_stored_as_deltas(open_store):
     first, second = npz(0), npz(1)
     a = store.put("job", first)
     b = store.put("job", second)
-    codecs = [r.codec for _, r in store.context.catalog.manifest(b.checkpoint_id)]
-    assert Codec.DELTA_PLANES in codecs
+    store.settle()
+    codecs = [r.codec for _, r in store.context.catalog.manifest(a.checkpoint_id)]
+    assert Codec.DELTA_PLANES in codecs  # the older one, on the newer
     assert restore_bytes(store, a.checkpoint_id) == first
     assert restore_bytes(store, b.checkpoint_id) == second
 

@@ -1,11 +1,13 @@
-"""BaseCache: raw bytes of tensor blocks just ingested, kept for the next checkpoint.
+"""BaseCache: raw bytes of tensor blocks just ingested, kept for the rebases that follow.
 
-The next checkpoint of a job encodes deltas against these very blocks; finding
-them here spares decoding them (and their chains) from packs. Each entry is
-taken once. When full, entries left by earlier ingests make room, oldest
-first; the blocks of the ingest that is running are never pushed out by its
-own later blocks, so a checkpoint larger than the cache still finds its first
-part here every time instead of thrashing.
+The rebase after a commit (rebase.py) re-encodes the parent checkpoint's
+blocks as deltas against the new checkpoint's blocks, which it reads here
+(``peek``: they stay, since the next rebase re-encodes them in turn, and
+``take``s them then). Finding them here spares decoding them from packs.
+When full, entries left by earlier ingests make room, oldest first; the
+blocks of the ingest that is running are never pushed out by its own later
+blocks, so a checkpoint larger than the cache still finds its first part
+here every time instead of thrashing.
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ class BaseCache:
                 return None
             self._size -= len(entry[0])
             return entry[0]
+
+    def peek(self, block_id: bytes) -> bytes | None:
+        """The raw bytes of ``block_id`` if cached; the entry stays."""
+        with self._lock:
+            entry = self._entries.get(block_id)
+            return None if entry is None else entry[0]
 
     def offer(self, block_id: bytes, raw: bytes | memoryview, generation: int) -> None:
         """Keep a copy of ``raw`` if there is or can be made room for it."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import math
 import os
 import re
@@ -44,12 +45,11 @@ from ckptstore.store.catalog import (
     ListQuery,
     SQLiteCatalog,
 )
-from ckptstore.store.catalog.base import EndpointRecord
+from ckptstore.store.catalog.base import BlockRecord, EndpointRecord
 from ckptstore.store.chunking import ChunkerParams
 from ckptstore.store.codecs import BlockCodec
 from ckptstore.store.context import Clock, StoreConfig, StoreContext
-from ckptstore.store.deltas import DeltaBases
-from ckptstore.store.gc import GcReport, collect_garbage
+from ckptstore.store.gc import GcReport, collect_garbage, compact_packs
 from ckptstore.store.ids import (
     check_checkpoint_id,
     check_job_id,
@@ -59,10 +59,13 @@ from ckptstore.store.ids import (
 )
 from ckptstore.store.ingest import Ingest
 from ckptstore.store.policies import JobSettings, apply_policies, job_settings
+from ckptstore.store.rebase import rebase_parent
 from ckptstore.store.restore import CheckpointReader
 from ckptstore.store.sources import Source, open_source
 from ckptstore.store.uploads import Upload
 from ckptstore.store.verify import VerifyReport, verify_store
+
+log = logging.getLogger("ckptstore.store")
 
 FORMAT_VERSION = 1
 MAX_LIST_LIMIT = 10_000
@@ -144,6 +147,8 @@ class CheckpointStore:
             base_cache=BaseCache(config.delta_cache_bytes),
         )
         self._lock_dir = lock_dir
+        # one rebase at a time, in commit order: each sees the chains the last one made
+        self._rebaser = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-rebase")
 
     @classmethod
     def open(
@@ -166,6 +171,8 @@ class CheckpointStore:
         return self._ctx
 
     def close(self) -> None:
+        """Finish the pending rebases, then release the store."""
+        self._rebaser.shutdown(wait=True)
         self._ctx.pool.shutdown(wait=True, cancel_futures=True)
         self._ctx.catalog.close()
 
@@ -188,7 +195,9 @@ class CheckpointStore:
         """Store ``source`` as a new checkpoint of ``job_id``; visible once this returns.
 
         ``fields``: type (automatic, best, manual, final), epoch, step, metrics, name,
-        description. The job's policies (best copy, retention) run after the commit.
+        description. The job's policies (best copy, retention) run after the commit;
+        the job's previous checkpoint is then re-encoded as deltas on this one in the
+        background (``settle`` waits for that).
         """
         return self._ingest(self._draft(job_id, tenant, checkpoint_id, fields), source)
 
@@ -227,22 +236,25 @@ class CheckpointStore:
             size: int,
             stored: int,
             slots: list[str | None] | None,
+            widths: dict[bytes, int],
         ) -> CheckpointRecord:
-            return self._commit(draft, manifest, size, stored, upload_id, slots)
+            return self._commit(draft, manifest, size, stored, upload_id, slots, widths)
 
-        def bases() -> DeltaBases:
-            return DeltaBases.for_job(self._ctx, draft.tenant_id, draft.job_id)
-
-        return Upload(self._ctx, upload_id, draft.tenant_id, commit, bases)
+        return Upload(self._ctx, upload_id, draft.tenant_id, commit)
 
     def _ingest(self, draft: CheckpointRecord, source: Source) -> CheckpointRecord:
         holder = new_upload_id()
         windows = open_source(source, self._ctx.config.window_bytes)
         try:
-            bases = DeltaBases.for_job(self._ctx, draft.tenant_id, draft.job_id)
-            result = Ingest(self._ctx, holder, bases).run(windows)
+            result = Ingest(self._ctx, holder).run(windows)
             return self._commit(
-                draft, result.manifest, result.size_bytes, result.stored_bytes, holder, result.slots
+                draft,
+                result.manifest,
+                result.size_bytes,
+                result.stored_bytes,
+                holder,
+                result.slots,
+                result.widths,
             )
         except BaseException:
             self._ctx.catalog.release_leases(holder)
@@ -258,6 +270,7 @@ class CheckpointStore:
         stored: int,
         holder: str,
         slots: list[str | None] | None = None,
+        widths: dict[bytes, int] | None = None,
     ) -> CheckpointRecord:
         record = replace(
             draft,
@@ -266,9 +279,38 @@ class CheckpointStore:
             stored_bytes=stored,
             created_at=draft.created_at or self._ctx.clock(),
         )
+        tensors = slots is not None and any(slot is not None for slot in slots)
+        parent = self._ctx.catalog.parent_slots(draft.tenant_id, draft.job_id) if tensors else {}
         self._ctx.catalog.commit_checkpoint(record, manifest, holder, slots)
         apply_policies(self._ctx, record)
+        if parent and slots is not None:
+            child = [(bid, slot) for (_, bid), slot in zip(manifest, slots, strict=True)]
+            self._rebaser.submit(self._rebase, parent, child, widths or {})
         return record
+
+    def settle(self) -> None:
+        """Wait until every checkpoint committed so far has had its parent rebased.
+
+        ``put`` returns once the checkpoint is durable and visible; storing its
+        parent as deltas on it (rebase.py) then runs in the background, so a
+        training loop waits only for its own save."""
+        self._rebaser.submit(lambda: None).result()
+
+    def _rebase(
+        self,
+        parent: dict[str, BlockRecord],
+        child: list[tuple[bytes, str | None]],
+        widths: dict[bytes, int],
+    ) -> None:
+        """Store the parent checkpoint as deltas on the one just committed, then compact
+        the packs that held its whole blocks. The commit stands whatever happens here:
+        a failure leaves the parent whole, and is logged."""
+        try:
+            report = rebase_parent(self._ctx, parent, child, widths)
+            if report.packs_emptied:
+                self._locked_gc(lambda: compact_packs(self._ctx, report.packs_emptied), wait=False)
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception("rebasing the previous checkpoint failed; it stays stored whole")
 
     def _pending(self, checkpoint_id: str, tenant: str) -> CheckpointRecord:
         record = self.get(checkpoint_id, tenant=tenant)
@@ -458,12 +500,21 @@ class CheckpointStore:
 
     def gc(self) -> GcReport:
         """Reclaim dead blocks and compact packs; one GC at a time per store."""
+        report = self._locked_gc(lambda: collect_garbage(self._ctx), wait=True)
+        assert report is not None
+        return report
+
+    def _locked_gc(self, run: Callable[[], GcReport], *, wait: bool) -> GcReport | None:
+        """``run`` holding the store's GC lock; None if ``wait`` is False and a GC holds it."""
         if self._lock_dir is None:
-            return collect_garbage(self._ctx)
+            return run()
         with open(self._lock_dir / "gc.lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                return collect_garbage(self._ctx)
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return None  # the running GC compacts these packs too
+            try:
+                return run()
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 

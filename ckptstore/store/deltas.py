@@ -1,11 +1,8 @@
-"""Delta bases: the block at the same slot of the job's previous checkpoint.
+"""Delta chains: how many deltas lie between a block and a whole block.
 
-A tensor block of a new checkpoint may be stored as its difference from the block
-that held the same slot (tensor name, block index) in the job's newest ready
-checkpoint. Chains stay short: a block already ``delta_max_depth`` deltas away
-from a whole block is never a base, so the new block is stored whole (a
-keyframe), and reading any block decodes at most ``delta_max_depth + 1``
-payloads.
+A block stored as a delta names its base; reading it decodes the base first
+(restore.py). Chains are made by rebase.py, which keeps them at most
+``delta_max_depth`` long.
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ckptstore.store.catalog.base import BlockRecord, Catalog
-from ckptstore.store.context import StoreContext
 
 
 def chain_depths(catalog: Catalog, records: Iterable[BlockRecord], limit: int) -> dict[bytes, int]:
@@ -38,33 +34,3 @@ def chain_depths(catalog: Catalog, records: Iterable[BlockRecord], limit: int) -
         return limit + 1 if record is None else min(steps, limit + 1)
 
     return {record.block_id: depth(record) for record in records}
-
-
-class DeltaBases:
-    """The blocks a new checkpoint of one job may encode deltas against, by slot."""
-
-    def __init__(self, bases: dict[str, BlockRecord], depths: dict[bytes, int] | None = None):
-        self._bases = bases
-        self._depths = depths or {}
-
-    @classmethod
-    def for_job(cls, ctx: StoreContext, tenant_id: str, job_id: str) -> DeltaBases:
-        limit = ctx.config.delta_max_depth
-        if limit <= 0 or not ctx.codec.byte_planes:
-            return cls({})
-        slots = ctx.catalog.parent_slots(tenant_id, job_id)
-        depths = chain_depths(ctx.catalog, slots.values(), limit)
-        return cls({s: r for s, r in slots.items() if depths[r.block_id] < limit}, depths)
-
-    def base_for(self, slot: str | None, block_id: bytes, raw_len: int) -> BlockRecord | None:
-        """The base for a block of ``raw_len`` bytes at ``slot``, if there is one."""
-        if slot is None:
-            return None
-        base = self._bases.get(slot)
-        if base is None or base.raw_len != raw_len or base.block_id == block_id:
-            return None
-        return base
-
-    def depth(self, base: BlockRecord) -> int:
-        """How many deltas lie between ``base`` and a whole block."""
-        return self._depths.get(base.block_id, 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ckptstore.errors import CorruptBlockError
+from ckptstore.store.catalog.base import PackUsage
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import new_pack_id
 from ckptstore.store.packs import ENTRY, HEADER, PackBuilder, parse_entry
@@ -32,16 +33,7 @@ def collect_garbage(ctx: StoreContext) -> GcReport:
     grace_s = ctx.config.gc_grace_s
     report.blocks_removed = len(ctx.catalog.remove_dead_blocks(now, grace_s))
     objects = list(ctx.blocks.list())  # listed before the catalog is read: see orphans below
-    for usage in ctx.catalog.pack_usage():
-        dead_bytes = usage.size - HEADER.size - usage.live_bytes
-        if usage.live_bytes == 0:
-            ctx.catalog.remove_pack(usage.pack_id)
-            ctx.blocks.delete(usage.pack_id)
-            report.packs_deleted += 1
-            report.bytes_freed += usage.size
-        elif dead_bytes > ctx.config.compact_dead_fraction * usage.size:
-            report.bytes_freed += usage.size - _compact(ctx, usage.pack_id)
-            report.packs_compacted += 1
+    _reclaim(ctx, ctx.catalog.pack_usage(), report)
     # A pack object the catalog does not know is the leftover of a crash between
     # the durable put and the catalog insert (or of a compaction); the grace
     # period keeps GC away from a pack whose insert is merely in progress.
@@ -56,6 +48,30 @@ def collect_garbage(ctx: StoreContext) -> GcReport:
     return report
 
 
+def compact_packs(ctx: StoreContext, pack_ids: set[str]) -> GcReport:
+    """Delete or compact those of ``pack_ids`` that GC would (the packs a rebase left
+    with dead entries); the caller holds the GC lock."""
+    report = GcReport()
+    _reclaim(ctx, [u for u in ctx.catalog.pack_usage() if u.pack_id in pack_ids], report)
+    return report
+
+
+def _reclaim(ctx: StoreContext, usages: list[PackUsage], report: GcReport) -> None:
+    """Delete the packs with nothing live, compact those more than the configured
+    fraction dead."""
+    for usage in usages:
+        dead_bytes = usage.size - HEADER.size - usage.live_bytes
+        if usage.live_bytes == 0:
+            # a block may have moved in since pack_usage looked (a rebase): keep the pack then
+            if ctx.catalog.remove_pack(usage.pack_id):
+                ctx.blocks.delete(usage.pack_id)
+                report.packs_deleted += 1
+                report.bytes_freed += usage.size
+        elif dead_bytes > ctx.config.compact_dead_fraction * usage.size:
+            report.bytes_freed += usage.size - _compact(ctx, usage.pack_id)
+            report.packs_compacted += 1
+
+
 def _compact(ctx: StoreContext, pack_id: str) -> int:
     """Copy a pack's live entries into a new pack, switch the catalog, delete the old one.
 
@@ -63,9 +79,10 @@ def _compact(ctx: StoreContext, pack_id: str) -> int:
     """
     live = ctx.catalog.blocks_in_pack(pack_id)
     if not live:
-        ctx.catalog.remove_pack(pack_id)
-        ctx.blocks.delete(pack_id)
-        return 0
+        if ctx.catalog.remove_pack(pack_id):
+            ctx.blocks.delete(pack_id)
+            return 0
+        live = ctx.catalog.blocks_in_pack(pack_id)
     old = memoryview(ctx.blocks.get(pack_id))
     builder = PackBuilder()
     for record in live:

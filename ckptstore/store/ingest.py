@@ -1,8 +1,8 @@
 """The write path: windows -> blocks -> BLAKE3 ids -> dedup -> encode -> packs.
 
-Blocks are cut by FastCDC, or per tensor (chunking.py); a new tensor block is
-encoded as a delta against the same slot of the job's previous checkpoint
-when that looks smaller (deltas.py), else as zstd of its bytes or byte planes.
+Blocks are cut by FastCDC, or per tensor (chunking.py); a new block is stored
+whole, as zstd of its bytes or byte planes (the parent checkpoint becomes
+deltas on it after the commit: rebase.py).
 
 Hashing and compression run in the store's thread pool (both release the
 GIL). Three windows are in flight: window k is read and cut on the calling
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from ckptstore.store.chunking import BlockCutter, Cut
 from ckptstore.store.codecs import plane_width
 from ckptstore.store.context import StoreContext
-from ckptstore.store.deltas import DeltaBases
 from ckptstore.store.encoder import BlockEncoder, Encoded
 from ckptstore.store.ids import block_id
 from ckptstore.store.leases import LeaseKeeper
@@ -58,6 +57,7 @@ def _hash_all(views: list[memoryview]) -> list[bytes]:
 class IngestResult:
     manifest: list[tuple[int, bytes]]  # (logical offset, block id) in stream order
     slots: list[str | None]  # the tensor slot of each manifest entry
+    widths: dict[bytes, int]  # the element width of each tensor block
     size_bytes: int
     stored_bytes: int  # bytes of the packs this ingest wrote
     new_blocks: int
@@ -66,13 +66,14 @@ class IngestResult:
 class Ingest:
     """Stores one stream's blocks; the caller commits the manifest afterwards."""
 
-    def __init__(self, ctx: StoreContext, holder: str, bases: DeltaBases | None = None) -> None:
+    def __init__(self, ctx: StoreContext, holder: str) -> None:
         self._ctx = ctx
         self._writer = PackWriter(ctx, holder)
         self._cutter = BlockCutter(ctx.chunker)
         self._seen: set[bytes] = set()  # ids leased from the catalog or written by us
         self._leases = LeaseKeeper(ctx, holder)
-        self._encoder = BlockEncoder(ctx, bases or DeltaBases({}), self._leases)
+        self._encoder = BlockEncoder(ctx, holder)
+        self._widths: dict[bytes, int] = {}
         self._planes = ctx.codec.byte_planes
         self._new_blocks = 0
 
@@ -111,6 +112,9 @@ class Ingest:
                 ids = [bid for future in hashes for bid in future.result()]
                 manifest.extend(zip(offsets, ids, strict=True))
                 slots.extend(c.slot for c in cut_info)
+                self._widths.update(
+                    (bid, c.width) for bid, c in zip(ids, cut_info, strict=True) if c.slot
+                )
                 staged = self._stage(ids, views, cut_info)
                 self._store(encoding)
                 encoding = staged
@@ -122,6 +126,7 @@ class Ingest:
         return IngestResult(
             manifest,
             slots,
+            self._widths,
             offset,
             self._writer.stored_bytes,
             self._new_blocks,
@@ -141,13 +146,12 @@ class Ingest:
         new = [(bid, view, cut) for bid, (view, cut) in first.items() if bid not in present]
         if not new:
             return []
-        bases = self._encoder.bases([(bid, len(view), cut.slot) for bid, view, cut in new])
         # Tensor blocks come with their element width. Opaque ones get one byte-plane
         # verdict per window: a window is nearly always one kind of data, and judging
         # every block costs GIL time the compressors need.
         opaque = [view for _, view, cut in new if not cut.width]
         guess = plane_width(max(opaque, key=len)) if opaque and self._planes else 0
-        jobs = [(bid, view, cut.width or guess, cut.slot, bases.get(bid)) for bid, view, cut in new]
+        jobs = [(bid, view, cut.width or guess, cut.slot) for bid, view, cut in new]
         staged: _Staged = []
         for group in _groups([len(view) for _, view, _ in new]):
             part = jobs[group.start : group.stop]
@@ -160,8 +164,6 @@ class Ingest:
 
     def _store(self, staged: _Staged) -> None:
         for blocks, future in staged:
-            for (bid, raw_len), (codec, payload, base_id) in zip(
-                blocks, future.result(), strict=True
-            ):
-                self._writer.add(bid, codec, raw_len, payload, base_id)
+            for (bid, raw_len), (codec, payload) in zip(blocks, future.result(), strict=True):
+                self._writer.add(bid, codec, raw_len, payload)
             self._new_blocks += len(blocks)

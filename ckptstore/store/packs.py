@@ -69,13 +69,11 @@ class PackBuilder:
     """Accumulates encoded blocks into the bytes of one pack.
 
     ``buffer`` may be handed in for reuse (its old contents are overwritten);
-    it grows only if the pack outgrows it: straight to ``capacity`` (the size a
-    full pack reaches), then by doubling.
+    it grows only if the pack outgrows it.
     """
 
-    def __init__(self, buffer: bytearray | None = None, capacity: int = 0) -> None:
+    def __init__(self, buffer: bytearray | None = None) -> None:
         self.buffer = buffer if buffer is not None else bytearray(HEADER.size)
-        self._capacity = capacity
         self._size = HEADER.size
         self.buffer[: HEADER.size] = HEADER.pack(PACK_MAGIC, PACK_VERSION, 0, 0)
         self.entries: list[PackEntry] = []
@@ -86,10 +84,11 @@ class PackBuilder:
 
     def _append(self, data: bytes | memoryview) -> None:
         end = self._size + len(data)
-        if end > len(self.buffer):
-            grown = max(end, 2 * len(self.buffer), self._capacity)
-            self.buffer.extend(bytes(grown - len(self.buffer)))
-        self.buffer[self._size : end] = data
+        if end <= len(self.buffer):
+            self.buffer[self._size : end] = data
+        else:  # past the buffer: CPython grows a bytearray with amortized headroom
+            del self.buffer[self._size :]
+            self.buffer += data
         self._size = end
 
     def add(

@@ -20,14 +20,16 @@ from collections.abc import Callable
 from ckptstore.errors import BlockHashMismatch, BlocksNotUploaded, InvalidArgument
 from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.context import StoreContext
-from ckptstore.store.deltas import DeltaBases
 from ckptstore.store.encoder import BlockEncoder
 from ckptstore.store.ids import block_id
 from ckptstore.store.leases import LeaseKeeper
 from ckptstore.store.packs import ENTRY
 from ckptstore.store.writer import PackWriter
 
-CommitFn = Callable[[list[tuple[int, bytes]], int, int, list[str | None] | None], CheckpointRecord]
+CommitFn = Callable[
+    [list[tuple[int, bytes]], int, int, list[str | None] | None, dict[bytes, int]],
+    CheckpointRecord,
+]
 Received = tuple[bytes | memoryview, int | None, str | None]  # data, width, slot
 
 
@@ -40,15 +42,14 @@ class Upload:
         upload_id: str,
         tenant_id: str,
         commit: CommitFn,
-        bases: Callable[[], DeltaBases] = lambda: DeltaBases({}),
     ):
         self._ctx = ctx
         self.upload_id = upload_id
         self._tenant_id = tenant_id
         self._commit = commit
         self._leases = LeaseKeeper(ctx, upload_id)
-        self._bases = bases
         self._encoder: BlockEncoder | None = None
+        self._widths: dict[bytes, int] = {}  # of tensor blocks this instance received
         self._writer: PackWriter | None = None
         self._stored_elsewhere: dict[bytes, Received] = {}  # leased at flush
         self.stored_bytes = 0
@@ -76,8 +77,8 @@ class Upload:
 
         A client that cut the stream as the store does passes each tensor block's
         element ``width`` and ``slot`` (chunking.Cut): the block is then encoded by
-        its dtype, and as a delta against the same slot of the job's previous
-        checkpoint when that is smaller.
+        its dtype, and after the commit the job's previous checkpoint is stored as
+        deltas against it where that is smaller (rebase.py).
         """
         self.put_blocks([(claimed_id, data, width, slot)])
 
@@ -114,18 +115,17 @@ class Upload:
         if self._writer is None:
             self._writer = PackWriter(self._ctx, self.upload_id)
         if self._encoder is None:
-            self._encoder = BlockEncoder(self._ctx, self._bases(), self._leases)
+            self._encoder = BlockEncoder(self._ctx, self.upload_id)
         encoder = self._encoder
-        bases = encoder.bases([(bid, len(data), slot) for bid, (data, _, slot) in blocks.items()])
         encoded = [
-            self._ctx.pool.submit(
-                encoder.encode, bid, memoryview(data), width, slot, bases.get(bid)
-            )
+            self._ctx.pool.submit(encoder.encode, bid, memoryview(data), width, slot)
             for bid, (data, width, slot) in blocks.items()
         ]
-        for (bid, (data, _, _)), future in zip(blocks.items(), encoded, strict=True):
-            codec, payload, base_id = future.result()
-            self._writer.add(bid, codec, len(data), payload, base_id)
+        for (bid, (data, width, slot)), future in zip(blocks.items(), encoded, strict=True):
+            codec, payload = future.result()
+            self._writer.add(bid, codec, len(data), payload)
+            if slot is not None and width:
+                self._widths[bid] = width
 
     def flush(self) -> None:
         """Make every block received so far durable and recorded (leased to this upload)."""
@@ -147,7 +147,8 @@ class Upload:
         self, block_ids: list[bytes], slots: list[str | None] | None = None
     ) -> CheckpointRecord:
         """Make the checkpoint whose bytes are the concatenation of ``block_ids``;
-        ``slots``, one per block, let the job's next checkpoint find its delta bases."""
+        ``slots``, one per block, pair its tensor blocks with the previous checkpoint's
+        for the rebase (rebase.py)."""
         if slots is not None and len(slots) != len(block_ids):
             raise InvalidArgument("slots", len(slots), "one slot (or null) per block id")
         self.flush()
@@ -166,7 +167,7 @@ class Upload:
         # whichever request of the upload sent them.
         new = self._ctx.catalog.unreferenced(block_ids)
         stored = sum(ENTRY.size + record.stored_len for record in new)
-        record = self._commit(manifest, offset, stored, slots)
+        record = self._commit(manifest, offset, stored, slots, self._widths)
         self.done = True
         return record
 

@@ -24,9 +24,7 @@ class PackWriter:
     def __init__(self, ctx: StoreContext, holder: str) -> None:
         self._ctx = ctx
         self.holder = holder
-        # a full pack: the target, then one more entry of at most a few MiB
-        self._capacity = ctx.config.pack_target_bytes + 4 * 1024 * 1024
-        self._builder = PackBuilder(ctx.pack_buffers.take(), self._capacity)
+        self._builder = PackBuilder(ctx.pack_buffers.take())
         self._raw_lens: dict[bytes, int] = {}  # every block accepted: open, sealing or sealed
         self._sealer = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-seal")
         self._sealing: Future[bytearray] | None = None
@@ -60,7 +58,7 @@ class PackWriter:
             return
         full = self._builder
         self._wait()
-        self._builder = PackBuilder(self._spare or self._ctx.pack_buffers.take(), self._capacity)
+        self._builder = PackBuilder(self._spare or self._ctx.pack_buffers.take())
         self._spare = None
         self._sealing = self._sealer.submit(self._persist, full)
 

@@ -260,6 +260,32 @@ class CatalogTests:
         catalog.remove_pack("pack0001")
         assert catalog.pack_usage() == []
 
+    def test_remove_pack_keeps_a_pack_that_blocks_point_at(self, catalog: Catalog) -> None:
+        self.add(catalog, 1)
+        assert catalog.remove_pack("pack0001") is False
+        assert [u.pack_id for u in catalog.pack_usage()] == ["pack0001"]
+
+    def test_rebase_repoints_whole_blocks_onto_whole_bases(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2, 3)
+        old1, old2 = catalog.get_block(bid(1)), catalog.get_block(bid(2))
+        new1 = BlockRecord(bid(1), "pack0002", HEADER.size, 40, 1000, 3, bid(2))
+        assert catalog.rebase_blocks("pack0002", 500, [(old1, new1)], NOW) == {bid(1)}
+        assert catalog.get_block(bid(1)) == new1
+        assert catalog.deltas_on([bid(2), bid(3)]) == [new1]
+        # a delta is never rebased, and nothing is made a delta on a delta
+        again = BlockRecord(bid(1), "pack0003", HEADER.size, 30, 1000, 3, bid(3))
+        onto_delta = BlockRecord(bid(3), "pack0003", HEADER.size + 200, 30, 1000, 3, bid(1))
+        applied = catalog.rebase_blocks(
+            "pack0003", 500, [(new1, again), (catalog.get_block(bid(3)), onto_delta)], NOW
+        )
+        assert applied == set()
+        assert {u.pack_id for u in catalog.pack_usage()} == {"pack0001", "pack0002"}
+        # a block that moved since it was read keeps its new place
+        moved = BlockRecord(bid(2), "pack0001", old2.offset + 8, 100, 1000, 1)
+        new2 = BlockRecord(bid(2), "pack0004", HEADER.size, 40, 1000, 3, bid(3))
+        assert catalog.rebase_blocks("pack0004", 500, [(moved, new2)], NOW) == set()
+        assert catalog.get_block(bid(2)) == old2
+
     def test_missing_manifest_blocks_empty_when_consistent(self, catalog: Catalog) -> None:
         self.add(catalog, 1)
         catalog.commit_checkpoint(checkpoint("c"), [(0, bid(1))], "h")

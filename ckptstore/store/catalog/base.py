@@ -272,8 +272,26 @@ class Catalog(ABC):
         the old pack; one transaction."""
 
     @abstractmethod
-    def remove_pack(self, pack_id: str) -> None:
-        """Forget a pack that no block points at."""
+    def remove_pack(self, pack_id: str) -> bool:
+        """Forget a pack if no block points at it; whether it was forgotten (only then may
+        its bytes be deleted)."""
+
+    # -- reverse deltas ------------------------------------------------------
+    @abstractmethod
+    def deltas_on(self, block_ids: list[bytes]) -> list[BlockRecord]:
+        """The blocks stored as deltas against any of ``block_ids``."""
+
+    @abstractmethod
+    def rebase_blocks(
+        self, pack_id: str, size: int, moves: list[tuple[BlockRecord, BlockRecord]], now: float
+    ) -> set[bytes]:
+        """Record a pack of re-encoded blocks and point each ``(old, new)`` block at its new
+        entry, in one transaction; return the ids re-pointed.
+
+        A block is re-pointed only if it is still whole at ``old``'s location and its
+        new base is a whole block: re-encoding never races a GC move, and a delta is
+        only ever made against a block that has no base, so no chain can loop. When
+        none is re-pointed the pack is not recorded (its bytes may be deleted)."""
 
     # -- verify and stats ----------------------------------------------------
     @abstractmethod

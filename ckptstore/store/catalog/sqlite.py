@@ -551,13 +551,61 @@ class SQLiteCatalog(ServiceRecords, Catalog):
                 raise RuntimeError(f"{left} block(s) of pack {old_pack_id} were not relocated")
             conn.execute("DELETE FROM packs WHERE pack_id = ?", (old_pack_id,))
 
-    def remove_pack(self, pack_id: str) -> None:
+    def remove_pack(self, pack_id: str) -> bool:
+        with self._write() as conn:
+            return (
+                conn.execute(
+                    "DELETE FROM packs WHERE pack_id = ?"
+                    " AND NOT EXISTS (SELECT 1 FROM blocks WHERE pack_id = ?)",
+                    (pack_id, pack_id),
+                ).rowcount
+                > 0
+            )
+
+    # -- reverse deltas ------------------------------------------------------
+    def deltas_on(self, block_ids: list[bytes]) -> list[BlockRecord]:
+        out: list[BlockRecord] = []
+        with self._read() as conn:
+            for batch in batches(list(set(block_ids))):
+                marks = ",".join("?" * len(batch))
+                rows = conn.execute(
+                    f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE base_id IN ({marks})", batch
+                ).fetchall()
+                out += [_block(row) for row in rows]
+        return out
+
+    def rebase_blocks(
+        self, pack_id: str, size: int, moves: list[tuple[BlockRecord, BlockRecord]], now: float
+    ) -> set[bytes]:
+        applied: set[bytes] = set()
         with self._write() as conn:
             conn.execute(
-                "DELETE FROM packs WHERE pack_id = ?"
-                " AND NOT EXISTS (SELECT 1 FROM blocks WHERE pack_id = ?)",
-                (pack_id, pack_id),
+                "INSERT INTO packs (pack_id, size, created_at) VALUES (?, ?, ?)",
+                (pack_id, size, now),
             )
+            for old, new in moves:
+                changed = conn.execute(
+                    "UPDATE blocks SET pack_id = ?, pack_offset = ?, stored_len = ?, codec = ?,"
+                    " base_id = ? WHERE block_id = ? AND pack_id = ? AND pack_offset = ?"
+                    " AND base_id IS NULL AND EXISTS"
+                    " (SELECT 1 FROM blocks y WHERE y.block_id = ? AND y.base_id IS NULL)",
+                    (
+                        new.pack_id,
+                        new.offset,
+                        new.stored_len,
+                        new.codec,
+                        new.base_id,
+                        old.block_id,
+                        old.pack_id,
+                        old.offset,
+                        new.base_id,
+                    ),
+                ).rowcount
+                if changed:
+                    applied.add(old.block_id)
+            if not applied:
+                conn.execute("DELETE FROM packs WHERE pack_id = ?", (pack_id,))
+        return applied
 
     # -- verify and stats ----------------------------------------------------
     def iter_blocks(self) -> Iterator[BlockRecord]:

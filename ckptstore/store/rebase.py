@@ -1,0 +1,223 @@
+"""Reverse deltas: a job's newest checkpoint stays whole; its parent becomes deltas on it.
+
+New blocks are always stored whole. Once a checkpoint C of a job commits,
+each tensor block X of the job's previous checkpoint P is re-encoded as its
+difference from the block Y that holds the same slot (tensor name, block
+index) in C, when both are whole, of one length, and the difference is
+smaller (codecs.encode_delta). Resuming a run reads the newest checkpoint,
+which then decodes no chain at all; a checkpoint k saves older than a whole
+block decodes k + 1 payloads per block.
+
+Chains stay bounded: X is left whole (a keyframe) when blocks already depend
+on it ``delta_max_depth`` deep, so no read decodes more than
+``delta_max_depth + 1`` payloads.
+
+Safety: the new entries are written to a fresh pack and made durable first;
+one catalog transaction then records the pack and re-points each X, but only
+if X is still whole where it was read and Y is still whole (catalog
+``rebase_blocks``). So a rebase never races a GC move, and since a block only
+ever becomes a delta against a block without a base, no chain can loop. X's
+old entry becomes dead bytes, which ``compact`` (gc.py) reclaims; a crash
+before the transaction leaves an orphan pack for GC.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
+from ckptstore.store.catalog.base import BlockRecord
+from ckptstore.store.codecs import DELTA_WIDTHS, Codec
+from ckptstore.store.context import StoreContext
+from ckptstore.store.ids import block_id, new_pack_id
+from ckptstore.store.packs import ENTRY, PackBuilder, PackEntry
+from ckptstore.store.restore import load_block
+
+log = logging.getLogger("ckptstore.rebase")
+
+IN_FLIGHT_BYTES = 64 * 1024 * 1024  # raw bytes of blocks being re-encoded at once
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A parent block to re-encode against the child's block at the same slot."""
+
+    block: BlockRecord  # X: whole now, a delta on ``onto`` after the rebase
+    onto: BlockRecord  # Y: the newer checkpoint's block
+    width: int
+
+
+@dataclass
+class RebaseReport:
+    blocks_rebased: int = 0
+    bytes_before: int = 0  # stored bytes of the rebased blocks' whole entries
+    bytes_after: int = 0  # ... and of their delta entries
+    packs_emptied: set[str] = field(default_factory=set)  # packs that lost entries
+
+
+def rebase_parent(
+    ctx: StoreContext,
+    parent: dict[str, BlockRecord],
+    child: list[tuple[bytes, str | None]],
+    widths: dict[bytes, int],
+) -> RebaseReport:
+    """Re-encode the parent checkpoint's tensor blocks (``parent``: by slot) as deltas on
+    the child's (``child``: ``(block id, slot)`` in manifest order; ``widths``: the
+    element width of child blocks, where known)."""
+    report = RebaseReport()
+    limit = ctx.config.delta_max_depth
+    if limit <= 0 or not ctx.codec.byte_planes or not parent:
+        return report
+    sink = _PackSink(ctx, report)
+    pending: deque[tuple[Pair, Future[tuple[int, bytes | memoryview] | None]]] = deque()
+    in_flight = 0
+    for pair in _pairs(ctx, parent, child, widths, limit):
+        pending.append((pair, ctx.pool.submit(_encode, ctx, pair)))
+        in_flight += pair.block.raw_len
+        while in_flight > IN_FLIGHT_BYTES:
+            in_flight -= sink.take(*pending.popleft())
+    while pending:
+        sink.take(*pending.popleft())
+    sink.seal()
+    return report
+
+
+class _PackSink:
+    """Collects re-encoded entries into packs of the target size and records them."""
+
+    def __init__(self, ctx: StoreContext, report: RebaseReport) -> None:
+        self._ctx = ctx
+        self._report = report
+        self._builder = PackBuilder()
+        self._moves: list[tuple[BlockRecord, PackEntry]] = []
+
+    def take(self, pair: Pair, future: Future[tuple[int, bytes | memoryview] | None]) -> int:
+        """Add one pair's encoding (if it pays); returns the raw bytes it stood for."""
+        encoded = future.result()
+        if encoded is not None:
+            codec, payload = encoded
+            entry = self._builder.add(
+                pair.block.block_id, codec, pair.block.raw_len, payload, pair.onto.block_id
+            )
+            self._moves.append((pair.block, entry))
+            if self._builder.size >= self._ctx.config.pack_target_bytes:
+                self.seal()
+        return pair.block.raw_len
+
+    def seal(self) -> None:
+        """Make the open pack durable, then re-point its blocks (one transaction)."""
+        if not self._moves:
+            return
+        builder, moves = self._builder, self._moves
+        self._builder, self._moves = PackBuilder(), []
+        ctx, report = self._ctx, self._report
+        pack_id = new_pack_id()
+        ctx.blocks.put(pack_id, builder.getbuffer())
+        records = [
+            (
+                old,
+                BlockRecord(
+                    e.block_id, pack_id, e.offset, e.stored_len, e.raw_len, e.codec, e.base_id
+                ),
+            )
+            for old, e in moves
+        ]
+        applied = ctx.catalog.rebase_blocks(pack_id, builder.size, records, ctx.clock())
+        if not applied:
+            ctx.blocks.delete(pack_id)
+            return
+        for old, new in records:
+            if old.block_id in applied:
+                report.blocks_rebased += 1
+                report.bytes_before += old.stored_len
+                report.bytes_after += new.stored_len
+                report.packs_emptied.add(old.pack_id)
+
+
+def _pairs(
+    ctx: StoreContext,
+    parent: dict[str, BlockRecord],
+    child: list[tuple[bytes, str | None]],
+    widths: dict[bytes, int],
+    limit: int,
+) -> list[Pair]:
+    by_slot = {slot: bid for bid, slot in child if slot is not None}
+    wanted = {
+        slot: (record, by_slot[slot])
+        for slot, record in parent.items()
+        if slot in by_slot and record.base_id is None and record.block_id != by_slot[slot]
+    }
+    if not wanted:
+        return []
+    onto = ctx.catalog.get_blocks([bid for _, bid in wanted.values()])
+    candidates = [
+        (record, onto[bid])
+        for record, bid in wanted.values()
+        if bid in onto and onto[bid].base_id is None and onto[bid].raw_len == record.raw_len
+    ]
+    heights = _heights(ctx, [record.block_id for record, _ in candidates], limit)
+    pairs: list[Pair] = []
+    for record, target in candidates:
+        if heights[record.block_id] >= limit:
+            continue  # older blocks already hang this deep below it: it stays a keyframe
+        width = widths.get(target.block_id) or _stored_width(ctx, target)
+        if width in DELTA_WIDTHS:
+            pairs.append(Pair(record, target, width))
+    pairs.sort(key=lambda p: (p.block.pack_id, p.block.offset))  # read packs in order
+    return pairs
+
+
+def _heights(ctx: StoreContext, ids: list[bytes], limit: int) -> dict[bytes, int]:
+    """How many deltas deep blocks hang below each block (``limit`` stands for at
+    least that many)."""
+    heights = dict.fromkeys(ids, 0)
+    owner = {bid: bid for bid in ids}  # a dependent -> the block of ``ids`` it hangs from
+    level = list(ids)
+    for depth in range(1, limit + 1):
+        found = ctx.catalog.deltas_on(level)
+        if not found:
+            break
+        level = []
+        for record in found:
+            if record.block_id in owner:
+                continue  # reached by a shorter path (shared blocks)
+            root = owner[record.base_id]  # type: ignore[index]
+            owner[record.block_id] = root
+            heights[root] = depth
+            level.append(record.block_id)
+    return heights
+
+
+def _stored_width(ctx: StoreContext, record: BlockRecord) -> int | None:
+    """The element width a byte-plane payload records (its first byte), else None."""
+    if record.codec not in (Codec.ZSTD_PLANES, Codec.DELTA_PLANES) or record.stored_len < 1:
+        return None
+    try:
+        return ctx.blocks.get(record.pack_id, record.offset + ENTRY.size, 1)[0]
+    except PackNotFound:
+        return None
+
+
+def _raw(ctx: StoreContext, record: BlockRecord, keep: bool) -> bytes | memoryview:
+    """A block's raw bytes: from the base cache when they hash right, else decoded."""
+    cache = ctx.base_cache
+    raw = cache.peek(record.block_id) if keep else cache.take(record.block_id)
+    if raw is not None and block_id(raw) == record.block_id:
+        return raw
+    return load_block(ctx, record)
+
+
+def _encode(ctx: StoreContext, pair: Pair) -> tuple[int, bytes | memoryview] | None:
+    try:
+        raw = _raw(ctx, pair.block, keep=False)
+        base = _raw(ctx, pair.onto, keep=True)  # the next rebase re-encodes this one
+    except (CorruptBlockError, MissingBlockError) as exc:
+        log.warning("not rebasing block %s: %s", pair.block.block_id.hex(), exc)
+        return None
+    encoded = ctx.codec.encode_delta(memoryview(raw), base, pair.width)
+    if encoded is None or len(encoded[1]) >= pair.block.stored_len:
+        return None
+    return encoded
