@@ -34,14 +34,21 @@ def corpora_lines(path: Path, data: dict) -> list[str]:
         " per corpus from real, seeded training runs, ingested as one job. Ratio = logical /"
         " stored bytes; speeds in MB/s on this 2-core VM.",
         "",
-        "| corpus | ckptstore | " + " | ".join(show) + " | ingest | restore (last) |",
-        "|---|---:|" + "---:|" * (len(show) + 2),
+        "| corpus | ckptstore | "
+        + " | ".join(show)
+        + " | put | ingest, with rebases | restore (last) | restore (deepest) |",
+        "|---|---:|" + "---:|" * (len(show) + 4),
     ]
     for name, row in data.items():
         ours = row["ckptstore"]
         peers = [row["peers"].get(p, {}).get("ratio") for p in show]
         cells = [f"{ours['ratio']:.2f}x"] + ["-" if r is None else f"{r:.2f}x" for r in peers]
-        cells += [f"{ours['ingest_mb_s']:,.0f}", f"{ours['restore_last_mb_s']:,.0f}"]
+        cells += [
+            f"{ours.get('put_mb_s', ours['ingest_mb_s']):,.0f}",
+            f"{ours['ingest_mb_s']:,.0f}",
+            f"{ours['restore_last_mb_s']:,.0f}",
+            f"{ours['restore_deepest_mb_s']:,.0f} (depth {ours['deepest_depth']})",
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     plots = sorted(RESULTS.glob(f"{path.stem}-*.png"))
     if plots:
