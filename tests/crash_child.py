@@ -1,7 +1,7 @@
 """Child process for the crash tests: ingest or GC, SIGKILLed at a chosen point.
 
 Usage: python -m tests.crash_child STORE MODE TARGET CALL WHEN [CLOCK_OFFSET_S]
-  MODE    ingest | gc
+  MODE    ingest | rebase (tensor checkpoints, each rebasing its parent) | gc
   TARGET  dotted attribute to wrap, e.g. ckptstore.store.catalog.sqlite.SQLiteCatalog.add_pack
   CALL    kill on this call number (1-based)
   WHEN    before | after the wrapped call runs
@@ -20,11 +20,19 @@ from ckptstore import CheckpointStore
 from tests.conftest import TEST_CONFIG, random_bytes
 
 CHECKPOINTS = 5
+REBASED_CHECKPOINTS = 3
 
 
 def data_for(epoch: int) -> bytes:
     base = random_bytes(1_500_000, seed=1000)
     return base[: epoch * 100_000] + random_bytes(300_000, seed=epoch) + base[epoch * 100_000 :]
+
+
+def tensor_data_for(epoch: int) -> bytes:
+    from ckptstore.testing.formats import safetensors_bytes
+    from tests.test_deltas import model
+
+    return safetensors_bytes(model(1, epoch))
 
 
 def arm(target: str, call: int, when: str) -> None:
@@ -59,6 +67,11 @@ def main() -> None:
         for epoch in range(CHECKPOINTS):
             record = store.put("job", data_for(epoch), epoch=epoch)
             print(record.checkpoint_id, epoch, flush=True)
+    elif mode == "rebase":
+        for epoch in range(REBASED_CHECKPOINTS):
+            record = store.put("job", tensor_data_for(epoch), epoch=epoch)
+            print(record.checkpoint_id, epoch, flush=True)
+        store.settle()
     else:
         store.gc()
     store.close()

@@ -1,4 +1,4 @@
-"""SIGKILL at any point of ingest or GC leaves every committed checkpoint readable.
+"""SIGKILL at any point of ingest, rebase or GC leaves every committed checkpoint readable.
 
 A child process runs the operation and kills itself with SIGKILL at a chosen
 call; the parent reopens the store, verifies it, restores every checkpoint
@@ -19,7 +19,7 @@ import pytest
 from ckptstore import CheckpointStore
 from ckptstore.store.fsutil import TEMP_MARKER
 from tests.conftest import TEST_CONFIG, random_bytes, restore_bytes
-from tests.crash_child import CHECKPOINTS, data_for
+from tests.crash_child import CHECKPOINTS, data_for, tensor_data_for
 
 ROOT = Path(__file__).resolve().parent.parent
 CAT = "ckptstore.store.catalog.sqlite:SQLiteCatalog."
@@ -94,6 +94,25 @@ def test_sigkill_during_ingest(tmp_path, target, call, when):
     assert set(printed) <= {c.checkpoint_id for c in committed}
     assert len(committed) < CHECKPOINTS
     assert_recovers(store_dir, {c.checkpoint_id: data_for(c.epoch) for c in committed})
+
+
+REBASE_KILL_POINTS = [
+    (CAT + "rebase_blocks", 1, "before"),  # delta pack durable, blocks not re-pointed
+    (CAT + "rebase_blocks", 2, "after"),  # re-pointed, whole copies not yet compacted
+    (CAT + "relocate_blocks", 1, "after"),  # compacted, the old pack not deleted
+]
+
+
+@pytest.mark.parametrize("target, call, when", REBASE_KILL_POINTS)
+def test_sigkill_during_rebase(tmp_path, target, call, when):
+    store_dir = tmp_path / "store"
+    proc = run_child(store_dir, "rebase", target, call, when)
+    assert proc.returncode == -9, proc.stderr  # it really was killed
+    store = CheckpointStore.open(store_dir, config=TEST_CONFIG)
+    committed = store.list("job", limit=None).checkpoints
+    store.close()
+    assert len(committed) >= 2  # a rebase had something to re-encode
+    assert_recovers(store_dir, {c.checkpoint_id: tensor_data_for(c.epoch) for c in committed})
 
 
 def make_gc_store(store_dir: Path) -> dict[str, bytes]:
