@@ -262,3 +262,22 @@ def test_unrelated_data_is_not_delta_encoded():
     base = np.random.default_rng(1).integers(0, 256, 100_000, dtype=np.uint8).tobytes()
     raw = special_floats(np.float32, 25_000).tobytes()
     assert codec.encode_delta(memoryview(raw), base, 4) is None
+
+
+def test_a_delta_that_does_not_decode_back_is_never_kept(store, monkeypatch, caplog):
+    from ckptstore.store.codecs import BlockCodec
+
+    real = BlockCodec.decode
+
+    def corrupting(self, codec, payload, raw_len, base=None):
+        out = bytearray(real(self, codec, payload, raw_len, base))
+        if codec == Codec.DELTA_PLANES:
+            out[0] ^= 1
+        return out
+
+    monkeypatch.setattr(BlockCodec, "decode", corrupting)
+    (first, data1), _ = put_steps(store, 2)
+    monkeypatch.setattr(BlockCodec, "decode", real)
+    assert "does not decode back" in caplog.text
+    assert Codec.DELTA_PLANES not in codecs_of(store, first)
+    assert restore_bytes(store, first) == data1

@@ -28,6 +28,8 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.codecs import DELTA_WIDTHS, Codec
@@ -219,5 +221,10 @@ def _encode(ctx: StoreContext, pair: Pair) -> tuple[int, bytes | memoryview] | N
         return None
     encoded = ctx.codec.encode_delta(memoryview(raw), base, pair.width)
     if encoded is None or len(encoded[1]) >= pair.block.stored_len:
+        return None
+    # The whole copy is about to be dropped: keep the delta only if it gives the block back.
+    decoded = ctx.codec.decode(encoded[0], encoded[1], len(raw), base)
+    if not np.array_equal(np.frombuffer(decoded, np.uint8), np.frombuffer(raw, np.uint8)):
+        log.error("delta of block %s does not decode back; kept whole", pair.block.block_id.hex())
         return None
     return encoded
