@@ -23,12 +23,13 @@ class StoreConfig:
 
     zstd_level: int = DEFAULT_ZSTD_LEVEL
     byte_planes: bool = True  # try byte-plane encoding for numeric blocks
-    # Tensor blocks may be deltas against the same slot of the job's previous
-    # checkpoint, at most this many deltas deep (a read decodes up to this + 1
-    # payloads: ratio against restore speed, bench: corpora); 0 turns deltas off.
+    # An older checkpoint's tensor blocks become deltas on the same slot of the next
+    # one (rebase.py), at most this many deltas deep (a read decodes up to this + 1
+    # payloads: ratio against restore speed of old checkpoints, bench: corpora);
+    # 0 turns deltas off.
     delta_max_depth: int = 8
-    # Raw bytes of just-ingested tensor blocks kept for the next checkpoint's deltas
-    # (basecache.py); 0 turns the cache off, and deltas then decode their bases.
+    # Raw bytes of just-ingested tensor blocks kept for the rebases (basecache.py);
+    # 0 turns the cache off, and rebases then decode the blocks they need.
     delta_cache_bytes: int = 128 * 1024 * 1024
     pack_target_bytes: int = 32 * 1024 * 1024
     workers: int = max(2, min(8, os.cpu_count() or 2))
