@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ckptstore import CheckpointStore
+from ckptstore.store.codecs import Codec
 from ckptstore.store.fsutil import TEMP_MARKER
 from tests.conftest import TEST_CONFIG, random_bytes, restore_bytes
 from tests.crash_child import CHECKPOINTS, data_for, tensor_data_for
@@ -53,6 +54,7 @@ def assert_recovers(store_dir: Path, expected: dict[str, bytes]) -> None:
     clock_s = time.time() + LATER
     store = CheckpointStore.open(store_dir, config=TEST_CONFIG, clock=lambda: clock_s)
     try:
+        store.settle()  # rebases a crash cut short run again on open
         assert store.verify(read_data=True).ok
         for checkpoint_id, data in expected.items():
             assert restore_bytes(store, checkpoint_id) == data
@@ -113,6 +115,15 @@ def test_sigkill_during_rebase(tmp_path, target, call, when):
     store.close()
     assert len(committed) >= 2  # a rebase had something to re-encode
     assert_recovers(store_dir, {c.checkpoint_id: tensor_data_for(c.epoch) for c in committed})
+    store = CheckpointStore.open(store_dir, config=TEST_CONFIG)
+    try:  # the rebase cut short was done on reopening: all but the newest are deltas
+        *older, newest = sorted(committed, key=lambda c: c.epoch)
+        for record in older:
+            codecs = [r.codec for _, r in store.context.catalog.manifest(record.checkpoint_id)]
+            assert Codec.DELTA_PLANES in codecs
+        assert store.context.catalog.pending_rebases() == []
+    finally:
+        store.close()
 
 
 def make_gc_store(store_dir: Path) -> dict[str, bytes]:

@@ -45,7 +45,7 @@ from ckptstore.store.catalog import (
     ListQuery,
     SQLiteCatalog,
 )
-from ckptstore.store.catalog.base import BlockRecord, EndpointRecord
+from ckptstore.store.catalog.base import EndpointRecord
 from ckptstore.store.chunking import ChunkerParams
 from ckptstore.store.codecs import BlockCodec
 from ckptstore.store.context import Clock, StoreConfig, StoreContext
@@ -147,8 +147,11 @@ class CheckpointStore:
             base_cache=BaseCache(config.delta_cache_bytes),
         )
         self._lock_dir = lock_dir
-        # one rebase at a time, in commit order: each sees the chains the last one made
+        # one rebase at a time, in commit order: each sees the chains the last one made;
+        # those a crash cut short run again first
         self._rebaser = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-rebase")
+        for checkpoint_id, parent_id in catalog.pending_rebases():
+            self._rebaser.submit(self._rebase, checkpoint_id, parent_id, {})
 
     @classmethod
     def open(
@@ -279,13 +282,10 @@ class CheckpointStore:
             stored_bytes=stored,
             created_at=draft.created_at or self._ctx.clock(),
         )
-        tensors = slots is not None and any(slot is not None for slot in slots)
-        parent = self._ctx.catalog.parent_slots(draft.tenant_id, draft.job_id) if tensors else {}
-        self._ctx.catalog.commit_checkpoint(record, manifest, holder, slots)
+        parent_id = self._ctx.catalog.commit_checkpoint(record, manifest, holder, slots)
         apply_policies(self._ctx, record)
-        if parent and slots is not None:
-            child = [(bid, slot) for (_, bid), slot in zip(manifest, slots, strict=True)]
-            self._rebaser.submit(self._rebase, parent, child, widths or {})
+        if parent_id is not None:
+            self._rebaser.submit(self._rebase, record.checkpoint_id, parent_id, widths or {})
         return record
 
     def settle(self) -> None:
@@ -296,21 +296,27 @@ class CheckpointStore:
         training loop waits only for its own save."""
         self._rebaser.submit(lambda: None).result()
 
-    def _rebase(
-        self,
-        parent: dict[str, BlockRecord],
-        child: list[tuple[bytes, str | None]],
-        widths: dict[bytes, int],
-    ) -> None:
-        """Store the parent checkpoint as deltas on the one just committed, then compact
-        the packs that held its whole blocks. The commit stands whatever happens here:
-        a failure leaves the parent whole, and is logged."""
+    def _rebase(self, checkpoint_id: str, parent_id: str, widths: dict[bytes, int]) -> None:
+        """Store the parent checkpoint as deltas on ``checkpoint_id``, compact the packs
+        that held its whole blocks, and forget the pending rebase. The commit stands
+        whatever happens here: a failure leaves the parent whole, is logged, and is
+        tried again when the store is next opened."""
+        catalog = self._ctx.catalog
         try:
-            report = rebase_parent(self._ctx, parent, child, widths)
-            if report.packs_emptied:
-                self._locked_gc(lambda: compact_packs(self._ctx, report.packs_emptied), wait=False)
+            try:
+                parent = catalog.slots(parent_id)
+                child = [(r.block_id, slot) for slot, r in catalog.slots(checkpoint_id).items()]
+            except CheckpointNotFound:
+                parent = {}  # deleted meanwhile: nothing to do
+            else:
+                report = rebase_parent(self._ctx, parent, child, widths)
+                if report.packs_emptied:
+                    self._locked_gc(
+                        lambda: compact_packs(self._ctx, report.packs_emptied), wait=False
+                    )
+            catalog.finish_rebase(checkpoint_id)
         except Exception:  # noqa: BLE001 - see the docstring
-            log.exception("rebasing the previous checkpoint failed; it stays stored whole")
+            log.exception("rebasing checkpoint %s onto %s failed", parent_id, checkpoint_id)
 
     def _pending(self, checkpoint_id: str, tenant: str) -> CheckpointRecord:
         record = self.get(checkpoint_id, tenant=tenant)

@@ -110,28 +110,47 @@ class CatalogTests:
         catalog.delete_checkpoint("c1", NOW)
         assert len(catalog.remove_dead_blocks(NOW + 1, 0)) == 1  # refcount went back to 0
 
-    def test_parent_slots_come_from_the_newest_ready_checkpoint_of_the_job(
+    def test_a_commit_with_slots_records_the_rebase_of_the_newest_ready_checkpoint(
         self, catalog: Catalog
     ) -> None:
-        assert catalog.parent_slots("", "job") == {}
         self.add(catalog, 1, 2, 3, 4)
-        catalog.commit_checkpoint(
-            checkpoint("old"), [(0, bid(1)), (1000, bid(2))], "h", ["w#0", None]
-        )
-        catalog.commit_checkpoint(
-            checkpoint("new", created=NOW + 1), [(0, bid(3)), (1000, bid(2))], "h", ["w#0", "w#1"]
-        )
+        assert (
+            catalog.commit_checkpoint(
+                checkpoint("old"), [(0, bid(1)), (1000, bid(2))], "h", ["w#0", None]
+            )
+            is None
+        )  # the job's first checkpoint: nothing to rebase
         catalog.commit_checkpoint(
             checkpoint("elsewhere", job="job2", created=NOW + 2), [(0, bid(4))], "h", ["w#0"]
         )
         catalog.create_checkpoint(checkpoint("waiting", created=NOW + 3, status="pending"))
-        slots = catalog.parent_slots("", "job")
-        assert {slot: r.block_id for slot, r in slots.items()} == {"w#0": bid(3), "w#1": bid(2)}
-        assert catalog.parent_slots("other-tenant", "job") == {}
-        catalog.delete_checkpoint("new", NOW + 4)
-        assert {s: r.block_id for s, r in catalog.parent_slots("", "job").items()} == {
-            "w#0": bid(1)
+        parent = catalog.commit_checkpoint(
+            checkpoint("new", created=NOW + 1), [(0, bid(3)), (1000, bid(2))], "h", ["w#0", "w#1"]
+        )
+        assert parent == "old"
+        assert (
+            catalog.commit_checkpoint(checkpoint("opaque", created=NOW + 4), [(0, bid(4))], "h")
+            is None
+        )
+        assert catalog.pending_rebases() == [("new", "old")]
+        assert {s: r.block_id for s, r in catalog.slots("new").items()} == {
+            "w#0": bid(3),
+            "w#1": bid(2),
         }
+        assert {s: r.block_id for s, r in catalog.slots("old").items()} == {"w#0": bid(1)}
+        with pytest.raises(CheckpointNotFound):
+            catalog.slots("nope")
+        catalog.finish_rebase("new")
+        assert catalog.pending_rebases() == []
+
+    def test_deleting_either_checkpoint_drops_its_pending_rebase(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        catalog.commit_checkpoint(checkpoint("a"), [(0, bid(1))], "h", ["w#0"])
+        catalog.commit_checkpoint(checkpoint("b", created=NOW + 1), [(0, bid(2))], "h", ["w#0"])
+        catalog.commit_checkpoint(checkpoint("c", created=NOW + 2), [(0, bid(1))], "h", ["w#0"])
+        assert catalog.pending_rebases() == [("b", "a"), ("c", "b")]
+        catalog.delete_checkpoint("b", NOW + 3)
+        assert catalog.pending_rebases() == []
 
     def test_unreferenced_names_the_blocks_no_checkpoint_holds(self, catalog: Catalog) -> None:
         self.add(catalog, 1, 2, 3)

@@ -55,11 +55,13 @@ class TestSQLiteCatalog(CatalogTests):
         try:
             assert catalog.schema_version() == SCHEMA_VERSION
             assert [r.block_id for _, r in catalog.manifest("c1")] == [bid(1)]
-            assert catalog.parent_slots("", "job") == {}  # v1 manifests have no slots
-            catalog.commit_checkpoint(
+            assert catalog.slots("c1") == {}  # v1 manifests have no slots
+            assert catalog.pending_rebases() == []
+            parent = catalog.commit_checkpoint(
                 checkpoint("c2", created=NOW + 1), [(0, bid(1))], "h", ["t#0"]
             )
-            assert list(catalog.parent_slots("", "job")) == ["t#0"]
+            assert parent == "c1" and catalog.pending_rebases() == [("c2", "c1")]
+            assert list(catalog.slots("c2")) == ["t#0"]
         finally:
             catalog.close()
 

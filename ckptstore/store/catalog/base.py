@@ -155,10 +155,14 @@ class Catalog(ABC):
         manifest: list[tuple[int, bytes]],
         lease_holder: str,
         slots: list[str | None] | None = None,
-    ) -> None:
+    ) -> str | None:
         """Make a checkpoint visible: manifest rows ``(logical_offset, block_id)`` in
         order (with the tensor slot of each, when given), refcounts incremented, the
         holder's leases released; one transaction.
+
+        When some slot is given and the job has another ready checkpoint, the
+        newest of those is recorded as to be rebased onto this one (in the same
+        transaction) and its id returned; else None.
 
         A ``pending`` checkpoint of the same id and tenant is filled in; any
         other existing id raises ``CheckpointExists``."""
@@ -226,9 +230,16 @@ class Catalog(ABC):
         """``(logical_offset, block)`` in order; raises CheckpointNotFound."""
 
     @abstractmethod
-    def parent_slots(self, tenant_id: str, job_id: str) -> dict[str, BlockRecord]:
-        """The tensor blocks of the job's newest ready checkpoint, by slot (empty when
-        the job has none, or it has no slots)."""
+    def slots(self, checkpoint_id: str) -> dict[str, BlockRecord]:
+        """A checkpoint's tensor blocks by slot; raises CheckpointNotFound."""
+
+    @abstractmethod
+    def pending_rebases(self) -> list[tuple[str, str]]:
+        """``(checkpoint_id, parent_id)`` of every rebase not yet finished, in commit order."""
+
+    @abstractmethod
+    def finish_rebase(self, checkpoint_id: str) -> None:
+        """Forget the pending rebase onto ``checkpoint_id``."""
 
     @abstractmethod
     def get_block(self, block_id: bytes) -> BlockRecord | None: ...
@@ -248,7 +259,8 @@ class Catalog(ABC):
     # -- delete and GC -------------------------------------------------------
     @abstractmethod
     def delete_checkpoint(self, checkpoint_id: str, now: float) -> CheckpointRecord:
-        """Remove a checkpoint and drop its references, in one transaction.
+        """Remove a checkpoint, drop its references and the pending rebases that name
+        it, in one transaction.
 
         Raises CheckpointNotFound, or CheckpointPinned if an endpoint uses it."""
 

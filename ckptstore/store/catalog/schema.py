@@ -1,6 +1,6 @@
 """The catalog schema, as numbered migrations (FORMAT.md describes the tables)."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # MIGRATIONS[n] takes a catalog from schema version n-1 to n.
 MIGRATIONS: dict[int, list[str]] = {
@@ -81,4 +81,12 @@ MIGRATIONS: dict[int, list[str]] = {
     # 2: tensor blocks name their slot ("<tensor>#<block index>"), so the next
     # checkpoint of the job finds the block at the same place to encode a delta against.
     2: ["ALTER TABLE manifests ADD COLUMN slot TEXT"],
+    # 3: a committed checkpoint whose parent is still to be rebased onto it (rebase.py),
+    # so that a rebase cut short by a crash runs again when the store is next opened.
+    3: [
+        """CREATE TABLE rebases (
+            checkpoint_id TEXT PRIMARY KEY,
+            parent_id TEXT NOT NULL)""",
+        "CREATE INDEX rebases_parent ON rebases (parent_id)",
+    ],
 }

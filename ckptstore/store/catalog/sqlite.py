@@ -159,7 +159,7 @@ class SQLiteCatalog(ServiceRecords, Catalog):
         manifest: list[tuple[int, bytes]],
         lease_holder: str,
         slots: list[str | None] | None = None,
-    ) -> None:
+    ) -> str | None:
         if slots is not None and len(slots) != len(manifest):
             raise ValueError(f"{len(slots)} slots for {len(manifest)} manifest entries")
         counts = Counter(block for _, block in manifest)
@@ -192,6 +192,21 @@ class SQLiteCatalog(ServiceRecords, Catalog):
                 ],
             )
             conn.execute("DELETE FROM leases WHERE holder = ?", (lease_holder,))
+            if not any(slot is not None for slot in slot_of):
+                return None
+            parent = conn.execute(
+                "SELECT checkpoint_id FROM checkpoints"
+                " WHERE tenant_id = ? AND job_id = ? AND status = 'ready' AND checkpoint_id != ?"
+                " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                (record.tenant_id, record.job_id, record.checkpoint_id),
+            ).fetchone()
+            if parent is None:
+                return None
+            conn.execute(
+                "INSERT INTO rebases (checkpoint_id, parent_id) VALUES (?, ?)",
+                (record.checkpoint_id, parent[0]),
+            )
+            return parent[0]
 
     def create_checkpoint(self, record: CheckpointRecord) -> None:
         with self._write() as conn:
@@ -389,23 +404,29 @@ class SQLiteCatalog(ServiceRecords, Catalog):
         )
         return [row[0] for row in rows]
 
-    def parent_slots(self, tenant_id: str, job_id: str) -> dict[str, BlockRecord]:
+    def slots(self, checkpoint_id: str) -> dict[str, BlockRecord]:
         with self._read() as conn:
-            newest = conn.execute(
-                "SELECT checkpoint_id FROM checkpoints"
-                " WHERE tenant_id = ? AND job_id = ? AND status = 'ready'"
-                " ORDER BY created_at DESC, rowid DESC LIMIT 1",
-                (tenant_id, job_id),
-            ).fetchone()
-            if newest is None:
-                return {}
+            if self._checkpoint_row(conn, checkpoint_id) is None:
+                raise CheckpointNotFound(checkpoint_id)
             rows = conn.execute(
                 f"SELECT m.slot, {', '.join('b.' + c for c in _BLOCK_COLUMNS.split(', '))}"
                 " FROM manifests m JOIN blocks b ON b.block_id = m.block_id"
                 " WHERE m.checkpoint_id = ? AND m.slot IS NOT NULL",
-                (newest[0],),
+                (checkpoint_id,),
             ).fetchall()
         return {row[0]: _block(row[1:]) for row in rows}
+
+    def pending_rebases(self) -> list[tuple[str, str]]:
+        rows = (
+            self._conn()
+            .execute("SELECT checkpoint_id, parent_id FROM rebases ORDER BY rowid")
+            .fetchall()
+        )
+        return [(row[0], row[1]) for row in rows]
+
+    def finish_rebase(self, checkpoint_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM rebases WHERE checkpoint_id = ?", (checkpoint_id,))
 
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
         with self._read() as conn:
@@ -495,6 +516,10 @@ class SQLiteCatalog(ServiceRecords, Catalog):
         )
         conn.execute("DELETE FROM manifests WHERE checkpoint_id = ?", (checkpoint_id,))
         conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,))
+        conn.execute(
+            "DELETE FROM rebases WHERE checkpoint_id = ? OR parent_id = ?",
+            (checkpoint_id, checkpoint_id),
+        )
         return record
 
     def remove_dead_blocks(self, now: float, grace_s: float) -> list[BlockRecord]:
