@@ -303,17 +303,13 @@ class CheckpointStore:
         tried again when the store is next opened."""
         catalog = self._ctx.catalog
         try:
-            try:
-                parent = catalog.slots(parent_id)
-                child = [(r.block_id, slot) for slot, r in catalog.slots(checkpoint_id).items()]
-            except CheckpointNotFound:
-                parent = {}  # deleted meanwhile: nothing to do
-            else:
-                report = rebase_parent(self._ctx, parent, child, widths)
-                if report.packs_emptied:
-                    self._locked_gc(
-                        lambda: compact_packs(self._ctx, report.packs_emptied), wait=False
-                    )
+            parent, child = catalog.slots(parent_id), catalog.slots(checkpoint_id)
+        except CheckpointNotFound:  # deleted since; the catalog dropped the pending row
+            return
+        try:
+            report = rebase_parent(self._ctx, parent, child, widths)
+            if report.packs_emptied:
+                self._locked_gc(lambda: compact_packs(self._ctx, report.packs_emptied), wait=False)
             catalog.finish_rebase(checkpoint_id)
         except Exception:  # noqa: BLE001 - see the docstring
             log.exception("rebasing checkpoint %s onto %s failed", parent_id, checkpoint_id)

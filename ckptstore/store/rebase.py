@@ -17,8 +17,10 @@ one catalog transaction then records the pack and re-points each X, but only
 if X is still whole where it was read and Y is still whole (catalog
 ``rebase_blocks``). So a rebase never races a GC move, and since a block only
 ever becomes a delta against a block without a base, no chain can loop. X's
-old entry becomes dead bytes, which ``compact`` (gc.py) reclaims; a crash
-before the transaction leaves an orphan pack for GC.
+old entry becomes dead bytes, which ``compact_packs`` (gc.py) reclaims; a
+crash before the transaction leaves an orphan pack for GC, and the rebase
+itself stays listed in the catalog (``pending_rebases``) until it is done,
+so the store runs it again when it is next opened.
 """
 
 from __future__ import annotations
@@ -63,12 +65,11 @@ class RebaseReport:
 def rebase_parent(
     ctx: StoreContext,
     parent: dict[str, BlockRecord],
-    child: list[tuple[bytes, str | None]],
+    child: dict[str, BlockRecord],
     widths: dict[bytes, int],
 ) -> RebaseReport:
-    """Re-encode the parent checkpoint's tensor blocks (``parent``: by slot) as deltas on
-    the child's (``child``: ``(block id, slot)`` in manifest order; ``widths``: the
-    element width of child blocks, where known)."""
+    """Re-encode the parent checkpoint's tensor blocks as deltas on the child's (both by
+    slot; ``widths``: the element width of child blocks, where known)."""
     report = RebaseReport()
     limit = ctx.config.delta_max_depth
     if limit <= 0 or not ctx.codec.byte_planes or not parent:
@@ -142,23 +143,18 @@ class _PackSink:
 def _pairs(
     ctx: StoreContext,
     parent: dict[str, BlockRecord],
-    child: list[tuple[bytes, str | None]],
+    child: dict[str, BlockRecord],
     widths: dict[bytes, int],
     limit: int,
 ) -> list[Pair]:
-    by_slot = {slot: bid for bid, slot in child if slot is not None}
-    wanted = {
-        slot: (record, by_slot[slot])
-        for slot, record in parent.items()
-        if slot in by_slot and record.base_id is None and record.block_id != by_slot[slot]
-    }
-    if not wanted:
-        return []
-    onto = ctx.catalog.get_blocks([bid for _, bid in wanted.values()])
     candidates = [
-        (record, onto[bid])
-        for record, bid in wanted.values()
-        if bid in onto and onto[bid].base_id is None and onto[bid].raw_len == record.raw_len
+        (record, target)
+        for slot, record in parent.items()
+        if (target := child.get(slot)) is not None
+        and record.base_id is None
+        and target.base_id is None
+        and target.block_id != record.block_id
+        and target.raw_len == record.raw_len
     ]
     heights = _heights(ctx, [record.block_id for record, _ in candidates], limit)
     pairs: list[Pair] = []
@@ -185,7 +181,7 @@ def _heights(ctx: StoreContext, ids: list[bytes], limit: int) -> dict[bytes, int
         level = []
         for record in found:
             if record.block_id in owner:
-                continue  # reached by a shorter path (shared blocks)
+                continue  # seen already: only a corrupt catalog could loop
             root = owner[record.base_id]  # type: ignore[index]
             owner[record.block_id] = root
             heights[root] = depth
