@@ -307,7 +307,7 @@ class CheckpointStore:
         except CheckpointNotFound:  # deleted since; the catalog dropped the pending row
             return
         try:
-            report = rebase_parent(self._ctx, parent, child, widths)
+            report = rebase_parent(self._ctx, parent, child, widths, parent_id)
             if report.packs_emptied:
                 self._locked_gc(lambda: compact_packs(self._ctx, report.packs_emptied), wait=False)
             catalog.finish_rebase(checkpoint_id)

@@ -67,14 +67,16 @@ def rebase_parent(
     parent: dict[str, BlockRecord],
     child: dict[str, BlockRecord],
     widths: dict[bytes, int],
+    parent_id: str | None = None,
 ) -> RebaseReport:
     """Re-encode the parent checkpoint's tensor blocks as deltas on the child's (both by
-    slot; ``widths``: the element width of child blocks, where known)."""
+    slot; ``widths``: the element width of child blocks, where known). The bytes saved
+    come off the stored bytes of checkpoint ``parent_id``."""
     report = RebaseReport()
     limit = ctx.config.delta_max_depth
     if limit <= 0 or not ctx.codec.byte_planes or not parent:
         return report
-    sink = _PackSink(ctx, report)
+    sink = _PackSink(ctx, report, parent_id)
     pending: deque[tuple[Pair, Future[tuple[int, bytes | memoryview] | None]]] = deque()
     in_flight = 0
     for pair in _pairs(ctx, parent, child, widths, limit):
@@ -91,9 +93,10 @@ def rebase_parent(
 class _PackSink:
     """Collects re-encoded entries into packs of the target size and records them."""
 
-    def __init__(self, ctx: StoreContext, report: RebaseReport) -> None:
+    def __init__(self, ctx: StoreContext, report: RebaseReport, owner: str | None) -> None:
         self._ctx = ctx
         self._report = report
+        self._owner = owner
         self._builder = PackBuilder()
         self._moves: list[tuple[BlockRecord, PackEntry]] = []
 
@@ -128,7 +131,9 @@ class _PackSink:
             )
             for old, e in moves
         ]
-        applied = ctx.catalog.rebase_blocks(pack_id, builder.size, records, ctx.clock())
+        applied = ctx.catalog.rebase_blocks(
+            pack_id, builder.size, records, ctx.clock(), self._owner
+        )
         if not applied:
             ctx.blocks.delete(pack_id)
             return

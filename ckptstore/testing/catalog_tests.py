@@ -288,7 +288,9 @@ class CatalogTests:
         self.add(catalog, 1, 2, 3)
         old1, old2 = catalog.get_block(bid(1)), catalog.get_block(bid(2))
         new1 = BlockRecord(bid(1), "pack0002", HEADER.size, 40, 1000, 3, bid(2))
-        assert catalog.rebase_blocks("pack0002", 500, [(old1, new1)], NOW) == {bid(1)}
+        catalog.commit_checkpoint(checkpoint("c", stored_bytes=150), [(0, bid(1))], "h")
+        assert catalog.rebase_blocks("pack0002", 500, [(old1, new1)], NOW, "c") == {bid(1)}
+        assert catalog.get_checkpoint("c").stored_bytes == 150 - 60  # 100 bytes became 40
         assert catalog.get_block(bid(1)) == new1
         assert catalog.deltas_on([bid(2), bid(3)]) == [new1]
         # a delta is never rebased, and nothing is made a delta on a delta

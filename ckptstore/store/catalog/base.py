@@ -295,10 +295,16 @@ class Catalog(ABC):
 
     @abstractmethod
     def rebase_blocks(
-        self, pack_id: str, size: int, moves: list[tuple[BlockRecord, BlockRecord]], now: float
+        self,
+        pack_id: str,
+        size: int,
+        moves: list[tuple[BlockRecord, BlockRecord]],
+        now: float,
+        owner: str | None = None,
     ) -> set[bytes]:
         """Record a pack of re-encoded blocks and point each ``(old, new)`` block at its new
-        entry, in one transaction; return the ids re-pointed.
+        entry, in one transaction; return the ids re-pointed. The stored bytes saved
+        are taken off the ``stored_bytes`` of checkpoint ``owner`` (not below 0).
 
         A block is re-pointed only if it is still whole at ``old``'s location and its
         new base is a whole block: re-encoding never races a GC move, and a delta is

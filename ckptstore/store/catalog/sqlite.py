@@ -600,7 +600,12 @@ class SQLiteCatalog(ServiceRecords, Catalog):
         return out
 
     def rebase_blocks(
-        self, pack_id: str, size: int, moves: list[tuple[BlockRecord, BlockRecord]], now: float
+        self,
+        pack_id: str,
+        size: int,
+        moves: list[tuple[BlockRecord, BlockRecord]],
+        now: float,
+        owner: str | None = None,
     ) -> set[bytes]:
         applied: set[bytes] = set()
         with self._write() as conn:
@@ -630,6 +635,15 @@ class SQLiteCatalog(ServiceRecords, Catalog):
                     applied.add(old.block_id)
             if not applied:
                 conn.execute("DELETE FROM packs WHERE pack_id = ?", (pack_id,))
+            elif owner is not None:
+                saved = sum(
+                    old.stored_len - new.stored_len for old, new in moves if old.block_id in applied
+                )
+                conn.execute(
+                    "UPDATE checkpoints SET stored_bytes = MAX(0, stored_bytes - ?)"
+                    " WHERE checkpoint_id = ?",
+                    (saved, owner),
+                )
         return applied
 
     # -- verify and stats ----------------------------------------------------
