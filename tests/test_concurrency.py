@@ -64,3 +64,53 @@ def test_processes_ingesting_into_one_store(tmp_path):
         for checkpoint_id, i in written.items():
             assert restore_bytes(store, checkpoint_id) == overlapping(i)
         assert store.verify(read_data=True).ok
+
+
+def tensors(step: int) -> bytes:
+    from ckptstore.testing.formats import safetensors_bytes
+    from tests.test_deltas import model
+
+    return safetensors_bytes(model(4, step))
+
+
+TENSOR_CHILD = """
+import sys
+from ckptstore import CheckpointStore
+from tests.conftest import TEST_CONFIG
+from tests.test_concurrency import tensors
+store = CheckpointStore.open(sys.argv[1], config=TEST_CONFIG)
+for step in range(int(sys.argv[2]), 8, 2):
+    print(store.put("job", tensors(step), step=step).checkpoint_id, step, flush=True)
+store.close()
+"""
+
+
+def test_processes_rebasing_one_job_at_once(tmp_path):
+    """Two processes save alternate checkpoints of one job: their rebases race on the
+    same blocks, and every checkpoint must still read back, with no chain left broken."""
+    store_dir = tmp_path / "store"
+    CheckpointStore.open(store_dir, config=TEST_CONFIG).close()
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", TENSOR_CHILD, str(store_dir), str(start)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for start in (0, 1)
+    ]
+    written: dict[str, int] = {}
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+        assert "failed" not in err, err
+        written.update((line.split()[0], int(line.split()[1])) for line in out.splitlines())
+    assert len(written) == 8
+    with CheckpointStore.open(store_dir, config=TEST_CONFIG) as store:
+        store.settle()
+        assert store.context.catalog.pending_rebases() == []
+        assert any(r.base_id for r in store.context.catalog.iter_blocks())  # rebases ran
+        for checkpoint_id, step in written.items():
+            assert restore_bytes(store, checkpoint_id) == tensors(step)
+        assert store.verify(read_data=True).ok
