@@ -29,7 +29,6 @@ DEFAULT_ZSTD_LEVEL = 1
 
 PLANE_WIDTHS = (2, 4, 8)  # element widths codec 2 stores
 DELTA_WIDTHS = (1, 2, 4, 8)  # element widths codec 3 stores
-DELTA_SAMPLE_BYTES = 8 * 1024  # of each block judged for a delta
 ESTIMATED_WIDTHS = (2, 4)  # widths the estimate tries on data of unknown type
 SAMPLE_BYTES = 8 * 1024  # ~2,000 elements tell 7.3 from 6.6 bits per byte
 MIN_SAMPLE_BYTES = 4 * 1024
@@ -115,27 +114,6 @@ def undo_delta(delta: np.ndarray, base: memoryview | bytes, width: int) -> np.nd
     return delta
 
 
-def delta_pays(raw: memoryview, base: bytes | memoryview, width: int) -> bool:
-    """Whether the delta against the base looks smaller in byte planes than the block.
-
-    Judged on one slice from the middle of the block (a tensor block is one kind
-    of data throughout), with one histogram for both, so it costs a small
-    fraction of compressing.
-    """
-    n = min(len(raw), DELTA_SAMPLE_BYTES) // width * width
-    if not n:
-        return False
-    start = (len(raw) - n) // 2 // width * width
-    ours = np.frombuffer(raw, np.uint8, n, start)
-    both = np.concatenate([ours, delta_of(ours, np.frombuffer(base, np.uint8, n, start), width)])
-    lanes = both.reshape(-1, width).astype(np.uint16)
-    lanes += np.arange(width, dtype=np.uint16) << 8
-    lanes[n // width :] += np.uint16(width << 8)  # the delta's planes count apart
-    counts = np.bincount(lanes.ravel(), minlength=512 * width).reshape(2 * width, 256)
-    bits = _entropy_bits(counts)
-    return float(bits[width:].mean()) < float(bits[:width].mean())
-
-
 def to_planes(raw: memoryview | np.ndarray, width: int) -> np.ndarray:
     """All first bytes of each element, then all second bytes...; a partial last element
     is kept as it is at the end."""
@@ -199,17 +177,16 @@ class BlockCodec:
         return Codec.RAW, raw
 
     def encode_delta(
-        self, raw: memoryview, base: bytes | memoryview, width: int
+        self, raw: memoryview, base: bytes | memoryview, width: int, limit: int | None = None
     ) -> tuple[Codec, bytes | memoryview] | None:
-        """The delta-against-base encoding of a tensor block, or None when ``encode`` should
-        do better (judged by the byte-plane entropy of both on a sample)."""
+        """The delta-against-base encoding of a tensor block, or None unless its payload is
+        smaller than ``limit`` bytes (the block's own stored payload; by default its raw
+        length)."""
         if width not in DELTA_WIDTHS or len(base) != len(raw) or not self.byte_planes:
-            return None
-        if not delta_pays(raw, base, width):
             return None
         delta = delta_of(raw, base, width)
         payload = bytes([width]) + self._compressor().compress(to_planes(delta, width))
-        if len(payload) >= len(raw):
+        if len(payload) >= (len(raw) if limit is None else limit):
             return None
         return Codec.DELTA_PLANES, payload
 

@@ -4,7 +4,7 @@ New blocks are always stored whole. Once a checkpoint C of a job commits,
 each tensor block X of the job's previous checkpoint P is re-encoded as its
 difference from the block Y that holds the same slot (tensor name, block
 index) in C, when both are whole, of one length, and the difference is
-smaller (codecs.encode_delta). Resuming a run reads the newest checkpoint,
+stored smaller than X is (codecs.encode_delta). Resuming a run reads the newest checkpoint,
 which then decodes no chain at all; a checkpoint k saves older than a whole
 block decodes k + 1 payloads per block.
 
@@ -220,8 +220,8 @@ def _encode(ctx: StoreContext, pair: Pair) -> tuple[int, bytes | memoryview] | N
     except (CorruptBlockError, MissingBlockError) as exc:
         log.warning("not rebasing block %s: %s", pair.block.block_id.hex(), exc)
         return None
-    encoded = ctx.codec.encode_delta(memoryview(raw), base, pair.width)
-    if encoded is None or len(encoded[1]) >= pair.block.stored_len:
+    encoded = ctx.codec.encode_delta(memoryview(raw), base, pair.width, pair.block.stored_len)
+    if encoded is None:
         return None
     # The whole copy is about to be dropped: keep the delta only if it gives the block back.
     decoded = ctx.codec.decode(encoded[0], encoded[1], len(raw), base)

@@ -13,20 +13,28 @@ from ckptstore.store.fsutil import TEMP_MARKER, durable_write
 
 _NAME = re.compile(r"[0-9a-z_-]{4,64}")
 _SUFFIX = ".pack"
+MAX_CACHED_PATHS = 4096
 
 
 class LocalBlockStore(BlockStore):
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._paths: dict[str, str] = {}
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, name: str) -> Path:
-        if not _NAME.fullmatch(name):
-            raise InvalidArgument("pack name", name, "4-64 characters of 0-9 a-z _ -")
-        return self.root / name[:2] / (name + _SUFFIX)
+    def _path(self, name: str) -> str:
+        path = self._paths.get(name)
+        if path is None:
+            if not _NAME.fullmatch(name):
+                raise InvalidArgument("pack name", name, "4-64 characters of 0-9 a-z _ -")
+            path = os.path.join(self.root, name[:2], name + _SUFFIX)
+            if len(self._paths) >= MAX_CACHED_PATHS:
+                self._paths.clear()
+            self._paths[name] = path  # reads name the same packs over and over
+        return path
 
     def put(self, name: str, data: bytes | memoryview) -> None:
-        durable_write(self._path(name), data, exclusive=True)
+        durable_write(Path(self._path(name)), data, exclusive=True)
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         try:
@@ -52,7 +60,7 @@ class LocalBlockStore(BlockStore):
             os.close(fd)
 
     def delete(self, name: str) -> None:
-        self._path(name).unlink(missing_ok=True)
+        Path(self._path(name)).unlink(missing_ok=True)
 
     def list(self) -> Iterator[ObjectInfo]:
         for entry in sorted(self.root.glob(f"*/*{_SUFFIX}")):
