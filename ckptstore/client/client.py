@@ -43,7 +43,7 @@ class Block:
 
     data: bytes
     width: int  # tensor element width; 0 for opaque bytes
-    slot: str | None  # "<tensor>#<index>", for deltas against the previous checkpoint
+    slot: str | None  # "<tensor>#<index>": pairs blocks of consecutive checkpoints for deltas
 
 
 SEND_BYTES = 8 * 1024 * 1024  # block bytes per upload request

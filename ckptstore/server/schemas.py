@@ -41,7 +41,8 @@ MAX_SLOT_CHARS = 1024  # "<tensor name>#<index>"; longer names are not tensor na
 
 class CommitBody(BlockIds):
     """The checkpoint's block ids in order, and optionally each block's tensor slot
-    (``"<tensor>#<index>"`` or null), so the job's next checkpoint finds its delta bases."""
+    (``"<tensor>#<index>"`` or null), so the job's previous checkpoint can be stored as
+    deltas on this one."""
 
     slots: list[Annotated[str, Field(max_length=MAX_SLOT_CHARS)] | None] | None = Field(
         default=None, max_length=4_000_000
