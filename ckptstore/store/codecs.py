@@ -125,10 +125,13 @@ def to_planes(raw: memoryview | np.ndarray, width: int) -> np.ndarray:
     return out
 
 
-def from_planes(planes: bytes, width: int) -> np.ndarray:
+def from_planes(
+    planes: bytes | np.ndarray, width: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The elements back from ``to_planes``' output, into ``out`` if given."""
     data = np.frombuffer(planes, np.uint8)
     n = len(data) // width
-    out = np.empty(len(data), np.uint8)
+    out = np.empty(len(data), np.uint8) if out is None else out
     lanes = out[: n * width].reshape(n, width)
     rows = data[: n * width].reshape(width, n)
     for lane in range(width):  # one contiguous read per plane: 3x faster than a transpose
@@ -196,33 +199,72 @@ class BlockCodec:
         payload: bytes | memoryview,
         raw_len: int,
         base: bytes | memoryview | None = None,
+        out: np.ndarray | None = None,
     ) -> bytes | memoryview:
         """The raw bytes of a payload (``base``: the raw bytes of its base block, for
-        codec 3); a memoryview where the decoder built them in an array of its own
-        (copying them into bytes cost a third of a delta chain's decode time).
-        Raises DecodeError if the payload cannot be decoded."""
+        codec 3), written into ``out`` (a uint8 array of ``raw_len``) when given, else
+        into memory of their own. Raises DecodeError if the payload cannot be decoded.
+
+        Fresh memory costs page faults that, for a chain of deltas, cost more than
+        decoding (bench: corpora): zstd output goes to a buffer each thread reuses,
+        and a caller decoding a chain passes ``out`` for the levels it discards."""
         if codec == Codec.RAW:
             if len(payload) != raw_len:
                 raise DecodeError(f"raw payload is {len(payload)} bytes, expected {raw_len}")
-            return bytes(payload)
+            if out is None:
+                return bytes(payload)
+            out[:] = np.frombuffer(payload, np.uint8)
+            return memoryview(out)
         if codec == Codec.ZSTD:
-            return self._unzstd(payload, raw_len)
+            if out is None:
+                return self._unzstd(payload, raw_len)
+            return memoryview(self._unzstd_into(payload, raw_len, out))
         if codec == Codec.ZSTD_PLANES:
             width = payload[0] if len(payload) else 0
             if width not in PLANE_WIDTHS:
                 raise DecodeError(f"byte-plane width {width} is not one of {PLANE_WIDTHS}")
-            return memoryview(from_planes(self._unzstd(memoryview(payload)[1:], raw_len), width))
+            planes = self._unzstd_into(memoryview(payload)[1:], raw_len)
+            return memoryview(from_planes(planes, width, out))
         if codec == Codec.DELTA_PLANES:
             width = payload[0] if len(payload) else 0
             if width not in DELTA_WIDTHS:
                 raise DecodeError(f"delta width {width} is not one of {DELTA_WIDTHS}")
             if base is None or len(base) != raw_len:
                 raise DecodeError("delta block decoded without its base block")
-            delta = from_planes(self._unzstd(memoryview(payload)[1:], raw_len), width)
-            return memoryview(undo_delta(delta, base, width))
+            planes = self._unzstd_into(memoryview(payload)[1:], raw_len)
+            return memoryview(undo_delta(from_planes(planes, width, out), base, width))
         raise FormatError(
             f"unknown codec id {codec}; this ckptstore knows {[c.value for c in Codec]}"
         )
+
+    def _unzstd_into(
+        self, payload: bytes | memoryview, raw_len: int, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """One zstd frame of exactly ``raw_len`` bytes, decoded into ``out``, or else into
+        this thread's scratch buffer (valid until this thread's next call)."""
+        if out is None:
+            scratch = getattr(self._local, "scratch", None)
+            if scratch is None or len(scratch) < raw_len:
+                scratch = np.empty(raw_len, np.uint8)
+                self._local.scratch = scratch
+            out = scratch[:raw_len]
+        target = memoryview(out)
+        got = 0
+        try:
+            with self._decompressor().stream_reader(payload) as reader:
+                while got < raw_len:
+                    n = reader.readinto(target[got:])
+                    if not n:
+                        break
+                    got += n
+                longer = got == raw_len and reader.readinto(bytearray(1)) > 0
+        except zstandard.ZstdError as exc:
+            raise DecodeError(f"zstd: {exc}") from exc
+        if got != raw_len or longer:
+            raise DecodeError(
+                f"decoded {'more than ' if longer else ''}{got} bytes, expected {raw_len}"
+            )
+        return out
 
     def _unzstd(self, payload: bytes | memoryview, raw_len: int) -> bytes:
         try:
