@@ -148,6 +148,17 @@ class BlockCodec:
         self.byte_planes = byte_planes
         self._local = threading.local()
 
+    def _scratch(self, name: str, size: int) -> np.ndarray:
+        """A buffer of this thread's, ``size`` long, reused from call to call (fresh
+        memory costs page faults on every use)."""
+        buffers: dict[str, np.ndarray] | None = getattr(self._local, "scratch", None)
+        if buffers is None:
+            buffers = self._local.scratch = {}
+        buffer = buffers.get(name)
+        if buffer is None or len(buffer) < size:
+            buffer = buffers[name] = np.empty(size, np.uint8)
+        return buffer[:size]
+
     def _compressor(self) -> zstandard.ZstdCompressor:
         compressor = getattr(self._local, "compressor", None)
         if compressor is None:
@@ -243,11 +254,7 @@ class BlockCodec:
         """One zstd frame of exactly ``raw_len`` bytes, decoded into ``out``, or else into
         this thread's scratch buffer (valid until this thread's next call)."""
         if out is None:
-            scratch = getattr(self._local, "scratch", None)
-            if scratch is None or len(scratch) < raw_len:
-                scratch = np.empty(raw_len, np.uint8)
-                self._local.scratch = scratch
-            out = scratch[:raw_len]
+            out = self._scratch("zstd", raw_len)
         target = memoryview(out)
         got = 0
         try:
