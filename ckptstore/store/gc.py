@@ -7,10 +7,11 @@ are durable in their new pack and re-pointed before the old pack goes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ckptstore.errors import CorruptBlockError
-from ckptstore.store.catalog.base import PackUsage
+from ckptstore.store.catalog.base import BlockRecord, PackUsage
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import new_pack_id
 from ckptstore.store.packs import ENTRY, HEADER, PackBuilder, parse_entry
@@ -83,10 +84,8 @@ def _compact(ctx: StoreContext, pack_id: str) -> int:
             ctx.blocks.delete(pack_id)
             return 0
         live = ctx.catalog.blocks_in_pack(pack_id)
-    old = memoryview(ctx.blocks.get(pack_id))
     builder = PackBuilder()
-    for record in live:
-        entry_bytes = old[record.offset : record.offset + ENTRY.size + record.stored_len]
+    for record, entry_bytes in _live_entries(ctx, pack_id, live):
         try:
             entry, payload = parse_entry(entry_bytes)
         except ValueError as exc:
@@ -103,3 +102,24 @@ def _compact(ctx: StoreContext, pack_id: str) -> int:
     ctx.catalog.relocate_blocks(pack_id, new_id, builder.size, moved, ctx.clock())
     ctx.blocks.delete(pack_id)
     return builder.size
+
+
+def _live_entries(
+    ctx: StoreContext, pack_id: str, live: list[BlockRecord]
+) -> Iterator[tuple[BlockRecord, memoryview]]:
+    """Each live block (by offset) with its entry bytes, read one run of adjacent entries
+    at a time: a pack that a rebase left mostly dead is not read whole."""
+    start = 0
+    while start < len(live):
+        stop = start + 1
+        while stop < len(live) and live[stop].offset == _end(live[stop - 1]):
+            stop += 1
+        first = live[start].offset
+        run = memoryview(ctx.blocks.get(pack_id, first, _end(live[stop - 1]) - first))
+        for record in live[start:stop]:
+            yield record, run[record.offset - first : _end(record) - first]
+        start = stop
+
+
+def _end(record: BlockRecord) -> int:
+    return record.offset + ENTRY.size + record.stored_len

@@ -42,7 +42,7 @@ from ckptstore.store.restore import load_block
 
 log = logging.getLogger("ckptstore.rebase")
 
-IN_FLIGHT_BYTES = 64 * 1024 * 1024  # raw bytes of blocks being re-encoded at once
+IN_FLIGHT_BYTES = 16 * 1024 * 1024  # raw bytes of blocks being re-encoded at once
 
 
 @dataclass(frozen=True)
@@ -79,14 +79,19 @@ def rebase_parent(
     sink = _PackSink(ctx, report, parent_id)
     pending: deque[tuple[Pair, Future[tuple[int, bytes | memoryview] | None]]] = deque()
     in_flight = 0
-    for pair in _pairs(ctx, parent, child, widths, limit):
-        pending.append((pair, ctx.pool.submit(_encode, ctx, pair)))
-        in_flight += pair.block.raw_len
-        while in_flight > IN_FLIGHT_BYTES:
-            in_flight -= sink.take(*pending.popleft())
-    while pending:
-        sink.take(*pending.popleft())
-    sink.seal()
+    try:
+        for pair in _pairs(ctx, parent, child, widths, limit):
+            pending.append((pair, ctx.pool.submit(_encode, ctx, pair)))
+            in_flight += pair.block.raw_len
+            while in_flight > IN_FLIGHT_BYTES:
+                in_flight -= sink.take(*pending.popleft())
+        while pending:
+            sink.take(*pending.popleft())
+        sink.seal()
+    finally:
+        for _, future in pending:
+            future.cancel()
+        sink.close()
     return report
 
 
@@ -97,8 +102,12 @@ class _PackSink:
         self._ctx = ctx
         self._report = report
         self._owner = owner
-        self._builder = PackBuilder()
+        self._builder = PackBuilder(ctx.pack_buffers.take())
         self._moves: list[tuple[BlockRecord, PackEntry]] = []
+
+    def close(self) -> None:
+        """Hand the open pack's buffer back (what was not sealed is dropped)."""
+        self._ctx.pack_buffers.give(self._builder.buffer)
 
     def take(self, pair: Pair, future: Future[tuple[int, bytes | memoryview] | None]) -> int:
         """Add one pair's encoding (if it pays); returns the raw bytes it stood for."""
@@ -118,10 +127,11 @@ class _PackSink:
         if not self._moves:
             return
         builder, moves = self._builder, self._moves
-        self._builder, self._moves = PackBuilder(), []
         ctx, report = self._ctx, self._report
+        self._builder, self._moves = PackBuilder(ctx.pack_buffers.take()), []
         pack_id = new_pack_id()
         ctx.blocks.put(pack_id, builder.getbuffer())
+        ctx.pack_buffers.give(builder.buffer)
         records = [
             (
                 old,
