@@ -41,24 +41,32 @@ store.close()
 """
 
 
-def test_processes_ingesting_into_one_store(tmp_path):
-    store_dir = tmp_path / "store"
+def run_children(script: str, store_dir: Path, starts: tuple[int, ...]) -> dict[str, int]:
+    """Run ``script`` once per start at once; the checkpoint ids they printed, with the
+    number each printed beside it."""
     CheckpointStore.open(store_dir, config=TEST_CONFIG).close()  # create it once
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(store_dir), str(start)],
+            [sys.executable, "-c", script, str(store_dir), str(start)],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for start in (0, 3, 6)
+        for start in starts
     ]
     written: dict[str, int] = {}
     for child in children:
         out, err = child.communicate(timeout=120)
         assert child.returncode == 0, err
+        assert "failed" not in err, err
         written.update((line.split()[0], int(line.split()[1])) for line in out.splitlines())
+    return written
+
+
+def test_processes_ingesting_into_one_store(tmp_path):
+    store_dir = tmp_path / "store"
+    written = run_children(CHILD, store_dir, (0, 3, 6))
     assert len(written) == 9
     with CheckpointStore.open(store_dir, config=TEST_CONFIG) as store:
         for checkpoint_id, i in written.items():
@@ -89,23 +97,7 @@ def test_processes_rebasing_one_job_at_once(tmp_path):
     """Two processes save alternate checkpoints of one job: their rebases race on the
     same blocks, and every checkpoint must still read back, with no chain left broken."""
     store_dir = tmp_path / "store"
-    CheckpointStore.open(store_dir, config=TEST_CONFIG).close()
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", TENSOR_CHILD, str(store_dir), str(start)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for start in (0, 1)
-    ]
-    written: dict[str, int] = {}
-    for child in children:
-        out, err = child.communicate(timeout=120)
-        assert child.returncode == 0, err
-        assert "failed" not in err, err
-        written.update((line.split()[0], int(line.split()[1])) for line in out.splitlines())
+    written = run_children(TENSOR_CHILD, store_dir, (0, 1))
     assert len(written) == 8
     with CheckpointStore.open(store_dir, config=TEST_CONFIG) as store:
         store.settle()

@@ -43,11 +43,10 @@ class PackWriter:
         codec: int,
         raw_len: int,
         payload: bytes | memoryview,
-        base_id: bytes | None = None,
     ) -> None:
         if block_id in self._raw_lens:
             return
-        self._builder.add(block_id, codec, raw_len, payload, base_id)
+        self._builder.add(block_id, codec, raw_len, payload)  # new blocks are whole
         self._raw_lens[block_id] = raw_len
         if self._builder.size >= self._ctx.config.pack_target_bytes:
             self.seal()
@@ -89,7 +88,7 @@ class PackWriter:
         self._ctx.blocks.put(pack_id, builder.getbuffer())
         now = self._ctx.clock()
         records = [
-            BlockRecord(e.block_id, pack_id, e.offset, e.stored_len, e.raw_len, e.codec, e.base_id)
+            BlockRecord(e.block_id, pack_id, e.offset, e.stored_len, e.raw_len, e.codec)
             for e in builder.entries
         ]
         self._ctx.catalog.add_pack(

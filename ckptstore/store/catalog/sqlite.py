@@ -458,27 +458,20 @@ class SQLiteCatalog(ServiceRecords, Catalog):
         return _block(row) if row else None
 
     def get_blocks(self, block_ids: list[bytes]) -> dict[bytes, BlockRecord]:
-        found: dict[bytes, BlockRecord] = {}
-        with self._read() as conn:
-            for batch in batches(list(set(block_ids))):
-                marks = ",".join("?" * len(batch))
-                rows = conn.execute(
-                    f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE block_id IN ({marks})", batch
-                ).fetchall()
-                found.update((row[0], _block(row)) for row in rows)
-        return found
+        return {r.block_id: r for r in self._blocks_where("block_id IN ({})", block_ids)}
 
     def unreferenced(self, block_ids: list[bytes]) -> list[BlockRecord]:
+        return self._blocks_where("block_id IN ({}) AND refcount = 0", block_ids)
+
+    def _blocks_where(self, condition: str, block_ids: list[bytes]) -> list[BlockRecord]:
+        """The block rows matching ``condition``, whose ``{}`` stands for the ids (distinct),
+        asked for in batches."""
         out: list[BlockRecord] = []
         with self._read() as conn:
             for batch in batches(list(set(block_ids))):
-                marks = ",".join("?" * len(batch))
-                rows = conn.execute(
-                    f"SELECT {_BLOCK_COLUMNS} FROM blocks"
-                    f" WHERE block_id IN ({marks}) AND refcount = 0",
-                    batch,
-                ).fetchall()
-                out += [_block(row) for row in rows]
+                where = condition.format(",".join("?" * len(batch)))
+                rows = conn.execute(f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE {where}", batch)
+                out += [_block(row) for row in rows.fetchall()]
         return out
 
     def blocks_in_pack(self, pack_id: str) -> list[BlockRecord]:
@@ -589,15 +582,7 @@ class SQLiteCatalog(ServiceRecords, Catalog):
 
     # -- reverse deltas ------------------------------------------------------
     def deltas_on(self, block_ids: list[bytes]) -> list[BlockRecord]:
-        out: list[BlockRecord] = []
-        with self._read() as conn:
-            for batch in batches(list(set(block_ids))):
-                marks = ",".join("?" * len(batch))
-                rows = conn.execute(
-                    f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE base_id IN ({marks})", batch
-                ).fetchall()
-                out += [_block(row) for row in rows]
-        return out
+        return self._blocks_where("base_id IN ({})", block_ids)
 
     def rebase_blocks(
         self,
