@@ -284,3 +284,19 @@ def test_a_delta_that_does_not_decode_back_is_never_kept(store, monkeypatch, cap
     assert "does not decode back" in caplog.text
     assert Codec.DELTA_PLANES not in codecs_of(store, first)
     assert restore_bytes(store, first) == data1
+
+
+def test_best_copies_do_not_stop_the_rebase_of_their_source(store):
+    """Each save improves the metric, so each gets a best copy that the next one
+    replaces: the originals are rebased all the same."""
+    saved = []
+    for step in range(3):
+        data = safetensors_bytes(model(1, step))
+        record = store.put("run", data, step=step, metrics={"validationLoss": 1.0 / (step + 1)})
+        saved.append((record.checkpoint_id, data))
+    store.settle()
+    assert [c.type for c in store.list("run").checkpoints].count("best") == 1
+    for checkpoint_id, _ in saved[:-1]:
+        assert Codec.DELTA_PLANES in codecs_of(store, checkpoint_id)
+    for checkpoint_id, data in saved:
+        assert restore_bytes(store, checkpoint_id) == data

@@ -124,6 +124,9 @@ class CatalogTests:
             checkpoint("elsewhere", job="job2", created=NOW + 2), [(0, bid(4))], "h", ["w#0"]
         )
         catalog.create_checkpoint(checkpoint("waiting", created=NOW + 3, status="pending"))
+        catalog.replace_best(
+            checkpoint("best", created=NOW + 3, type="best", parent_id="old"), None
+        )
         parent = catalog.commit_checkpoint(
             checkpoint("new", created=NOW + 1), [(0, bid(3)), (1000, bid(2))], "h", ["w#0", "w#1"]
         )

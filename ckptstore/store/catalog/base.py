@@ -160,9 +160,9 @@ class Catalog(ABC):
         order (with the tensor slot of each, when given), refcounts incremented, the
         holder's leases released; one transaction.
 
-        When some slot is given and the job has another ready checkpoint, the
-        newest of those is recorded as to be rebased onto this one (in the same
-        transaction) and its id returned; else None.
+        When some slot is given and the job has another ready checkpoint that is not
+        a best copy, the newest of those is recorded as to be rebased onto this one
+        (in the same transaction) and its id returned; else None.
 
         A ``pending`` checkpoint of the same id and tenant is filled in; any
         other existing id raises ``CheckpointExists``."""

@@ -197,6 +197,7 @@ class SQLiteCatalog(ServiceRecords, Catalog):
             parent = conn.execute(
                 "SELECT checkpoint_id FROM checkpoints"
                 " WHERE tenant_id = ? AND job_id = ? AND status = 'ready' AND checkpoint_id != ?"
+                " AND parent_id IS NULL"  # a best copy comes and goes; its source stays
                 " ORDER BY created_at DESC, rowid DESC LIMIT 1",
                 (record.tenant_id, record.job_id, record.checkpoint_id),
             ).fetchone()
