@@ -99,8 +99,8 @@ def test_sigkill_during_ingest(tmp_path, target, call, when):
 
 
 REBASE_KILL_POINTS = [
-    (CAT + "rebase_blocks", 1, "before"),  # delta pack durable, blocks not re-pointed
-    (CAT + "rebase_blocks", 2, "after"),  # re-pointed, whole copies not yet compacted
+    (CAT + "reencode_blocks", 1, "before"),  # delta pack durable, blocks not re-pointed
+    (CAT + "reencode_blocks", 2, "after"),  # re-pointed, whole copies not yet compacted
     (CAT + "relocate_blocks", 1, "after"),  # compacted, the old pack not deleted
 ]
 

@@ -15,10 +15,12 @@ from ckptstore.store.catalog.base import BlockRecord, PackUsage
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import new_pack_id
 from ckptstore.store.packs import ENTRY, HEADER, PackBuilder, parse_entry
+from ckptstore.store.rebase import materialize_orphans
 
 
 @dataclass
 class GcReport:
+    blocks_materialized: int = 0  # deltas stored whole because their bases were dead
     blocks_removed: int = 0
     packs_deleted: int = 0
     packs_compacted: int = 0
@@ -32,6 +34,8 @@ def collect_garbage(ctx: StoreContext) -> GcReport:
     report = GcReport()
     now = ctx.clock()
     grace_s = ctx.config.gc_grace_s
+    # Deltas whose bases only they keep alive are stored whole first, so the bases go too.
+    report.blocks_materialized = materialize_orphans(ctx, now - grace_s).blocks_rebased
     report.blocks_removed = len(ctx.catalog.remove_dead_blocks(now, grace_s))
     objects = list(ctx.blocks.list())  # listed before the catalog is read: see orphans below
     _reclaim(ctx, ctx.catalog.pack_usage(), report)

@@ -15,7 +15,7 @@ on it ``delta_max_depth`` deep, so no read decodes more than
 Safety: the new entries are written to a fresh pack and made durable first;
 one catalog transaction then records the pack and re-points each X, but only
 if X is still whole where it was read and Y is still whole (catalog
-``rebase_blocks``). So a rebase never races a GC move, and since a block only
+``reencode_blocks``). So a rebase never races a GC move, and since a block only
 ever becomes a delta against a block without a base, no chain can loop. X's
 old entry becomes dead bytes, which ``compact_packs`` (gc.py) reclaims; a
 crash before the transaction leaves an orphan pack for GC, and the rebase
@@ -34,7 +34,7 @@ import numpy as np
 
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
-from ckptstore.store.codecs import DELTA_WIDTHS, Codec
+from ckptstore.store.codecs import DELTA_WIDTHS, PLANE_WIDTHS, Codec
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id, new_pack_id
 from ckptstore.store.packs import ENTRY, PackBuilder, PackEntry
@@ -47,11 +47,11 @@ IN_FLIGHT_BYTES = 16 * 1024 * 1024  # raw bytes of blocks being re-encoded at on
 
 @dataclass(frozen=True)
 class Pair:
-    """A parent block to re-encode against the child's block at the same slot."""
+    """A block to re-encode: as a delta on ``onto``, or whole when that is None."""
 
-    block: BlockRecord  # X: whole now, a delta on ``onto`` after the rebase
-    onto: BlockRecord  # Y: the newer checkpoint's block
-    width: int
+    block: BlockRecord  # X, as stored now
+    onto: BlockRecord | None  # Y: the newer checkpoint's block at X's slot
+    width: int | None  # element width (None: let the codec judge)
 
 
 @dataclass
@@ -72,15 +72,29 @@ def rebase_parent(
     """Re-encode the parent checkpoint's tensor blocks as deltas on the child's (both by
     slot; ``widths``: the element width of child blocks, where known). The bytes saved
     come off the stored bytes of checkpoint ``parent_id``."""
-    report = RebaseReport()
     limit = ctx.config.delta_max_depth
     if limit <= 0 or not ctx.codec.byte_planes or not parent:
-        return report
-    sink = _PackSink(ctx, report, parent_id)
+        return RebaseReport()
+    return _reencode(ctx, _pairs(ctx, parent, child, widths, limit), parent_id)
+
+
+def materialize_orphans(ctx: StoreContext, dead_before: float) -> RebaseReport:
+    """Store whole every block in use whose delta base is dead but for it (the newer
+    checkpoints it hung on were deleted, as when a run is rolled back), so GC can
+    take the base. Without this, deleting the newest checkpoints would free nothing
+    while older ones remain."""
+    orphans = ctx.catalog.orphaned_deltas(dead_before)
+    return _reencode(ctx, [Pair(r, None, _stored_width(ctx, r)) for r in orphans], None)
+
+
+def _reencode(ctx: StoreContext, pairs: list[Pair], owner: str | None) -> RebaseReport:
+    """Encode ``pairs`` on the pool, a bounded number of bytes at a time, into packs."""
+    report = RebaseReport()
+    sink = _PackSink(ctx, report, owner)
     pending: deque[tuple[Pair, Future[tuple[int, bytes | memoryview] | None]]] = deque()
     in_flight = 0
     try:
-        for pair in _pairs(ctx, parent, child, widths, limit):
+        for pair in pairs:
             pending.append((pair, ctx.pool.submit(_encode, ctx, pair)))
             in_flight += pair.block.raw_len
             while in_flight > IN_FLIGHT_BYTES:
@@ -114,8 +128,9 @@ class _PackSink:
         encoded = future.result()
         if encoded is not None:
             codec, payload = encoded
+            base_id = None if pair.onto is None else pair.onto.block_id
             entry = self._builder.add(
-                pair.block.block_id, codec, pair.block.raw_len, payload, pair.onto.block_id
+                pair.block.block_id, codec, pair.block.raw_len, payload, base_id
             )
             self._moves.append((pair.block, entry))
             if self._builder.size >= self._ctx.config.pack_target_bytes:
@@ -141,7 +156,7 @@ class _PackSink:
             )
             for old, e in moves
         ]
-        applied = ctx.catalog.rebase_blocks(
+        applied = ctx.catalog.reencode_blocks(
             pack_id, builder.size, records, ctx.clock(), self._owner
         )
         if not applied:
@@ -226,10 +241,14 @@ def _raw(ctx: StoreContext, record: BlockRecord, keep: bool) -> bytes | memoryvi
 def _encode(ctx: StoreContext, pair: Pair) -> tuple[int, bytes | memoryview] | None:
     try:
         raw = _raw(ctx, pair.block, keep=False)
+        if pair.onto is None:  # whole, from a delta: its bytes were just checked
+            width = pair.width if pair.width in PLANE_WIDTHS else None
+            return ctx.codec.encode(memoryview(raw), width)
         base = _raw(ctx, pair.onto, keep=True)  # the next rebase re-encodes this one
     except (CorruptBlockError, MissingBlockError) as exc:
-        log.warning("not rebasing block %s: %s", pair.block.block_id.hex(), exc)
+        log.warning("not re-encoding block %s: %s", pair.block.block_id.hex(), exc)
         return None
+    assert pair.width is not None
     encoded = ctx.codec.encode_delta(memoryview(raw), base, pair.width, pair.block.stored_len)
     if encoded is None:
         return None

@@ -292,23 +292,44 @@ class CatalogTests:
         old1, old2 = catalog.get_block(bid(1)), catalog.get_block(bid(2))
         new1 = BlockRecord(bid(1), "pack0002", HEADER.size, 40, 1000, 3, bid(2))
         catalog.commit_checkpoint(checkpoint("c", stored_bytes=150), [(0, bid(1))], "h")
-        assert catalog.rebase_blocks("pack0002", 500, [(old1, new1)], NOW, "c") == {bid(1)}
+        assert catalog.reencode_blocks("pack0002", 500, [(old1, new1)], NOW, "c") == {bid(1)}
         assert catalog.get_checkpoint("c").stored_bytes == 150 - 60  # 100 bytes became 40
         assert catalog.get_block(bid(1)) == new1
         assert catalog.deltas_on([bid(2), bid(3)]) == [new1]
-        # a delta is never rebased, and nothing is made a delta on a delta
-        again = BlockRecord(bid(1), "pack0003", HEADER.size, 30, 1000, 3, bid(3))
-        onto_delta = BlockRecord(bid(3), "pack0003", HEADER.size + 200, 30, 1000, 3, bid(1))
-        applied = catalog.rebase_blocks(
-            "pack0003", 500, [(new1, again), (catalog.get_block(bid(3)), onto_delta)], NOW
-        )
-        assert applied == set()
+        # nothing is made a delta on a delta
+        onto_delta = BlockRecord(bid(3), "pack0003", HEADER.size, 30, 1000, 3, bid(1))
+        old3 = catalog.get_block(bid(3))
+        assert catalog.reencode_blocks("pack0003", 500, [(old3, onto_delta)], NOW) == set()
         assert {u.pack_id for u in catalog.pack_usage()} == {"pack0001", "pack0002"}
+        # a delta is made whole again only as stored: not from a stale, whole view of it
+        whole1 = BlockRecord(bid(1), "pack0005", HEADER.size, 100, 1000, 2)
+        assert catalog.reencode_blocks("pack0005", 500, [(old1, whole1)], NOW) == set()
+        assert catalog.reencode_blocks("pack0005", 500, [(new1, whole1)], NOW) == {bid(1)}
+        assert catalog.get_block(bid(1)) == whole1
         # a block that moved since it was read keeps its new place
         moved = BlockRecord(bid(2), "pack0001", old2.offset + 8, 100, 1000, 1)
         new2 = BlockRecord(bid(2), "pack0004", HEADER.size, 40, 1000, 3, bid(3))
-        assert catalog.rebase_blocks("pack0004", 500, [(moved, new2)], NOW) == set()
+        assert catalog.reencode_blocks("pack0004", 500, [(moved, new2)], NOW) == set()
         assert catalog.get_block(bid(2)) == old2
+
+    def test_orphaned_deltas_are_those_in_use_on_bases_dead_past_the_cutoff(
+        self, catalog: Catalog
+    ) -> None:
+        self.add(catalog, 2, 4)
+        size = HEADER.size + 2 * (ENTRY.size + 100)
+        deltas = [record(1, "pack0002", base=bid(2)), record(3, "pack0002", base=bid(4))]
+        catalog.add_pack("pack0002", size, deltas, NOW, "h", NOW + TTL)
+        catalog.commit_checkpoint(checkpoint("old"), [(0, bid(1)), (1000, bid(3))], "h")
+        catalog.commit_checkpoint(
+            checkpoint("new", created=NOW + 1), [(0, bid(2)), (1000, bid(4))], "h"
+        )
+        assert catalog.orphaned_deltas(NOW + 10) == []  # the bases are in use
+        catalog.delete_checkpoint("new", NOW + 5)
+        assert catalog.orphaned_deltas(NOW + 4) == []  # dead, but not for long enough
+        catalog.lease_existing([bid(4)], "reader", NOW + TTL)
+        assert catalog.orphaned_deltas(NOW + 10) == [catalog.get_block(bid(1))]
+        catalog.delete_checkpoint("old", NOW + 6)
+        assert catalog.orphaned_deltas(NOW + 10) == []  # no longer in use themselves
 
     def test_missing_manifest_blocks_empty_when_consistent(self, catalog: Catalog) -> None:
         self.add(catalog, 1)

@@ -294,7 +294,7 @@ class Catalog(ABC):
         """The blocks stored as deltas against any of ``block_ids``."""
 
     @abstractmethod
-    def rebase_blocks(
+    def reencode_blocks(
         self,
         pack_id: str,
         size: int,
@@ -306,10 +306,16 @@ class Catalog(ABC):
         entry, in one transaction; return the ids re-pointed. The stored bytes saved
         are taken off the ``stored_bytes`` of checkpoint ``owner`` (not below 0).
 
-        A block is re-pointed only if it is still whole at ``old``'s location and its
-        new base is a whole block: re-encoding never races a GC move, and a delta is
-        only ever made against a block that has no base, so no chain can loop. When
-        none is re-pointed the pack is not recorded (its bytes may be deleted)."""
+        A block is re-pointed only if it is still stored as ``old`` says (location and
+        base) and its new base, if any, is a whole block: re-encoding never races a GC
+        move, and a delta is only ever made against a block that has no base, so no
+        chain can loop. When none is re-pointed the pack is not recorded (its bytes
+        may be deleted)."""
+
+    @abstractmethod
+    def orphaned_deltas(self, dead_before: float) -> list[BlockRecord]:
+        """Blocks still in use (referenced or leased) stored as deltas on a block that
+        is dead but for them: refcount 0 since before ``dead_before``, no lease."""
 
     # -- verify and stats ----------------------------------------------------
     @abstractmethod

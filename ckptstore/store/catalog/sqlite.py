@@ -582,10 +582,26 @@ class SQLiteCatalog(ServiceRecords, Catalog):
             )
 
     # -- reverse deltas ------------------------------------------------------
+    def orphaned_deltas(self, dead_before: float) -> list[BlockRecord]:
+        columns = ", ".join("x." + c for c in _BLOCK_COLUMNS.split(", "))
+        rows = (
+            self._conn()
+            .execute(
+                f"SELECT {columns} FROM blocks x JOIN blocks y ON y.block_id = x.base_id"
+                " WHERE y.refcount = 0 AND y.dead_since <= ?"
+                " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.block_id = y.block_id)"
+                " AND (x.refcount > 0"
+                " OR EXISTS (SELECT 1 FROM leases l WHERE l.block_id = x.block_id))",
+                (dead_before,),
+            )
+            .fetchall()
+        )
+        return [_block(row) for row in rows]
+
     def deltas_on(self, block_ids: list[bytes]) -> list[BlockRecord]:
         return self._blocks_where("base_id IN ({})", block_ids)
 
-    def rebase_blocks(
+    def reencode_blocks(
         self,
         pack_id: str,
         size: int,
@@ -603,8 +619,8 @@ class SQLiteCatalog(ServiceRecords, Catalog):
                 changed = conn.execute(
                     "UPDATE blocks SET pack_id = ?, pack_offset = ?, stored_len = ?, codec = ?,"
                     " base_id = ? WHERE block_id = ? AND pack_id = ? AND pack_offset = ?"
-                    " AND base_id IS NULL AND EXISTS"
-                    " (SELECT 1 FROM blocks y WHERE y.block_id = ? AND y.base_id IS NULL)",
+                    " AND base_id IS ? AND (? IS NULL OR EXISTS"
+                    " (SELECT 1 FROM blocks y WHERE y.block_id = ? AND y.base_id IS NULL))",
                     (
                         new.pack_id,
                         new.offset,
@@ -614,6 +630,8 @@ class SQLiteCatalog(ServiceRecords, Catalog):
                         old.block_id,
                         old.pack_id,
                         old.offset,
+                        old.base_id,
+                        new.base_id,
                         new.base_id,
                     ),
                 ).rowcount
