@@ -161,6 +161,40 @@ def test_sigkill_during_gc(tmp_path, target, call, when):
     assert_recovers(store_dir, kept)
 
 
+def make_rolled_back_store(store_dir: Path) -> dict[str, bytes]:
+    """Tensor checkpoints whose newest two were deleted: GC must store the oldest's
+    deltas whole before it can remove their bases."""
+    store = CheckpointStore.open(store_dir, config=TEST_CONFIG)
+    records = [store.put("job", tensor_data_for(step), epoch=step) for step in range(3)]
+    store.settle()
+    for record in records[1:]:
+        store.delete(record.checkpoint_id)
+    store.close()
+    return {records[0].checkpoint_id: tensor_data_for(0)}
+
+
+@pytest.mark.parametrize(
+    "target, call, when",
+    [
+        (BLOCKS + "put", 1, "after"),  # whole copies durable, blocks not re-pointed
+        (CAT + "reencode_blocks", 1, "after"),  # re-pointed, bases not yet removed
+    ],
+)
+def test_sigkill_while_gc_stores_orphaned_deltas_whole(tmp_path, target, call, when):
+    store_dir = tmp_path / "store"
+    kept = make_rolled_back_store(store_dir)
+    proc = run_child(store_dir, "gc", target, call, when, offset=LATER / 2)
+    assert proc.returncode == -9, proc.stderr
+    assert_recovers(store_dir, kept)
+    store = CheckpointStore.open(store_dir, config=TEST_CONFIG)
+    try:  # the next GC finished the job: only the kept checkpoint's blocks are left
+        (checkpoint_id,) = kept
+        ids = {r.block_id for _, r in store.context.catalog.manifest(checkpoint_id)}
+        assert {r.block_id for r in store.context.catalog.iter_blocks()} == ids
+    finally:
+        store.close()
+
+
 def test_gc_store_really_compacts_and_deletes(tmp_path):
     """Guards the GC kill points: the scenario must exercise compaction and deletion."""
     store_dir = tmp_path / "store"
