@@ -35,7 +35,7 @@ def collect_garbage(ctx: StoreContext) -> GcReport:
     now = ctx.clock()
     grace_s = ctx.config.gc_grace_s
     # Deltas whose bases only they keep alive are stored whole first, so the bases go too.
-    report.blocks_materialized = materialize_orphans(ctx, now - grace_s).blocks_rebased
+    report.blocks_materialized = materialize_orphans(ctx, now - grace_s).blocks_reencoded
     report.blocks_removed = len(ctx.catalog.remove_dead_blocks(now, grace_s))
     objects = list(ctx.blocks.list())  # listed before the catalog is read: see orphans below
     _reclaim(ctx, ctx.catalog.pack_usage(), report)

@@ -56,9 +56,11 @@ class Pair:
 
 @dataclass
 class RebaseReport:
-    blocks_rebased: int = 0
-    bytes_before: int = 0  # stored bytes of the rebased blocks' whole entries
-    bytes_after: int = 0  # ... and of their delta entries
+    """What a rebase (or GC storing orphaned deltas whole) re-encoded."""
+
+    blocks_reencoded: int = 0
+    bytes_before: int = 0  # stored bytes of the entries replaced
+    bytes_after: int = 0  # ... and of the entries replacing them
     packs_emptied: set[str] = field(default_factory=set)  # packs that lost entries
 
 
@@ -164,7 +166,7 @@ class _PackSink:
             return
         for old, new in records:
             if old.block_id in applied:
-                report.blocks_rebased += 1
+                report.blocks_reencoded += 1
                 report.bytes_before += old.stored_len
                 report.bytes_after += new.stored_len
                 report.packs_emptied.add(old.pack_id)
