@@ -367,6 +367,7 @@ def test_healthz_metrics_and_stats(srv):
     assert srv.client.get("/healthz").json() == {"status": "ok"}
     text = srv.client.get("/metrics").text
     assert "ckptstore_logical_bytes 1000000" in text
+    assert "ckptstore_pending_rebases 0" in text
     route = "/v2/training/checkpoints/{checkpointId}/data"
     assert f'ckptstore_requests_total{{method="PUT",route="{route}",status="200"}} 1' in text
     stats = srv.client.get("/v2/stats", headers=srv.acme).json()

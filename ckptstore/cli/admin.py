@@ -50,6 +50,11 @@ def gc(
         lambda: out.print(
             f"removed {data['blocks_removed']} blocks, deleted {data['packs_deleted']} packs,"
             f" compacted {data['packs_compacted']}; freed {human_size(data['bytes_freed'])}"
+            + (
+                f"; stored {data['blocks_materialized']} deltas whole (their bases were deleted)"
+                if data.get("blocks_materialized")
+                else ""
+            )
         ),
     )
 

@@ -54,6 +54,7 @@ class Metrics:
             ("stored_bytes", stats.stored_bytes, "Bytes of pack files."),
             ("blocks", stats.blocks, "Distinct blocks."),
             ("packs", stats.packs, "Pack files."),
+            ("pending_rebases", stats.pending_rebases, "Checkpoints whose parent awaits rebasing."),
             ("gc_runs", gc_runs, "GC runs since start."),
         ]
         for name, value, text in gauges:

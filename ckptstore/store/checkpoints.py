@@ -115,6 +115,7 @@ class StoreStats:
     stored_bytes: int
     blocks: int
     packs: int
+    pending_rebases: int = 0  # checkpoints whose parent is still to be stored as deltas
 
     @property
     def dedup_ratio(self) -> float:
@@ -531,7 +532,13 @@ class CheckpointStore:
     def stats(self) -> StoreStats:
         s = self._ctx.catalog.stats()
         return StoreStats(
-            s.checkpoints, s.logical_bytes, s.unique_raw_bytes, s.stored_bytes, s.blocks, s.packs
+            s.checkpoints,
+            s.logical_bytes,
+            s.unique_raw_bytes,
+            s.stored_bytes,
+            s.blocks,
+            s.packs,
+            s.pending_rebases,
         )
 
 

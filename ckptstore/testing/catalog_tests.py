@@ -136,6 +136,7 @@ class CatalogTests:
             is None
         )
         assert catalog.pending_rebases() == [("new", "old")]
+        assert catalog.stats().pending_rebases == 1
         assert {s: r.block_id for s, r in catalog.slots("new").items()} == {
             "w#0": bid(3),
             "w#1": bid(2),

@@ -91,6 +91,7 @@ class CatalogStats:
     unique_raw_bytes: int
     stored_bytes: int  # sum of pack sizes
     packs: int
+    pending_rebases: int = 0  # committed checkpoints whose parent is still to be rebased
     extra: dict[str, int] = field(default_factory=dict)
 
 

@@ -696,7 +696,8 @@ class SQLiteCatalog(ServiceRecords, Catalog):
             packs, stored = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM packs"
             ).fetchone()
-        return CatalogStats(checkpoints, logical, blocks, unique_raw, stored, packs)
+            (pending,) = conn.execute("SELECT COUNT(*) FROM rebases").fetchone()
+        return CatalogStats(checkpoints, logical, blocks, unique_raw, stored, packs, pending)
 
     def maintenance(self) -> None:
         conn = self._conn()
