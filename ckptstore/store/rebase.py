@@ -36,6 +36,7 @@ from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.codecs import DELTA_WIDTHS, PLANE_WIDTHS, Codec
 from ckptstore.store.context import StoreContext
+from ckptstore.store.deltas import chain_heights
 from ckptstore.store.ids import block_id, new_pack_id
 from ckptstore.store.packs import ENTRY, PackBuilder, PackEntry
 from ckptstore.store.restore import load_block
@@ -188,7 +189,7 @@ def _pairs(
         and target.block_id != record.block_id
         and target.raw_len == record.raw_len
     ]
-    heights = _heights(ctx, [record.block_id for record, _ in candidates], limit)
+    heights = chain_heights(ctx.catalog, [record.block_id for record, _ in candidates], limit)
     pairs: list[Pair] = []
     for record, target in candidates:
         if heights[record.block_id] >= limit:
@@ -198,27 +199,6 @@ def _pairs(
             pairs.append(Pair(record, target, width))
     pairs.sort(key=lambda p: (p.block.pack_id, p.block.offset))  # read packs in order
     return pairs
-
-
-def _heights(ctx: StoreContext, ids: list[bytes], limit: int) -> dict[bytes, int]:
-    """How many deltas deep blocks hang below each block (``limit`` stands for at
-    least that many)."""
-    heights = dict.fromkeys(ids, 0)
-    owner = {bid: bid for bid in ids}  # a dependent -> the block of ``ids`` it hangs from
-    level = list(ids)
-    for depth in range(1, limit + 1):
-        found = ctx.catalog.deltas_on(level)
-        if not found:
-            break
-        level = []
-        for record in found:
-            if record.block_id in owner:
-                continue  # seen already: only a corrupt catalog could loop
-            root = owner[record.base_id]  # type: ignore[index]
-            owner[record.block_id] = root
-            heights[root] = depth
-            level.append(record.block_id)
-    return heights
 
 
 def _stored_width(ctx: StoreContext, record: BlockRecord) -> int | None:
