@@ -34,7 +34,7 @@ bench: $(STAMP)
 # The peer tools bench.corpora compares with (it skips those not installed).
 bench-peers: $(STAMP)
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q restic borgbackup zstd wrk
-	$(BIN)/pip install -q zipnn z4ai blosc2
+	$(BIN)/pip install -q zipnn z4ai blosc2 constriction
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix ckptstore tests bench examples
