@@ -227,8 +227,7 @@ class BlockCodec:
             out[:] = np.frombuffer(payload, np.uint8)
             return memoryview(out)
         if codec == Codec.ZSTD:
-            if out is None:
-                return self._unzstd(payload, raw_len)
+            out = np.empty(raw_len, np.uint8) if out is None else out
             return memoryview(self._unzstd_into(payload, raw_len, out))
         if codec == Codec.ZSTD_PLANES:
             width = payload[0] if len(payload) else 0
@@ -272,12 +271,3 @@ class BlockCodec:
                 f"decoded {'more than ' if longer else ''}{got} bytes, expected {raw_len}"
             )
         return out
-
-    def _unzstd(self, payload: bytes | memoryview, raw_len: int) -> bytes:
-        try:
-            raw = self._decompressor().decompress(payload, max_output_size=raw_len)
-        except zstandard.ZstdError as exc:
-            raise DecodeError(f"zstd: {exc}") from exc
-        if len(raw) != raw_len:
-            raise DecodeError(f"decoded {len(raw)} bytes, expected {raw_len}")
-        return raw
