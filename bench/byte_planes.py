@@ -51,7 +51,7 @@ def main() -> None:
         "numpy + zstandard": measure(
             blocks,
             lambda b: codec.encode(memoryview(b), 4)[1],
-            lambda p: codec.decode(Codec.ZSTD_PLANES, p, BLOCK),
+            lambda p: codec.decode(Codec.FRAMED_PLANES, p, BLOCK),
         )
     }
     if importlib.util.find_spec("blosc2") is not None:

@@ -41,7 +41,7 @@ except ImportError:
 
 from bench.common import WORK, save_report
 from bench.corpus import write
-from ckptstore.store.codecs import delta_of, to_planes
+from ckptstore.store.planes import delta_of, to_planes
 
 DICT_BYTES = 16 * 1024
 CHUNK = 256 * 1024  # elements: the planes of one 1 MiB fp32 block, as the engine stores them

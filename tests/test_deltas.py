@@ -112,8 +112,8 @@ def dead_fractions(store) -> list[float]:
 
 def test_newest_checkpoint_stays_whole_and_its_parent_becomes_deltas_on_it(store):
     (first, data1), (second, data2) = put_steps(store, 2)
-    assert codecs_of(store, first).count(Codec.DELTA_PLANES) >= 10
-    assert Codec.DELTA_PLANES not in codecs_of(store, second)
+    assert codecs_of(store, first).count(Codec.GROUPED_DELTA) >= 10
+    assert Codec.GROUPED_DELTA not in codecs_of(store, second)
     assert bases_of(store, first) <= blocks_of(store, second)
     assert restore_bytes(store, first) == data1
     assert restore_bytes(store, second) == data2
@@ -150,7 +150,7 @@ def test_chains_never_exceed_the_configured_depth(open_store):
 def test_depth_zero_turns_deltas_off(open_store):
     store = open_store(config=dataclasses.replace(CONFIG, delta_max_depth=0))
     saved = put_steps(store, 3)
-    assert all(Codec.DELTA_PLANES not in codecs_of(store, ck) for ck, _ in saved)
+    assert all(Codec.GROUPED_DELTA not in codecs_of(store, ck) for ck, _ in saved)
 
 
 def test_deleting_the_newest_keeps_its_blocks_only_within_the_grace_period(store, clock):
@@ -174,7 +174,7 @@ def test_rolling_back_frees_the_deleted_checkpoints(store, clock, open_store, tm
     report = store.gc()
     assert report.blocks_materialized >= 10 and report.blocks_removed > 0
     assert restore_bytes(store, first) == data1
-    assert Codec.DELTA_PLANES not in codecs_of(store, first)
+    assert Codec.GROUPED_DELTA not in codecs_of(store, first)
     assert {r.block_id for r in store.context.catalog.iter_blocks()} == blocks_of(store, first)
     alone = open_store(tmp_path / "alone", CONFIG)
     alone.put("run", data1)
@@ -182,7 +182,7 @@ def test_rolling_back_frees_the_deleted_checkpoints(store, clock, open_store, tm
     assert store.verify(read_data=True).ok
     store.put("run", safetensors_bytes(model(1, 9)))
     store.settle()
-    assert Codec.DELTA_PLANES in codecs_of(store, first)
+    assert Codec.GROUPED_DELTA in codecs_of(store, first)
     assert restore_bytes(store, first) == data1
 
 
@@ -241,7 +241,7 @@ def test_a_failed_rebase_leaves_the_commit_and_the_parent_whole(store, monkeypat
     monkeypatch.setattr(checkpoints, "rebase_parent", broken)
     (first, data1), (second, data2) = put_steps(store, 2)
     assert "rebasing checkpoint" in caplog.text and "failed" in caplog.text
-    assert Codec.DELTA_PLANES not in codecs_of(store, first) + codecs_of(store, second)
+    assert Codec.GROUPED_DELTA not in codecs_of(store, first) + codecs_of(store, second)
     assert restore_bytes(store, first) == data1 and restore_bytes(store, second) == data2
 
 
@@ -265,7 +265,7 @@ def test_delta_codec_round_trips_any_bytes(width, n, flips, seed):
     if encoded is None:
         return  # judged not to pay: the caller stores the block whole
     kind, payload = encoded
-    assert kind == Codec.DELTA_PLANES
+    assert kind == Codec.GROUPED_DELTA
     assert codec.decode(kind, payload, n, base) == bytes(raw)
 
 
@@ -294,7 +294,7 @@ def test_a_delta_that_does_not_decode_back_is_never_kept(store, monkeypatch, cap
 
     def corrupting(self, codec, payload, raw_len, base=None):
         out = bytearray(real(self, codec, payload, raw_len, base))
-        if codec == Codec.DELTA_PLANES:
+        if codec == Codec.GROUPED_DELTA:
             out[0] ^= 1
         return out
 
@@ -302,7 +302,7 @@ def test_a_delta_that_does_not_decode_back_is_never_kept(store, monkeypatch, cap
     (first, data1), _ = put_steps(store, 2)
     monkeypatch.setattr(BlockCodec, "decode", real)
     assert "does not decode back" in caplog.text
-    assert Codec.DELTA_PLANES not in codecs_of(store, first)
+    assert Codec.GROUPED_DELTA not in codecs_of(store, first)
     assert restore_bytes(store, first) == data1
 
 
@@ -317,6 +317,6 @@ def test_best_copies_do_not_stop_the_rebase_of_their_source(store):
     store.settle()
     assert [c.type for c in store.list("run").checkpoints].count("best") == 1
     for checkpoint_id, _ in saved[:-1]:
-        assert Codec.DELTA_PLANES in codecs_of(store, checkpoint_id)
+        assert Codec.GROUPED_DELTA in codecs_of(store, checkpoint_id)
     for checkpoint_id, data in saved:
         assert restore_bytes(store, checkpoint_id) == data

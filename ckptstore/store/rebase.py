@@ -34,7 +34,7 @@ import numpy as np
 
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
-from ckptstore.store.codecs import DELTA_WIDTHS, PLANE_WIDTHS, Codec
+from ckptstore.store.codecs import DELTA_WIDTHS, PLANE_WIDTHS, WIDTH_PREFIXED
 from ckptstore.store.context import StoreContext
 from ckptstore.store.deltas import chain_heights
 from ckptstore.store.ids import block_id, new_pack_id
@@ -203,7 +203,7 @@ def _pairs(
 
 def _stored_width(ctx: StoreContext, record: BlockRecord) -> int | None:
     """The element width a byte-plane payload records (its first byte), else None."""
-    if record.codec not in (Codec.ZSTD_PLANES, Codec.DELTA_PLANES) or record.stored_len < 1:
+    if record.codec not in WIDTH_PREFIXED or record.stored_len < 1:
         return None
     try:
         return ctx.blocks.get(record.pack_id, record.offset + ENTRY.size, 1)[0]

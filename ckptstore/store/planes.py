@@ -1,0 +1,174 @@
+"""Byte planes: the transforms of tensor blocks that codecs 2 to 5 compress.
+
+A block of ``n`` elements of ``w`` bytes becomes ``w`` planes (all first bytes,
+then all second bytes, ...): zstd sees a float's exponent bytes together,
+where they compress, apart from its mantissa bytes, which barely do. A delta
+block stores the planes of its difference with a base block. Codecs 4 and 5
+compress each plane as its own zstd frame, and codec 5 first groups the
+elements by their base's exponent byte, so that each frame holds elements of
+one magnitude: the size of a change in a float's bits follows the float's
+exponent (FORMAT.md, "Codecs"; bench: entropy).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+import numpy as np
+
+UINTS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+_INTS = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
+CONTEXTS = 128  # values of a group key: the top byte of the base element, sign bit dropped
+
+Compress = Callable[[np.ndarray], bytes]
+# Decodes one zstd frame of exactly n bytes into the given array (raises DecodeError).
+DecompressInto = Callable[[memoryview, int, np.ndarray], np.ndarray]
+
+
+class FrameLayoutError(Exception):
+    """A framed payload whose frame table does not fit it."""
+
+
+def delta_of(raw: memoryview | bytes, base: memoryview | bytes, width: int) -> np.ndarray:
+    """Each element minus the base's element (wrapping), zigzag-folded so that small
+    changes either way give small codes with zero high bytes; the bytes of a partial
+    last element are XORed. On float tensors this beats a plain XOR, which turns a
+    step across a power of two into a run of one-bits (bench: corpora)."""
+    out = np.bitwise_xor(np.frombuffer(raw, np.uint8), np.frombuffer(base, np.uint8))
+    n = len(out) // width
+    if n:
+        ours = np.frombuffer(raw, UINTS[width], n)
+        diff = np.subtract(ours, np.frombuffer(base, UINTS[width], n))
+        sign = diff.view(_INTS[width]) >> (8 * width - 1)  # all ones where negative
+        np.left_shift(diff, 1, out=diff)
+        out[: n * width] = np.bitwise_xor(diff, sign.view(UINTS[width])).view(np.uint8)
+    return out
+
+
+def undo_delta(delta: np.ndarray, base: memoryview | bytes, width: int) -> np.ndarray:
+    """The raw bytes back from ``delta_of``'s output (``delta`` is overwritten)."""
+    theirs = np.frombuffer(base, np.uint8)
+    n = len(delta) // width
+    np.bitwise_xor(delta[n * width :], theirs[n * width :], out=delta[n * width :])
+    if n:
+        codes = delta[: n * width].view(UINTS[width])
+        sign = np.subtract(0, codes & 1, dtype=UINTS[width])  # all ones where negative
+        np.right_shift(codes, 1, out=codes)
+        np.bitwise_xor(codes, sign, out=codes)
+        np.add(codes, np.frombuffer(base, UINTS[width], n), out=codes)
+    return delta
+
+
+def to_planes(raw: memoryview | np.ndarray, width: int) -> np.ndarray:
+    """All first bytes of each element, then all second bytes...; a partial last element
+    is kept as it is at the end."""
+    data = np.frombuffer(raw, np.uint8) if not isinstance(raw, np.ndarray) else raw
+    n = len(data) // width
+    out = np.empty(len(data), np.uint8)
+    out[: n * width].reshape(width, n)[:] = data[: n * width].reshape(n, width).T
+    out[n * width :] = data[n * width :]
+    return out
+
+
+def from_planes(
+    planes: bytes | np.ndarray, width: int, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The elements back from ``to_planes``' output, into ``out`` if given."""
+    data = np.frombuffer(planes, np.uint8)
+    n = len(data) // width
+    out = np.empty(len(data), np.uint8) if out is None else out
+    lanes = out[: n * width].reshape(n, width)
+    rows = data[: n * width].reshape(width, n)
+    for lane in range(width):  # one contiguous read per plane: 3x faster than a transpose
+        lanes[:, lane] = rows[lane]
+    out[n * width :] = data[n * width :]
+    return out
+
+
+def group_keys(base: memoryview | bytes, width: int) -> np.ndarray:
+    """Each base element's group key: its top byte without the sign bit (a float's
+    exponent, less its lowest bit)."""
+    n = len(base) // width
+    top = np.frombuffer(base, np.uint8, n * width).reshape(n, width)[:, width - 1]
+    return top & (CONTEXTS - 1)
+
+
+def group_sizes(keys: np.ndarray, minimum: int) -> list[int]:
+    """How many elements each group holds: keys taken in ascending order, a group
+    closed once it holds ``minimum`` elements, a smaller remainder joining the last
+    group (fewer, larger groups: each frame costs a header and a Huffman table)."""
+    sizes: list[int] = []
+    held = 0
+    for count in np.bincount(keys, minlength=CONTEXTS).tolist():
+        held += count
+        if held >= minimum:
+            sizes.append(held)
+            held = 0
+    if held:
+        if sizes:
+            sizes[-1] += held
+        else:
+            sizes.append(held)
+    return sizes
+
+
+def grouping(
+    base: memoryview | bytes, width: int, group_log: int
+) -> tuple[list[int], np.ndarray | None]:
+    """The group sizes of a delta on ``base`` and the order that groups its elements
+    (stable, by group key), None when there is one group in element order: with
+    ``group_log`` 0, or too few elements for two groups of ``2**group_log``."""
+    n = len(base) // width
+    if group_log == 0 or n < 2 << group_log:
+        return [n], None
+    keys = group_keys(base, width)
+    sizes = group_sizes(keys, 1 << group_log)
+    return sizes, (np.argsort(keys, kind="stable") if len(sizes) > 1 else None)
+
+
+def frame_planes(elements: np.ndarray, width: int, sizes: list[int], compress: Compress) -> bytes:
+    """The frame table and the frames of the planes of ``elements`` (whole elements
+    only): for each plane, one frame per group of ``sizes``."""
+    n = len(elements) // width
+    planes = to_planes(elements, width)
+    frames = []
+    for plane in range(width):
+        start = plane * n
+        for size in sizes:
+            frames.append(compress(planes[start : start + size]))
+            start += size
+    table = struct.pack(f"<{len(frames)}I", *map(len, frames))
+    return table + b"".join(frames)
+
+
+def unframe_planes(
+    payload: memoryview,
+    offset: int,
+    width: int,
+    sizes: list[int],
+    decompress_into: DecompressInto,
+    planes: np.ndarray,
+) -> int:
+    """Decode ``frame_planes``' output, starting at ``offset``, into ``planes`` (the
+    planes of ``sum(sizes)`` elements); returns the offset just past the last frame."""
+    n = sum(sizes)
+    count = width * len(sizes)
+    if len(payload) < offset + 4 * count:
+        raise FrameLayoutError(f"payload too short for its {count} frame lengths")
+    lengths = struct.unpack_from(f"<{count}I", payload, offset)
+    position = offset + 4 * count
+    if position + sum(lengths) > len(payload):
+        raise FrameLayoutError("frame lengths run past the end of the payload")
+    frame = 0
+    for plane in range(width):
+        start = plane * n
+        for size in sizes:
+            length = lengths[frame]
+            decompress_into(
+                payload[position : position + length], size, planes[start : start + size]
+            )
+            position += length
+            start += size
+            frame += 1
+    return position
