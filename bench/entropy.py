@@ -21,6 +21,12 @@ stage could gain. Two transforms before zstd are measured too: rotating the
 sign bit to bit 0 (so that one byte holds the whole exponent) on whole
 tensors, and predicting a tensor from the next two checkpoints (X against
 2Y - Z, a second-order delta) instead of from the next one.
+
+Last, the choices codecs 4 and 5 make, on the 1 MiB tensor blocks of the
+newest checkpoint, whole and as deltas on the one before: one zstd-1 frame
+for all planes (codecs 2 and 3), one frame per plane, the plane zstd
+parameters (PLANE_ZSTD_PARAMS), and delta elements grouped by their base's
+exponent at several group sizes; bytes, encode and decode MB/s on one core.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ except ImportError:
 
 from bench.common import WORK, save_report
 from bench.corpus import write
+from ckptstore.store import codecs
+from ckptstore.store.codecs import DELTA_GROUP_LOG, BlockCodec
 from ckptstore.store.planes import delta_of, to_planes
 
 DICT_BYTES = 16 * 1024
@@ -198,6 +206,95 @@ def transforms(files: list[Path]) -> dict[str, float]:
     }
 
 
+def blocks_of(files: list[Path]) -> list[tuple[bytes, bytes, int]]:
+    """(newest, previous, width) of each whole 1 MiB block of the tensors of the last two
+    checkpoints, aligned to the tensor start as the engine cuts them."""
+    new, old = tensors(files[-1]), tensors(files[-2])
+    out = []
+    for name, (data, width) in new.items():
+        before = old.get(name, (b"",))[0]
+        if width == 1 or len(data) < 4096 or len(before) != len(data):
+            continue
+        for start in range(0, len(data), CHUNK * 4):
+            out.append((data[start : start + CHUNK * 4], before[start : start + CHUNK * 4], width))
+    return out
+
+
+def legacy_payload(raw: bytes, base: bytes | None, width: int) -> bytes:
+    """Codec 2's (or, with a base, codec 3's) payload: one zstd-1 frame for all planes."""
+    data = delta_of(raw, base, width) if base is not None else memoryview(raw)
+    return bytes([width]) + zstandard.ZstdCompressor(level=1).compress(to_planes(data, width))
+
+
+def grouped_payload(codec: BlockCodec, min_gain: float, raw: bytes, base: bytes, width: int):
+    """codec's delta payload, grouping kept where it is ``min_gain`` smaller."""
+    default = codecs.GROUPING_MIN_GAIN
+    codecs.GROUPING_MIN_GAIN = min_gain
+    try:
+        return codec.encode_delta(memoryview(raw), base, width, 1 << 40)[1]
+    finally:
+        codecs.GROUPING_MIN_GAIN = default
+
+
+def codec_choices(files: list[Path]) -> dict[str, dict[str, float]]:
+    """Bytes and one-core speeds of the plane codecs' variants on these files' blocks."""
+    blocks = blocks_of(files)
+    raw_mb = sum(len(raw) for raw, _, _ in blocks) / 1e6
+    level1 = zstandard.ZstdCompressor(level=1)
+    whole = BlockCodec()
+
+    def per_plane_level1(raw: bytes, base: bytes | None, width: int) -> bytes:
+        data = delta_of(raw, base, width) if base is not None else np.frombuffer(raw, np.uint8)
+        n = len(data) // width
+        planes = to_planes(data[: n * width], width).reshape(width, n)
+        return b"".join(level1.compress(plane.tobytes()) for plane in planes)
+
+    variants: dict[str, tuple] = {
+        "whole: one zstd-1 frame (codec 2)": (lambda r, b, w: legacy_payload(r, None, w), None),
+        "whole: zstd-1 frame per plane": (lambda r, b, w: per_plane_level1(r, None, w), None),
+        "whole: plane parameters (codec 4)": (
+            lambda r, b, w: whole.encode(memoryview(r), w)[1],
+            0,
+        ),
+        "delta: one zstd-1 frame (codec 3)": (lambda r, b, w: legacy_payload(r, b, w), None),
+        "delta: zstd-1 frame per plane": (per_plane_level1, None),
+    }
+    # (group_log, smallest gain kept): every block grouped, or only where it pays
+    for group_log, min_gain in ((0, 0.0), (12, -1.0), (DELTA_GROUP_LOG, -1.0), (16, -1.0)) + (
+        (DELTA_GROUP_LOG, codecs.GROUPING_MIN_GAIN),
+    ):
+        if not group_log:
+            label = "delta: codec 5, no groups"
+        elif min_gain < 0:
+            label = f"delta: codec 5, every block in groups of 2^{group_log}"
+        else:
+            label = (
+                f"delta: codec 5, groups of 2^{group_log} where {min_gain:.0%} smaller (default)"
+            )
+        variants[label] = (
+            (lambda codec, gain: lambda r, b, w: grouped_payload(codec, gain, r, b, w))(
+                BlockCodec(delta_group_log=group_log), min_gain
+            ),
+            group_log,
+        )
+    results = {}
+    reader = BlockCodec()
+    for label, (encode, _) in variants.items():
+        start = time.perf_counter()
+        payloads = [encode(raw, base, width) for raw, base, width in blocks]
+        encode_s = time.perf_counter() - start
+        row = {"mb": sum(len(p) for p in payloads) / 1e6, "encode_mb_s": raw_mb / encode_s}
+        codec_id = 4 if "codec 4" in label else 5 if "codec 5" in label else None
+        if codec_id is not None:
+            out = np.empty(CHUNK * 4, np.uint8)
+            start = time.perf_counter()
+            for (raw, base, _), payload in zip(blocks, payloads, strict=True):
+                reader.decode(codec_id, payload, len(raw), base, out=out[: len(raw)])
+            row["decode_mb_s"] = raw_mb / (time.perf_counter() - start)
+        results[label] = row
+    return results
+
+
 def main() -> None:
     rows = {}
     lines = [
@@ -258,6 +355,26 @@ def main() -> None:
         "A second-order delta needs the checkpoint after next, which does not exist yet"
         " when a rebase stores a checkpoint as deltas on the next one.",
     ]
+    lines += [
+        "",
+        "What codecs 4 and 5 choose, on the newest checkpoint's 1 MiB tensor blocks (whole,"
+        " and as deltas on the one before); one core:",
+        "",
+        "| corpus | variant | MB stored | vs first row of its kind | encode MB/s | decode MB/s |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for corpus in ("pretrain", "finetune-frozen", "lora", "bf16"):
+        found = codec_choices(write(corpus, WORK / "corpus-small", "small", 6))
+        rows[f"{corpus} codec choices"] = found
+        first: dict[str, float] = {}
+        for label, row in found.items():
+            kind = label.split(":")[0]
+            first.setdefault(kind, row["mb"])
+            decode = f"{row['decode_mb_s']:,.0f}" if "decode_mb_s" in row else ""
+            lines.append(
+                f"| {corpus} | {label} | {row['mb']:.3f} | {row['mb'] / first[kind]:.3f}"
+                f" | {row['encode_mb_s']:,.0f} | {decode} |"
+            )
     md = save_report("entropy", "Entropy stage options on byte planes", lines, rows)
     print("\n".join(lines))
     print(f"\nreport: {md}")
