@@ -13,8 +13,8 @@ from ckptstore.store.codecs import DELTA_GROUP_LOG, BlockCodec, Codec, DecodeErr
 from ckptstore.store.planes import (
     delta_of,
     from_planes,
+    group_bounds,
     group_keys,
-    group_sizes,
     grouping,
     to_planes,
 )
@@ -163,7 +163,7 @@ def test_grouped_delta_round_trips_bit_exact_across_groups(width, tail):
     raw = memoryview(changed.tobytes() + bytes(range(5, 5 + tail)))
     kind, payload = codec.encode_delta(raw, base, width)
     assert kind == Codec.GROUPED_DELTA and payload[:2] == bytes([width, DELTA_GROUP_LOG])
-    assert grouping(base, width, DELTA_GROUP_LOG)[1] is not None  # more than one group
+    assert len(grouping(base, width, DELTA_GROUP_LOG)) > 1
     assert codec.decode(kind, payload, len(raw), base) == raw.tobytes()
     out = np.empty(len(raw), np.uint8)
     codec.decode(kind, payload, len(raw), base, out=out)
@@ -204,13 +204,25 @@ def test_grouping_can_be_turned_off_and_any_reader_follows_the_payload():
         BlockCodec(delta_group_log=32)
 
 
-def test_group_sizes_close_at_the_minimum_and_fold_in_the_remainder():
-    keys = np.array([5] * 10 + [1] * 3 + [2] * 4 + [127] * 2, np.uint8)
-    counts = np.bincount(keys, minlength=128).tolist()
-    assert group_sizes(counts, 7) == [7, 12]  # keys 1-2: 7; keys 5 and 127: 10 + 2
-    assert group_sizes(counts, 100) == [19]
-    assert group_sizes(counts, 1) == [3, 4, 10, 2]
-    assert group_sizes([0] * 128, 4) == []
+def test_group_bounds_close_at_the_minimum_and_fold_in_the_remainder():
+    sampled = np.array([5] * 10 + [1] * 3 + [2] * 4 + [127] * 2, np.uint8)
+    keys = np.repeat(sampled, 16)  # every 16th key is counted, for 16 elements each
+    assert group_bounds(keys, 7 * 16) == [3, 128]  # keys 1-2: 7; keys 5 and 127: 10 + 2
+    assert group_bounds(keys, 100 * 16) == []  # one group
+    assert group_bounds(keys, 16) == [2, 3, 6, 128]
+
+
+def test_grouping_orders_groups_by_key_and_elements_within_a_group_by_index():
+    keys = np.repeat(np.array([9, 3, 9, 40, 3, 90, 40, 3], np.uint8), 4096)
+    base = np.zeros((len(keys), 2), np.uint8)
+    base[:, 1] = keys | 0x80  # a sign bit the key ignores
+    groups = grouping(base.tobytes(), 2, 12)
+    assert [len(members) for members in groups] == [3 * 4096, 2 * 4096, 2 * 4096, 4096]
+    for members, key in zip(groups, (3, 9, 40, 90), strict=True):  # keys 3, 9, 40, 90
+        assert np.all(np.diff(members) > 0) and np.all(keys[members] == key)
+    assert sorted(np.concatenate(groups).tolist()) == list(range(len(keys)))
+    assert grouping(base.tobytes(), 2, 0) is None
+    assert grouping(base[:8000].tobytes(), 2, 12) is None  # too few for two groups
 
 
 def test_delta_group_keys_drop_the_sign():

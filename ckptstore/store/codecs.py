@@ -193,11 +193,10 @@ class BlockCodec:
         if width not in DELTA_WIDTHS or len(base) != len(raw) or not self.byte_planes:
             return None
         delta = delta_of(raw, base, width)
-        n = len(delta) // width
-        payload = self._delta_payload(delta, width, 0, [n], None)
-        sizes, order = grouping(base, width, self.delta_group_log)
-        if order is not None:
-            grouped = self._delta_payload(delta, width, self.delta_group_log, sizes, order)
+        payload = self._delta_payload(delta, width, 0, None)
+        groups = grouping(base, width, self.delta_group_log)
+        if groups is not None:
+            grouped = self._delta_payload(delta, width, self.delta_group_log, groups)
             if len(grouped) <= (1 - GROUPING_MIN_GAIN) * len(payload):
                 payload = grouped
         if len(payload) >= (len(raw) if limit is None else limit):
@@ -205,17 +204,15 @@ class BlockCodec:
         return Codec.GROUPED_DELTA, payload
 
     def _delta_payload(
-        self,
-        delta: np.ndarray,
-        width: int,
-        group_log: int,
-        sizes: list[int],
-        order: np.ndarray | None,
+        self, delta: np.ndarray, width: int, group_log: int, groups: list[np.ndarray] | None
     ) -> bytes:
         n = len(delta) // width
         elements = delta[: n * width]
-        if order is not None:
-            elements = elements.view(UINTS[width])[order].view(np.uint8)
+        sizes = [n]
+        if groups is not None:
+            values = elements.view(UINTS[width])
+            elements = np.concatenate([values[members] for members in groups]).view(np.uint8)
+            sizes = [len(members) for members in groups]
         return b"".join(
             (
                 bytes([width, group_log]),
@@ -282,16 +279,17 @@ class BlockCodec:
     ) -> None:
         """Codec 4's or 5's elements (still deltas, for 5) into ``out``."""
         n = len(out) // width
-        order = None
+        groups = None
         if codec == Codec.FRAMED_PLANES:
-            offset, sizes = 1, [n]
+            offset = 1
         else:
             if len(payload) < 2:
                 raise DecodeError("delta payload without its group size")
             offset, group_log = 2, payload[1]
             if group_log > MAX_GROUP_LOG:
                 raise DecodeError(f"group size 2**{group_log} is out of range")
-            sizes, order = grouping(base, width, group_log)
+            groups = grouping(base, width, group_log)
+        sizes = [n] if groups is None else [len(members) for members in groups]
         planes = self._scratch("planes", n * width)
         end = unframe_planes(payload, offset, width, sizes, self._unzstd_into, planes)
         if len(payload) - end != len(out) - n * width:
@@ -299,11 +297,16 @@ class BlockCodec:
                 f"{len(payload) - end} bytes after the frames, expected {len(out) - n * width}"
             )
         out[n * width :] = np.frombuffer(payload[end:], np.uint8)
-        if order is None:
+        if groups is None:
             from_planes(planes, width, out[: n * width])
             return
         grouped = from_planes(planes, width, self._scratch("grouped", n * width))
-        out[: n * width].view(UINTS[width])[order] = grouped.view(UINTS[width])
+        values, start = out[: n * width].view(UINTS[width]), 0
+        for members in groups:  # each group's elements back to their places
+            values[members] = grouped[start * width : (start + len(members)) * width].view(
+                UINTS[width]
+            )
+            start += len(members)
 
     def _unzstd_into(
         self, payload: bytes | memoryview, raw_len: int, out: np.ndarray | None = None

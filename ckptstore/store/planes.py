@@ -20,6 +20,7 @@ import numpy as np
 UINTS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _INTS = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 CONTEXTS = 128  # values of a group key: the top byte of the base element, sign bit dropped
+SAMPLE_STRIDE = 16  # group bounds come from the keys of every 16th element
 
 Compress = Callable[[np.ndarray], bytes]
 # Decodes one zstd frame of exactly n bytes into the given array (raises DecodeError).
@@ -94,41 +95,48 @@ def group_keys(base: memoryview | bytes, width: int) -> np.ndarray:
     return top & (CONTEXTS - 1)
 
 
-def group_sizes(counts: list[int], minimum: int) -> list[int]:
-    """How many elements each group holds, from the count of each key: keys taken in
-    ascending order, a group closed once it holds ``minimum`` elements, a smaller
-    remainder joining the last group (fewer, larger groups: each frame costs a header
-    and a Huffman table)."""
-    sizes: list[int] = []
+def group_bounds(keys: np.ndarray, minimum: int) -> list[int]:
+    """Where the groups end, as the key each one stops before: keys taken in ascending
+    order, counted on every SAMPLE_STRIDE-th element (a histogram of all of them costs
+    more than the grouping), a group closed once it holds ``minimum`` elements by that
+    count, and the remainder joining the last group (fewer, larger groups: each frame
+    costs a header and a Huffman table). Empty when there is one group."""
+    counts = np.bincount(keys[::SAMPLE_STRIDE], minlength=CONTEXTS).tolist()
+    bounds: list[int] = []
     held = 0
-    for count in counts:
-        held += count
+    for key, count in enumerate(counts):
+        held += count * SAMPLE_STRIDE
         if held >= minimum:
-            sizes.append(held)
+            bounds.append(key + 1)
             held = 0
-    if held:
-        if sizes:
-            sizes[-1] += held
-        else:
-            sizes.append(held)
-    return sizes
+    if len(bounds) < 2:
+        return []
+    bounds[-1] = CONTEXTS
+    return bounds
 
 
-def grouping(
-    base: memoryview | bytes, width: int, group_log: int
-) -> tuple[list[int], np.ndarray | None]:
-    """The group sizes of a delta on ``base`` and the order that groups its elements
-    (stable, by group key), None when there is one group in element order: with
-    ``group_log`` 0, or too few elements for two groups of ``2**group_log``."""
+def grouping(base: memoryview | bytes, width: int, group_log: int) -> list[np.ndarray] | None:
+    """The indices of the elements of each group of a delta on ``base`` (ascending),
+    None when there is one group in element order: with ``group_log`` 0, or too few
+    elements for two groups of ``2**group_log``."""
     n = len(base) // width
     if group_log == 0 or n < 2 << group_log:
-        return [n], None
+        return None
     keys = group_keys(base, width)
-    order = np.argsort(keys, kind="stable")
-    # The counts from the sorted keys: cheaper than a histogram of the unsorted ones.
-    bounds = np.searchsorted(keys[order], np.arange(CONTEXTS + 1, dtype=np.uint8))
-    sizes = group_sizes(np.diff(bounds).tolist(), 1 << group_log)
-    return sizes, (order if len(sizes) > 1 else None)
+    bounds = group_bounds(keys, 1 << group_log)
+    if not bounds:
+        return None
+    members, low = [], 0
+    for high in bounds:  # one pass per group: cheaper than sorting by key (few groups)
+        if low == 0:
+            inside = keys < high
+        elif high == CONTEXTS:
+            inside = keys >= low
+        else:
+            inside = (keys >= low) & (keys < high)
+        members.append(np.flatnonzero(inside))
+        low = high
+    return members
 
 
 def frame_planes(elements: np.ndarray, width: int, sizes: list[int], compress: Compress) -> bytes:
