@@ -42,6 +42,7 @@ VARIANTS = {
     "zstd only": StoreConfig(byte_planes=False, delta_max_depth=0),
     "planes, no deltas": StoreConfig(delta_max_depth=0),
     "deltas <= 4 deep": StoreConfig(delta_max_depth=4),
+    "deltas not grouped": StoreConfig(delta_group_log=0),
 }
 
 
