@@ -126,6 +126,30 @@ def test_newest_checkpoint_stays_whole_and_its_parent_becomes_deltas_on_it(store
     assert max(dead_fractions(store)) <= CONFIG.compact_dead_fraction
 
 
+def test_blocks_whose_whole_copies_would_stay_on_disk_are_not_rebased(open_store):
+    """A frozen base saved with a small changing adapter: the first checkpoint's pack
+    holds both, and rebasing the adapter would leave its whole copy in a pack GC does
+    not compact, so only later checkpoints' adapters (packs of their own) become deltas."""
+    config = dataclasses.replace(CONFIG, pack_target_bytes=32 * 1024 * 1024)
+    store = open_store(config=config)
+    frozen = special_floats(np.float32, 1_000_000, seed=7)  # 4 MB, stored once
+
+    def save(step: int) -> str:
+        adapter = model(3, step)["f32"][:20_000]  # 80 KB: under 5% of the first pack
+        data = safetensors_bytes({"base": frozen, "adapter": adapter})
+        return store.put("lora", data, step=step).checkpoint_id
+
+    first, second, third = save(0), save(1), save(2)
+    store.settle()
+    assert Codec.GROUPED_DELTA not in codecs_of(store, first)  # its adapter stays whole
+    assert Codec.GROUPED_DELTA in codecs_of(store, second)  # its own pack: rebased, dropped
+    assert Codec.GROUPED_DELTA not in codecs_of(store, third)  # the newest
+    usage = store.context.catalog.pack_usage()
+    assert all(not u.reclaimable(config.compact_dead_fraction) for u in usage)
+    dead = sum(u.size - HEADER.size - u.live_bytes for u in usage)
+    assert dead == 0  # no whole copy left behind next to a delta
+
+
 def test_deltas_only_within_a_job(store):
     put_steps(store, 2, job="a", seed=2)
     (older, data), (newer, _) = put_steps(store, 2, job="b")

@@ -14,7 +14,7 @@ from ckptstore.errors import CorruptBlockError
 from ckptstore.store.catalog.base import BlockRecord, PackUsage
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import new_pack_id
-from ckptstore.store.packs import ENTRY, HEADER, PackBuilder, parse_entry
+from ckptstore.store.packs import ENTRY, PackBuilder, parse_entry
 from ckptstore.store.rebase import materialize_orphans
 
 
@@ -65,14 +65,13 @@ def _reclaim(ctx: StoreContext, usages: list[PackUsage], report: GcReport) -> No
     """Delete the packs with nothing live, compact those more than the configured
     fraction dead."""
     for usage in usages:
-        dead_bytes = usage.size - HEADER.size - usage.live_bytes
         if usage.live_bytes == 0:
             # a block may have moved in since pack_usage looked (a rebase): keep the pack then
             if ctx.catalog.remove_pack(usage.pack_id):
                 ctx.blocks.delete(usage.pack_id)
                 report.packs_deleted += 1
                 report.bytes_freed += usage.size
-        elif dead_bytes > ctx.config.compact_dead_fraction * usage.size:
+        elif usage.reclaimable(ctx.config.compact_dead_fraction):
             report.bytes_freed += usage.size - _compact(ctx, usage.pack_id)
             report.packs_compacted += 1
 

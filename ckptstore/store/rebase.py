@@ -78,7 +78,8 @@ def rebase_parent(
     limit = ctx.config.delta_max_depth
     if limit <= 0 or not ctx.codec.byte_planes or not parent:
         return RebaseReport()
-    return _reencode(ctx, _pairs(ctx, parent, child, widths, limit), parent_id)
+    pairs = _freeing(ctx, _pairs(ctx, parent, child, widths, limit))
+    return _reencode(ctx, pairs, parent_id)
 
 
 def materialize_orphans(ctx: StoreContext, dead_before: float) -> RebaseReport:
@@ -199,6 +200,24 @@ def _pairs(
             pairs.append(Pair(record, target, width))
     pairs.sort(key=lambda p: (p.block.pack_id, p.block.offset))  # read packs in order
     return pairs
+
+
+def _freeing(ctx: StoreContext, pairs: list[Pair]) -> list[Pair]:
+    """The pairs whose whole copies GC would then take off disk: those in packs that
+    their deaths would leave reclaimable. Next to a whole copy that stays, a delta
+    only adds bytes (a frozen base with a few changing tensors in one pack)."""
+    dying: dict[str, int] = {}
+    for pair in pairs:
+        dying[pair.block.pack_id] = (
+            dying.get(pair.block.pack_id, 0) + pair.block.stored_len + ENTRY.size
+        )
+    fraction = ctx.config.compact_dead_fraction
+    kept = {
+        usage.pack_id
+        for usage in ctx.catalog.pack_usage()
+        if usage.pack_id in dying and usage.reclaimable(fraction, dying[usage.pack_id])
+    }
+    return [pair for pair in pairs if pair.block.pack_id in kept]
 
 
 def _stored_width(ctx: StoreContext, record: BlockRecord) -> int | None:

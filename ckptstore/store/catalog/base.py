@@ -22,6 +22,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from ckptstore.store.packs import HEADER
+
 CHECKPOINT_TYPES = ("automatic", "best", "manual", "final")
 
 
@@ -81,6 +83,12 @@ class PackUsage:
     size: int
     live_bytes: int  # pack header excluded; entry headers included
     created_at: float
+
+    def reclaimable(self, dead_fraction: float, dying: int = 0) -> bool:
+        """Whether GC deletes or compacts this pack (nothing live, or more than
+        ``dead_fraction`` of it dead) once ``dying`` more of its live bytes die."""
+        live = self.live_bytes - dying
+        return live <= 0 or self.size - HEADER.size - live > dead_fraction * self.size
 
 
 @dataclass(frozen=True)
