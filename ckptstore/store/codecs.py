@@ -173,7 +173,7 @@ class BlockCodec:
             payload = b"".join(
                 (
                     bytes([width]),
-                    frame_planes(data[: n * width], width, [n], compress),
+                    *frame_planes(data[: n * width], width, [n], compress),
                     data[n * width :].tobytes(),
                 )
             )
@@ -216,7 +216,7 @@ class BlockCodec:
         return b"".join(
             (
                 bytes([width, group_log]),
-                frame_planes(elements, width, sizes, self._plane_compressor().compress),
+                *frame_planes(elements, width, sizes, self._plane_compressor().compress),
                 delta[n * width :].tobytes(),
             )
         )

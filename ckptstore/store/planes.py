@@ -139,9 +139,12 @@ def grouping(base: memoryview | bytes, width: int, group_log: int) -> list[np.nd
     return members
 
 
-def frame_planes(elements: np.ndarray, width: int, sizes: list[int], compress: Compress) -> bytes:
-    """The frame table and the frames of the planes of ``elements`` (whole elements
-    only): for each plane, one frame per group of ``sizes``."""
+def frame_planes(
+    elements: np.ndarray, width: int, sizes: list[int], compress: Compress
+) -> list[bytes]:
+    """The frame table, then the frames, of the planes of ``elements`` (whole elements
+    only): for each plane, one frame per group of ``sizes``. A list, so that the
+    caller joins the whole payload once."""
     n = len(elements) // width
     planes = to_planes(elements, width)
     frames = []
@@ -150,8 +153,7 @@ def frame_planes(elements: np.ndarray, width: int, sizes: list[int], compress: C
         for size in sizes:
             frames.append(compress(planes[start : start + size]))
             start += size
-    table = struct.pack(f"<{len(frames)}I", *map(len, frames))
-    return table + b"".join(frames)
+    return [struct.pack(f"<{len(frames)}I", *map(len, frames)), *frames]
 
 
 def unframe_planes(
