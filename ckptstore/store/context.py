@@ -29,9 +29,10 @@ class StoreConfig:
     # 0 turns deltas off.
     delta_max_depth: int = 8
     # A delta's elements are grouped by their base's exponent, at least 2**this many
-    # per group: 1-2% fewer bytes on fp32 deltas and 9% on bf16, but each delta read
-    # sorts its elements, which halves the restore speed of old checkpoints
-    # (bench: corpora); 0 turns grouping off.
+    # per group, where that makes it 2% smaller: 1.6% fewer bytes on fp32 checkpoints,
+    # 10% on bf16 ones, but a grouped delta decodes 2-3x slower, so old checkpoints
+    # restore a third (fp32) to 60% (bf16) slower (bench: entropy, corpora); 0 turns
+    # grouping off.
     delta_group_log: int = DELTA_GROUP_LOG
     # Raw bytes of just-ingested tensor blocks kept for the rebases (basecache.py);
     # 0 turns the cache off, and rebases then decode the blocks they need.

@@ -57,7 +57,7 @@ def compact_packs(ctx: StoreContext, pack_ids: set[str]) -> GcReport:
     """Delete or compact those of ``pack_ids`` that GC would (the packs a rebase left
     with dead entries); the caller holds the GC lock."""
     report = GcReport()
-    _reclaim(ctx, [u for u in ctx.catalog.pack_usage() if u.pack_id in pack_ids], report)
+    _reclaim(ctx, ctx.catalog.pack_usage(pack_ids), report)
     return report
 
 

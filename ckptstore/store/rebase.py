@@ -214,8 +214,8 @@ def _freeing(ctx: StoreContext, pairs: list[Pair]) -> list[Pair]:
     fraction = ctx.config.compact_dead_fraction
     kept = {
         usage.pack_id
-        for usage in ctx.catalog.pack_usage()
-        if usage.pack_id in dying and usage.reclaimable(fraction, dying[usage.pack_id])
+        for usage in ctx.catalog.pack_usage(dying)
+        if usage.reclaimable(fraction, dying[usage.pack_id])
     }
     return [pair for pair in pairs if pair.block.pack_id in kept]
 

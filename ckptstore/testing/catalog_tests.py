@@ -283,6 +283,14 @@ class CatalogTests:
         catalog.remove_pack("pack0001")
         assert catalog.pack_usage() == []
 
+    def test_pack_usage_of_some_packs(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        self.add(catalog, 3, pack="pack0002")
+        (usage,) = catalog.pack_usage(["pack0002", "no such pack"])
+        assert usage.pack_id == "pack0002" and usage.live_bytes == ENTRY.size + 100
+        assert catalog.pack_usage([]) == []
+        assert [u.pack_id for u in catalog.pack_usage()] == ["pack0001", "pack0002"]
+
     def test_remove_pack_keeps_a_pack_that_blocks_point_at(self, catalog: Catalog) -> None:
         self.add(catalog, 1)
         assert catalog.remove_pack("pack0001") is False

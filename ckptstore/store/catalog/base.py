@@ -19,7 +19,7 @@ Invariants every implementation MUST keep:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from ckptstore.store.packs import HEADER
@@ -278,7 +278,8 @@ class Catalog(ABC):
         """Delete the rows of every dead block (see the class invariants); return them."""
 
     @abstractmethod
-    def pack_usage(self) -> list[PackUsage]: ...
+    def pack_usage(self, pack_ids: Collection[str] | None = None) -> list[PackUsage]:
+        """Each pack's size and live bytes, by pack id; only ``pack_ids`` when given."""
 
     @abstractmethod
     def relocate_blocks(

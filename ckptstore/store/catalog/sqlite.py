@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from ckptstore.errors import (
     CheckpointExists,
@@ -533,17 +533,21 @@ class SQLiteCatalog(ServiceRecords, Catalog):
                 conn.executemany("DELETE FROM blocks WHERE block_id = ?", [(r[0],) for r in rows])
                 removed.extend(_block(row) for row in rows)
 
-    def pack_usage(self) -> list[PackUsage]:
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT p.pack_id, p.size, p.created_at,"
-                f" COALESCE(SUM(b.stored_len), 0) + COUNT(b.block_id) * {ENTRY.size}"
-                " FROM packs p LEFT JOIN blocks b ON b.pack_id = p.pack_id"
-                " GROUP BY p.pack_id ORDER BY p.pack_id"
-            )
-            .fetchall()
+    def pack_usage(self, pack_ids: Collection[str] | None = None) -> list[PackUsage]:
+        query = (
+            "SELECT p.pack_id, p.size, p.created_at,"
+            f" COALESCE(SUM(b.stored_len), 0) + COUNT(b.block_id) * {ENTRY.size}"
+            " FROM packs p LEFT JOIN blocks b ON b.pack_id = p.pack_id {}"
+            " GROUP BY p.pack_id ORDER BY p.pack_id"
         )
+        with self._read() as conn:
+            if pack_ids is None:
+                rows = conn.execute(query.format("")).fetchall()
+            else:
+                rows = []
+                for batch in batches(sorted(set(pack_ids))):
+                    where = "WHERE p.pack_id IN ({})".format(",".join("?" * len(batch)))
+                    rows += conn.execute(query.format(where), batch).fetchall()
         return [PackUsage(pack_id=r[0], size=r[1], created_at=r[2], live_bytes=r[3]) for r in rows]
 
     def relocate_blocks(
