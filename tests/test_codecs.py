@@ -16,6 +16,8 @@ from ckptstore.store.planes import (
     group_bounds,
     group_keys,
     grouping,
+    grouping_gain_bits,
+    keys_and_bounds,
     to_planes,
 )
 
@@ -191,6 +193,20 @@ def test_grouping_shrinks_float_deltas_that_span_exponents():
     _, ungrouped = BlockCodec(delta_group_log=0).encode_delta(raw, base, 4)
     assert grouped[1] == DELTA_GROUP_LOG and ungrouped[1] == 0
     assert len(grouped) < 0.95 * len(ungrouped)
+
+
+def test_grouping_gain_estimate_follows_how_magnitude_depends_on_the_base():
+    values = wide_floats(300_000, np.float32)
+    base = values.tobytes()
+    keys, bounds = keys_and_bounds(base, 4, DELTA_GROUP_LOG)
+    with np.errstate(all="ignore"):
+        relative = (values * np.float32(1.0001)).astype(np.float32)  # same bits change
+    absolute = stepped(values)  # low bits of small values, nothing of large ones
+    gains = [
+        grouping_gain_bits(delta_of(changed.tobytes(), base, 4), 4, keys, bounds)
+        for changed in (relative, absolute)
+    ]
+    assert gains[0] < 0.05 < 1.0 < gains[1]
 
 
 def test_grouping_can_be_turned_off_and_any_reader_follows_the_payload():

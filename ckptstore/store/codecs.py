@@ -20,7 +20,10 @@ from ckptstore.store.planes import (
     delta_of,
     frame_planes,
     from_planes,
+    group_members,
     grouping,
+    grouping_gain_bits,
+    keys_and_bounds,
     undo_delta,
     unframe_planes,
 )
@@ -194,14 +197,25 @@ class BlockCodec:
             return None
         delta = delta_of(raw, base, width)
         payload = self._delta_payload(delta, width, 0, None)
-        groups = grouping(base, width, self.delta_group_log)
-        if groups is not None:
-            grouped = self._delta_payload(delta, width, self.delta_group_log, groups)
+        found = keys_and_bounds(base, width, self.delta_group_log)
+        if found is not None and self._grouping_may_pay(delta, width, found, len(payload)):
+            grouped = self._delta_payload(delta, width, self.delta_group_log, group_members(*found))
             if len(grouped) <= (1 - GROUPING_MIN_GAIN) * len(payload):
                 payload = grouped
         if len(payload) >= (len(raw) if limit is None else limit):
             return None
         return Codec.GROUPED_DELTA, payload
+
+    @staticmethod
+    def _grouping_may_pay(
+        delta: np.ndarray, width: int, found: tuple[np.ndarray, list[int]], payload_len: int
+    ) -> bool:
+        """Whether to encode the grouped payload to compare: not where the estimate
+        says it saves less than half GROUPING_MIN_GAIN (no block of the bench corpora
+        below that gained GROUPING_MIN_GAIN; bench: entropy)."""
+        n = len(delta) // width
+        saved_bits = grouping_gain_bits(delta, width, *found) * n
+        return saved_bits >= GROUPING_MIN_GAIN / 2 * 8 * payload_len
 
     def _delta_payload(
         self, delta: np.ndarray, width: int, group_log: int, groups: list[np.ndarray] | None
