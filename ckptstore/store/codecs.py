@@ -211,8 +211,8 @@ class BlockCodec:
         delta: np.ndarray, width: int, found: tuple[np.ndarray, list[int]], payload_len: int
     ) -> bool:
         """Whether to encode the grouped payload to compare: not where the estimate
-        says it saves less than half GROUPING_MIN_GAIN (no block of the bench corpora
-        below that gained GROUPING_MIN_GAIN; bench: entropy)."""
+        says it saves less than half GROUPING_MIN_GAIN (on the bench corpora no block
+        estimated below that gained GROUPING_MIN_GAIN; bench: entropy)."""
         n = len(delta) // width
         saved_bits = grouping_gain_bits(delta, width, *found) * n
         return saved_bits >= GROUPING_MIN_GAIN / 2 * 8 * payload_len
