@@ -172,6 +172,32 @@ def test_grouped_delta_round_trips_bit_exact_across_groups(width, tail):
     assert out.tobytes() == raw.tobytes()
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    width=st.sampled_from([1, 2, 4, 8]),
+    n=st.integers(0, 3000),
+    group_log=st.integers(1, 6),
+    changed=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_any_grouped_delta_round_trips(width, n, group_log, changed, seed):
+    """Whatever the bytes and however many groups, a grouped delta decodes back."""
+    import ckptstore.store.codecs as codecs
+
+    local = np.random.default_rng(seed)
+    base = local.integers(0, 256, n, dtype=np.uint8)
+    raw = np.where(local.random(n) < changed, local.integers(0, 256, n), base).astype(np.uint8)
+    writer = BlockCodec(delta_group_log=group_log)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(codecs, "GROUPING_MIN_GAIN", -100.0)  # keep grouping wherever tried
+        encoded = writer.encode_delta(memoryview(raw.tobytes()), base.tobytes(), width, 1 << 40)
+    kind, payload = encoded
+    assert kind == Codec.GROUPED_DELTA
+    expect_grouped = grouping(base.tobytes(), width, group_log) is not None
+    assert payload[1] == (group_log if expect_grouped else 0)
+    assert codec.decode(kind, payload, n, base.tobytes()) == raw.tobytes()
+
+
 def test_deltas_stay_ungrouped_where_grouping_does_not_pay():
     values = wide_floats(200_000, np.float32)
     base = values.tobytes()
