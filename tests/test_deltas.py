@@ -72,9 +72,11 @@ def with_scratch(tensors: dict[str, np.ndarray], seed: int) -> dict[str, np.ndar
     return out
 
 
-def put_steps(store, steps: int, job: str = "run", seed: int = 1) -> list[tuple[str, bytes]]:
+def put_steps(
+    store, steps: int, job: str = "run", seed: int = 1, start: int = 0
+) -> list[tuple[str, bytes]]:
     out = []
-    for step in range(steps):
+    for step in range(start, start + steps):
         data = safetensors_bytes(model(seed, step), {"step": str(step)})
         out.append((store.put(job, data, step=step).checkpoint_id, data))
     store.settle()
@@ -267,6 +269,41 @@ def test_a_failed_rebase_leaves_the_commit_and_the_parent_whole(store, monkeypat
     assert "rebasing checkpoint" in caplog.text and "failed" in caplog.text
     assert Codec.GROUPED_DELTA not in codecs_of(store, first) + codecs_of(store, second)
     assert restore_bytes(store, first) == data1 and restore_bytes(store, second) == data2
+
+
+def test_a_store_written_with_the_older_plane_codecs_keeps_working(store, monkeypatch):
+    """Blocks stored as codec 2 (before codecs 4 and 5) read back, rebase onto new
+    blocks as codec 5, verify and survive GC."""
+    import zstandard
+
+    from ckptstore.store.planes import to_planes
+
+    new_encode = BlockCodec.encode
+
+    def old_encode(self, raw, width=None):
+        kind, payload = new_encode(self, raw, width)
+        if kind != Codec.FRAMED_PLANES:
+            return kind, payload
+        width = payload[0]
+        planes = to_planes(memoryview(raw), width)
+        return Codec.ZSTD_PLANES, bytes([width]) + zstandard.ZstdCompressor().compress(planes)
+
+    monkeypatch.setattr(BlockCodec, "encode", old_encode)
+    (first, data1), (second, data2) = put_steps(store, 2)
+    assert Codec.ZSTD_PLANES in codecs_of(store, second)  # older deltas hang on these
+    assert bases_of(store, first) <= blocks_of(store, second)
+    assert restore_bytes(store, first) == data1
+    monkeypatch.setattr(BlockCodec, "encode", new_encode)
+    ((third, data3),) = put_steps(store, 1, start=2)
+    assert Codec.ZSTD_PLANES not in codecs_of(store, second)  # rebased from codec 2
+    assert Codec.GROUPED_DELTA in codecs_of(store, second)
+    assert Codec.FRAMED_PLANES in codecs_of(store, third)
+    for checkpoint_id, data in ((first, data1), (second, data2), (third, data3)):
+        assert restore_bytes(store, checkpoint_id) == data
+    assert store.verify(read_data=True).ok
+    store.delete(third)
+    store.gc()
+    assert restore_bytes(store, second) == data2 and restore_bytes(store, first) == data1
 
 
 codec = BlockCodec()
