@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ckptstore import CheckpointStore
+from ckptstore.store.deltas import chain_depths
 from tests.conftest import TEST_CONFIG, random_bytes, restore_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,12 +83,13 @@ def tensors(step: int) -> bytes:
     return safetensors_bytes(model(4, step))
 
 
+SHALLOW = dataclasses.replace(TEST_CONFIG, delta_max_depth=2)
+
 TENSOR_CHILD = """
 import sys
 from ckptstore import CheckpointStore
-from tests.conftest import TEST_CONFIG
-from tests.test_concurrency import tensors
-store = CheckpointStore.open(sys.argv[1], config=TEST_CONFIG)
+from tests.test_concurrency import SHALLOW, tensors
+store = CheckpointStore.open(sys.argv[1], config=SHALLOW)
 for step in range(int(sys.argv[2]), 8, 2):
     print(store.put("job", tensors(step), step=step).checkpoint_id, step, flush=True)
 store.close()
@@ -95,14 +98,18 @@ store.close()
 
 def test_processes_rebasing_one_job_at_once(tmp_path):
     """Two processes save alternate checkpoints of one job: their rebases race on the
-    same blocks, and every checkpoint must still read back, with no chain left broken."""
+    same blocks, and every checkpoint must still read back, with no chain left broken
+    or longer than the bound."""
     store_dir = tmp_path / "store"
     written = run_children(TENSOR_CHILD, store_dir, (0, 1))
     assert len(written) == 8
-    with CheckpointStore.open(store_dir, config=TEST_CONFIG) as store:
+    with CheckpointStore.open(store_dir, config=SHALLOW) as store:
         store.settle()
-        assert store.context.catalog.pending_rebases() == []
-        assert any(r.base_id for r in store.context.catalog.iter_blocks())  # rebases ran
+        catalog = store.context.catalog
+        assert catalog.pending_rebases() == []
+        blocks = list(catalog.iter_blocks())
+        assert any(r.base_id for r in blocks)  # rebases ran
+        assert max(chain_depths(catalog, blocks, limit=64).values()) <= SHALLOW.delta_max_depth
         for checkpoint_id, step in written.items():
             assert restore_bytes(store, checkpoint_id) == tensors(step)
         assert store.verify(read_data=True).ok

@@ -161,7 +161,7 @@ class _PackSink:
             for old, e in moves
         ]
         applied = ctx.catalog.reencode_blocks(
-            pack_id, builder.size, records, ctx.clock(), self._owner
+            pack_id, builder.size, records, ctx.clock(), self._owner, ctx.config.delta_max_depth
         )
         if not applied:
             ctx.blocks.delete(pack_id)

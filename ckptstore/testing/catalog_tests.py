@@ -321,6 +321,20 @@ class CatalogTests:
         assert catalog.reencode_blocks("pack0004", 500, [(moved, new2)], NOW) == set()
         assert catalog.get_block(bid(2)) == old2
 
+    def test_rebase_keeps_a_block_whole_once_the_bound_hangs_below_it(
+        self, catalog: Catalog
+    ) -> None:
+        self.add(catalog, 1, 2, 3, 4)  # 1 <- 2 <- 3 below 4: 3 becomes a delta on 4?
+        for n, base in ((1, 2), (2, 3)):
+            old = catalog.get_block(bid(n))
+            new = BlockRecord(bid(n), f"pack100{n}", HEADER.size, 40, 1000, 5, bid(base))
+            assert catalog.reencode_blocks(f"pack100{n}", 500, [(old, new)], NOW) == {bid(n)}
+        old3 = catalog.get_block(bid(3))
+        onto4 = BlockRecord(bid(3), "pack2000", HEADER.size, 40, 1000, 5, bid(4))
+        assert catalog.reencode_blocks("pack2000", 500, [(old3, onto4)], NOW, None, 2) == set()
+        assert catalog.get_block(bid(3)) == old3  # two deltas hang below it already
+        assert catalog.reencode_blocks("pack2000", 500, [(old3, onto4)], NOW, None, 3) == {bid(3)}
+
     def test_orphaned_deltas_are_those_in_use_on_bases_dead_past_the_cutoff(
         self, catalog: Catalog
     ) -> None:

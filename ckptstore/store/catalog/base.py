@@ -311,6 +311,7 @@ class Catalog(ABC):
         moves: list[tuple[BlockRecord, BlockRecord]],
         now: float,
         owner: str | None = None,
+        max_height: int | None = None,
     ) -> set[bytes]:
         """Record a pack of re-encoded blocks and point each ``(old, new)`` block at its new
         entry, in one transaction; return the ids re-pointed. The stored bytes saved
@@ -319,8 +320,10 @@ class Catalog(ABC):
         A block is re-pointed only if it is still stored as ``old`` says (location and
         base) and its new base, if any, is a whole block: re-encoding never races a GC
         move, and a delta is only ever made against a block that has no base, so no
-        chain can loop. When none is re-pointed the pack is not recorded (its bytes
-        may be deleted)."""
+        chain can loop. With ``max_height``, a block becomes a delta only while fewer
+        than that many deltas hang below it, counted in the same transaction, so
+        rebases racing in several processes cannot make a chain longer than the bound.
+        When none is re-pointed the pack is not recorded (its bytes may be deleted)."""
 
     @abstractmethod
     def orphaned_deltas(self, dead_before: float) -> list[BlockRecord]:

@@ -612,6 +612,7 @@ class SQLiteCatalog(ServiceRecords, Catalog):
         moves: list[tuple[BlockRecord, BlockRecord]],
         now: float,
         owner: str | None = None,
+        max_height: int | None = None,
     ) -> set[bytes]:
         applied: set[bytes] = set()
         with self._write() as conn:
@@ -620,6 +621,12 @@ class SQLiteCatalog(ServiceRecords, Catalog):
                 (pack_id, size, now),
             )
             for old, new in moves:
+                if (
+                    max_height is not None
+                    and new.base_id is not None
+                    and _height(conn, old.block_id, max_height) >= max_height
+                ):
+                    continue
                 changed = conn.execute(
                     "UPDATE blocks SET pack_id = ?, pack_offset = ?, stored_len = ?, codec = ?,"
                     " base_id = ? WHERE block_id = ? AND pack_id = ? AND pack_offset = ?"
@@ -710,3 +717,16 @@ class SQLiteCatalog(ServiceRecords, Catalog):
         if free_pages > 64 and free_pages * 4 > all_pages:
             conn.execute("VACUUM")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _height(conn: sqlite3.Connection, block_id: bytes, limit: int) -> int:
+    """How many deltas deep blocks hang below ``block_id`` (``limit``: at least that)."""
+    row = conn.execute(
+        "WITH RECURSIVE below(block_id, depth) AS ("
+        " SELECT block_id, 1 FROM blocks WHERE base_id = ?"
+        " UNION ALL SELECT b.block_id, below.depth + 1 FROM blocks b"
+        " JOIN below ON b.base_id = below.block_id WHERE below.depth < ?)"
+        " SELECT COALESCE(MAX(depth), 0) FROM below",
+        (block_id, limit),
+    ).fetchone()
+    return row[0]
