@@ -49,7 +49,7 @@ from bench.common import WORK, save_report
 from bench.corpus import write
 from ckptstore.store import codecs
 from ckptstore.store.codecs import DELTA_GROUP_LOG, BlockCodec
-from ckptstore.store.planes import delta_of, grouping_gain_bits, keys_and_bounds, to_planes
+from ckptstore.store.planes import delta_of, grouping, grouping_gain_bits, to_planes
 
 DICT_BYTES = 16 * 1024
 CHUNK = 256 * 1024  # elements: the planes of one 1 MiB fp32 block, as the engine stores them
@@ -246,12 +246,11 @@ def grouping_estimates(files: list[Path]) -> list[dict[str, float]]:
     plain, grouped = BlockCodec(delta_group_log=0), BlockCodec()
     pairs = []
     for raw, base, width in blocks_of(files):
-        found = keys_and_bounds(base, width, DELTA_GROUP_LOG)
-        if found is None:
+        groups = grouping(base, width, DELTA_GROUP_LOG)
+        if groups is None:
             continue
         ungrouped = plain.encode_delta(memoryview(raw), base, width, 1 << 40)[1]
-        n = len(raw) // width
-        bits = grouping_gain_bits(delta_of(raw, base, width), width, *found) * n
+        bits = grouping_gain_bits(raw, base, width, groups) * (len(raw) // width)
         forced = grouped_payload(grouped, -1.0, raw, base, width)
         pairs.append((bits / (8 * len(ungrouped)), 1 - len(forced) / len(ungrouped)))
     rows = []

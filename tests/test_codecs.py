@@ -9,20 +9,35 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ckptstore.errors import FormatError
+from ckptstore.store import planes
 from ckptstore.store.codecs import DELTA_GROUP_LOG, BlockCodec, Codec, DecodeError, plane_width
 from ckptstore.store.planes import (
+    CONTEXTS,
     delta_of,
     from_planes,
     group_bounds,
     group_keys,
+    group_members,
     grouping,
     grouping_gain_bits,
-    keys_and_bounds,
+    key_counts,
+    split_planes,
     to_planes,
 )
 
 codec = BlockCodec()
 rng = np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module", autouse=True, params=["C loops", "numpy loops"])
+def plane_loops(request):
+    """Every test here runs with the C loops (_kernels.c) and with their numpy twins."""
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "numpy loops":
+            patch.setattr(planes, "_kernels", None)
+        elif planes._kernels is None:
+            pytest.skip("ckptstore.store._kernels is not built (test_kernels fails in CI)")
+        yield request.param
 
 
 def special_floats(dtype, n: int) -> np.ndarray:
@@ -165,7 +180,7 @@ def test_grouped_delta_round_trips_bit_exact_across_groups(width, tail):
     raw = memoryview(changed.tobytes() + bytes(range(5, 5 + tail)))
     kind, payload = codec.encode_delta(raw, base, width)
     assert kind == Codec.GROUPED_DELTA and payload[:2] == bytes([width, DELTA_GROUP_LOG])
-    assert len(grouping(base, width, DELTA_GROUP_LOG)) > 1
+    assert len(grouping(base, width, DELTA_GROUP_LOG).sizes) > 1
     assert codec.decode(kind, payload, len(raw), base) == raw.tobytes()
     out = np.empty(len(raw), np.uint8)
     codec.decode(kind, payload, len(raw), base, out=out)
@@ -224,13 +239,12 @@ def test_grouping_shrinks_float_deltas_that_span_exponents():
 def test_grouping_gain_estimate_follows_how_magnitude_depends_on_the_base():
     values = wide_floats(300_000, np.float32)
     base = values.tobytes()
-    keys, bounds = keys_and_bounds(base, 4, DELTA_GROUP_LOG)
+    groups = grouping(base, 4, DELTA_GROUP_LOG)
     with np.errstate(all="ignore"):
         relative = (values * np.float32(1.0001)).astype(np.float32)  # same bits change
     absolute = stepped(values)  # low bits of small values, nothing of large ones
     gains = [
-        grouping_gain_bits(delta_of(changed.tobytes(), base, 4), 4, keys, bounds)
-        for changed in (relative, absolute)
+        grouping_gain_bits(changed.tobytes(), base, 4, groups) for changed in (relative, absolute)
     ]
     assert gains[0] < 0.05 < 1.0 < gains[1]
 
@@ -249,9 +263,13 @@ def test_grouping_can_be_turned_off_and_any_reader_follows_the_payload():
 def test_group_bounds_close_at_the_minimum_and_fold_in_the_remainder():
     sampled = np.array([5] * 10 + [1] * 3 + [2] * 4 + [127] * 2, np.uint8)
     keys = np.repeat(sampled, 16)  # every 16th key is counted, for 16 elements each
-    assert group_bounds(keys, 7 * 16) == [3, 128]  # keys 1-2: 7; keys 5 and 127: 10 + 2
-    assert group_bounds(keys, 100 * 16) == []  # one group
-    assert group_bounds(keys, 16) == [2, 3, 6, 128]
+    base = np.zeros((len(keys), 2), np.uint8)
+    base[:, 1] = keys
+    counts = key_counts(base.tobytes(), 2, 16)
+    assert counts == np.bincount(sampled, minlength=CONTEXTS).tolist()
+    assert group_bounds(counts, 7 * 16) == [3, 128]  # keys 1-2: 7; keys 5 and 127: 10 + 2
+    assert group_bounds(counts, 100 * 16) == []  # one group
+    assert group_bounds(counts, 16) == [2, 3, 6, 128]
 
 
 def test_grouping_orders_groups_by_key_and_elements_within_a_group_by_index():
@@ -259,10 +277,16 @@ def test_grouping_orders_groups_by_key_and_elements_within_a_group_by_index():
     base = np.zeros((len(keys), 2), np.uint8)
     base[:, 1] = keys | 0x80  # a sign bit the key ignores
     groups = grouping(base.tobytes(), 2, 12)
-    assert [len(members) for members in groups] == [3 * 4096, 2 * 4096, 2 * 4096, 4096]
-    for members, key in zip(groups, (3, 9, 40, 90), strict=True):  # keys 3, 9, 40, 90
-        assert np.all(np.diff(members) > 0) and np.all(keys[members] == key)
-    assert sorted(np.concatenate(groups).tolist()) == list(range(len(keys)))
+    assert groups.sizes == (3 * 4096, 2 * 4096, 2 * 4096, 4096)
+    members = group_members(base.tobytes(), 2, groups)
+    for indices, key in zip(members, (3, 9, 40, 90), strict=True):  # keys 3, 9, 40, 90
+        assert np.all(np.diff(indices) > 0) and np.all(keys[indices] == key)
+    assert sorted(np.concatenate(members).tolist()) == list(range(len(keys)))
+    values = rng.integers(0, 1 << 16, len(keys), dtype=np.uint16).tobytes()
+    planes = np.empty(len(values), np.uint8)
+    split_planes(values, 2, planes, base.tobytes(), groups)
+    grouped = np.frombuffer(delta_of(values, base.tobytes(), 2), np.uint16)[np.concatenate(members)]
+    assert planes.tobytes() == to_planes(grouped.view(np.uint8), 2).tobytes()
     assert grouping(base.tobytes(), 2, 0) is None
     assert grouping(base[:8000].tobytes(), 2, 12) is None  # too few for two groups
 

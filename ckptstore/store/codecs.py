@@ -15,15 +15,14 @@ import zstandard
 
 from ckptstore.errors import FormatError
 from ckptstore.store.planes import (
-    UINTS,
     FrameLayoutError,
-    delta_of,
+    Grouping,
     frame_planes,
     from_planes,
-    group_members,
     grouping,
     grouping_gain_bits,
-    keys_and_bounds,
+    join_planes,
+    split_planes,
     undo_delta,
     unframe_planes,
 )
@@ -170,15 +169,15 @@ class BlockCodec:
         elif width is None:
             width = plane_width(raw)
         if width:
-            data = np.frombuffer(raw, np.uint8)
-            n = len(data) // width
-            compress = self._plane_compressor().compress
+            n = len(raw) // width
+            planes = self._scratch("planes", n * width)
+            split_planes(raw, width, planes)
             codec = Codec.FRAMED_PLANES
             payload = b"".join(
                 (
                     bytes([width]),
-                    *frame_planes(data[: n * width], width, [n], compress),
-                    data[n * width :].tobytes(),
+                    *frame_planes(planes, width, [n], self._plane_compressor().compress),
+                    raw[n * width :],
                 )
             )
         else:
@@ -196,11 +195,10 @@ class BlockCodec:
         the payload GROUPING_MIN_GAIN smaller: grouped deltas decode 2-3x slower."""
         if width not in DELTA_WIDTHS or len(base) != len(raw) or not self.byte_planes:
             return None
-        delta = delta_of(raw, base, width)
-        payload = self._delta_payload(delta, width, 0, None)
-        found = keys_and_bounds(base, width, self.delta_group_log)
-        if found is not None and self._grouping_may_pay(delta, width, found, len(payload)):
-            grouped = self._delta_payload(delta, width, self.delta_group_log, group_members(*found))
+        payload = self._delta_payload(raw, base, width, 0, None)
+        groups = grouping(base, width, self.delta_group_log)
+        if groups is not None and self._grouping_may_pay(raw, base, width, groups, len(payload)):
+            grouped = self._delta_payload(raw, base, width, self.delta_group_log, groups)
             if len(grouped) <= (1 - GROUPING_MIN_GAIN) * len(payload):
                 payload = grouped
         if len(payload) >= (len(raw) if limit is None else limit):
@@ -209,30 +207,34 @@ class BlockCodec:
 
     @staticmethod
     def _grouping_may_pay(
-        delta: np.ndarray, width: int, found: tuple[np.ndarray, list[int]], payload_len: int
+        raw: memoryview, base: bytes | memoryview, width: int, groups: Grouping, payload_len: int
     ) -> bool:
         """Whether to encode the grouped payload to compare: not where the estimate
         says it saves less than half GROUPING_MIN_GAIN (on the bench corpora no block
         estimated below that gained GROUPING_MIN_GAIN; bench: entropy)."""
-        n = len(delta) // width
-        saved_bits = grouping_gain_bits(delta, width, *found) * n
+        saved_bits = grouping_gain_bits(raw, base, width, groups) * (len(raw) // width)
         return saved_bits >= GROUPING_MIN_GAIN / 2 * 8 * payload_len
 
     def _delta_payload(
-        self, delta: np.ndarray, width: int, group_log: int, groups: list[np.ndarray] | None
+        self,
+        raw: memoryview,
+        base: bytes | memoryview,
+        width: int,
+        group_log: int,
+        groups: Grouping | None,
     ) -> bytes:
-        n = len(delta) // width
-        elements = delta[: n * width]
-        sizes = [n]
-        if groups is not None:
-            values = elements.view(UINTS[width])
-            elements = np.concatenate([values[members] for members in groups]).view(np.uint8)
-            sizes = [len(members) for members in groups]
+        n = len(raw) // width
+        planes = self._scratch("planes", n * width)
+        split_planes(raw, width, planes, base, groups)
+        tail = np.bitwise_xor(
+            np.frombuffer(raw, np.uint8)[n * width :], np.frombuffer(base, np.uint8)[n * width :]
+        )
+        sizes = [n] if groups is None else list(groups.sizes)
         return b"".join(
             (
                 bytes([width, group_log]),
-                *frame_planes(elements, width, sizes, self._plane_compressor().compress),
-                delta[n * width :].tobytes(),
+                *frame_planes(planes, width, sizes, self._plane_compressor().compress),
+                tail.tobytes(),
             )
         )
 
@@ -275,14 +277,13 @@ class BlockCodec:
         if codec == Codec.ZSTD_PLANES or codec == Codec.DELTA_PLANES:
             planes = self._unzstd_into(memoryview(payload)[1:], raw_len)
             raw = from_planes(planes, width, out)
-        else:
-            out = np.empty(raw_len, np.uint8) if out is None else out
-            try:
-                self._unframe(Codec(codec), memoryview(payload), width, base, out)
-            except FrameLayoutError as exc:
-                raise DecodeError(str(exc)) from exc
-            raw = out
-        return memoryview(undo_delta(raw, base, width) if delta else raw)
+            return memoryview(undo_delta(raw, base, width) if delta else raw)
+        out = np.empty(raw_len, np.uint8) if out is None else out
+        try:
+            self._unframe(Codec(codec), memoryview(payload), width, base, out)
+        except FrameLayoutError as exc:
+            raise DecodeError(str(exc)) from exc
+        return memoryview(out)
 
     def _unframe(
         self,
@@ -292,36 +293,30 @@ class BlockCodec:
         base: bytes | memoryview | None,
         out: np.ndarray,
     ) -> None:
-        """Codec 4's or 5's elements (still deltas, for 5) into ``out``."""
+        """Codec 4's or 5's payload, decoded into ``out`` (``base``: 5's base block)."""
         n = len(out) // width
         groups = None
         if codec == Codec.FRAMED_PLANES:
-            offset = 1
+            offset, base = 1, None
         else:
             if len(payload) < 2:
                 raise DecodeError("delta payload without its group size")
             offset, group_log = 2, payload[1]
             if group_log > MAX_GROUP_LOG:
                 raise DecodeError(f"group size 2**{group_log} is out of range")
-            groups = grouping(base, width, group_log)
-        sizes = [n] if groups is None else [len(members) for members in groups]
+            groups = grouping(base, width, group_log)  # type: ignore[arg-type]
+        sizes = [n] if groups is None else list(groups.sizes)
         planes = self._scratch("planes", n * width)
         end = unframe_planes(payload, offset, width, sizes, self._unzstd_into, planes)
         if len(payload) - end != len(out) - n * width:
             raise DecodeError(
                 f"{len(payload) - end} bytes after the frames, expected {len(out) - n * width}"
             )
-        out[n * width :] = np.frombuffer(payload[end:], np.uint8)
-        if groups is None:
-            from_planes(planes, width, out[: n * width])
-            return
-        grouped = from_planes(planes, width, self._scratch("grouped", n * width))
-        values, start = out[: n * width].view(UINTS[width]), 0
-        for members in groups:  # each group's elements back to their places
-            values[members] = grouped[start * width : (start + len(members)) * width].view(
-                UINTS[width]
-            )
-            start += len(members)
+        tail = np.frombuffer(payload[end:], np.uint8)
+        if base is not None:  # a delta's partial element is XORed with the base's
+            tail = tail ^ np.frombuffer(base, np.uint8)[n * width :]
+        out[n * width :] = tail
+        join_planes(planes, width, out[: n * width], base, groups)
 
     def _unzstd_into(
         self, payload: bytes | memoryview, raw_len: int, out: np.ndarray | None = None

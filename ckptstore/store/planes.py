@@ -14,8 +14,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+
+try:  # the loops of split_planes and join_planes in C (_kernels.c)
+    from ckptstore.store import _kernels
+except ImportError:  # built without a C compiler: numpy does the same, 2-3x slower
+    _kernels = None
 
 UINTS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _INTS = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
@@ -95,16 +101,23 @@ def group_keys(base: memoryview | bytes, width: int) -> np.ndarray:
     return top & (CONTEXTS - 1)
 
 
-def group_bounds(keys: np.ndarray, minimum: int) -> list[int]:
+def key_counts(base: memoryview | bytes, width: int, stride: int = 1) -> list[int]:
+    """How many of the base's elements 0, stride, 2 * stride... have each group key."""
+    if _kernels is not None:
+        return _kernels.key_counts(base, width, stride)
+    return np.bincount(group_keys(base, width)[::stride], minlength=CONTEXTS).tolist()
+
+
+def group_bounds(sampled: list[int], minimum: int) -> list[int]:
     """Where the groups end, as the key each one stops before: keys taken in ascending
-    order, counted on every SAMPLE_STRIDE-th element (a histogram of all of them costs
-    more than the grouping), a group closed once it holds ``minimum`` elements by that
-    count, and the remainder joining the last group (fewer, larger groups: each frame
-    costs a header and a Huffman table). Empty when there is one group."""
-    counts = np.bincount(keys[::SAMPLE_STRIDE], minlength=CONTEXTS).tolist()
+    order, counted on every SAMPLE_STRIDE-th element (``sampled``: the count of each
+    key there; counting every element costs more than the grouping), a group closed
+    once it holds ``minimum`` elements by that count, and the remainder joining the
+    last group (fewer, larger groups: each frame costs a header and a Huffman
+    table). Empty when there is one group."""
     bounds: list[int] = []
     held = 0
-    for key, count in enumerate(counts):
+    for key, count in enumerate(sampled):
         held += count * SAMPLE_STRIDE
         if held >= minimum:
             bounds.append(key + 1)
@@ -115,31 +128,39 @@ def group_bounds(keys: np.ndarray, minimum: int) -> list[int]:
     return bounds
 
 
-def grouping(base: memoryview | bytes, width: int, group_log: int) -> list[np.ndarray] | None:
-    """The indices of the elements of each group of a delta on ``base`` (ascending),
-    None when there is one group in element order: with ``group_log`` 0, or too few
-    elements for two groups of ``2**group_log``."""
-    found = keys_and_bounds(base, width, group_log)
-    return None if found is None else group_members(*found)
+@dataclass(frozen=True)
+class Grouping:
+    """How the elements of a delta on a base are grouped (codec 5): by the key of their
+    base element, keys in ascending order, elements of a group in index order."""
+
+    bounds: tuple[int, ...]  # the key each group stops before; the last is CONTEXTS
+    sizes: tuple[int, ...]  # the elements of each group
+    group_of_key: bytes  # CONTEXTS bytes: the group each key falls in
 
 
-def keys_and_bounds(
-    base: memoryview | bytes, width: int, group_log: int
-) -> tuple[np.ndarray, list[int]] | None:
-    """The group keys of ``base``'s elements and the bounds of their groups; None when
-    there is one group."""
-    n = len(base) // width
-    if group_log == 0 or n < 2 << group_log:
+def grouping(base: memoryview | bytes, width: int, group_log: int) -> Grouping | None:
+    """The grouping of a delta on ``base`` into groups of at least ``2**group_log``
+    elements; None when there is one group in element order: with ``group_log`` 0,
+    or too few elements for two groups."""
+    if group_log == 0 or len(base) // width < 2 << group_log:
         return None
+    bounds = group_bounds(key_counts(base, width, SAMPLE_STRIDE), 1 << group_log)
+    if not bounds:
+        return None
+    counts = key_counts(base, width)
+    edges = list(zip([0, *bounds], bounds, strict=False))  # (low, high) of each group
+    return Grouping(
+        tuple(bounds),
+        tuple(sum(counts[low:high]) for low, high in edges),
+        bytes(group for group, (low, high) in enumerate(edges) for _ in range(low, high)),
+    )
+
+
+def group_members(base: memoryview | bytes, width: int, groups: Grouping) -> list[np.ndarray]:
+    """The indices of the elements of each group (ascending): numpy's way to group."""
     keys = group_keys(base, width)
-    bounds = group_bounds(keys, 1 << group_log)
-    return (keys, bounds) if bounds else None
-
-
-def group_members(keys: np.ndarray, bounds: list[int]) -> list[np.ndarray]:
-    """The indices of the elements of each group (ascending)."""
     out, low = [], 0
-    for high in bounds:  # one pass per group: cheaper than sorting by key (few groups)
+    for high in groups.bounds:  # one pass per group: cheaper than sorting by key (few groups)
         if low == 0:
             inside = keys < high
         elif high == CONTEXTS:
@@ -151,32 +172,88 @@ def group_members(keys: np.ndarray, bounds: list[int]) -> list[np.ndarray]:
     return out
 
 
-def grouping_gain_bits(delta: np.ndarray, width: int, keys: np.ndarray, bounds: list[int]) -> float:
+def split_planes(
+    raw: memoryview | bytes,
+    width: int,
+    planes: np.ndarray,
+    base: memoryview | bytes | None = None,
+    groups: Grouping | None = None,
+) -> None:
+    """The planes of ``raw``'s whole elements into ``planes`` (``width`` times their
+    count): of their ``delta_of`` on ``base`` when given, and grouped by ``groups``
+    (which needs the base)."""
+    n = len(planes) // width
+    if _kernels is not None:
+        table = None if groups is None else groups.group_of_key
+        _kernels.split(raw, width, base, table, () if groups is None else groups.sizes, planes)
+        return
+    data = np.frombuffer(raw, np.uint8, n * width)
+    if base is not None:
+        data = delta_of(data, np.frombuffer(base, np.uint8, n * width), width)
+    if groups is not None:
+        values = data.view(UINTS[width])
+        members = group_members(base, width, groups)  # type: ignore[arg-type]
+        data = np.concatenate([values[m] for m in members]).view(np.uint8)
+    planes[:] = to_planes(data, width)
+
+
+def join_planes(
+    planes: np.ndarray,
+    width: int,
+    out: np.ndarray,
+    base: memoryview | bytes | None = None,
+    groups: Grouping | None = None,
+) -> None:
+    """``split_planes`` undone: the whole elements back into ``out`` from ``planes``."""
+    n = len(planes) // width
+    if _kernels is not None:
+        table = None if groups is None else groups.group_of_key
+        _kernels.assemble(planes, width, base, table, () if groups is None else groups.sizes, out)
+        return
+    if groups is None:
+        from_planes(planes, width, out[: n * width])
+    else:
+        grouped = from_planes(planes, width)
+        values, start = out[: n * width].view(UINTS[width]), 0
+        for members in group_members(base, width, groups):  # type: ignore[arg-type]
+            values[members] = grouped[start * width : (start + len(members)) * width].view(
+                UINTS[width]
+            )
+            start += len(members)
+    if base is not None:
+        undo_delta(out[: n * width], np.frombuffer(base, np.uint8, n * width), width)
+
+
+def grouping_gain_bits(
+    raw: memoryview | bytes, base: memoryview | bytes, width: int, groups: Grouping
+) -> float:
     """What grouping may save, in bits per element, judged on every SAMPLE_STRIDE-th
     element: how much knowing an element's group tells about its delta's bit length
     (mutual information). Grouping pays through exactly that: deltas of one magnitude
     in each frame. Cheap next to encoding the grouped payload to find out."""
-    n = len(delta) // width
-    values = delta[: n * width].view(UINTS[width])[::SAMPLE_STRIDE]
-    lengths = np.frexp(values.astype(np.float64))[1]  # bit lengths, 0 for 0 (about, > 2**53)
-    group = np.searchsorted(np.asarray(bounds), keys[::SAMPLE_STRIDE], side="right")
-    joint = np.bincount(group * 66 + lengths, minlength=66 * len(bounds)).reshape(-1, 66)
+    n = len(base) // width
+    ours = np.frombuffer(raw, UINTS[width], n)[::SAMPLE_STRIDE]
+    theirs = np.frombuffer(base, UINTS[width], n)[::SAMPLE_STRIDE]
+    codes = delta_of(ours.tobytes(), theirs.tobytes(), width).view(UINTS[width])
+    lengths = np.frexp(codes.astype(np.float64))[1]  # bit lengths, 0 for 0 (about, > 2**53)
+    keys = (theirs >> (8 * width - 8)).astype(np.intp) & (CONTEXTS - 1)  # the top bytes
+    group = np.frombuffer(groups.group_of_key, np.uint8)[keys].astype(np.intp)
+    joint = np.bincount(group * 66 + lengths, minlength=66 * len(groups.bounds)).reshape(-1, 66)
 
     def entropy(counts: np.ndarray) -> float:
-        p = counts[counts > 0] / len(values)
+        p = counts[counts > 0] / len(codes)
         return float(-(p * np.log2(p)).sum())
 
     return entropy(joint.sum(axis=0)) + entropy(joint.sum(axis=1)) - entropy(joint.ravel())
 
 
 def frame_planes(
-    elements: np.ndarray, width: int, sizes: list[int], compress: Compress
+    planes: np.ndarray, width: int, sizes: list[int], compress: Compress
 ) -> list[bytes]:
-    """The frame table, then the frames, of the planes of ``elements`` (whole elements
-    only): for each plane, one frame per group of ``sizes``. A list, so that the
-    caller joins the whole payload once."""
-    n = len(elements) // width
-    planes = to_planes(elements, width)
+    """The frame table, then the frames, of ``planes`` (``split_planes``' output): for
+    each plane, one frame per group of ``sizes``. A list, so that the caller joins
+    the whole payload once."""
+    n = len(planes) // width
     frames = []
     for plane in range(width):
         start = plane * n

@@ -1,0 +1,100 @@
+"""The C loops of the byte-plane transforms (_kernels.c) against their numpy twins."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ckptstore.store import planes
+from ckptstore.store.planes import CONTEXTS, Grouping, grouping, join_planes, split_planes
+
+
+def require_kernels():
+    """The C loops, or a failure in CI (where they must be built) and a skip elsewhere."""
+    if planes._kernels is None:
+        message = "ckptstore.store._kernels is not built (no C compiler at install?)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return planes._kernels
+
+
+def test_the_c_loops_are_built():
+    assert require_kernels().key_counts(bytes([1, 0x85, 2, 0x05]), 2, 1)[5] == 2
+
+
+def both_ways(function, *args):
+    """What ``function`` writes into its last argument, with the C loops and with numpy."""
+    *inputs, target = args
+    results = []
+    for kernels in (require_kernels(), None):
+        out = np.array(target)  # a fresh copy of the target for each run
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(planes, "_kernels", kernels)
+            function(*inputs, out)
+        results.append(out.tobytes())
+    return results
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    width=st.sampled_from([1, 2, 4, 8]),
+    n=st.integers(0, 5000),
+    delta=st.booleans(),
+    group_log=st.integers(0, 6),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_c_loops_and_numpy_agree_byte_for_byte(width, n, delta, group_log, seed):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, n * width + 3, dtype=np.uint8)
+    base[width - 1 : n * width : width][rng.random(n) < 0.5] &= 0x83  # few keys: groups form
+    raw = np.where(rng.random(len(base)) < 0.3, rng.integers(0, 256, len(base)), base)
+    raw = raw.astype(np.uint8).tobytes()
+    groups = grouping(base.tobytes(), width, group_log) if delta else None
+    whole = len(raw) // width * width  # the planes hold whole elements only
+    base_arg = base.tobytes() if delta else None
+    native, numpy = both_ways(
+        lambda r, w, b, g, out: split_planes(r, w, out, b, g),
+        raw,
+        width,
+        base_arg,
+        groups,
+        np.zeros(whole, np.uint8),
+    )
+    assert native == numpy
+    split = np.frombuffer(native, np.uint8).copy()
+    native_out, numpy_out = both_ways(
+        lambda p, w, b, g, out: join_planes(p, w, out, b, g),
+        split,
+        width,
+        base_arg,
+        groups,
+        np.zeros(whole, np.uint8),
+    )
+    assert native_out == numpy_out == raw[:whole]
+
+
+def test_c_loops_check_what_they_are_given():
+    kernels = require_kernels()
+    base = bytes(range(256)) * 16
+    planes_out = np.zeros(len(base), np.uint8)
+    with pytest.raises(ValueError, match="width"):
+        kernels.split(base, 3, None, None, (), planes_out)
+    with pytest.raises(ValueError, match="do not fit"):
+        kernels.split(base[:10], 4, None, None, (), planes_out)
+    with pytest.raises(ValueError, match="needs the base"):
+        kernels.split(base, 4, None, bytes(CONTEXTS), (1024,), planes_out)
+    with pytest.raises(ValueError, match="128 bytes"):
+        kernels.assemble(planes_out, 4, base, bytes(5), (1024,), bytearray(len(base)))
+    with pytest.raises(ValueError, match="add up"):
+        kernels.assemble(planes_out, 4, base, bytes(CONTEXTS), (1000,), bytearray(len(base)))
+    with pytest.raises(ValueError, match="no group"):
+        kernels.assemble(planes_out, 4, base, bytes([1]) * CONTEXTS, (1024,), bytearray(4096))
+    # Sizes that add up but do not match the keys: a group overflows, nothing is overrun.
+    wrong = Grouping((64, CONTEXTS), (1, 1023), bytes([0] * 64 + [1] * 64))
+    with pytest.raises(ValueError, match="more elements of a group"):
+        join_planes(planes_out, 4, np.zeros(len(base), np.uint8), base, wrong)
