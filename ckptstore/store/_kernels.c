@@ -1,21 +1,29 @@
-/* Fused loops for byte planes (planes.py): a block's elements to and from the
-   planes that codecs 4 to 6 compress, in one pass over memory each way. */
+/* The loops of planes.split_planes and planes.join_planes: a block's whole elements
+   to and from the byte planes that codecs 4 and 5 compress, in one pass over memory
+   each way, with the zigzag delta on a base block and the grouping of elements by
+   their base's key folded in (planes.py gives the same transforms in numpy). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
 
-#define CONTEXTS 128
+#define CONTEXTS 128 /* group keys: a base element's top byte, sign bit dropped */
 #define MAX_GROUPS CONTEXTS
 
 typedef struct {
     int grouped;
     uint8_t group_of_key[CONTEXTS];
-    Py_ssize_t cursor[MAX_GROUPS];
-    Py_ssize_t end[MAX_GROUPS];
+    Py_ssize_t cursor[MAX_GROUPS]; /* where the group's next element goes */
+    Py_ssize_t end[MAX_GROUPS];    /* ... and where the group ends */
 } Layout;
 
-/* starts: n_groups int64 start offsets (ascending); group_of_key: 128 bytes. */
+static inline int key_of(const uint8_t *bases, int width, Py_ssize_t i)
+{
+    return bases[i * width + width - 1] & (CONTEXTS - 1);
+}
+
+/* group_of_key: CONTEXTS bytes naming each key's group; sizes: the elements of each
+   group, adding up to n. Groups follow one another in the grouped order. */
 static int read_layout(PyObject *group_of_key, PyObject *sizes, Py_ssize_t n, Layout *layout)
 {
     layout->grouped = 0;
@@ -24,13 +32,14 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, Py_ssize_t n, La
     Py_buffer keys;
     if (PyObject_GetBuffer(group_of_key, &keys, PyBUF_SIMPLE) < 0)
         return -1;
-    if (keys.len != CONTEXTS) {
-        PyBuffer_Release(&keys);
+    int fits = keys.len == CONTEXTS;
+    if (fits)
+        memcpy(layout->group_of_key, keys.buf, CONTEXTS);
+    PyBuffer_Release(&keys);
+    if (!fits) {
         PyErr_SetString(PyExc_ValueError, "group_of_key must be 128 bytes");
         return -1;
     }
-    memcpy(layout->group_of_key, keys.buf, CONTEXTS);
-    PyBuffer_Release(&keys);
     PyObject *seq = PySequence_Fast(sizes, "sizes must be a sequence");
     if (!seq)
         return -1;
@@ -49,8 +58,7 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, Py_ssize_t n, La
             return -1;
         }
         layout->cursor[g] = start;
-        start += size;
-        layout->end[g] = start;
+        layout->end[g] = start += size;
     }
     Py_DECREF(seq);
     if (start != n) {
@@ -67,176 +75,139 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, Py_ssize_t n, La
     return 0;
 }
 
-#define ASSEMBLE(T, W)                                                                     \
-    for (Py_ssize_t i = 0; i < n; i++) {                                                   \
-        Py_ssize_t j = i;                                                                  \
-        if (layout.grouped) {                                                              \
-            uint8_t g = layout.group_of_key[bases[i * W + W - 1] & (CONTEXTS - 1)];        \
-            j = layout.cursor[g]++;                                                        \
-            if (j >= layout.end[g]) {                                                      \
-                overflow = 1;                                                              \
-                break;                                                                     \
-            }                                                                              \
-        }                                                                                  \
+/* For each width W: assemble_W (planes -> elements) and split_W (elements -> planes),
+   element i taking place j of the planes. Both return 0, or -1 when a group holds
+   more elements than its size (then nothing was written past the group: the caller
+   raises). The loops without groups are apart, so that the compiler vectorizes them. */
+#define DEFINE_LOOPS(T, W)                                                                 \
+    static inline void put_##W(const uint8_t *planes, const uint8_t *bases, uint8_t *outs,  \
+                               Py_ssize_t n, Py_ssize_t i, Py_ssize_t j)                   \
+    {                                                                                      \
         T code = 0;                                                                        \
         for (int lane = 0; lane < W; lane++)                                               \
             code |= (T)planes[(Py_ssize_t)lane * n + j] << (8 * lane);                     \
-        if (bases) {                                                                       \
-            T b;                                                                           \
-            memcpy(&b, bases + i * W, W);                                                  \
-            code = (T)(((T)(code >> 1) ^ (T)(0 - (code & 1))) + b);                        \
+        if (bases) { /* zigzag code -> difference, plus the base element */                \
+            T base;                                                                        \
+            memcpy(&base, bases + i * W, W);                                               \
+            code = (T)((T)((T)(code >> 1) ^ (T)(0 - (T)(code & 1))) + base);               \
         }                                                                                  \
         memcpy(outs + i * W, &code, W);                                                    \
-    }
-
-/* assemble(planes, width, base|None, group_of_key|None, sizes, out): out's n*width
-   bytes from the planes of n elements; with a base, planes hold zigzag deltas on it;
-   with group_of_key, planes hold the elements grouped by their base's key. */
-static PyObject *assemble(PyObject *self, PyObject *args)
-{
-    Py_buffer planes_buf, out_buf, base_buf = {0};
-    int width;
-    PyObject *base, *group_of_key, *sizes;
-    if (!PyArg_ParseTuple(args, "y*iOOOw*", &planes_buf, &width, &base, &group_of_key, &sizes,
-                          &out_buf))
-        return NULL;
-    PyObject *result = NULL;
-    Py_ssize_t n = width > 0 ? planes_buf.len / width : 0;
-    Layout layout;
-    if (width != 1 && width != 2 && width != 4 && width != 8) {
-        PyErr_SetString(PyExc_ValueError, "width must be 1, 2, 4 or 8");
-        goto done;
-    }
-    if (planes_buf.len != n * width || out_buf.len < n * width) {
-        PyErr_SetString(PyExc_ValueError, "planes and out do not fit");
-        goto done;
-    }
-    if (base != Py_None) {
-        if (PyObject_GetBuffer(base, &base_buf, PyBUF_SIMPLE) < 0)
-            goto done;
-        if (base_buf.len < n * width) {
-            PyErr_SetString(PyExc_ValueError, "base is shorter than the elements");
-            goto done;
-        }
-    } else if (group_of_key != Py_None) {
-        PyErr_SetString(PyExc_ValueError, "grouping needs the base");
-        goto done;
-    }
-    if (read_layout(group_of_key, sizes, n, &layout) < 0)
-        goto done;
-    {
-        const uint8_t *planes = planes_buf.buf;
-        const uint8_t *bases = base_buf.buf;
-        uint8_t *outs = out_buf.buf;
-        int overflow = 0;
-        Py_BEGIN_ALLOW_THREADS
-        switch (width) {
-        case 1: ASSEMBLE(uint8_t, 1) break;
-        case 2: ASSEMBLE(uint16_t, 2) break;
-        case 4: ASSEMBLE(uint32_t, 4) break;
-        default: ASSEMBLE(uint64_t, 8) break;
-        }
-        Py_END_ALLOW_THREADS
-        if (overflow) {
-            PyErr_SetString(PyExc_ValueError, "more elements of a group than its size");
-            goto done;
-        }
-    }
-    result = Py_NewRef(Py_None);
-done:
-    PyBuffer_Release(&planes_buf);
-    PyBuffer_Release(&out_buf);
-    if (base_buf.obj)
-        PyBuffer_Release(&base_buf);
-    return result;
-}
-
-#define SPLIT(T, W)                                                                        \
-    for (Py_ssize_t i = 0; i < n; i++) {                                                   \
+    }                                                                                      \
+    static inline void take_##W(const uint8_t *raws, const uint8_t *bases, uint8_t *planes, \
+                                Py_ssize_t n, Py_ssize_t i, Py_ssize_t j)                  \
+    {                                                                                      \
         T code;                                                                            \
         memcpy(&code, raws + i * W, W);                                                    \
-        if (bases) {                                                                       \
-            T b;                                                                           \
-            memcpy(&b, bases + i * W, W);                                                  \
-            T d = (T)(code - b);                                                           \
-            code = (T)((T)(d << 1) ^ (T)(0 - (T)(d >> (8 * W - 1))));                      \
-        }                                                                                  \
-        Py_ssize_t j = i;                                                                  \
-        if (layout.grouped) {                                                              \
-            uint8_t g = layout.group_of_key[bases[i * W + W - 1] & (CONTEXTS - 1)];        \
-            j = layout.cursor[g]++;                                                        \
-            if (j >= layout.end[g]) {                                                      \
-                overflow = 1;                                                              \
-                break;                                                                     \
-            }                                                                              \
+        if (bases) { /* difference from the base element -> zigzag code */                 \
+            T base;                                                                        \
+            memcpy(&base, bases + i * W, W);                                               \
+            T diff = (T)(code - base);                                                     \
+            code = (T)((T)(diff << 1) ^ (T)(0 - (T)(diff >> (8 * W - 1))));                \
         }                                                                                  \
         for (int lane = 0; lane < W; lane++)                                               \
             planes[(Py_ssize_t)lane * n + j] = (uint8_t)(code >> (8 * lane));              \
+    }                                                                                      \
+    static int assemble_##W(const uint8_t *restrict planes, const uint8_t *restrict bases,  \
+                            uint8_t *restrict outs, Py_ssize_t n, Layout *layout)          \
+    {                                                                                      \
+        if (!layout->grouped) {                                                            \
+            if (bases)                                                                     \
+                for (Py_ssize_t i = 0; i < n; i++)                                         \
+                    put_##W(planes, bases, outs, n, i, i);                                 \
+            else                                                                           \
+                for (Py_ssize_t i = 0; i < n; i++)                                         \
+                    put_##W(planes, NULL, outs, n, i, i);                                  \
+            return 0;                                                                      \
+        }                                                                                  \
+        for (Py_ssize_t i = 0; i < n; i++) {                                               \
+            uint8_t g = layout->group_of_key[key_of(bases, W, i)];                         \
+            Py_ssize_t j = layout->cursor[g]++;                                            \
+            if (j >= layout->end[g])                                                       \
+                return -1;                                                                 \
+            put_##W(planes, bases, outs, n, i, j);                                         \
+        }                                                                                  \
+        return 0;                                                                          \
+    }                                                                                      \
+    static int split_##W(const uint8_t *restrict raws, const uint8_t *restrict bases,       \
+                         uint8_t *restrict planes, Py_ssize_t n, Layout *layout)           \
+    {                                                                                      \
+        if (!layout->grouped) {                                                            \
+            if (bases)                                                                     \
+                for (Py_ssize_t i = 0; i < n; i++)                                         \
+                    take_##W(raws, bases, planes, n, i, i);                                \
+            else                                                                           \
+                for (Py_ssize_t i = 0; i < n; i++)                                         \
+                    take_##W(raws, NULL, planes, n, i, i);                                 \
+            return 0;                                                                      \
+        }                                                                                  \
+        for (Py_ssize_t i = 0; i < n; i++) {                                               \
+            uint8_t g = layout->group_of_key[key_of(bases, W, i)];                         \
+            Py_ssize_t j = layout->cursor[g]++;                                            \
+            if (j >= layout->end[g])                                                       \
+                return -1;                                                                 \
+            take_##W(raws, bases, planes, n, i, j);                                        \
+        }                                                                                  \
+        return 0;                                                                          \
     }
 
-/* split(raw, width, base|None, group_of_key|None, sizes, planes): the inverse of
-   assemble: the planes of raw's n elements (of their zigzag deltas on base). */
-static PyObject *split(PyObject *self, PyObject *args)
+DEFINE_LOOPS(uint8_t, 1)
+DEFINE_LOOPS(uint16_t, 2)
+DEFINE_LOOPS(uint32_t, 4)
+DEFINE_LOOPS(uint64_t, 8)
+
+typedef int (*Loop)(const uint8_t *, const uint8_t *, uint8_t *, Py_ssize_t, Layout *);
+
+/* What assemble and split share: (source, width, base|None, group_of_key|None, sizes,
+   target), n elements, n taken from the planes' length (target's for split). */
+static PyObject *run(PyObject *args, int into_planes, const Loop loops[9])
 {
-    Py_buffer raw_buf, planes_buf, base_buf = {0};
+    Py_buffer source, target, base_buf = {0};
     int width;
-    PyObject *base, *group_of_key, *sizes;
-    if (!PyArg_ParseTuple(args, "y*iOOOw*", &raw_buf, &width, &base, &group_of_key, &sizes,
-                          &planes_buf))
+    PyObject *base, *group_of_key, *sizes, *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*iOOOw*", &source, &width, &base, &group_of_key, &sizes,
+                          &target))
         return NULL;
-    PyObject *result = NULL;
-    Py_ssize_t n = width > 0 ? planes_buf.len / width : 0;
+    Loop loop = width >= 1 && width <= 8 ? loops[width] : NULL;
+    Py_ssize_t n = loop ? (into_planes ? target.len : source.len) / width : 0;
+    Py_buffer *planes = into_planes ? &target : &source, *elements = into_planes ? &source : &target;
     Layout layout;
-    if (width != 1 && width != 2 && width != 4 && width != 8) {
+    if (!loop)
         PyErr_SetString(PyExc_ValueError, "width must be 1, 2, 4 or 8");
-        goto done;
-    }
-    if (planes_buf.len != n * width || raw_buf.len < n * width) {
-        PyErr_SetString(PyExc_ValueError, "raw and planes do not fit");
-        goto done;
-    }
-    if (base != Py_None) {
-        if (PyObject_GetBuffer(base, &base_buf, PyBUF_SIMPLE) < 0)
-            goto done;
-        if (base_buf.len < n * width) {
-            PyErr_SetString(PyExc_ValueError, "base is shorter than the elements");
-            goto done;
-        }
-    } else if (group_of_key != Py_None) {
+    else if (planes->len != n * width || elements->len < n * width)
+        PyErr_SetString(PyExc_ValueError, "planes and elements do not fit");
+    else if (base == Py_None && group_of_key != Py_None)
         PyErr_SetString(PyExc_ValueError, "grouping needs the base");
-        goto done;
-    }
-    if (read_layout(group_of_key, sizes, n, &layout) < 0)
-        goto done;
-    {
-        const uint8_t *raws = raw_buf.buf;
-        const uint8_t *bases = base_buf.buf;
-        uint8_t *planes = planes_buf.buf;
-        int overflow = 0;
+    else if (base != Py_None && PyObject_GetBuffer(base, &base_buf, PyBUF_SIMPLE) < 0)
+        ; /* the error is set */
+    else if (base != Py_None && base_buf.len < n * width)
+        PyErr_SetString(PyExc_ValueError, "base is shorter than the elements");
+    else if (read_layout(group_of_key, sizes, n, &layout) == 0) {
+        int failed;
         Py_BEGIN_ALLOW_THREADS
-        switch (width) {
-        case 1: SPLIT(uint8_t, 1) break;
-        case 2: SPLIT(uint16_t, 2) break;
-        case 4: SPLIT(uint32_t, 4) break;
-        default: SPLIT(uint64_t, 8) break;
-        }
+        failed = loop(source.buf, base_buf.buf, target.buf, n, &layout);
         Py_END_ALLOW_THREADS
-        if (overflow) {
+        if (failed)
             PyErr_SetString(PyExc_ValueError, "more elements of a group than its size");
-            goto done;
-        }
+        else
+            result = Py_NewRef(Py_None);
     }
-    result = Py_NewRef(Py_None);
-done:
-    PyBuffer_Release(&raw_buf);
-    PyBuffer_Release(&planes_buf);
+    PyBuffer_Release(&source);
+    PyBuffer_Release(&target);
     if (base_buf.obj)
         PyBuffer_Release(&base_buf);
     return result;
 }
 
-/* key_counts(base, width, stride): how many of the elements 0, stride, 2*stride...
-   have each group key (the top byte, sign bit dropped), as a list of 128 ints. */
+static const Loop assembles[9] = {NULL, assemble_1, assemble_2, NULL, assemble_4,
+                                  NULL, NULL,       NULL,       assemble_8};
+static const Loop splits[9] = {NULL, split_1, split_2, NULL, split_4, NULL, NULL, NULL, split_8};
+
+static PyObject *assemble(PyObject *self, PyObject *args) { return run(args, 0, assembles); }
+
+static PyObject *split(PyObject *self, PyObject *args) { return run(args, 1, splits); }
+
+/* key_counts(base, width, stride): how many of the elements 0, stride, 2 * stride...
+   have each group key, as a list of CONTEXTS ints. */
 static PyObject *key_counts(PyObject *self, PyObject *args)
 {
     Py_buffer base_buf;
@@ -249,19 +220,28 @@ static PyObject *key_counts(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "width 1 to 8 and a positive stride");
         return NULL;
     }
-    Py_ssize_t counts[CONTEXTS] = {0};
-    Py_ssize_t n = base_buf.len / width;
+    /* Four tables, summed at the end: a run of one key would otherwise make each
+       count wait for the one before. */
+    Py_ssize_t counts[4][CONTEXTS] = {{0}};
+    Py_ssize_t n = base_buf.len / width, i = 0;
     const uint8_t *bases = base_buf.buf;
     Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i += stride)
-        counts[bases[i * width + width - 1] & (CONTEXTS - 1)]++;
+    for (; i + 3 * stride < n; i += 4 * stride) {
+        counts[0][key_of(bases, width, i)]++;
+        counts[1][key_of(bases, width, i + stride)]++;
+        counts[2][key_of(bases, width, i + 2 * stride)]++;
+        counts[3][key_of(bases, width, i + 3 * stride)]++;
+    }
+    for (; i < n; i += stride)
+        counts[0][key_of(bases, width, i)]++;
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&base_buf);
     PyObject *list = PyList_New(CONTEXTS);
     if (!list)
         return NULL;
     for (int key = 0; key < CONTEXTS; key++) {
-        PyObject *count = PyLong_FromSsize_t(counts[key]);
+        PyObject *count =
+            PyLong_FromSsize_t(counts[0][key] + counts[1][key] + counts[2][key] + counts[3][key]);
         if (!count) {
             Py_DECREF(list);
             return NULL;
@@ -272,12 +252,16 @@ static PyObject *key_counts(PyObject *self, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
-    {"assemble", assemble, METH_VARARGS, "Elements from their (grouped, delta) planes."},
-    {"split", split, METH_VARARGS, "(Grouped, delta) planes of elements."},
-    {"key_counts", key_counts, METH_VARARGS, "Group key counts of every stride-th element."},
+    {"assemble", assemble, METH_VARARGS,
+     "assemble(planes, width, base, group_of_key, sizes, out): elements from planes."},
+    {"split", split, METH_VARARGS,
+     "split(raw, width, base, group_of_key, sizes, planes): planes of elements."},
+    {"key_counts", key_counts, METH_VARARGS,
+     "key_counts(base, width, stride): counts of each key, every stride-th element."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", NULL, -1, methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, .m_name = "_kernels", .m_size = -1, .m_methods = methods};
 
 PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&module); }
