@@ -22,7 +22,7 @@ sign bit to bit 0 (so that one byte holds the whole exponent) on whole
 tensors, and predicting a tensor from the next two checkpoints (X against
 2Y - Z, a second-order delta) instead of from the next one.
 
-Last, the choices codecs 4 and 5 make, on the 1 MiB tensor blocks of the
+Last, the choices codecs 4 and 6 make, on the 1 MiB tensor blocks of the
 newest checkpoint, whole and as deltas on the one before: one zstd-1 frame
 for all planes (codecs 2 and 3), one frame per plane, the plane zstd
 parameters (PLANE_ZSTD_PARAMS), and delta elements grouped by their base's
@@ -226,14 +226,21 @@ def legacy_payload(raw: bytes, base: bytes | None, width: int) -> bytes:
     return bytes([width]) + zstandard.ZstdCompressor(level=1).compress(to_planes(data, width))
 
 
-def grouped_payload(codec: BlockCodec, min_gain: float, raw: bytes, base: bytes, width: int):
-    """codec's delta payload, grouping kept where it is ``min_gain`` smaller."""
-    default = codecs.GROUPING_MIN_GAIN
+def grouped_payload(
+    codec: BlockCodec, min_gain: float, raw: bytes, base: bytes, width: int, biases: bool = True
+):
+    """codec's delta payload, grouping kept where it is ``min_gain`` smaller; with
+    ``biases`` False, every group's bias zero (codec 5's payload but for the id)."""
+    default, biased = codecs.GROUPING_MIN_GAIN, codecs.group_biases
     codecs.GROUPING_MIN_GAIN = min_gain
+    if not biases:
+        codecs.group_biases = lambda raw, base, width, groups: np.zeros(
+            len(groups.sizes), biased(raw, base, width, groups).dtype
+        )
     try:
         return codec.encode_delta(memoryview(raw), base, width, 1 << 40)[1]
     finally:
-        codecs.GROUPING_MIN_GAIN = default
+        codecs.GROUPING_MIN_GAIN, codecs.group_biases = default, biased
 
 
 ESTIMATE_BUCKETS = (0.0, 0.005, 0.01, 0.02, 0.05, 1.0)
@@ -297,12 +304,12 @@ def codec_choices(files: list[Path]) -> dict[str, dict[str, float]]:
         (DELTA_GROUP_LOG, codecs.GROUPING_MIN_GAIN),
     ):
         if not group_log:
-            label = "delta: codec 5, no groups"
+            label = "delta: codec 6, no groups"
         elif min_gain < 0:
-            label = f"delta: codec 5, every block in groups of 2^{group_log}"
+            label = f"delta: codec 6, every block in groups of 2^{group_log}"
         else:
             label = (
-                f"delta: codec 5, groups of 2^{group_log} where {min_gain:.0%} smaller (default)"
+                f"delta: codec 6, groups of 2^{group_log} where {min_gain:.0%} smaller (default)"
             )
         variants[label] = (
             (lambda codec, gain: lambda r, b, w: grouped_payload(codec, gain, r, b, w))(
@@ -310,6 +317,14 @@ def codec_choices(files: list[Path]) -> dict[str, dict[str, float]]:
             ),
             group_log,
         )
+    gain = codecs.GROUPING_MIN_GAIN
+    label = f"delta: codec 6, groups of 2^{DELTA_GROUP_LOG} where {gain:.0%} smaller, biases zero"
+    variants[label] = (
+        (lambda codec: lambda r, b, w: grouped_payload(codec, gain, r, b, w, biases=False))(
+            BlockCodec()
+        ),
+        DELTA_GROUP_LOG,
+    )
     results = {}
     reader = BlockCodec()
     for label, (encode, _) in variants.items():
@@ -317,7 +332,7 @@ def codec_choices(files: list[Path]) -> dict[str, dict[str, float]]:
         payloads = [encode(raw, base, width) for raw, base, width in blocks]
         encode_s = time.perf_counter() - start
         row = {"mb": sum(len(p) for p in payloads) / 1e6, "encode_mb_s": raw_mb / encode_s}
-        codec_id = 4 if "codec 4" in label else 5 if "codec 5" in label else None
+        codec_id = 4 if "codec 4" in label else 6 if "codec 6" in label else None
         if codec_id is not None:
             out = np.empty(CHUNK * 4, np.uint8)
             start = time.perf_counter()
@@ -390,7 +405,7 @@ def main() -> None:
     ]
     lines += [
         "",
-        "What codecs 4 and 5 choose, on the newest checkpoint's 1 MiB tensor blocks (whole,"
+        "What codecs 4 and 6 choose, on the newest checkpoint's 1 MiB tensor blocks (whole,"
         " and as deltas on the one before); one core:",
         "",
         "| corpus | variant | MB stored | vs first row of its kind | encode MB/s | decode MB/s |",

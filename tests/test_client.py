@@ -215,9 +215,9 @@ def test_pushed_checkpoints_of_a_job_are_stored_as_deltas(client, srv, tmp_path)
     catalog = srv.store.context.catalog
     older = [r for _, r in catalog.manifest(a.checkpoint_id)]
     newer = {r.block_id: r for _, r in catalog.manifest(b.checkpoint_id)}
-    assert Codec.GROUPED_DELTA in [r.codec for r in older]  # the older one, on the newer
+    assert Codec.BIASED_DELTA in [r.codec for r in older]  # the older one, on the newer
     assert {r.base_id for r in older if r.base_id} <= newer.keys()
-    assert Codec.GROUPED_DELTA not in [r.codec for r in newer.values()]
+    assert Codec.BIASED_DELTA not in [r.codec for r in newer.values()]
     assert srv.store.stats().stored_bytes < 0.85 * (a.stored_bytes + b.stored_bytes)
     for record, data in ((a, first), (b, second)):
         assert client.restore(record.checkpoint_id, tmp_path / "x.bin") == len(data)

@@ -179,7 +179,7 @@ def test_grouped_delta_round_trips_bit_exact_across_groups(width, tail):
     base = base_array.tobytes() + bytes(range(tail))
     raw = memoryview(changed.tobytes() + bytes(range(5, 5 + tail)))
     kind, payload = codec.encode_delta(raw, base, width)
-    assert kind == Codec.GROUPED_DELTA and payload[:2] == bytes([width, DELTA_GROUP_LOG])
+    assert kind == Codec.BIASED_DELTA and payload[:2] == bytes([width, DELTA_GROUP_LOG])
     assert len(grouping(base, width, DELTA_GROUP_LOG).sizes) > 1
     assert codec.decode(kind, payload, len(raw), base) == raw.tobytes()
     out = np.empty(len(raw), np.uint8)
@@ -207,7 +207,7 @@ def test_any_grouped_delta_round_trips(width, n, group_log, changed, seed):
         patch.setattr(codecs, "GROUPING_MIN_GAIN", -100.0)  # keep grouping wherever tried
         encoded = writer.encode_delta(memoryview(raw.tobytes()), base.tobytes(), width, 1 << 40)
     kind, payload = encoded
-    assert kind == Codec.GROUPED_DELTA
+    assert kind == Codec.BIASED_DELTA
     expect_grouped = grouping(base.tobytes(), width, group_log) is not None
     assert payload[1] == (group_log if expect_grouped else 0)
     assert codec.decode(kind, payload, n, base.tobytes()) == raw.tobytes()
@@ -219,7 +219,7 @@ def test_deltas_stay_ungrouped_where_grouping_does_not_pay():
     with np.errstate(all="ignore"):  # a relative change: the same bits change everywhere
         raw = memoryview((values * np.float32(1.0001)).tobytes())
     kind, payload = codec.encode_delta(raw, base, 4)
-    assert kind == Codec.GROUPED_DELTA and payload[1] == 0
+    assert kind == Codec.BIASED_DELTA and payload[1] == 0
     assert codec.decode(kind, payload, len(raw), base) == raw.tobytes()
 
 
@@ -254,7 +254,7 @@ def test_grouping_can_be_turned_off_and_any_reader_follows_the_payload():
     base = values.tobytes()
     raw = memoryview((values[::-1]).tobytes())
     kind, payload = BlockCodec(delta_group_log=0).encode_delta(raw, base, 4)
-    assert kind == Codec.GROUPED_DELTA and payload[1] == 0
+    assert kind == Codec.BIASED_DELTA and payload[1] == 0
     assert codec.decode(kind, payload, len(raw), base) == raw.tobytes()
     with pytest.raises(ValueError, match="delta_group_log"):
         BlockCodec(delta_group_log=32)
@@ -310,3 +310,54 @@ def test_engine_stores_float_checkpoints_smaller_with_planes(open_store, tmp_pat
     assert a.stored_bytes < 0.97 * b.stored_bytes
     assert restore_bytes(with_planes, a.checkpoint_id) == weights
     assert with_planes.verify(read_data=True).ok
+
+
+@pytest.mark.parametrize("width", [4, 8])
+def test_each_groups_drift_is_taken_off_its_differences(width):
+    """Elements that moved by about one amount per group (their base's top byte), as
+    moments decaying or weights shrinking move a float's bits: codec 6 stores each
+    group's amount once and codes only the noise around it, in fewer planes."""
+    count = 100_000  # 25,000 of each key: a group each
+    uint = {2: np.uint16, 4: np.uint32, 8: np.uint64}[width]
+    top = rng.choice(np.array([0x10, 0x30, 0x50, 0x70], np.uint64), count)
+    low_bits = 8 * width - 8
+    base = (top << np.uint64(low_bits)) | rng.integers(0, 1 << min(low_bits, 62), count).astype(
+        np.uint64
+    )
+    drift = (top >> np.uint64(4)) * np.uint64(1 << (low_bits - 2))  # its own per group
+    noise = rng.integers(-100, 101, count).astype(np.int64).astype(np.uint64)
+    moved = (base + drift + noise).astype(uint)
+    base_bytes, raw = base.astype(uint).tobytes() + b"z", memoryview(moved.tobytes() + b"y")
+    kind, payload = codec.encode_delta(raw, base_bytes, width)
+    groups = grouping(base_bytes, width, DELTA_GROUP_LOG)
+    assert kind == Codec.BIASED_DELTA and payload[1] == DELTA_GROUP_LOG
+    biases = np.frombuffer(payload, f"<u{width}", len(groups.sizes), 2)
+    assert np.count_nonzero(biases) >= 2
+    assert codec.decode(kind, payload, len(raw), base_bytes) == raw.tobytes()
+    out = np.empty(len(raw), np.uint8)
+    codec.decode(kind, payload, len(raw), base_bytes, out=out)
+    assert out.tobytes() == raw.tobytes()
+    unbiased = codec._delta_payload(raw, base_bytes, width, DELTA_GROUP_LOG, groups)
+    assert len(payload) < 0.9 * len(unbiased)
+
+
+def test_grouped_deltas_of_codec_5_still_decode():
+    """Codec 5 is codec 6 without the biases: blocks it stored stay readable."""
+    values = wide_floats(100_000, np.float32)
+    base = values.tobytes() + b"ab"
+    raw = memoryview(stepped(values).tobytes() + b"cd")
+    groups = grouping(base, 4, DELTA_GROUP_LOG)
+    legacy = codec._delta_payload(raw, base, 4, DELTA_GROUP_LOG, groups)  # no biases
+    assert codec.decode(Codec.GROUPED_DELTA, legacy, len(raw), base) == raw.tobytes()
+    with pytest.raises(DecodeError):  # read as codec 6, the frame table is off
+        assert codec.decode(Codec.BIASED_DELTA, legacy, len(raw), base) != raw.tobytes()
+
+
+def test_a_payload_cut_in_its_biases_is_a_decode_error():
+    values = wide_floats(100_000, np.float32)
+    base = values.tobytes()
+    raw = memoryview(stepped(values).tobytes())
+    kind, payload = codec.encode_delta(raw, base, 4)
+    assert kind == Codec.BIASED_DELTA and payload[1] == DELTA_GROUP_LOG
+    with pytest.raises(DecodeError, match="group biases"):
+        codec.decode(kind, payload[:5], len(raw), base)

@@ -120,7 +120,7 @@ def test_sigkill_during_rebase(tmp_path, target, call, when):
         *older, newest = sorted(committed, key=lambda c: c.epoch)
         for record in older:
             codecs = [r.codec for _, r in store.context.catalog.manifest(record.checkpoint_id)]
-            assert Codec.GROUPED_DELTA in codecs
+            assert Codec.BIASED_DELTA in codecs
         assert store.context.catalog.pending_rebases() == []
     finally:
         store.close()

@@ -114,8 +114,8 @@ def dead_fractions(store) -> list[float]:
 
 def test_newest_checkpoint_stays_whole_and_its_parent_becomes_deltas_on_it(store):
     (first, data1), (second, data2) = put_steps(store, 2)
-    assert codecs_of(store, first).count(Codec.GROUPED_DELTA) >= 10
-    assert Codec.GROUPED_DELTA not in codecs_of(store, second)
+    assert codecs_of(store, first).count(Codec.BIASED_DELTA) >= 10
+    assert Codec.BIASED_DELTA not in codecs_of(store, second)
     assert bases_of(store, first) <= blocks_of(store, second)
     assert restore_bytes(store, first) == data1
     assert restore_bytes(store, second) == data2
@@ -143,9 +143,9 @@ def test_blocks_whose_whole_copies_would_stay_on_disk_are_not_rebased(open_store
 
     first, second, third = save(0), save(1), save(2)
     store.settle()
-    assert Codec.GROUPED_DELTA not in codecs_of(store, first)  # its adapter stays whole
-    assert Codec.GROUPED_DELTA in codecs_of(store, second)  # its own pack: rebased, dropped
-    assert Codec.GROUPED_DELTA not in codecs_of(store, third)  # the newest
+    assert Codec.BIASED_DELTA not in codecs_of(store, first)  # its adapter stays whole
+    assert Codec.BIASED_DELTA in codecs_of(store, second)  # its own pack: rebased, dropped
+    assert Codec.BIASED_DELTA not in codecs_of(store, third)  # the newest
     usage = store.context.catalog.pack_usage()
     assert all(not u.reclaimable(config.compact_dead_fraction) for u in usage)
     dead = sum(u.size - HEADER.size - u.live_bytes for u in usage)
@@ -176,7 +176,7 @@ def test_chains_never_exceed_the_configured_depth(open_store):
 def test_depth_zero_turns_deltas_off(open_store):
     store = open_store(config=dataclasses.replace(CONFIG, delta_max_depth=0))
     saved = put_steps(store, 3)
-    assert all(Codec.GROUPED_DELTA not in codecs_of(store, ck) for ck, _ in saved)
+    assert all(Codec.BIASED_DELTA not in codecs_of(store, ck) for ck, _ in saved)
 
 
 def test_deleting_the_newest_keeps_its_blocks_only_within_the_grace_period(store, clock):
@@ -200,7 +200,7 @@ def test_rolling_back_frees_the_deleted_checkpoints(store, clock, open_store, tm
     report = store.gc()
     assert report.blocks_materialized >= 10 and report.blocks_removed > 0
     assert restore_bytes(store, first) == data1
-    assert Codec.GROUPED_DELTA not in codecs_of(store, first)
+    assert Codec.BIASED_DELTA not in codecs_of(store, first)
     assert {r.block_id for r in store.context.catalog.iter_blocks()} == blocks_of(store, first)
     alone = open_store(tmp_path / "alone", CONFIG)
     alone.put("run", data1)
@@ -208,7 +208,7 @@ def test_rolling_back_frees_the_deleted_checkpoints(store, clock, open_store, tm
     assert store.verify(read_data=True).ok
     store.put("run", safetensors_bytes(model(1, 9)))
     store.settle()
-    assert Codec.GROUPED_DELTA in codecs_of(store, first)
+    assert Codec.BIASED_DELTA in codecs_of(store, first)
     assert restore_bytes(store, first) == data1
 
 
@@ -267,7 +267,7 @@ def test_a_failed_rebase_leaves_the_commit_and_the_parent_whole(store, monkeypat
     monkeypatch.setattr(checkpoints, "rebase_parent", broken)
     (first, data1), (second, data2) = put_steps(store, 2)
     assert "rebasing checkpoint" in caplog.text and "failed" in caplog.text
-    assert Codec.GROUPED_DELTA not in codecs_of(store, first) + codecs_of(store, second)
+    assert Codec.BIASED_DELTA not in codecs_of(store, first) + codecs_of(store, second)
     assert restore_bytes(store, first) == data1 and restore_bytes(store, second) == data2
 
 
@@ -296,7 +296,7 @@ def test_a_store_written_with_the_older_plane_codecs_keeps_working(store, monkey
     monkeypatch.setattr(BlockCodec, "encode", new_encode)
     ((third, data3),) = put_steps(store, 1, start=2)
     assert Codec.ZSTD_PLANES not in codecs_of(store, second)  # rebased from codec 2
-    assert Codec.GROUPED_DELTA in codecs_of(store, second)
+    assert Codec.BIASED_DELTA in codecs_of(store, second)
     assert Codec.FRAMED_PLANES in codecs_of(store, third)
     for checkpoint_id, data in ((first, data1), (second, data2), (third, data3)):
         assert restore_bytes(store, checkpoint_id) == data
@@ -326,7 +326,7 @@ def test_delta_codec_round_trips_any_bytes(width, n, flips, seed):
     if encoded is None:
         return  # judged not to pay: the caller stores the block whole
     kind, payload = encoded
-    assert kind == Codec.GROUPED_DELTA
+    assert kind == Codec.BIASED_DELTA
     assert codec.decode(kind, payload, n, base) == bytes(raw)
 
 
@@ -355,7 +355,7 @@ def test_a_delta_that_does_not_decode_back_is_never_kept(store, monkeypatch, cap
 
     def corrupting(self, codec, payload, raw_len, base=None):
         out = bytearray(real(self, codec, payload, raw_len, base))
-        if codec == Codec.GROUPED_DELTA:
+        if codec == Codec.BIASED_DELTA:
             out[0] ^= 1
         return out
 
@@ -363,7 +363,7 @@ def test_a_delta_that_does_not_decode_back_is_never_kept(store, monkeypatch, cap
     (first, data1), _ = put_steps(store, 2)
     monkeypatch.setattr(BlockCodec, "decode", real)
     assert "does not decode back" in caplog.text
-    assert Codec.GROUPED_DELTA not in codecs_of(store, first)
+    assert Codec.BIASED_DELTA not in codecs_of(store, first)
     assert restore_bytes(store, first) == data1
 
 
@@ -378,6 +378,6 @@ def test_best_copies_do_not_stop_the_rebase_of_their_source(store):
     store.settle()
     assert [c.type for c in store.list("run").checkpoints].count("best") == 1
     for checkpoint_id, _ in saved[:-1]:
-        assert Codec.GROUPED_DELTA in codecs_of(store, checkpoint_id)
+        assert Codec.BIASED_DELTA in codecs_of(store, checkpoint_id)
     for checkpoint_id, data in saved:
         assert restore_bytes(store, checkpoint_id) == data

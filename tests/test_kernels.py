@@ -55,10 +55,14 @@ def test_c_loops_and_numpy_agree_byte_for_byte(width, n, delta, group_log, seed)
     raw = np.where(rng.random(len(base)) < 0.3, rng.integers(0, 256, len(base)), base)
     raw = raw.astype(np.uint8).tobytes()
     groups = grouping(base.tobytes(), width, group_log) if delta else None
+    biases = None
+    if groups is not None and rng.random() < 0.5:  # drifts of any size, wrapping
+        biases = rng.integers(0, 256, (len(groups.sizes), width), dtype=np.uint8)
+        biases = biases.view(f"<u{width}").ravel().astype(planes.UINTS[width])
     whole = len(raw) // width * width  # the planes hold whole elements only
     base_arg = base.tobytes() if delta else None
     native, numpy = both_ways(
-        lambda r, w, b, g, out: split_planes(r, w, out, b, g),
+        lambda r, w, b, g, out: split_planes(r, w, out, b, g, biases),
         raw,
         width,
         base_arg,
@@ -68,7 +72,7 @@ def test_c_loops_and_numpy_agree_byte_for_byte(width, n, delta, group_log, seed)
     assert native == numpy
     split = np.frombuffer(native, np.uint8).copy()
     native_out, numpy_out = both_ways(
-        lambda p, w, b, g, out: join_planes(p, w, out, b, g),
+        lambda p, w, b, g, out: join_planes(p, w, out, b, g, biases),
         split,
         width,
         base_arg,
@@ -83,17 +87,19 @@ def test_c_loops_check_what_they_are_given():
     base = bytes(range(256)) * 16
     planes_out = np.zeros(len(base), np.uint8)
     with pytest.raises(ValueError, match="width"):
-        kernels.split(base, 3, None, None, (), planes_out)
+        kernels.split(base, 3, None, None, (), None, planes_out)
     with pytest.raises(ValueError, match="do not fit"):
-        kernels.split(base[:10], 4, None, None, (), planes_out)
+        kernels.split(base[:10], 4, None, None, (), None, planes_out)
     with pytest.raises(ValueError, match="needs the base"):
-        kernels.split(base, 4, None, bytes(CONTEXTS), (1024,), planes_out)
+        kernels.split(base, 4, None, bytes(CONTEXTS), (1024,), None, planes_out)
     with pytest.raises(ValueError, match="128 bytes"):
-        kernels.assemble(planes_out, 4, base, bytes(5), (1024,), bytearray(len(base)))
+        kernels.assemble(planes_out, 4, base, bytes(5), (1024,), None, bytearray(len(base)))
     with pytest.raises(ValueError, match="add up"):
-        kernels.assemble(planes_out, 4, base, bytes(CONTEXTS), (1000,), bytearray(len(base)))
+        kernels.assemble(planes_out, 4, base, bytes(CONTEXTS), (1000,), None, bytearray(len(base)))
     with pytest.raises(ValueError, match="no group"):
-        kernels.assemble(planes_out, 4, base, bytes([1]) * CONTEXTS, (1024,), bytearray(4096))
+        kernels.assemble(planes_out, 4, base, bytes([1]) * CONTEXTS, (1024,), None, bytearray(4096))
+    with pytest.raises(ValueError, match="one value per group"):
+        kernels.assemble(planes_out, 4, base, bytes(CONTEXTS), (1024,), bytes(3), bytearray(4096))
     # Sizes that add up but do not match the keys: a group overflows, nothing is overrun.
     wrong = Grouping((64, CONTEXTS), (1, 1023), bytes([0] * 64 + [1] * 64))
     with pytest.raises(ValueError, match="more elements of a group"):

@@ -97,7 +97,7 @@ def test_npz_checkpoints_of_a_job_are_stored_as_deltas(open_store):
     b = store.put("job", second)
     store.settle()
     codecs = [r.codec for _, r in store.context.catalog.manifest(a.checkpoint_id)]
-    assert Codec.GROUPED_DELTA in codecs  # the older one, on the newer
+    assert Codec.BIASED_DELTA in codecs  # the older one, on the newer
     assert restore_bytes(store, a.checkpoint_id) == first
     assert restore_bytes(store, b.checkpoint_id) == second
 

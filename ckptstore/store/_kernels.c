@@ -1,7 +1,7 @@
 /* The loops of planes.split_planes and planes.join_planes: a block's whole elements
-   to and from the byte planes that codecs 4 and 5 compress, in one pass over memory
-   each way, with the zigzag delta on a base block and the grouping of elements by
-   their base's key folded in (planes.py gives the same transforms in numpy). */
+   to and from the byte planes that codecs 4 to 6 compress, in one pass over memory
+   each way, with the zigzag delta on a base block, the grouping of elements by
+   their base's key and a bias per group folded in (planes.py does the same in numpy). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -15,6 +15,7 @@ typedef struct {
     uint8_t group_of_key[CONTEXTS];
     Py_ssize_t cursor[MAX_GROUPS]; /* where the group's next element goes */
     Py_ssize_t end[MAX_GROUPS];    /* ... and where the group ends */
+    uint64_t bias[MAX_GROUPS];     /* what the group's differences lose (codec 6) */
 } Layout;
 
 static inline int key_of(const uint8_t *bases, int width, Py_ssize_t i)
@@ -23,8 +24,10 @@ static inline int key_of(const uint8_t *bases, int width, Py_ssize_t i)
 }
 
 /* group_of_key: CONTEXTS bytes naming each key's group; sizes: the elements of each
-   group, adding up to n. Groups follow one another in the grouped order. */
-static int read_layout(PyObject *group_of_key, PyObject *sizes, Py_ssize_t n, Layout *layout)
+   group, adding up to n (groups follow one another in the grouped order); biases:
+   None, or one little-endian value of ``width`` bytes per group. */
+static int read_layout(PyObject *group_of_key, PyObject *sizes, PyObject *biases, int width,
+                       Py_ssize_t n, Layout *layout)
 {
     layout->grouped = 0;
     if (group_of_key == Py_None)
@@ -71,6 +74,22 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, Py_ssize_t n, La
             return -1;
         }
     }
+    memset(layout->bias, 0, sizeof(layout->bias));
+    if (biases != Py_None) {
+        Py_buffer values;
+        if (PyObject_GetBuffer(biases, &values, PyBUF_SIMPLE) < 0)
+            return -1;
+        fits = values.len == groups * width;
+        for (Py_ssize_t g = 0; fits && g < groups; g++)
+            for (int byte = 0; byte < width; byte++)
+                layout->bias[g] |= (uint64_t)((const uint8_t *)values.buf)[g * width + byte]
+                                   << (8 * byte);
+        PyBuffer_Release(&values);
+        if (!fits) {
+            PyErr_SetString(PyExc_ValueError, "biases must be one value per group");
+            return -1;
+        }
+    }
     layout->grouped = 1;
     return 0;
 }
@@ -81,27 +100,27 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, Py_ssize_t n, La
    raises). The loops without groups are apart, so that the compiler vectorizes them. */
 #define DEFINE_LOOPS(T, W)                                                                 \
     static inline void put_##W(const uint8_t *planes, const uint8_t *bases, uint8_t *outs,  \
-                               Py_ssize_t n, Py_ssize_t i, Py_ssize_t j)                   \
+                               Py_ssize_t n, Py_ssize_t i, Py_ssize_t j, T bias)           \
     {                                                                                      \
         T code = 0;                                                                        \
         for (int lane = 0; lane < W; lane++)                                               \
             code |= (T)planes[(Py_ssize_t)lane * n + j] << (8 * lane);                     \
-        if (bases) { /* zigzag code -> difference, plus the base element */                \
+        if (bases) { /* zigzag code -> difference, plus the base element and bias */       \
             T base;                                                                        \
             memcpy(&base, bases + i * W, W);                                               \
-            code = (T)((T)((T)(code >> 1) ^ (T)(0 - (T)(code & 1))) + base);               \
+            code = (T)((T)((T)(code >> 1) ^ (T)(0 - (T)(code & 1))) + base + bias);        \
         }                                                                                  \
         memcpy(outs + i * W, &code, W);                                                    \
     }                                                                                      \
     static inline void take_##W(const uint8_t *raws, const uint8_t *bases, uint8_t *planes, \
-                                Py_ssize_t n, Py_ssize_t i, Py_ssize_t j)                  \
+                                Py_ssize_t n, Py_ssize_t i, Py_ssize_t j, T bias)          \
     {                                                                                      \
         T code;                                                                            \
         memcpy(&code, raws + i * W, W);                                                    \
-        if (bases) { /* difference from the base element -> zigzag code */                 \
+        if (bases) { /* difference from the base element, less the bias -> zigzag */       \
             T base;                                                                        \
             memcpy(&base, bases + i * W, W);                                               \
-            T diff = (T)(code - base);                                                     \
+            T diff = (T)(code - base - bias);                                              \
             code = (T)((T)(diff << 1) ^ (T)(0 - (T)(diff >> (8 * W - 1))));                \
         }                                                                                  \
         for (int lane = 0; lane < W; lane++)                                               \
@@ -113,10 +132,10 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, Py_ssize_t n, La
         if (!layout->grouped) {                                                            \
             if (bases)                                                                     \
                 for (Py_ssize_t i = 0; i < n; i++)                                         \
-                    put_##W(planes, bases, outs, n, i, i);                                 \
+                    put_##W(planes, bases, outs, n, i, i, 0);                              \
             else                                                                           \
                 for (Py_ssize_t i = 0; i < n; i++)                                         \
-                    put_##W(planes, NULL, outs, n, i, i);                                  \
+                    put_##W(planes, NULL, outs, n, i, i, 0);                               \
             return 0;                                                                      \
         }                                                                                  \
         for (Py_ssize_t i = 0; i < n; i++) {                                               \
@@ -124,7 +143,7 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, Py_ssize_t n, La
             Py_ssize_t j = layout->cursor[g]++;                                            \
             if (j >= layout->end[g])                                                       \
                 return -1;                                                                 \
-            put_##W(planes, bases, outs, n, i, j);                                         \
+            put_##W(planes, bases, outs, n, i, j, (T)layout->bias[g]);                     \
         }                                                                                  \
         return 0;                                                                          \
     }                                                                                      \
@@ -134,10 +153,10 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, Py_ssize_t n, La
         if (!layout->grouped) {                                                            \
             if (bases)                                                                     \
                 for (Py_ssize_t i = 0; i < n; i++)                                         \
-                    take_##W(raws, bases, planes, n, i, i);                                \
+                    take_##W(raws, bases, planes, n, i, i, 0);                             \
             else                                                                           \
                 for (Py_ssize_t i = 0; i < n; i++)                                         \
-                    take_##W(raws, NULL, planes, n, i, i);                                 \
+                    take_##W(raws, NULL, planes, n, i, i, 0);                              \
             return 0;                                                                      \
         }                                                                                  \
         for (Py_ssize_t i = 0; i < n; i++) {                                               \
@@ -145,7 +164,7 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, Py_ssize_t n, La
             Py_ssize_t j = layout->cursor[g]++;                                            \
             if (j >= layout->end[g])                                                       \
                 return -1;                                                                 \
-            take_##W(raws, bases, planes, n, i, j);                                        \
+            take_##W(raws, bases, planes, n, i, j, (T)layout->bias[g]);                    \
         }                                                                                  \
         return 0;                                                                          \
     }
@@ -158,14 +177,14 @@ DEFINE_LOOPS(uint64_t, 8)
 typedef int (*Loop)(const uint8_t *, const uint8_t *, uint8_t *, Py_ssize_t, Layout *);
 
 /* What assemble and split share: (source, width, base|None, group_of_key|None, sizes,
-   target), n elements, n taken from the planes' length (target's for split). */
+   biases|None, target), n elements, n taken from the planes' length. */
 static PyObject *run(PyObject *args, int into_planes, const Loop loops[9])
 {
     Py_buffer source, target, base_buf = {0};
     int width;
-    PyObject *base, *group_of_key, *sizes, *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iOOOw*", &source, &width, &base, &group_of_key, &sizes,
-                          &target))
+    PyObject *base, *group_of_key, *sizes, *biases, *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*iOOOOw*", &source, &width, &base, &group_of_key, &sizes,
+                          &biases, &target))
         return NULL;
     Loop loop = width >= 1 && width <= 8 ? loops[width] : NULL;
     Py_ssize_t n = loop ? (into_planes ? target.len : source.len) / width : 0;
@@ -181,7 +200,7 @@ static PyObject *run(PyObject *args, int into_planes, const Loop loops[9])
         ; /* the error is set */
     else if (base != Py_None && base_buf.len < n * width)
         PyErr_SetString(PyExc_ValueError, "base is shorter than the elements");
-    else if (read_layout(group_of_key, sizes, n, &layout) == 0) {
+    else if (read_layout(group_of_key, sizes, biases, width, n, &layout) == 0) {
         int failed;
         Py_BEGIN_ALLOW_THREADS
         failed = loop(source.buf, base_buf.buf, target.buf, n, &layout);
@@ -253,9 +272,9 @@ static PyObject *key_counts(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"assemble", assemble, METH_VARARGS,
-     "assemble(planes, width, base, group_of_key, sizes, out): elements from planes."},
+     "assemble(planes, width, base, group_of_key, sizes, biases, out): elements from planes."},
     {"split", split, METH_VARARGS,
-     "split(raw, width, base, group_of_key, sizes, planes): planes of elements."},
+     "split(raw, width, base, group_of_key, sizes, biases, planes): planes of elements."},
     {"key_counts", key_counts, METH_VARARGS,
      "key_counts(base, width, stride): counts of each key, every stride-th element."},
     {NULL, NULL, 0, NULL},

@@ -15,10 +15,12 @@ import zstandard
 
 from ckptstore.errors import FormatError
 from ckptstore.store.planes import (
+    UINTS,
     FrameLayoutError,
     Grouping,
     frame_planes,
     from_planes,
+    group_biases,
     grouping,
     grouping_gain_bits,
     join_planes,
@@ -34,10 +36,20 @@ class Codec(IntEnum):
     ZSTD_PLANES = 2  # u8 element width, then one zstd frame of the byte planes (read only)
     DELTA_PLANES = 3  # u8 element width, then zstd of the planes of delta_of(raw, base) (read only)
     FRAMED_PLANES = 4  # u8 element width, frame table, one zstd frame per byte plane
-    GROUPED_DELTA = 5  # codec 4's frames of delta_of(raw, base), elements grouped by base exponent
+    GROUPED_DELTA = (
+        5  # codec 4's frames of delta_of(raw, base), grouped by base exponent (read only)
+    )
+    BIASED_DELTA = 6  # codec 5 with a bias per group taken off the differences
 
 
-WIDTH_PREFIXED = (Codec.ZSTD_PLANES, Codec.DELTA_PLANES, Codec.FRAMED_PLANES, Codec.GROUPED_DELTA)
+WIDTH_PREFIXED = (
+    Codec.ZSTD_PLANES,
+    Codec.DELTA_PLANES,
+    Codec.FRAMED_PLANES,
+    Codec.GROUPED_DELTA,
+    Codec.BIASED_DELTA,
+)
+DELTA_CODECS = (Codec.DELTA_PLANES, Codec.GROUPED_DELTA, Codec.BIASED_DELTA)
 
 
 # Level 1: same ratio as 3 on float tensors, faster (bench/results/*-engine.md).
@@ -50,7 +62,7 @@ DEFAULT_ZSTD_LEVEL = 1  # for bytes that are not planes (codec 1)
 PLANE_ZSTD_PARAMS = zstandard.ZstdCompressionParameters(
     window_log=17, hash_log=6, min_match=7, strategy=zstandard.STRATEGY_FAST
 )
-# Codec 5 groups at least this many elements per frame, as log2 (bench: entropy).
+# Codec 6 groups at least this many elements per frame, as log2 (bench: entropy).
 DELTA_GROUP_LOG = 14
 # A grouped delta decodes 2-3x slower than an ungrouped one (a pass over its keys per
 # group and a scatter of its elements): it is kept only when this much smaller
@@ -60,7 +72,7 @@ MAX_GROUP_LOG = 31
 
 
 PLANE_WIDTHS = (2, 4, 8)  # element widths codecs 2 and 4 store
-DELTA_WIDTHS = (1, 2, 4, 8)  # element widths codecs 3 and 5 store
+DELTA_WIDTHS = (1, 2, 4, 8)  # element widths codecs 3, 5 and 6 store
 ESTIMATED_WIDTHS = (2, 4)  # widths the estimate tries on data of unknown type
 SAMPLE_BYTES = 8 * 1024  # ~2,000 elements tell 7.3 from 6.6 bits per byte
 MIN_SAMPLE_BYTES = 4 * 1024
@@ -191,28 +203,38 @@ class BlockCodec:
     ) -> tuple[Codec, bytes | memoryview] | None:
         """The delta-against-base encoding of a tensor block, or None unless its payload is
         smaller than ``limit`` bytes (the block's own stored payload; by default its raw
-        length). Its elements are grouped by their base's exponent only when that makes
-        the payload GROUPING_MIN_GAIN smaller: grouped deltas decode 2-3x slower."""
+        length). Its elements are grouped by their base's exponent, each group's
+        differences less their median, only when that makes the payload
+        GROUPING_MIN_GAIN smaller: grouped deltas decode slower."""
         if width not in DELTA_WIDTHS or len(base) != len(raw) or not self.byte_planes:
             return None
-        payload = self._delta_payload(raw, base, width, 0, None)
+        payload = self._delta_payload(raw, base, width)
         groups = grouping(base, width, self.delta_group_log)
-        if groups is not None and self._grouping_may_pay(raw, base, width, groups, len(payload)):
-            grouped = self._delta_payload(raw, base, width, self.delta_group_log, groups)
-            if len(grouped) <= (1 - GROUPING_MIN_GAIN) * len(payload):
-                payload = grouped
+        if groups is not None:
+            biases = group_biases(raw, base, width, groups)
+            if self._grouping_may_pay(raw, base, width, groups, biases, len(payload)):
+                grouped = self._delta_payload(
+                    raw, base, width, self.delta_group_log, groups, biases
+                )
+                if len(grouped) <= (1 - GROUPING_MIN_GAIN) * len(payload):
+                    payload = grouped
         if len(payload) >= (len(raw) if limit is None else limit):
             return None
-        return Codec.GROUPED_DELTA, payload
+        return Codec.BIASED_DELTA, payload
 
     @staticmethod
     def _grouping_may_pay(
-        raw: memoryview, base: bytes | memoryview, width: int, groups: Grouping, payload_len: int
+        raw: memoryview,
+        base: bytes | memoryview,
+        width: int,
+        groups: Grouping,
+        biases: np.ndarray,
+        payload_len: int,
     ) -> bool:
         """Whether to encode the grouped payload to compare: not where the estimate
         says it saves less than half GROUPING_MIN_GAIN (on the bench corpora no block
         estimated below that gained GROUPING_MIN_GAIN; bench: entropy)."""
-        saved_bits = grouping_gain_bits(raw, base, width, groups) * (len(raw) // width)
+        saved_bits = grouping_gain_bits(raw, base, width, groups, biases) * (len(raw) // width)
         return saved_bits >= GROUPING_MIN_GAIN / 2 * 8 * payload_len
 
     def _delta_payload(
@@ -220,19 +242,23 @@ class BlockCodec:
         raw: memoryview,
         base: bytes | memoryview,
         width: int,
-        group_log: int,
-        groups: Grouping | None,
+        group_log: int = 0,
+        groups: Grouping | None = None,
+        biases: np.ndarray | None = None,
     ) -> bytes:
+        """Codec 6's payload: width, group size, each group's bias (when grouped), the
+        frame table and frames, and the partial element XORed with the base's."""
         n = len(raw) // width
         planes = self._scratch("planes", n * width)
-        split_planes(raw, width, planes, base, groups)
+        split_planes(raw, width, planes, base, groups, biases)
         tail = np.bitwise_xor(
             np.frombuffer(raw, np.uint8)[n * width :], np.frombuffer(base, np.uint8)[n * width :]
         )
         sizes = [n] if groups is None else list(groups.sizes)
         return b"".join(
             (
-                bytes([width, group_log]),
+                bytes([width, group_log if groups is not None else 0]),
+                b"" if biases is None else biases.astype(f"<u{width}").tobytes(),
                 *frame_planes(planes, width, sizes, self._plane_compressor().compress),
                 tail.tobytes(),
             )
@@ -247,7 +273,7 @@ class BlockCodec:
         out: np.ndarray | None = None,
     ) -> bytes | memoryview:
         """The raw bytes of a payload (``base``: the raw bytes of its base block, for
-        codecs 3 and 5), written into ``out`` (a uint8 array of ``raw_len``) when given,
+        codecs 3, 5 and 6), written into ``out`` (a uint8 array of ``raw_len``) when given,
         else into memory of their own. Raises DecodeError if the payload cannot be decoded.
 
         Fresh memory costs page faults that, for a chain of deltas, cost more than
@@ -267,7 +293,7 @@ class BlockCodec:
             raise FormatError(
                 f"unknown codec id {codec}; this ckptstore knows {[c.value for c in Codec]}"
             )
-        delta = codec in (Codec.DELTA_PLANES, Codec.GROUPED_DELTA)
+        delta = codec in DELTA_CODECS
         widths = DELTA_WIDTHS if delta else PLANE_WIDTHS
         width = payload[0] if len(payload) else 0
         if width not in widths:
@@ -293,9 +319,10 @@ class BlockCodec:
         base: bytes | memoryview | None,
         out: np.ndarray,
     ) -> None:
-        """Codec 4's or 5's payload, decoded into ``out`` (``base``: 5's base block)."""
+        """Codec 4's, 5's or 6's payload, decoded into ``out`` (``base``: 5's or 6's
+        base block)."""
         n = len(out) // width
-        groups = None
+        groups = biases = None
         if codec == Codec.FRAMED_PLANES:
             offset, base = 1, None
         else:
@@ -305,6 +332,12 @@ class BlockCodec:
             if group_log > MAX_GROUP_LOG:
                 raise DecodeError(f"group size 2**{group_log} is out of range")
             groups = grouping(base, width, group_log)  # type: ignore[arg-type]
+            if codec == Codec.BIASED_DELTA and groups is not None:
+                count = len(groups.sizes)
+                if len(payload) < offset + count * width:
+                    raise DecodeError(f"payload too short for its {count} group biases")
+                biases = np.frombuffer(payload, f"<u{width}", count, offset).astype(UINTS[width])
+                offset += count * width
         sizes = [n] if groups is None else list(groups.sizes)
         planes = self._scratch("planes", n * width)
         end = unframe_planes(payload, offset, width, sizes, self._unzstd_into, planes)
@@ -316,7 +349,7 @@ class BlockCodec:
         if base is not None:  # a delta's partial element is XORed with the base's
             tail = tail ^ np.frombuffer(base, np.uint8)[n * width :]
         out[n * width :] = tail
-        join_planes(planes, width, out[: n * width], base, groups)
+        join_planes(planes, width, out[: n * width], base, groups, biases)
 
     def _unzstd_into(
         self, payload: bytes | memoryview, raw_len: int, out: np.ndarray | None = None

@@ -1,13 +1,15 @@
-"""Byte planes: the transforms of tensor blocks that codecs 2 to 5 compress.
+"""Byte planes: the transforms of tensor blocks that codecs 2 to 6 compress.
 
 A block of ``n`` elements of ``w`` bytes becomes ``w`` planes (all first bytes,
 then all second bytes, ...): zstd sees a float's exponent bytes together,
 where they compress, apart from its mantissa bytes, which barely do. A delta
-block stores the planes of its difference with a base block. Codecs 4 and 5
-compress each plane as its own zstd frame, and codec 5 first groups the
+block stores the planes of its difference with a base block. Codecs 4 to 6
+compress each plane as its own zstd frame; codecs 5 and 6 first group the
 elements by their base's exponent byte, so that each frame holds elements of
-one magnitude: the size of a change in a float's bits follows the float's
-exponent (FORMAT.md, "Codecs"; bench: entropy).
+one magnitude (the size of a change in a float's bits follows the float's
+exponent), and codec 6 takes each group's typical change off its differences
+(FORMAT.md, "Codecs"; bench: entropy). The loops run in C (_kernels.c) where
+the extension was built, else in numpy.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ UINTS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _INTS = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 CONTEXTS = 128  # values of a group key: the top byte of the base element, sign bit dropped
 SAMPLE_STRIDE = 16  # group bounds come from the keys of every 16th element
+BIAS_STRIDE = 64  # group biases from the differences of every 64th (256+ per group)
 
 Compress = Callable[[np.ndarray], bytes]
 # Decodes one zstd frame of exactly n bytes into the given array (raises DecodeError).
@@ -37,23 +40,33 @@ class FrameLayoutError(Exception):
     """A framed payload whose frame table does not fit it."""
 
 
-def delta_of(raw: memoryview | bytes, base: memoryview | bytes, width: int) -> np.ndarray:
-    """Each element minus the base's element (wrapping), zigzag-folded so that small
-    changes either way give small codes with zero high bytes; the bytes of a partial
-    last element are XORed. On float tensors this beats a plain XOR, which turns a
-    step across a power of two into a run of one-bits (bench: corpora)."""
+def delta_of(
+    raw: memoryview | bytes,
+    base: memoryview | bytes,
+    width: int,
+    shift: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each element minus the base's element (wrapping), less ``shift`` where given
+    (one value per element), zigzag-folded so that small changes either way give
+    small codes with zero high bytes; the bytes of a partial last element are XORed.
+    On float tensors this beats a plain XOR, which turns a step across a power of two
+    into a run of one-bits (bench: corpora)."""
     out = np.bitwise_xor(np.frombuffer(raw, np.uint8), np.frombuffer(base, np.uint8))
     n = len(out) // width
     if n:
         ours = np.frombuffer(raw, UINTS[width], n)
         diff = np.subtract(ours, np.frombuffer(base, UINTS[width], n))
+        if shift is not None:
+            np.subtract(diff, shift, out=diff)
         sign = diff.view(_INTS[width]) >> (8 * width - 1)  # all ones where negative
         np.left_shift(diff, 1, out=diff)
         out[: n * width] = np.bitwise_xor(diff, sign.view(UINTS[width])).view(np.uint8)
     return out
 
 
-def undo_delta(delta: np.ndarray, base: memoryview | bytes, width: int) -> np.ndarray:
+def undo_delta(
+    delta: np.ndarray, base: memoryview | bytes, width: int, shift: np.ndarray | None = None
+) -> np.ndarray:
     """The raw bytes back from ``delta_of``'s output (``delta`` is overwritten)."""
     theirs = np.frombuffer(base, np.uint8)
     n = len(delta) // width
@@ -64,6 +77,8 @@ def undo_delta(delta: np.ndarray, base: memoryview | bytes, width: int) -> np.nd
         np.right_shift(codes, 1, out=codes)
         np.bitwise_xor(codes, sign, out=codes)
         np.add(codes, np.frombuffer(base, UINTS[width], n), out=codes)
+        if shift is not None:
+            np.add(codes, shift, out=codes)
     return delta
 
 
@@ -130,7 +145,7 @@ def group_bounds(sampled: list[int], minimum: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Grouping:
-    """How the elements of a delta on a base are grouped (codec 5): by the key of their
+    """How the elements of a delta on a base are grouped (codecs 5 and 6): by the key of their
     base element, keys in ascending order, elements of a group in index order."""
 
     bounds: tuple[int, ...]  # the key each group stops before; the last is CONTEXTS
@@ -172,24 +187,59 @@ def group_members(base: memoryview | bytes, width: int, groups: Grouping) -> lis
     return out
 
 
+def group_biases(
+    raw: memoryview | bytes, base: memoryview | bytes, width: int, groups: Grouping
+) -> np.ndarray:
+    """What each group's differences lose before zigzag folding (codec 6): their median,
+    judged on every BIAS_STRIDE-th element. Optimizer moments decay and weights
+    shrink by about one factor at all magnitudes, which moves a float's bits by about
+    one amount in each group; codes around zero then have high bytes of zero
+    (bench: entropy)."""
+    n = len(base) // width
+    ours = np.frombuffer(raw, UINTS[width], n)[::BIAS_STRIDE]
+    theirs = np.frombuffer(base, UINTS[width], n)[::BIAS_STRIDE]
+    diff = np.subtract(ours, theirs).view(_INTS[width])
+    group = np.frombuffer(groups.group_of_key, np.uint8)[_top_keys(theirs, width)]
+    order = np.lexsort((diff, group))  # by group, then by difference
+    by_group, ranked = group[order], diff[order]
+    starts = np.searchsorted(by_group, np.arange(len(groups.sizes)))
+    ends = np.append(starts[1:], len(order))
+    middle = np.minimum((starts + ends) // 2, max(len(order) - 1, 0))
+    biases = np.where(ends > starts, ranked[middle] if len(order) else 0, 0)
+    return biases.astype(_INTS[width]).view(UINTS[width])
+
+
+def _top_keys(values: np.ndarray, width: int) -> np.ndarray:
+    """The group keys of base elements given as unsigned integers."""
+    return (values >> (8 * width - 8)).astype(np.intp) & (CONTEXTS - 1)
+
+
+def _shift(base: memoryview | bytes, width: int, groups: Grouping, biases: np.ndarray):
+    """Each whole element's bias: its group's."""
+    return biases[np.frombuffer(groups.group_of_key, np.uint8)[group_keys(base, width)]]
+
+
 def split_planes(
     raw: memoryview | bytes,
     width: int,
     planes: np.ndarray,
     base: memoryview | bytes | None = None,
     groups: Grouping | None = None,
+    biases: np.ndarray | None = None,
 ) -> None:
     """The planes of ``raw``'s whole elements into ``planes`` (``width`` times their
-    count): of their ``delta_of`` on ``base`` when given, and grouped by ``groups``
-    (which needs the base)."""
+    count): of their ``delta_of`` on ``base`` when given, grouped by ``groups``
+    (which needs the base), each group's differences less its value of ``biases``."""
     n = len(planes) // width
     if _kernels is not None:
-        table = None if groups is None else groups.group_of_key
-        _kernels.split(raw, width, base, table, () if groups is None else groups.sizes, planes)
+        table, sizes = (None, ()) if groups is None else (groups.group_of_key, groups.sizes)
+        values = None if biases is None else biases.astype(f"<u{width}").tobytes()
+        _kernels.split(raw, width, base, table, sizes, values, planes)
         return
     data = np.frombuffer(raw, np.uint8, n * width)
     if base is not None:
-        data = delta_of(data, np.frombuffer(base, np.uint8, n * width), width)
+        shift = None if biases is None else _shift(base, width, groups, biases)  # type: ignore[arg-type]
+        data = delta_of(data, np.frombuffer(base, np.uint8, n * width), width, shift)
     if groups is not None:
         values = data.view(UINTS[width])
         members = group_members(base, width, groups)  # type: ignore[arg-type]
@@ -203,12 +253,14 @@ def join_planes(
     out: np.ndarray,
     base: memoryview | bytes | None = None,
     groups: Grouping | None = None,
+    biases: np.ndarray | None = None,
 ) -> None:
     """``split_planes`` undone: the whole elements back into ``out`` from ``planes``."""
     n = len(planes) // width
     if _kernels is not None:
-        table = None if groups is None else groups.group_of_key
-        _kernels.assemble(planes, width, base, table, () if groups is None else groups.sizes, out)
+        table, sizes = (None, ()) if groups is None else (groups.group_of_key, groups.sizes)
+        values = None if biases is None else biases.astype(f"<u{width}").tobytes()
+        _kernels.assemble(planes, width, base, table, sizes, values, out)
         return
     if groups is None:
         from_planes(planes, width, out[: n * width])
@@ -221,30 +273,48 @@ def join_planes(
             )
             start += len(members)
     if base is not None:
-        undo_delta(out[: n * width], np.frombuffer(base, np.uint8, n * width), width)
+        shift = None if biases is None else _shift(base, width, groups, biases)  # type: ignore[arg-type]
+        undo_delta(out[: n * width], np.frombuffer(base, np.uint8, n * width), width, shift)
 
 
 def grouping_gain_bits(
-    raw: memoryview | bytes, base: memoryview | bytes, width: int, groups: Grouping
+    raw: memoryview | bytes,
+    base: memoryview | bytes,
+    width: int,
+    groups: Grouping,
+    biases: np.ndarray | None = None,
 ) -> float:
-    """What grouping may save, in bits per element, judged on every SAMPLE_STRIDE-th
-    element: how much knowing an element's group tells about its delta's bit length
-    (mutual information). Grouping pays through exactly that: deltas of one magnitude
-    in each frame. Cheap next to encoding the grouped payload to find out."""
+    """What grouping (each group's differences less its value of ``biases``) may save,
+    in bits per element, judged on every SAMPLE_STRIDE-th element. A delta's code
+    costs about the entropy of its bit length plus the bits below its leading one;
+    grouping pays through knowing the bit length better (the mutual information of
+    group and length), a bias through shorter codes. Cheap next to encoding the
+    grouped payload to find out."""
     n = len(base) // width
     ours = np.frombuffer(raw, UINTS[width], n)[::SAMPLE_STRIDE]
     theirs = np.frombuffer(base, UINTS[width], n)[::SAMPLE_STRIDE]
-    codes = delta_of(ours.tobytes(), theirs.tobytes(), width).view(UINTS[width])
-    lengths = np.frexp(codes.astype(np.float64))[1]  # bit lengths, 0 for 0 (about, > 2**53)
-    keys = (theirs >> (8 * width - 8)).astype(np.intp) & (CONTEXTS - 1)  # the top bytes
-    group = np.frombuffer(groups.group_of_key, np.uint8)[keys].astype(np.intp)
-    joint = np.bincount(group * 66 + lengths, minlength=66 * len(groups.bounds)).reshape(-1, 66)
+    group = np.frombuffer(groups.group_of_key, np.uint8)[_top_keys(theirs, width)].astype(np.intp)
+    plain = _code_lengths(ours, theirs, width, None)
+    shifted = plain if biases is None else _code_lengths(ours, theirs, width, biases[group])
+    joint = np.bincount(group * 66 + shifted, minlength=66 * len(groups.bounds)).reshape(-1, 66)
 
     def entropy(counts: np.ndarray) -> float:
-        p = counts[counts > 0] / len(codes)
+        p = counts[counts > 0] / len(group)
         return float(-(p * np.log2(p)).sum())
 
-    return entropy(joint.sum(axis=0)) + entropy(joint.sum(axis=1)) - entropy(joint.ravel())
+    given_group = entropy(joint.ravel()) - entropy(joint.sum(axis=1))
+    alone = entropy(np.bincount(plain, minlength=66))
+    below = float(np.maximum(plain - 1, 0).mean() - np.maximum(shifted - 1, 0).mean())
+    return alone - given_group + below
+
+
+def _code_lengths(
+    ours: np.ndarray, theirs: np.ndarray, width: int, shift: np.ndarray | None
+) -> np.ndarray:
+    """The bit lengths of the zigzag codes of ``ours`` against ``theirs`` (0 for 0;
+    about, past 2**53)."""
+    codes = delta_of(ours.tobytes(), theirs.tobytes(), width, shift).view(UINTS[width])
+    return np.frexp(codes.astype(np.float64))[1]
 
 
 def frame_planes(
