@@ -64,9 +64,8 @@ PLANE_ZSTD_PARAMS = zstandard.ZstdCompressionParameters(
 )
 # Codec 6 groups at least this many elements per frame, as log2 (bench: entropy).
 DELTA_GROUP_LOG = 14
-# A grouped delta decodes 2-3x slower than an ungrouped one (a pass over its keys per
-# group and a scatter of its elements): it is kept only when this much smaller
-# (bench: entropy).
+# A grouped delta decodes about half as fast as an ungrouped one (its elements are
+# scattered back one by one): it is kept only when this much smaller (bench: entropy).
 GROUPING_MIN_GAIN = 0.02
 MAX_GROUP_LOG = 31
 

@@ -29,9 +29,9 @@ class StoreConfig:
     # 0 turns deltas off.
     delta_max_depth: int = 8
     # A delta's elements are grouped by their base's exponent, at least 2**this many
-    # per group, where that makes it 2% smaller: 1.6% fewer bytes on fp32 checkpoints,
-    # 10% on bf16 ones, but a grouped delta decodes 2-3x slower, so old checkpoints
-    # restore a third (fp32) to 60% (bf16) slower (bench: entropy, corpora); 0 turns
+    # per group (each group less its median difference), where that makes it 2%
+    # smaller: fewer bytes, most on bf16, but a grouped delta decodes about half as
+    # fast, so old checkpoints restore slower (bench: entropy, corpora); 0 turns
     # grouping off.
     delta_group_log: int = DELTA_GROUP_LOG
     # Raw bytes of just-ingested tensor blocks kept for the rebases (basecache.py);
