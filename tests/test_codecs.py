@@ -361,3 +361,30 @@ def test_a_payload_cut_in_its_biases_is_a_decode_error():
     assert kind == Codec.BIASED_DELTA and payload[1] == DELTA_GROUP_LOG
     with pytest.raises(DecodeError, match="group biases"):
         codec.decode(kind, payload[:5], len(raw), base)
+
+
+DAMAGED_BASE = wide_floats(60_000, np.float32)
+DAMAGED_RAW = stepped(DAMAGED_BASE)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cuts=st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 255)), max_size=6),
+    keep=st.floats(0.0, 1.0),
+)
+def test_a_damaged_delta_payload_never_decodes_to_the_wrong_length(cuts, keep):
+    """Flipped bytes and cut payloads give a DecodeError or bytes of the block's length
+    (which the caller's hash check then rejects): never a crash of the C loops."""
+    base = DAMAGED_BASE.tobytes() + b"q"
+    raw = memoryview(DAMAGED_RAW.tobytes() + b"r")
+    kind, payload = codec.encode_delta(raw, base, 4)
+    assert payload[1] == DELTA_GROUP_LOG  # grouped, with biases
+    damaged = bytearray(payload)
+    for position, value in cuts:
+        damaged[position % len(damaged)] = value
+    damaged = bytes(damaged[: max(1, int(len(damaged) * keep))] if keep < 1 else damaged)
+    try:
+        out = codec.decode(kind, damaged, len(raw), base)
+    except DecodeError:
+        return
+    assert len(out) == len(raw)
