@@ -36,9 +36,7 @@ class Codec(IntEnum):
     ZSTD_PLANES = 2  # u8 element width, then one zstd frame of the byte planes (read only)
     DELTA_PLANES = 3  # u8 element width, then zstd of the planes of delta_of(raw, base) (read only)
     FRAMED_PLANES = 4  # u8 element width, frame table, one zstd frame per byte plane
-    GROUPED_DELTA = (
-        5  # codec 4's frames of delta_of(raw, base), grouped by base exponent (read only)
-    )
+    GROUPED_DELTA = 5  # codec 4's frames of delta_of(raw, base), grouped (read only)
     BIASED_DELTA = 6  # codec 5 with a bias per group taken off the differences
 
 
