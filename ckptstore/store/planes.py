@@ -204,8 +204,8 @@ def group_biases(
     by_group, ranked = group[order], diff[order]
     starts = np.searchsorted(by_group, np.arange(len(groups.sizes)))
     ends = np.append(starts[1:], len(order))
-    middle = np.minimum((starts + ends) // 2, max(len(order) - 1, 0))
-    biases = np.where(ends > starts, ranked[middle] if len(order) else 0, 0)
+    middle = np.minimum((starts + ends) // 2, len(order) - 1)  # a grouping has samples
+    biases = np.where(ends > starts, ranked[middle], 0)  # a group without any: no bias
     return biases.astype(_INTS[width]).view(UINTS[width])
 
 
@@ -214,9 +214,19 @@ def _top_keys(values: np.ndarray, width: int) -> np.ndarray:
     return (values >> (8 * width - 8)).astype(np.intp) & (CONTEXTS - 1)
 
 
-def _shift(base: memoryview | bytes, width: int, groups: Grouping, biases: np.ndarray):
+def _shift(
+    base: memoryview | bytes, width: int, groups: Grouping, biases: np.ndarray
+) -> np.ndarray:
     """Each whole element's bias: its group's."""
     return biases[np.frombuffer(groups.group_of_key, np.uint8)[group_keys(base, width)]]
+
+
+def _layout(
+    width: int, groups: Grouping | None, biases: np.ndarray | None
+) -> tuple[bytes | None, tuple[int, ...], bytes | None]:
+    """The C loops' group arguments: each key's group, the group sizes, the biases."""
+    table, sizes = (None, ()) if groups is None else (groups.group_of_key, groups.sizes)
+    return table, sizes, None if biases is None else biases.astype(f"<u{width}").tobytes()
 
 
 def split_planes(
@@ -232,9 +242,7 @@ def split_planes(
     (which needs the base), each group's differences less its value of ``biases``."""
     n = len(planes) // width
     if _kernels is not None:
-        table, sizes = (None, ()) if groups is None else (groups.group_of_key, groups.sizes)
-        values = None if biases is None else biases.astype(f"<u{width}").tobytes()
-        _kernels.split(raw, width, base, table, sizes, values, planes)
+        _kernels.split(raw, width, base, *_layout(width, groups, biases), planes)
         return
     data = np.frombuffer(raw, np.uint8, n * width)
     if base is not None:
@@ -258,9 +266,7 @@ def join_planes(
     """``split_planes`` undone: the whole elements back into ``out`` from ``planes``."""
     n = len(planes) // width
     if _kernels is not None:
-        table, sizes = (None, ()) if groups is None else (groups.group_of_key, groups.sizes)
-        values = None if biases is None else biases.astype(f"<u{width}").tobytes()
-        _kernels.assemble(planes, width, base, table, sizes, values, out)
+        _kernels.assemble(planes, width, base, *_layout(width, groups, biases), out)
         return
     if groups is None:
         from_planes(planes, width, out[: n * width])
