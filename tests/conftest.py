@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ckptstore import CheckpointStore, StoreConfig
+from ckptstore.store import planes
 from ckptstore.testing.clock import FakeClock
 
 # Small packs and windows so that tests cross pack and window boundaries cheaply.
@@ -74,3 +75,13 @@ def client_blocks(store: CheckpointStore, data: bytes) -> list[tuple[bytes, byte
             for window in iter_blocks(data, store.context.chunker, pool)
             for bid, view, _ in window
         ]
+
+
+def require_kernels():
+    """The C loops, or a failure in CI (where they must be built) and a skip elsewhere."""
+    if planes._kernels is None:
+        message = "ckptstore.store._kernels is not built (no C compiler at install?)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return planes._kernels

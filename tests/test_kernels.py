@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,18 +10,8 @@ from hypothesis import strategies as st
 from ckptstore.store import planes
 from ckptstore.store.codecs import Codec
 from ckptstore.store.planes import CONTEXTS, Grouping, grouping, join_planes, split_planes
-from tests.conftest import restore_bytes
+from tests.conftest import require_kernels, restore_bytes
 from tests.test_deltas import CONFIG, codecs_of, put_steps
-
-
-def require_kernels():
-    """The C loops, or a failure in CI (where they must be built) and a skip elsewhere."""
-    if planes._kernels is None:
-        message = "ckptstore.store._kernels is not built (no C compiler at install?)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return planes._kernels
 
 
 def test_the_c_loops_are_built():
