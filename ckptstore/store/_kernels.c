@@ -94,6 +94,16 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, PyObject *biases
     return 0;
 }
 
+/* Where element i goes in the grouped order, its group in *group; -1 when its group
+   already holds as many elements as its size. */
+static inline Py_ssize_t place(Layout *layout, const uint8_t *bases, int width, Py_ssize_t i,
+                               uint8_t *group)
+{
+    uint8_t g = *group = layout->group_of_key[key_of(bases, width, i)];
+    Py_ssize_t j = layout->cursor[g]++;
+    return j < layout->end[g] ? j : -1;
+}
+
 /* For each width W: assemble_W (planes -> elements) and split_W (elements -> planes),
    element i taking place j of the planes. Both return 0, or -1 when a group holds
    more elements than its size (then nothing was written past the group: the caller
@@ -139,9 +149,9 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, PyObject *biases
             return 0;                                                                      \
         }                                                                                  \
         for (Py_ssize_t i = 0; i < n; i++) {                                               \
-            uint8_t g = layout->group_of_key[key_of(bases, W, i)];                         \
-            Py_ssize_t j = layout->cursor[g]++;                                            \
-            if (j >= layout->end[g])                                                       \
+            uint8_t g;                                                                     \
+            Py_ssize_t j = place(layout, bases, W, i, &g);                                 \
+            if (j < 0)                                                                     \
                 return -1;                                                                 \
             put_##W(planes, bases, outs, n, i, j, (T)layout->bias[g]);                     \
         }                                                                                  \
@@ -160,9 +170,9 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, PyObject *biases
             return 0;                                                                      \
         }                                                                                  \
         for (Py_ssize_t i = 0; i < n; i++) {                                               \
-            uint8_t g = layout->group_of_key[key_of(bases, W, i)];                         \
-            Py_ssize_t j = layout->cursor[g]++;                                            \
-            if (j >= layout->end[g])                                                       \
+            uint8_t g;                                                                     \
+            Py_ssize_t j = place(layout, bases, W, i, &g);                                 \
+            if (j < 0)                                                                     \
                 return -1;                                                                 \
             take_##W(raws, bases, planes, n, i, j, (T)layout->bias[g]);                    \
         }                                                                                  \
