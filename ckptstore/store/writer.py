@@ -2,20 +2,29 @@
 
 Write order (FORMAT.md): a pack is stored durably first, then recorded in the
 catalog with its blocks leased to the writer's holder, so GC cannot take them
-before the checkpoint that references them commits. Sealing (write, fsync,
-catalog insert) runs on a background thread while the next pack fills; at
-most one pack is being sealed at a time, and the two pack buffers are reused
-from pack to pack, so memory stays flat however long the stream.
+before the checkpoint that references them commits.
+
+The open pack goes to the block store as it fills, an eighth of the target
+pack size at a time (``BlockStore.begin``), on a background thread: when the stream ends
+only the last piece is left to write and make durable, instead of a whole
+pack (what a training loop waits for after its last byte; bench: corpora).
+At most MAX_QUEUED pieces wait for that thread, so memory stays flat however
+long the stream and however slow the disk.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from ckptstore.store.blockstore.base import PendingObject
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import new_pack_id
-from ckptstore.store.packs import PackBuilder
+from ckptstore.store.packs import PackBuilder, PackEntry
+
+PIECES_PER_PACK = 8
+MAX_QUEUED = 8  # pieces handed to the sealer thread and not yet written
 
 
 class PackWriter:
@@ -27,8 +36,11 @@ class PackWriter:
         self._builder = PackBuilder(ctx.pack_buffers.take())
         self._raw_lens: dict[bytes, int] = {}  # every block accepted: open, sealing or sealed
         self._sealer = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-seal")
-        self._sealing: Future[bytearray] | None = None
-        self._spare: bytearray | None = None  # the buffer of the last pack sealed
+        self._queued: deque[Future[None]] = deque()  # the sealer's work, in order
+        self._pending: PendingObject | None = None  # where the open pack is being written
+        self._pack_id = ""
+        self._flushed = 0  # bytes of the open pack handed to the sealer
+        self._piece_bytes = max(1, ctx.config.pack_target_bytes // PIECES_PER_PACK)
         self.stored_bytes = 0
 
     def __contains__(self, block_id: bytes) -> bool:
@@ -50,49 +62,78 @@ class PackWriter:
         self._raw_lens[block_id] = raw_len
         if self._builder.size >= self._ctx.config.pack_target_bytes:
             self.seal()
+        elif self._builder.size - self._flushed >= self._piece_bytes:
+            self._flush()
 
     def seal(self) -> None:
-        """Hand the open pack to the sealer thread (waiting for the previous one)."""
+        """Hand the rest of the open pack to the sealer thread, which makes it durable
+        and records it; the next block starts a new pack."""
         if not self._builder.entries:
             return
-        full = self._builder
-        self._wait()
-        self._builder = PackBuilder(self._spare or self._ctx.pack_buffers.take())
-        self._spare = None
-        self._sealing = self._sealer.submit(self._persist, full)
+        self._flush()
+        entries, size = self._builder.entries, self._builder.size
+        self._submit(self._record, self._pending, self._pack_id, entries, size)
+        self._builder = PackBuilder(self._builder.buffer)  # the sealer has copies
+        self._pending, self._flushed = None, 0
 
     def finish(self) -> None:
         """Seal what is open and wait until every pack is durable and recorded."""
         self.seal()
-        self._wait()
+        while self._queued:
+            self._queued.popleft().result()
 
     def close(self) -> None:
-        """Stop the sealer thread; after an error, without raising a second one."""
+        """Stop the sealer thread; after an error, without raising a second one. A pack
+        not sealed is dropped from the block store."""
         try:
-            self._wait()
+            while self._queued:
+                self._queued.popleft().result()
         except Exception:  # noqa: BLE001 - the caller is already handling the first error
             pass
         finally:
             self._sealer.shutdown(wait=True)
-            self._ctx.pack_buffers.give(self._spare)
+            if self._pending is not None:
+                self._pending.abort()
+                self._pending = None
             self._ctx.pack_buffers.give(self._builder.buffer)
-            self._spare = None
 
-    def _wait(self) -> None:
-        sealing, self._sealing = self._sealing, None
-        if sealing is not None:
-            self._spare = sealing.result()
+    def _flush(self) -> None:
+        """Hand the open pack's bytes not yet handed over to the sealer thread."""
+        if self._pending is None:
+            self._pack_id = new_pack_id()
+            self._pending = self._ctx.blocks.begin(self._pack_id)
+        if self._builder.size > self._flushed:
+            piece = bytes(self._builder.getbuffer()[self._flushed :])
+            self._flushed = self._builder.size
+            self._submit(self._write, self._pending, piece)
 
-    def _persist(self, builder: PackBuilder) -> bytearray:
-        pack_id = new_pack_id()
-        self._ctx.blocks.put(pack_id, builder.getbuffer())
+    def _submit(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        self._queued.append(self._sealer.submit(fn, *args))
+        while len(self._queued) > MAX_QUEUED or (self._queued and self._queued[0].done()):
+            self._queued.popleft().result()  # an error of the sealer's surfaces here
+
+    @staticmethod
+    def _write(pending: PendingObject, piece: bytes) -> None:
+        try:
+            pending.write(piece)
+        except BaseException:
+            pending.abort()
+            raise
+
+    def _record(
+        self, pending: PendingObject, pack_id: str, entries: list[PackEntry], size: int
+    ) -> None:
+        try:
+            pending.commit()
+        except BaseException:
+            pending.abort()
+            raise
         now = self._ctx.clock()
         records = [
             BlockRecord(e.block_id, pack_id, e.offset, e.stored_len, e.raw_len, e.codec)
-            for e in builder.entries
+            for e in entries
         ]
         self._ctx.catalog.add_pack(
-            pack_id, builder.size, records, now, self.holder, now + self._ctx.config.lease_ttl_s
+            pack_id, size, records, now, self.holder, now + self._ctx.config.lease_ttl_s
         )
-        self.stored_bytes += builder.size
-        return builder.buffer
+        self.stored_bytes += size

@@ -59,3 +59,37 @@ class BlockStoreTests:
     def test_empty_object_round_trips(self, store: BlockStore) -> None:
         store.put("pack0006", b"")
         assert store.get("pack0006") == b""
+
+    def test_an_object_written_in_pieces_appears_whole_at_commit(self, store: BlockStore) -> None:
+        pending = store.begin("pack0007")
+        pending.write(b"first piece, ")
+        pending.write(memoryview(b"xsecond piecex")[1:-1])
+        assert "pack0007" not in {obj.name for obj in store.list()}
+        with pytest.raises(PackNotFound):
+            store.get("pack0007")
+        pending.commit()
+        assert store.get("pack0007") == b"first piece, second piece"
+        pending.abort()  # after commit: nothing happens
+        assert store.get("pack0007") == b"first piece, second piece"
+        with pytest.raises(ValueError):
+            pending.write(b"more")
+
+    def test_an_aborted_object_leaves_nothing(self, store: BlockStore) -> None:
+        pending = store.begin("pack0008")
+        pending.write(b"partial")
+        pending.abort()
+        pending.abort()
+        assert list(store.list()) == []
+        with pytest.raises(PackNotFound):
+            store.get("pack0008")
+        with pytest.raises(ValueError):
+            pending.commit()
+
+    def test_committing_a_taken_name_keeps_the_old_object(self, store: BlockStore) -> None:
+        store.put("pack0009", b"first")
+        pending = store.begin("pack0009")
+        pending.write(b"second")
+        with pytest.raises(FileExistsError):
+            pending.commit()
+        assert store.get("pack0009") == b"first"
+        assert [obj.name for obj in store.list()] == ["pack0009"]

@@ -22,3 +22,12 @@ class TestLocalBlockStore(BlockStoreTests):
         assert store.sweep_incomplete(older_than=leftover.stat().st_mtime + 1) == 1
         assert not leftover.exists()
         assert store.get("pack0001") == b"x"
+
+    def test_pieces_go_to_disk_before_commit(self, store: LocalBlockStore) -> None:
+        pending = store.begin("pack0010")
+        pending.write(b"on disk already")
+        (temporary,) = store.root.glob("*/pack0010.pack.tmp-*")
+        assert temporary.read_bytes() == b"on disk already"
+        pending.commit()
+        assert not temporary.exists()
+        assert store.get("pack0010") == b"on disk already"

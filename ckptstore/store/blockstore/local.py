@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ckptstore.errors import InvalidArgument, PackNotFound
-from ckptstore.store.blockstore.base import BlockStore, ObjectInfo
-from ckptstore.store.fsutil import TEMP_MARKER, durable_write
+from ckptstore.store.blockstore.base import BlockStore, ObjectInfo, PendingObject
+from ckptstore.store.fsutil import TEMP_MARKER, DurableFile, durable_write
 
 _NAME = re.compile(r"[0-9a-z_-]{4,64}")
 _SUFFIX = ".pack"
@@ -35,6 +35,9 @@ class LocalBlockStore(BlockStore):
 
     def put(self, name: str, data: bytes | memoryview) -> None:
         durable_write(Path(self._path(name)), data, exclusive=True)
+
+    def begin(self, name: str) -> PendingObject:
+        return _LocalPending(DurableFile(Path(self._path(name)), exclusive=True))
 
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:
         try:
@@ -80,3 +83,20 @@ class LocalBlockStore(BlockStore):
             except FileNotFoundError:
                 continue
         return removed
+
+
+class _LocalPending(PendingObject):
+    """A pack written to its temporary file as it comes, each piece pushed to disk, so
+    that committing it flushes only the last piece (bench: engine, put latency)."""
+
+    def __init__(self, file: DurableFile) -> None:
+        self._file = file
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._file.write(data, push=True)
+
+    def commit(self) -> None:
+        self._file.commit()
+
+    def abort(self) -> None:
+        self._file.abort()
