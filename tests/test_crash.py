@@ -177,7 +177,8 @@ def make_rolled_back_store(store_dir: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize(
     "target, call, when",
     [
-        (BLOCKS + "put", 1, "after"),  # whole copies durable, blocks not re-pointed
+        ("ckptstore.store.fsutil:DurableFile.commit", 1, "after"),  # whole copies durable,
+        # blocks not re-pointed
         (CAT + "reencode_blocks", 1, "after"),  # re-pointed, bases not yet removed
     ],
 )

@@ -37,9 +37,10 @@ from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.codecs import DELTA_WIDTHS, PLANE_WIDTHS, WIDTH_PREFIXED
 from ckptstore.store.context import StoreContext
 from ckptstore.store.deltas import chain_heights
-from ckptstore.store.ids import block_id, new_pack_id
-from ckptstore.store.packs import ENTRY, PackBuilder, PackEntry
+from ckptstore.store.ids import block_id
+from ckptstore.store.packs import ENTRY, PackEntry
 from ckptstore.store.restore import load_block
+from ckptstore.store.writer import PackWriter
 
 log = logging.getLogger("ckptstore.rebase")
 
@@ -114,18 +115,19 @@ def _reencode(ctx: StoreContext, pairs: list[Pair], owner: str | None) -> Rebase
 
 
 class _PackSink:
-    """Collects re-encoded entries into packs of the target size and records them."""
+    """Collects re-encoded entries into packs of the target size, written as they fill
+    (writer.py), and re-points the blocks of each once it is durable."""
 
     def __init__(self, ctx: StoreContext, report: RebaseReport, owner: str | None) -> None:
         self._ctx = ctx
         self._report = report
         self._owner = owner
-        self._builder = PackBuilder(ctx.pack_buffers.take())
-        self._moves: list[tuple[BlockRecord, PackEntry]] = []
+        self._old: dict[bytes, BlockRecord] = {}  # each block re-encoded, as stored before
+        self._writer = PackWriter(ctx, "", recorder=self._repoint)
 
     def close(self) -> None:
-        """Hand the open pack's buffer back (what was not sealed is dropped)."""
-        self._ctx.pack_buffers.give(self._builder.buffer)
+        """Stop the writer (what was not sealed is dropped)."""
+        self._writer.close()
 
     def take(self, pair: Pair, future: Future[tuple[int, bytes | memoryview] | None]) -> int:
         """Add one pair's encoding (if it pays); returns the raw bytes it stood for."""
@@ -133,35 +135,29 @@ class _PackSink:
         if encoded is not None:
             codec, payload = encoded
             base_id = None if pair.onto is None else pair.onto.block_id
-            entry = self._builder.add(
-                pair.block.block_id, codec, pair.block.raw_len, payload, base_id
-            )
-            self._moves.append((pair.block, entry))
-            if self._builder.size >= self._ctx.config.pack_target_bytes:
-                self.seal()
+            self._old[pair.block.block_id] = pair.block
+            self._writer.add(pair.block.block_id, codec, pair.block.raw_len, payload, base_id)
         return pair.block.raw_len
 
     def seal(self) -> None:
-        """Make the open pack durable, then re-point its blocks (one transaction)."""
-        if not self._moves:
-            return
-        builder, moves = self._builder, self._moves
+        """Seal the open pack and wait until every pack is durable and its blocks
+        re-pointed."""
+        self._writer.finish()
+
+    def _repoint(self, pack_id: str, size: int, entries: list[PackEntry]) -> None:
+        """Re-point the blocks of a durable pack (one transaction); on the writer's thread."""
         ctx, report = self._ctx, self._report
-        self._builder, self._moves = PackBuilder(ctx.pack_buffers.take()), []
-        pack_id = new_pack_id()
-        ctx.blocks.put(pack_id, builder.getbuffer())
-        ctx.pack_buffers.give(builder.buffer)
         records = [
             (
-                old,
+                self._old.pop(e.block_id),
                 BlockRecord(
                     e.block_id, pack_id, e.offset, e.stored_len, e.raw_len, e.codec, e.base_id
                 ),
             )
-            for old, e in moves
+            for e in entries
         ]
         applied = ctx.catalog.reencode_blocks(
-            pack_id, builder.size, records, ctx.clock(), self._owner, ctx.config.delta_max_depth
+            pack_id, size, records, ctx.clock(), self._owner, ctx.config.delta_max_depth
         )
         if not applied:
             ctx.blocks.delete(pack_id)

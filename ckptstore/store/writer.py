@@ -15,6 +15,7 @@ long the stream and however slow the disk.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ckptstore.store.blockstore.base import PendingObject
@@ -26,13 +27,18 @@ from ckptstore.store.packs import PackBuilder, PackEntry
 PIECES_PER_PACK = 8
 MAX_QUEUED = 8  # pieces handed to the sealer thread and not yet written
 
+# Records a durable pack (id, size, entries) in the catalog, on the sealer thread.
+Recorder = Callable[[str, int, list[PackEntry]], None]
+
 
 class PackWriter:
-    """One open pack at a time for one ingest or upload (the lease holder)."""
+    """One open pack at a time for one ingest or upload (the lease holder), or for a
+    rebase, which records its packs its own way (``recorder``)."""
 
-    def __init__(self, ctx: StoreContext, holder: str) -> None:
+    def __init__(self, ctx: StoreContext, holder: str, recorder: Recorder | None = None) -> None:
         self._ctx = ctx
         self.holder = holder
+        self._recorder = recorder or self._lease_new_blocks
         self._builder = PackBuilder(ctx.pack_buffers.take())
         self._raw_lens: dict[bytes, int] = {}  # every block accepted: open, sealing or sealed
         self._sealer = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-seal")
@@ -55,10 +61,12 @@ class PackWriter:
         codec: int,
         raw_len: int,
         payload: bytes | memoryview,
+        base_id: bytes | None = None,
     ) -> None:
+        """Append a block to the open pack (once per block id)."""
         if block_id in self._raw_lens:
             return
-        self._builder.add(block_id, codec, raw_len, payload)  # new blocks are whole
+        self._builder.add(block_id, codec, raw_len, payload, base_id)
         self._raw_lens[block_id] = raw_len
         if self._builder.size >= self._ctx.config.pack_target_bytes:
             self.seal()
@@ -128,6 +136,11 @@ class PackWriter:
         except BaseException:
             pending.abort()
             raise
+        self._recorder(pack_id, size, entries)
+        self.stored_bytes += size
+
+    def _lease_new_blocks(self, pack_id: str, size: int, entries: list[PackEntry]) -> None:
+        """Record the pack, its blocks leased to the holder until the checkpoint commits."""
         now = self._ctx.clock()
         records = [
             BlockRecord(e.block_id, pack_id, e.offset, e.stored_len, e.raw_len, e.codec)
@@ -136,4 +149,3 @@ class PackWriter:
         self._ctx.catalog.add_pack(
             pack_id, size, records, now, self.holder, now + self._ctx.config.lease_ttl_s
         )
-        self.stored_bytes += size
