@@ -115,7 +115,8 @@ class PackWriter:
             self._flushed = self._builder.size
             self._submit(self._write, self._pending, piece)
 
-    def _submit(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+    def _submit(self, fn: Callable[..., None], *args: object) -> None:
+        """Queue work for the sealer thread; wait while MAX_QUEUED items are queued."""
         self._queued.append(self._sealer.submit(fn, *args))
         while len(self._queued) > MAX_QUEUED or (self._queued and self._queued[0].done()):
             self._queued.popleft().result()  # an error of the sealer's surfaces here
