@@ -98,3 +98,35 @@ def test_healthy_store_verifies_every_block(store):
     report = store.verify(read_data=True)
     assert report.ok and report.bytes_checked == 2 * MB
     assert report.blocks_checked == store.stats().blocks
+
+
+def test_a_damaged_tiny_block_fails_only_its_own_reads(store):
+    """Small blocks are fetched several to a task: a damaged one must not fail reads of
+    the others, and reading it must name it."""
+    import numpy as np
+
+    from ckptstore.store import restore
+    from ckptstore.testing.formats import safetensors_bytes
+
+    rng = np.random.default_rng(5)
+    tensors = {f"norm{i}.weight": rng.standard_normal(256).astype(np.float32) for i in range(40)}
+    data = safetensors_bytes(tensors)
+    record = store.put("job", data)
+    manifest = store.context.catalog.manifest(record.checkpoint_id)
+    small = [(offset, rec) for offset, rec in manifest if rec.raw_len < restore.TASK_BYTES]
+    assert len(small) > 20  # most blocks of the file are tiny: fetched in shared tasks
+    offset, victim = small[len(small) // 2]
+    path = pack_path(store, victim.pack_id)
+    raw = bytearray(path.read_bytes())
+    raw[victim.offset + ENTRY.size + victim.stored_len - 1] ^= 0x01
+    path.chmod(0o644)
+    path.write_bytes(bytes(raw))
+    with store.open_reader(record.checkpoint_id) as reader:
+        reader.seek(offset - 8)
+        assert reader.read(8) == data[offset - 8 : offset]  # the block before it
+        with pytest.raises(CorruptBlockError) as info:
+            reader.read(1)
+        assert info.value.block_id == victim.block_id.hex()
+        after = offset + victim.raw_len
+        reader.seek(after)
+        assert reader.read(100) == data[after : after + 100]
