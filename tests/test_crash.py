@@ -74,7 +74,7 @@ def assert_recovers(store_dir: Path, expected: dict[str, bytes]) -> None:
 
 
 INGEST_KILL_POINTS = [
-    ("ckptstore.store.fsutil:os.fdatasync", 3, "after"),  # a pack half written
+    ("ckptstore.store.fsutil:_datasync", 3, "after"),  # a pack half written
     ("ckptstore.store.fsutil:os.link", 2, "before"),  # temp pack written, not renamed
     ("ckptstore.store.fsutil:fsync_dir", 3, "before"),  # pack renamed, catalog unaware
     (CAT + "add_pack", 3, "before"),

@@ -7,6 +7,9 @@ import secrets
 from pathlib import Path
 
 TEMP_MARKER = ".tmp-"
+# Pushes written data to disk without the metadata a full fsync also flushes; macOS's
+# Python has no fdatasync, so there the full fsync does it.
+_datasync = getattr(os, "fdatasync", os.fsync)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -43,7 +46,7 @@ class DurableFile:
             written = os.write(self._fd, view)
             view = view[written:]
         if push:
-            os.fdatasync(self._fd)
+            _datasync(self._fd)
 
     def commit(self) -> None:
         """Make the file durable under its name (the temporary one is gone after)."""
