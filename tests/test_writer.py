@@ -25,9 +25,9 @@ def test_packs_written_in_pieces_hold_every_block_where_the_catalog_says(tmp_pat
         pending = begin(self, name)
         write = pending.write
 
-        def counted(data):
-            pieces.append(len(data))
-            write(data)
+        def counted(*parts):
+            pieces.append(sum(map(len, parts)))
+            write(*parts)
 
         pending.write = counted
         return pending
@@ -58,12 +58,12 @@ def test_a_failed_pack_write_fails_the_put_and_leaves_no_file(tmp_path, monkeypa
             pending = begin(self, name)
             write = pending.write
 
-            def write_or_fail(data):
+            def write_or_fail(*parts):
                 nonlocal written
                 written += 1
                 if written == failing_piece:
                     raise OSError(28, "No space left on device")
-                write(data)
+                write(*parts)
 
             pending.write = write_or_fail
             return pending
@@ -96,9 +96,9 @@ def test_a_slow_disk_holds_back_the_writer_not_memory(tmp_path, monkeypatch):
         pending = begin(self, name)
         write = pending.write
 
-        def slow_write(data):
+        def slow_write(*parts):
             gate.wait(0.005)
-            write(data)
+            write(*parts)
 
         pending.write = slow_write
         return pending
@@ -118,3 +118,30 @@ def test_a_slow_disk_holds_back_the_writer_not_memory(tmp_path, monkeypatch):
         record = store.put("job", data)
         assert restore_bytes(store, record.checkpoint_id) == data
     assert 1 <= most <= writer.MAX_QUEUED
+
+
+def test_a_payload_given_as_a_view_is_stored_as_it_was_when_added(tmp_path):
+    """Pieces are written later, on the writer's thread: a view of a buffer the caller
+    reuses (an ingest window) must be stored with the bytes it had when added."""
+    from ckptstore.store.codecs import Codec
+    from ckptstore.store.ids import block_id
+    from ckptstore.store.packs import ENTRY
+    from ckptstore.store.writer import PackWriter
+
+    with CheckpointStore.open(tmp_path, config=TEST_CONFIG) as store:
+        ctx = store.context
+        window = bytearray(random_bytes(300_000, seed=9))
+        first = bytes(window[:100_000])
+        writer = PackWriter(ctx, "holder")
+        try:
+            writer.add(block_id(first), Codec.RAW, len(first), memoryview(window)[:100_000])
+            window[:100_000] = bytes(100_000)  # the caller reuses its buffer at once
+            second = bytes(window[100_000:])
+            writer.add(block_id(second), Codec.RAW, len(second), memoryview(window)[100_000:])
+            writer.finish()
+        finally:
+            writer.close()
+        for data in (first, second):
+            record = ctx.catalog.get_block(block_id(data))
+            entry = ctx.blocks.get(record.pack_id, record.offset, ENTRY.size + record.stored_len)
+            assert entry[ENTRY.size :] == data

@@ -12,7 +12,6 @@ from ckptstore.store.blockstore.base import BlockStore
 from ckptstore.store.catalog.base import Catalog
 from ckptstore.store.chunking import DEFAULT_CHUNKER, ChunkerParams
 from ckptstore.store.codecs import DEFAULT_ZSTD_LEVEL, DELTA_GROUP_LOG, BlockCodec
-from ckptstore.store.packs import PackBuffers
 
 Clock = Callable[[], float]
 
@@ -57,4 +56,3 @@ class StoreContext:
     pool: ThreadPoolExecutor
     config: StoreConfig
     base_cache: BaseCache = field(default_factory=lambda: BaseCache(0))
-    pack_buffers: PackBuffers = field(default_factory=PackBuffers)

@@ -36,15 +36,16 @@ class DurableFile:
         self._temp = path.with_name(path.name + TEMP_MARKER + secrets.token_hex(4))
         self._fd: int | None = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
-    def write(self, data: bytes | memoryview, *, push: bool = False) -> None:
-        """Append ``data``; with ``push``, wait until what was written so far is on
-        disk, so that ``commit`` has little left to flush."""
+    def write(self, *parts: bytes | memoryview, push: bool = False) -> None:
+        """Append the parts, in order; with ``push``, wait until what was written so far
+        is on disk, so that ``commit`` has little left to flush."""
         if self._fd is None:
             raise ValueError(f"{self.path} is already committed or aborted")
-        view = memoryview(data).cast("B")
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        for part in parts:
+            view = memoryview(part).cast("B")
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
         if push:
             _datasync(self._fd)
 

@@ -10,7 +10,6 @@ Layout (little-endian; FORMAT.md is the specification)::
 from __future__ import annotations
 
 import struct
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -40,29 +39,21 @@ class PackEntry:
         return ENTRY.size + self.stored_len
 
 
-class PackBuffers:
-    """Spare pack buffers shared by the writers of one store.
+PACK_HEADER = HEADER.pack(PACK_MAGIC, PACK_VERSION, 0, 0)
 
-    A fresh 32 MiB buffer costs its page faults and growth copies, about 70 ms
-    per pack here, which was most of the ingest thread's time on a stream of
-    checkpoints; reusing one costs a few ms. At most ``keep`` buffers are kept.
-    """
 
-    def __init__(self, keep: int = 2) -> None:
-        self._keep = keep
-        self._spares: list[bytearray] = []
-        self._lock = threading.Lock()
-
-    def take(self) -> bytearray | None:
-        with self._lock:
-            return self._spares.pop() if self._spares else None
-
-    def give(self, buffer: bytearray | None) -> None:
-        if buffer is None or len(buffer) < 1024 * 1024:
-            return  # small ones cost little to make again
-        with self._lock:
-            if len(self._spares) < self._keep:
-                self._spares.append(buffer)
+def entry_header(entry: PackEntry) -> bytes:
+    """The bytes before an entry's payload."""
+    flags = FLAG_HAS_BASE if entry.base_id is not None else 0
+    return ENTRY.pack(
+        entry.block_id,
+        entry.base_id or NO_BASE,
+        entry.codec,
+        flags,
+        0,
+        entry.raw_len,
+        entry.stored_len,
+    )
 
 
 class PackBuilder:
@@ -75,7 +66,7 @@ class PackBuilder:
     def __init__(self, buffer: bytearray | None = None) -> None:
         self.buffer = buffer if buffer is not None else bytearray(HEADER.size)
         self._size = HEADER.size
-        self.buffer[: HEADER.size] = HEADER.pack(PACK_MAGIC, PACK_VERSION, 0, 0)
+        self.buffer[: HEADER.size] = PACK_HEADER
         self.entries: list[PackEntry] = []
 
     @property
@@ -99,11 +90,8 @@ class PackBuilder:
         payload: bytes | memoryview,
         base_id: bytes | None = None,
     ) -> PackEntry:
-        flags = FLAG_HAS_BASE if base_id is not None else 0
         entry = PackEntry(block_id, self._size, len(payload), raw_len, codec, base_id)
-        self._append(
-            ENTRY.pack(block_id, base_id or NO_BASE, codec, flags, 0, raw_len, len(payload))
-        )
+        self._append(entry_header(entry))
         self._append(payload)
         self.entries.append(entry)
         return entry

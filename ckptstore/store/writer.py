@@ -7,9 +7,11 @@ before the checkpoint that references them commits.
 The open pack goes to the block store as it fills, an eighth of the target
 pack size at a time (``BlockStore.begin``), on a background thread: when the stream ends
 only the last piece is left to write and make durable, instead of a whole
-pack (what a training loop waits for after its last byte; bench: corpora).
-At most MAX_QUEUED pieces wait for that thread, so memory stays flat however
-long the stream and however slow the disk.
+pack (what a training loop waits for after its last byte; bench: ab).
+A piece is a list of entry headers and payloads, written as they are: the
+calling thread copies no payload bytes. At most MAX_QUEUED pieces wait for
+that thread, so memory stays flat however long the stream and however slow
+the disk.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ckptstore.store.blockstore.base import PendingObject
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import new_pack_id
-from ckptstore.store.packs import PackBuilder, PackEntry
+from ckptstore.store.packs import ENTRY, HEADER, PACK_HEADER, PackEntry, entry_header
 
 PIECES_PER_PACK = 8
 MAX_QUEUED = 8  # pieces handed to the sealer thread and not yet written
@@ -39,13 +41,15 @@ class PackWriter:
         self._ctx = ctx
         self.holder = holder
         self._recorder = recorder or self._lease_new_blocks
-        self._builder = PackBuilder(ctx.pack_buffers.take())
         self._raw_lens: dict[bytes, int] = {}  # every block accepted: open, sealing or sealed
         self._sealer = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-seal")
         self._queued: deque[Future[None]] = deque()  # the sealer's work, in order
         self._pending: PendingObject | None = None  # where the open pack is being written
         self._pack_id = ""
-        self._flushed = 0  # bytes of the open pack handed to the sealer
+        self._entries: list[PackEntry] = []  # of the open pack
+        self._size = 0  # bytes of the open pack
+        self._parts: list[bytes] = []  # of the open pack, not yet handed to the sealer
+        self._unflushed = 0  # their bytes
         self._piece_bytes = max(1, ctx.config.pack_target_bytes // PIECES_PER_PACK)
         self.stored_bytes = 0
 
@@ -66,23 +70,30 @@ class PackWriter:
         """Append a block to the open pack (once per block id)."""
         if block_id in self._raw_lens:
             return
-        self._builder.add(block_id, codec, raw_len, payload, base_id)
+        if not isinstance(payload, bytes):
+            payload = bytes(payload)  # written later: a view's buffer may be reused meanwhile
+        if not self._entries:
+            self._parts.append(PACK_HEADER)
+            self._size = self._unflushed = HEADER.size
+        entry = PackEntry(block_id, self._size, len(payload), raw_len, codec, base_id)
+        self._parts += (entry_header(entry), payload)
+        self._entries.append(entry)
+        self._size += ENTRY.size + len(payload)
+        self._unflushed += ENTRY.size + len(payload)
         self._raw_lens[block_id] = raw_len
-        if self._builder.size >= self._ctx.config.pack_target_bytes:
+        if self._size >= self._ctx.config.pack_target_bytes:
             self.seal()
-        elif self._builder.size - self._flushed >= self._piece_bytes:
+        elif self._unflushed >= self._piece_bytes:
             self._flush()
 
     def seal(self) -> None:
         """Hand the rest of the open pack to the sealer thread, which makes it durable
         and records it; the next block starts a new pack."""
-        if not self._builder.entries:
+        if not self._entries:
             return
         self._flush()
-        entries, size = self._builder.entries, self._builder.size
-        self._submit(self._record, self._pending, self._pack_id, entries, size)
-        self._builder = PackBuilder(self._builder.buffer)  # the sealer has copies
-        self._pending, self._flushed = None, 0
+        self._submit(self._record, self._pending, self._pack_id, self._entries, self._size)
+        self._pending, self._entries, self._size = None, [], 0
 
     def finish(self) -> None:
         """Seal what is open and wait until every pack is durable and recorded."""
@@ -103,16 +114,15 @@ class PackWriter:
             if self._pending is not None:
                 self._pending.abort()
                 self._pending = None
-            self._ctx.pack_buffers.give(self._builder.buffer)
+            self._parts = []
 
     def _flush(self) -> None:
         """Hand the open pack's bytes not yet handed over to the sealer thread."""
         if self._pending is None:
             self._pack_id = new_pack_id()
             self._pending = self._ctx.blocks.begin(self._pack_id)
-        if self._builder.size > self._flushed:
-            piece = bytes(self._builder.getbuffer()[self._flushed :])
-            self._flushed = self._builder.size
+        if self._parts:
+            piece, self._parts, self._unflushed = self._parts, [], 0
             self._submit(self._write, self._pending, piece)
 
     def _submit(self, fn: Callable[..., None], *args: object) -> None:
@@ -122,9 +132,9 @@ class PackWriter:
             self._queued.popleft().result()  # an error of the sealer's surfaces here
 
     @staticmethod
-    def _write(pending: PendingObject, piece: bytes) -> None:
+    def _write(pending: PendingObject, piece: list[bytes]) -> None:
         try:
-            pending.write(piece)
+            pending.write(*piece)
         except BaseException:
             pending.abort()
             raise

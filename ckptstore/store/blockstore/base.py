@@ -60,8 +60,8 @@ class PendingObject(ABC):
     under its name before ``commit``."""
 
     @abstractmethod
-    def write(self, data: bytes | memoryview) -> None:
-        """Append ``data``."""
+    def write(self, *parts: bytes | memoryview) -> None:
+        """Append the parts, in order."""
 
     @abstractmethod
     def commit(self) -> None:
@@ -79,10 +79,10 @@ class _BufferedObject(PendingObject):
         self._name = name
         self._pieces: list[bytes] | None = []
 
-    def write(self, data: bytes | memoryview) -> None:
+    def write(self, *parts: bytes | memoryview) -> None:
         if self._pieces is None:
             raise ValueError(f"object {self._name} is already committed or aborted")
-        self._pieces.append(bytes(data))
+        self._pieces += map(bytes, parts)
 
     def commit(self) -> None:
         if self._pieces is None:

@@ -92,8 +92,8 @@ class _LocalPending(PendingObject):
     def __init__(self, file: DurableFile) -> None:
         self._file = file
 
-    def write(self, data: bytes | memoryview) -> None:
-        self._file.write(data, push=True)
+    def write(self, *parts: bytes | memoryview) -> None:
+        self._file.write(*parts, push=True)
 
     def commit(self) -> None:
         self._file.commit()
