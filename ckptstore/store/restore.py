@@ -118,9 +118,10 @@ def _entry_bytes(ctx: StoreContext, record: BlockRecord) -> tuple[BlockRecord, b
         return moved, ctx.blocks.get(moved.pack_id, moved.offset, ENTRY.size + moved.stored_len)
 
 
-# Consecutive small blocks are fetched as one task of about this many raw bytes: a
-# torch.save file holds hundreds of tiny tensors and entry headers, and a task per
-# block cost more in futures and thread handoffs than decoding them (bench: corpora).
+# Consecutive small whole blocks are fetched as one task of about this many raw bytes:
+# a torch.save file holds hundreds of tiny tensors and entry headers, and a task per
+# block cost more in futures and thread handoffs than decoding them (bench: ab). A
+# delta is a task of its own: its chain costs more than its size says.
 TASK_BYTES = 256 * 1024
 
 Loaded = bytes | memoryview | Exception  # a block's bytes, or why they could not be read
@@ -204,8 +205,13 @@ class CheckpointReader(SeekableReader):
         while self._ahead < stop:
             first, raw = self._ahead, 0
             while self._ahead < stop and raw < TASK_BYTES:
-                raw += self._records[self._ahead].raw_len
+                record = self._records[self._ahead]
+                if record.base_id is not None and self._ahead > first:
+                    break  # a delta decodes its chain: one task each spreads them on the pool
+                raw += record.raw_len
                 self._ahead += 1
+                if record.base_id is not None:
+                    break
             task = self._ctx.pool.submit(_load_each, self._ctx, self._records[first : self._ahead])
             for i in range(first, self._ahead):
                 self._fetched[i] = (task, i - first)
