@@ -17,22 +17,28 @@ def pack_files(store: CheckpointStore) -> list[str]:
     return sorted(path.name for path in store.context.blocks.root.glob("*/*"))
 
 
-def test_packs_written_in_pieces_hold_every_block_where_the_catalog_says(tmp_path, monkeypatch):
-    pieces: list[int] = []
+def route_piece_writes(monkeypatch, through) -> None:
+    """Every piece the local block store is asked to write goes through
+    ``through(write, *parts)``, ``write`` being the real one."""
     begin = LocalBlockStore.begin
 
-    def counting_begin(self, name):
+    def routed_begin(self, name):
         pending = begin(self, name)
         write = pending.write
-
-        def counted(*parts):
-            pieces.append(sum(map(len, parts)))
-            write(*parts)
-
-        pending.write = counted
+        pending.write = lambda *parts: through(write, *parts)
         return pending
 
-    monkeypatch.setattr(LocalBlockStore, "begin", counting_begin)
+    monkeypatch.setattr(LocalBlockStore, "begin", routed_begin)
+
+
+def test_packs_written_in_pieces_hold_every_block_where_the_catalog_says(tmp_path, monkeypatch):
+    pieces: list[int] = []
+
+    def counted(write, *parts):
+        pieces.append(sum(map(len, parts)))
+        write(*parts)
+
+    route_piece_writes(monkeypatch, counted)
     data = random_bytes(3_000_000, seed=7)
     with CheckpointStore.open(tmp_path, config=TEST_CONFIG) as store:
         record = store.put("job", data)
@@ -52,23 +58,15 @@ def test_a_failed_pack_write_fails_the_put_and_leaves_no_file(tmp_path, monkeypa
         kept = store.put("job", random_bytes(1_000_000, seed=1))
         before = pack_files(store)
         written = 0
-        begin = LocalBlockStore.begin
 
-        def failing_begin(self, name):
-            pending = begin(self, name)
-            write = pending.write
+        def write_or_fail(write, *parts):
+            nonlocal written
+            written += 1
+            if written == failing_piece:
+                raise OSError(28, "No space left on device")
+            write(*parts)
 
-            def write_or_fail(*parts):
-                nonlocal written
-                written += 1
-                if written == failing_piece:
-                    raise OSError(28, "No space left on device")
-                write(*parts)
-
-            pending.write = write_or_fail
-            return pending
-
-        monkeypatch.setattr(LocalBlockStore, "begin", failing_begin)
+        route_piece_writes(monkeypatch, write_or_fail)
         with pytest.raises(OSError, match="No space left"):
             store.put("job", random_bytes(3_000_000, seed=2))
         monkeypatch.undo()
@@ -90,18 +88,10 @@ def test_a_slow_disk_holds_back_the_writer_not_memory(tmp_path, monkeypatch):
 
     gate = threading.Event()
     most = 0
-    begin = LocalBlockStore.begin
 
-    def slow_begin(self, name):
-        pending = begin(self, name)
-        write = pending.write
-
-        def slow_write(*parts):
-            gate.wait(0.005)
-            write(*parts)
-
-        pending.write = slow_write
-        return pending
+    def slow_write(write, *parts):
+        gate.wait(0.005)
+        write(*parts)
 
     original_submit = writer.PackWriter._submit
 
@@ -110,7 +100,7 @@ def test_a_slow_disk_holds_back_the_writer_not_memory(tmp_path, monkeypatch):
         original_submit(self, fn, *args)
         most = max(most, len(self._queued))
 
-    monkeypatch.setattr(LocalBlockStore, "begin", slow_begin)
+    route_piece_writes(monkeypatch, slow_write)
     monkeypatch.setattr(writer.PackWriter, "_submit", watching_submit)
     config = replace(TEST_CONFIG, pack_target_bytes=256 * 1024)
     with CheckpointStore.open(tmp_path, config=config) as store:

@@ -87,7 +87,7 @@ class LocalBlockStore(BlockStore):
 
 class _LocalPending(PendingObject):
     """A pack written to its temporary file as it comes, each piece pushed to disk, so
-    that committing it flushes only the last piece (bench: engine, put latency)."""
+    that committing it flushes only the last piece (bench: ab)."""
 
     def __init__(self, file: DurableFile) -> None:
         self._file = file
