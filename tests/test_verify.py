@@ -130,3 +130,21 @@ def test_a_damaged_tiny_block_fails_only_its_own_reads(store):
         after = offset + victim.raw_len
         reader.seek(after)
         assert reader.read(100) == data[after : after + 100]
+
+
+def test_a_manifest_that_disagrees_with_its_blocks_is_refused_not_looped_on(store):
+    """Offsets that leave a block more or fewer bytes than it has would stall a reader:
+    opening one is an integrity error."""
+    import sqlite3
+
+    from ckptstore.errors import IntegrityError
+
+    data = random_bytes(MB, seed=8)
+    record = store.put("job", data)
+    with sqlite3.connect(store.context.catalog.path) as conn:
+        conn.execute(
+            "UPDATE checkpoints SET size_bytes = size_bytes + 10 WHERE checkpoint_id = ?",
+            (record.checkpoint_id,),
+        )
+    with pytest.raises(IntegrityError, match="the manifest gives block"):
+        store.open_reader(record.checkpoint_id)

@@ -13,7 +13,7 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
+from ckptstore.errors import CorruptBlockError, IntegrityError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.codecs import DecodeError
 from ckptstore.store.context import StoreContext
@@ -152,6 +152,13 @@ class CheckpointReader(SeekableReader):
         self._ctx = ctx
         self._offsets = [offset for offset, _ in manifest]
         self._records = [record for _, record in manifest]
+        ends = [*self._offsets[1:], size] if self._offsets else []
+        for start, end, record in zip(self._offsets, ends, self._records, strict=True):
+            if end - start != record.raw_len:  # reads would make no progress there
+                raise IntegrityError(
+                    f"the manifest gives block {record.block_id.hex()} {end - start} bytes"
+                    f" at offset {start}; the block has {record.raw_len}"
+                )
         # blocks [_low, _ahead) are being fetched: index -> its task, its place in the
         # task's list (a task fetches consecutive blocks)
         self._fetched: dict[int, tuple[Future[list[Loaded]], int]] = {}
