@@ -148,3 +148,6 @@ def test_a_manifest_that_disagrees_with_its_blocks_is_refused_not_looped_on(stor
         )
     with pytest.raises(IntegrityError, match="the manifest gives block"):
         store.open_reader(record.checkpoint_id)
+    report = store.verify()
+    (finding,) = report.findings
+    assert (finding.kind, finding.checkpoints) == ("bad_manifest", (record.checkpoint_id,))

@@ -19,6 +19,7 @@ from ckptstore.store.restore import decode_entry, load_base
 @dataclass(frozen=True)
 class Finding:
     # "missing_block" | "missing_pack" | "truncated_pack" | "corrupt_block" | "corrupt_base"
+    # | "bad_manifest"
     kind: str
     block_id: str | None
     pack_id: str | None
@@ -47,6 +48,16 @@ def verify_store(ctx: StoreContext, read_data: bool) -> VerifyReport:
     for checkpoint_id, bid in ctx.catalog.missing_manifest_blocks():
         report.findings.append(
             Finding("missing_block", bid.hex(), None, "no block row", (checkpoint_id,))
+        )
+    for checkpoint_id, bid, offset, span in ctx.catalog.manifest_gaps():
+        report.findings.append(
+            Finding(
+                "bad_manifest",
+                bid.hex(),
+                None,
+                f"the manifest gives it {span} bytes at offset {offset}, not its length",
+                (checkpoint_id,),
+            )
         )
     objects = {obj.name: obj.size for obj in ctx.blocks.list()}
     by_pack: dict[str, list[BlockRecord]] = defaultdict(list)

@@ -359,6 +359,19 @@ class CatalogTests:
         catalog.commit_checkpoint(checkpoint("c"), [(0, bid(1))], "h")
         assert catalog.missing_manifest_blocks() == []
 
+    def test_manifest_gaps_name_entries_whose_span_is_not_their_length(
+        self, catalog: Catalog
+    ) -> None:
+        self.add(catalog, 1, 2)  # 1000 raw bytes each
+        catalog.commit_checkpoint(
+            checkpoint("good", size_bytes=2000), [(0, bid(1)), (1000, bid(2))], "h"
+        )
+        assert catalog.manifest_gaps() == []
+        catalog.commit_checkpoint(
+            checkpoint("bad", size_bytes=2500), [(0, bid(1)), (900, bid(2))], "h"
+        )
+        assert catalog.manifest_gaps() == [("bad", bid(1), 0, 900), ("bad", bid(2), 900, 1600)]
+
     def test_get_blocks_returns_present_only(self, catalog: Catalog) -> None:
         self.add(catalog, 1, 2)
         assert set(catalog.get_blocks([bid(1), bid(2), bid(3)])) == {bid(1), bid(2)}

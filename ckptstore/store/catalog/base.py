@@ -340,6 +340,13 @@ class Catalog(ABC):
         """``(checkpoint_id, block_id)`` for manifest entries whose block row is gone."""
 
     @abstractmethod
+    def manifest_gaps(self) -> list[tuple[str, bytes, int, int]]:
+        """``(checkpoint_id, block_id, logical offset, bytes the manifest gives it)`` for
+        entries of ready checkpoints whose block has another length: the next entry's
+        offset (or the checkpoint's size, for the last) minus its own must be the
+        block's raw length."""
+
+    @abstractmethod
     def checkpoints_using(self, block_ids: list[bytes]) -> dict[bytes, list[str]]:
         """For each block, the checkpoints whose manifests name it (directly or as a base)."""
 

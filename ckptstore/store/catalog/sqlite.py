@@ -682,6 +682,23 @@ class SQLiteCatalog(ServiceRecords, Catalog):
         )
         return [(row[0], row[1]) for row in rows]
 
+    def manifest_gaps(self) -> list[tuple[str, bytes, int, int]]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT checkpoint_id, block_id, logical_offset, span FROM ("
+                " SELECT m.checkpoint_id, m.block_id, m.logical_offset, b.raw_len,"
+                "  COALESCE(LEAD(m.logical_offset) OVER ("
+                "   PARTITION BY m.checkpoint_id ORDER BY m.seq), c.size_bytes)"
+                "  - m.logical_offset AS span"
+                " FROM manifests m JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
+                " JOIN blocks b ON b.block_id = m.block_id WHERE c.status = 'ready')"
+                " WHERE span != raw_len ORDER BY checkpoint_id, logical_offset"
+            )
+            .fetchall()
+        )
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
+
     def checkpoints_using(self, block_ids: list[bytes]) -> dict[bytes, list[str]]:
         result: dict[bytes, list[str]] = {}
         conn = self._conn()
