@@ -86,6 +86,9 @@ def test_float_weights_take_byte_planes_and_store_smaller():
     raw = memoryview((rng.standard_normal(1 << 16, dtype=np.float32) * 0.02).tobytes())
     kind, payload = codec.encode(raw)
     plain = len(BlockCodec(byte_planes=False).encode(raw)[1])
+    assert kind == Codec.EXPONENT_PLANES and payload[0] == 4
+    assert len(payload) < 0.97 * plain
+    kind, payload = BlockCodec(exponent_group_log=0).encode(raw)
     assert kind == Codec.FRAMED_PLANES and payload[0] == 4
     assert len(payload) < 0.97 * plain
 
@@ -93,7 +96,98 @@ def test_float_weights_take_byte_planes_and_store_smaller():
 def test_bf16_weights_take_byte_planes():
     bf16 = (rng.standard_normal(1 << 17, dtype=np.float32) * 0.02).view(np.uint32) >> 16
     kind, _ = codec.encode(memoryview(bf16.astype(np.uint16).tobytes()))
-    assert kind == Codec.FRAMED_PLANES
+    assert kind == Codec.EXPONENT_PLANES
+
+
+def uniform_init(n: int, bound: float) -> np.ndarray:
+    """fp32 weights drawn as PyTorch draws nn.Linear's: 24 random bits scaled to
+    [-bound, bound), so that small values end in zero bits."""
+    units = rng.integers(0, 1 << 24, n).astype(np.float32) * np.float32(2.0**-24)
+    return units * np.float32(2 * bound) - np.float32(bound)
+
+
+def test_grouping_by_exponent_stores_whole_weights_smaller():
+    raw = memoryview(uniform_init(1 << 18, 1 / 32).tobytes())
+    kind, payload = codec.encode(raw, 4)
+    _, framed = BlockCodec(exponent_group_log=0).encode(raw, 4)
+    assert kind == Codec.EXPONENT_PLANES
+    assert len(payload) < 0.97 * len(framed)
+    assert codec.decode(kind, payload, len(raw)) == raw.tobytes()
+
+
+def test_exponent_groups_close_at_their_minimum_and_hold_each_key_whole():
+    values = np.concatenate([np.full(5000, 1.5), np.full(3000, -1.75), np.full(9000, 3e-8)])
+    raw = values.astype(np.float32).tobytes()
+    keys = planes.exponent_keys(raw, 4)
+    assert keys[0] == keys[5000] == 127 and keys[9000] == 102  # the exponent, sign apart
+    groups = planes.exponent_grouping(raw, 4, 12)
+    assert groups.bounds == (103, 256) and groups.sizes == (9000, 8000)
+    assert planes.exponent_grouping(raw, 4, 13) is None  # too few for two groups
+    split = np.empty(len(raw), np.uint8)
+    planes.split_exponents(raw, 4, groups, split)
+    n = len(values)
+    assert split[3 * n :].tobytes() == keys.tobytes()  # the key plane, in element order
+    rotated = np.frombuffer(raw, np.uint32)[np.r_[8000:17000, 0:8000]]
+    rotated = (rotated << 1) | (rotated >> 31)  # the group of 3e-8 first, then the others
+    assert split[: 3 * n].tobytes() == to_planes(rotated.view(np.uint8), 4)[: 3 * n].tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    width=st.sampled_from([2, 4, 8]),
+    n=st.integers(0, 3000),
+    keys=st.integers(1, 8),
+    group_log=st.integers(1, 8),
+    tail=st.integers(0, 7),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_any_block_grouped_by_exponent_round_trips(width, n, keys, group_log, tail, seed):
+    local = np.random.default_rng(seed)
+    data = local.integers(0, 256, n * width + tail % width, dtype=np.uint8)
+    tops = local.integers(0, 256, keys, dtype=np.uint8)  # few keys, so that groups form
+    data[width - 1 : n * width : width] = tops[local.integers(0, keys, n)]
+    raw = memoryview(data.tobytes())
+    kind, payload = BlockCodec(exponent_group_log=group_log).encode(raw, width)
+    assert codec.decode(kind, payload, len(raw)) == raw.tobytes()
+
+
+def test_damaged_exponent_payloads_raise_decode_errors():
+    raw = memoryview(uniform_init(1 << 16, 0.05).tobytes() + b"xy")
+    kind, payload = codec.encode(raw, 4)
+    assert kind == Codec.EXPONENT_PLANES
+    count = payload[1] + 1
+    assert count >= 2
+    damaged = bytearray(payload)
+    damaged[2], damaged[3] = damaged[3], damaged[2]
+    with pytest.raises(DecodeError, match="out of order"):
+        codec.decode(kind, bytes(damaged), len(raw))
+    with pytest.raises(DecodeError, match="elements, expected"):
+        codec.decode(kind, payload, len(raw) + 4)
+    # keys that do not fill the groups as stated: frames of the right sizes all the same
+    table_at = 2 + 5 * count
+    (key_frame,) = np.frombuffer(payload, "<u4", 1, table_at)
+    keys = zstandard.ZstdDecompressor().decompress(payload[table_at + 4 : table_at + 4 + key_frame])
+    moved = 255 if keys[0] <= payload[2] else 0  # the first element, to another group
+    keys = bytes([moved]) + keys[1:]
+    frame = zstandard.ZstdCompressor().compress(keys)
+    damaged = b"".join(
+        (
+            payload[:table_at],
+            np.array([len(frame)], "<u4").tobytes(),
+            frame,
+            payload[table_at + 4 + key_frame :],
+        )
+    )
+    with pytest.raises(DecodeError, match="more elements of a group"):
+        codec.decode(kind, damaged, len(raw))
+    with pytest.raises(DecodeError, match="too short"):
+        codec.decode(kind, payload[: 2 + count], len(raw))
+    with pytest.raises(DecodeError, match="past the end"):
+        codec.decode(kind, payload[:-10], len(raw))
+    with pytest.raises(DecodeError, match="after the frames"):
+        codec.decode(kind, payload + b"x", len(raw))
+    with pytest.raises(DecodeError, match="width"):
+        codec.decode(kind, b"\x01" + payload[1:], len(raw))
 
 
 @pytest.mark.parametrize("raw", [b"epoch loss accuracy " * 5000, bytes(100_000), b"x" * 100])
@@ -122,7 +216,7 @@ def test_bad_payloads_raise_decode_errors():
     with pytest.raises(DecodeError, match="frame lengths"):
         codec.decode(Codec.FRAMED_PLANES, b"\x04short", 10)
     raw = memoryview(special_floats(np.float32, 10_000).tobytes() + b"ab")
-    kind, payload = codec.encode(raw)
+    kind, payload = BlockCodec(exponent_group_log=0).encode(raw)
     assert kind == Codec.FRAMED_PLANES
     with pytest.raises(DecodeError, match="past the end"):
         codec.decode(kind, payload[:-10], len(raw))
@@ -259,6 +353,8 @@ def test_grouping_can_be_turned_off_and_any_reader_follows_the_payload():
     assert codec.decode(kind, payload, len(raw), base) == raw.tobytes()
     with pytest.raises(ValueError, match="delta_group_log"):
         BlockCodec(delta_group_log=32)
+    with pytest.raises(ValueError, match="exponent_group_log"):
+        BlockCodec(exponent_group_log=-1)
 
 
 def test_group_bounds_close_at_the_minimum_and_fold_in_the_remainder():

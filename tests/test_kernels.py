@@ -97,6 +97,71 @@ def test_c_loops_check_what_they_are_given():
         join_planes(planes_out, 4, np.zeros(len(base), np.uint8), base, wrong)
 
 
+@settings(max_examples=120, deadline=None)
+@given(
+    width=st.sampled_from([2, 4, 8]),
+    n=st.integers(0, 5000),
+    group_log=st.integers(1, 8),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_exponent_loops_of_c_and_numpy_agree_byte_for_byte(width, n, group_log, seed):
+    rng = np.random.default_rng(seed)
+    raw = rng.integers(0, 256, n * width + 1, dtype=np.uint8)
+    raw[width - 1 : n * width : width][rng.random(n) < 0.7] &= 0x41  # few keys: groups form
+    raw = raw.tobytes()
+    groups = planes.exponent_grouping(raw, width, group_log)
+    if groups is None:  # one group: codec 4's loops serve
+        groups = Grouping.sized([planes.EXPONENT_KEYS], [n])
+    whole = n * width
+    native, numpy = both_ways(
+        lambda r, w, g, out: planes.split_exponents(r, w, g, out),
+        raw,
+        width,
+        groups,
+        np.zeros(whole, np.uint8),
+    )
+    assert native == numpy
+    split = np.frombuffer(native, np.uint8).copy()
+    native_out, numpy_out = both_ways(
+        lambda p, w, g, out: planes.join_exponents(p, w, g, out),
+        split,
+        width,
+        groups,
+        np.zeros(whole, np.uint8),
+    )
+    assert native_out == numpy_out == raw[:whole]
+    with pytest.MonkeyPatch.context() as patch:
+        counts = planes.exponent_counts(raw, width, 3)
+        patch.setattr(planes, "_kernels", None)
+        assert planes.exponent_counts(raw, width, 3) == counts
+
+
+def test_exponent_loops_check_what_they_are_given():
+    kernels = require_kernels()
+    raw = bytes(range(256)) * 16
+    planes_out = np.zeros(len(raw), np.uint8)
+    one = bytes(planes.EXPONENT_KEYS)
+    with pytest.raises(ValueError, match="width"):
+        kernels.split_exponents(raw, 1, one, (4096,), planes_out)
+    with pytest.raises(ValueError, match="do not fit"):
+        kernels.split_exponents(raw[:10], 4, one, (1024,), planes_out)
+    with pytest.raises(ValueError, match="always grouped"):
+        kernels.split_exponents(raw, 4, None, (1024,), planes_out)
+    with pytest.raises(ValueError, match="256 bytes"):
+        kernels.assemble_exponents(planes_out, 4, bytes(CONTEXTS), (1024,), bytearray(len(raw)))
+    with pytest.raises(ValueError, match="add up"):
+        kernels.assemble_exponents(planes_out, 4, one, (1000,), bytearray(len(raw)))
+    with pytest.raises(ValueError, match="width 2 to 8"):
+        kernels.exponent_counts(raw, 1, 1)
+    # Sizes that add up but do not match the keys: a group overflows, nothing is overrun.
+    wrong = Grouping.sized([128, 256], [1, 1023])
+    for kernels_used in (kernels, None):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(planes, "_kernels", kernels_used)
+            with pytest.raises(ValueError, match="more elements of a group"):
+                planes.join_exponents(planes_out, 4, wrong, np.zeros(len(raw), np.uint8))
+
+
 @pytest.mark.parametrize("writer", ["C loops", "numpy loops"])
 def test_a_store_written_by_either_loops_reads_back_with_the_other(open_store, writer):
     """The C loops and numpy write the same payloads, so a store moved to a machine
@@ -109,6 +174,7 @@ def test_a_store_written_by_either_loops_reads_back_with_the_other(open_store, w
         patch.setattr(planes, "_kernels", loops[writer])
         saved = put_steps(store, 3)
     assert Codec.BIASED_DELTA in codecs_of(store, saved[0][0])
+    assert Codec.EXPONENT_PLANES in codecs_of(store, saved[-1][0])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(planes, "_kernels", loops[other])
         for checkpoint_id, data in saved:

@@ -1,18 +1,21 @@
 /* The loops of planes.split_planes and planes.join_planes: a block's whole elements
    to and from the byte planes that codecs 4 to 6 compress, in one pass over memory
    each way, with the zigzag delta on a base block, the grouping of elements by
-   their base's key and a bias per group folded in (planes.py does the same in numpy). */
+   their base's key and a bias per group folded in; and those of
+   planes.split_exponents and planes.join_exponents, codec 7's planes of elements
+   grouped by their own exponent (planes.py does the same in numpy). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
 
 #define CONTEXTS 128 /* group keys: a base element's top byte, sign bit dropped */
-#define MAX_GROUPS CONTEXTS
+#define EXPONENT_KEYS 256 /* codec 7's keys: an element's top byte once rotated left a bit */
+#define MAX_GROUPS EXPONENT_KEYS
 
 typedef struct {
     int grouped;
-    uint8_t group_of_key[CONTEXTS];
+    uint8_t group_of_key[EXPONENT_KEYS];
     Py_ssize_t cursor[MAX_GROUPS]; /* where the group's next element goes */
     Py_ssize_t end[MAX_GROUPS];    /* ... and where the group ends */
     uint64_t bias[MAX_GROUPS];     /* what the group's differences lose (codec 6) */
@@ -23,11 +26,11 @@ static inline int key_of(const uint8_t *bases, int width, Py_ssize_t i)
     return bases[i * width + width - 1] & (CONTEXTS - 1);
 }
 
-/* group_of_key: CONTEXTS bytes naming each key's group; sizes: the elements of each
-   group, adding up to n (groups follow one another in the grouped order); biases:
+/* group_of_key: ``key_count`` bytes naming each key's group; sizes: the elements of
+   each group, adding up to n (groups follow one another in the grouped order); biases:
    None, or one little-endian value of ``width`` bytes per group. */
 static int read_layout(PyObject *group_of_key, PyObject *sizes, PyObject *biases, int width,
-                       Py_ssize_t n, Layout *layout)
+                       Py_ssize_t n, int key_count, Layout *layout)
 {
     layout->grouped = 0;
     if (group_of_key == Py_None)
@@ -35,21 +38,21 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, PyObject *biases
     Py_buffer keys;
     if (PyObject_GetBuffer(group_of_key, &keys, PyBUF_SIMPLE) < 0)
         return -1;
-    int fits = keys.len == CONTEXTS;
+    int fits = keys.len == key_count;
     if (fits)
-        memcpy(layout->group_of_key, keys.buf, CONTEXTS);
+        memcpy(layout->group_of_key, keys.buf, key_count);
     PyBuffer_Release(&keys);
     if (!fits) {
-        PyErr_SetString(PyExc_ValueError, "group_of_key must be 128 bytes");
+        PyErr_Format(PyExc_ValueError, "group_of_key must be %d bytes", key_count);
         return -1;
     }
     PyObject *seq = PySequence_Fast(sizes, "sizes must be a sequence");
     if (!seq)
         return -1;
     Py_ssize_t groups = PySequence_Fast_GET_SIZE(seq), start = 0;
-    if (groups < 1 || groups > MAX_GROUPS) {
+    if (groups < 1 || groups > key_count) {
         Py_DECREF(seq);
-        PyErr_SetString(PyExc_ValueError, "1 to 128 groups");
+        PyErr_Format(PyExc_ValueError, "1 to %d groups", key_count);
         return -1;
     }
     for (Py_ssize_t g = 0; g < groups; g++) {
@@ -68,7 +71,7 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, PyObject *biases
         PyErr_SetString(PyExc_ValueError, "group sizes do not add up to the elements");
         return -1;
     }
-    for (int key = 0; key < CONTEXTS; key++) {
+    for (int key = 0; key < key_count; key++) {
         if (layout->group_of_key[key] >= groups) {
             PyErr_SetString(PyExc_ValueError, "a key maps to no group");
             return -1;
@@ -184,6 +187,52 @@ DEFINE_LOOPS(uint16_t, 2)
 DEFINE_LOOPS(uint32_t, 4)
 DEFINE_LOOPS(uint64_t, 8)
 
+/* Codec 7's loops for each width W > 1: an element rotated left by one bit (the sign to
+   bit 0, a float's exponent whole in the top byte), its top byte (the key) to the last
+   plane in element order, its other bytes to the other planes in grouped order. Both
+   return 0, or -1 when a group holds more elements than its size. */
+#define DEFINE_EXPONENT_LOOPS(T, W)                                                        \
+    static int split_exponents_##W(const uint8_t *restrict raws, uint8_t *restrict planes, \
+                                   Py_ssize_t n, Layout *layout)                           \
+    {                                                                                      \
+        uint8_t *keys = planes + (Py_ssize_t)(W - 1) * n;                                  \
+        for (Py_ssize_t i = 0; i < n; i++) {                                               \
+            T code;                                                                        \
+            memcpy(&code, raws + i * W, W);                                                \
+            T turned = (T)((T)(code << 1) | (T)(code >> (8 * W - 1)));                     \
+            uint8_t key = keys[i] = (uint8_t)(turned >> (8 * W - 8));                      \
+            uint8_t g = layout->group_of_key[key];                                         \
+            Py_ssize_t j = layout->cursor[g]++;                                            \
+            if (j >= layout->end[g])                                                       \
+                return -1;                                                                 \
+            for (int lane = 0; lane < W - 1; lane++)                                       \
+                planes[(Py_ssize_t)lane * n + j] = (uint8_t)(turned >> (8 * lane));        \
+        }                                                                                  \
+        return 0;                                                                          \
+    }                                                                                      \
+    static int assemble_exponents_##W(const uint8_t *restrict planes,                      \
+                                      uint8_t *restrict outs, Py_ssize_t n, Layout *layout) \
+    {                                                                                      \
+        const uint8_t *keys = planes + (Py_ssize_t)(W - 1) * n;                            \
+        for (Py_ssize_t i = 0; i < n; i++) {                                               \
+            uint8_t key = keys[i];                                                         \
+            uint8_t g = layout->group_of_key[key];                                         \
+            Py_ssize_t j = layout->cursor[g]++;                                            \
+            if (j >= layout->end[g])                                                       \
+                return -1;                                                                 \
+            T turned = (T)((T)key << (8 * W - 8));                                         \
+            for (int lane = 0; lane < W - 1; lane++)                                       \
+                turned |= (T)((T)planes[(Py_ssize_t)lane * n + j] << (8 * lane));          \
+            T code = (T)((T)(turned >> 1) | (T)(turned << (8 * W - 1)));                   \
+            memcpy(outs + i * W, &code, W);                                                \
+        }                                                                                  \
+        return 0;                                                                          \
+    }
+
+DEFINE_EXPONENT_LOOPS(uint16_t, 2)
+DEFINE_EXPONENT_LOOPS(uint32_t, 4)
+DEFINE_EXPONENT_LOOPS(uint64_t, 8)
+
 typedef int (*Loop)(const uint8_t *, const uint8_t *, uint8_t *, Py_ssize_t, Layout *);
 
 /* What assemble and split share: (source, width, base|None, group_of_key|None, sizes,
@@ -210,7 +259,7 @@ static PyObject *run(PyObject *args, int into_planes, const Loop loops[9])
         ; /* the error is set */
     else if (base != Py_None && base_buf.len < n * width)
         PyErr_SetString(PyExc_ValueError, "base is shorter than the elements");
-    else if (read_layout(group_of_key, sizes, biases, width, n, &layout) == 0) {
+    else if (read_layout(group_of_key, sizes, biases, width, n, CONTEXTS, &layout) == 0) {
         int failed;
         Py_BEGIN_ALLOW_THREADS
         failed = loop(source.buf, base_buf.buf, target.buf, n, &layout);
@@ -234,6 +283,58 @@ static const Loop splits[9] = {NULL, split_1, split_2, NULL, split_4, NULL, NULL
 static PyObject *assemble(PyObject *self, PyObject *args) { return run(args, 0, assembles); }
 
 static PyObject *split(PyObject *self, PyObject *args) { return run(args, 1, splits); }
+
+typedef int (*ExponentLoop)(const uint8_t *, uint8_t *, Py_ssize_t, Layout *);
+
+static const ExponentLoop exponent_assembles[9] = {
+    NULL, NULL, assemble_exponents_2, NULL, assemble_exponents_4, NULL, NULL, NULL,
+    assemble_exponents_8};
+static const ExponentLoop exponent_splits[9] = {
+    NULL, NULL, split_exponents_2, NULL, split_exponents_4, NULL, NULL, NULL, split_exponents_8};
+
+/* What split_exponents and assemble_exponents share: (source, width, group_of_key,
+   sizes, target), n elements, n taken from the planes' length. */
+static PyObject *run_exponents(PyObject *args, int into_planes, const ExponentLoop loops[9])
+{
+    Py_buffer source, target;
+    int width;
+    PyObject *group_of_key, *sizes, *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*iOOw*", &source, &width, &group_of_key, &sizes, &target))
+        return NULL;
+    ExponentLoop loop = width >= 2 && width <= 8 ? loops[width] : NULL;
+    Py_ssize_t n = loop ? (into_planes ? target.len : source.len) / width : 0;
+    Py_buffer *planes = into_planes ? &target : &source, *elements = into_planes ? &source : &target;
+    Layout layout;
+    if (!loop)
+        PyErr_SetString(PyExc_ValueError, "width must be 2, 4 or 8");
+    else if (planes->len != n * width || elements->len < n * width)
+        PyErr_SetString(PyExc_ValueError, "planes and elements do not fit");
+    else if (group_of_key == Py_None)
+        PyErr_SetString(PyExc_ValueError, "exponent planes are always grouped");
+    else if (read_layout(group_of_key, sizes, Py_None, width, n, EXPONENT_KEYS, &layout) == 0) {
+        int failed;
+        Py_BEGIN_ALLOW_THREADS
+        failed = loop(source.buf, target.buf, n, &layout);
+        Py_END_ALLOW_THREADS
+        if (failed)
+            PyErr_SetString(PyExc_ValueError, "more elements of a group than its size");
+        else
+            result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&source);
+    PyBuffer_Release(&target);
+    return result;
+}
+
+static PyObject *assemble_exponents(PyObject *self, PyObject *args)
+{
+    return run_exponents(args, 0, exponent_assembles);
+}
+
+static PyObject *split_exponents(PyObject *self, PyObject *args)
+{
+    return run_exponents(args, 1, exponent_splits);
+}
 
 /* key_counts(base, width, stride): how many of the elements 0, stride, 2 * stride...
    have each group key, as a list of CONTEXTS ints. */
@@ -280,6 +381,53 @@ static PyObject *key_counts(PyObject *self, PyObject *args)
     return list;
 }
 
+/* exponent_counts(raw, width, stride): how many of the elements 0, stride, 2 * stride...
+   have each of codec 7's keys (the top byte once rotated left a bit), as a list of
+   EXPONENT_KEYS ints. */
+static PyObject *exponent_counts(PyObject *self, PyObject *args)
+{
+    Py_buffer raw_buf;
+    int width;
+    Py_ssize_t stride;
+    if (!PyArg_ParseTuple(args, "y*in", &raw_buf, &width, &stride))
+        return NULL;
+    if (width < 2 || width > 8 || stride < 1) {
+        PyBuffer_Release(&raw_buf);
+        PyErr_SetString(PyExc_ValueError, "width 2 to 8 and a positive stride");
+        return NULL;
+    }
+    Py_ssize_t counts[4][EXPONENT_KEYS] = {{0}}; /* four tables, as in key_counts */
+    Py_ssize_t n = raw_buf.len / width, i = 0;
+    const uint8_t *raws = raw_buf.buf;
+#define EXPONENT_OF(k) \
+    ((uint8_t)((raws[(k) * width + width - 1] << 1) | (raws[(k) * width + width - 2] >> 7)))
+    Py_BEGIN_ALLOW_THREADS
+    for (; i + 3 * stride < n; i += 4 * stride) {
+        counts[0][EXPONENT_OF(i)]++;
+        counts[1][EXPONENT_OF(i + stride)]++;
+        counts[2][EXPONENT_OF(i + 2 * stride)]++;
+        counts[3][EXPONENT_OF(i + 3 * stride)]++;
+    }
+    for (; i < n; i += stride)
+        counts[0][EXPONENT_OF(i)]++;
+    Py_END_ALLOW_THREADS
+#undef EXPONENT_OF
+    PyBuffer_Release(&raw_buf);
+    PyObject *list = PyList_New(EXPONENT_KEYS);
+    if (!list)
+        return NULL;
+    for (int key = 0; key < EXPONENT_KEYS; key++) {
+        PyObject *count =
+            PyLong_FromSsize_t(counts[0][key] + counts[1][key] + counts[2][key] + counts[3][key]);
+        if (!count) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, key, count);
+    }
+    return list;
+}
+
 static PyMethodDef methods[] = {
     {"assemble", assemble, METH_VARARGS,
      "assemble(planes, width, base, group_of_key, sizes, biases, out): elements from planes."},
@@ -287,6 +435,13 @@ static PyMethodDef methods[] = {
      "split(raw, width, base, group_of_key, sizes, biases, planes): planes of elements."},
     {"key_counts", key_counts, METH_VARARGS,
      "key_counts(base, width, stride): counts of each key, every stride-th element."},
+    {"assemble_exponents", assemble_exponents, METH_VARARGS,
+     "assemble_exponents(planes, width, group_of_key, sizes, out): elements from codec 7's "
+     "planes."},
+    {"split_exponents", split_exponents, METH_VARARGS,
+     "split_exponents(raw, width, group_of_key, sizes, planes): codec 7's planes of elements."},
+    {"exponent_counts", exponent_counts, METH_VARARGS,
+     "exponent_counts(raw, width, stride): counts of codec 7's keys, every stride-th element."},
     {NULL, NULL, 0, NULL},
 };
 

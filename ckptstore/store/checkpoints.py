@@ -140,7 +140,12 @@ class CheckpointStore:
         self._ctx = StoreContext(
             catalog=catalog,
             blocks=blocks,
-            codec=BlockCodec(config.zstd_level, config.byte_planes, config.delta_group_log),
+            codec=BlockCodec(
+                config.zstd_level,
+                config.byte_planes,
+                config.delta_group_log,
+                config.exponent_group_log,
+            ),
             chunker=chunker,
             clock=clock,
             pool=ThreadPoolExecutor(config.workers, thread_name_prefix="ckptstore"),

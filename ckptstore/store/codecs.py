@@ -7,6 +7,7 @@ get new ids (see FORMAT.md).
 
 from __future__ import annotations
 
+import struct
 import threading
 from enum import IntEnum
 
@@ -15,15 +16,19 @@ import zstandard
 
 from ckptstore.errors import FormatError
 from ckptstore.store.planes import (
+    EXPONENT_KEYS,
     UINTS,
     FrameLayoutError,
     Grouping,
+    exponent_grouping,
     frame_planes,
     from_planes,
     group_biases,
     grouping,
     grouping_gain_bits,
+    join_exponents,
     join_planes,
+    split_exponents,
     split_planes,
     undo_delta,
     unframe_planes,
@@ -38,6 +43,7 @@ class Codec(IntEnum):
     FRAMED_PLANES = 4  # u8 element width, frame table, one zstd frame per byte plane
     GROUPED_DELTA = 5  # codec 4's frames of delta_of(raw, base), grouped (read only)
     BIASED_DELTA = 6  # codec 5 with a bias per group taken off the differences
+    EXPONENT_PLANES = 7  # codec 4 with the elements grouped by their own exponent
 
 
 WIDTH_PREFIXED = (
@@ -46,6 +52,7 @@ WIDTH_PREFIXED = (
     Codec.FRAMED_PLANES,
     Codec.GROUPED_DELTA,
     Codec.BIASED_DELTA,
+    Codec.EXPONENT_PLANES,
 )
 DELTA_CODECS = (Codec.DELTA_PLANES, Codec.GROUPED_DELTA, Codec.BIASED_DELTA)
 
@@ -62,13 +69,15 @@ PLANE_ZSTD_PARAMS = zstandard.ZstdCompressionParameters(
 )
 # Codec 6 groups at least this many elements per frame, as log2 (bench: entropy).
 DELTA_GROUP_LOG = 14
+# Codec 7 likewise: its groups are of a block's own elements (bench: entropy).
+EXPONENT_GROUP_LOG = 12
 # A grouped delta decodes about half as fast as an ungrouped one (its elements are
 # scattered back one by one): it is kept only when this much smaller (bench: entropy).
 GROUPING_MIN_GAIN = 0.02
 MAX_GROUP_LOG = 31
 
 
-PLANE_WIDTHS = (2, 4, 8)  # element widths codecs 2 and 4 store
+PLANE_WIDTHS = (2, 4, 8)  # element widths codecs 2, 4 and 7 store
 DELTA_WIDTHS = (1, 2, 4, 8)  # element widths codecs 3, 5 and 6 store
 ESTIMATED_WIDTHS = (2, 4)  # widths the estimate tries on data of unknown type
 SAMPLE_BYTES = 8 * 1024  # ~2,000 elements tell 7.3 from 6.6 bits per byte
@@ -81,6 +90,24 @@ MIN_GAIN_BITS = 0.25
 
 class DecodeError(Exception):
     """A payload that its codec cannot decode (the caller names the block)."""
+
+
+def _exponent_groups(payload: memoryview, n: int) -> tuple[Grouping, int]:
+    """Codec 7's groups of ``n`` elements as its payload states them, and the offset of
+    its frame table. Raises DecodeError unless they are well formed."""
+    if len(payload) < 2:
+        raise DecodeError("exponent payload without its group count")
+    count = payload[1] + 1
+    offset = 2 + count + 4 * count
+    if len(payload) < offset:
+        raise DecodeError(f"payload too short for its {count} groups")
+    bounds = [key + 1 for key in payload[2 : 2 + count]]
+    if bounds != sorted(set(bounds)) or bounds[-1] != EXPONENT_KEYS:
+        raise DecodeError("group keys out of order")
+    sizes = list(struct.unpack_from(f"<{count}I", payload, 2 + count))
+    if sum(sizes) != n:
+        raise DecodeError(f"groups of {sum(sizes)} elements, expected {n}")
+    return Grouping.sized(bounds, sizes), offset
 
 
 def _entropy_bits(counts: np.ndarray) -> np.ndarray:
@@ -129,12 +156,18 @@ class BlockCodec:
         zstd_level: int = DEFAULT_ZSTD_LEVEL,
         byte_planes: bool = True,
         delta_group_log: int = DELTA_GROUP_LOG,
+        exponent_group_log: int = EXPONENT_GROUP_LOG,
     ) -> None:
         self.zstd_level = zstd_level
         self.byte_planes = byte_planes
-        if not 0 <= delta_group_log <= MAX_GROUP_LOG:
-            raise ValueError(f"delta_group_log must be 0 to {MAX_GROUP_LOG}, not {delta_group_log}")
+        for name, value in (
+            ("delta_group_log", delta_group_log),
+            ("exponent_group_log", exponent_group_log),
+        ):
+            if not 0 <= value <= MAX_GROUP_LOG:
+                raise ValueError(f"{name} must be 0 to {MAX_GROUP_LOG}, not {value}")
         self.delta_group_log = delta_group_log  # 0: deltas not grouped
+        self.exponent_group_log = exponent_group_log  # 0: whole blocks not grouped
         self._local = threading.local()
 
     def _scratch(self, name: str, size: int) -> np.ndarray:
@@ -170,30 +203,55 @@ class BlockCodec:
         return decompressor
 
     def encode(self, raw: memoryview, width: int | None = None) -> tuple[Codec, bytes | memoryview]:
-        """zstd of the bytes, or of their byte planes for numeric data; the raw bytes
-        when neither shrinks them. ``width`` is the caller's ``plane_width`` verdict for
+        """zstd of the bytes, or of their byte planes for numeric data (grouped by each
+        element's exponent where that makes two groups or more); the raw bytes when
+        neither shrinks them. ``width`` is the caller's ``plane_width`` verdict for
         data like this (a whole window is judged once); None to judge this block."""
         if not self.byte_planes or (width is not None and width not in PLANE_WIDTHS):
             width = 0  # planes off, or one-byte elements: nothing to group
         elif width is None:
             width = plane_width(raw)
         if width:
-            n = len(raw) // width
-            planes = self._scratch("planes", n * width)
-            split_planes(raw, width, planes)
-            codec = Codec.FRAMED_PLANES
-            payload = b"".join(
-                (
-                    bytes([width]),
-                    *frame_planes(planes, width, [n], self._plane_compressor().compress),
-                    raw[n * width :],
-                )
-            )
+            codec, payload = self._planes_payload(raw, width)
         else:
             codec, payload = Codec.ZSTD, self._compressor().compress(raw)
         if len(payload) < len(raw):
             return codec, payload
         return Codec.RAW, raw
+
+    def _planes_payload(self, raw: memoryview, width: int) -> tuple[Codec, bytes]:
+        """Codec 7's payload, or codec 4's where the elements make one group: width,
+        (codec 7) group count less one, each group's last key, the group sizes, the
+        frame table and frames of the key plane, those of the other planes, and the
+        partial element unchanged.
+
+        Grouping by exponent never cost more than 1.1% on a block of the bench corpora
+        and saved 1-3% in all (bench: entropy): a float's exponent tells how its
+        mantissa bytes spread (rounding leaves low bits zero on small values), so
+        the writer does not encode both to compare."""
+        n = len(raw) // width
+        planes = self._scratch("planes", n * width)
+        compress = self._plane_compressor().compress
+        tail = raw[n * width :]
+        groups = None
+        if self.exponent_group_log:
+            groups = exponent_grouping(raw, width, self.exponent_group_log)
+        if groups is None:
+            split_planes(raw, width, planes)
+            return Codec.FRAMED_PLANES, b"".join(
+                (bytes([width]), *frame_planes(planes, width, [n], compress), tail)
+            )
+        split_exponents(raw, width, groups, planes)
+        count, keys_at = len(groups.sizes), (width - 1) * n
+        return Codec.EXPONENT_PLANES, b"".join(
+            (
+                bytes([width, count - 1, *(bound - 1 for bound in groups.bounds)]),
+                struct.pack(f"<{count}I", *groups.sizes),
+                *frame_planes(planes[keys_at:], 1, [n], compress),
+                *frame_planes(planes[:keys_at], width - 1, list(groups.sizes), compress),
+                tail,
+            )
+        )
 
     def encode_delta(
         self, raw: memoryview, base: bytes | memoryview, width: int, limit: int | None = None
@@ -320,6 +378,9 @@ class BlockCodec:
         base block)."""
         n = len(out) // width
         groups = biases = None
+        if codec == Codec.EXPONENT_PLANES:
+            self._unframe_exponents(payload, width, out)
+            return
         if codec == Codec.FRAMED_PLANES:
             offset, base = 1, None
         else:
@@ -347,6 +408,26 @@ class BlockCodec:
             tail = tail ^ np.frombuffer(base, np.uint8)[n * width :]
         out[n * width :] = tail
         join_planes(planes, width, out[: n * width], base, groups, biases)
+
+    def _unframe_exponents(self, payload: memoryview, width: int, out: np.ndarray) -> None:
+        """Codec 7's payload, decoded into ``out``."""
+        n = len(out) // width
+        groups, offset = _exponent_groups(payload, n)
+        planes = self._scratch("planes", n * width)
+        keys_at = (width - 1) * n
+        offset = unframe_planes(payload, offset, 1, [n], self._unzstd_into, planes[keys_at:])
+        end = unframe_planes(
+            payload, offset, width - 1, list(groups.sizes), self._unzstd_into, planes[:keys_at]
+        )
+        if len(payload) - end != len(out) - n * width:
+            raise DecodeError(
+                f"{len(payload) - end} bytes after the frames, expected {len(out) - n * width}"
+            )
+        out[n * width :] = np.frombuffer(payload[end:], np.uint8)
+        try:
+            join_exponents(planes, width, groups, out[: n * width])
+        except ValueError as exc:
+            raise DecodeError(f"exponent planes: {exc}") from exc
 
     def _unzstd_into(
         self, payload: bytes | memoryview, raw_len: int, out: np.ndarray | None = None

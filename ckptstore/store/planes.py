@@ -7,9 +7,11 @@ block stores the planes of its difference with a base block. Codecs 4 to 6
 compress each plane as its own zstd frame; codecs 5 and 6 first group the
 elements by their base's exponent byte, so that each frame holds elements of
 one magnitude (the size of a change in a float's bits follows the float's
-exponent), and codec 6 takes each group's typical change off its differences
-(FORMAT.md, "Codecs"; bench: entropy). The loops run in C (_kernels.c) where
-the extension was built, else in numpy.
+exponent), and codec 6 takes each group's typical change off its differences.
+Codec 7 groups a whole block's elements by their own exponent, stored first in
+element order: how many low mantissa bits are zero, and how the others are
+spread, follow the exponent (FORMAT.md, "Codecs"; bench: entropy). The loops
+run in C (_kernels.c) where the extension was built, else in numpy.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ except ImportError:  # built without a C compiler: numpy does the same, slower (
 UINTS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _INTS = {1: np.int8, 2: np.int16, 4: np.int32, 8: np.int64}
 CONTEXTS = 128  # values of a group key: the top byte of the base element, sign bit dropped
+EXPONENT_KEYS = 256  # codec 7's keys: an element's top byte once rotated left a bit
 SAMPLE_STRIDE = 16  # group bounds come from the keys of every 16th element
 BIAS_STRIDE = 64  # group biases from the differences of every 64th (256+ per group)
 
@@ -130,6 +133,7 @@ def group_bounds(sampled: list[int], minimum: int) -> list[int]:
     once it holds ``minimum`` elements by that count, and the remainder joining the
     last group (fewer, larger groups: each frame costs a header and a Huffman
     table). Empty when there is one group."""
+    keys = len(sampled)
     bounds: list[int] = []
     held = 0
     for key, count in enumerate(sampled):
@@ -139,18 +143,32 @@ def group_bounds(sampled: list[int], minimum: int) -> list[int]:
             held = 0
     if len(bounds) < 2:
         return []
-    bounds[-1] = CONTEXTS
+    bounds[-1] = keys
     return bounds
 
 
 @dataclass(frozen=True)
 class Grouping:
-    """How the elements of a delta on a base are grouped (codecs 5 and 6): by the key of their
-    base element, keys in ascending order, elements of a group in index order."""
+    """How the elements of a block are grouped: by a key (codecs 5 and 6: their base
+    element's, codec 7: their own), keys in ascending order, elements of a group in
+    index order."""
 
-    bounds: tuple[int, ...]  # the key each group stops before; the last is CONTEXTS
+    bounds: tuple[int, ...]  # the key each group stops before; the last is the key count
     sizes: tuple[int, ...]  # the elements of each group
-    group_of_key: bytes  # CONTEXTS bytes: the group each key falls in
+    group_of_key: bytes  # a byte per key: the group it falls in
+
+    @classmethod
+    def of(cls, bounds: list[int], counts: list[int]) -> Grouping:
+        """The grouping that closes groups at ``bounds``, given each key's count."""
+        edges = list(zip([0, *bounds], bounds, strict=False))  # (low, high) of each group
+        return cls.sized(bounds, [sum(counts[low:high]) for low, high in edges])
+
+    @classmethod
+    def sized(cls, bounds: list[int], sizes: list[int]) -> Grouping:
+        """The grouping that closes groups at ``bounds`` (ascending), of these sizes."""
+        edges = zip([0, *bounds], bounds, strict=False)
+        table = bytes(group for group, (low, high) in enumerate(edges) for _ in range(low, high))
+        return cls(tuple(bounds), tuple(sizes), table)
 
 
 def grouping(base: memoryview | bytes, width: int, group_log: int) -> Grouping | None:
@@ -162,13 +180,7 @@ def grouping(base: memoryview | bytes, width: int, group_log: int) -> Grouping |
     bounds = group_bounds(key_counts(base, width, SAMPLE_STRIDE), 1 << group_log)
     if not bounds:
         return None
-    counts = key_counts(base, width)
-    edges = list(zip([0, *bounds], bounds, strict=False))  # (low, high) of each group
-    return Grouping(
-        tuple(bounds),
-        tuple(sum(counts[low:high]) for low, high in edges),
-        bytes(group for group, (low, high) in enumerate(edges) for _ in range(low, high)),
-    )
+    return Grouping.of(bounds, key_counts(base, width))
 
 
 def group_members(base: memoryview | bytes, width: int, groups: Grouping) -> list[np.ndarray]:
@@ -369,3 +381,83 @@ def unframe_planes(
             start += size
             frame += 1
     return position
+
+
+def exponent_keys(raw: memoryview | bytes, width: int) -> np.ndarray:
+    """Codec 7's key of each whole element: its top byte once the element is rotated
+    left by one bit (for bf16, fp32 and fp64, its exponent, or the exponent's top
+    byte)."""
+    n = len(raw) // width
+    lanes = np.frombuffer(raw, np.uint8, n * width).reshape(n, width)
+    return (lanes[:, width - 1] << 1) | (lanes[:, width - 2] >> 7)
+
+
+def exponent_counts(raw: memoryview | bytes, width: int, stride: int = 1) -> list[int]:
+    """How many of the elements 0, stride, 2 * stride... have each of codec 7's keys."""
+    if _kernels is not None:
+        return _kernels.exponent_counts(raw, width, stride)
+    keys = exponent_keys(raw, width)[::stride]
+    return np.bincount(keys, minlength=EXPONENT_KEYS).tolist()
+
+
+def exponent_grouping(raw: memoryview | bytes, width: int, group_log: int) -> Grouping | None:
+    """Codec 7's grouping of a block's elements by their own key into groups of at
+    least ``2**group_log`` elements; None when they would make one group."""
+    if len(raw) // width < 2 << group_log:
+        return None
+    bounds = group_bounds(exponent_counts(raw, width, SAMPLE_STRIDE), 1 << group_log)
+    if not bounds:
+        return None
+    return Grouping.of(bounds, exponent_counts(raw, width))
+
+
+def _rotated(values: np.ndarray, width: int, left: bool) -> np.ndarray:
+    """The elements (unsigned integers) rotated by one bit."""
+    bits = 8 * width - 1
+    if left:
+        return (values << 1) | (values >> bits)
+    return (values >> 1) | (values << bits)
+
+
+def split_exponents(
+    raw: memoryview | bytes, width: int, groups: Grouping, planes: np.ndarray
+) -> None:
+    """Codec 7's planes of ``raw``'s whole elements into ``planes`` (``width`` times
+    their count): each element rotated left by a bit; the last plane its top byte, in
+    element order; the others its other bytes, grouped by that byte."""
+    n = len(planes) // width
+    if _kernels is not None:
+        _kernels.split_exponents(raw, width, groups.group_of_key, groups.sizes, planes)
+        return
+    keys = exponent_keys(raw, width)
+    order = np.argsort(_groups_of(keys, groups), kind="stable")
+    turned = _rotated(np.frombuffer(raw, UINTS[width], n), width, left=True)
+    lanes = to_planes(turned[order].view(np.uint8), width).reshape(width, n)
+    planes.reshape(width, n)[: width - 1] = lanes[: width - 1]
+    planes[(width - 1) * n :] = keys
+
+
+def join_exponents(planes: np.ndarray, width: int, groups: Grouping, out: np.ndarray) -> None:
+    """``split_exponents`` undone: the whole elements back into ``out`` from ``planes``.
+    Raises ValueError when the keys do not fill the groups' sizes."""
+    n = len(planes) // width
+    if _kernels is not None:
+        _kernels.assemble_exponents(planes, width, groups.group_of_key, groups.sizes, out)
+        return
+    keys = planes[(width - 1) * n :]
+    order = np.argsort(_groups_of(keys, groups), kind="stable")
+    grouped = np.empty(n * width, np.uint8)
+    grouped.reshape(width, n)[: width - 1] = planes[: (width - 1) * n].reshape(width - 1, n)
+    grouped[(width - 1) * n :] = keys[order]
+    turned = np.empty(n, UINTS[width])
+    turned[order] = from_planes(grouped, width).view(UINTS[width])
+    out[: n * width] = _rotated(turned, width, left=False).view(np.uint8)
+
+
+def _groups_of(keys: np.ndarray, groups: Grouping) -> np.ndarray:
+    """The group of each key; ValueError unless the groups' sizes count them (as the
+    C loops, which find a group that would overflow)."""
+    group = np.frombuffer(groups.group_of_key, np.uint8)[keys]
+    if np.bincount(group, minlength=len(groups.sizes)).tolist() != list(groups.sizes):
+        raise ValueError("more elements of a group than its size")
+    return group
