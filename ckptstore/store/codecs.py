@@ -70,7 +70,7 @@ PLANE_ZSTD_PARAMS = zstandard.ZstdCompressionParameters(
 # Codec 6 groups at least this many elements per frame, as log2 (bench: entropy).
 DELTA_GROUP_LOG = 14
 # Codec 7 likewise: its groups are of a block's own elements (bench: entropy).
-EXPONENT_GROUP_LOG = 12
+EXPONENT_GROUP_LOG = 11
 # A grouped delta decodes about half as fast as an ungrouped one (its elements are
 # scattered back one by one): it is kept only when this much smaller (bench: entropy).
 GROUPING_MIN_GAIN = 0.02
