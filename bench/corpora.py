@@ -9,7 +9,8 @@ For each corpus, in one run on this machine:
   a fresh process (peak RSS measured), then restores the last checkpoint and
   the one with the longest delta chains in another; the faster of two runs;
 - ckptstore with techniques turned off (zstd only; byte planes without
-  deltas; deltas at most 4 deep), so the gain of each shows;
+  deltas; deltas at most 4 deep; deltas, or whole blocks, not grouped by
+  exponent), so the gain of each shows;
 - the limits, measured on the same files: file copy, pyfastcdc chunking,
   BLAKE3, zstd-1 compression and decompression;
 - the peers of bench/peers.py that are installed.
@@ -43,6 +44,7 @@ VARIANTS = {
     "planes, no deltas": StoreConfig(delta_max_depth=0),
     "deltas <= 4 deep": StoreConfig(delta_max_depth=4),
     "deltas not grouped": StoreConfig(delta_group_log=0),
+    "whole blocks not grouped": StoreConfig(exponent_group_log=0),
 }
 
 
