@@ -283,12 +283,24 @@ def grouping_estimates(files: list[Path]) -> list[dict[str, float]]:
     return rows
 
 
-def codec_choices(files: list[Path]) -> dict[str, dict[str, float]]:
-    """Bytes and one-core speeds of the plane codecs' variants on these files' blocks."""
+def codec_choices(files: list[Path]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Bytes and one-core speeds of the plane codecs' variants on these files' blocks; and
+    how codec 7 (default) compares with codec 4 block by block."""
     blocks = blocks_of(files)
     raw_mb = sum(len(raw) for raw, _, _ in blocks) / 1e6
     level1 = zstandard.ZstdCompressor(level=1)
-    whole = BlockCodec()
+    framed = BlockCodec(exponent_group_log=0)
+    kinds: dict[str, list[int]] = {}  # codec of each whole block, where it varies
+
+    def by_exponent(label: str, group_log: int):
+        codec, kinds[label] = BlockCodec(exponent_group_log=group_log), []
+
+        def encode(raw: bytes, base: bytes | None, width: int) -> bytes:
+            kind, payload = codec.encode(memoryview(raw), width)
+            kinds[label].append(kind)
+            return payload
+
+        return encode, None
 
     def per_plane_level1(raw: bytes, base: bytes | None, width: int) -> bytes:
         data = delta_of(raw, base, width) if base is not None else np.frombuffer(raw, np.uint8)
@@ -300,9 +312,15 @@ def codec_choices(files: list[Path]) -> dict[str, dict[str, float]]:
         "whole: one zstd-1 frame (codec 2)": (lambda r, b, w: legacy_payload(r, None, w), None),
         "whole: zstd-1 frame per plane": (lambda r, b, w: per_plane_level1(r, None, w), None),
         "whole: plane parameters (codec 4)": (
-            lambda r, b, w: whole.encode(memoryview(r), w)[1],
+            lambda r, b, w: framed.encode(memoryview(r), w)[1],
             0,
         ),
+    }
+    for group_log in (9, codecs.EXPONENT_GROUP_LOG, 13):
+        default = " (default)" if group_log == codecs.EXPONENT_GROUP_LOG else ""
+        label = f"whole: grouped by exponent, groups of 2^{group_log} (codec 7){default}"
+        variants[label] = by_exponent(label, group_log)
+    variants |= {
         "delta: one zstd-1 frame (codec 3)": (lambda r, b, w: legacy_payload(r, b, w), None),
         "delta: zstd-1 frame per plane": (per_plane_level1, None),
     }
@@ -333,21 +351,32 @@ def codec_choices(files: list[Path]) -> dict[str, dict[str, float]]:
         DELTA_GROUP_LOG,
     )
     results = {}
+    sizes: dict[str, list[int]] = {}
     reader = BlockCodec()
     for label, (encode, _) in variants.items():
         start = time.perf_counter()
         payloads = [encode(raw, base, width) for raw, base, width in blocks]
+        sizes[label] = [len(p) for p in payloads]
         encode_s = time.perf_counter() - start
         row = {"mb": sum(len(p) for p in payloads) / 1e6, "encode_mb_s": raw_mb / encode_s}
         codec_id = 4 if "codec 4" in label else 6 if "codec 6" in label else None
-        if codec_id is not None:
+        ids = kinds.get(label) or [codec_id] * len(blocks)
+        if ids[0] is not None:
             out = np.empty(CHUNK * 4, np.uint8)
             start = time.perf_counter()
-            for (raw, base, _), payload in zip(blocks, payloads, strict=True):
-                reader.decode(codec_id, payload, len(raw), base, out=out[: len(raw)])
+            for (raw, base, _), payload, kind in zip(blocks, payloads, ids, strict=True):
+                reader.decode(kind, payload, len(raw), base, out=out[: len(raw)])
             row["decode_mb_s"] = raw_mb / (time.perf_counter() - start)
         results[label] = row
-    return results
+    default = next(label for label in sizes if "codec 7" in label and "default" in label)
+    ratios = np.array(sizes[default]) / np.array(sizes["whole: plane parameters (codec 4)"])
+    per_block = {
+        "blocks": len(ratios),
+        "worse": int((ratios > 1).sum()),
+        "max": float(ratios.max()),
+        "min": float(ratios.min()),
+    }
+    return results, per_block
 
 
 def main() -> None:
@@ -412,15 +441,19 @@ def main() -> None:
     ]
     lines += [
         "",
-        "What codecs 4 and 6 choose, on the newest checkpoint's 1 MiB tensor blocks (whole,"
-        " and as deltas on the one before); one core:",
+        "What codecs 4, 6 and 7 choose, on the newest checkpoint's 1 MiB tensor blocks"
+        " (whole, and as deltas on the one before); one core. Codec 7 is codec 4 with the"
+        " elements grouped by their own exponent (stored first); where a block makes one"
+        " group it is codec 4:",
         "",
         "| corpus | variant | MB stored | vs first row of its kind | encode MB/s | decode MB/s |",
         "|---|---|---:|---:|---:|---:|",
     ]
+    per_block = {}
     for corpus in ("pretrain", "finetune-frozen", "lora", "bf16"):
-        found = codec_choices(write(corpus, WORK / "corpus-small", "small", 6))
+        found, per_block[corpus] = codec_choices(write(corpus, WORK / "corpus-small", "small", 6))
         rows[f"{corpus} codec choices"] = found
+        rows[f"{corpus} codec 7 per block"] = per_block[corpus]
         first: dict[str, float] = {}
         for label, row in found.items():
             kind = label.split(":")[0]
@@ -430,6 +463,18 @@ def main() -> None:
                 f"| {corpus} | {label} | {row['mb']:.3f} | {row['mb'] / first[kind]:.3f}"
                 f" | {row['encode_mb_s']:,.0f} | {decode} |"
             )
+    lines += [
+        "",
+        "Codec 7 (default groups) against codec 4, block by block, bytes relative to codec 4's:",
+        "",
+        "| corpus | blocks | blocks larger | smallest | largest |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for corpus, found in per_block.items():
+        lines.append(
+            f"| {corpus} | {found['blocks']} | {found['worse']} | {found['min']:.3f}"
+            f" | {found['max']:.3f} |"
+        )
     lines += [
         "",
         "The writer tries grouping a delta only where its estimate (on every 16th element,"

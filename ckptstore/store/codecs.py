@@ -225,10 +225,11 @@ class BlockCodec:
         frame table and frames of the key plane, those of the other planes, and the
         partial element unchanged.
 
-        Grouping by exponent never cost more than 1.1% on a block of the bench corpora
-        and saved 1-3% in all (bench: entropy): a float's exponent tells how its
-        mantissa bytes spread (rounding leaves low bits zero on small values), so
-        the writer does not encode both to compare."""
+        Grouping by exponent cost at most 0.2% on a block of the bench corpora and
+        saved 1-3% in all (bench: entropy): a float's exponent tells how its mantissa
+        bytes spread (rounding leaves low bits zero on small values), so the writer
+        does not encode both to compare. It encodes and decodes at about half codec
+        4's speed (a scatter per element)."""
         n = len(raw) // width
         planes = self._scratch("planes", n * width)
         compress = self._plane_compressor().compress
