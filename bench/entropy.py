@@ -296,7 +296,7 @@ def codec_choices(files: list[Path]) -> tuple[dict[str, dict[str, float]], dict[
         codec, kinds[label] = BlockCodec(exponent_group_log=group_log), []
 
         def encode(raw: bytes, base: bytes | None, width: int) -> bytes:
-            kind, payload = codec.encode(memoryview(raw), width)
+            kind, payload = codec.encode(memoryview(raw), width, aligned=True)
             kinds[label].append(kind)
             return payload
 

@@ -80,23 +80,30 @@ def test_every_dtype_round_trips_bit_exact(name, values, cut):
     raw = memoryview(values.tobytes()[cut:])  # odd lengths and starts inside an element
     kind, payload = codec.encode(raw)
     assert codec.decode(kind, payload, len(raw)) == raw.tobytes()
+    # as a tensor block of its dtype (a caller that says so wrongly loses no bytes either)
+    kind, payload = codec.encode(raw, values.itemsize, aligned=True)
+    assert codec.decode(kind, payload, len(raw)) == raw.tobytes()
 
 
 def test_float_weights_take_byte_planes_and_store_smaller():
     raw = memoryview((rng.standard_normal(1 << 16, dtype=np.float32) * 0.02).tobytes())
-    kind, payload = codec.encode(raw)
     plain = len(BlockCodec(byte_planes=False).encode(raw)[1])
+    kind, payload = codec.encode(raw, 4, aligned=True)  # a tensor block
     assert kind == Codec.EXPONENT_PLANES and payload[0] == 4
     assert len(payload) < 0.97 * plain
-    kind, payload = BlockCodec(exponent_group_log=0).encode(raw)
-    assert kind == Codec.FRAMED_PLANES and payload[0] == 4
-    assert len(payload) < 0.97 * plain
+    for kind, payload in (
+        codec.encode(raw),  # bytes that look like numbers, elements not known
+        BlockCodec(exponent_group_log=0).encode(raw, 4, aligned=True),  # grouping off
+    ):
+        assert kind == Codec.FRAMED_PLANES and payload[0] == 4
+        assert len(payload) < 0.97 * plain
 
 
 def test_bf16_weights_take_byte_planes():
     bf16 = (rng.standard_normal(1 << 17, dtype=np.float32) * 0.02).view(np.uint32) >> 16
-    kind, _ = codec.encode(memoryview(bf16.astype(np.uint16).tobytes()))
-    assert kind == Codec.EXPONENT_PLANES
+    raw = memoryview(bf16.astype(np.uint16).tobytes())
+    assert codec.encode(raw)[0] == Codec.FRAMED_PLANES
+    assert codec.encode(raw, 2, aligned=True)[0] == Codec.EXPONENT_PLANES
 
 
 def uniform_init(n: int, bound: float) -> np.ndarray:
@@ -108,8 +115,8 @@ def uniform_init(n: int, bound: float) -> np.ndarray:
 
 def test_grouping_by_exponent_stores_whole_weights_smaller():
     raw = memoryview(uniform_init(1 << 18, 1 / 32).tobytes())
-    kind, payload = codec.encode(raw, 4)
-    _, framed = BlockCodec(exponent_group_log=0).encode(raw, 4)
+    kind, payload = codec.encode(raw, 4, aligned=True)
+    _, framed = codec.encode(raw, 4)
     assert kind == Codec.EXPONENT_PLANES
     assert len(payload) < 0.97 * len(framed)
     assert codec.decode(kind, payload, len(raw)) == raw.tobytes()
@@ -147,13 +154,13 @@ def test_any_block_grouped_by_exponent_round_trips(width, n, keys, group_log, ta
     tops = local.integers(0, 256, keys, dtype=np.uint8)  # few keys, so that groups form
     data[width - 1 : n * width : width] = tops[local.integers(0, keys, n)]
     raw = memoryview(data.tobytes())
-    kind, payload = BlockCodec(exponent_group_log=group_log).encode(raw, width)
+    kind, payload = BlockCodec(exponent_group_log=group_log).encode(raw, width, aligned=True)
     assert codec.decode(kind, payload, len(raw)) == raw.tobytes()
 
 
 def test_damaged_exponent_payloads_raise_decode_errors():
     raw = memoryview(uniform_init(1 << 16, 0.05).tobytes() + b"xy")
-    kind, payload = codec.encode(raw, 4)
+    kind, payload = codec.encode(raw, 4, aligned=True)
     assert kind == Codec.EXPONENT_PLANES
     count = payload[1] + 1
     assert count >= 2

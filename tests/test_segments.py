@@ -113,7 +113,7 @@ def test_tensor_blocks_are_encoded_with_their_element_width(store):
     codecs = {
         (rec.codec, rec.raw_len) for _, rec in store.context.catalog.manifest(record.checkpoint_id)
     }
-    assert any(codec == Codec.FRAMED_PLANES for codec, _ in codecs)
+    assert any(codec == Codec.EXPONENT_PLANES for codec, _ in codecs)  # planes, by exponent
     assert restore_bytes(store, record.checkpoint_id) == data
     assert store.verify(read_data=True).ok
 

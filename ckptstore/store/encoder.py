@@ -26,7 +26,7 @@ class BlockEncoder:
     def encode(self, bid: bytes, raw: memoryview, width: int | None, slot: str | None) -> Encoded:
         """``width``: the element width for byte planes (0: none, None: judge the bytes);
         ``slot``: the tensor slot of a tensor block, None for any other block."""
-        encoded = self._ctx.codec.encode(raw, width)
+        encoded = self._ctx.codec.encode(raw, width, aligned=slot is not None)
         if slot is not None and self._cache is not None:
             self._cache.offer(bid, raw, self._generation)
         return encoded

@@ -238,9 +238,9 @@ def _raw(ctx: StoreContext, record: BlockRecord, keep: bool) -> bytes | memoryvi
 def _encode(ctx: StoreContext, pair: Pair) -> tuple[int, bytes | memoryview] | None:
     try:
         raw = _raw(ctx, pair.block, keep=False)
-        if pair.onto is None:  # whole, from a delta: its bytes were just checked
+        if pair.onto is None:  # whole, from a delta (a tensor block): its bytes were just checked
             width = pair.width if pair.width in PLANE_WIDTHS else None
-            return ctx.codec.encode(memoryview(raw), width)
+            return ctx.codec.encode(memoryview(raw), width, aligned=width is not None)
         base = _raw(ctx, pair.onto, keep=True)  # the next rebase re-encodes this one
     except (CorruptBlockError, MissingBlockError) as exc:
         log.warning("not re-encoding block %s: %s", pair.block.block_id.hex(), exc)
