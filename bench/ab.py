@@ -10,7 +10,7 @@ tree in turn (REV first in odd runs, second in even ones), each in a fresh
 process started in its own tree (``python -m`` puts the working directory
 ahead of PYTHONPATH and of the editable install). It prints and reports the median
 of each figure over the runs and every run's value, in
-bench/results/<date>-<host>-ab.{md,json}.
+bench/results/<date>-<host>-ab-<rev>.{md,json} (rev: the first 7 hex digits).
 """
 
 from __future__ import annotations
@@ -117,7 +117,9 @@ def main() -> None:
         ]
         rows[corpus] = compare(tree, files, args.runs)
     lines = report_lines(args.rev, commit, rows, args.runs)
-    md = save_report("ab", "Old code against new, interleaved", lines, {"rev": commit, **rows})
+    md = save_report(
+        f"ab-{commit[:7]}", "Old code against new, interleaved", lines, {"rev": commit, **rows}
+    )
     print("\n".join(lines))
     print(f"\nreport: {md}")
 
