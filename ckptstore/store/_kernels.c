@@ -336,40 +336,58 @@ static PyObject *split_exponents(PyObject *self, PyObject *args)
     return run_exponents(args, 1, exponent_splits);
 }
 
-/* key_counts(base, width, stride): how many of the elements 0, stride, 2 * stride...
-   have each group key, as a list of CONTEXTS ints. */
-static PyObject *key_counts(PyObject *self, PyObject *args)
+static inline int exponent_of(const uint8_t *raws, int width, Py_ssize_t i)
 {
-    Py_buffer base_buf;
+    return (uint8_t)(raws[i * width + width - 1] << 1 | raws[i * width + width - 2] >> 7);
+}
+
+/* Counts KEY(data, width, i) of the elements 0, stride, 2 * stride... into four tables,
+   summed later: a run of one key would otherwise make each count wait for the one
+   before. */
+#define COUNT(KEY, data, width, n, stride, counts)                                       \
+    do {                                                                                 \
+        Py_ssize_t i_ = 0;                                                               \
+        for (; i_ + 3 * (stride) < (n); i_ += 4 * (stride)) {                            \
+            (counts)[0][KEY(data, width, i_)]++;                                         \
+            (counts)[1][KEY(data, width, i_ + (stride))]++;                              \
+            (counts)[2][KEY(data, width, i_ + 2 * (stride))]++;                          \
+            (counts)[3][KEY(data, width, i_ + 3 * (stride))]++;                          \
+        }                                                                                \
+        for (; i_ < (n); i_ += (stride))                                                 \
+            (counts)[0][KEY(data, width, i_)]++;                                         \
+    } while (0)
+
+/* What key_counts and exponent_counts share: (data, width, stride) -> a list of the
+   count of each key (CONTEXTS group keys of base elements, or EXPONENT_KEYS of codec
+   7's keys). */
+static PyObject *count_keys(PyObject *args, int exponents)
+{
+    Py_buffer buf;
     int width;
     Py_ssize_t stride;
-    if (!PyArg_ParseTuple(args, "y*in", &base_buf, &width, &stride))
+    if (!PyArg_ParseTuple(args, "y*in", &buf, &width, &stride))
         return NULL;
-    if (width < 1 || width > 8 || stride < 1) {
-        PyBuffer_Release(&base_buf);
-        PyErr_SetString(PyExc_ValueError, "width 1 to 8 and a positive stride");
+    int narrowest = exponents ? 2 : 1;
+    if (width < narrowest || width > 8 || stride < 1) {
+        PyBuffer_Release(&buf);
+        PyErr_Format(PyExc_ValueError, "width %d to 8 and a positive stride", narrowest);
         return NULL;
     }
-    /* Four tables, summed at the end: a run of one key would otherwise make each
-       count wait for the one before. */
-    Py_ssize_t counts[4][CONTEXTS] = {{0}};
-    Py_ssize_t n = base_buf.len / width, i = 0;
-    const uint8_t *bases = base_buf.buf;
+    Py_ssize_t counts[4][EXPONENT_KEYS] = {{0}};
+    Py_ssize_t n = buf.len / width;
+    const uint8_t *data = buf.buf;
     Py_BEGIN_ALLOW_THREADS
-    for (; i + 3 * stride < n; i += 4 * stride) {
-        counts[0][key_of(bases, width, i)]++;
-        counts[1][key_of(bases, width, i + stride)]++;
-        counts[2][key_of(bases, width, i + 2 * stride)]++;
-        counts[3][key_of(bases, width, i + 3 * stride)]++;
-    }
-    for (; i < n; i += stride)
-        counts[0][key_of(bases, width, i)]++;
+    if (exponents)
+        COUNT(exponent_of, data, width, n, stride, counts);
+    else
+        COUNT(key_of, data, width, n, stride, counts);
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&base_buf);
-    PyObject *list = PyList_New(CONTEXTS);
+    PyBuffer_Release(&buf);
+    int keys = exponents ? EXPONENT_KEYS : CONTEXTS;
+    PyObject *list = PyList_New(keys);
     if (!list)
         return NULL;
-    for (int key = 0; key < CONTEXTS; key++) {
+    for (int key = 0; key < keys; key++) {
         PyObject *count =
             PyLong_FromSsize_t(counts[0][key] + counts[1][key] + counts[2][key] + counts[3][key]);
         if (!count) {
@@ -381,52 +399,14 @@ static PyObject *key_counts(PyObject *self, PyObject *args)
     return list;
 }
 
+/* key_counts(base, width, stride): how many of the elements 0, stride, 2 * stride...
+   have each group key, as a list of CONTEXTS ints. */
+static PyObject *key_counts(PyObject *self, PyObject *args) { return count_keys(args, 0); }
+
 /* exponent_counts(raw, width, stride): how many of the elements 0, stride, 2 * stride...
    have each of codec 7's keys (the top byte once rotated left a bit), as a list of
    EXPONENT_KEYS ints. */
-static PyObject *exponent_counts(PyObject *self, PyObject *args)
-{
-    Py_buffer raw_buf;
-    int width;
-    Py_ssize_t stride;
-    if (!PyArg_ParseTuple(args, "y*in", &raw_buf, &width, &stride))
-        return NULL;
-    if (width < 2 || width > 8 || stride < 1) {
-        PyBuffer_Release(&raw_buf);
-        PyErr_SetString(PyExc_ValueError, "width 2 to 8 and a positive stride");
-        return NULL;
-    }
-    Py_ssize_t counts[4][EXPONENT_KEYS] = {{0}}; /* four tables, as in key_counts */
-    Py_ssize_t n = raw_buf.len / width, i = 0;
-    const uint8_t *raws = raw_buf.buf;
-#define EXPONENT_OF(k) \
-    ((uint8_t)((raws[(k) * width + width - 1] << 1) | (raws[(k) * width + width - 2] >> 7)))
-    Py_BEGIN_ALLOW_THREADS
-    for (; i + 3 * stride < n; i += 4 * stride) {
-        counts[0][EXPONENT_OF(i)]++;
-        counts[1][EXPONENT_OF(i + stride)]++;
-        counts[2][EXPONENT_OF(i + 2 * stride)]++;
-        counts[3][EXPONENT_OF(i + 3 * stride)]++;
-    }
-    for (; i < n; i += stride)
-        counts[0][EXPONENT_OF(i)]++;
-    Py_END_ALLOW_THREADS
-#undef EXPONENT_OF
-    PyBuffer_Release(&raw_buf);
-    PyObject *list = PyList_New(EXPONENT_KEYS);
-    if (!list)
-        return NULL;
-    for (int key = 0; key < EXPONENT_KEYS; key++) {
-        PyObject *count =
-            PyLong_FromSsize_t(counts[0][key] + counts[1][key] + counts[2][key] + counts[3][key]);
-        if (!count) {
-            Py_DECREF(list);
-            return NULL;
-        }
-        PyList_SET_ITEM(list, key, count);
-    }
-    return list;
-}
+static PyObject *exponent_counts(PyObject *self, PyObject *args) { return count_keys(args, 1); }
 
 static PyMethodDef methods[] = {
     {"assemble", assemble, METH_VARARGS,

@@ -166,8 +166,8 @@ class Grouping:
     @classmethod
     def sized(cls, bounds: list[int], sizes: list[int]) -> Grouping:
         """The grouping that closes groups at ``bounds`` (ascending), of these sizes."""
-        edges = zip([0, *bounds], bounds, strict=False)
-        table = bytes(group for group, (low, high) in enumerate(edges) for _ in range(low, high))
+        keys_in = np.diff(bounds, prepend=0)  # how many keys each group spans
+        table = np.repeat(np.arange(len(bounds), dtype=np.uint8), keys_in).tobytes()
         return cls(tuple(bounds), tuple(sizes), table)
 
 
