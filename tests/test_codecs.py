@@ -492,3 +492,26 @@ def test_a_damaged_delta_payload_never_decodes_to_the_wrong_length(cuts, keep):
     except DecodeError:
         return
     assert len(out) == len(raw)
+
+
+DAMAGED_WHOLE = memoryview(uniform_init(40_000, 0.05).tobytes() + b"w")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    cuts=st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 255)), max_size=6),
+    keep=st.floats(0.0, 1.0),
+)
+def test_a_damaged_exponent_payload_never_decodes_to_the_wrong_length(cuts, keep):
+    """Codec 7 likewise: a DecodeError or bytes of the block's length, never a crash."""
+    kind, payload = codec.encode(DAMAGED_WHOLE, 4, aligned=True)
+    assert kind == Codec.EXPONENT_PLANES
+    damaged = bytearray(payload)
+    for position, value in cuts:
+        damaged[position % len(damaged)] = value
+    damaged = bytes(damaged[: max(1, int(len(damaged) * keep))] if keep < 1 else damaged)
+    try:
+        out = codec.decode(kind, damaged, len(DAMAGED_WHOLE))
+    except DecodeError:
+        return
+    assert len(out) == len(DAMAGED_WHOLE)

@@ -16,6 +16,7 @@ run in C (_kernels.c) where the extension was built, else in numpy.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,9 +167,15 @@ class Grouping:
     @classmethod
     def sized(cls, bounds: list[int], sizes: list[int]) -> Grouping:
         """The grouping that closes groups at ``bounds`` (ascending), of these sizes."""
-        keys_in = np.diff(bounds, prepend=0)  # how many keys each group spans
-        table = np.repeat(np.arange(len(bounds), dtype=np.uint8), keys_in).tobytes()
-        return cls(tuple(bounds), tuple(sizes), table)
+        return cls(tuple(bounds), tuple(sizes), _key_table(tuple(bounds)))
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_table(bounds: tuple[int, ...]) -> bytes:
+    """The group of each key, for groups closing at ``bounds``: blocks of a tensor
+    share a few bounds, so a decode or a rebase rarely builds one."""
+    keys_in = np.diff(bounds, prepend=0)  # how many keys each group spans
+    return np.repeat(np.arange(len(bounds), dtype=np.uint8), keys_in).tobytes()
 
 
 def grouping(base: memoryview | bytes, width: int, group_log: int) -> Grouping | None:
