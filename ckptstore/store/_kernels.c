@@ -192,8 +192,8 @@ DEFINE_LOOPS(uint64_t, 8)
    plane in element order, its other bytes to the other planes in grouped order. Both
    return 0, or -1 when a group holds more elements than its size. */
 #define DEFINE_EXPONENT_LOOPS(T, W)                                                        \
-    static int split_exponents_##W(const uint8_t *restrict raws, uint8_t *restrict planes, \
-                                   Py_ssize_t n, Layout *layout)                           \
+    static int split_exponents_##W(const uint8_t *restrict raws, const uint8_t *unused,    \
+                                   uint8_t *restrict planes, Py_ssize_t n, Layout *layout) \
     {                                                                                      \
         uint8_t *keys = planes + (Py_ssize_t)(W - 1) * n;                                  \
         for (Py_ssize_t i = 0; i < n; i++) {                                               \
@@ -210,7 +210,7 @@ DEFINE_LOOPS(uint64_t, 8)
         }                                                                                  \
         return 0;                                                                          \
     }                                                                                      \
-    static int assemble_exponents_##W(const uint8_t *restrict planes,                      \
+    static int assemble_exponents_##W(const uint8_t *restrict planes, const uint8_t *unused, \
                                       uint8_t *restrict outs, Py_ssize_t n, Layout *layout) \
     {                                                                                      \
         const uint8_t *keys = planes + (Py_ssize_t)(W - 1) * n;                            \
@@ -235,31 +235,39 @@ DEFINE_EXPONENT_LOOPS(uint64_t, 8)
 
 typedef int (*Loop)(const uint8_t *, const uint8_t *, uint8_t *, Py_ssize_t, Layout *);
 
-/* What assemble and split share: (source, width, base|None, group_of_key|None, sizes,
-   biases|None, target), n elements, n taken from the planes' length. */
-static PyObject *run(PyObject *args, int into_planes, const Loop loops[9])
+/* What the four share: (source, width, base|None, group_of_key|None, sizes, biases|None,
+   target) for assemble and split; (source, width, group_of_key, sizes, target) for the
+   codec 7 pair (``exponents``). n elements, n taken from the planes' length. */
+static PyObject *run(PyObject *args, int into_planes, int exponents, const Loop loops[9])
 {
     Py_buffer source, target, base_buf = {0};
     int width;
-    PyObject *base, *group_of_key, *sizes, *biases, *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iOOOOw*", &source, &width, &base, &group_of_key, &sizes,
-                          &biases, &target))
+    PyObject *base = Py_None, *group_of_key, *sizes, *biases = Py_None, *result = NULL;
+    int parsed = exponents ? PyArg_ParseTuple(args, "y*iOOw*", &source, &width, &group_of_key,
+                                              &sizes, &target)
+                           : PyArg_ParseTuple(args, "y*iOOOOw*", &source, &width, &base,
+                                              &group_of_key, &sizes, &biases, &target);
+    if (!parsed)
         return NULL;
     Loop loop = width >= 1 && width <= 8 ? loops[width] : NULL;
     Py_ssize_t n = loop ? (into_planes ? target.len : source.len) / width : 0;
     Py_buffer *planes = into_planes ? &target : &source, *elements = into_planes ? &source : &target;
     Layout layout;
     if (!loop)
-        PyErr_SetString(PyExc_ValueError, "width must be 1, 2, 4 or 8");
+        PyErr_SetString(PyExc_ValueError,
+                        exponents ? "width must be 2, 4 or 8" : "width must be 1, 2, 4 or 8");
     else if (planes->len != n * width || elements->len < n * width)
         PyErr_SetString(PyExc_ValueError, "planes and elements do not fit");
-    else if (base == Py_None && group_of_key != Py_None)
+    else if (exponents && group_of_key == Py_None)
+        PyErr_SetString(PyExc_ValueError, "exponent planes are always grouped");
+    else if (!exponents && base == Py_None && group_of_key != Py_None)
         PyErr_SetString(PyExc_ValueError, "grouping needs the base");
     else if (base != Py_None && PyObject_GetBuffer(base, &base_buf, PyBUF_SIMPLE) < 0)
         ; /* the error is set */
     else if (base != Py_None && base_buf.len < n * width)
         PyErr_SetString(PyExc_ValueError, "base is shorter than the elements");
-    else if (read_layout(group_of_key, sizes, biases, width, n, CONTEXTS, &layout) == 0) {
+    else if (read_layout(group_of_key, sizes, biases, width, n,
+                         exponents ? EXPONENT_KEYS : CONTEXTS, &layout) == 0) {
         int failed;
         Py_BEGIN_ALLOW_THREADS
         failed = loop(source.buf, base_buf.buf, target.buf, n, &layout);
@@ -279,61 +287,24 @@ static PyObject *run(PyObject *args, int into_planes, const Loop loops[9])
 static const Loop assembles[9] = {NULL, assemble_1, assemble_2, NULL, assemble_4,
                                   NULL, NULL,       NULL,       assemble_8};
 static const Loop splits[9] = {NULL, split_1, split_2, NULL, split_4, NULL, NULL, NULL, split_8};
-
-static PyObject *assemble(PyObject *self, PyObject *args) { return run(args, 0, assembles); }
-
-static PyObject *split(PyObject *self, PyObject *args) { return run(args, 1, splits); }
-
-typedef int (*ExponentLoop)(const uint8_t *, uint8_t *, Py_ssize_t, Layout *);
-
-static const ExponentLoop exponent_assembles[9] = {
+static const Loop exponent_assembles[9] = {
     NULL, NULL, assemble_exponents_2, NULL, assemble_exponents_4, NULL, NULL, NULL,
     assemble_exponents_8};
-static const ExponentLoop exponent_splits[9] = {
+static const Loop exponent_splits[9] = {
     NULL, NULL, split_exponents_2, NULL, split_exponents_4, NULL, NULL, NULL, split_exponents_8};
 
-/* What split_exponents and assemble_exponents share: (source, width, group_of_key,
-   sizes, target), n elements, n taken from the planes' length. */
-static PyObject *run_exponents(PyObject *args, int into_planes, const ExponentLoop loops[9])
-{
-    Py_buffer source, target;
-    int width;
-    PyObject *group_of_key, *sizes, *result = NULL;
-    if (!PyArg_ParseTuple(args, "y*iOOw*", &source, &width, &group_of_key, &sizes, &target))
-        return NULL;
-    ExponentLoop loop = width >= 2 && width <= 8 ? loops[width] : NULL;
-    Py_ssize_t n = loop ? (into_planes ? target.len : source.len) / width : 0;
-    Py_buffer *planes = into_planes ? &target : &source, *elements = into_planes ? &source : &target;
-    Layout layout;
-    if (!loop)
-        PyErr_SetString(PyExc_ValueError, "width must be 2, 4 or 8");
-    else if (planes->len != n * width || elements->len < n * width)
-        PyErr_SetString(PyExc_ValueError, "planes and elements do not fit");
-    else if (group_of_key == Py_None)
-        PyErr_SetString(PyExc_ValueError, "exponent planes are always grouped");
-    else if (read_layout(group_of_key, sizes, Py_None, width, n, EXPONENT_KEYS, &layout) == 0) {
-        int failed;
-        Py_BEGIN_ALLOW_THREADS
-        failed = loop(source.buf, target.buf, n, &layout);
-        Py_END_ALLOW_THREADS
-        if (failed)
-            PyErr_SetString(PyExc_ValueError, "more elements of a group than its size");
-        else
-            result = Py_NewRef(Py_None);
-    }
-    PyBuffer_Release(&source);
-    PyBuffer_Release(&target);
-    return result;
-}
+static PyObject *assemble(PyObject *self, PyObject *args) { return run(args, 0, 0, assembles); }
+
+static PyObject *split(PyObject *self, PyObject *args) { return run(args, 1, 0, splits); }
 
 static PyObject *assemble_exponents(PyObject *self, PyObject *args)
 {
-    return run_exponents(args, 0, exponent_assembles);
+    return run(args, 0, 1, exponent_assembles);
 }
 
 static PyObject *split_exponents(PyObject *self, PyObject *args)
 {
-    return run_exponents(args, 1, exponent_splits);
+    return run(args, 1, 1, exponent_splits);
 }
 
 static inline int exponent_of(const uint8_t *raws, int width, Py_ssize_t i)
