@@ -31,6 +31,16 @@ def both_ways(function, *args):
     return results
 
 
+def assert_round_trip_agrees(split, join, raw: bytes, whole: int) -> None:
+    """``split(raw, out)`` then ``join(planes, out)`` write the same bytes with the C
+    loops and with numpy, and give back ``raw``'s whole elements."""
+    native, numpy = both_ways(split, raw, np.zeros(whole, np.uint8))
+    assert native == numpy
+    grouped = np.frombuffer(native, np.uint8).copy()
+    native_out, numpy_out = both_ways(join, grouped, np.zeros(whole, np.uint8))
+    assert native_out == numpy_out == raw[:whole]
+
+
 @settings(max_examples=120, deadline=None)
 @given(
     width=st.sampled_from([1, 2, 4, 8]),
@@ -52,25 +62,12 @@ def test_c_loops_and_numpy_agree_byte_for_byte(width, n, delta, group_log, seed)
         biases = biases.view(f"<u{width}").ravel().astype(planes.UINTS[width])
     whole = len(raw) // width * width  # the planes hold whole elements only
     base_arg = base.tobytes() if delta else None
-    native, numpy = both_ways(
-        lambda r, w, b, g, out: split_planes(r, w, out, b, g, biases),
+    assert_round_trip_agrees(
+        lambda r, out: split_planes(r, width, out, base_arg, groups, biases),
+        lambda p, out: join_planes(p, width, out, base_arg, groups, biases),
         raw,
-        width,
-        base_arg,
-        groups,
-        np.zeros(whole, np.uint8),
+        whole,
     )
-    assert native == numpy
-    split = np.frombuffer(native, np.uint8).copy()
-    native_out, numpy_out = both_ways(
-        lambda p, w, b, g, out: join_planes(p, w, out, b, g, biases),
-        split,
-        width,
-        base_arg,
-        groups,
-        np.zeros(whole, np.uint8),
-    )
-    assert native_out == numpy_out == raw[:whole]
 
 
 def test_c_loops_check_what_they_are_given():
@@ -113,23 +110,12 @@ def test_exponent_loops_of_c_and_numpy_agree_byte_for_byte(width, n, group_log, 
     if groups is None:  # one group: codec 4's loops serve
         groups = Grouping.sized([planes.EXPONENT_KEYS], [n])
     whole = n * width
-    native, numpy = both_ways(
-        lambda r, w, g, out: planes.split_exponents(r, w, g, out),
+    assert_round_trip_agrees(
+        lambda r, out: planes.split_exponents(r, width, groups, out),
+        lambda p, out: planes.join_exponents(p, width, groups, out),
         raw,
-        width,
-        groups,
-        np.zeros(whole, np.uint8),
+        whole,
     )
-    assert native == numpy
-    split = np.frombuffer(native, np.uint8).copy()
-    native_out, numpy_out = both_ways(
-        lambda p, w, g, out: planes.join_exponents(p, w, g, out),
-        split,
-        width,
-        groups,
-        np.zeros(whole, np.uint8),
-    )
-    assert native_out == numpy_out == raw[:whole]
     with pytest.MonkeyPatch.context() as patch:
         counts = planes.exponent_counts(raw, width, 3)
         patch.setattr(planes, "_kernels", None)
