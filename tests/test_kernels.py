@@ -148,6 +148,64 @@ def test_exponent_loops_check_what_they_are_given():
                 planes.join_exponents(planes_out, 4, wrong, np.zeros(len(raw), np.uint8))
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    width=st.sampled_from([1, 2, 4, 8]),
+    n=st.integers(0, 20000),
+    group_log=st.integers(1, 8),
+    biased=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_grouping_estimate_counts_alike_in_c_and_numpy(width, n, group_log, biased, seed):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, n * width + 1, dtype=np.uint8)
+    base[width - 1 : n * width : width][rng.random(n) < 0.6] &= 0x83  # few keys: groups form
+    # small changes, and (width 8) codes past 2**53, where a float64 rounds
+    raw = base.copy()
+    changed = rng.random(len(raw)) < 0.2
+    raw[changed] = rng.integers(0, 256, int(changed.sum()), dtype=np.uint8)
+    base, raw = base.tobytes(), raw.tobytes()
+    groups = grouping(base, width, group_log)
+    if groups is None:
+        return
+    biases = planes.group_biases(raw, base, width, groups) if biased else None
+    native = planes.gain_counts(raw, base, width, groups, biases)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(planes, "_kernels", None)
+        twin = planes.gain_counts(raw, base, width, groups, biases)
+    assert np.array_equal(native[0], twin[0]) and np.array_equal(native[1], twin[1])
+    assert native[2:] == twin[2:]
+    assert native[1].sum() == len(range(0, len(base) // width, planes.SAMPLE_STRIDE))
+
+
+def test_code_lengths_are_exact_past_a_float64s_precision():
+    ours = np.array([2**63 - 1, 2**62, 5, 0], np.uint64)
+    theirs = np.zeros(4, np.uint64)
+    # zigzag doubles a positive difference: 2**64 - 2, which a float64 rounds to 2**64
+    lengths = planes._code_lengths(ours, theirs, 8, None)
+    assert lengths.tolist() == [64, 64, 4, 0]
+    near = np.array([2**62 - 1], np.uint64)  # code 2**63 - 2: a float64 rounds it up to 2**63
+    assert planes._code_lengths(near, np.zeros(1, np.uint64), 8, None).tolist() == [63]
+
+
+def test_the_estimate_loop_checks_what_it_is_given():
+    kernels = require_kernels()
+    base = bytes(range(256)) * 16
+    table = bytes(CONTEXTS)
+    with pytest.raises(ValueError, match="width"):
+        kernels.gain_counts(base, base, 3, 16, table, 1, None)
+    with pytest.raises(ValueError, match="positive stride"):
+        kernels.gain_counts(base, base, 4, 0, table, 1, None)
+    with pytest.raises(ValueError, match="as long as the raw"):
+        kernels.gain_counts(base, base[:100], 4, 16, table, 1, None)
+    with pytest.raises(ValueError, match="128 bytes"):
+        kernels.gain_counts(base, base, 4, 16, bytes(5), 1, None)
+    with pytest.raises(ValueError, match="no group"):
+        kernels.gain_counts(base, base, 4, 16, bytes([2]) * CONTEXTS, 2, None)
+    with pytest.raises(ValueError, match="one value per group"):
+        kernels.gain_counts(base, base, 4, 16, table, 2, bytes(5))
+
+
 @pytest.mark.parametrize("writer", ["C loops", "numpy loops"])
 def test_a_store_written_by_either_loops_reads_back_with_the_other(open_store, writer):
     """The C loops and numpy write the same payloads, so a store moved to a machine

@@ -379,6 +379,107 @@ static PyObject *key_counts(PyObject *self, PyObject *args) { return count_keys(
    EXPONENT_KEYS ints. */
 static PyObject *exponent_counts(PyObject *self, PyObject *args) { return count_keys(args, 1); }
 
+/* gain_counts(raw, base, width, stride, group_of_key, groups, biases): what
+   grouping_gain_bits (planes.py) needs of the elements 0, stride, 2 * stride...: the
+   bit length (0 to CODE_LENGTHS - 1) of each one's zigzag code against the base
+   element, plain and less its group's bias, counted as (joint: groups x CODE_LENGTHS
+   counts of group and biased length, plain: CODE_LENGTHS counts of plain length,
+   the sums of max(length - 1, 0) of both). */
+#define CODE_LENGTHS 66 /* as many as numpy's frexp gives for a uint64 */
+
+static inline int bit_length(uint64_t code) { return code ? 64 - __builtin_clzll(code) : 0; }
+
+static inline uint64_t zigzag(uint64_t diff, int width)
+{
+    uint64_t mask = width == 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * width)) - 1;
+    diff &= mask;
+    uint64_t negative = (diff >> (8 * width - 1)) & 1;
+    return ((diff << 1) & mask) ^ (negative ? mask : 0);
+}
+
+/* The sampling loop of gain_counts for one width W (a compile-time constant). */
+#define GAIN_LOOP(W)                                                                       \
+    for (Py_ssize_t i = 0; i < n; i += stride) {                                           \
+        uint64_t a = 0, b = 0;                                                             \
+        memcpy(&a, ours + i * (W), (W)); /* little-endian: the low bytes */                \
+        memcpy(&b, theirs + i * (W), (W));                                                 \
+        uint8_t g = group_of_key[theirs[i * (W) + (W) - 1] & (CONTEXTS - 1)];              \
+        int was = bit_length(zigzag(a - b, (W)));                                          \
+        int now = bit_length(zigzag(a - b - bias[g], (W)));                                \
+        plain[was]++;                                                                      \
+        joint[g * CODE_LENGTHS + now]++;                                                   \
+        below_plain += was > 1 ? was - 1 : 0;                                              \
+        below_shifted += now > 1 ? now - 1 : 0;                                            \
+    }
+
+static PyObject *gain_counts(PyObject *self, PyObject *args)
+{
+    Py_buffer raw, base, table, bias_buf = {0};
+    int width;
+    Py_ssize_t stride, groups;
+    PyObject *biases, *result = NULL;
+    if (!PyArg_ParseTuple(args, "y*y*iny*nO", &raw, &base, &width, &stride, &table, &groups,
+                          &biases))
+        return NULL;
+    Py_ssize_t n = raw.len / width;
+    Py_ssize_t *joint = NULL;
+    const uint8_t *group_of_key = table.buf;
+    if (width != 1 && width != 2 && width != 4 && width != 8)
+        PyErr_SetString(PyExc_ValueError, "width must be 1, 2, 4 or 8");
+    else if (stride < 1 || base.len < n * width)
+        PyErr_SetString(PyExc_ValueError, "a positive stride and a base as long as the raw");
+    else if (table.len != CONTEXTS || groups < 1 || groups > CONTEXTS)
+        PyErr_SetString(PyExc_ValueError, "group_of_key must be 128 bytes, of 1 to 128 groups");
+    else if (biases != Py_None && PyObject_GetBuffer(biases, &bias_buf, PyBUF_SIMPLE) < 0)
+        ; /* the error is set */
+    else if (biases != Py_None && bias_buf.len != groups * width)
+        PyErr_SetString(PyExc_ValueError, "biases must be one value per group");
+    else if (!(joint = PyMem_Calloc(groups * CODE_LENGTHS, sizeof(Py_ssize_t))))
+        PyErr_NoMemory();
+    else {
+        uint64_t bias[CONTEXTS] = {0};
+        int valid = 1;
+        for (Py_ssize_t g = 0; g < groups && bias_buf.obj; g++)
+            for (int byte = 0; byte < width; byte++)
+                bias[g] |= (uint64_t)((const uint8_t *)bias_buf.buf)[g * width + byte]
+                           << (8 * byte);
+        for (int key = 0; key < CONTEXTS; key++)
+            valid &= group_of_key[key] < groups;
+        if (!valid) {
+            PyErr_SetString(PyExc_ValueError, "a key maps to no group");
+        } else {
+            Py_ssize_t plain[CODE_LENGTHS] = {0}, below_plain = 0, below_shifted = 0;
+            const uint8_t *ours = raw.buf, *theirs = base.buf;
+            Py_BEGIN_ALLOW_THREADS
+            switch (width) { /* a memcpy of a constant size is a load */
+            case 1: GAIN_LOOP(1); break;
+            case 2: GAIN_LOOP(2); break;
+            case 4: GAIN_LOOP(4); break;
+            default: GAIN_LOOP(8); break;
+            }
+            Py_END_ALLOW_THREADS
+            PyObject *joint_list = PyList_New(groups * CODE_LENGTHS);
+            PyObject *plain_list = PyList_New(CODE_LENGTHS);
+            for (Py_ssize_t k = 0; joint_list && k < groups * CODE_LENGTHS; k++)
+                PyList_SET_ITEM(joint_list, k, PyLong_FromSsize_t(joint[k]));
+            for (Py_ssize_t k = 0; plain_list && k < CODE_LENGTHS; k++)
+                PyList_SET_ITEM(plain_list, k, PyLong_FromSsize_t(plain[k]));
+            if (joint_list && plain_list && !PyErr_Occurred())
+                result = Py_BuildValue("(OOnn)", joint_list, plain_list, below_plain,
+                                       below_shifted);
+            Py_XDECREF(joint_list);
+            Py_XDECREF(plain_list);
+        }
+    }
+    PyMem_Free(joint);
+    PyBuffer_Release(&raw);
+    PyBuffer_Release(&base);
+    PyBuffer_Release(&table);
+    if (bias_buf.obj)
+        PyBuffer_Release(&bias_buf);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"assemble", assemble, METH_VARARGS,
      "assemble(planes, width, base, group_of_key, sizes, biases, out): elements from planes."},
@@ -393,6 +494,9 @@ static PyMethodDef methods[] = {
      "split_exponents(raw, width, group_of_key, sizes, planes): codec 7's planes of elements."},
     {"exponent_counts", exponent_counts, METH_VARARGS,
      "exponent_counts(raw, width, stride): counts of codec 7's keys, every stride-th element."},
+    {"gain_counts", gain_counts, METH_VARARGS,
+     "gain_counts(raw, base, width, stride, group_of_key, groups, biases): the counts "
+     "grouping_gain_bits judges by."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -219,11 +219,15 @@ def group_biases(
     theirs = np.frombuffer(base, UINTS[width], n)[::BIAS_STRIDE]
     diff = np.subtract(ours, theirs).view(_INTS[width])
     group = np.frombuffer(groups.group_of_key, np.uint8)[_top_keys(theirs, width)]
-    order = np.lexsort((diff, group))  # by group, then by difference
-    by_group, ranked = group[order], diff[order]
+    if width <= 4:  # one sort of (group, difference) packed in an int64: 7x a lexsort
+        packed = np.sort((group.astype(np.int64) << 32) | (diff.astype(np.int64) + (1 << 31)))
+        by_group, ranked = packed >> 32, (packed & 0xFFFFFFFF) - (1 << 31)
+    else:
+        order = np.lexsort((diff, group))  # by group, then by difference
+        by_group, ranked = group[order], diff[order]
     starts = np.searchsorted(by_group, np.arange(len(groups.sizes)))
-    ends = np.append(starts[1:], len(order))
-    middle = np.minimum((starts + ends) // 2, len(order) - 1)  # a grouping has samples
+    ends = np.append(starts[1:], len(ranked))
+    middle = np.minimum((starts + ends) // 2, len(ranked) - 1)  # a grouping has samples
     biases = np.where(ends > starts, ranked[middle], 0)  # a group without any: no bias
     return biases.astype(_INTS[width]).view(UINTS[width])
 
@@ -315,31 +319,70 @@ def grouping_gain_bits(
     grouping pays through knowing the bit length better (the mutual information of
     group and length), a bias through shorter codes. Cheap next to encoding the
     grouped payload to find out."""
+    joint, plain, below_plain, below_shifted = gain_counts(raw, base, width, groups, biases)
+    samples = int(plain.sum())
+    if not samples:
+        return 0.0
+
+    def entropy(counts: np.ndarray) -> float:
+        p = counts[counts > 0] / samples
+        return float(-(p * np.log2(p)).sum())
+
+    given_group = entropy(joint.ravel()) - entropy(joint.sum(axis=1))
+    return entropy(plain) - given_group + (below_plain - below_shifted) / samples
+
+
+CODE_LENGTHS = 66  # bit lengths of a delta's code counted apart: 0 to 64 (numpy's frexp: 65)
+
+
+def gain_counts(
+    raw: memoryview | bytes,
+    base: memoryview | bytes,
+    width: int,
+    groups: Grouping,
+    biases: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """What ``grouping_gain_bits`` judges by, on every SAMPLE_STRIDE-th element: the
+    counts of (group, bit length of the code less the group's bias), of the bit length
+    of the plain code, and the sums of both lengths less one (bits below the leading
+    one)."""
+    count = len(groups.sizes)
+    if _kernels is not None:
+        packed = None if biases is None else biases.astype(f"<u{width}").tobytes()
+        joint, plain, below_plain, below_shifted = _kernels.gain_counts(
+            raw, base, width, SAMPLE_STRIDE, groups.group_of_key, count, packed
+        )
+        return (
+            np.array(joint, np.int64).reshape(count, CODE_LENGTHS),
+            np.array(plain, np.int64),
+            below_plain,
+            below_shifted,
+        )
     n = len(base) // width
     ours = np.frombuffer(raw, UINTS[width], n)[::SAMPLE_STRIDE]
     theirs = np.frombuffer(base, UINTS[width], n)[::SAMPLE_STRIDE]
     group = np.frombuffer(groups.group_of_key, np.uint8)[_top_keys(theirs, width)].astype(np.intp)
-    plain = _code_lengths(ours, theirs, width, None)
-    shifted = plain if biases is None else _code_lengths(ours, theirs, width, biases[group])
-    joint = np.bincount(group * 66 + shifted, minlength=66 * len(groups.bounds)).reshape(-1, 66)
-
-    def entropy(counts: np.ndarray) -> float:
-        p = counts[counts > 0] / len(group)
-        return float(-(p * np.log2(p)).sum())
-
-    given_group = entropy(joint.ravel()) - entropy(joint.sum(axis=1))
-    alone = entropy(np.bincount(plain, minlength=66))
-    below = float(np.maximum(plain - 1, 0).mean() - np.maximum(shifted - 1, 0).mean())
-    return alone - given_group + below
+    lengths = _code_lengths(ours, theirs, width, None)
+    shifted = lengths if biases is None else _code_lengths(ours, theirs, width, biases[group])
+    joint = np.bincount(group * CODE_LENGTHS + shifted, minlength=CODE_LENGTHS * count)
+    return (
+        joint.reshape(count, CODE_LENGTHS),
+        np.bincount(lengths, minlength=CODE_LENGTHS),
+        int(np.maximum(lengths - 1, 0).sum()),
+        int(np.maximum(shifted - 1, 0).sum()),
+    )
 
 
 def _code_lengths(
     ours: np.ndarray, theirs: np.ndarray, width: int, shift: np.ndarray | None
 ) -> np.ndarray:
-    """The bit lengths of the zigzag codes of ``ours`` against ``theirs`` (0 for 0;
-    about, past 2**53)."""
+    """The bit lengths of the zigzag codes of ``ours`` against ``theirs`` (0 for 0)."""
     codes = delta_of(ours.tobytes(), theirs.tobytes(), width, shift).view(UINTS[width])
-    return np.frexp(codes.astype(np.float64))[1]
+    lengths = np.frexp(codes.astype(np.float64))[1]
+    rounded = lengths > 53  # a float64 may round such a code up to the next power of two
+    if rounded.any():
+        lengths[rounded] = [int(code).bit_length() for code in codes[rounded]]
+    return lengths
 
 
 def frame_planes(
