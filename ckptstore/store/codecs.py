@@ -7,6 +7,7 @@ get new ids (see FORMAT.md).
 
 from __future__ import annotations
 
+import logging
 import struct
 import threading
 from enum import IntEnum
@@ -33,6 +34,13 @@ from ckptstore.store.planes import (
     undo_delta,
     unframe_planes,
 )
+
+try:  # codec 7's key planes in Huffman-only zstd frames (_huffman.c)
+    from ckptstore.store._huffman import huffman_frame
+except ImportError:  # built without a C compiler: zstd's compressor writes them
+    huffman_frame = None
+
+log = logging.getLogger("ckptstore.codecs")
 
 
 class Codec(IntEnum):
@@ -254,11 +262,27 @@ class BlockCodec:
             (
                 bytes([width, count - 1, *(bound - 1 for bound in groups.bounds)]),
                 struct.pack(f"<{count}I", *groups.sizes),
-                *frame_planes(planes[keys_at:], 1, [n], compress),
+                *frame_planes(planes[keys_at:], 1, [n], self._key_frame),
                 *frame_planes(planes[:keys_at], width - 1, list(groups.sizes), compress),
                 tail,
             )
         )
+
+    def _key_frame(self, keys: np.ndarray) -> bytes:
+        """Codec 7's key plane as one zstd frame: of Huffman-coded literals alone where
+        that suits the plane (_huffman.c; 2-3x faster than zstd's match search on an
+        exponent plane, 3-8% smaller; bench: entropy), checked by decoding it, since a
+        wrong frame would lose the block; else zstd's."""
+        if huffman_frame is not None:
+            frame = huffman_frame(keys)
+            if frame is not None:
+                try:
+                    if np.array_equal(self._unzstd_into(frame, len(keys)), keys):
+                        return frame
+                except DecodeError:
+                    pass
+                log.error("a Huffman frame did not decode back; zstd writes the plane")
+        return self._plane_compressor().compress(keys)
 
     def encode_delta(
         self, raw: memoryview, base: bytes | memoryview, width: int, limit: int | None = None
