@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+import numpy as np
+
 from ckptstore.errors import InvalidArgument
 
 WINDOWS_IN_FLIGHT = 3
@@ -50,10 +52,14 @@ class _MemorySource:
 
 
 class _BufferRing:
-    """``WINDOWS_IN_FLIGHT`` reusable buffers, handed out in turn."""
+    """``WINDOWS_IN_FLIGHT`` reusable buffers, handed out in turn.
+
+    They are numpy arrays, left unset when made: a bytearray is zeroed as it is
+    made, on the calling thread and holding the GIL, which the pool's compressors
+    then wait for; reading into fresh memory pages it in with the GIL released."""
 
     def __init__(self) -> None:
-        self._buffers: list[bytearray] = [bytearray() for _ in range(WINDOWS_IN_FLIGHT)]
+        self._buffers = [np.empty(0, np.uint8) for _ in range(WINDOWS_IN_FLIGHT)]
         self._next = 0
 
     def take(self, carry: memoryview, size: int) -> memoryview:
@@ -62,7 +68,7 @@ class _BufferRing:
         self._next = (index + 1) % WINDOWS_IN_FLIGHT
         needed = len(carry) + size
         if len(self._buffers[index]) < needed:
-            self._buffers[index] = bytearray(needed)
+            self._buffers[index] = np.empty(needed, np.uint8)
         buf = memoryview(self._buffers[index])[:needed]
         buf[: len(carry)] = carry
         return buf
