@@ -1,8 +1,9 @@
 /* A zstd frame whose blocks hold Huffman-coded literals only (no sequences): what
-   codec 7 stores its key plane in (codecs.py). zstd's fast match finder spends most
-   of its time on such a plane, a float's exponents, and its matches there cost more
-   than they save; Huffman coding alone is 2-3x faster and its frames 3-8% smaller
-   (bench: entropy). Any zstd decoder reads the frames: the stored format is unchanged.
+   codec 7 stores its key plane in (codecs.py). On such a plane, a float's exponents,
+   zstd's fast match search finds short matches that cost more than the literals they
+   replace: Huffman coding alone writes frames 3-8% smaller (0.4-1% of a whole block,
+   bench: entropy), about twice as fast, which pays for the check that each frame
+   decodes back. Any zstd decoder reads the frames: the stored format is unchanged.
 
    huffman_frame(data) -> bytes, or None where Huffman coding alone does not suit the
    data (then the caller uses zstd): fewer than MIN_HUFFMAN_BLOCK bytes, a block with
