@@ -154,3 +154,73 @@ def _block(data: bytes) -> tuple[bytes, bytes]:
     from ckptstore.store.ids import block_id
 
     return block_id(data), data
+
+
+def small_tensors(seed: int, count: int = 300, scratch: int = 0) -> bytes:
+    """A safetensors file of many small tensors (hundreds of small blocks in a row),
+    then ``scratch`` random bytes as one more tensor."""
+    import numpy as np
+
+    from ckptstore.testing.formats import safetensors_bytes
+
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(100, 3000, count)
+    tensors = {
+        f"norm.{i}": rng.standard_normal(int(n)).astype(np.float32) for i, n in enumerate(sizes)
+    }
+    if scratch:
+        tensors["scratch"] = np.frombuffer(random_bytes(scratch, seed=seed + 1), np.uint8)
+    return safetensors_bytes(tensors)
+
+
+def test_small_blocks_in_a_row_are_read_at_once(store, monkeypatch):
+    data = small_tensors(seed=40)
+    record = store.put("job", data)
+    blocks = store.context.catalog.manifest(record.checkpoint_id)
+    reads: list[int] = []
+    real_get = store.context.blocks.get
+
+    def get(name, offset=0, length=None):
+        reads.append(length)
+        return real_get(name, offset, length)
+
+    monkeypatch.setattr(store.context.blocks, "get", get)
+    assert restore_bytes(store, record.checkpoint_id) == data
+    assert len(blocks) > 300 and len(reads) < len(blocks) / 10
+
+
+def test_reader_of_small_blocks_survives_compaction_of_their_pack(open_store, clock):
+    from dataclasses import replace
+
+    store = open_store(config=replace(TEST_CONFIG, pack_target_bytes=64 * MB, readahead_bytes=0))
+    keep_part = small_tensors(seed=41)
+    both = store.put("job", small_tensors(seed=41, scratch=2 * MB))  # one pack: both
+    keep = store.put("job", keep_part)  # the same small blocks, deduplicated
+    reader = store.open_reader(keep.checkpoint_id)  # holds pre-compaction locations
+    store.delete(both.checkpoint_id)
+    clock.advance(GRACE + 1)
+    assert store.gc().packs_compacted == 1
+    assert reader.read() == keep_part  # each run's pack is gone: its blocks are followed
+    reader.close()
+
+
+def test_a_damaged_block_in_a_run_fails_alone(store):
+    from ckptstore.errors import CorruptBlockError
+    from ckptstore.store.packs import ENTRY
+    from ckptstore.store.restore import _load_each
+
+    record = store.put("job", small_tensors(seed=43))
+    blocks = [block for _, block in store.context.catalog.manifest(record.checkpoint_id)]
+    run = blocks[10:40]
+    assert len({b.pack_id for b in run}) == 1
+    victim = run[15]
+    path = store.context.blocks._path(victim.pack_id)
+    with open(path, "r+b") as pack:
+        pack.seek(victim.offset + ENTRY.size + victim.stored_len // 2)
+        byte = pack.read(1)
+        pack.seek(-1, 1)
+        pack.write(bytes([byte[0] ^ 0xFF]))
+    loaded = _load_each(store.context, run)
+    assert isinstance(loaded[15], CorruptBlockError)
+    assert loaded[15].block_id == victim.block_id.hex()
+    assert all(isinstance(data, bytes | memoryview) for i, data in enumerate(loaded) if i != 15)

@@ -55,10 +55,13 @@ def decode_entry(
 MAX_CHAIN = 64  # far above any configured delta depth: a longer chain is a corrupt catalog
 
 
-def load_block(ctx: StoreContext, record: BlockRecord) -> bytes | memoryview:
+def load_block(
+    ctx: StoreContext, record: BlockRecord, entry_bytes: bytes | memoryview | None = None
+) -> bytes | memoryview:
     """Read, decode and verify one block (a delta's bases first); follows a block that
-    GC moved meanwhile."""
-    record, entry_bytes = _entry_bytes(ctx, record)
+    GC moved meanwhile. ``entry_bytes``: its pack entry, where the caller read it."""
+    if entry_bytes is None:
+        record, entry_bytes = _entry_bytes(ctx, record)
     if record.base_id is None:
         return decode_entry(ctx, record, entry_bytes)
     # Only the block asked for is hashed: a damaged base cannot give a block that
@@ -129,14 +132,48 @@ Loaded = bytes | memoryview | Exception  # a block's bytes, or why they could no
 
 def _load_each(ctx: StoreContext, records: list[BlockRecord]) -> list[Loaded]:
     """``load_block`` of each record; an error stays with its block, so that reading the
-    others of the task still works."""
+    others of the task still works. Entries that follow one another in a pack are read
+    at once: a torch.save file's hundreds of small blocks took a pack open and read
+    each."""
     loaded: list[Loaded] = []
-    for record in records:
-        try:
-            loaded.append(load_block(ctx, record))
-        except Exception as exc:  # noqa: BLE001 - raised again when its block is read
-            loaded.append(exc)
+    for run in _runs(records):
+        for record, entry in zip(run, _read_run(ctx, run), strict=True):
+            try:
+                loaded.append(load_block(ctx, record, entry))
+            except Exception as exc:  # noqa: BLE001 - raised again when its block is read
+                loaded.append(exc)
     return loaded
+
+
+def _entry_end(record: BlockRecord) -> int:
+    return record.offset + ENTRY.size + record.stored_len
+
+
+def _runs(records: list[BlockRecord]) -> Iterator[list[BlockRecord]]:
+    """The records in runs whose pack entries follow one another in one pack."""
+    run: list[BlockRecord] = []
+    for record in records:
+        if run and (record.pack_id != run[-1].pack_id or _entry_end(run[-1]) != record.offset):
+            yield run
+            run = []
+        run.append(record)
+    if run:
+        yield run
+
+
+def _read_run(ctx: StoreContext, run: list[BlockRecord]) -> list[memoryview | None]:
+    """The pack entries of a run, read at once; None for each where a run is one block
+    or the read fails (each block is then read alone, which follows a block that GC
+    moved, or names the one that cannot be read)."""
+    start, end = run[0].offset, _entry_end(run[-1])
+    if len(run) > 1:
+        try:
+            data = memoryview(ctx.blocks.get(run[0].pack_id, start, end - start))
+        except (PackNotFound, OSError):
+            data = memoryview(b"")
+        if len(data) == end - start:
+            return [data[r.offset - start : _entry_end(r) - start] for r in run]
+    return [None] * len(run)
 
 
 class CheckpointReader(SeekableReader):
