@@ -36,17 +36,28 @@ def frame_of(data: np.ndarray) -> bytes | None:
         st.integers(BLOCK - 3, BLOCK + 1100),  # a second block, raw when under 1 KiB
         st.integers(2 * BLOCK, 3 * BLOCK + 7),
     ),
-    symbols=st.integers(2, 129),  # direct weights describe the values 0 to 128
+    symbols=st.integers(2, 256),
+    top=st.sampled_from([128, 256]),  # weights written directly up to 128, else by FSE
     skew=st.sampled_from([0.03, 0.3, 3.0, 30.0]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_any_frame_decodes_back_with_libzstd(n, symbols, skew, seed):
+def test_any_frame_decodes_back_with_libzstd(n, symbols, top, skew, seed):
     rng = np.random.default_rng(seed)
-    values = rng.permutation(129)[:symbols]  # any values, the last one not always 128
-    data = values[rng.choice(symbols, n, p=rng.dirichlet(np.full(symbols, skew)))]
+    values = rng.permutation(top)[: min(symbols, top)]  # any values, not always the top one
+    chances = rng.dirichlet(np.full(len(values), skew))
+    data = values[rng.choice(len(values), n, p=chances)]
     frame = frame_of(data)
-    if skew >= 3.0 and n >= 2 * BLOCK:  # spread over values, whole blocks: Huffman suits it
+    if skew >= 3.0 and n >= 2 * BLOCK and len(values) <= 128:  # Huffman coding suits these
         assert frame is not None
+
+
+def test_values_above_128_take_fse_coded_weights():
+    rng = np.random.default_rng(4)
+    exponents = np.clip(np.round(rng.normal(120, 4, 200_000)), 0, 255)  # some past 128
+    assert exponents.max() > 128
+    frame = frame_of(exponents)
+    assert frame is not None
+    assert frame[9 + 3 + 5] < 128  # the tree's header byte: FSE-coded weights, not direct
 
 
 @pytest.mark.parametrize("n", [4096, 300_000])
@@ -62,7 +73,7 @@ def test_data_that_does_not_suit_huffman_coding_alone_is_declined():
     declined = {
         "too short": rng.integers(0, 50, 1023),
         "one value": np.full(5000, 7),
-        "a value above 128": np.append(rng.integers(0, 50, 5000), 129),
+        "every value alike": rng.integers(0, 256, 50_000),  # 8 bits each: nothing to gain
         "runs": np.repeat(rng.integers(0, 50, 500), 100),  # zstd's matches pay there
         "sorted": np.sort(rng.integers(0, 50, 50_000)),
     }

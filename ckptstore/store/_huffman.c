@@ -6,11 +6,13 @@
    decodes back. Any zstd decoder reads the frames: the stored format is unchanged.
 
    huffman_frame(data) -> bytes, or None where Huffman coding alone does not suit the
-   data (then the caller uses zstd): fewer than MIN_HUFFMAN_BLOCK bytes, a block with
-   a byte value above 128 (the weights are written in zstd's direct form), fewer
-   than two values, neighbours alike more often than chance says (runs and patterns,
-   where zstd's matches pay), or no smaller than the data. Format: RFC 8878, sections
-   "Literals Section" and "Huffman Tree Description". */
+   data (then the caller uses zstd): fewer than MIN_HUFFMAN_BLOCK bytes, fewer than
+   two values in a block, neighbours alike more often than chance says (runs and
+   patterns, where zstd's matches pay), or no smaller than the data. The weights of
+   the code are written in zstd's direct form where the values are at most 128, else
+   compressed with FSE (a float's exponent of 129 and up: values of 4 and more).
+   Format: RFC 8878, sections "Literals Section", "Huffman Tree Description" and "FSE
+   Table Description". */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
@@ -21,6 +23,8 @@
 #define MIN_HUFFMAN_BLOCK 1024 /* a shorter last block is stored raw */
 #define MAX_BITS 11            /* the longest code zstd allows */
 #define DIRECT_SYMBOLS 129     /* direct weights describe the symbols 0 to 128 */
+#define WEIGHT_TABLE_LOG 6     /* the finest FSE table zstd reads Huffman weights with */
+#define MAX_TREE_BYTES 128     /* a tree description's header byte holds FSE sizes < 128 */
 /* How much more often than two independent draws neighbouring bytes may be alike
    before a block is left to zstd, whose matches then pay: 1.4-2.6 on the optimizer
    states where zstd's frames were 0.7x Huffman's, at most 1.07 elsewhere (bench:
@@ -107,6 +111,177 @@ static int code_lengths(const uint32_t *counts, int symbols, uint8_t lengths[256
     return longest;
 }
 
+/* A backward bitstream as zstd writes FSE states (RFC 8878, "FSE"): bits appended low
+   first, flushed a byte at a time, closed by a 1 bit. */
+typedef struct {
+    uint64_t acc;
+    unsigned bits;
+    uint8_t *p, *end;
+} BitWriter;
+
+static void add_bits(BitWriter *w, uint64_t value, unsigned count)
+{
+    w->acc |= (value & (((uint64_t)1 << count) - 1)) << w->bits;
+    w->bits += count;
+    while (w->bits >= 8 && w->p < w->end) {
+        *w->p++ = (uint8_t)w->acc;
+        w->acc >>= 8;
+        w->bits -= 8;
+    }
+}
+
+static size_t close_bits(BitWriter *w, uint8_t *start)
+{
+    add_bits(w, 1, 1);
+    if (w->bits && w->p < w->end)
+        *w->p++ = (uint8_t)w->acc;
+    return w->p < w->end ? (size_t)(w->p - start) : 0; /* 0: out of room */
+}
+
+/* The FSE description of the weights (``weights`` of them, each 0 to MAX_BITS) at out,
+   room ``room`` bytes: the table's accuracy and normalized counts, then the weights
+   coded by two interleaved states (the even ones by the first). Returns its length,
+   or 0 if it does not fit or the weights take one value. */
+static size_t fse_weights(const uint8_t *weight, int weights, uint8_t *out, size_t room)
+{
+    enum { SYMBOLS = MAX_BITS + 1, TABLE = 1 << WEIGHT_TABLE_LOG };
+    int count[SYMBOLS] = {0}, norm[SYMBOLS] = {0}, present = 0;
+    for (int i = 0; i < weights; i++)
+        count[weight[i]]++;
+    int top = 0, spread = TABLE;
+    for (int s = 0; s < SYMBOLS; s++) {
+        if (!count[s])
+            continue;
+        top = s;
+        present++;
+        /* each value present takes a share of the table by its count, at least one */
+        norm[s] = (int)((uint64_t)count[s] * TABLE / (uint64_t)weights);
+        if (norm[s] < 1)
+            norm[s] = 1;
+        spread -= norm[s];
+    }
+    if (present < 2)
+        return 0;
+    /* what the rounding left or took goes to (or comes from) the commonest values */
+    while (spread != 0) {
+        int best = -1;
+        for (int s = 0; s < SYMBOLS; s++)
+            if (norm[s] && (spread > 0 || norm[s] > 1) && (best < 0 || count[s] > count[best]))
+                best = s;
+        if (best < 0)
+            return 0;
+        int step = spread > 0 ? spread : (norm[best] - 1 < -spread ? -(norm[best] - 1) : spread);
+        norm[best] += step;
+        spread -= step;
+    }
+
+    /* the table description: accuracy less 5, then each count + 1 in as few bits as the
+       probability still to describe allows, with 2-bit repeat flags after a zero */
+    BitWriter w = {0, 0, out, out + room};
+    add_bits(&w, WEIGHT_TABLE_LOG - 5, 4);
+    int remaining = TABLE + 1, threshold = TABLE, nbits = WEIGHT_TABLE_LOG + 1, s = 0;
+    int previous_zero = 0;
+    while (remaining > 1) {
+        if (previous_zero) {
+            int start = s;
+            while (!norm[s])
+                s++;
+            while (s >= start + 3) {
+                start += 3;
+                add_bits(&w, 3, 2);
+            }
+            add_bits(&w, (uint64_t)(s - start), 2);
+        }
+        int value = norm[s++];
+        int max = (2 * threshold - 1) - remaining;
+        remaining -= value;
+        value++;
+        if (value >= threshold)
+            value += max;
+        add_bits(&w, (uint64_t)value, (unsigned)(value < max ? nbits - 1 : nbits));
+        previous_zero = value == 1;
+        while (remaining < threshold) {
+            nbits--;
+            threshold >>= 1;
+        }
+    }
+    if (w.bits) /* the description ends on a byte boundary */
+        add_bits(&w, 0, 8 - w.bits);
+    if (w.p >= w.end)
+        return 0;
+
+    /* the coding table: each value's states spread over the table as zstd spreads them */
+    uint8_t symbol_at[TABLE];
+    unsigned position = 0, step = (TABLE >> 1) + (TABLE >> 3) + 3;
+    for (int v = 0; v <= top; v++)
+        for (int k = 0; k < norm[v]; k++) {
+            symbol_at[position] = (uint8_t)v;
+            position = (position + step) & (TABLE - 1);
+        }
+    uint16_t next_state[TABLE];
+    int cumul[SYMBOLS + 1];
+    cumul[0] = 0;
+    for (int v = 0; v < SYMBOLS; v++)
+        cumul[v + 1] = cumul[v] + norm[v];
+    for (int u = 0; u < TABLE; u++)
+        next_state[cumul[symbol_at[u]]++] = (uint16_t)(TABLE + u);
+    int32_t delta_bits[SYMBOLS] = {0}, delta_state[SYMBOLS] = {0};
+    for (int v = 0, total = 0; v <= top; v++) {
+        if (!norm[v])
+            continue;
+        int high = 31 - __builtin_clz((unsigned)(norm[v] == 1 ? 1 : norm[v] - 1));
+        int max_bits_out = norm[v] == 1 ? WEIGHT_TABLE_LOG : WEIGHT_TABLE_LOG - high;
+        delta_bits[v] = (int32_t)((max_bits_out << 16) - (norm[v] << max_bits_out));
+        delta_state[v] = total - norm[v];
+        total += norm[v];
+    }
+
+    /* the weights, last first; the even ones by the first state, the odd by the second */
+    uint8_t *stream = w.p;
+    BitWriter b = {0, 0, stream, out + room};
+    uint32_t state[2];
+    for (int i = weights - 1; i >= 0; i--) {
+        int which = i & 1, v = weight[i];
+        if (i >= weights - 2) { /* the last two start the states */
+            uint32_t bits_out = (uint32_t)((delta_bits[v] + (1 << 15)) >> 16);
+            uint32_t value = (bits_out << 16) - (uint32_t)delta_bits[v];
+            state[which] = next_state[(value >> bits_out) + delta_state[v]];
+            continue;
+        }
+        uint32_t bits_out = (uint32_t)((state[which] + (uint32_t)delta_bits[v]) >> 16);
+        add_bits(&b, state[which], bits_out);
+        state[which] = next_state[(state[which] >> bits_out) + delta_state[v]];
+    }
+    add_bits(&b, state[1], WEIGHT_TABLE_LOG);
+    add_bits(&b, state[0], WEIGHT_TABLE_LOG);
+    size_t coded = close_bits(&b, stream);
+    if (!coded)
+        return 0;
+    return (size_t)(stream - out) + coded;
+}
+
+/* The Huffman tree description of the code ``lengths`` (symbols 0..top, the longest
+   code ``longest`` bits) at out: a header byte, then the weights of symbols 0..top-1
+   (top's is deduced), directly where top is at most 128, else FSE-coded. Returns its
+   length, or 0 where FSE cannot describe them in under 128 bytes. */
+static size_t write_tree(const uint8_t lengths[256], int top, int longest, uint8_t *out)
+{
+    uint8_t weight[256];
+    for (int s = 0; s < top; s++)
+        weight[s] = lengths[s] ? (uint8_t)(longest + 1 - lengths[s]) : 0;
+    if (top < DIRECT_SYMBOLS) {
+        out[0] = (uint8_t)(127 + top);
+        for (int s = 0; s < top; s += 2)
+            out[1 + s / 2] = (uint8_t)(weight[s] << 4 | (s + 1 < top ? weight[s + 1] : 0));
+        return 1 + (size_t)(top + 1) / 2;
+    }
+    size_t size = fse_weights(weight, top, out + 1, MAX_TREE_BYTES);
+    if (!size || size >= MAX_TREE_BYTES)
+        return 0;
+    out[0] = (uint8_t)size;
+    return 1 + size;
+}
+
 /* Writes the four bitstreams of src[0..n) (three of `segment` symbols, the last the
    rest) at out + at[k], interleaved so that their chains of shifts overlap. A stream
    holds its symbols last to first, since it is read backward, and ends with a 1 bit;
@@ -180,7 +355,7 @@ static void put_le(uint8_t *out, uint64_t value, int bytes)
 /* One compressed block of src[0..n) (MIN_HUFFMAN_BLOCK <= n <= ZSTD_BLOCK), header
    included, at out (room: n + BLOCK_OVERHEAD); returns its length, or 0 when Huffman
    coding alone does not suit it (see the top of this file). */
-#define BLOCK_OVERHEAD (3 + 5 + 1 + 64 + 6 + 4 * 8 + 1)
+#define BLOCK_OVERHEAD (3 + 5 + 1 + MAX_TREE_BYTES + 6 + 4 * 8 + 1)
 static size_t huffman_block(const uint8_t *src, size_t n, int last, uint8_t *out)
 {
     size_t segment = (n + 3) / 4, last_len = n - 3 * segment;
@@ -207,8 +382,6 @@ static size_t huffman_block(const uint8_t *src, size_t n, int last, uint8_t *out
     int top = 255;
     while (top > 0 && !counts[top])
         top--;
-    if (top >= DIRECT_SYMBOLS)
-        return 0;
     uint8_t lengths[256];
     int longest = code_lengths(counts, top + 1, lengths);
     if (!longest)
@@ -222,24 +395,22 @@ static size_t huffman_block(const uint8_t *src, size_t n, int last, uint8_t *out
                 table[s] = code++ | (uint32_t)l << 16;
         code >>= 1;
     }
-    size_t size[4], tree = 1 + (size_t)(top + 1) / 2;
+    uint8_t tree[1 + MAX_TREE_BYTES];
+    size_t size[4], tree_size = write_tree(lengths, top, longest, tree);
+    if (!tree_size)
+        return 0;
     for (int k = 0; k < 4; k++) {
         uint64_t total = 1; /* the end mark */
         for (int s = 0; s <= top; s++)
             total += (uint64_t)lanes[k][s] * lengths[s];
         size[k] = (size_t)(total + 7) / 8;
     }
-    size_t literals = tree + 6 + size[0] + size[1] + size[2] + size[3];
+    size_t literals = tree_size + 6 + size[0] + size[1] + size[2] + size[3];
     if (5 + literals + 1 >= n)
         return 0; /* no smaller than the block */
     uint8_t *p = out + 3 + 5; /* past the block header and the literals header */
-    /* the weights of symbols 0..top-1, two to a byte (top's is deduced) */
-    *p++ = (uint8_t)(127 + top);
-    for (int s = 0; s < top; s += 2) {
-        uint8_t high = lengths[s] ? (uint8_t)(longest + 1 - lengths[s]) : 0;
-        uint8_t low = s + 1 < top && lengths[s + 1] ? (uint8_t)(longest + 1 - lengths[s + 1]) : 0;
-        *p++ = (uint8_t)(high << 4 | low);
-    }
+    memcpy(p, tree, tree_size);
+    p += tree_size;
     for (int k = 0; k < 3; k++, p += 2) /* the jump table: the first three streams' sizes */
         put_le(p, size[k], 2);
     /* each stream written with 8 bytes of room after it, then moved up to the one
