@@ -121,6 +121,8 @@ typedef struct {
 
 static void add_bits(BitWriter *w, uint64_t value, unsigned count)
 {
+    if (w->p >= w->end)
+        return; /* out of room: close_bits says so */
     w->acc |= (value & (((uint64_t)1 << count) - 1)) << w->bits;
     w->bits += count;
     while (w->bits >= 8 && w->p < w->end) {
@@ -463,7 +465,7 @@ static size_t huffman_frame_into(const uint8_t *src, size_t n, uint8_t *out)
         }
         done += take;
     }
-    return (size_t)(p - out);
+    return (size_t)(p - out) < n ? (size_t)(p - out) : 0; /* no smaller: not worth it */
 }
 
 static PyObject *huffman_frame(PyObject *self, PyObject *args)
