@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ckptstore.errors import CorruptBlockError
-from ckptstore.store.catalog.base import BlockRecord, PackUsage
+from ckptstore.store.catalog.base import BlockRecord, PackUsage, adjacent_runs
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import new_pack_id
-from ckptstore.store.packs import ENTRY, PackBuilder, parse_entry
+from ckptstore.store.packs import PackBuilder, parse_entry
 from ckptstore.store.rebase import materialize_orphans
 
 
@@ -112,17 +112,8 @@ def _live_entries(
 ) -> Iterator[tuple[BlockRecord, memoryview]]:
     """Each live block (by offset) with its entry bytes, read one run of adjacent entries
     at a time: a pack that a rebase left mostly dead is not read whole."""
-    start = 0
-    while start < len(live):
-        stop = start + 1
-        while stop < len(live) and live[stop].offset == _end(live[stop - 1]):
-            stop += 1
-        first = live[start].offset
-        run = memoryview(ctx.blocks.get(pack_id, first, _end(live[stop - 1]) - first))
-        for record in live[start:stop]:
-            yield record, run[record.offset - first : _end(record) - first]
-        start = stop
-
-
-def _end(record: BlockRecord) -> int:
-    return record.offset + ENTRY.size + record.stored_len
+    for run in adjacent_runs(live):
+        first = run[0].offset
+        data = memoryview(ctx.blocks.get(pack_id, first, run[-1].entry_end - first))
+        for record in run:
+            yield record, data[record.offset - first : record.entry_end - first]

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from ckptstore.errors import CorruptBlockError, IntegrityError, MissingBlockError, PackNotFound
-from ckptstore.store.catalog.base import BlockRecord
+from ckptstore.store.catalog.base import BlockRecord, adjacent_runs
 from ckptstore.store.codecs import DecodeError
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id, content_digest
@@ -136,7 +136,7 @@ def _load_each(ctx: StoreContext, records: list[BlockRecord]) -> list[Loaded]:
     at once: a torch.save file's hundreds of small blocks took a pack open and read
     each."""
     loaded: list[Loaded] = []
-    for run in _runs(records):
+    for run in adjacent_runs(records):
         for record, entry in zip(run, _read_run(ctx, run), strict=True):
             try:
                 loaded.append(load_block(ctx, record, entry))
@@ -145,34 +145,18 @@ def _load_each(ctx: StoreContext, records: list[BlockRecord]) -> list[Loaded]:
     return loaded
 
 
-def _entry_end(record: BlockRecord) -> int:
-    return record.offset + ENTRY.size + record.stored_len
-
-
-def _runs(records: list[BlockRecord]) -> Iterator[list[BlockRecord]]:
-    """The records in runs whose pack entries follow one another in one pack."""
-    run: list[BlockRecord] = []
-    for record in records:
-        if run and (record.pack_id != run[-1].pack_id or _entry_end(run[-1]) != record.offset):
-            yield run
-            run = []
-        run.append(record)
-    if run:
-        yield run
-
-
 def _read_run(ctx: StoreContext, run: list[BlockRecord]) -> list[memoryview | None]:
     """The pack entries of a run, read at once; None for each where a run is one block
     or the read fails (each block is then read alone, which follows a block that GC
     moved, or names the one that cannot be read)."""
-    start, end = run[0].offset, _entry_end(run[-1])
+    start, end = run[0].offset, run[-1].entry_end
     if len(run) > 1:
         try:
             data = memoryview(ctx.blocks.get(run[0].pack_id, start, end - start))
         except (PackNotFound, OSError):
             data = memoryview(b"")
         if len(data) == end - start:
-            return [data[r.offset - start : _entry_end(r) - start] for r in run]
+            return [data[r.offset - start : r.entry_end - start] for r in run]
     return [None] * len(run)
 
 

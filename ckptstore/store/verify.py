@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.context import StoreContext
-from ckptstore.store.packs import ENTRY
 from ckptstore.store.restore import decode_entry, load_base
 
 
@@ -69,12 +68,12 @@ def verify_store(ctx: StoreContext, read_data: bool) -> VerifyReport:
         if size is None:
             bad.extend(("missing_pack", r, "pack object is missing") for r in records)
             continue
-        end = max(r.offset + ENTRY.size + r.stored_len for r in records)
+        end = max(r.entry_end for r in records)
         if end > size:
             bad.extend(
                 ("truncated_pack", r, f"pack is {size} bytes, entries reach {end}")
                 for r in records
-                if r.offset + ENTRY.size + r.stored_len > size
+                if r.entry_end > size
             )
         if read_data:
             bad.extend(_check_pack_data(ctx, pack_id, records, size, report))
@@ -91,7 +90,7 @@ def _check_pack_data(
         return [("missing_pack", r, "pack object vanished") for r in records]
 
     def check(record: BlockRecord) -> tuple[str, BlockRecord, str] | None:
-        end = record.offset + ENTRY.size + record.stored_len
+        end = record.entry_end
         if end > size:
             return None  # reported as truncated already
         try:

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
-from ckptstore.store.packs import HEADER
+from ckptstore.store.packs import ENTRY, HEADER
 
 CHECKPOINT_TYPES = ("automatic", "best", "manual", "final")
 
@@ -36,6 +36,24 @@ class BlockRecord:
     raw_len: int
     codec: int
     base_id: bytes | None = None
+
+    @property
+    def entry_end(self) -> int:
+        """Where its pack entry (header and payload) ends in the pack."""
+        return self.offset + ENTRY.size + self.stored_len
+
+
+def adjacent_runs(records: list[BlockRecord]) -> Iterator[list[BlockRecord]]:
+    """The records, in order, in runs whose pack entries follow one another in one pack
+    (each run is read with one pack read)."""
+    run: list[BlockRecord] = []
+    for record in records:
+        if run and (record.pack_id != run[-1].pack_id or run[-1].entry_end != record.offset):
+            yield run
+            run = []
+        run.append(record)
+    if run:
+        yield run
 
 
 @dataclass(frozen=True)
