@@ -172,7 +172,9 @@ static size_t fse_weights(const uint8_t *weight, int weights, uint8_t *out, size
                 best = s;
         if (best < 0)
             return 0;
-        int step = spread > 0 ? spread : (norm[best] - 1 < -spread ? -(norm[best] - 1) : spread);
+        int step = spread; /* all of it, unless that would take the value below one */
+        if (spread < 0 && norm[best] - 1 < -spread)
+            step = 1 - norm[best];
         norm[best] += step;
         spread -= step;
     }
