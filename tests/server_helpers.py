@@ -32,8 +32,10 @@ def make_server(tmp_path: Path, **settings_overrides) -> Server:
     values = {
         "data_dir": tmp_path / "data",
         "signing_keys": ("test-signing-key",),
+        # no background GC: a run racing the test's own POST /v2/gc would take its
+        # report (tests/test_gc_worker.py covers the background runs)
         "gc_interval_s": 3600,
-        "gc_after_delete_s": 0,
+        "gc_after_delete_s": 3600,
     }
     settings = ServerSettings(**(values | settings_overrides))
     _, acme_key = create_api_key(store.context.catalog, "acme", "tests", clock.now)
