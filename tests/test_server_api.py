@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 
@@ -242,6 +243,23 @@ def test_delete_returns_204_and_gc_reclaims(srv):
     report = srv.client.post("/v2/gc", headers=srv.acme).json()
     assert report["blocksRemoved"] > 0 and report["bytesFreed"] > 2 * MB
     assert srv.store.stats().stored_bytes == 0
+
+
+def test_delete_wakes_the_background_gc(tmp_path):
+    server = make_server(tmp_path, gc_after_delete_s=0)
+    with server.client:
+        ready = saved(server, random_bytes(MB, seed=10))
+        assert "ckptstore_gc_runs 0" in server.client.get("/metrics").text
+        r = server.client.delete(
+            f"/v2/training/checkpoints/{ready['checkpointId']}", headers=server.acme
+        )
+        assert r.status_code == 204
+        deadline = time.monotonic() + 30
+        while "ckptstore_gc_runs 1" not in server.client.get("/metrics").text:
+            assert time.monotonic() < deadline, "no GC ran after the delete"
+            time.sleep(0.02)
+        # inside the grace period the run keeps the blocks a reader may still hold
+        assert server.store.stats().stored_bytes > MB // 2
 
 
 def test_endpoints_pin_checkpoints_and_hand_out_fresh_urls(srv):
