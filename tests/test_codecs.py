@@ -127,11 +127,12 @@ def test_exponent_groups_close_at_their_minimum_and_hold_each_key_whole():
     raw = values.astype(np.float32).tobytes()
     keys = planes.exponent_keys(raw, 4)
     assert keys[0] == keys[5000] == 127 and keys[9000] == 102  # the exponent, sign apart
-    groups = planes.exponent_grouping(raw, 4, 12)
-    assert groups.bounds == (103, 256) and groups.sizes == (9000, 8000)
-    assert planes.exponent_grouping(raw, 4, 13) is None  # too few for two groups
+    bounds = planes.exponent_bounds(raw, 4, 12)
+    assert bounds == [103, 256]
+    assert planes.exponent_bounds(raw, 4, 13) is None  # too few for two groups
     split = np.empty(len(raw), np.uint8)
-    planes.split_exponents(raw, 4, groups, split)
+    groups = planes.split_exponents(raw, 4, bounds, split, np.empty(len(raw), np.uint8))
+    assert groups.bounds == (103, 256) and groups.sizes == (9000, 8000)
     n = len(values)
     assert split[3 * n :].tobytes() == keys.tobytes()  # the key plane, in element order
     rotated = np.frombuffer(raw, np.uint32)[np.r_[8000:17000, 0:8000]]

@@ -106,16 +106,21 @@ def test_exponent_loops_of_c_and_numpy_agree_byte_for_byte(width, n, group_log, 
     raw = rng.integers(0, 256, n * width + 1, dtype=np.uint8)
     raw[width - 1 : n * width : width][rng.random(n) < 0.7] &= 0x41  # few keys: groups form
     raw = raw.tobytes()
-    groups = planes.exponent_grouping(raw, width, group_log)
-    if groups is None:  # one group: codec 4's loops serve
-        groups = Grouping.sized([planes.EXPONENT_KEYS], [n])
+    bounds = planes.exponent_bounds(raw, width, group_log) or [planes.EXPONENT_KEYS]
     whole = n * width
-    assert_round_trip_agrees(
-        lambda r, out: planes.split_exponents(r, width, groups, out),
-        lambda p, out: planes.join_exponents(p, width, groups, out),
-        raw,
-        whole,
-    )
+    found = []  # the grouping each split returns: the same both ways
+
+    def split(r, out):
+        found.append(planes.split_exponents(r, width, bounds, out, np.empty(whole, np.uint8)))
+
+    def join(p, out):
+        planes.join_exponents(p, width, found[0], out, np.empty(whole, np.uint8))
+
+    assert_round_trip_agrees(split, join, raw, whole)
+    keys = planes.exponent_keys(raw, width)
+    table = np.frombuffer(found[0].group_of_key, np.uint8)
+    assert found[0] == found[1]
+    assert list(found[0].sizes) == np.bincount(table[keys], minlength=len(bounds)).tolist()
     with pytest.MonkeyPatch.context() as patch:
         counts = planes.exponent_counts(raw, width, 3)
         patch.setattr(planes, "_kernels", None)
@@ -126,17 +131,28 @@ def test_exponent_loops_check_what_they_are_given():
     kernels = require_kernels()
     raw = bytes(range(256)) * 16
     planes_out = np.zeros(len(raw), np.uint8)
+    scratch = np.zeros(len(raw), np.uint8)
     one = bytes(planes.EXPONENT_KEYS)
     with pytest.raises(ValueError, match="width"):
-        kernels.split_exponents(raw, 1, one, (4096,), planes_out)
+        kernels.split_exponents(raw, 1, one, 1, planes_out, scratch)
     with pytest.raises(ValueError, match="do not fit"):
-        kernels.split_exponents(raw[:10], 4, one, (1024,), planes_out)
+        kernels.split_exponents(raw[:10], 4, one, 1, planes_out, scratch)
+    with pytest.raises(ValueError, match="do not fit"):
+        kernels.split_exponents(raw, 4, one, 1, planes_out, scratch[:-1])
+    with pytest.raises(ValueError, match="each below groups"):
+        kernels.split_exponents(raw, 4, bytes([0] * 255 + [1]), 1, planes_out, scratch)
+    with pytest.raises(ValueError, match="each below groups"):
+        kernels.split_exponents(raw, 4, one[:-1], 1, planes_out, scratch)
+    assert kernels.split_exponents(raw, 4, one, 1, planes_out, scratch) == [1024]
+    out = bytearray(len(raw))
     with pytest.raises(ValueError, match="always grouped"):
-        kernels.split_exponents(raw, 4, None, (1024,), planes_out)
+        kernels.assemble_exponents(planes_out, 4, None, (1024,), out, scratch)
     with pytest.raises(ValueError, match="256 bytes"):
-        kernels.assemble_exponents(planes_out, 4, bytes(CONTEXTS), (1024,), bytearray(len(raw)))
+        kernels.assemble_exponents(planes_out, 4, bytes(CONTEXTS), (1024,), out, scratch)
     with pytest.raises(ValueError, match="add up"):
-        kernels.assemble_exponents(planes_out, 4, one, (1000,), bytearray(len(raw)))
+        kernels.assemble_exponents(planes_out, 4, one, (1000,), out, scratch)
+    with pytest.raises(ValueError, match="do not fit"):
+        kernels.assemble_exponents(planes_out, 4, one, (1024,), out, scratch[:-1])
     with pytest.raises(ValueError, match="width 2 to 8"):
         kernels.exponent_counts(raw, 1, 1)
     # Sizes that add up but do not match the keys: a group overflows, nothing is overrun.
@@ -145,7 +161,7 @@ def test_exponent_loops_check_what_they_are_given():
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(planes, "_kernels", kernels_used)
             with pytest.raises(ValueError, match="more elements of a group"):
-                planes.join_exponents(planes_out, 4, wrong, np.zeros(len(raw), np.uint8))
+                planes.join_exponents(planes_out, 4, wrong, np.zeros(len(raw), np.uint8), scratch)
 
 
 @settings(max_examples=100, deadline=None)

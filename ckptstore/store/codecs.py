@@ -21,7 +21,7 @@ from ckptstore.store.planes import (
     UINTS,
     FrameLayoutError,
     Grouping,
-    exponent_grouping,
+    exponent_bounds,
     frame_planes,
     from_planes,
     group_biases,
@@ -248,15 +248,15 @@ class BlockCodec:
         planes = self._scratch("planes", n * width)
         compress = self._plane_compressor().compress
         tail = raw[n * width :]
-        groups = None
+        bounds = None
         if aligned and self.exponent_group_log:
-            groups = exponent_grouping(raw, width, self.exponent_group_log)
-        if groups is None:
+            bounds = exponent_bounds(raw, width, self.exponent_group_log)
+        if bounds is None:
             split_planes(raw, width, planes)
             return Codec.FRAMED_PLANES, b"".join(
                 (bytes([width]), *frame_planes(planes, width, [n], compress), tail)
             )
-        split_exponents(raw, width, groups, planes)
+        groups = split_exponents(raw, width, bounds, planes, self._scratch("grouped", n * width))
         count, keys_at = len(groups.sizes), (width - 1) * n
         return Codec.EXPONENT_PLANES, b"".join(
             (
@@ -455,7 +455,9 @@ class BlockCodec:
             )
         out[n * width :] = np.frombuffer(payload[end:], np.uint8)
         try:
-            join_exponents(planes, width, groups, out[: n * width])
+            join_exponents(
+                planes, width, groups, out[: n * width], self._scratch("grouped", n * width)
+            )
         except ValueError as exc:
             raise DecodeError(f"exponent planes: {exc}") from exc
 

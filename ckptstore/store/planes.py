@@ -450,15 +450,13 @@ def exponent_counts(raw: memoryview | bytes, width: int, stride: int = 1) -> lis
     return np.bincount(keys, minlength=EXPONENT_KEYS).tolist()
 
 
-def exponent_grouping(raw: memoryview | bytes, width: int, group_log: int) -> Grouping | None:
-    """Codec 7's grouping of a block's elements by their own key into groups of at
-    least ``2**group_log`` elements; None when they would make one group."""
+def exponent_bounds(raw: memoryview | bytes, width: int, group_log: int) -> list[int] | None:
+    """Where codec 7's groups of a block's elements by their own key end (as
+    ``group_bounds``), for groups of at least ``2**group_log`` elements; None when
+    they would make one group."""
     if len(raw) // width < 2 << group_log:
         return None
-    bounds = group_bounds(exponent_counts(raw, width, SAMPLE_STRIDE), 1 << group_log)
-    if not bounds:
-        return None
-    return Grouping.of(bounds, exponent_counts(raw, width))
+    return group_bounds(exponent_counts(raw, width, SAMPLE_STRIDE), 1 << group_log) or None
 
 
 def _rotated(values: np.ndarray, width: int, left: bool) -> np.ndarray:
@@ -470,29 +468,40 @@ def _rotated(values: np.ndarray, width: int, left: bool) -> np.ndarray:
 
 
 def split_exponents(
-    raw: memoryview | bytes, width: int, groups: Grouping, planes: np.ndarray
-) -> None:
+    raw: memoryview | bytes, width: int, bounds: list[int], planes: np.ndarray, scratch: np.ndarray
+) -> Grouping:
     """Codec 7's planes of ``raw``'s whole elements into ``planes`` (``width`` times
-    their count): each element rotated left by a bit; the last plane its top byte, in
-    element order; the others its other bytes, grouped by that byte."""
+    their count), grouped by their keys at ``bounds``; returns that grouping, sized.
+    Each element is rotated left by a bit; the last plane holds its top byte, in
+    element order, the others its other bytes, grouped by that byte. ``scratch``: at
+    least as many bytes as ``planes``, for the C loop."""
     n = len(planes) // width
+    table = _key_table(tuple(bounds))
     if _kernels is not None:
-        _kernels.split_exponents(raw, width, groups.group_of_key, groups.sizes, planes)
-        return
+        sizes = _kernels.split_exponents(raw, width, table, len(bounds), planes, scratch)
+        return Grouping(tuple(bounds), tuple(sizes), table)
     keys = exponent_keys(raw, width)
-    order = np.argsort(_groups_of(keys, groups), kind="stable")
+    group = np.frombuffer(table, np.uint8)[keys]
+    groups = Grouping(
+        tuple(bounds), tuple(np.bincount(group, minlength=len(bounds)).tolist()), table
+    )
+    order = np.argsort(group, kind="stable")
     turned = _rotated(np.frombuffer(raw, UINTS[width], n), width, left=True)
     lanes = to_planes(turned[order].view(np.uint8), width).reshape(width, n)
     planes.reshape(width, n)[: width - 1] = lanes[: width - 1]
     planes[(width - 1) * n :] = keys
+    return groups
 
 
-def join_exponents(planes: np.ndarray, width: int, groups: Grouping, out: np.ndarray) -> None:
-    """``split_exponents`` undone: the whole elements back into ``out`` from ``planes``.
-    Raises ValueError when the keys do not fill the groups' sizes."""
+def join_exponents(
+    planes: np.ndarray, width: int, groups: Grouping, out: np.ndarray, scratch: np.ndarray
+) -> None:
+    """``split_exponents`` undone: the whole elements back into ``out`` from ``planes``
+    (``scratch`` as there). Raises ValueError when the keys do not fill the groups'
+    sizes."""
     n = len(planes) // width
     if _kernels is not None:
-        _kernels.assemble_exponents(planes, width, groups.group_of_key, groups.sizes, out)
+        _kernels.assemble_exponents(planes, width, groups.group_of_key, groups.sizes, out, scratch)
         return
     keys = planes[(width - 1) * n :]
     order = np.argsort(_groups_of(keys, groups), kind="stable")
