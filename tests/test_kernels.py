@@ -80,14 +80,22 @@ def test_c_loops_check_what_they_are_given():
         kernels.split(base[:10], 4, None, None, (), None, planes_out)
     with pytest.raises(ValueError, match="needs the base"):
         kernels.split(base, 4, None, bytes(CONTEXTS), (1024,), None, planes_out)
+    out, scratch = bytearray(len(base)), bytearray(len(base))
+    with pytest.raises(ValueError, match="scratch of their size"):
+        kernels.assemble(planes_out, 4, base, bytes(CONTEXTS), (1024,), None, out)
+    with pytest.raises(ValueError, match="scratch of their size"):
+        kernels.split(base, 4, base, bytes(CONTEXTS), (1024,), None, planes_out, scratch[:-1])
     with pytest.raises(ValueError, match="128 bytes"):
-        kernels.assemble(planes_out, 4, base, bytes(5), (1024,), None, bytearray(len(base)))
+        kernels.assemble(planes_out, 4, base, bytes(5), (1024,), None, out, scratch)
     with pytest.raises(ValueError, match="add up"):
-        kernels.assemble(planes_out, 4, base, bytes(CONTEXTS), (1000,), None, bytearray(len(base)))
+        kernels.assemble(planes_out, 4, base, bytes(CONTEXTS), (1000,), None, out, scratch)
     with pytest.raises(ValueError, match="no group"):
-        kernels.assemble(planes_out, 4, base, bytes([1]) * CONTEXTS, (1024,), None, bytearray(4096))
+        kernels.assemble(planes_out, 4, base, bytes([1]) * CONTEXTS, (1024,), None, out, scratch)
     with pytest.raises(ValueError, match="one value per group"):
-        kernels.assemble(planes_out, 4, base, bytes(CONTEXTS), (1024,), bytes(3), bytearray(4096))
+        kernels.assemble(planes_out, 4, base, bytes(CONTEXTS), (1024,), bytes(3), out, scratch)
+    # One-byte elements need no scratch; ungrouped ones neither.
+    kernels.split(base, 1, base, bytes(CONTEXTS), (4096,), None, np.zeros(4096, np.uint8))
+    kernels.split(base, 4, base, None, (), None, planes_out)
     # Sizes that add up but do not match the keys: a group overflows, nothing is overrun.
     wrong = Grouping((64, CONTEXTS), (1, 1023), bytes([0] * 64 + [1] * 64))
     with pytest.raises(ValueError, match="more elements of a group"):

@@ -335,7 +335,8 @@ class BlockCodec:
         frame table and frames, and the partial element XORed with the base's."""
         n = len(raw) // width
         planes = self._scratch("planes", n * width)
-        split_planes(raw, width, planes, base, groups, biases)
+        scratch = None if groups is None else self._scratch("grouped", n * width)
+        split_planes(raw, width, planes, base, groups, biases, scratch)
         tail = np.bitwise_xor(
             np.frombuffer(raw, np.uint8)[n * width :], np.frombuffer(base, np.uint8)[n * width :]
         )
@@ -437,7 +438,8 @@ class BlockCodec:
         if base is not None:  # a delta's partial element is XORed with the base's
             tail = tail ^ np.frombuffer(base, np.uint8)[n * width :]
         out[n * width :] = tail
-        join_planes(planes, width, out[: n * width], base, groups, biases)
+        scratch = None if groups is None else self._scratch("grouped", n * width)
+        join_planes(planes, width, out[: n * width], base, groups, biases, scratch)
 
     def _unframe_exponents(self, payload: memoryview, width: int, out: np.ndarray) -> None:
         """Codec 7's payload, decoded into ``out``."""

@@ -259,13 +259,18 @@ def split_planes(
     base: memoryview | bytes | None = None,
     groups: Grouping | None = None,
     biases: np.ndarray | None = None,
+    scratch: np.ndarray | None = None,
 ) -> None:
     """The planes of ``raw``'s whole elements into ``planes`` (``width`` times their
     count): of their ``delta_of`` on ``base`` when given, grouped by ``groups``
-    (which needs the base), each group's differences less its value of ``biases``."""
+    (which needs the base), each group's differences less its value of ``biases``.
+    ``scratch``: as many bytes as ``planes`` that the C loop may use when grouping
+    (else it gets memory of its own)."""
     n = len(planes) // width
     if _kernels is not None:
-        _kernels.split(raw, width, base, *_layout(width, groups, biases), planes)
+        if groups is not None and scratch is None:
+            scratch = np.empty(len(planes), np.uint8)
+        _kernels.split(raw, width, base, *_layout(width, groups, biases), planes, scratch)
         return
     data = np.frombuffer(raw, np.uint8, n * width)
     if base is not None:
@@ -285,11 +290,15 @@ def join_planes(
     base: memoryview | bytes | None = None,
     groups: Grouping | None = None,
     biases: np.ndarray | None = None,
+    scratch: np.ndarray | None = None,
 ) -> None:
-    """``split_planes`` undone: the whole elements back into ``out`` from ``planes``."""
+    """``split_planes`` undone: the whole elements back into ``out`` from ``planes``
+    (``scratch`` as there)."""
     n = len(planes) // width
     if _kernels is not None:
-        _kernels.assemble(planes, width, base, *_layout(width, groups, biases), out)
+        if groups is not None and scratch is None:
+            scratch = np.empty(len(planes), np.uint8)
+        _kernels.assemble(planes, width, base, *_layout(width, groups, biases), out, scratch)
         return
     if groups is None:
         from_planes(planes, width, out[: n * width])
