@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ckptstore.store.packs import HEADER
 from tests.conftest import TEST_CONFIG, disk_usage, random_bytes, restore_bytes
 
@@ -224,3 +226,49 @@ def test_a_damaged_block_in_a_run_fails_alone(store):
     assert isinstance(loaded[15], CorruptBlockError)
     assert loaded[15].block_id == victim.block_id.hex()
     assert all(isinstance(data, bytes | memoryview) for i, data in enumerate(loaded) if i != 15)
+
+
+def _block_ids(store, checkpoint_id):
+    return [block.block_id for _, block in store.context.catalog.manifest(checkpoint_id)]
+
+
+def test_new_blocks_are_looked_up_without_the_write_lock(store, tmp_path):
+    import sqlite3
+
+    ids = _block_ids(store, store.put("job", random_bytes(MB, seed=30)).checkpoint_id)
+    catalog = store.context.catalog
+    catalog._conn().execute("PRAGMA busy_timeout = 0")  # a lock held elsewhere fails at once
+    other = sqlite3.connect(tmp_path / "store" / "catalog.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another writer (a pack being recorded) holds the lock
+    try:
+        fresh = [bytes([i]) * 32 for i in range(40)]
+        assert catalog.lease_existing(fresh, "holder", 1e12) == set()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            catalog.lease_existing(ids, "holder", 1e12)  # found ones are leased in a write
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert catalog.lease_existing(ids, "holder", 1e12) == set(ids)
+    assert catalog.leased_to("holder", ids) == set(ids)
+
+
+def test_a_block_gone_between_lookup_and_lease_is_not_leased(store, tmp_path, monkeypatch):
+    import sqlite3
+    from contextlib import contextmanager
+
+    ids = _block_ids(store, store.put("job", random_bytes(MB, seed=31)).checkpoint_id)
+    catalog = store.context.catalog
+    gone = ids[0]
+    looked = catalog._read
+
+    @contextmanager
+    def read_then_gc():
+        with looked() as conn:
+            yield conn
+        other = sqlite3.connect(tmp_path / "store" / "catalog.sqlite", isolation_level=None)
+        other.execute("DELETE FROM blocks WHERE block_id = ?", (gone,))  # as GC would
+        other.close()
+
+    monkeypatch.setattr(catalog, "_read", read_then_gc)
+    assert catalog.lease_existing(ids, "holder", 1e12) == set(ids[1:])
+    assert catalog.leased_to("holder", ids) == set(ids[1:])

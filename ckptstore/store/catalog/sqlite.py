@@ -289,14 +289,22 @@ class SQLiteCatalog(ServiceRecords, Catalog):
         lease_holder: str,
         expires_at: float,
     ) -> set[bytes]:
-        """Lease the blocks ``query`` finds among ``block_ids``, in one transaction."""
-        found: set[bytes] = set()
-        if not block_ids:
-            return found
-        with self._write() as conn:
-            for batch in batches(list(set(block_ids))):
+        """Lease the blocks ``query`` finds among ``block_ids``, each found and leased in
+        one transaction. A read looks first: new data finds nothing, and then takes no
+        write lock, which a pack writer committing on another thread may hold."""
+
+        def find(conn: sqlite3.Connection, ids: list[bytes]) -> Iterator[list[bytes]]:
+            for batch in batches(ids):
                 sql = query.format(marks=",".join("?" * len(batch)))
-                rows = [row[0] for row in conn.execute(sql, [*batch, *extra]).fetchall()]
+                yield [row[0] for row in conn.execute(sql, [*batch, *extra]).fetchall()]
+
+        with self._read() as conn:
+            candidates = [block for rows in find(conn, list(set(block_ids))) for block in rows]
+        found: set[bytes] = set()
+        if not candidates:
+            return found
+        with self._write() as conn:  # GC may have taken some since
+            for rows in find(conn, candidates):
                 conn.executemany(
                     "INSERT OR REPLACE INTO leases (block_id, holder, expires_at) VALUES (?, ?, ?)",
                     [(block, lease_holder, expires_at) for block in rows],
