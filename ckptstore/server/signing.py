@@ -36,7 +36,7 @@ class _KeyCachingSigner(Signer):
     """itsdangerous' Signer (HMAC-SHA1, its default) that derives each secret's signing
     key once instead of for every signature, and hands hmac hashlib's own SHA-1, which
     takes OpenSSL's HMAC instead of the pure-Python one that itsdangerous' wrapper
-    function gets: the same signatures, 2.5x faster (a list signs 50 URLs)."""
+    function gets: the same signatures, 50 of them (a list) in 0.20 ms, not 0.25."""
 
     def __init__(self, keys: list[str]) -> None:
         super().__init__(keys, salt=SALT, digest_method=hashlib.sha1)
