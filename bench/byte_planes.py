@@ -17,8 +17,8 @@ import zipfile
 
 from bench.common import MB, WORK, save_report
 from bench.corpus import write
-from ckptstore.store import planes
-from ckptstore.store.codecs import BlockCodec, Codec
+from ckptstore.store.codecs import planes
+from ckptstore.store.codecs.registry import BlockCodec, Codec
 
 BLOCK = 1 << 20
 

@@ -19,7 +19,7 @@ from pyfastcdc import FastCDC
 
 from bench.common import MB, WORK, float32_weights, mb_per_s, save_report, write_file
 from ckptstore import CheckpointStore, StoreConfig
-from ckptstore.store.chunking import DEFAULT_CHUNKER, ChunkerParams
+from ckptstore.store.chunking.cutter import DEFAULT_CHUNKER, ChunkerParams
 
 KIB = 1024
 CANDIDATES = [

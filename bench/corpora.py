@@ -37,7 +37,7 @@ from bench.common import MB, RESULTS, WORK, save_report
 from bench.corpus import CORPORA, write
 from bench.peers import PEERS, STORE_PEERS, run_peers
 from ckptstore import CheckpointStore, StoreConfig
-from ckptstore.store.chunking import DEFAULT_CHUNKER, Chunker
+from ckptstore.store.chunking.cutter import DEFAULT_CHUNKER, Chunker
 
 VARIANTS = {
     "zstd only": StoreConfig(byte_planes=False, delta_max_depth=0),

@@ -25,7 +25,7 @@ from pyfastcdc import FastCDC
 
 from bench.common import MB, WORK, float32_weights, mb_per_s, save_report, write_file
 from ckptstore import CheckpointStore, StoreConfig
-from ckptstore.store.chunking import DEFAULT_CHUNKER, Chunker
+from ckptstore.store.chunking.cutter import DEFAULT_CHUNKER, Chunker
 
 TARGETS = {"unique": 400, "duplicate": 1500, "restore": 600}
 

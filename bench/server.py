@@ -25,7 +25,7 @@ import httpx
 from bench.common import MB, WORK, float32_weights, save_report, write_file
 from ckptstore import CheckpointStore
 from ckptstore.server.auth import create_api_key
-from ckptstore.store.fingerprint import fingerprint
+from ckptstore.store.chunking.fingerprint import fingerprint
 from ckptstore.testing.live_server import live_server
 
 JOB = "bench_job"

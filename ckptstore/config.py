@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ckptstore.store.fsutil import durable_write
+from ckptstore.store.blockstore.durable import durable_write
 
 SIGNING_KEYS_FILE = "signing-keys"
 

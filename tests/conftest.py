@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ckptstore import CheckpointStore, StoreConfig
-from ckptstore.store import codecs, planes
+from ckptstore.store.codecs import planes, registry
 from ckptstore.testing.clock import FakeClock
 
 # Small packs and windows so that tests cross pack and window boundaries cheaply.
@@ -67,7 +67,7 @@ def client_blocks(store: CheckpointStore, data: bytes) -> list[tuple[bytes, byte
     """(block id, bytes) of ``data`` cut and hashed as a client does before uploading."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ckptstore.store.fingerprint import iter_blocks
+    from ckptstore.store.chunking.fingerprint import iter_blocks
 
     with ThreadPoolExecutor(2) as pool:
         return [
@@ -84,12 +84,12 @@ def require_kernels():
 
 def require_huffman():
     """The Huffman frame writer (_huffman.c), likewise."""
-    return _require_built(codecs.huffman_frame, "_huffman")
+    return _require_built(registry.huffman_frame, "_huffman")
 
 
 def _require_built(extension, name: str):
     if extension is None:
-        message = f"ckptstore.store.{name} is not built (no C compiler at install?)"
+        message = f"ckptstore.store.codecs.{name} is not built (no C compiler at install?)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)  # a machine without a C compiler: numpy or zstd do the work

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ckptstore.store.basecache import BaseCache
+from ckptstore.store.packs.basecache import BaseCache
 from ckptstore.testing.formats import safetensors_bytes
 from tests.conftest import restore_bytes
 from tests.test_deltas import CONFIG, model

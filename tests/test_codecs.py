@@ -9,9 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ckptstore.errors import FormatError
-from ckptstore.store import planes
-from ckptstore.store.codecs import DELTA_GROUP_LOG, BlockCodec, Codec, DecodeError, plane_width
-from ckptstore.store.planes import (
+from ckptstore.store.codecs import planes
+from ckptstore.store.codecs.planes import (
     CONTEXTS,
     delta_of,
     from_planes,
@@ -23,6 +22,13 @@ from ckptstore.store.planes import (
     key_counts,
     split_planes,
     to_planes,
+)
+from ckptstore.store.codecs.registry import (
+    DELTA_GROUP_LOG,
+    BlockCodec,
+    Codec,
+    DecodeError,
+    plane_width,
 )
 from tests.conftest import require_kernels
 
@@ -300,7 +306,7 @@ def test_grouped_delta_round_trips_bit_exact_across_groups(width, tail):
 )
 def test_any_grouped_delta_round_trips(width, n, group_log, changed, seed):
     """Whatever the bytes and however many groups, a grouped delta decodes back."""
-    import ckptstore.store.codecs as codecs
+    import ckptstore.store.codecs.registry as codecs
 
     local = np.random.default_rng(seed)
     base = local.integers(0, 256, n, dtype=np.uint8)

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from ckptstore import CheckpointStore
-from ckptstore.store.codecs import Codec
-from ckptstore.store.fsutil import TEMP_MARKER
+from ckptstore.store.blockstore.durable import TEMP_MARKER
+from ckptstore.store.codecs.registry import Codec
 from tests.conftest import TEST_CONFIG, random_bytes, restore_bytes
 from tests.crash_child import CHECKPOINTS, data_for, tensor_data_for
 
@@ -74,9 +74,9 @@ def assert_recovers(store_dir: Path, expected: dict[str, bytes]) -> None:
 
 
 INGEST_KILL_POINTS = [
-    ("ckptstore.store.fsutil:_datasync", 3, "after"),  # a pack half written
-    ("ckptstore.store.fsutil:os.link", 2, "before"),  # temp pack written, not renamed
-    ("ckptstore.store.fsutil:fsync_dir", 3, "before"),  # pack renamed, catalog unaware
+    ("ckptstore.store.blockstore.durable:_datasync", 3, "after"),  # a pack half written
+    ("ckptstore.store.blockstore.durable:os.link", 2, "before"),  # temp pack written, not renamed
+    ("ckptstore.store.blockstore.durable:fsync_dir", 3, "before"),  # pack renamed, catalog unaware
     (CAT + "add_pack", 3, "before"),
     (CAT + "add_pack", 4, "after"),  # blocks recorded and leased, no checkpoint
     (CAT + "commit_checkpoint", 2, "before"),
@@ -177,8 +177,8 @@ def make_rolled_back_store(store_dir: Path) -> dict[str, bytes]:
 @pytest.mark.parametrize(
     "target, call, when",
     [
-        ("ckptstore.store.fsutil:DurableFile.commit", 1, "after"),  # whole copies durable,
-        # blocks not re-pointed
+        # whole copies durable, blocks not re-pointed
+        ("ckptstore.store.blockstore.durable:DurableFile.commit", 1, "after"),
         (CAT + "reencode_blocks", 1, "after"),  # re-pointed, bases not yet removed
     ],
 )

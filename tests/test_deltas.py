@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ckptstore.errors import CorruptBlockError
-from ckptstore.store.chunking import ChunkerParams
-from ckptstore.store.codecs import BlockCodec, Codec, DecodeError
+from ckptstore.store.chunking.cutter import ChunkerParams
+from ckptstore.store.codecs.registry import BlockCodec, Codec, DecodeError
 from ckptstore.store.deltas import chain_depths
-from ckptstore.store.packs import ENTRY, HEADER
+from ckptstore.store.packs.format import ENTRY, HEADER
 from ckptstore.testing.formats import safetensors_bytes
 from tests.conftest import TEST_CONFIG, restore_bytes
 
@@ -276,7 +276,7 @@ def test_a_store_written_with_the_older_plane_codecs_keeps_working(store, monkey
     blocks as codec 5, verify and survive GC."""
     import zstandard
 
-    from ckptstore.store.planes import to_planes
+    from ckptstore.store.codecs.planes import to_planes
 
     new_encode = BlockCodec.encode
 
@@ -349,7 +349,7 @@ def test_unrelated_data_is_not_delta_encoded():
 
 
 def test_a_delta_that_does_not_decode_back_is_never_kept(store, monkeypatch, caplog):
-    from ckptstore.store.codecs import BlockCodec
+    from ckptstore.store.codecs.registry import BlockCodec
 
     real = BlockCodec.decode
 

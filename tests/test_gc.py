@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ckptstore.store.packs import HEADER
+from ckptstore.store.packs.format import HEADER
 from tests.conftest import TEST_CONFIG, disk_usage, random_bytes, restore_bytes
 
 MB = 1_000_000
@@ -208,8 +208,8 @@ def test_reader_of_small_blocks_survives_compaction_of_their_pack(open_store, cl
 
 def test_a_damaged_block_in_a_run_fails_alone(store):
     from ckptstore.errors import CorruptBlockError
-    from ckptstore.store.packs import ENTRY
-    from ckptstore.store.restore import _load_each
+    from ckptstore.store.packs.entries import load_each
+    from ckptstore.store.packs.format import ENTRY
 
     record = store.put("job", small_tensors(seed=43))
     blocks = [block for _, block in store.context.catalog.manifest(record.checkpoint_id)]
@@ -222,7 +222,7 @@ def test_a_damaged_block_in_a_run_fails_alone(store):
         byte = pack.read(1)
         pack.seek(-1, 1)
         pack.write(bytes([byte[0] ^ 0xFF]))
-    loaded = _load_each(store.context, run)
+    loaded = load_each(store.context, run)
     assert isinstance(loaded[15], CorruptBlockError)
     assert loaded[15].block_id == victim.block_id.hex()
     assert all(isinstance(data, bytes | memoryview) for i, data in enumerate(loaded) if i != 15)

@@ -11,9 +11,9 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptstore.store import codecs
-from ckptstore.store.codecs import BlockCodec, Codec
-from ckptstore.store.planes import exponent_keys
+from ckptstore.store.codecs import registry
+from ckptstore.store.codecs.planes import exponent_keys
+from ckptstore.store.codecs.registry import BlockCodec, Codec
 from tests.conftest import require_huffman
 
 BLOCK = 128 * 1024  # the most a zstd block holds: frames of more hold several
@@ -93,11 +93,11 @@ def test_codec_7_stores_its_key_plane_in_a_huffman_frame():
     raw = memoryview(weights(1 << 18))
     kind, payload = BlockCodec().encode(raw, 4, aligned=True)
     assert kind == Codec.EXPONENT_PLANES
-    frame = codecs.huffman_frame(exponent_keys(raw, 4).astype(np.uint8))
+    frame = registry.huffman_frame(exponent_keys(raw, 4).astype(np.uint8))
     assert frame is not None and frame in payload
     assert BlockCodec().decode(kind, payload, len(raw)) == raw.tobytes()
     with pytest.MonkeyPatch.context() as patch:  # zstd's frame, where Huffman's is not there
-        patch.setattr(codecs, "huffman_frame", None)
+        patch.setattr(registry, "huffman_frame", None)
         zstd_kind, zstd_payload = BlockCodec().encode(raw, 4, aligned=True)
     assert zstd_kind == kind and len(payload) < len(zstd_payload)
 
@@ -106,10 +106,10 @@ def test_a_frame_that_does_not_decode_back_is_replaced_by_zstds(caplog):
     require_huffman()
     raw = memoryview(weights(1 << 16))
     keys = exponent_keys(raw, 4).astype(np.uint8)
-    good = codecs.huffman_frame(keys)
+    good = registry.huffman_frame(keys)
     for wrong in (good[:-1] + bytes([good[-1] ^ 0x10]), good[: len(good) // 2]):
         with pytest.MonkeyPatch.context() as patch, caplog.at_level(logging.ERROR):
-            patch.setattr(codecs, "huffman_frame", lambda data, wrong=wrong: wrong)
+            patch.setattr(registry, "huffman_frame", lambda data, wrong=wrong: wrong)
             kind, payload = BlockCodec().encode(raw, 4, aligned=True)
         assert wrong not in payload
         assert BlockCodec().decode(kind, payload, len(raw)) == raw.tobytes()

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptstore.store import planes
-from ckptstore.store.codecs import Codec
-from ckptstore.store.planes import CONTEXTS, Grouping, grouping, join_planes, split_planes
+from ckptstore.store.codecs import planes
+from ckptstore.store.codecs.planes import CONTEXTS, Grouping, grouping, join_planes, split_planes
+from ckptstore.store.codecs.registry import Codec
 from tests.conftest import require_kernels, restore_bytes
 from tests.test_deltas import CONFIG, codecs_of, put_steps
 

@@ -7,8 +7,8 @@ import struct
 import pytest
 
 from ckptstore.errors import FormatError
-from ckptstore.store.packs import HEADER, PACK_MAGIC, PackBuilder, check_header, iter_entries
-from ckptstore.store.restore import decode_entry
+from ckptstore.store.packs.entries import decode_entry
+from ckptstore.store.packs.format import HEADER, PACK_MAGIC, PackBuilder, check_header, iter_entries
 from tests.conftest import random_bytes
 
 

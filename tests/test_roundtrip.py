@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ckptstore.store.chunking import DEFAULT_CHUNKER
-from ckptstore.store.codecs import Codec
+from ckptstore.store.chunking.cutter import DEFAULT_CHUNKER
+from ckptstore.store.codecs.registry import Codec
 from tests.conftest import random_bytes, restore_bytes
 
 MIN, AVG, MAX = DEFAULT_CHUNKER.min_size, DEFAULT_CHUNKER.avg_size, DEFAULT_CHUNKER.max_size
@@ -146,7 +146,7 @@ def test_arbitrary_small_data_round_trips(store, data):
 def test_chunker_parameters_are_fixed_at_creation(open_store, tmp_path):
     from dataclasses import replace
 
-    from ckptstore.store.chunking import ChunkerParams
+    from ckptstore.store.chunking.cutter import ChunkerParams
     from tests.conftest import TEST_CONFIG
 
     small = ChunkerParams(min_size=16 * 1024, avg_size=64 * 1024, max_size=256 * 1024)

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptstore.store.chunking import DEFAULT_CHUNKER, BlockCutter, ChunkerParams
-from ckptstore.store.codecs import Codec
-from ckptstore.store.fingerprint import fingerprint
-from ckptstore.store.segments import WHOLE_STREAM, sniff_regions
+from ckptstore.store.chunking.cutter import DEFAULT_CHUNKER, BlockCutter, ChunkerParams
+from ckptstore.store.chunking.fingerprint import fingerprint
+from ckptstore.store.chunking.segments import WHOLE_STREAM, sniff_regions
+from ckptstore.store.codecs.registry import Codec
 from ckptstore.testing.formats import safetensors_bytes
 from tests.conftest import restore_bytes
 

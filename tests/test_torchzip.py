@@ -11,9 +11,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptstore.store.chunking import DEFAULT_CHUNKER, ChunkerParams
-from ckptstore.store.fingerprint import fingerprint
-from ckptstore.store.torchzip import ZipSegmenter, storage_layout, storage_widths
+from ckptstore.store.chunking.cutter import DEFAULT_CHUNKER, ChunkerParams
+from ckptstore.store.chunking.fingerprint import fingerprint
+from ckptstore.store.chunking.torchzip import ZipSegmenter, storage_layout, storage_widths
 from tests.conftest import restore_bytes
 from tests.test_segments import cut_all
 

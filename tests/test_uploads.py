@@ -83,7 +83,7 @@ def test_abort_releases_leases(store, clock):
 def test_fingerprint_matches_the_stores_own_blocks(store, tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from ckptstore.store.fingerprint import fingerprint
+    from ckptstore.store.chunking.fingerprint import fingerprint
 
     data = random_bytes(5 * MB, seed=9)
     path = tmp_path / "ckpt.bin"

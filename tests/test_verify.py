@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ckptstore.errors import CorruptBlockError, MissingBlockError
-from ckptstore.store.packs import ENTRY
+from ckptstore.store.packs.format import ENTRY
 from tests.conftest import random_bytes, restore_bytes
 
 MB = 1_000_000

@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 
 from ckptstore import CheckpointStore
+from ckptstore.store.blockstore.durable import TEMP_MARKER
 from ckptstore.store.blockstore.local import LocalBlockStore
-from ckptstore.store.fsutil import TEMP_MARKER
-from ckptstore.store.packs import iter_entries
+from ckptstore.store.packs.format import iter_entries
 from tests.conftest import TEST_CONFIG, random_bytes, restore_bytes
 
 
@@ -84,7 +84,7 @@ def test_a_slow_disk_holds_back_the_writer_not_memory(tmp_path, monkeypatch):
     """The writer hands at most MAX_QUEUED pieces to its thread before waiting."""
     import threading
 
-    from ckptstore.store import writer
+    from ckptstore.store.packs import writer
 
     gate = threading.Event()
     most = 0
@@ -113,10 +113,10 @@ def test_a_slow_disk_holds_back_the_writer_not_memory(tmp_path, monkeypatch):
 def test_a_payload_given_as_a_view_is_stored_as_it_was_when_added(tmp_path):
     """Pieces are written later, on the writer's thread: a view of a buffer the caller
     reuses (an ingest window) must be stored with the bytes it had when added."""
-    from ckptstore.store.codecs import Codec
+    from ckptstore.store.codecs.registry import Codec
     from ckptstore.store.ids import block_id
-    from ckptstore.store.packs import ENTRY
-    from ckptstore.store.writer import PackWriter
+    from ckptstore.store.packs.format import ENTRY
+    from ckptstore.store.packs.writer import PackWriter
 
     with CheckpointStore.open(tmp_path, config=TEST_CONFIG) as store:
         ctx = store.context

@@ -27,11 +27,11 @@ from ckptstore.errors import IntegrityError, RemoteConflict, RemoteRejected, Ser
 from ckptstore.formatting import parse_iso_time
 from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord
 from ckptstore.store.checkpoints import CheckpointFields, CheckpointPage, StoreStats
-from ckptstore.store.chunking import ChunkerParams
-from ckptstore.store.fingerprint import fingerprint, iter_blocks
+from ckptstore.store.chunking.cutter import ChunkerParams
+from ckptstore.store.chunking.fingerprint import fingerprint, iter_blocks
+from ckptstore.store.chunking.sources import Source
 from ckptstore.store.ids import content_digest
 from ckptstore.store.policies import JobSettings
-from ckptstore.store.sources import Source
 
 Progress = Callable[[int], None]
 ASK_BYTES = 32 * 1024 * 1024  # block bytes per "which are missing?" request

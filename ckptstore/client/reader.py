@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ckptstore.client.transport import Transport
-from ckptstore.store.seekable import SeekableReader
+from ckptstore.store.restore import SeekableReader
 
 CHUNK_BYTES = 8 * 1024 * 1024
 

@@ -36,7 +36,6 @@ from ckptstore.errors import (
     InvalidLimit,
     UnknownSortKey,
 )
-from ckptstore.store.basecache import BaseCache
 from ckptstore.store.blockstore import BlockStore, LocalBlockStore
 from ckptstore.store.catalog import (
     CHECKPOINT_TYPES,
@@ -46,8 +45,9 @@ from ckptstore.store.catalog import (
     SQLiteCatalog,
 )
 from ckptstore.store.catalog.base import EndpointRecord
-from ckptstore.store.chunking import ChunkerParams
-from ckptstore.store.codecs import BlockCodec
+from ckptstore.store.chunking.cutter import ChunkerParams
+from ckptstore.store.chunking.sources import Source, open_source
+from ckptstore.store.codecs.registry import BlockCodec
 from ckptstore.store.context import Clock, StoreConfig, StoreContext
 from ckptstore.store.gc import GcReport, collect_garbage, compact_packs
 from ckptstore.store.ids import (
@@ -58,10 +58,10 @@ from ckptstore.store.ids import (
     new_upload_id,
 )
 from ckptstore.store.ingest import Ingest
+from ckptstore.store.packs.basecache import BaseCache
 from ckptstore.store.policies import JobSettings, apply_policies, job_settings
 from ckptstore.store.rebase import rebase_parent
 from ckptstore.store.restore import CheckpointReader
-from ckptstore.store.sources import Source, open_source
 from ckptstore.store.uploads import Upload
 from ckptstore.store.verify import VerifyReport, verify_store
 

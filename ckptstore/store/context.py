@@ -7,16 +7,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ckptstore.store.basecache import BaseCache
 from ckptstore.store.blockstore.base import BlockStore
 from ckptstore.store.catalog.base import Catalog
-from ckptstore.store.chunking import DEFAULT_CHUNKER, ChunkerParams
-from ckptstore.store.codecs import (
+from ckptstore.store.chunking.cutter import DEFAULT_CHUNKER, ChunkerParams
+from ckptstore.store.codecs.registry import (
     DEFAULT_ZSTD_LEVEL,
     DELTA_GROUP_LOG,
     EXPONENT_GROUP_LOG,
     BlockCodec,
 )
+from ckptstore.store.packs.basecache import BaseCache
 
 Clock = Callable[[], float]
 

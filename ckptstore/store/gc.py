@@ -14,7 +14,7 @@ from ckptstore.errors import CorruptBlockError
 from ckptstore.store.catalog.base import BlockRecord, PackUsage, adjacent_runs
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import new_pack_id
-from ckptstore.store.packs import PackBuilder, parse_entry
+from ckptstore.store.packs.format import PackBuilder, parse_entry
 from ckptstore.store.rebase import materialize_orphans
 
 

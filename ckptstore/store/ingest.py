@@ -15,14 +15,14 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from ckptstore.store.chunking import BlockCutter, Cut
-from ckptstore.store.codecs import plane_width
+from ckptstore.store.chunking.cutter import BlockCutter, Cut
+from ckptstore.store.chunking.sources import WindowSource
+from ckptstore.store.codecs.encoder import BlockEncoder, Encoded
+from ckptstore.store.codecs.registry import plane_width
 from ckptstore.store.context import StoreContext
-from ckptstore.store.encoder import BlockEncoder, Encoded
 from ckptstore.store.ids import block_id
 from ckptstore.store.leases import LeaseKeeper
-from ckptstore.store.sources import WindowSource
-from ckptstore.store.writer import PackWriter
+from ckptstore.store.packs.writer import PackWriter
 
 # (block id, raw length) of each block of a task, and the task's encodings in that order
 _Staged = list[tuple[list[tuple[bytes, int]], "Future[list[Encoded]]"]]

@@ -34,13 +34,13 @@ import numpy as np
 
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
-from ckptstore.store.codecs import DELTA_WIDTHS, PLANE_WIDTHS, WIDTH_PREFIXED
+from ckptstore.store.codecs.registry import DELTA_WIDTHS, PLANE_WIDTHS, WIDTH_PREFIXED
 from ckptstore.store.context import StoreContext
 from ckptstore.store.deltas import chain_heights
 from ckptstore.store.ids import block_id
-from ckptstore.store.packs import ENTRY, PackEntry
-from ckptstore.store.restore import load_block
-from ckptstore.store.writer import PackWriter
+from ckptstore.store.packs.entries import load_block
+from ckptstore.store.packs.format import ENTRY, PackEntry
+from ckptstore.store.packs.writer import PackWriter
 
 log = logging.getLogger("ckptstore.rebase")
 

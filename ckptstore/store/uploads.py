@@ -19,12 +19,12 @@ from collections.abc import Callable
 
 from ckptstore.errors import BlockHashMismatch, BlocksNotUploaded, InvalidArgument
 from ckptstore.store.catalog.base import CheckpointRecord
+from ckptstore.store.codecs.encoder import BlockEncoder
 from ckptstore.store.context import StoreContext
-from ckptstore.store.encoder import BlockEncoder
 from ckptstore.store.ids import block_id
 from ckptstore.store.leases import LeaseKeeper
-from ckptstore.store.packs import ENTRY
-from ckptstore.store.writer import PackWriter
+from ckptstore.store.packs.format import ENTRY
+from ckptstore.store.packs.writer import PackWriter
 
 CommitFn = Callable[
     [list[tuple[int, bytes]], int, int, list[str | None] | None, dict[bytes, int]],

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.context import StoreContext
-from ckptstore.store.restore import decode_entry, load_base
+from ckptstore.store.packs.entries import decode_entry, load_base
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from ckptstore.store.catalog.base import (
     EndpointRecord,
     ListQuery,
 )
-from ckptstore.store.packs import ENTRY, HEADER
+from ckptstore.store.packs.format import ENTRY, HEADER
 
 NOW = 1_700_000_000.0
 TTL = 3600.0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ckptstore.errors import InvalidArgument, PackNotFound
 from ckptstore.store.blockstore.base import BlockStore, ObjectInfo, PendingObject
-from ckptstore.store.fsutil import TEMP_MARKER, DurableFile, durable_write
+from ckptstore.store.blockstore.durable import TEMP_MARKER, DurableFile, durable_write
 
 _NAME = re.compile(r"[0-9a-z_-]{4,64}")
 _SUFFIX = ".pack"

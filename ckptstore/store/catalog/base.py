@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
-from ckptstore.store.packs import ENTRY, HEADER
+from ckptstore.store.packs.format import ENTRY, HEADER
 
 CHECKPOINT_TYPES = ("automatic", "best", "manual", "final")
 

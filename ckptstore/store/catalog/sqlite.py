@@ -24,7 +24,7 @@ from ckptstore.store.catalog.base import (
 from ckptstore.store.catalog.schema import SCHEMA_VERSION
 from ckptstore.store.catalog.sqlite_db import batches
 from ckptstore.store.catalog.sqlite_records import ServiceRecords
-from ckptstore.store.packs import ENTRY
+from ckptstore.store.packs.format import ENTRY
 
 __all__ = ["SCHEMA_VERSION", "SQLiteCatalog"]
 

@@ -16,7 +16,7 @@ import numpy as np
 import zstandard
 
 from ckptstore.errors import FormatError
-from ckptstore.store.planes import (
+from ckptstore.store.codecs.planes import (
     EXPONENT_KEYS,
     UINTS,
     FrameLayoutError,
@@ -36,7 +36,7 @@ from ckptstore.store.planes import (
 )
 
 try:  # codec 7's key planes in Huffman-only zstd frames (_huffman.c)
-    from ckptstore.store._huffman import huffman_frame
+    from ckptstore.store.codecs._huffman import huffman_frame
 except ImportError:  # built without a C compiler: zstd's compressor writes them
     huffman_frame = None
 

@@ -24,7 +24,7 @@ from ckptstore.store.blockstore.base import PendingObject
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import new_pack_id
-from ckptstore.store.packs import ENTRY, HEADER, PACK_HEADER, PackEntry, entry_header
+from ckptstore.store.packs.format import ENTRY, HEADER, PACK_HEADER, PackEntry, entry_header
 
 PIECES_PER_PACK = 8
 MAX_QUEUED = 8  # pieces handed to the sealer thread and not yet written

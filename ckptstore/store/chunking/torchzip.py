@@ -16,7 +16,7 @@ import re
 import struct
 from dataclasses import dataclass
 
-from ckptstore.store.segments import MAX_NPY_HEADER, NPY_MAGIC, Region, npy_layout
+from ckptstore.store.chunking.segments import MAX_NPY_HEADER, NPY_MAGIC, Region, npy_layout
 
 LOCAL = b"PK\x03\x04"
 CENTRAL = b"PK\x01\x02"

@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 from pyfastcdc import FastCDC
 
-from ckptstore.store.segments import WHOLE_STREAM, Region, sniff_regions
-from ckptstore.store.torchzip import ZipSegmenter
+from ckptstore.store.chunking.segments import WHOLE_STREAM, Region, sniff_regions
+from ckptstore.store.chunking.torchzip import ZipSegmenter
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ checkpoint's rebase re-encodes these blocks themselves.
 
 from __future__ import annotations
 
-from ckptstore.store.codecs import Codec
+from ckptstore.store.codecs.registry import Codec
 from ckptstore.store.context import StoreContext
 
 Encoded = tuple[Codec, bytes | memoryview]  # codec, payload

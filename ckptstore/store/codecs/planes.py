@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 try:  # the loops of split_planes and join_planes in C (_kernels.c)
-    from ckptstore.store import _kernels
+    from ckptstore.store.codecs import _kernels
 except ImportError:  # built without a C compiler: numpy does the same, slower (bench: byte_planes)
     _kernels = None
 

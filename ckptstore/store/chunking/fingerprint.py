@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
-from ckptstore.store.chunking import BlockCutter, ChunkerParams, Cut
+from ckptstore.store.chunking.cutter import BlockCutter, ChunkerParams, Cut
+from ckptstore.store.chunking.sources import WINDOWS_IN_FLIGHT, Source, open_source
 from ckptstore.store.ids import block_id
-from ckptstore.store.sources import WINDOWS_IN_FLIGHT, Source, open_source
 
 WINDOW_BYTES = 4 * 1024 * 1024
 
