@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from pyfastcdc import FastCDC
 
 from ckptstore.store.chunking.segments import WHOLE_STREAM, Region, sniff_regions
 from ckptstore.store.chunking.torchzip import ZipSegmenter
+
+NormalizationLevel = Literal[0, 1, 2, 3]  # FastCDC's normalized chunking levels
+_LEVELS: dict[int, NormalizationLevel] = {0: 0, 1: 1, 2: 2, 3: 3}
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class ChunkerParams:
     min_size: int
     avg_size: int
     max_size: int
-    normalized_chunking: int = 1
+    normalized_chunking: NormalizationLevel = 1
     tensor_block_bytes: int = 0
 
     @property
@@ -55,11 +58,14 @@ class ChunkerParams:
         version = data.get("algorithm_version")
         if version not in (1, 2):
             raise ValueError(f"unknown chunker algorithm version {version}")
+        level = _LEVELS.get(data["normalized_chunking"])
+        if level is None:
+            raise ValueError(f"unknown FastCDC normalization level {data['normalized_chunking']}")
         return cls(
             min_size=data["min_size"],
             avg_size=data["avg_size"],
             max_size=data["max_size"],
-            normalized_chunking=data["normalized_chunking"],
+            normalized_chunking=level,
             tensor_block_bytes=data.get("tensor_block_bytes", 0) if version == 2 else 0,
         )
 

@@ -69,7 +69,7 @@ class _BufferRing:
         needed = len(carry) + size
         if len(self._buffers[index]) < needed:
             self._buffers[index] = np.empty(needed, np.uint8)
-        buf = memoryview(self._buffers[index])[:needed]
+        buf = memoryview(self._buffers[index].data)[:needed]
         buf[: len(carry)] = carry
         return buf
 

@@ -57,19 +57,19 @@ def storage_layout(pickle_bytes: bytes) -> dict[str, tuple[int, int | None]]:
         for op, arg, _ in pickletools.genops(pickle_bytes):
             name = op.name
             if name in ("BINUNICODE", "SHORT_BINUNICODE", "UNICODE", "BINUNICODE8"):
-                recent.append(("s", arg))
+                recent.append(("s", str(arg)))
             elif name in _INT_OPS and isinstance(arg, int):
                 recent.append(("i", arg))
             elif name == "GLOBAL":
-                recent.append(("g", arg.split(" ")[-1]))
+                recent.append(("g", str(arg).split(" ")[-1]))
             elif name == "STACK_GLOBAL" and len(recent) >= 2:
                 recent[-2:] = [("g", str(recent[-1][1]))]
             elif name in ("BINPUT", "LONG_BINPUT", "PUT") and recent:
-                memo[int(arg)] = recent[-1]
+                memo[int(str(arg))] = recent[-1]
             elif name == "MEMOIZE" and recent:
                 memo[len(memo)] = recent[-1]
             elif name in ("BINGET", "LONG_BINGET", "GET"):
-                recent.append(memo.get(int(arg), ("?", "")))
+                recent.append(memo.get(int(str(arg)), ("?", "")))
             elif name == "BINPERSID":
                 _record(recent, layout)
     except (ValueError, IndexError, KeyError):
@@ -86,8 +86,8 @@ def _record(recent: list[tuple[str, str | int]], layout: dict[str, tuple[int, in
             key_kind, key = recent[i + 2]
             if kind == "g" and key_kind == "s" and storage in STORAGE_WIDTHS:
                 width = STORAGE_WIDTHS[str(storage)]
-                numel = recent[i + 4] if i + 4 < len(recent) else ("?", "")
-                size = numel[1] * width if numel[0] == "i" else None  # type: ignore[operator]
+                numel = recent[i + 4][1] if i + 4 < len(recent) else None
+                size = numel * width if isinstance(numel, int) else None
                 if "Complex" in str(storage) and size is not None:
                     size *= 2  # complex storages count elements of two floats
                 layout[str(key)] = (width, size)
@@ -263,7 +263,8 @@ def _descriptor_size(buf: bytes | memoryview, hit: int, zip64: bool) -> int:
     need = at + struct.calcsize(fmt)
     if need > len(buf):
         return -1
-    return struct.unpack_from(fmt, buf, at)[0]
+    size: int = struct.unpack_from(fmt, buf, at)[0]
+    return size
 
 
 def _member(name: str) -> str:
@@ -279,7 +280,8 @@ def _zip64_compressed_size(extra: bytes) -> int | None:
     while pos + 4 <= len(extra):
         tag, size = struct.unpack_from("<HH", extra, pos)
         if tag == 0x0001 and size >= 16:
-            return struct.unpack_from("<Q", extra, pos + 12)[0]
+            compressed: int = struct.unpack_from("<Q", extra, pos + 12)[0]
+            return compressed
         pos += 4 + size
     return None
 
@@ -292,10 +294,8 @@ def _npy_header_end(buf: memoryview, start: int, stop: int, complete: bool) -> i
         return 0 if complete else None
     if bytes(buf[start : start + 6]) != NPY_MAGIC:
         return 0
-    if buf[start + 6] == 1:
-        length = 10 + struct.unpack_from("<H", buf, start + 8)[0]
-    else:
-        length = 12 + struct.unpack_from("<I", buf, start + 8)[0]
+    fmt, fixed = ("<H", 10) if buf[start + 6] == 1 else ("<I", 12)
+    length: int = fixed + struct.unpack_from(fmt, buf, start + 8)[0]
     if length > MAX_NPY_HEADER + 12:
         return 0
     if stop - start >= length:
