@@ -123,6 +123,67 @@ def test_tampered_url_is_403_with_a_reason(srv, ready, change):
     assert r.status_code == 403 and r.json()["error"]["code"] == "invalid_signature"
 
 
+def _respelled(url: str, expires: str, signature: str, respell: str) -> str:
+    base = url.split("?")[0]
+    return {
+        "padded signature": f"{base}?expires={expires}&signature={signature}=",
+        "escaped signature": f"{base}?expires={expires}&signature={signature[:-1]}%2B",
+        "loose base64 bits": f"{base}?expires={expires}&signature={signature[:-1]}"
+        + chr(ord(signature[-1]) ^ 1),
+        "zero-led expires": f"{base}?expires=0{expires}&signature={signature}",
+        "plus-signed expires": f"{base}?expires=%2B{expires}&signature={signature}",
+        "expires twice": f"{base}?expires={expires}&expires={expires}&signature={signature}",
+    }[respell]
+
+
+@pytest.mark.parametrize(
+    "respell",
+    [
+        "padded signature",
+        "escaped signature",
+        "loose base64 bits",
+        "zero-led expires",
+        "plus-signed expires",
+        "expires twice",
+    ],
+)
+def test_signed_url_opens_only_in_its_own_spelling(srv, ready, respell):
+    query = parse_qs(urlparse(ready["downloadUrl"]).query)
+    url = _respelled(ready["downloadUrl"], query["expires"][0], query["signature"][0], respell)
+    r = srv.client.get(url)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "invalid_signature"
+    assert srv.client.get(ready["downloadUrl"]).status_code == 200
+
+
+def test_signed_url_of_an_unknown_id_fails_as_a_wrong_signature(srv, ready):
+    known = srv.client.get(f"/signed/{ready['checkpointId']}")
+    unknown = srv.client.get("/signed/ckpt_doesnotexist0000")
+    assert known.status_code == unknown.status_code == 403
+    assert known.json() == unknown.json()
+    forged = ready["downloadUrl"].replace(ready["checkpointId"], "ckpt_doesnotexist0000")
+    assert srv.client.get(forged).json() == srv.client.get(
+        ready["downloadUrl"].replace("signature=", "signature=A")
+    ).json()
+
+
+def test_any_range_of_an_empty_checkpoint_is_416(srv):
+    cid = pending(srv)
+    empty = srv.client.put(f"/v2/training/checkpoints/{cid}/data", headers=srv.acme, content=b"")
+    assert empty.status_code == 200
+    for header in ("bytes=-5", "bytes=0-", "bytes=0-0"):
+        r = srv.client.get(empty.json()["downloadUrl"], headers={"Range": header})
+        assert r.status_code == 416 and r.headers["content-range"] == "bytes */0"
+        assert r.json()["error"]["code"] == "range_not_satisfiable"
+
+
+def test_range_with_thousands_of_digits_is_answered(srv, ready):
+    huge = "9" * 4301
+    r = srv.client.get(ready["downloadUrl"], headers={"Range": f"bytes=0-{huge}"})
+    assert r.status_code == 206 and r.content == DATA
+    r = srv.client.get(ready["downloadUrl"], headers={"Range": f"bytes={huge}-"})
+    assert r.status_code == 416 and r.json()["error"]["code"] == "range_not_satisfiable"
+
+
 def test_url_expires_after_one_hour(srv, ready):
     srv.clock.advance(3599)
     assert srv.client.get(ready["downloadUrl"], headers={"Range": "bytes=0-0"}).status_code == 206

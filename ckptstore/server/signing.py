@@ -9,13 +9,21 @@ newest signs, every configured key verifies.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote
 
 from itsdangerous import Signer
+from itsdangerous.encoding import base64_decode, base64_encode
 
 SALT = "ckptstore.signed-download.v1"
+
+# One spelling per URL: the expiry in plain decimal (no sign, no leading zero), the
+# signature in unpadded URL-safe base64 exactly as ``sign`` writes it. A URL is a
+# bearer credential; variants of one would each look new to a cache or a deny list.
+_EXPIRES = re.compile(r"[1-9][0-9]{0,15}")
+_SIGNATURE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 class SignatureInvalid(Exception):
@@ -36,7 +44,7 @@ class _KeyCachingSigner(Signer):
     """itsdangerous' Signer (HMAC-SHA1, its default) that derives each secret's signing
     key once instead of for every signature, and hands hmac hashlib's own SHA-1, which
     takes OpenSSL's HMAC instead of the pure-Python one that itsdangerous' wrapper
-    function gets: the same signatures, 50 of them (a list) in 0.20 ms, not 0.25."""
+    function gets: the same signatures, made faster for pages of URLs."""
 
     def __init__(self, keys: list[str]) -> None:
         super().__init__(keys, salt=SALT, digest_method=hashlib.sha1)
@@ -72,13 +80,24 @@ class UrlSigner:
         return SignedUrl(url, expires_at)
 
     def verify(self, tenant_id: str, checkpoint_id: str, expires: str, signature: str) -> None:
-        """Raises SignatureInvalid or SignatureExpired unless the URL is good now."""
-        try:
-            expires_at = int(expires)
-        except ValueError:
-            raise SignatureInvalid("expires is not a number") from None
+        """Raises SignatureInvalid or SignatureExpired unless the URL is good now and
+        spelled as ``sign`` spells it."""
+        if not _EXPIRES.fullmatch(expires):
+            raise SignatureInvalid("expires is not a plain decimal number")
+        expires_at = int(expires)
+        if not _SIGNATURE.fullmatch(signature) or not _canonical(signature):
+            raise SignatureInvalid("signature is not in its canonical form")
         message = self._message(tenant_id, checkpoint_id, expires_at)
         if not self._signer.verify_signature(message, signature.encode()):
             raise SignatureInvalid("signature does not match")
         if self._clock() > expires_at:
             raise SignatureExpired(f"expired at {expires_at}")
+
+
+def _canonical(signature: str) -> bool:
+    """Whether ``signature`` is the one base64 spelling of the bytes it decodes to
+    (base64 lets the last character's unused bits vary)."""
+    try:
+        return base64_encode(base64_decode(signature)) == signature.encode()
+    except Exception:  # noqa: BLE001 - itsdangerous raises BadData or binascii errors
+        return False

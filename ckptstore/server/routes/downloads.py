@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ckptstore.errors import CheckpointNotReady
+from ckptstore.errors import CheckpointNotFound, CheckpointNotReady
 from ckptstore.server.deps import ServicesDep
 from ckptstore.server.errors import ApiError
 from ckptstore.server.ranges import RangeNotSatisfiable, parse_range
@@ -38,9 +38,20 @@ async def download(
     expires: str = "",
     signature: str = "",
 ) -> Response:
-    record = await run_in_threadpool(svc.store.context.catalog.get_checkpoint, checkpointId)
     try:
-        svc.signer.verify(record.tenant_id, record.checkpoint_id, expires, signature)
+        record = await run_in_threadpool(svc.store.context.catalog.get_checkpoint, checkpointId)
+    except CheckpointNotFound:
+        record = None
+    # An unknown id fails exactly as a wrong signature does: without a valid URL
+    # nobody learns which checkpoint ids exist.
+    tenant_id = record.tenant_id if record is not None else "\0unknown"
+    try:
+        for name in ("expires", "signature"):
+            if len(request.query_params.getlist(name)) > 1:
+                raise SignatureInvalid(f"{name} is given more than once")
+        svc.signer.verify(tenant_id, checkpointId, expires, signature)
+        if record is None:
+            raise SignatureInvalid("signature does not match")
     except SignatureInvalid as exc:
         raise ApiError(403, "invalid_signature", f"download URL is not valid: {exc}") from None
     except SignatureExpired as exc:
