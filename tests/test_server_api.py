@@ -358,6 +358,41 @@ def test_errors_are_json_with_the_right_status(srv):
     assert srv.store.stats().checkpoints == 0  # nothing reached the engine
 
 
+@pytest.mark.parametrize(
+    "body, parameter",
+    [
+        ({"epoch": 2**63}, "epoch"),
+        ({"step": 10**30}, "step"),
+        ({"name": "a\x00b"}, "name"),
+        ({"metrics": {f"m{i}": 1.0 for i in range(20_000)}}, "metrics"),
+    ],
+)
+def test_out_of_bounds_checkpoint_fields_are_422_naming_them(srv, body, parameter):
+    r = srv.client.post(f"/v2/training/jobs/{JOB}/checkpoints", headers=srv.acme, json=body)
+    assert r.status_code == 422 and parameter in r.json()["error"]["message"]
+    assert srv.store.stats().checkpoints == 0
+
+
+def test_an_unexpected_failure_is_a_json_500(srv, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(srv.store, "jobs", broken)
+    client = TestClient(srv.client.app, raise_server_exceptions=False)
+    r = client.get("/v2/training/jobs", headers=srv.acme)
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert "disk on fire" not in r.text  # internals stay in the server log
+
+
+def test_keep_automatic_beyond_any_job_is_422(srv):
+    r = srv.client.put(
+        f"/v2/training/jobs/{JOB}/settings", headers=srv.acme, json={"keepAutomatic": 1e30}
+    )
+    assert r.status_code == 422 and "keepAutomatic" in r.json()["error"]["message"]
+
+
 def test_tenants_cannot_see_touch_or_learn_of_each_other(srv):
     mine = saved(srv, random_bytes(MB, seed=3))
     cid = mine["checkpointId"]

@@ -8,17 +8,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 CheckpointType = Literal["automatic", "best", "manual", "final"]
 
+MAX_COUNTER = 2**63 - 1  # epochs and steps are stored as signed 64-bit integers
+MAX_METRICS = 256  # metric names per checkpoint
+MAX_KEEP = 1_000_000  # automatic checkpoints a job may keep
+# Names and descriptions are shown in listings and the web page: no control characters.
+PrintableText = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
+
 
 class CreateCheckpoint(BaseModel):
     """A manual checkpoint request (name, description), or a trainer registering its own."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(None, min_length=1, max_length=256)
+    name: PrintableText | None = Field(None, min_length=1, max_length=256)
     description: str | None = Field(None, max_length=4096)
     type: CheckpointType = "manual"
-    epoch: int | None = Field(None, ge=0)
-    step: int | None = Field(None, ge=0)
-    metrics: dict[str, float] | None = None
+    epoch: int | None = Field(None, ge=0, le=MAX_COUNTER)
+    step: int | None = Field(None, ge=0, le=MAX_COUNTER)
+    metrics: dict[str, float] | None = Field(None, max_length=MAX_METRICS)
 
 
 class DeployEndpoint(BaseModel):
@@ -53,7 +59,7 @@ class JobSettingsBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     bestMetric: str = Field("validationLoss", min_length=1, max_length=128)  # noqa: N815
     bestMode: Literal["min", "max"] | None = None  # noqa: N815
-    keepAutomatic: int | None = Field(None, ge=1)  # noqa: N815
+    keepAutomatic: int | None = Field(None, ge=1, le=MAX_KEEP)  # noqa: N815
 
 
 class Checkpoint(BaseModel):
