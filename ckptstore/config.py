@@ -23,6 +23,8 @@ class ServerSettings:
     gc_interval_s: float = 600.0
     gc_after_delete_s: float = 5.0
     max_block_batch_bytes: int = 64 * 1024 * 1024
+    # JSON bodies are parsed whole; block-id lists of a checkpoint of a million blocks fit
+    max_json_body_bytes: int = 96 * 1024 * 1024
     anonymous_tenant: str | None = None  # requests without a key act as this tenant (dev only)
     delta_max_depth: int = 8  # StoreConfig.delta_max_depth: ratio against restore speed
 

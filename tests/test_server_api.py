@@ -386,6 +386,20 @@ def test_an_unexpected_failure_is_a_json_500(srv, monkeypatch):
     assert "disk on fire" not in r.text  # internals stay in the server log
 
 
+def test_json_bodies_past_the_limit_are_413_before_parsing(tmp_path):
+    server = make_server(tmp_path, max_json_body_bytes=10_000)
+    cid = server.store.create_pending(JOB, tenant="acme").checkpoint_id
+    body = b'{"blockIds": ["' + b"a" * 20_000 + b'"]}'
+    with server.client as client:
+        url = f"/v2/training/checkpoints/{cid}/blocks/missing"
+        declared = client.post(url, headers=server.acme, content=body)
+        streamed = client.post(url, headers=server.acme, content=iter([body[:9_000]] * 3))
+        small = client.post(url, headers=server.acme, json={"blockIds": []})
+    for r in (declared, streamed):
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    assert small.status_code == 200
+
+
 def test_keep_automatic_beyond_any_job_is_422(srv):
     r = srv.client.put(
         f"/v2/training/jobs/{JOB}/settings", headers=srv.acme, json={"keepAutomatic": 1e30}

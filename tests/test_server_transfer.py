@@ -161,9 +161,10 @@ def test_signed_url_of_an_unknown_id_fails_as_a_wrong_signature(srv, ready):
     assert known.status_code == unknown.status_code == 403
     assert known.json() == unknown.json()
     forged = ready["downloadUrl"].replace(ready["checkpointId"], "ckpt_doesnotexist0000")
-    assert srv.client.get(forged).json() == srv.client.get(
-        ready["downloadUrl"].replace("signature=", "signature=A")
-    ).json()
+    assert (
+        srv.client.get(forged).json()
+        == srv.client.get(ready["downloadUrl"].replace("signature=", "signature=A")).json()
+    )
 
 
 def test_any_range_of_an_empty_checkpoint_is_416(srv):

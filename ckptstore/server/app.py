@@ -13,6 +13,7 @@ from ckptstore.config import ServerSettings
 from ckptstore.server.deps import Services
 from ckptstore.server.errors import install_error_handlers
 from ckptstore.server.gc_worker import GcWorker
+from ckptstore.server.limits import JsonBodyLimit
 from ckptstore.server.metrics import Metrics
 from ckptstore.server.routes import checkpoints, downloads, endpoints, ops, uploads
 from ckptstore.server.signing import UrlSigner
@@ -55,6 +56,7 @@ def create_app(
     for module in (checkpoints, uploads, downloads, endpoints, ops):
         app.include_router(module.router)
 
+    app.add_middleware(JsonBodyLimit, limit_bytes=settings.max_json_body_bytes)
     app.add_middleware(RequestCounter, metrics=services.metrics)
     return app
 

@@ -11,6 +11,9 @@ CheckpointType = Literal["automatic", "best", "manual", "final"]
 MAX_COUNTER = 2**63 - 1  # epochs and steps are stored as signed 64-bit integers
 MAX_METRICS = 256  # metric names per checkpoint
 MAX_KEEP = 1_000_000  # automatic checkpoints a job may keep
+# Block ids in one request: a checkpoint of a million blocks (a TiB in blocks of a
+# MiB) fits within ServerSettings.max_json_body_bytes.
+MAX_BLOCK_IDS = 1_000_000
 # Names and descriptions are shown in listings and the web page: no control characters.
 PrintableText = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
 
@@ -39,7 +42,7 @@ class BlockIds(BaseModel):
     """Block ids, 64 hex characters each, in checkpoint order (for missing)."""
 
     model_config = ConfigDict(extra="forbid")
-    blockIds: list[str] = Field(max_length=4_000_000)  # noqa: N815
+    blockIds: list[str] = Field(max_length=MAX_BLOCK_IDS)  # noqa: N815
 
 
 MAX_SLOT_CHARS = 1024  # "<tensor name>#<index>"; longer names are not tensor names
@@ -51,7 +54,7 @@ class CommitBody(BlockIds):
     deltas on this one."""
 
     slots: list[Annotated[str, Field(max_length=MAX_SLOT_CHARS)] | None] | None = Field(
-        default=None, max_length=4_000_000
+        default=None, max_length=MAX_BLOCK_IDS
     )
 
 
