@@ -151,3 +151,23 @@ def test_example_training_script_against_the_server(server):
     listing = done.stdout.split("checkpoints:\n", 1)[1].splitlines()
     kinds = {line.split()[0] for line in listing}
     assert {"final", "automatic", "best", "manual"} <= kinds
+
+
+def test_first_start_keeps_the_key_in_a_private_file_not_the_log(tmp_path):
+    import httpx
+
+    from ckptstore.testing.live_server import live_server
+
+    data_dir = tmp_path / "data"
+    with live_server(data_dir, log_level="info") as base:
+        key_file = data_dir / "first-api-key"
+        key = key_file.read_text().strip()
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        log = (tmp_path / "server.log").read_text()
+        assert str(key_file) in log and key not in log
+        ok = httpx.get(f"{base}/v2/training/jobs", headers={"Authorization": f"Bearer {key}"})
+        assert ok.status_code == 200
+        signed = httpx.get(f"{base}/signed/ckpt_x?expires=1&signature=SECRETSIG")
+        assert signed.status_code == 403
+    log = (tmp_path / "server.log").read_text()
+    assert "/signed/ckpt_x?expires=1&signature=[redacted]" in log and "SECRETSIG" not in log

@@ -34,3 +34,27 @@ def test_signatures_are_itsdangerous_defaults_and_keys_rotate():
     now[0] += 3601
     with pytest.raises(SignatureExpired):
         signer.verify("acme", "ckpt_1", expires, signature)
+
+
+def test_access_log_lines_never_carry_a_signature():
+    import logging
+
+    from ckptstore.server.logs import redact_access_log
+
+    logger = logging.getLogger("tests.access")
+    redact_access_log(logger)
+    redact_access_log(logger)  # once only
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger.addHandler(Keep())
+    logger.setLevel(logging.INFO)
+    path = "/signed/ckpt_1?expires=1700003600&signature=AbC-_9xyz"
+    logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", path, "1.1", 200)
+    assert seen == [
+        '127.0.0.1:5 - "GET /signed/ckpt_1?expires=1700003600&signature=[redacted] HTTP/1.1" 200'
+    ]
+    assert len(logger.filters) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -144,12 +146,7 @@ def serve(
         catalog = handle.context.catalog
         if not any(key.revoked_at is None for key in catalog.list_api_keys()):
             _, key = create_api_key(catalog, "default", "first start", time.time())
-            err.print(
-                f"Created an API key for tenant 'default' (shown once, stored hashed):\n\n"
-                f"    {key}\n\nSend it as:  Authorization: Bearer {key}\n",
-                highlight=False,
-                soft_wrap=True,
-            )
+            err.print(first_key_message(key, write_first_key(data, key)), highlight=False)
         else:
             err.print(
                 f"Authenticate with 'Authorization: Bearer <key>'. New keys:"
@@ -227,3 +224,30 @@ def keys_revoke(key_id: str, data: DataOpt = Path("./data")) -> None:
             err.print(f"[red]error:[/red] no active key with id {key_id!r}", highlight=False)
             raise typer.Exit(3)
     out.print(f"revoked {key_id}", highlight=False)
+
+
+FIRST_KEY_FILE = "first-api-key"
+
+
+def write_first_key(data: Path, key: str) -> Path:
+    """Keep the first API key in ``<data>/first-api-key``, readable by its owner only:
+    a server's output often lands in logs that others read."""
+    path = data / FIRST_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(key + "\n")
+    path.chmod(0o600)  # also when the file was there before with a wider mode
+    return path
+
+
+def first_key_message(key: str, path: Path) -> str:
+    """How to authenticate: the key itself only on a terminal, else where it is kept."""
+    if sys.stderr.isatty():
+        return (
+            f"Created an API key for tenant 'default' (also in {path}, mode 0600):\n\n"
+            f"    {key}\n\nSend it as:  Authorization: Bearer {key}\n"
+        )
+    return (
+        f"Created an API key for tenant 'default'; it is in {path} (mode 0600).\n"
+        f"Send it as:  Authorization: Bearer $(cat {path})\n"
+    )

@@ -14,6 +14,7 @@ from ckptstore.server.deps import Services
 from ckptstore.server.errors import install_error_handlers
 from ckptstore.server.gc_worker import GcWorker
 from ckptstore.server.limits import JsonBodyLimit
+from ckptstore.server.logs import redact_access_log
 from ckptstore.server.metrics import Metrics
 from ckptstore.server.routes import checkpoints, downloads, endpoints, ops, uploads
 from ckptstore.server.signing import UrlSigner
@@ -29,6 +30,7 @@ def create_app(
     close_store: bool = False,
 ) -> FastAPI:
     """The app serving ``store``; background GC runs while the app's lifespan does."""
+    redact_access_log()
     signer = UrlSigner(
         settings.resolved_signing_keys(), settings.base_url, settings.url_ttl_s, clock
     )

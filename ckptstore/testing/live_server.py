@@ -22,7 +22,12 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(
-    data_dir: Path, *, workers: int = 1, env: dict[str, str] | None = None, timeout_s: float = 30
+    data_dir: Path,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 30,
+    log_level: str = "warning",
 ) -> Iterator[str]:
     """Run the server on ``data_dir``; yields its base URL; its output goes to server.log."""
     port = free_port()
@@ -37,7 +42,7 @@ def live_server(
         "--workers",
         str(workers),
         "--log-level",
-        "warning",
+        log_level,
     ]
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
