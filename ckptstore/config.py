@@ -25,6 +25,7 @@ class ServerSettings:
     max_block_batch_bytes: int = 64 * 1024 * 1024
     # JSON bodies are parsed whole; block-id lists of a checkpoint of a million blocks fit
     max_json_body_bytes: int = 96 * 1024 * 1024
+    min_free_bytes: int = 64 * 1024 * 1024  # /healthz answers 507 below this much free disk
     anonymous_tenant: str | None = None  # requests without a key act as this tenant (dev only)
     delta_max_depth: int = 8  # StoreConfig.delta_max_depth: ratio against restore speed
 

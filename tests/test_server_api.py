@@ -400,6 +400,29 @@ def test_json_bodies_past_the_limit_are_413_before_parsing(tmp_path):
     assert small.status_code == 200
 
 
+def test_a_full_disk_is_a_json_507_and_healthz_says_so(srv, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from fastapi.testclient import TestClient
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    cid = srv.store.create_pending(JOB, tenant="acme").checkpoint_id
+    monkeypatch.setattr(srv.store, "fill", no_space)
+    client = TestClient(srv.client.app, raise_server_exceptions=False)
+    r = client.put(f"/v2/training/checkpoints/{cid}/data", headers=srv.acme, content=b"x" * 100)
+    assert r.status_code == 507 and r.json()["error"]["code"] == "insufficient_storage"
+    assert srv.store.get(cid, tenant="acme").status == "pending"
+    assert client.get("/healthz").status_code == 200
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    health = client.get("/healthz")
+    assert health.status_code == 507 and health.json()["freeBytes"] == 1000
+
+
 def test_keep_automatic_beyond_any_job_is_422(srv):
     r = srv.client.put(
         f"/v2/training/jobs/{JOB}/settings", headers=srv.acme, json={"keepAutomatic": 1e30}

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ckptstore.errors import CkptStoreError
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class ApiError(Exception):
@@ -46,6 +50,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(*_validation_message(exc))
+
+    @app.exception_handler(OSError)
+    async def storage_error(request: Request, exc: OSError) -> JSONResponse:
+        if exc.errno in _NO_SPACE:
+            return error_response(507, "insufficient_storage", "the store's disk is full")
+        return await unexpected_error(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict
 
 from fastapi import APIRouter
@@ -14,9 +15,13 @@ from ckptstore.store.checkpoints import FORMAT_VERSION
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness and catalog reachability (no key needed)")
+@router.get("/healthz", summary="Liveness, catalog reachability and room to write (no key needed)")
 async def healthz(svc: ServicesDep) -> JSONResponse:
     await run_in_threadpool(svc.store.context.catalog.get_setting, "format_version")
+    free_bytes = shutil.disk_usage(svc.settings.data_dir).free
+    if free_bytes < svc.settings.min_free_bytes:
+        # still serving reads, but a load balancer should send writes elsewhere
+        return JSONResponse({"status": "insufficient_storage", "freeBytes": free_bytes}, 507)
     return JSONResponse({"status": "ok"})
 
 
