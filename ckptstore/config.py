@@ -1,33 +1,59 @@
-"""The one home of settings: the server's, read from environment variables."""
+"""The one home of settings: the server's, read from ``CKPTSTORE_*`` environment
+variables by pydantic-settings (validated, one error naming each bad variable)."""
 
 from __future__ import annotations
 
-import os
 import secrets
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ckptstore.store.blockstore.durable import durable_write
+from ckptstore.store.context import StoreConfig
 
 SIGNING_KEYS_FILE = "signing-keys"
 
 
-@dataclass(frozen=True)
-class ServerSettings:
-    data_dir: Path = Path("./data")
+def _comma_list(value: object) -> object:
+    """``CKPTSTORE_SIGNING_KEYS=old,new``: keys in a comma-separated list."""
+    if isinstance(value, str):
+        return tuple(key for key in value.split(",") if key)
+    return value
+
+
+def _named(field: str, variable: str) -> AliasChoices:
+    """A field read from an environment variable other than ``CKPTSTORE_<FIELD>``."""
+    return AliasChoices(field, variable)
+
+
+class ServerSettings(BaseSettings):
+    """Every knob of the server, each from ``CKPTSTORE_<NAME>`` (names below, upper
+    case) unless given as a keyword; keywords win."""
+
+    model_config = SettingsConfigDict(env_prefix="CKPTSTORE_", frozen=True, extra="forbid")
+
+    data_dir: Path = Field(
+        Path("./data"), validation_alias=AliasChoices("data_dir", "CKPTSTORE_DATA")
+    )
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=0, le=65535)
     public_url: str | None = None  # base of signed URLs; default http://host:port
-    signing_keys: tuple[str, ...] = field(default_factory=tuple)  # newest last
-    url_ttl_s: int = 3600
-    gc_interval_s: float = 600.0
-    gc_after_delete_s: float = 5.0
-    max_block_batch_bytes: int = 64 * 1024 * 1024
+    signing_keys: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)] = ()
+    url_ttl_s: int = Field(3600, ge=1)
+    gc_interval_s: float = Field(600.0, gt=0)
+    gc_after_delete_s: float = Field(5.0, ge=0)
+    # how long a block no checkpoint uses stays before GC may take it (CKPTSTORE_GC_GRACE)
+    gc_grace_s: float = Field(
+        3600.0, ge=0, validation_alias=AliasChoices("gc_grace_s", "CKPTSTORE_GC_GRACE")
+    )
+    max_block_batch_bytes: int = Field(64 * 1024 * 1024, ge=1)
     # JSON bodies are parsed whole; block-id lists of a checkpoint of a million blocks fit
-    max_json_body_bytes: int = 96 * 1024 * 1024
-    min_free_bytes: int = 64 * 1024 * 1024  # /healthz answers 507 below this much free disk
+    max_json_body_bytes: int = Field(96 * 1024 * 1024, ge=1024)
+    min_free_bytes: int = Field(64 * 1024 * 1024, ge=0)  # /healthz answers 507 below this
     anonymous_tenant: str | None = None  # requests without a key act as this tenant (dev only)
-    delta_max_depth: int = 8  # StoreConfig.delta_max_depth: ratio against restore speed
+    delta_max_depth: int = Field(8, ge=0)  # StoreConfig.delta_max_depth: ratio against speed
 
     @property
     def base_url(self) -> str:
@@ -35,23 +61,17 @@ class ServerSettings:
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerSettings:
-        """Settings from ``CKPTSTORE_*`` variables; keyword arguments win."""
-        env = os.environ
-        values: dict[str, object] = {
-            "data_dir": Path(env.get("CKPTSTORE_DATA", "./data")),
-            "host": env.get("CKPTSTORE_HOST", "127.0.0.1"),
-            "port": int(env.get("CKPTSTORE_PORT", "8000")),
-            "public_url": env.get("CKPTSTORE_PUBLIC_URL") or None,
-            "signing_keys": tuple(k for k in env.get("CKPTSTORE_SIGNING_KEYS", "").split(",") if k),
-            "anonymous_tenant": env.get("CKPTSTORE_ANONYMOUS_TENANT") or None,
-        }
-        depth = env.get("CKPTSTORE_DELTA_MAX_DEPTH")
-        if depth is not None:
-            if not depth.isdigit():
-                raise ValueError(f"CKPTSTORE_DELTA_MAX_DEPTH={depth!r}: use a whole number >= 0")
-            values["delta_max_depth"] = int(depth)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        """Settings from ``CKPTSTORE_*`` variables; keyword arguments that are not None
+        win. A bad value raises ValueError naming its variable."""
+        given = {name: value for name, value in overrides.items() if value is not None}
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            raise ValueError(_explain(exc)) from None
+
+    def store_config(self) -> StoreConfig:
+        """The engine's settings that the server's own settings decide."""
+        return StoreConfig(delta_max_depth=self.delta_max_depth, gc_grace_s=self.gc_grace_s)
 
     def resolved_signing_keys(self) -> tuple[str, ...]:
         """The configured keys, or those in ``<data>/signing-keys`` (made on first use).
@@ -73,3 +93,16 @@ class ServerSettings:
         if not keys:
             raise ValueError(f"{path} holds no signing key")
         return keys
+
+
+def _explain(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        field = ServerSettings.model_fields.get(name)
+        alias = field.validation_alias if field else None
+        variable = (  # the environment variable's own name, where it is not the field's
+            str(alias.choices[-1]) if isinstance(alias, AliasChoices) else f"CKPTSTORE_{name}"
+        ).upper()
+        problems.append(f"{variable}={error.get('input')!r}: {error['msg']}")
+    return "; ".join(problems)

@@ -478,16 +478,25 @@ def test_openapi_documents_the_routes(srv):
         assert path in paths
 
 
-def test_delta_depth_comes_from_the_environment(monkeypatch, tmp_path):
+def test_store_settings_come_from_the_environment(monkeypatch, tmp_path):
     from ckptstore.config import ServerSettings
     from ckptstore.server.app import app_from_env
 
     monkeypatch.setenv("CKPTSTORE_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("CKPTSTORE_DELTA_MAX_DEPTH", "3")
-    assert ServerSettings.from_env().delta_max_depth == 3
+    monkeypatch.setenv("CKPTSTORE_GC_GRACE", "60")
+    monkeypatch.setenv("CKPTSTORE_SIGNING_KEYS", "old,new")
+    settings = ServerSettings.from_env()
+    assert (settings.delta_max_depth, settings.gc_grace_s) == (3, 60)
+    assert settings.signing_keys == ("old", "new")
     app = app_from_env()
-    assert app.state.services.store.context.config.delta_max_depth == 3
-    app.state.services.store.close()
+    store = app.state.services.store
+    assert store.context.config.delta_max_depth == 3 and store.context.config.gc_grace_s == 60
+    assert store.context.catalog is not None and (tmp_path / "data").is_dir()
+    store.close()
     monkeypatch.setenv("CKPTSTORE_DELTA_MAX_DEPTH", "deep")
-    with pytest.raises(ValueError, match="CKPTSTORE_DELTA_MAX_DEPTH"):
+    monkeypatch.setenv("CKPTSTORE_GC_GRACE", "-1")
+    with pytest.raises(ValueError) as bad:
         ServerSettings.from_env()
+    assert "CKPTSTORE_DELTA_MAX_DEPTH='deep'" in str(bad.value)
+    assert "CKPTSTORE_GC_GRACE='-1'" in str(bad.value)

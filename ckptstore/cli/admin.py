@@ -132,6 +132,13 @@ def serve(
     workers: int = 1,
     log_level: str = "info",
     public_url: Annotated[str | None, typer.Option(envvar="CKPTSTORE_PUBLIC_URL")] = None,
+    gc_grace: Annotated[
+        float | None,
+        typer.Option(
+            envvar="CKPTSTORE_GC_GRACE",
+            help="Seconds an unused block stays before GC may remove it (default 3600).",
+        ),
+    ] = None,
 ) -> None:
     """Run the HTTP API (SQLite + packs in --data). Makes a first API key if there is none."""
     import os
@@ -140,7 +147,13 @@ def serve(
 
     from ckptstore.config import ServerSettings
 
-    settings = ServerSettings.from_env(data_dir=data, host=host, port=port, public_url=public_url)
+    try:
+        settings = ServerSettings.from_env(
+            data_dir=data, host=host, port=port, public_url=public_url, gc_grace_s=gc_grace
+        )
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(InvalidArgument.exit_code) from None
     settings.resolved_signing_keys()  # made now, before several workers race to make it
     with target(data) as handle:
         catalog = handle.context.catalog
@@ -159,6 +172,7 @@ def serve(
     )
     if public_url:
         os.environ["CKPTSTORE_PUBLIC_URL"] = public_url
+    os.environ["CKPTSTORE_GC_GRACE"] = str(settings.gc_grace_s)
     uvicorn.run(
         "ckptstore.server.app:app_from_env",
         factory=True,

@@ -19,7 +19,6 @@ from ckptstore.server.metrics import Metrics
 from ckptstore.server.routes import checkpoints, downloads, endpoints, ops, uploads
 from ckptstore.server.signing import UrlSigner
 from ckptstore.store.checkpoints import CheckpointStore
-from ckptstore.store.context import StoreConfig
 
 
 def create_app(
@@ -92,7 +91,5 @@ class RequestCounter:
 def app_from_env() -> FastAPI:
     """Uvicorn factory: ``uvicorn --factory ckptstore.server.app:app_from_env``."""
     settings = ServerSettings.from_env()
-    store = CheckpointStore.open(
-        settings.data_dir, config=StoreConfig(delta_max_depth=settings.delta_max_depth)
-    )
+    store = CheckpointStore.open(settings.data_dir, config=settings.store_config())
     return create_app(store, settings, close_store=True)
