@@ -65,7 +65,7 @@ class ServerSettings(BaseSettings):
         win. A bad value raises ValueError naming its variable."""
         given = {name: value for name, value in overrides.items() if value is not None}
         try:
-            return cls(**given)
+            return cls(**given)  # type: ignore[arg-type]  # pydantic validates each value
         except ValidationError as exc:
             raise ValueError(_explain(exc)) from None
 

@@ -28,7 +28,8 @@ class Services:
 # Both dependencies are async on purpose: FastAPI runs a sync dependency in the thread
 # pool, a hop that costs more than these microsecond look-ups (bench/server.py).
 async def services(request: Request) -> Services:
-    return request.app.state.services
+    services: Services = request.app.state.services
+    return services
 
 
 async def tenant(request: Request) -> str:

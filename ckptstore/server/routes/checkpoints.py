@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
@@ -19,10 +19,11 @@ from ckptstore.server.schemas import (
     JobSettingsBody,
 )
 from ckptstore.server.views import best_summary, checkpoint_view, latest_summary
+from ckptstore.store.checkpoints import CheckpointPage, JobSummary
 from ckptstore.store.policies import JobSettings
 
 router = APIRouter(prefix="/v2/training", tags=["checkpoints"])
-ERRORS = {code: {"model": Error} for code in (401, 404, 422)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Error} for code in (401, 404, 422)}
 
 
 @router.get(
@@ -42,7 +43,7 @@ async def list_checkpoints(
 ) -> JSONResponse:
     types = (type,) if type else None
 
-    def load():
+    def load() -> tuple[CheckpointPage, JobSummary]:
         page = svc.store.list(
             jobId, sort_by=sortBy, order=sortOrder, limit=limit, tenant=tenant, types=types
         )
@@ -118,7 +119,11 @@ async def list_jobs(svc: ServicesDep, tenant: TenantDep) -> dict[str, list[str]]
 
 
 @router.get("/jobs/{jobId}/settings", response_model=JobSettingsBody, tags=["jobs"])
-async def get_job_settings(jobId: str, svc: ServicesDep, tenant: TenantDep) -> dict:  # noqa: N803
+async def get_job_settings(
+    jobId: str,  # noqa: N803
+    svc: ServicesDep,
+    tenant: TenantDep,
+) -> dict[str, object]:
     """Which metric decides the best checkpoint, and how many automatic ones to keep."""
     settings = await run_in_threadpool(svc.store.job_settings, jobId, tenant=tenant)
     return settings.as_dict()
@@ -130,7 +135,7 @@ async def put_job_settings(
     body: JobSettingsBody,
     svc: ServicesDep,
     tenant: TenantDep,
-) -> dict:
+) -> dict[str, object]:
     settings = JobSettings.from_dict(body.model_dump())
     await run_in_threadpool(svc.store.set_job_settings, jobId, settings, tenant=tenant)
     return settings.as_dict()

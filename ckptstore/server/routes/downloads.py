@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -100,7 +100,9 @@ async def download(
     )
 
 
-def _stream(reader: CheckpointReader, start: int, end: int, count) -> Iterator[bytes]:
+def _stream(
+    reader: CheckpointReader, start: int, end: int, count: Callable[[int], None]
+) -> Iterator[bytes]:
     try:
         for view in reader.iter_range(start, end):
             count(len(view))
