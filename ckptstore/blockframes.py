@@ -24,7 +24,7 @@ FRAMES_V2 = "application/x-ckptstore-blocks; version=2"
 WIDTHS = (1, 2, 4, 8)  # element widths a version-2 frame may name
 
 # block id, its bytes (a view into the body), element width or None, slot or None
-Frame = tuple[bytes, memoryview, int | None, str | None]
+Frame = tuple[bytes, bytes | memoryview, int | None, str | None]
 
 
 def frames_v2(blocks: list[tuple[bytes, bytes, int, str | None]]) -> bytes:
