@@ -1,5 +1,6 @@
 """ckptstore: deduplicating, compressing storage for ML training checkpoints."""
 
+from ckptstore.api import CheckpointAPI
 from ckptstore.client import Client
 from ckptstore.errors import (
     CheckpointNotFound,
@@ -13,6 +14,7 @@ from ckptstore.store.context import StoreConfig
 from ckptstore.training import Job, job
 
 __all__ = [
+    "CheckpointAPI",
     "CheckpointNotFound",
     "CheckpointPage",
     "CheckpointStore",

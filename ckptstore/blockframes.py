@@ -6,16 +6,25 @@ Version 2 (``FRAMES_V2`` content type): ``block_id[32] | u32 length | u8 width |
 u16 slot length | slot (UTF-8) | bytes``, where width and slot are a tensor block's
 element width and slot as the store's cutter gives them (0 and empty for opaque
 bytes), so the server can encode it by its dtype and as a delta.
+
+Parsing is pure: a malformed body raises ``BadBlockFrame`` naming the byte offset
+and the problem, before any block is stored. Whether each block's bytes hash to
+its id is the store's check (``BlockHashMismatch``), made when it is put.
 """
 
 from __future__ import annotations
 
 import struct
 
+from ckptstore.errors import BadBlockFrame
+
 FRAME = struct.Struct("<32sI")
 FRAME_V2 = struct.Struct("<32sIBH")
 FRAMES_V2 = "application/x-ckptstore-blocks; version=2"
 WIDTHS = (1, 2, 4, 8)  # element widths a version-2 frame may name
+
+# block id, its bytes (a view into the body), element width or None, slot or None
+Frame = tuple[bytes, bytes | memoryview, int | None, str | None]
 
 
 def frames_v2(blocks: list[tuple[bytes, bytes, int, str | None]]) -> bytes:
@@ -26,3 +35,57 @@ def frames_v2(blocks: list[tuple[bytes, bytes, int, str | None]]) -> bytes:
         name = slot.encode() if slot is not None else b""
         parts += [FRAME_V2.pack(block_id, len(data), width, len(name)), name, data]
     return b"".join(parts)
+
+
+def is_v2(content_type: str) -> bool:
+    """Whether a ``Content-Type`` header names version-2 frames (spaces and case ignored)."""
+    return content_type.replace(" ", "").lower() == FRAMES_V2.replace(" ", "")
+
+
+def parse_frames(body: bytes | bytearray, *, v2: bool) -> list[Frame]:
+    """The frames of a whole body, in order; raises ``BadBlockFrame`` if any is malformed."""
+    return _parse_v2(memoryview(body)) if v2 else _parse_v1(memoryview(body))
+
+
+def _parse_v1(view: memoryview) -> list[Frame]:
+    frames: list[Frame] = []
+    offset = 0
+    while offset < len(view):
+        if len(view) - offset < FRAME.size:
+            raise BadBlockFrame(offset, "truncated frame header")
+        claimed_id, length = FRAME.unpack_from(view, offset)
+        start = offset + FRAME.size
+        if start + length > len(view):
+            raise BadBlockFrame(offset, f"length {length} runs past the end of the body")
+        frames.append((bytes(claimed_id), view[start : start + length], None, None))
+        offset = start + length
+    return frames
+
+
+def _parse_v2(view: memoryview) -> list[Frame]:
+    frames: list[Frame] = []
+    offset = 0
+    while offset < len(view):
+        if len(view) - offset < FRAME_V2.size:
+            raise BadBlockFrame(offset, "truncated frame header")
+        claimed_id, length, width, slot_len = FRAME_V2.unpack_from(view, offset)
+        start = offset + FRAME_V2.size + slot_len
+        if start + length > len(view):
+            raise BadBlockFrame(offset, f"length {length} runs past the end of the body")
+        if width and width not in WIDTHS:
+            raise BadBlockFrame(offset, f"width {width} is not one of {WIDTHS}")
+        slot = _slot(view[offset + FRAME_V2.size : start], offset)
+        if slot is not None and not width:
+            raise BadBlockFrame(offset, "slot without width")
+        frames.append((bytes(claimed_id), view[start : start + length], width or None, slot))
+        offset = start + length
+    return frames
+
+
+def _slot(raw: memoryview, offset: int) -> str | None:
+    if not raw:
+        return None
+    try:
+        return bytes(raw).decode()
+    except UnicodeDecodeError:
+        raise BadBlockFrame(offset, "slot is not UTF-8") from None

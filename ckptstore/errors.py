@@ -7,7 +7,8 @@
     │   ├── InvalidJobId
     │   ├── InvalidCheckpointType
     │   ├── InvalidLimit
-    │   └── UnknownSortKey
+    │   ├── UnknownSortKey
+    │   └── BadBlockFrame                     an uploaded batch of block frames is malformed
     ├── NotFound (KeyError)                   the thing named does not exist
     │   ├── CheckpointNotFound
     │   ├── EndpointNotFound
@@ -32,9 +33,19 @@
 
 Each class carries what a user needs as attributes; ``http_status`` and
 ``exit_code`` are the single mapping used by the server and the CLI.
+
+A server sends an error as its class name, message and attributes
+(``wire_fields``); the client raises the same class with the same attributes
+(``from_wire``), so ``except CheckpointNotFound`` works against either. The
+``RemoteError`` classes are left for answers that name no class (the HTTP layer's
+own: authentication, signatures, body limits) and for an unreachable server.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Self
 
 
 class CkptStoreError(Exception):
@@ -43,6 +54,26 @@ class CkptStoreError(Exception):
     http_status = 500
     exit_code = 1
     code = "internal_error"
+
+    def wire_fields(self) -> dict[str, object]:
+        """The attributes this error carries, camelCased and JSON-safe, for an error answer."""
+        return {
+            _camel(name): _json_safe(value)
+            for name, value in vars(self).items()
+            if not name.startswith("_")
+        }
+
+    @classmethod
+    def from_wire(cls, message: str, fields: Mapping[str, object]) -> Self:
+        """The error an answer describes: this class, its message, its attributes.
+
+        The constructor is bypassed because each class's parameters differ from
+        the attributes it keeps (``InvalidLimit(value, low, high)`` keeps ``allowed``)."""
+        error = cls.__new__(cls)
+        Exception.__init__(error, message)
+        for name, value in fields.items():
+            setattr(error, _snake(name), value)
+        return error
 
 
 class InvalidArgument(CkptStoreError, ValueError):
@@ -87,6 +118,21 @@ class UnknownSortKey(InvalidArgument):
 
     def __init__(self, value: object, allowed: list[str]) -> None:
         super().__init__("sortBy", value, "one of " + ", ".join(allowed))
+
+
+class BadBlockFrame(InvalidArgument):
+    """A frame of an uploaded block batch that cannot be parsed (``blockframes.py``)."""
+
+    http_status = 400
+    code = "malformed_batch"
+
+    def __init__(self, offset: int, problem: str) -> None:
+        self.offset = offset  # where the bad frame starts in the (decoded) body
+        self.problem = problem
+        self.parameter = "body"
+        self.value = offset
+        self.allowed = "frames of block id, length and bytes"
+        CkptStoreError.__init__(self, f"frame at byte {offset}: {problem}")
 
 
 class NotFound(CkptStoreError, KeyError):
@@ -230,3 +276,45 @@ class RemoteRejected(RemoteError, ValueError):
 
 class ServerUnavailable(RemoteError):
     exit_code = 10
+
+
+def error_class(name: str) -> type[CkptStoreError] | None:
+    """The error class a server's error answer names; None for a name this code does not
+    know (a newer server) and for the ``RemoteError`` classes, which only a client raises."""
+    pending: list[type[CkptStoreError]] = [CkptStoreError]
+    while pending:
+        cls = pending.pop()
+        if issubclass(cls, RemoteError):
+            continue
+        if cls.__name__ == name:
+            return cls
+        pending += cls.__subclasses__()
+    return None
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
+
+
+# longer strings and lists are sent cut: the caller has the value already, and an
+# error answer naming millions of block ids would be larger than the request
+_SCALAR_CHARS = 200
+_LIST_ITEMS = 1000
+
+
+def _json_safe(value: object) -> object:
+    """``value`` as JSON can carry it; what it cannot carry faithfully becomes its repr."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, str):
+        return value[:_SCALAR_CHARS]
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value[:_LIST_ITEMS]]
+    return repr(value)[:_SCALAR_CHARS]

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from ckptstore.client import Client
-from ckptstore.client.transport import Transport
 from ckptstore.errors import (
     AuthenticationFailed,
-    RemoteConflict,
-    RemoteNotFound,
-    RemoteRejected,
-    ServerUnavailable,
+    CheckpointNotFound,
+    CheckpointPinned,
+    InvalidLimit,
 )
 from tests.conftest import random_bytes
 from tests.server_helpers import JOB, make_server
@@ -115,11 +112,12 @@ def test_list_get_delete_jobs_settings_and_endpoints(client):
     assert [r.type for r in client.list(JOB, types=("best",)).checkpoints] == ["best"]
     assert client.jobs() == [JOB] and client.get(a.checkpoint_id).epoch == 1
     endpoint = client.deploy(b.checkpoint_id, name="serve", gpu_ids=["rtx-4090"], worker_count=1)
-    with pytest.raises(RemoteConflict):
+    with pytest.raises(CheckpointPinned) as pinned:
         client.delete(b.checkpoint_id)
+    assert pinned.value.endpoint_ids == [endpoint.endpoint_id]
     client.undeploy(endpoint.endpoint_id)
     client.delete(b.checkpoint_id)
-    with pytest.raises(RemoteNotFound):
+    with pytest.raises(CheckpointNotFound):
         client.get(b.checkpoint_id)
     from ckptstore.store.policies import JobSettings
 
@@ -136,55 +134,13 @@ def test_errors_map_to_exception_classes(srv):
         bad.jobs()
     key = srv.acme["Authorization"].split()[1]
     with Client("http://testserver", key, http=srv.client) as good:
-        with pytest.raises(RemoteRejected) as info:
+        with pytest.raises(InvalidLimit) as info:
             good.list(JOB, limit=1000)
-        assert info.value.http_status == 422 and "limit" in str(info.value)
-
-
-class Flaky(httpx.BaseTransport):
-    """Fails the first ``failures`` requests, then answers 200 (or a fixed status)."""
-
-    def __init__(self, failures: int, status: int = 200, fail_with: str = "connect") -> None:
-        self.failures, self.status, self.fail_with, self.calls = failures, status, fail_with, 0
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.calls += 1
-        if self.calls <= self.failures:
-            if self.fail_with == "connect":
-                raise httpx.ConnectError("refused", request=request)
-            return httpx.Response(503, json={"error": {"code": "busy", "message": "busy"}})
-        return httpx.Response(self.status, json={"error": {"code": "x", "message": "bad"}})
-
-
-@pytest.mark.parametrize("fail_with", ["connect", "503"])
-def test_transport_retries_connection_errors_and_5xx(fail_with):
-    flaky = Flaky(3, fail_with=fail_with)
-    pauses: list[float] = []
-    transport = Transport("http://x", "k", http=httpx.Client(transport=flaky), sleep=pauses.append)
-    assert transport.request("GET", "/v2/store").status_code == 200
-    assert flaky.calls == 4 and len(pauses) == 3 and pauses[0] < pauses[2]
-
-
-def test_transport_never_retries_4xx():
-    flaky = Flaky(0, status=422)
-    transport = Transport("http://x", "k", http=httpx.Client(transport=flaky), sleep=lambda s: None)
-    with pytest.raises(RemoteRejected):
-        transport.request("POST", "/v2/training/jobs/j/checkpoints")
-    assert flaky.calls == 1
-
-
-def test_transport_gives_up_after_its_attempts():
-    flaky = Flaky(100)
-    transport = Transport(
-        "http://x", "k", http=httpx.Client(transport=flaky), attempts=3, sleep=lambda s: None
-    )
-    with pytest.raises(ServerUnavailable):
-        transport.request("GET", "/healthz")
-    assert flaky.calls == 3
+        assert info.value.http_status == 422 and info.value.parameter == "limit"
 
 
 def test_wire_compression_stops_when_it_does_not_pay_and_probes_again():
-    from ckptstore.client.client import WireCompression
+    from ckptstore.client.push import WireCompression
 
     wire = WireCompression()
     assert wire.should_compress()

@@ -60,6 +60,7 @@ EXTRA_FIELDS = {
     "sizeBytes",
     "storedBytes",
     "downloadUrlExpiresAt",
+    "parentId",
 }
 
 

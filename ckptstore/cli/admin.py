@@ -119,7 +119,12 @@ def stats(
         lambda: out.print(
             f"{s.checkpoints} checkpoints, {human_size(s.logical_bytes)} logical,"
             f" {human_size(s.stored_bytes)} stored ({s.dedup_ratio:.2f}x)"
-            + (f"; {s.pending_rebases} rebases pending" if s.pending_rebases else "")
+            # a server shows a tenant its usage only, without the store's rebase queue
+            + (
+                f"; {pending} rebases pending"
+                if (pending := getattr(s, "pending_rebases", 0))
+                else ""
+            )
         ),
     )
 

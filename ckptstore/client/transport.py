@@ -1,7 +1,10 @@
-"""HTTP to a ckptstore server: the key, retries with backoff, error answers as exceptions.
+"""HTTP to a ckptstore server: the key, one retry policy, error answers as exceptions.
 
-Connection errors and 5xx answers are retried with exponential backoff
-(jittered); a 4xx answer never is: the request itself was wrong.
+Every request, downloads included, runs under one ``RetryPolicy``: a connection
+error, a 429 or a 5xx answer that names no store error is retried with
+exponential, jittered backoff, a bounded number of times; any other 4xx never
+is (the request itself was wrong), nor an error of the store (say, a corrupt
+block), which a second try would only repeat.
 """
 
 from __future__ import annotations
@@ -9,43 +12,65 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 
-from ckptstore.errors import (
-    AuthenticationFailed,
-    RemoteConflict,
-    RemoteError,
-    RemoteNotFound,
-    RemoteRejected,
-    ServerUnavailable,
-)
+from ckptstore.client.remote_errors import error_of
+from ckptstore.errors import ServerUnavailable
 
-_BY_STATUS: dict[int, type[RemoteError]] = {
-    401: AuthenticationFailed,
-    404: RemoteNotFound,
-    409: RemoteConflict,
-}
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with backoff; ``sleep`` is injected so tests never wait."""
+
+    attempts: int = 6
+    backoff_s: float = 0.25  # the first pause; doubled after each failure
+    max_backoff_s: float = 8.0
+    sleep: Callable[[float], None] = time.sleep
+    jitter: Callable[[], float] = field(default=random.random)  # in [0, 1)
+
+    def pause_s(self, failures: int) -> float:
+        """The pause after the ``failures``-th failure in a row (from 1), jittered down
+        by up to half so that clients failing together do not retry together."""
+        delay = min(self.max_backoff_s, self.backoff_s * 2.0 ** (failures - 1))
+        return delay * (0.5 + self.jitter() / 2)
+
+    def call(self, attempt: Callable[[], T]) -> T:
+        """``attempt()``, tried again while it fails with a retryable error; the last
+        error is raised (a connection error as ``ServerUnavailable``)."""
+        for failures in range(1, self.attempts + 1):
+            try:
+                return attempt()
+            except httpx.TransportError as exc:
+                if failures == self.attempts:
+                    raise ServerUnavailable(0, "unreachable", str(exc) or repr(exc)) from exc
+            except ServerUnavailable:
+                if failures == self.attempts:
+                    raise
+            self.sleep(self.pause_s(failures))
+        raise AssertionError("attempts must be at least 1")
 
 
 class Transport:
+    """One server: its base URL and key, an httpx client, the retry policy."""
+
     def __init__(
         self,
         base_url: str,
         api_key: str | None,
         *,
         http: httpx.Client | None = None,
-        attempts: int = 6,
-        backoff_s: float = 0.25,
-        sleep: Callable[[float], None] = time.sleep,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = http or httpx.Client(timeout=httpx.Timeout(300.0, connect=10.0))
         self._owns_http = http is None
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._attempts = attempts
-        self._backoff_s = backoff_s
-        self._sleep = sleep
+        self.retry = retry or RetryPolicy()
 
     def close(self) -> None:
         if self._owns_http:
@@ -55,48 +80,28 @@ class Transport:
         return path if path.startswith("http") else f"{self.base_url}{path}"
 
     def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
-        """The successful answer; raises a RemoteError subclass for an error answer."""
+        """The successful answer, retried under the policy; an error answer raises the
+        exception it describes (``remote_errors.error_of``)."""
         headers = {**self._headers, **kwargs.pop("headers", {})}  # type: ignore[dict-item]
-        for attempt in range(self._attempts):
-            last = attempt == self._attempts - 1
-            try:
-                response = self._http.request(method, self.url(path), headers=headers, **kwargs)
-            except httpx.TransportError as exc:
-                if last:
-                    raise ServerUnavailable(0, "unreachable", f"{self.base_url}: {exc}") from None
-                self._pause(attempt)
-                continue
-            if response.status_code >= 500 and not last:
-                self._pause(attempt)
-                continue
+        url = self.url(path)
+
+        def once() -> httpx.Response:
+            response = self._http.request(method, url, headers=headers, **kwargs)  # type: ignore[arg-type]
             if response.status_code >= 400:
                 raise error_of(response)
             return response
-        raise AssertionError("unreachable")
+
+        return self.retry.call(once)
 
     def stream(self, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
-        """An open streaming response (the caller closes it); error answers raise."""
-        request = self._http.build_request(method, self.url(path), headers=headers)
+        """An open streaming response (the caller closes it); one attempt, for a caller
+        that runs its whole transfer under ``retry.call``; an error answer raises."""
+        request = self._http.build_request(
+            method, self.url(path), headers={**self._headers, **headers}
+        )
         response = self._http.send(request, stream=True)
         if response.status_code >= 400:
             response.read()
             response.close()
             raise error_of(response)
         return response
-
-    def _pause(self, attempt: int) -> None:
-        delay = min(8.0, self._backoff_s * 2**attempt)
-        self._sleep(delay * (0.5 + random.random() / 2))
-
-
-def error_of(response: httpx.Response) -> RemoteError:
-    try:
-        error = response.json()["error"]
-        code, message = str(error["code"]), str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        code, message = "http_error", response.text[:200]
-    status = response.status_code
-    if status >= 500:
-        return ServerUnavailable(status, code, message)
-    cls = _BY_STATUS.get(status, RemoteRejected)
-    return cls(status, code, message)

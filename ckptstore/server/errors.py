@@ -1,4 +1,10 @@
-"""Every error leaves the server as ``{"error": {"code", "message"}}``, mapped here once."""
+"""Every error leaves the server as ``{"error": {"code", "message"}}``, mapped here once.
+
+An error of the store also names its class and carries its attributes
+(``{"type": "CheckpointNotFound", "fields": {"checkpointId": ...}}``), and so
+does a request the schema rejects (``InvalidArgument`` with ``parameter``), so a
+client raises the very class the store would have raised.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ckptstore.errors import CkptStoreError
+from ckptstore.errors import CkptStoreError, InvalidArgument
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
@@ -26,24 +32,45 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+    error: CkptStoreError | None = None,
 ) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+    body: dict[str, object] = {"code": code, "message": message}
+    if error is not None:
+        body |= {"type": type(error).__name__, "fields": error.wire_fields()}
+    return JSONResponse({"error": body}, status, headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
+def store_error_response(error: CkptStoreError) -> JSONResponse:
+    """The answer for an error of the store (or a request it would reject)."""
+    return error_response(error.http_status, error.code, str(error), error=error)
+
+
+def _validation_error(exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0]
     if first.get("type") == "json_invalid":
-        return 400, "malformed_json", "request body is not valid JSON"
+        return error_response(400, "malformed_json", "request body is not valid JSON")
     location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
     parameter = ".".join(location) or "body"
-    return 422, "invalid_argument", f"invalid {parameter}: {first.get('msg', 'invalid value')}"
+    allowed = str(first.get("msg", "invalid value"))
+    value = first.get("input")
+    fields = {
+        "parameter": parameter,
+        # a scalar is echoed; a whole body or list is not (the caller has it)
+        "value": value if value is None or isinstance(value, str | int | float) else None,
+        "allowed": allowed,
+    }
+    error = InvalidArgument.from_wire(f"invalid {parameter}: {allowed}", fields)
+    return store_error_response(error)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CkptStoreError)
     async def store_error(request: Request, exc: CkptStoreError) -> JSONResponse:
-        return error_response(exc.http_status, exc.code, str(exc))
+        return store_error_response(exc)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -51,7 +78,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(*_validation_message(exc))
+        return _validation_error(exc)
 
     @app.exception_handler(OSError)
     async def storage_error(request: Request, exc: OSError) -> JSONResponse:

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ckptstore.store.catalog import CHECKPOINT_TYPES
+
 CheckpointType = Literal["automatic", "best", "manual", "final"]
 
 MAX_COUNTER = 2**63 - 1  # epochs and steps are stored as signed 64-bit integers
@@ -19,14 +21,17 @@ PrintableText = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
 class CreateCheckpoint(BaseModel):
-    """A manual checkpoint request (name, description), or a trainer registering its own."""
+    """A manual checkpoint request (name, description), or a trainer registering its own.
+
+    type, epoch and step are checked by the store, so a bad one is answered with the
+    store's own error class (``InvalidCheckpointType``, ``InvalidArgument``)."""
 
     model_config = ConfigDict(extra="forbid")
     name: PrintableText | None = Field(None, min_length=1, max_length=256)
     description: str | None = Field(None, max_length=4096)
-    type: CheckpointType = "manual"
-    epoch: int | None = Field(None, ge=0, le=MAX_COUNTER)
-    step: int | None = Field(None, ge=0, le=MAX_COUNTER)
+    type: str = Field("manual", json_schema_extra={"enum": list(CHECKPOINT_TYPES)})
+    epoch: int | None = Field(None, le=MAX_COUNTER, json_schema_extra={"minimum": 0})
+    step: int | None = Field(None, le=MAX_COUNTER, json_schema_extra={"minimum": 0})
     metrics: dict[str, float] | None = Field(None, max_length=MAX_METRICS)
 
 
@@ -82,6 +87,16 @@ class Checkpoint(BaseModel):
     sizeBytes: int  # noqa: N815
     storedBytes: int  # noqa: N815
     downloadUrlExpiresAt: str | None  # noqa: N815
+    parentId: str | None = None  # noqa: N815 - a best checkpoint: the checkpoint it copies
+
+
+class JobSummary(BaseModel):
+    """``GET /v2/training/jobs/{jobId}/summary``: whole checkpoint objects, exact size."""
+
+    bestCheckpoint: Checkpoint | None  # noqa: N815
+    latestCheckpoint: Checkpoint | None  # noqa: N815
+    totalCount: int  # noqa: N815
+    totalSizeBytes: int  # noqa: N815
 
 
 class BestSummary(BaseModel):

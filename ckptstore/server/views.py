@@ -8,10 +8,12 @@ from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord
 
 
 def checkpoint_view(
-    record: CheckpointRecord, signer: UrlSigner, include_metrics: bool = True
+    record: CheckpointRecord, signer: UrlSigner, include_metrics: bool = True, signed: bool = True
 ) -> dict[str, object]:
+    """The seed's checkpoint object, and our extra fields after it; ``signed=False``
+    leaves the download URL out (for a deleted checkpoint)."""
     ready = record.status == "ready"
-    signed = signer.sign(record.tenant_id, record.checkpoint_id) if ready else None
+    url = signer.sign(record.tenant_id, record.checkpoint_id) if ready and signed else None
     view: dict[str, object] = {
         "checkpointId": record.checkpoint_id,
         "name": record.name,
@@ -24,7 +26,7 @@ def checkpoint_view(
         {
             "size": human_size(record.size_bytes),
             "type": record.type,
-            "downloadUrl": signed.url if signed else None,
+            "downloadUrl": url.url if url else None,
             "deployable": ready,
             "createdAt": iso_time(record.created_at),
             "jobId": record.job_id,
@@ -32,7 +34,8 @@ def checkpoint_view(
             "status": record.status,
             "sizeBytes": record.size_bytes,
             "storedBytes": record.stored_bytes,
-            "downloadUrlExpiresAt": iso_time(signed.expires_at) if signed else None,
+            "downloadUrlExpiresAt": iso_time(url.expires_at) if url else None,
+            "parentId": record.parent_id,  # a best checkpoint: the checkpoint it copies
         }
     )
     return view

@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ckptstore.errors import InvalidLimit
 from ckptstore.formatting import human_size
 from ckptstore.server.deps import ServicesDep, TenantDep
 from ckptstore.server.schemas import (
     Checkpoint,
     CheckpointList,
-    CheckpointType,
     CreateCheckpoint,
     Error,
     JobSettingsBody,
+    JobSummary,
 )
 from ckptstore.server.views import best_summary, checkpoint_view, latest_summary
-from ckptstore.store.checkpoints import CheckpointPage, JobSummary
+from ckptstore.store import checkpoints as engine
+from ckptstore.store.catalog import CHECKPOINT_TYPES, CheckpointRecord
 from ckptstore.store.policies import JobSettings
 
 router = APIRouter(prefix="/v2/training", tags=["checkpoints"])
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Error} for code in (401, 404, 422)}
+MAX_PAGE = 100  # checkpoints per list answer (the seed's limit)
+# sortOrder and type are validated by the store, so a bad one is the store's own error
+# class (InvalidArgument, InvalidCheckpointType); the schema still lists what they allow
+SORT_ORDER = Query(json_schema_extra={"enum": ["asc", "desc"]})
+TYPES = Query(json_schema_extra={"items": {"enum": list(CHECKPOINT_TYPES)}})
 
 
 @router.get(
@@ -37,13 +44,16 @@ async def list_checkpoints(
     tenant: TenantDep,
     includeMetrics: bool = True,  # noqa: N803
     sortBy: str = "createdAt",  # noqa: N803
-    sortOrder: Literal["asc", "desc"] = "desc",  # noqa: N803
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    type: CheckpointType | None = None,  # noqa: A002 - extension: only checkpoints of this type
+    sortOrder: Annotated[str, SORT_ORDER] = "desc",  # noqa: N803
+    limit: Annotated[int, Query(json_schema_extra={"minimum": 1, "maximum": MAX_PAGE})] = 50,
+    # extension: only checkpoints of these types (the parameter may repeat)
+    type: Annotated[list[str] | None, TYPES] = None,  # noqa: A002
 ) -> JSONResponse:
-    types = (type,) if type else None
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidLimit(limit, 1, MAX_PAGE)
+    types = tuple(type) if type else None
 
-    def load() -> tuple[CheckpointPage, JobSummary]:
+    def load() -> tuple[engine.CheckpointPage, engine.JobSummary]:
         page = svc.store.list(
             jobId, sort_by=sortBy, order=sortOrder, limit=limit, tenant=tenant, types=types
         )
@@ -100,17 +110,47 @@ async def get_checkpoint(
 @router.delete(
     "/checkpoints/{checkpointId}",
     status_code=204,
-    responses={409: {"model": Error}, **ERRORS},
+    responses={200: {"model": Checkpoint}, 409: {"model": Error}, **ERRORS},
     summary="Delete a checkpoint; its space is reclaimed by background GC",
 )
 async def delete_checkpoint(
     checkpointId: str,  # noqa: N803
+    request: Request,
     svc: ServicesDep,
     tenant: TenantDep,
 ) -> Response:
-    await run_in_threadpool(svc.store.delete, checkpointId, tenant=tenant)
+    """204 as the seed has it; with ``Prefer: return=representation`` (RFC 7240), 200
+    and the checkpoint as it was deleted (no download URL)."""
+    record = await run_in_threadpool(svc.store.delete, checkpointId, tenant=tenant)
     svc.gc.after_delete()
+    if "return=representation" in request.headers.get("prefer", "").replace(" ", ""):
+        return JSONResponse(
+            checkpoint_view(record, svc.signer, signed=False),
+            headers={"Preference-Applied": "return=representation"},
+        )
     return Response(status_code=204)
+
+
+@router.get(
+    "/jobs/{jobId}/summary",
+    tags=["jobs"],
+    responses={200: {"model": JobSummary}, **ERRORS},
+    summary="The job's best and latest checkpoints, their count and total size",
+)
+async def job_summary(jobId: str, svc: ServicesDep, tenant: TenantDep) -> JSONResponse:  # noqa: N803
+    summary = await run_in_threadpool(svc.store.job_summary, jobId, tenant=tenant)
+
+    def view(record: CheckpointRecord | None) -> dict[str, object] | None:
+        return None if record is None else checkpoint_view(record, svc.signer)
+
+    return JSONResponse(
+        {
+            "bestCheckpoint": view(summary.best),
+            "latestCheckpoint": view(summary.latest),
+            "totalCount": summary.total_count,
+            "totalSizeBytes": summary.total_size_bytes,
+        }
+    )
 
 
 @router.get("/jobs", tags=["jobs"], summary="The caller's job ids")

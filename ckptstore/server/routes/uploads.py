@@ -29,7 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ckptstore.blockframes import FRAME, FRAME_V2, FRAMES_V2, WIDTHS
+from ckptstore.blockframes import is_v2, parse_frames
 from ckptstore.server.deps import ServicesDep, TenantDep
 from ckptstore.server.errors import ApiError
 from ckptstore.server.routes.checkpoints import ERRORS
@@ -120,11 +120,7 @@ async def put_blocks(
         body = await run_in_threadpool(_unzstd, body, cap)
     elif encoding != "identity":
         raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r}: use zstd")
-    content_type = request.headers.get("content-type", "").replace(" ", "").lower()
-    if content_type == FRAMES_V2.replace(" ", ""):
-        frames = _parse_frames_v2(body)
-    else:
-        frames = [(bid, data, None, None) for bid, data in _parse_frames(body)]
+    frames = parse_frames(body, v2=is_v2(request.headers.get("content-type", "")))
 
     def store_blocks() -> None:
         upload = svc.store.resume_upload(checkpointId, tenant=tenant)
@@ -177,47 +173,3 @@ def _unzstd(body: bytearray, cap: int) -> bytearray:
     if len(decoded) > cap:
         raise ApiError(413, "body_too_large", f"a decoded block batch may be at most {cap} bytes")
     return decoded
-
-
-def _parse_frames_v2(
-    body: bytearray,
-) -> list[tuple[bytes, memoryview, int | None, str | None]]:
-    view = memoryview(body)
-    frames: list[tuple[bytes, memoryview, int | None, str | None]] = []
-    offset = 0
-    while offset < len(view):
-        if len(view) - offset < FRAME_V2.size:
-            raise ApiError(400, "malformed_batch", f"truncated frame header at byte {offset}")
-        claimed_id, length, width, slot_len = FRAME_V2.unpack_from(view, offset)
-        start = offset + FRAME_V2.size + slot_len
-        if start + length > len(view):
-            raise ApiError(400, "malformed_batch", f"frame at byte {offset} is truncated")
-        if width and width not in WIDTHS:
-            raise ApiError(400, "malformed_batch", f"frame at byte {offset}: width {width}")
-        try:
-            slot = bytes(view[offset + FRAME_V2.size : start]).decode() if slot_len else None
-        except UnicodeDecodeError:
-            raise ApiError(
-                400, "malformed_batch", f"frame at byte {offset}: slot is not UTF-8"
-            ) from None
-        if slot is not None and not width:
-            raise ApiError(400, "malformed_batch", f"frame at byte {offset}: slot without width")
-        frames.append((bytes(claimed_id), view[start : start + length], width or None, slot))
-        offset = start + length
-    return frames
-
-
-def _parse_frames(body: bytearray) -> list[tuple[bytes, memoryview]]:
-    view = memoryview(body)
-    frames: list[tuple[bytes, memoryview]] = []
-    offset = 0
-    while offset < len(view):
-        if len(view) - offset < FRAME.size:
-            raise ApiError(400, "malformed_batch", f"truncated frame header at byte {offset}")
-        claimed_id, length = FRAME.unpack_from(view, offset)
-        start = offset + FRAME.size
-        if start + length > len(view):
-            raise ApiError(400, "malformed_batch", f"frame at byte {offset} is truncated")
-        frames.append((bytes(claimed_id), view[start : start + length]))
-        offset = start + length
-    return frames

@@ -1,0 +1,256 @@
+"""One suite, two implementations of CheckpointAPI: the embedded store and a Client
+talking to the server in-process. Every test must pass on both, with the same results
+and the same exception classes and fields.
+
+Types: ``mypy tests/test_api_contract.py`` checks that both satisfy the Protocol
+(the two ``_is_an_api`` functions below).
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ckptstore import CheckpointAPI, CheckpointStore, Client
+from ckptstore.errors import (
+    CheckpointExists,
+    CheckpointNotFound,
+    CheckpointNotReady,
+    CheckpointPinned,
+    CkptStoreError,
+    EndpointNotFound,
+    InvalidArgument,
+    InvalidCheckpointType,
+    InvalidJobId,
+    InvalidLimit,
+    NotFound,
+    UnknownSortKey,
+)
+from ckptstore.store.catalog.base import CheckpointRecord
+from ckptstore.store.gc import GcReport
+from ckptstore.store.policies import JobSettings
+from ckptstore.testing.clock import FakeClock
+from tests.conftest import TEST_CONFIG, random_bytes
+from tests.server_helpers import JOB, make_server
+
+DATA = random_bytes(300_000, seed=5)
+
+
+def _store_is_an_api(store: CheckpointStore) -> CheckpointAPI:
+    return store
+
+
+def _client_is_an_api(client: Client) -> CheckpointAPI:
+    return client
+
+
+@dataclass
+class Target:
+    api: CheckpointAPI
+    clock: FakeClock
+
+
+@contextmanager
+def open_target(side: str, root: Path) -> Iterator[Target]:
+    """The embedded store, or a Client on the in-process server (tenant acme)."""
+    if side == "store":
+        clock = FakeClock()
+        with CheckpointStore.open(root / "store", config=TEST_CONFIG, clock=clock) as store:
+            yield Target(store, clock)
+        return
+    server = make_server(root)
+    key = server.acme["Authorization"].split()[1]
+    with (
+        server.client,
+        Client("http://testserver", key, http=server.client, sleep=lambda s: None) as client,
+    ):
+        yield Target(client, server.clock)
+
+
+@pytest.fixture(params=["store", "client"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    with open_target(request.param, tmp_path) as handle:
+        yield handle
+
+
+def saved(target: Target, data: bytes = DATA, **fields: Any) -> CheckpointRecord:
+    target.clock.advance(10)  # distinct creation times, so the order is defined
+    return target.api.put(JOB, data, **fields)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in vars(CheckpointAPI) if not n.startswith("_")))
+def test_api_both_sides_take_the_protocols_parameters(name: str) -> None:
+    wanted = inspect.signature(getattr(CheckpointAPI, name)).parameters
+    for implementation in (CheckpointStore, Client):
+        have = inspect.signature(getattr(implementation, name)).parameters
+        for parameter in wanted.values():
+            assert parameter.name in have, (implementation, name, parameter.name)
+            assert have[parameter.name].kind == parameter.kind
+            assert have[parameter.name].default == parameter.default
+        for extra in set(have) - set(wanted):
+            assert have[extra].default is not inspect.Parameter.empty, (implementation, extra)
+
+
+def test_api_put_then_get_list_and_read_back(target: Target, tmp_path: Path) -> None:
+    api = target.api
+    record = saved(target, epoch=3, step=1200, metrics={"loss": 0.5})
+    assert api.get(record.checkpoint_id) == record
+    assert (record.status, record.type, record.name, record.size_bytes) == (
+        "ready",
+        "automatic",
+        "Epoch 3 Checkpoint",
+        len(DATA),
+    )
+    assert api.list(JOB).checkpoints == [record] and api.jobs() == [JOB]
+    with api.open_reader(record.checkpoint_id) as reader:
+        reader.seek(1000)
+        assert reader.read(500) == DATA[1000:1500]
+    assert api.restore(record.checkpoint_id, tmp_path / "out.bin") == len(DATA)
+    assert (tmp_path / "out.bin").read_bytes() == DATA
+    buffer = io.BytesIO()
+    assert api.restore(record.checkpoint_id, buffer) == len(DATA)
+    assert buffer.getvalue() == DATA
+
+
+def test_api_lists_sorted_filtered_and_counted(target: Target) -> None:
+    api = target.api
+    losses = [0.9, 0.4, 0.7]
+    made = [
+        saved(target, bytes([i]) * 1000, epoch=i, metrics={"validationLoss": v})
+        for i, v in enumerate(losses)
+    ]
+    page = api.list(JOB, sort_by="validationLoss", order="asc", limit=None, types=("automatic",))
+    assert [r.checkpoint_id for r in page.checkpoints] == [
+        made[1].checkpoint_id,
+        made[2].checkpoint_id,
+        made[0].checkpoint_id,
+    ]
+    assert page.total_count == 3
+    (best,) = api.list(JOB, types=("best",)).checkpoints
+    assert best.parent_id == made[1].checkpoint_id and best.metrics == made[1].metrics
+    newest_two = api.list(JOB, sort_by="epoch", limit=2, types=("automatic", "best"))
+    assert [r.epoch for r in newest_two.checkpoints] == [2, 1]
+    assert newest_two.total_count == 4
+    summary = api.job_summary(JOB)
+    assert (summary.best, summary.latest) == (best, made[2])
+    assert (summary.total_count, summary.total_size_bytes) == (4, 4000)
+
+
+def test_api_delete_then_not_found_on_both_sides(target: Target) -> None:
+    api = target.api
+    record = saved(target)
+    deleted = api.delete(record.checkpoint_id)
+    assert deleted.checkpoint_id == record.checkpoint_id and deleted.job_id == JOB
+    for call in (api.get, api.delete, api.open_reader):
+        with pytest.raises(CheckpointNotFound) as info:
+            call(record.checkpoint_id)
+        assert info.value.checkpoint_id == record.checkpoint_id
+        assert isinstance(info.value, NotFound | KeyError)
+        assert str(info.value) == f"checkpoint {record.checkpoint_id!r} not found"
+    assert api.list(JOB).total_count == 0
+    assert type(api.gc()) is GcReport
+
+
+def test_api_pending_checkpoint_fills_once(target: Target) -> None:
+    api = target.api
+    pending = api.create_pending(JOB, name="Manual Checkpoint - Good", epoch=4)
+    assert (pending.status, pending.type, pending.size_bytes) == ("pending", "manual", 0)
+    with pytest.raises(CheckpointNotReady):
+        api.open_reader(pending.checkpoint_id)
+    ready = api.fill(pending.checkpoint_id, DATA)
+    assert (ready.status, ready.name, ready.size_bytes) == ("ready", pending.name, len(DATA))
+    with pytest.raises(CheckpointExists) as info:
+        api.fill(pending.checkpoint_id, b"again")
+    assert info.value.checkpoint_id == pending.checkpoint_id
+
+
+def test_api_settings_round_trip_and_drive_retention(target: Target) -> None:
+    api = target.api
+    assert api.job_settings(JOB) == JobSettings()
+    settings = JobSettings(best_metric="accuracy", best_mode="max", keep_automatic=2)
+    assert api.set_job_settings(JOB, settings) == settings
+    assert api.job_settings(JOB) == settings
+    for i in range(4):
+        saved(target, bytes([i]) * 2000, epoch=i, metrics={"accuracy": i / 10})
+    automatic = api.list(JOB, types=("automatic",)).checkpoints
+    assert [r.epoch for r in automatic] == [3, 2]
+    (best,) = api.list(JOB, types=("best",)).checkpoints
+    assert best.epoch == 3
+
+
+def test_api_endpoints_pin_their_checkpoint(target: Target) -> None:
+    api = target.api
+    record = saved(target)
+    endpoint = api.deploy(record.checkpoint_id, name="serve", gpu_ids=["a100"], worker_count=2)
+    assert (endpoint.checkpoint_id, endpoint.gpu_ids, endpoint.worker_count) == (
+        record.checkpoint_id,
+        ["a100"],
+        2,
+    )
+    assert api.endpoint(endpoint.endpoint_id) == endpoint and api.endpoints() == [endpoint]
+    with pytest.raises(CheckpointPinned) as info:
+        api.delete(record.checkpoint_id)
+    assert info.value.endpoint_ids == [endpoint.endpoint_id]
+    api.undeploy(endpoint.endpoint_id)
+    with pytest.raises(EndpointNotFound) as missing:
+        api.endpoint(endpoint.endpoint_id)
+    assert missing.value.endpoint_id == endpoint.endpoint_id
+    api.delete(record.checkpoint_id)
+
+
+BAD_CALLS: list[tuple[str, Callable[[CheckpointAPI], object], type[CkptStoreError], str]] = [
+    ("job id", lambda api: api.list("bad job!"), InvalidJobId, "jobId"),
+    ("sort key", lambda api: api.list(JOB, sort_by="bogus key"), UnknownSortKey, "sortBy"),
+    ("order", lambda api: api.list(JOB, order="up"), InvalidArgument, "sortOrder"),
+    ("type filter", lambda api: api.list(JOB, types=("weekly",)), InvalidCheckpointType, "type"),
+    ("limit", lambda api: api.list(JOB, limit=0), InvalidLimit, "limit"),
+    ("put type", lambda api: api.put(JOB, b"x", type="weekly"), InvalidCheckpointType, "type"),
+    ("epoch", lambda api: api.put(JOB, b"x", epoch=-1), InvalidArgument, "epoch"),
+    ("checkpoint id", lambda api: api.get("bad id!"), InvalidArgument, "checkpointId"),
+]
+
+
+@pytest.mark.parametrize(
+    "call, error, parameter", [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS]
+)
+def test_api_bad_input_raises_the_same_class_naming_the_parameter(
+    target: Target,
+    call: Callable[[CheckpointAPI], object],
+    error: type[CkptStoreError],
+    parameter: str,
+) -> None:
+    saved(target, metrics={"loss": 0.5})
+    with pytest.raises(error) as info:
+        call(target.api)
+    assert type(info.value) is error and isinstance(info.value, ValueError)
+    assert isinstance(info.value, InvalidArgument) and info.value.parameter == parameter
+    assert (info.value.http_status, info.value.exit_code) == (422, 2)
+
+
+def test_api_records_compare_equal_across_sides(tmp_path: Path) -> None:
+    """The same calls on both sides give equal records, ids aside (also in the best
+    copy's description), and stored bytes: a store's put and a client's upload encode
+    the same blocks by different paths."""
+    results = []
+    for side in ("store", "client"):
+        with open_target(side, tmp_path / side) as handle:
+            first = saved(handle, epoch=1, metrics={"validationLoss": 0.3})
+            (best,) = handle.api.list(JOB, types=("best",)).checkpoints
+            assert best.parent_id == first.checkpoint_id
+            assert (
+                best.description == f"Best validationLoss so far: a copy of {first.checkpoint_id}"
+            )
+            results.append(
+                [
+                    replace(r, checkpoint_id="", parent_id=None, description=None, stored_bytes=0)
+                    for r in (first, best)
+                ]
+            )
+    assert results[0] == results[1]

@@ -1,0 +1,113 @@
+"""Parsing uploaded block frames: pure functions raising BadBlockFrame, and the route
+answering a malformed batch with 4xx JSON naming the problem, storing nothing."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+import pytest
+
+from ckptstore.blockframes import FRAMES_V2, frames_v2, is_v2, parse_frames
+from ckptstore.errors import BadBlockFrame, InvalidArgument
+from ckptstore.store.ids import block_id
+from tests.server_helpers import JOB, Server, frames, make_server
+
+BLOCK = b"w" * 4096
+BID = block_id(BLOCK)
+
+
+def test_frames_v2_round_trip_through_the_parser() -> None:
+    blocks = [(BID, BLOCK, 4, "w#0"), (block_id(b"opaque"), b"opaque", 0, None)]
+    parsed = parse_frames(frames_v2(blocks), v2=True)
+    assert [(bid, bytes(data), width, slot) for bid, data, width, slot in parsed] == [
+        (BID, BLOCK, 4, "w#0"),
+        (block_id(b"opaque"), b"opaque", None, None),
+    ]
+
+
+def test_version_1_frames_parse_without_width_or_slot() -> None:
+    parsed = parse_frames(frames([(BID, BLOCK)]), v2=False)
+    assert [(bid, bytes(data), width, slot) for bid, data, width, slot in parsed] == [
+        (BID, BLOCK, None, None)
+    ]
+
+
+def test_content_type_of_version_2_ignores_spaces_and_case() -> None:
+    assert is_v2("Application/X-Ckptstore-Blocks;Version=2") and is_v2(FRAMES_V2)
+    assert not is_v2("application/octet-stream")
+
+
+GOOD_V1 = frames([(BID, BLOCK)])
+GOOD_V2 = frames_v2([(BID, BLOCK, 4, "w#0")])
+MALFORMED = [
+    ("v1 truncated header", GOOD_V1 + BID[:10], False, len(GOOD_V1), "truncated frame header"),
+    ("v1 length past the end", GOOD_V1[:-1], False, 0, "runs past the end"),
+    ("v2 truncated header", GOOD_V2[:20], True, 0, "truncated frame header"),
+    ("v2 length past the end", GOOD_V2 + GOOD_V2[:-5], True, len(GOOD_V2), "past the end"),
+    (
+        "v2 width",
+        struct.pack("<32sIBH", BID, 1, 3, 0) + b"x",
+        True,
+        0,
+        "width 3",
+    ),
+    ("v2 slot without width", struct.pack("<32sIBH", BID, 1, 0, 1) + b"sx", True, 0, "slot"),
+    ("v2 slot not UTF-8", struct.pack("<32sIBH", BID, 1, 4, 2) + b"\xff\xfex", True, 0, "UTF-8"),
+]
+
+
+@pytest.mark.parametrize(
+    "body, v2, offset, problem", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+def test_malformed_frames_raise_bad_block_frame_naming_offset_and_problem(
+    body: bytes, v2: bool, offset: int, problem: str
+) -> None:
+    with pytest.raises(BadBlockFrame) as info:
+        parse_frames(body, v2=v2)
+    assert isinstance(info.value, InvalidArgument) and info.value.offset == offset
+    assert problem in info.value.problem and problem in str(info.value)
+
+
+@pytest.fixture
+def srv(tmp_path) -> Iterator[Server]:
+    server = make_server(tmp_path)
+    with server.client:
+        yield server
+
+
+def put_blocks(srv: Server, body: bytes, v2: bool) -> tuple[int, dict]:
+    r = srv.client.post(
+        f"/v2/training/jobs/{JOB}/checkpoints", headers=srv.acme, json={"type": "automatic"}
+    )
+    headers = srv.acme | ({"Content-Type": FRAMES_V2} if v2 else {})
+    answer = srv.client.put(
+        f"/v2/training/checkpoints/{r.json()['checkpointId']}/blocks",
+        headers=headers,
+        content=body,
+    )
+    return answer.status_code, answer.json()
+
+
+@pytest.mark.parametrize(
+    "body, v2, offset, problem", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED]
+)
+def test_malformed_batch_is_400_json_naming_the_problem_and_stores_nothing(
+    srv: Server, body: bytes, v2: bool, offset: int, problem: str
+) -> None:
+    status, answer = put_blocks(srv, body, v2)
+    error = answer["error"]
+    assert (status, error["code"], error["type"]) == (400, "malformed_batch", "BadBlockFrame")
+    assert error["fields"]["offset"] == offset and problem in error["message"]
+    assert srv.store.stats().blocks == 0
+
+
+@pytest.mark.parametrize("v2", [False, True], ids=["v1", "v2"])
+def test_block_with_the_wrong_hash_is_422_and_stores_nothing(srv: Server, v2: bool) -> None:
+    claimed = block_id(b"something else")
+    body = frames_v2([(claimed, BLOCK, 4, "w#0")]) if v2 else frames([(claimed, BLOCK)])
+    status, answer = put_blocks(srv, body, v2)
+    error = answer["error"]
+    assert (status, error["type"]) == (422, "BlockHashMismatch")
+    assert error["fields"] == {"claimedId": claimed.hex(), "actualId": BID.hex()}
+    assert srv.store.stats().blocks == 0
