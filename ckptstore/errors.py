@@ -24,6 +24,7 @@
     │   ├── BlockHashMismatch                 bytes sent do not hash to the id claimed
     │   └── BlocksNotUploaded                 the manifest names blocks never sent
     ├── FormatError                           data written by a format this code does not know
+    ├── StorageFull                           the store's disk (or quota) has no room left
     └── RemoteError                           a ckptstore server answered with an error
         ├── AuthenticationFailed              401: no key, or a wrong or revoked one
         ├── RemoteNotFound (NotFound)         404
@@ -242,6 +243,19 @@ class FormatError(CkptStoreError):
 
     exit_code = 6
     code = "format_error"
+
+
+class StorageFull(CkptStoreError):
+    """The store could not write: its disk or quota is full. Nothing half-written stays
+    visible; a retry only helps once space is freed."""
+
+    http_status = 507
+    exit_code = 12
+    code = "insufficient_storage"
+
+    def __init__(self, detail: str = "") -> None:
+        self.detail = detail
+        super().__init__("the store's disk is full" + (f" ({detail})" if detail else ""))
 
 
 class RemoteError(CkptStoreError):

@@ -199,3 +199,26 @@ def test_download_failing_every_attempt_keeps_its_part_for_later(pushed, tmp_pat
         assert client.restore(checkpoint_id, out) == len(DATA)
     assert flaky.ranges == [f"bytes={kept}-"]
     assert out.read_bytes() == DATA and not part.exists()
+
+
+def test_a_full_disk_is_raised_at_once_not_retried(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from ckptstore.errors import StorageFull
+
+    server = make_server(tmp_path)
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    blocks = server.store.context.blocks  # the disk fills under the pack writer
+    monkeypatch.setattr(blocks, "put", no_space)
+    monkeypatch.setattr(blocks, "begin", no_space)
+    pauses: list[float] = []
+    key = server.acme["Authorization"].removeprefix("Bearer ")
+    with server.client as http:
+        client = Client("http://testserver", key, http=http, sleep=pauses.append)
+        with pytest.raises(StorageFull) as full:
+            client.put(JOB, random_bytes(100_000, seed=5))
+    assert full.value.exit_code == 12 and "No space left" in str(full.value)
+    assert pauses == []

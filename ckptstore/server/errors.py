@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from ckptstore.errors import CkptStoreError, InvalidArgument
+from ckptstore.errors import CkptStoreError, InvalidArgument, StorageFull
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
@@ -83,7 +83,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OSError)
     async def storage_error(request: Request, exc: OSError) -> JSONResponse:
         if exc.errno in _NO_SPACE:
-            return error_response(507, "insufficient_storage", "the store's disk is full")
+            return store_error_response(StorageFull(exc.strerror or ""))
         return await unexpected_error(request, exc)
 
     @app.exception_handler(Exception)
