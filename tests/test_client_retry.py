@@ -3,7 +3,7 @@ resumed under it; sleeps are injected, so nothing here waits."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -222,3 +222,65 @@ def test_a_full_disk_is_raised_at_once_not_retried(tmp_path: Path, monkeypatch) 
             client.put(JOB, random_bytes(100_000, seed=5))
     assert full.value.exit_code == 12 and "No space left" in str(full.value)
     assert pauses == []
+
+
+class _OtherWriterFirst(httpx.BaseTransport):
+    """Forwards every request; just before the first commit, another writer runs."""
+
+    def __init__(self, inner: httpx.BaseTransport, other_writer: Callable[[], object]) -> None:
+        self._inner = inner
+        self._other_writer: Callable[[], object] | None = other_writer
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/commit") and self._other_writer is not None:
+            run, self._other_writer = self._other_writer, None
+            run()
+        return self._inner.handle_request(request)
+
+
+def test_a_commit_that_lost_to_another_writer_is_a_conflict(tmp_path: Path) -> None:
+    from ckptstore.errors import CheckpointExists
+
+    server = make_server(tmp_path)
+    key = server.acme["Authorization"].removeprefix("Bearer ")
+    with server.client as test_http:
+        first = Client("http://testserver", key, http=test_http)
+        pending = first.create_pending(JOB, type="automatic", epoch=1)
+        racing = _OtherWriterFirst(
+            test_http._transport, lambda: first.fill(pending.checkpoint_id, DATA)
+        )
+        second = Client(
+            "http://testserver", key, http=httpx.Client(base_url="http://x", transport=racing)
+        )
+        with pytest.raises(CheckpointExists):
+            second.fill(pending.checkpoint_id, random_bytes(200_000, seed=9))
+        assert first.open_reader(pending.checkpoint_id).read() == DATA
+
+
+class _LosesFirstCommitAnswer(httpx.BaseTransport):
+    """Forwards every request; the answer to the first commit is lost on the way back,
+    as when a connection drops after the server acted."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self._inner = inner
+        self.lost = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        if request.url.path.endswith("/commit") and not self.lost:
+            self.lost += 1
+            response.read()
+            raise httpx.ReadError("connection dropped", request=request)
+        return response
+
+
+def test_a_retried_commit_that_had_landed_returns_the_checkpoint(tmp_path: Path) -> None:
+    server = make_server(tmp_path)
+    key = server.acme["Authorization"].removeprefix("Bearer ")
+    with server.client as test_http:
+        lossy = _LosesFirstCommitAnswer(test_http._transport)
+        http = httpx.Client(base_url="http://testserver", transport=lossy)
+        client = Client("http://testserver", key, http=http, sleep=lambda s: None)
+        record = client.put(JOB, DATA, epoch=1)
+        assert lossy.lost == 1 and record.status == "ready" and record.size_bytes == len(DATA)
+        assert client.open_reader(record.checkpoint_id).read() == DATA

@@ -23,6 +23,7 @@ from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.chunking.fingerprint import iter_blocks
 from ckptstore.store.chunking.sources import Source
+from ckptstore.store.ids import content_digest
 
 Progress = Callable[[int], None]
 ASK_BYTES = 32 * 1024 * 1024  # block bytes per "which are missing?" request
@@ -157,8 +158,17 @@ class BlockPush:
         try:
             return record_of(self._transport.request("POST", f"{base}/commit", json=body).json())
         except CheckpointExists:
-            # a retried commit whose first attempt did land finds the checkpoint ready
-            record = record_of(self._transport.request("GET", base).json())
-            if record.status != "ready":
+            # A retried commit whose first attempt did land finds the checkpoint ready,
+            # and so does a commit that lost to another writer: only the first holds
+            # exactly these blocks, which the download's ETag (their digest) tells.
+            answer = self._transport.request("GET", base).json()
+            record = record_of(answer)
+            if record.status != "ready" or self._etag(answer) != f'"{content_digest(ids)}"':
                 raise
             return record
+
+    def _etag(self, answer: dict[str, object]) -> str | None:
+        url = answer.get("downloadUrl")
+        if not isinstance(url, str):
+            return None
+        return self._transport.request("HEAD", url).headers.get("etag")
