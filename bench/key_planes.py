@@ -27,8 +27,9 @@ import zstandard
 from bench.common import WORK, save_report
 from bench.corpus import write
 from bench.entropy import CHUNK, tensors
-from ckptstore.store.codecs.planes import exponent_bounds, exponent_keys
-from ckptstore.store.codecs.registry import EXPONENT_GROUP_LOG, PLANE_ZSTD_PARAMS, BlockCodec
+from ckptstore.store.codecs.block import EXPONENT_GROUP_LOG, BlockCodec
+from ckptstore.store.codecs.frames import PLANE_ZSTD_PARAMS
+from ckptstore.store.codecs.grouping import exponent_bounds, exponent_keys
 
 try:  # only at revisions that still had it (see the module docstring)
     from ckptstore.store.codecs._huffman import huffman_frame  # type: ignore[import-not-found]
