@@ -1,4 +1,5 @@
-"""The C loops of the byte-plane transforms (_kernels.c) against their numpy twins."""
+"""The C loops of the byte-plane transforms (kernels/loops.c, through _kernels.c) against
+their numpy twins."""
 
 from __future__ import annotations
 
