@@ -7,7 +7,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test bench bench-peers lint clean
 
-$(STAMP): pyproject.toml ckptstore/store/codecs/_kernels.c ckptstore/store/codecs/_huffman.c
+$(STAMP): pyproject.toml ckptstore/store/codecs/_kernels.c ckptstore/store/codecs/kernels/loops.c \
+    ckptstore/store/codecs/kernels/loops.h
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,bench]' 'torch==2.13.0'

@@ -17,8 +17,9 @@ import zipfile
 
 from bench.common import MB, WORK, save_report
 from bench.corpus import write
-from ckptstore.store.codecs import planes
-from ckptstore.store.codecs.registry import BlockCodec, Codec
+from ckptstore.store.codecs import native
+from ckptstore.store.codecs.block import BlockCodec
+from ckptstore.store.codecs.ids import Codec
 
 BLOCK = 1 << 20
 
@@ -58,13 +59,13 @@ def main() -> None:
         )
 
     rows = {}
-    if planes._kernels is not None:
+    if native.kernels is not None:
         rows["codec 4, C loops + zstandard"] = engine()
-    kernels, planes._kernels = planes._kernels, None
+    kernels, native.kernels = native.kernels, None
     try:
         rows["codec 4, numpy loops + zstandard"] = engine()
     finally:
-        planes._kernels = kernels
+        native.kernels = kernels
     if importlib.util.find_spec("blosc2") is not None:
         import blosc2
 

@@ -47,15 +47,11 @@ except ImportError:
 
 from bench.common import WORK, save_report
 from bench.corpus import write
-from ckptstore.store.codecs import registry
-from ckptstore.store.codecs.planes import (
-    delta_of,
-    group_biases,
-    grouping,
-    grouping_gain_bits,
-    to_planes,
-)
-from ckptstore.store.codecs.registry import DELTA_GROUP_LOG, BlockCodec
+from ckptstore.store.codecs import block
+from ckptstore.store.codecs.block import DELTA_GROUP_LOG, BlockCodec
+from ckptstore.store.codecs.estimate import grouping_gain_bits
+from ckptstore.store.codecs.grouping import group_biases, grouping
+from ckptstore.store.codecs.planes import delta_of, to_planes
 
 DICT_BYTES = 16 * 1024
 CHUNK = 256 * 1024  # elements: the planes of one 1 MiB fp32 block, as the engine stores them
@@ -237,16 +233,16 @@ def grouped_payload(
 ):
     """codec's delta payload, grouping kept where it is ``min_gain`` smaller; with
     ``biases`` False, every group's bias zero (codec 5's payload but for the id)."""
-    default, biased = registry.GROUPING_MIN_GAIN, registry.group_biases
-    registry.GROUPING_MIN_GAIN = min_gain
+    default, biased = block.GROUPING_MIN_GAIN, block.group_biases
+    block.GROUPING_MIN_GAIN = min_gain
     if not biases:
-        registry.group_biases = lambda raw, base, width, groups: np.zeros(
+        block.group_biases = lambda raw, base, width, groups: np.zeros(
             len(groups.sizes), biased(raw, base, width, groups).dtype
         )
     try:
         return codec.encode_delta(memoryview(raw), base, width, 1 << 40)[1]
     finally:
-        registry.GROUPING_MIN_GAIN, registry.group_biases = default, biased
+        block.GROUPING_MIN_GAIN, block.group_biases = default, biased
 
 
 ESTIMATE_BUCKETS = (-1.0, 0.0, 0.005, 0.01, 0.02, 0.05, 1.0)
@@ -292,14 +288,8 @@ def codec_choices(files: list[Path]) -> tuple[dict[str, dict[str, float]], dict[
     framed = BlockCodec(exponent_group_log=0)
     kinds: dict[str, list[int]] = {}  # codec of each whole block, where it varies
 
-    class ZstdKeys(BlockCodec):
-        """Codec 7 as written before its key frames were Huffman-coded (_huffman.c)."""
-
-        def _key_frame(self, keys: np.ndarray) -> bytes:
-            return self._plane_compressor().compress(keys)
-
-    def by_exponent(label: str, group_log: int, kind: type[BlockCodec] = BlockCodec):
-        codec, kinds[label] = kind(exponent_group_log=group_log), []
+    def by_exponent(label: str, group_log: int):
+        codec, kinds[label] = BlockCodec(exponent_group_log=group_log), []
 
         def encode(raw: bytes, base: bytes | None, width: int) -> bytes:
             kind, payload = codec.encode(memoryview(raw), width, aligned=True)
@@ -322,19 +312,17 @@ def codec_choices(files: list[Path]) -> tuple[dict[str, dict[str, float]], dict[
             0,
         ),
     }
-    for group_log in (9, registry.EXPONENT_GROUP_LOG, 13):
-        default = " (default)" if group_log == registry.EXPONENT_GROUP_LOG else ""
+    for group_log in (9, block.EXPONENT_GROUP_LOG, 13):
+        default = " (default)" if group_log == block.EXPONENT_GROUP_LOG else ""
         label = f"whole: grouped by exponent, groups of 2^{group_log} (codec 7){default}"
         variants[label] = by_exponent(label, group_log)
-    label = "whole: codec 7 (default), key plane by zstd's match search, not Huffman alone"
-    variants[label] = by_exponent(label, registry.EXPONENT_GROUP_LOG, ZstdKeys)
     variants |= {
         "delta: one zstd-1 frame (codec 3)": (lambda r, b, w: legacy_payload(r, b, w), None),
         "delta: zstd-1 frame per plane": (per_plane_level1, None),
     }
     # (group_log, smallest gain kept): every block grouped, or only where it pays
     for group_log, min_gain in ((0, 0.0), (12, -1.0), (DELTA_GROUP_LOG, -1.0), (16, -1.0)) + (
-        (DELTA_GROUP_LOG, registry.GROUPING_MIN_GAIN),
+        (DELTA_GROUP_LOG, block.GROUPING_MIN_GAIN),
     ):
         if not group_log:
             label = "delta: codec 6, no groups"
@@ -350,7 +338,7 @@ def codec_choices(files: list[Path]) -> tuple[dict[str, dict[str, float]], dict[
             ),
             group_log,
         )
-    gain = registry.GROUPING_MIN_GAIN
+    gain = block.GROUPING_MIN_GAIN
     label = f"delta: codec 6, groups of 2^{DELTA_GROUP_LOG} where {gain:.0%} smaller, biases zero"
     variants[label] = (
         (lambda codec: lambda r, b, w: grouped_payload(codec, gain, r, b, w, biases=False))(
@@ -453,8 +441,7 @@ def main() -> None:
         " (whole, and as deltas on the one before); one core. Codec 7 is codec 4 with the"
         " elements grouped by their own exponent (stored first); where a block makes one"
         " group it is codec 4. Its key plane (the exponents) is one zstd frame, written"
-        " as Huffman-coded literals alone where that suits it (_huffman.c), checked by"
-        " decoding it:",
+        " with the plane parameters (bench/key_planes.py):",
         "",
         "| corpus | variant | MB stored | vs first row of its kind | encode MB/s | decode MB/s |",
         "|---|---|---:|---:|---:|---:|",
@@ -490,7 +477,7 @@ def main() -> None:
         "The writer tries grouping a delta only where its estimate (on every 16th element,"
         " each zigzag code counted as the entropy of its bit length plus the bits below its"
         " leading one, with and without the groups and their biases) says it may save"
-        f" {registry.GROUPING_MIN_GAIN / 2:.0%}; what grouping really saved, by bucket of"
+        f" {block.GROUPING_MIN_GAIN / 2:.0%}; what grouping really saved, by bucket of"
         " that estimate (every block encoded both ways):",
         "",
         "| corpus | estimated saving | blocks | real saving, mean | real saving, max |",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ckptstore import CheckpointStore, StoreConfig
-from ckptstore.store.codecs import planes, registry
+from ckptstore.store.codecs import native
 from ckptstore.testing.clock import FakeClock
 
 # Small packs and windows so that tests cross pack and window boundaries cheaply.
@@ -78,19 +78,11 @@ def client_blocks(store: CheckpointStore, data: bytes) -> list[tuple[bytes, byte
 
 
 def require_kernels():
-    """The C loops, or a failure in CI (where they must be built) and a skip elsewhere."""
-    return _require_built(planes._kernels, "_kernels")
-
-
-def require_huffman():
-    """The Huffman frame writer (_huffman.c), likewise."""
-    return _require_built(registry.huffman_frame, "_huffman")
-
-
-def _require_built(extension, name: str):
-    if extension is None:
-        message = f"ckptstore.store.codecs.{name} is not built (no C compiler at install?)"
+    """The C loops, or a failure in CI (where they must be built) and a skip elsewhere
+    (a machine without a C compiler: numpy does the work)."""
+    if native.kernels is None:
+        message = "ckptstore.store.codecs._kernels is not built (no C compiler at install?)"
         if os.environ.get("CI"):
             pytest.fail(message)
-        pytest.skip(message)  # a machine without a C compiler: numpy or zstd do the work
-    return extension
+        pytest.skip(message)
+    return native.kernels

@@ -159,7 +159,7 @@ def test_compressible_uploads_go_compressed_and_round_trip(client):
 
 
 def test_pushed_checkpoints_of_a_job_are_stored_as_deltas(client, srv, tmp_path):
-    from ckptstore.store.codecs.registry import Codec
+    from ckptstore.store.codecs.ids import Codec
     from ckptstore.testing.formats import safetensors_bytes
     from tests.test_deltas import model
 

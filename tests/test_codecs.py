@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import zstandard
@@ -9,26 +11,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ckptstore.errors import FormatError
-from ckptstore.store.codecs import planes
-from ckptstore.store.codecs.planes import (
+from ckptstore.store.codecs import block, native
+from ckptstore.store.codecs.block import DELTA_GROUP_LOG, BlockCodec
+from ckptstore.store.codecs.estimate import grouping_gain_bits, plane_width
+from ckptstore.store.codecs.grouping import (
     CONTEXTS,
-    delta_of,
-    from_planes,
+    exponent_bounds,
+    exponent_keys,
     group_bounds,
     group_keys,
     group_members,
     grouping,
-    grouping_gain_bits,
     key_counts,
+)
+from ckptstore.store.codecs.ids import Codec, DecodeError
+from ckptstore.store.codecs.planes import (
+    delta_of,
+    from_planes,
+    split_exponents,
     split_planes,
     to_planes,
-)
-from ckptstore.store.codecs.registry import (
-    DELTA_GROUP_LOG,
-    BlockCodec,
-    Codec,
-    DecodeError,
-    plane_width,
 )
 from tests.conftest import require_kernels
 
@@ -38,10 +40,10 @@ rng = np.random.default_rng(0)
 
 @pytest.fixture(scope="module", autouse=True, params=["C loops", "numpy loops"])
 def plane_loops(request):
-    """Every test here runs with the C loops (_kernels.c) and with their numpy twins."""
+    """Every test here runs with the C loops (native.py) and with their numpy twins."""
     with pytest.MonkeyPatch.context() as patch:
         if request.param == "numpy loops":
-            patch.setattr(planes, "_kernels", None)
+            patch.setattr(native, "kernels", None)
         else:
             require_kernels()  # fails in CI, skips elsewhere when the C loops are not built
         yield request.param
@@ -131,13 +133,13 @@ def test_grouping_by_exponent_stores_whole_weights_smaller():
 def test_exponent_groups_close_at_their_minimum_and_hold_each_key_whole():
     values = np.concatenate([np.full(5000, 1.5), np.full(3000, -1.75), np.full(9000, 3e-8)])
     raw = values.astype(np.float32).tobytes()
-    keys = planes.exponent_keys(raw, 4)
+    keys = exponent_keys(raw, 4)
     assert keys[0] == keys[5000] == 127 and keys[9000] == 102  # the exponent, sign apart
-    bounds = planes.exponent_bounds(raw, 4, 12)
+    bounds = exponent_bounds(raw, 4, 12)
     assert bounds == [103, 256]
-    assert planes.exponent_bounds(raw, 4, 13) is None  # too few for two groups
+    assert exponent_bounds(raw, 4, 13) is None  # too few for two groups
     split = np.empty(len(raw), np.uint8)
-    groups = planes.split_exponents(raw, 4, bounds, split, np.empty(len(raw), np.uint8))
+    groups = split_exponents(raw, 4, bounds, split, np.empty(len(raw), np.uint8))
     assert groups.bounds == (103, 256) and groups.sizes == (9000, 8000)
     n = len(values)
     assert split[3 * n :].tobytes() == keys.tobytes()  # the key plane, in element order
@@ -306,14 +308,12 @@ def test_grouped_delta_round_trips_bit_exact_across_groups(width, tail):
 )
 def test_any_grouped_delta_round_trips(width, n, group_log, changed, seed):
     """Whatever the bytes and however many groups, a grouped delta decodes back."""
-    import ckptstore.store.codecs.registry as codecs
-
     local = np.random.default_rng(seed)
     base = local.integers(0, 256, n, dtype=np.uint8)
     raw = np.where(local.random(n) < changed, local.integers(0, 256, n), base).astype(np.uint8)
     writer = BlockCodec(delta_group_log=group_log)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(codecs, "GROUPING_MIN_GAIN", -100.0)  # keep grouping wherever tried
+        patch.setattr(block, "GROUPING_MIN_GAIN", -100.0)  # keep grouping wherever tried
         encoded = writer.encode_delta(memoryview(raw.tobytes()), base.tobytes(), width, 1 << 40)
     kind, payload = encoded
     assert kind == Codec.BIASED_DELTA
@@ -522,3 +522,18 @@ def test_a_damaged_exponent_payload_never_decodes_to_the_wrong_length(cuts, keep
     except DecodeError:
         return
     assert len(out) == len(DAMAGED_WHOLE)
+
+
+def test_codec_7_payloads_with_huffman_key_frames_still_decode():
+    """Until 2026-12-06 the writer stored codec 7's key plane as a zstd frame of
+    Huffman-coded literals alone, written by its own coder: such payloads decode as
+    before. The fixture is this block encoded by that writer (commit 6123d0d)."""
+    payload = (Path(__file__).parent / "fixtures" / "codec7-huffman-key-frame.bin").read_bytes()
+    local = np.random.default_rng(7)
+    n = 8192
+    exponents = np.clip(np.round(local.normal(120, 4, n)), 100, 140).astype(np.uint32)
+    signs = local.integers(0, 2, n).astype(np.uint32)
+    mantissas = local.integers(0, 4, n).astype(np.uint32) << 21
+    raw = ((signs << 31) | (exponents << 23) | mantissas).astype("<u4").tobytes()
+    assert bytes(codec.decode(Codec.EXPONENT_PLANES, payload, len(raw))) == raw
+    assert codec.encode(memoryview(raw), 4, aligned=True)[1] != payload  # zstd's frame now

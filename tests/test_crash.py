@@ -18,7 +18,7 @@ import pytest
 
 from ckptstore import CheckpointStore
 from ckptstore.store.blockstore.durable import TEMP_MARKER
-from ckptstore.store.codecs.registry import Codec
+from ckptstore.store.codecs.ids import Codec
 from tests.conftest import TEST_CONFIG, random_bytes, restore_bytes
 from tests.crash_child import CHECKPOINTS, data_for, tensor_data_for
 

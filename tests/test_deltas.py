@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from ckptstore.errors import CorruptBlockError
 from ckptstore.store.chunking.cutter import ChunkerParams
-from ckptstore.store.codecs.registry import BlockCodec, Codec, DecodeError
+from ckptstore.store.codecs.block import BlockCodec
+from ckptstore.store.codecs.ids import Codec, DecodeError
 from ckptstore.store.deltas import chain_depths
 from ckptstore.store.packs.format import ENTRY, HEADER
 from ckptstore.testing.formats import safetensors_bytes
@@ -349,7 +350,7 @@ def test_unrelated_data_is_not_delta_encoded():
 
 
 def test_a_delta_that_does_not_decode_back_is_never_kept(store, monkeypatch, caplog):
-    from ckptstore.store.codecs.registry import BlockCodec
+    from ckptstore.store.codecs.block import BlockCodec
 
     real = BlockCodec.decode
 

@@ -1,4 +1,5 @@
-"""The C loops of the byte-plane transforms (_kernels.c) against their numpy twins."""
+"""The C loops of the byte-plane transforms (kernels/loops.c, through _kernels.c) against
+their numpy twins."""
 
 from __future__ import annotations
 
@@ -7,9 +8,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckptstore.store.codecs import planes
-from ckptstore.store.codecs.planes import CONTEXTS, Grouping, grouping, join_planes, split_planes
-from ckptstore.store.codecs.registry import Codec
+from ckptstore.store.codecs import estimate, native, planes
+from ckptstore.store.codecs.grouping import (
+    CONTEXTS,
+    EXPONENT_KEYS,
+    SAMPLE_STRIDE,
+    Grouping,
+    exponent_bounds,
+    exponent_counts,
+    exponent_keys,
+    group_biases,
+    grouping,
+)
+from ckptstore.store.codecs.ids import UINTS, Codec
+from ckptstore.store.codecs.planes import join_planes, split_planes
 from tests.conftest import require_kernels, restore_bytes
 from tests.test_deltas import CONFIG, codecs_of, put_steps
 
@@ -25,7 +37,7 @@ def both_ways(function, *args):
     for kernels in (require_kernels(), None):
         out = np.array(target)  # a fresh copy of the target for each run
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(planes, "_kernels", kernels)
+            patch.setattr(native, "kernels", kernels)
             function(*inputs, out)
         results.append(out.tobytes())
     return results
@@ -34,9 +46,9 @@ def both_ways(function, *args):
 def assert_round_trip_agrees(split, join, raw: bytes, whole: int) -> None:
     """``split(raw, out)`` then ``join(planes, out)`` write the same bytes with the C
     loops and with numpy, and give back ``raw``'s whole elements."""
-    native, numpy = both_ways(split, raw, np.zeros(whole, np.uint8))
-    assert native == numpy
-    grouped = np.frombuffer(native, np.uint8).copy()
+    in_c, numpy = both_ways(split, raw, np.zeros(whole, np.uint8))
+    assert in_c == numpy
+    grouped = np.frombuffer(in_c, np.uint8).copy()
     native_out, numpy_out = both_ways(join, grouped, np.zeros(whole, np.uint8))
     assert native_out == numpy_out == raw[:whole]
 
@@ -59,7 +71,7 @@ def test_c_loops_and_numpy_agree_byte_for_byte(width, n, delta, group_log, seed)
     biases = None
     if groups is not None and rng.random() < 0.5:  # drifts of any size, wrapping
         biases = rng.integers(0, 256, (len(groups.sizes), width), dtype=np.uint8)
-        biases = biases.view(f"<u{width}").ravel().astype(planes.UINTS[width])
+        biases = biases.view(f"<u{width}").ravel().astype(UINTS[width])
     whole = len(raw) // width * width  # the planes hold whole elements only
     base_arg = base.tobytes() if delta else None
     assert_round_trip_agrees(
@@ -114,7 +126,7 @@ def test_exponent_loops_of_c_and_numpy_agree_byte_for_byte(width, n, group_log, 
     raw = rng.integers(0, 256, n * width + 1, dtype=np.uint8)
     raw[width - 1 : n * width : width][rng.random(n) < 0.7] &= 0x41  # few keys: groups form
     raw = raw.tobytes()
-    bounds = planes.exponent_bounds(raw, width, group_log) or [planes.EXPONENT_KEYS]
+    bounds = exponent_bounds(raw, width, group_log) or [EXPONENT_KEYS]
     whole = n * width
     found = []  # the grouping each split returns: the same both ways
 
@@ -125,14 +137,14 @@ def test_exponent_loops_of_c_and_numpy_agree_byte_for_byte(width, n, group_log, 
         planes.join_exponents(p, width, found[0], out, np.empty(whole, np.uint8))
 
     assert_round_trip_agrees(split, join, raw, whole)
-    keys = planes.exponent_keys(raw, width)
+    keys = exponent_keys(raw, width)
     table = np.frombuffer(found[0].group_of_key, np.uint8)
     assert found[0] == found[1]
     assert list(found[0].sizes) == np.bincount(table[keys], minlength=len(bounds)).tolist()
     with pytest.MonkeyPatch.context() as patch:
-        counts = planes.exponent_counts(raw, width, 3)
-        patch.setattr(planes, "_kernels", None)
-        assert planes.exponent_counts(raw, width, 3) == counts
+        counts = exponent_counts(raw, width, 3)
+        patch.setattr(native, "kernels", None)
+        assert exponent_counts(raw, width, 3) == counts
 
 
 def test_exponent_loops_check_what_they_are_given():
@@ -140,7 +152,7 @@ def test_exponent_loops_check_what_they_are_given():
     raw = bytes(range(256)) * 16
     planes_out = np.zeros(len(raw), np.uint8)
     scratch = np.zeros(len(raw), np.uint8)
-    one = bytes(planes.EXPONENT_KEYS)
+    one = bytes(EXPONENT_KEYS)
     with pytest.raises(ValueError, match="width"):
         kernels.split_exponents(raw, 1, one, 1, planes_out, scratch)
     with pytest.raises(ValueError, match="do not fit"):
@@ -167,7 +179,7 @@ def test_exponent_loops_check_what_they_are_given():
     wrong = Grouping.sized([128, 256], [1, 1023])
     for kernels_used in (kernels, None):
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(planes, "_kernels", kernels_used)
+            patch.setattr(native, "kernels", kernels_used)
             with pytest.raises(ValueError, match="more elements of a group"):
                 planes.join_exponents(planes_out, 4, wrong, np.zeros(len(raw), np.uint8), scratch)
 
@@ -192,24 +204,24 @@ def test_the_grouping_estimate_counts_alike_in_c_and_numpy(width, n, group_log, 
     groups = grouping(base, width, group_log)
     if groups is None:
         return
-    biases = planes.group_biases(raw, base, width, groups) if biased else None
-    native = planes.gain_counts(raw, base, width, groups, biases)
+    biases = group_biases(raw, base, width, groups) if biased else None
+    in_c = estimate.gain_counts(raw, base, width, groups, biases)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(planes, "_kernels", None)
-        twin = planes.gain_counts(raw, base, width, groups, biases)
-    assert np.array_equal(native[0], twin[0]) and np.array_equal(native[1], twin[1])
-    assert native[2:] == twin[2:]
-    assert native[1].sum() == len(range(0, len(base) // width, planes.SAMPLE_STRIDE))
+        patch.setattr(native, "kernels", None)
+        twin = estimate.gain_counts(raw, base, width, groups, biases)
+    assert np.array_equal(in_c[0], twin[0]) and np.array_equal(in_c[1], twin[1])
+    assert in_c[2:] == twin[2:]
+    assert in_c[1].sum() == len(range(0, len(base) // width, SAMPLE_STRIDE))
 
 
 def test_code_lengths_are_exact_past_a_float64s_precision():
     ours = np.array([2**63 - 1, 2**62, 5, 0], np.uint64)
     theirs = np.zeros(4, np.uint64)
     # zigzag doubles a positive difference: 2**64 - 2, which a float64 rounds to 2**64
-    lengths = planes._code_lengths(ours, theirs, 8, None)
+    lengths = estimate._code_lengths(ours, theirs, 8, None)
     assert lengths.tolist() == [64, 64, 4, 0]
     near = np.array([2**62 - 1], np.uint64)  # code 2**63 - 2: a float64 rounds it up to 2**63
-    assert planes._code_lengths(near, np.zeros(1, np.uint64), 8, None).tolist() == [63]
+    assert estimate._code_lengths(near, np.zeros(1, np.uint64), 8, None).tolist() == [63]
 
 
 def test_the_estimate_loop_checks_what_it_is_given():
@@ -239,12 +251,12 @@ def test_a_store_written_by_either_loops_reads_back_with_the_other(open_store, w
     other = "numpy loops" if writer == "C loops" else "C loops"
     store = open_store(config=CONFIG)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(planes, "_kernels", loops[writer])
+        patch.setattr(native, "kernels", loops[writer])
         saved = put_steps(store, 3)
     assert Codec.BIASED_DELTA in codecs_of(store, saved[0][0])
     assert Codec.EXPONENT_PLANES in codecs_of(store, saved[-1][0])
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(planes, "_kernels", loops[other])
+        patch.setattr(native, "kernels", loops[other])
         for checkpoint_id, data in saved:
             assert restore_bytes(store, checkpoint_id) == data
         assert store.verify(read_data=True).ok

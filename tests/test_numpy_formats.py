@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.chunking.segments import WHOLE_STREAM, sniff_regions
 from ckptstore.store.chunking.torchzip import ZipSegmenter
-from ckptstore.store.codecs.registry import Codec
+from ckptstore.store.codecs.ids import Codec
 from tests.conftest import TEST_CONFIG, restore_bytes
 from tests.test_segments import cut_all
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ckptstore.store.chunking.cutter import DEFAULT_CHUNKER
-from ckptstore.store.codecs.registry import Codec
+from ckptstore.store.codecs.ids import Codec
 from tests.conftest import random_bytes, restore_bytes
 
 MIN, AVG, MAX = DEFAULT_CHUNKER.min_size, DEFAULT_CHUNKER.avg_size, DEFAULT_CHUNKER.max_size

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ckptstore.store.chunking.cutter import DEFAULT_CHUNKER, BlockCutter, ChunkerParams
 from ckptstore.store.chunking.fingerprint import fingerprint
 from ckptstore.store.chunking.segments import WHOLE_STREAM, sniff_regions
-from ckptstore.store.codecs.registry import Codec
+from ckptstore.store.codecs.ids import Codec
 from ckptstore.testing.formats import safetensors_bytes
 from tests.conftest import restore_bytes
 

@@ -113,7 +113,7 @@ def test_a_slow_disk_holds_back_the_writer_not_memory(tmp_path, monkeypatch):
 def test_a_payload_given_as_a_view_is_stored_as_it_was_when_added(tmp_path):
     """Pieces are written later, on the writer's thread: a view of a buffer the caller
     reuses (an ingest window) must be stored with the bytes it had when added."""
-    from ckptstore.store.codecs.registry import Codec
+    from ckptstore.store.codecs.ids import Codec
     from ckptstore.store.ids import block_id
     from ckptstore.store.packs.format import ENTRY
     from ckptstore.store.packs.writer import PackWriter

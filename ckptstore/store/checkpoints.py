@@ -47,7 +47,7 @@ from ckptstore.store.catalog import (
 from ckptstore.store.catalog.base import EndpointRecord
 from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.chunking.sources import Source, open_source
-from ckptstore.store.codecs.registry import BlockCodec
+from ckptstore.store.codecs.block import BlockCodec
 from ckptstore.store.context import Clock, StoreConfig, StoreContext
 from ckptstore.store.gc import GcReport, collect_garbage, compact_packs
 from ckptstore.store.ids import (

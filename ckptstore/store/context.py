@@ -10,12 +10,8 @@ from dataclasses import dataclass, field
 from ckptstore.store.blockstore.base import BlockStore
 from ckptstore.store.catalog.base import Catalog
 from ckptstore.store.chunking.cutter import DEFAULT_CHUNKER, ChunkerParams
-from ckptstore.store.codecs.registry import (
-    DEFAULT_ZSTD_LEVEL,
-    DELTA_GROUP_LOG,
-    EXPONENT_GROUP_LOG,
-    BlockCodec,
-)
+from ckptstore.store.codecs.block import DELTA_GROUP_LOG, EXPONENT_GROUP_LOG, BlockCodec
+from ckptstore.store.codecs.frames import DEFAULT_ZSTD_LEVEL
 from ckptstore.store.packs.basecache import BaseCache
 
 Clock = Callable[[], float]

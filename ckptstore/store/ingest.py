@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ckptstore.store.chunking.cutter import BlockCutter, Cut
 from ckptstore.store.chunking.sources import WindowSource
 from ckptstore.store.codecs.encoder import BlockEncoder, Encoded
-from ckptstore.store.codecs.registry import plane_width
+from ckptstore.store.codecs.estimate import plane_width
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id
 from ckptstore.store.leases import LeaseKeeper

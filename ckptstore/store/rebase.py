@@ -34,7 +34,7 @@ import numpy as np
 
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
-from ckptstore.store.codecs.registry import DELTA_WIDTHS, PLANE_WIDTHS, WIDTH_PREFIXED
+from ckptstore.store.codecs.ids import DELTA_WIDTHS, PLANE_WIDTHS, WIDTH_PREFIXED
 from ckptstore.store.context import StoreContext
 from ckptstore.store.deltas import chain_heights
 from ckptstore.store.ids import block_id

@@ -1,31 +1,13 @@
-/* The loops of planes.split_planes and planes.join_planes: a block's whole elements
-   to and from the byte planes that codecs 4 to 6 compress, in one pass over memory
-   each way, with the zigzag delta on a base block, the grouping of elements by
-   their base's key and a bias per group folded in; and those of
-   planes.split_exponents and planes.join_exponents, codec 7's planes of elements
-   grouped by their own exponent (planes.py does the same in numpy). */
+/* The Python module of the codecs' C loops (kernels/loops.c): each function parses
+   its arguments, checks that every buffer, width, group table and size fits before
+   a loop runs, runs it without the GIL, and builds the result. native.py imports
+   it; planes.py, grouping.py and estimate.py call it. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
 
-#define CONTEXTS 128 /* group keys: a base element's top byte, sign bit dropped */
-#define EXPONENT_KEYS 256 /* codec 7's keys: an element's top byte once rotated left a bit */
-#define MAX_GROUPS EXPONENT_KEYS
-
-typedef struct {
-    int grouped;
-    uint8_t group_of_key[EXPONENT_KEYS];
-    Py_ssize_t cursor[MAX_GROUPS]; /* where the group's next element goes */
-    Py_ssize_t end[MAX_GROUPS];    /* ... and where the group ends */
-    uint64_t bias[MAX_GROUPS];     /* what the group's differences lose (codec 6) */
-    uint8_t *scratch;              /* n elements in grouped order (grouped, width > 1) */
-} Layout;
-
-static inline int key_of(const uint8_t *bases, int width, Py_ssize_t i)
-{
-    return bases[i * width + width - 1] & (CONTEXTS - 1);
-}
+#include "kernels/loops.h"
 
 /* group_of_key: ``key_count`` bytes naming each key's group; sizes: the elements of
    each group, adding up to n (groups follow one another in the grouped order); biases:
@@ -98,212 +80,6 @@ static int read_layout(PyObject *group_of_key, PyObject *sizes, PyObject *biases
     return 0;
 }
 
-/* Where element i goes in the grouped order, its group in *group; -1 when its group
-   already holds as many elements as its size. */
-static inline Py_ssize_t place(Layout *layout, const uint8_t *bases, int width, Py_ssize_t i,
-                               uint8_t *group)
-{
-    uint8_t g = *group = layout->group_of_key[key_of(bases, width, i)];
-    Py_ssize_t j = layout->cursor[g]++;
-    return j < layout->end[g] ? j : -1;
-}
-
-/* For each width W: assemble_W (planes -> elements) and split_W (elements -> planes),
-   element i taking place j of the planes (grouped, with a width above 1, through
-   layout->scratch). Both return 0, or -1 when a group holds
-   more elements than its size (then nothing was written past the group: the caller
-   raises). The loops without groups are apart, so that the compiler vectorizes them. */
-#define DEFINE_LOOPS(T, W)                                                                 \
-    /* element i of raws -> its code: the zigzag of its difference from the base           \
-       element less the bias, or the element itself without bases */                       \
-    static inline T code_of_##W(const uint8_t *raws, const uint8_t *bases, Py_ssize_t i,   \
-                                T bias)                                                    \
-    {                                                                                      \
-        T code;                                                                            \
-        memcpy(&code, raws + i * W, W);                                                    \
-        if (bases) {                                                                       \
-            T base;                                                                        \
-            memcpy(&base, bases + i * W, W);                                               \
-            T diff = (T)(code - base - bias);                                              \
-            code = (T)((T)(diff << 1) ^ (T)(0 - (T)(diff >> (8 * W - 1))));                \
-        }                                                                                  \
-        return code;                                                                       \
-    }                                                                                      \
-    /* code_of undone, to element i of outs */                                             \
-    static inline void put_code_##W(T code, const uint8_t *bases, uint8_t *outs, Py_ssize_t i,\
-                                    T bias)                                                \
-    {                                                                                      \
-        if (bases) {                                                                       \
-            T base;                                                                        \
-            memcpy(&base, bases + i * W, W);                                               \
-            code = (T)((T)((T)(code >> 1) ^ (T)(0 - (T)(code & 1))) + base + bias);        \
-        }                                                                                  \
-        memcpy(outs + i * W, &code, W);                                                    \
-    }                                                                                      \
-    static inline T gather_##W(const uint8_t *planes, Py_ssize_t n, Py_ssize_t j)          \
-    {                                                                                      \
-        T code = 0;                                                                        \
-        for (int lane = 0; lane < W; lane++)                                               \
-            code |= (T)planes[(Py_ssize_t)lane * n + j] << (8 * lane);                     \
-        return code;                                                                       \
-    }                                                                                      \
-    static inline void scatter_##W(T code, uint8_t *planes, Py_ssize_t n, Py_ssize_t j)    \
-    {                                                                                      \
-        for (int lane = 0; lane < W; lane++)                                               \
-            planes[(Py_ssize_t)lane * n + j] = (uint8_t)(code >> (8 * lane));              \
-    }                                                                                      \
-    /* Grouped, a wide element's W bytes would go to or come from W places far apart:      \
-       its code goes to (comes from) scratch in grouped order instead, which one plain     \
-       pass turns into (makes from) the planes (fp32: split 1.5x, assemble 1.25x). */    \
-    static int assemble_##W(const uint8_t *restrict planes, const uint8_t *restrict bases, \
-                            uint8_t *restrict outs, Py_ssize_t n, Layout *layout)          \
-    {                                                                                      \
-        if (!layout->grouped) {                                                            \
-            if (bases)                                                                     \
-                for (Py_ssize_t i = 0; i < n; i++)                                         \
-                    put_code_##W(gather_##W(planes, n, i), bases, outs, i, 0);             \
-            else                                                                           \
-                for (Py_ssize_t i = 0; i < n; i++)                                         \
-                    put_code_##W(gather_##W(planes, n, i), NULL, outs, i, 0);              \
-            return 0;                                                                      \
-        }                                                                                  \
-        uint8_t *codes = layout->scratch;                                                  \
-        for (Py_ssize_t j = 0; W > 1 && j < n; j++) {                                      \
-            T code = gather_##W(planes, n, j);                                             \
-            memcpy(codes + j * W, &code, W);                                               \
-        }                                                                                  \
-        for (Py_ssize_t i = 0; i < n; i++) {                                               \
-            uint8_t g;                                                                     \
-            Py_ssize_t j = place(layout, bases, W, i, &g);                                 \
-            if (j < 0)                                                                     \
-                return -1;                                                                 \
-            T code = planes[j];                                                            \
-            if (W > 1)                                                                     \
-                memcpy(&code, codes + j * W, W);                                           \
-            put_code_##W(code, bases, outs, i, (T)layout->bias[g]);                        \
-        }                                                                                  \
-        return 0;                                                                          \
-    }                                                                                      \
-    static int split_##W(const uint8_t *restrict raws, const uint8_t *restrict bases,      \
-                         uint8_t *restrict planes, Py_ssize_t n, Layout *layout)           \
-    {                                                                                      \
-        if (!layout->grouped) {                                                            \
-            if (bases)                                                                     \
-                for (Py_ssize_t i = 0; i < n; i++)                                         \
-                    scatter_##W(code_of_##W(raws, bases, i, 0), planes, n, i);             \
-            else                                                                           \
-                for (Py_ssize_t i = 0; i < n; i++)                                         \
-                    scatter_##W(code_of_##W(raws, NULL, i, 0), planes, n, i);              \
-            return 0;                                                                      \
-        }                                                                                  \
-        uint8_t *codes = layout->scratch;                                                  \
-        for (Py_ssize_t i = 0; i < n; i++) {                                               \
-            uint8_t g;                                                                     \
-            Py_ssize_t j = place(layout, bases, W, i, &g);                                 \
-            if (j < 0)                                                                     \
-                return -1;                                                                 \
-            T code = code_of_##W(raws, bases, i, (T)layout->bias[g]);                      \
-            if (W == 1)                                                                    \
-                planes[j] = (uint8_t)code;                                                 \
-            else                                                                           \
-                memcpy(codes + j * W, &code, W);                                           \
-        }                                                                                  \
-        for (Py_ssize_t j = 0; W > 1 && j < n; j++) {                                      \
-            T code;                                                                        \
-            memcpy(&code, codes + j * W, W);                                               \
-            scatter_##W(code, planes, n, j);                                               \
-        }                                                                                  \
-        return 0;                                                                          \
-    }
-
-DEFINE_LOOPS(uint8_t, 1)
-DEFINE_LOOPS(uint16_t, 2)
-DEFINE_LOOPS(uint32_t, 4)
-DEFINE_LOOPS(uint64_t, 8)
-
-/* Codec 7's loops for each width W > 1: an element rotated left by one bit (the sign to
-   bit 0, a float's exponent whole in the top byte), its top byte (the key) to the last
-   plane in element order, its other bytes to the other planes in grouped order.
-
-   Wider elements pass through ``scratch`` (n rotated elements in grouped order): one
-   scatter of whole elements and one plain pass over the planes cost less than
-   scattering each byte to its plane (fp32: split 1.15x, assemble 1.4x); a
-   2-byte element has one byte to place, which goes straight to its plane. */
-#define DEFINE_EXPONENT_LOOPS(T, W)                                                        \
-    static inline T rotated_##W(const uint8_t *raws, Py_ssize_t i)                         \
-    {                                                                                      \
-        T code;                                                                            \
-        memcpy(&code, raws + i * W, W);                                                    \
-        return (T)((T)(code << 1) | (T)(code >> (8 * W - 1)));                             \
-    }                                                                                      \
-    /* Each element's key to ``keys``, and how many elements have each key. */             \
-    static void exponent_keys_##W(const uint8_t *restrict raws, uint8_t *restrict keys,     \
-                                  Py_ssize_t n, Py_ssize_t *counts)                        \
-    {                                                                                      \
-        Py_ssize_t tables[4][EXPONENT_KEYS] = {{0}}; /* four: see COUNT */                 \
-        Py_ssize_t i = 0;                                                                  \
-        for (; i + 3 < n; i += 4)                                                          \
-            for (int k = 0; k < 4; k++)                                                    \
-                tables[k][keys[i + k] = (uint8_t)(rotated_##W(raws, i + k) >> (8 * W - 8))]++; \
-        for (; i < n; i++)                                                                 \
-            tables[0][keys[i] = (uint8_t)(rotated_##W(raws, i) >> (8 * W - 8))]++;         \
-        for (int key = 0; key < EXPONENT_KEYS; key++)                                      \
-            counts[key] = tables[0][key] + tables[1][key] + tables[2][key] + tables[3][key]; \
-    }                                                                                      \
-    static int split_exponents_##W(const uint8_t *restrict raws, uint8_t *restrict scratch, \
-                                   uint8_t *restrict planes, Py_ssize_t n, Layout *layout) \
-    {                                                                                      \
-        const uint8_t *keys = planes + (Py_ssize_t)(W - 1) * n;                            \
-        for (Py_ssize_t i = 0; i < n; i++) {                                               \
-            uint8_t g = layout->group_of_key[keys[i]];                                     \
-            Py_ssize_t j = layout->cursor[g]++;                                            \
-            if (j >= layout->end[g])                                                       \
-                return -1;                                                                 \
-            T turned = rotated_##W(raws, i);                                               \
-            if (W == 2) /* one byte to place: straight to its plane */                     \
-                planes[j] = (uint8_t)turned;                                               \
-            else                                                                           \
-                memcpy(scratch + j * W, &turned, W);                                       \
-        }                                                                                  \
-        for (Py_ssize_t j = 0; W > 2 && j < n; j++) {                                      \
-            T turned;                                                                      \
-            memcpy(&turned, scratch + j * W, W);                                           \
-            for (int lane = 0; lane < W - 1; lane++)                                       \
-                planes[(Py_ssize_t)lane * n + j] = (uint8_t)(turned >> (8 * lane));        \
-        }                                                                                  \
-        return 0;                                                                          \
-    }                                                                                      \
-    static int assemble_exponents_##W(const uint8_t *restrict planes, uint8_t *restrict scratch, \
-                                      uint8_t *restrict outs, Py_ssize_t n, Layout *layout) \
-    {                                                                                      \
-        const uint8_t *keys = planes + (Py_ssize_t)(W - 1) * n;                            \
-        for (Py_ssize_t j = 0; W > 2 && j < n; j++) {                                      \
-            T turned = 0;                                                                  \
-            for (int lane = 0; lane < W - 1; lane++)                                       \
-                turned |= (T)((T)planes[(Py_ssize_t)lane * n + j] << (8 * lane));          \
-            memcpy(scratch + j * W, &turned, W);                                           \
-        }                                                                                  \
-        for (Py_ssize_t i = 0; i < n; i++) {                                               \
-            uint8_t key = keys[i], g = layout->group_of_key[key];                          \
-            Py_ssize_t j = layout->cursor[g]++;                                            \
-            if (j >= layout->end[g])                                                       \
-                return -1;                                                                 \
-            T turned = planes[j];                                                          \
-            if (W > 2)                                                                     \
-                memcpy(&turned, scratch + j * W, W);                                       \
-            turned |= (T)((T)key << (8 * W - 8));                                          \
-            T code = (T)((T)(turned >> 1) | (T)(turned << (8 * W - 1)));                   \
-            memcpy(outs + i * W, &code, W);                                                \
-        }                                                                                  \
-        return 0;                                                                          \
-    }
-
-DEFINE_EXPONENT_LOOPS(uint16_t, 2)
-DEFINE_EXPONENT_LOOPS(uint32_t, 4)
-DEFINE_EXPONENT_LOOPS(uint64_t, 8)
-
-typedef int (*Loop)(const uint8_t *, const uint8_t *, uint8_t *, Py_ssize_t, Layout *);
-
 /* What assemble and split share: (source, width, base|None, group_of_key|None, sizes,
    biases|None, target, scratch|None); scratch: at least n * width writable bytes
    where the elements are grouped and wider than one byte. n elements, n taken from
@@ -355,24 +131,12 @@ static PyObject *run(PyObject *args, int into_planes, const Loop loops[9])
     return result;
 }
 
-static const Loop assembles[9] = {NULL, assemble_1, assemble_2, NULL, assemble_4,
-                                  NULL, NULL,       NULL,       assemble_8};
-static const Loop splits[9] = {NULL, split_1, split_2, NULL, split_4, NULL, NULL, NULL, split_8};
+static PyObject *assemble(PyObject *self, PyObject *args)
+{
+    return run(args, 0, plane_assembles);
+}
 
-static PyObject *assemble(PyObject *self, PyObject *args) { return run(args, 0, assembles); }
-
-static PyObject *split(PyObject *self, PyObject *args) { return run(args, 1, splits); }
-
-typedef void (*KeyLoop)(const uint8_t *, uint8_t *, Py_ssize_t, Py_ssize_t *);
-typedef int (*ExponentLoop)(const uint8_t *, uint8_t *, uint8_t *, Py_ssize_t, Layout *);
-
-static const KeyLoop exponent_key_loops[9] = {
-    NULL, NULL, exponent_keys_2, NULL, exponent_keys_4, NULL, NULL, NULL, exponent_keys_8};
-static const ExponentLoop exponent_splits[9] = {
-    NULL, NULL, split_exponents_2, NULL, split_exponents_4, NULL, NULL, NULL, split_exponents_8};
-static const ExponentLoop exponent_assembles[9] = {
-    NULL, NULL, assemble_exponents_2, NULL, assemble_exponents_4, NULL, NULL, NULL,
-    assemble_exponents_8};
+static PyObject *split(PyObject *self, PyObject *args) { return run(args, 1, plane_splits); }
 
 /* split_exponents(raw, width, group_of_key, groups, planes, scratch) -> sizes: codec 7's
    planes of raw's n = len(planes) // width elements, grouped by ``group_of_key``
@@ -385,14 +149,14 @@ static PyObject *split_exponents(PyObject *self, PyObject *args)
     Py_ssize_t groups;
     if (!PyArg_ParseTuple(args, "y*iy*nw*w*", &raw, &width, &table, &groups, &planes, &scratch))
         return NULL;
-    ExponentLoop loop = width >= 2 && width <= 8 ? exponent_splits[width] : NULL;
-    Py_ssize_t n = loop ? planes.len / width : 0;
+    int known = width == 2 || width == 4 || width == 8;
+    Py_ssize_t n = known ? planes.len / width : 0;
     PyObject *result = NULL;
     Layout layout;
     int valid = table.len == EXPONENT_KEYS && groups >= 1 && groups <= MAX_GROUPS;
     for (int key = 0; valid && key < EXPONENT_KEYS; key++)
         valid = ((const uint8_t *)table.buf)[key] < groups;
-    if (!loop)
+    if (!known)
         PyErr_SetString(PyExc_ValueError, "width must be 2, 4 or 8");
     else if (planes.len != n * width || raw.len < n * width || scratch.len < n * width)
         PyErr_SetString(PyExc_ValueError, "planes, elements and scratch do not fit");
@@ -400,18 +164,12 @@ static PyObject *split_exponents(PyObject *self, PyObject *args)
         PyErr_Format(PyExc_ValueError, "group_of_key must be %d bytes, each below groups (1 to %d)",
                      EXPONENT_KEYS, MAX_GROUPS);
     else {
-        Py_ssize_t counts[EXPONENT_KEYS], sizes[MAX_GROUPS] = {0};
+        ptrdiff_t sizes[MAX_GROUPS];
         int failed;
         memcpy(layout.group_of_key, table.buf, EXPONENT_KEYS);
         Py_BEGIN_ALLOW_THREADS
-        exponent_key_loops[width](raw.buf, (uint8_t *)planes.buf + (width - 1) * n, n, counts);
-        for (int key = 0; key < EXPONENT_KEYS; key++)
-            sizes[layout.group_of_key[key]] += counts[key];
-        for (Py_ssize_t g = 0, start = 0; g < groups; g++) {
-            layout.cursor[g] = start;
-            layout.end[g] = start += sizes[g];
-        }
-        failed = loop(raw.buf, scratch.buf, planes.buf, n, &layout);
+        failed = split_exponents_loop(raw.buf, width, n, groups, &layout, scratch.buf, planes.buf,
+                                      sizes);
         Py_END_ALLOW_THREADS
         if (failed) /* not with the keys just counted; checked all the same */
             PyErr_SetString(PyExc_ValueError, "more elements of a group than its size");
@@ -460,27 +218,6 @@ static PyObject *assemble_exponents(PyObject *self, PyObject *args)
     return result;
 }
 
-static inline int exponent_of(const uint8_t *raws, int width, Py_ssize_t i)
-{
-    return (uint8_t)(raws[i * width + width - 1] << 1 | raws[i * width + width - 2] >> 7);
-}
-
-/* Counts KEY(data, width, i) of the elements 0, stride, 2 * stride... into four tables,
-   summed later: a run of one key would otherwise make each count wait for the one
-   before. */
-#define COUNT(KEY, data, width, n, stride, counts)                                       \
-    do {                                                                                 \
-        Py_ssize_t i_ = 0;                                                               \
-        for (; i_ + 3 * (stride) < (n); i_ += 4 * (stride)) {                            \
-            (counts)[0][KEY(data, width, i_)]++;                                         \
-            (counts)[1][KEY(data, width, i_ + (stride))]++;                              \
-            (counts)[2][KEY(data, width, i_ + 2 * (stride))]++;                          \
-            (counts)[3][KEY(data, width, i_ + 3 * (stride))]++;                          \
-        }                                                                                \
-        for (; i_ < (n); i_ += (stride))                                                 \
-            (counts)[0][KEY(data, width, i_)]++;                                         \
-    } while (0)
-
 /* What key_counts and exponent_counts share: (data, width, stride) -> a list of the
    count of each key (CONTEXTS group keys of base elements, or EXPONENT_KEYS of codec
    7's keys). */
@@ -497,14 +234,9 @@ static PyObject *count_keys(PyObject *args, int exponents)
         PyErr_Format(PyExc_ValueError, "width %d to 8 and a positive stride", narrowest);
         return NULL;
     }
-    Py_ssize_t counts[4][EXPONENT_KEYS] = {{0}};
-    Py_ssize_t n = buf.len / width;
-    const uint8_t *data = buf.buf;
+    ptrdiff_t counts[EXPONENT_KEYS];
     Py_BEGIN_ALLOW_THREADS
-    if (exponents)
-        COUNT(exponent_of, data, width, n, stride, counts);
-    else
-        COUNT(key_of, data, width, n, stride, counts);
+    count_keys_loop(buf.buf, width, buf.len / width, stride, exponents, counts);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&buf);
     int keys = exponents ? EXPONENT_KEYS : CONTEXTS;
@@ -512,8 +244,7 @@ static PyObject *count_keys(PyObject *args, int exponents)
     if (!list)
         return NULL;
     for (int key = 0; key < keys; key++) {
-        PyObject *count =
-            PyLong_FromSsize_t(counts[0][key] + counts[1][key] + counts[2][key] + counts[3][key]);
+        PyObject *count = PyLong_FromSsize_t(counts[key]);
         if (!count) {
             Py_DECREF(list);
             return NULL;
@@ -533,38 +264,11 @@ static PyObject *key_counts(PyObject *self, PyObject *args) { return count_keys(
 static PyObject *exponent_counts(PyObject *self, PyObject *args) { return count_keys(args, 1); }
 
 /* gain_counts(raw, base, width, stride, group_of_key, groups, biases): what
-   grouping_gain_bits (planes.py) needs of the elements 0, stride, 2 * stride...: the
+   grouping_gain_bits (estimate.py) needs of the elements 0, stride, 2 * stride...: the
    bit length (0 to CODE_LENGTHS - 1) of each one's zigzag code against the base
    element, plain and less its group's bias, counted as (joint: groups x CODE_LENGTHS
    counts of group and biased length, plain: CODE_LENGTHS counts of plain length,
    the sums of max(length - 1, 0) of both). */
-#define CODE_LENGTHS 66 /* as many as numpy's frexp gives for a uint64 */
-
-static inline int bit_length(uint64_t code) { return code ? 64 - __builtin_clzll(code) : 0; }
-
-static inline uint64_t zigzag(uint64_t diff, int width)
-{
-    uint64_t mask = width == 8 ? ~(uint64_t)0 : ((uint64_t)1 << (8 * width)) - 1;
-    diff &= mask;
-    uint64_t negative = (diff >> (8 * width - 1)) & 1;
-    return ((diff << 1) & mask) ^ (negative ? mask : 0);
-}
-
-/* The sampling loop of gain_counts for one width W (a compile-time constant). */
-#define GAIN_LOOP(W)                                                                       \
-    for (Py_ssize_t i = 0; i < n; i += stride) {                                           \
-        uint64_t a = 0, b = 0;                                                             \
-        memcpy(&a, ours + i * (W), (W)); /* little-endian: the low bytes */                \
-        memcpy(&b, theirs + i * (W), (W));                                                 \
-        uint8_t g = group_of_key[theirs[i * (W) + (W) - 1] & (CONTEXTS - 1)];              \
-        int was = bit_length(zigzag(a - b, (W)));                                          \
-        int now = bit_length(zigzag(a - b - bias[g], (W)));                                \
-        plain[was]++;                                                                      \
-        joint[g * CODE_LENGTHS + now]++;                                                   \
-        below_plain += was > 1 ? was - 1 : 0;                                              \
-        below_shifted += now > 1 ? now - 1 : 0;                                            \
-    }
-
 static PyObject *gain_counts(PyObject *self, PyObject *args)
 {
     Py_buffer raw, base, table, bias_buf = {0};
@@ -575,7 +279,7 @@ static PyObject *gain_counts(PyObject *self, PyObject *args)
                           &biases))
         return NULL;
     Py_ssize_t n = raw.len / width;
-    Py_ssize_t *joint = NULL;
+    ptrdiff_t *joint = NULL;
     const uint8_t *group_of_key = table.buf;
     if (width != 1 && width != 2 && width != 4 && width != 8)
         PyErr_SetString(PyExc_ValueError, "width must be 1, 2, 4 or 8");
@@ -587,7 +291,7 @@ static PyObject *gain_counts(PyObject *self, PyObject *args)
         ; /* the error is set */
     else if (biases != Py_None && bias_buf.len != groups * width)
         PyErr_SetString(PyExc_ValueError, "biases must be one value per group");
-    else if (!(joint = PyMem_Calloc(groups * CODE_LENGTHS, sizeof(Py_ssize_t))))
+    else if (!(joint = PyMem_Calloc(groups * CODE_LENGTHS, sizeof(ptrdiff_t))))
         PyErr_NoMemory();
     else {
         uint64_t bias[CONTEXTS] = {0};
@@ -601,15 +305,10 @@ static PyObject *gain_counts(PyObject *self, PyObject *args)
         if (!valid) {
             PyErr_SetString(PyExc_ValueError, "a key maps to no group");
         } else {
-            Py_ssize_t plain[CODE_LENGTHS] = {0}, below_plain = 0, below_shifted = 0;
-            const uint8_t *ours = raw.buf, *theirs = base.buf;
+            ptrdiff_t plain[CODE_LENGTHS] = {0}, below_plain = 0, below_shifted = 0;
             Py_BEGIN_ALLOW_THREADS
-            switch (width) { /* a memcpy of a constant size is a load */
-            case 1: GAIN_LOOP(1); break;
-            case 2: GAIN_LOOP(2); break;
-            case 4: GAIN_LOOP(4); break;
-            default: GAIN_LOOP(8); break;
-            }
+            gain_counts_loop(raw.buf, base.buf, width, n, stride, group_of_key, bias, joint, plain,
+                             &below_plain, &below_shifted);
             Py_END_ALLOW_THREADS
             PyObject *joint_list = PyList_New(groups * CODE_LENGTHS);
             PyObject *plain_list = PyList_New(CODE_LENGTHS);

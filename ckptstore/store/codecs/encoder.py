@@ -1,7 +1,7 @@
 """BlockEncoder: how a new block is stored, for ingests and uploads alike.
 
 Every new block is stored whole: zstd of its bytes, or of its byte planes for
-numeric data (codecs.py). A tensor block's raw bytes are also offered to the
+numeric data (block.py). A tensor block's raw bytes are also offered to the
 base cache: the rebase that follows the commit (rebase.py) re-encodes the
 parent checkpoint's blocks as deltas against these very bytes, and the next
 checkpoint's rebase re-encodes these blocks themselves.
@@ -9,7 +9,7 @@ checkpoint's rebase re-encodes these blocks themselves.
 
 from __future__ import annotations
 
-from ckptstore.store.codecs.registry import Codec
+from ckptstore.store.codecs.ids import Codec
 from ckptstore.store.context import StoreContext
 
 Encoded = tuple[Codec, bytes | memoryview]  # codec, payload

@@ -14,7 +14,7 @@ import numpy as np
 
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord, adjacent_runs
-from ckptstore.store.codecs.registry import DecodeError
+from ckptstore.store.codecs.ids import DecodeError
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id
 from ckptstore.store.packs.format import ENTRY, parse_entry
