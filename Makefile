@@ -1,8 +1,11 @@
 # Every target creates the virtualenv and installs what it needs on a fresh machine.
+# `run` installs the server alone; test, bench and lint install the test and bench
+# extras and torch (the tests save and load torch checkpoints) into the same venv.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SERVER_STAMP := $(VENV)/.installed-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test bench bench-peers lint clean
@@ -14,7 +17,13 @@ $(STAMP): pyproject.toml ckptstore/store/codecs/_kernels.c ckptstore/store/codec
 	$(BIN)/pip install -q -e '.[test,bench]' 'torch==2.13.0'
 	touch $(STAMP)
 
-run: $(STAMP)
+$(SERVER_STAMP): pyproject.toml $(wildcard ckptstore/store/codecs/*.c)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[server]'
+	touch $(SERVER_STAMP)
+
+run: $(SERVER_STAMP)
 	$(BIN)/ckptstore serve --data ./data --port 8000
 
 test: $(STAMP)

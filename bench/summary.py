@@ -32,7 +32,7 @@ def corpora_lines(path: Path, data: dict) -> list[str]:
     lines = [
         f"Checkpoint corpora ({link(path)}): six saves"
         " per corpus from real, seeded training runs, ingested as one job. Ratio = logical /"
-        " stored bytes; speeds in MB/s on this 2-core VM.",
+        " stored bytes; speeds in MB/s on a 2-core x86_64 machine.",
         "",
         "| corpus | ckptstore | "
         + " | ".join(show)

@@ -23,12 +23,16 @@ from ckptstore.cli.common import (
     embedded_only,
     emit,
     err,
+    fail,
     out,
     target,
 )
 from ckptstore.errors import InvalidArgument
 from ckptstore.formatting import human_size, iso_time
 from ckptstore.server.auth import create_api_key
+
+# `serve` without the `server` extra installed (README: exit codes).
+EXIT_SERVER_NOT_INSTALLED = 11
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys of the server (one tenant each).")
 app.add_typer(keys_app, name="keys")
@@ -148,7 +152,15 @@ def serve(
     """Run the HTTP API (SQLite + packs in --data). Makes a first API key if there is none."""
     import os
 
-    import uvicorn
+    try:  # the server's packages are the `server` extra: a client install lacks them
+        import fastapi  # noqa: F401
+        import uvicorn
+    except ModuleNotFoundError as exc:
+        raise fail(
+            f"serve needs the server's packages ({exc.name} is not installed):"
+            " pip install 'ckptstore\\[server]'",  # escaped: rich reads [server] as markup
+            EXIT_SERVER_NOT_INSTALLED,
+        ) from None
 
     from ckptstore.config import ServerSettings
 
