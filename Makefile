@@ -10,14 +10,15 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test bench bench-peers lint clean
 
-$(STAMP): pyproject.toml ckptstore/store/codecs/_kernels.c ckptstore/store/codecs/kernels/loops.c \
-    ckptstore/store/codecs/kernels/loops.h
+KERNELS := $(wildcard ckptstore/store/codecs/*.c ckptstore/store/codecs/kernels/*)
+
+$(STAMP): pyproject.toml $(KERNELS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,bench]' 'torch==2.13.0'
 	touch $(STAMP)
 
-$(SERVER_STAMP): pyproject.toml $(wildcard ckptstore/store/codecs/*.c)
+$(SERVER_STAMP): pyproject.toml $(KERNELS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[server]'
