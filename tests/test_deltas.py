@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from ckptstore.errors import CorruptBlockError
 from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.codecs.registry import BlockCodec, Codec, DecodeError
-from ckptstore.store.rebase import chain_depths
 from ckptstore.store.packs.format import ENTRY, HEADER
 from ckptstore.store.packs.usage import reclaimable
+from ckptstore.store.rebase import chain_depths
 from ckptstore.testing.formats import safetensors_bytes
 from tests.conftest import TEST_CONFIG, restore_bytes
 
