@@ -19,7 +19,7 @@ import time
 
 from bench.rss_child import peak_rss_bytes
 from ckptstore import CheckpointStore
-from ckptstore.store.deltas import chain_depths
+from ckptstore.store.rebase import chain_depths
 
 JOB = "corpus"
 

@@ -2,7 +2,7 @@
 
 Usage: python -m tests.crash_child STORE MODE TARGET CALL WHEN [CLOCK_OFFSET_S]
   MODE    ingest | rebase (tensor checkpoints, each rebasing its parent) | gc
-  TARGET  dotted attribute to wrap, e.g. ckptstore.store.catalog.sqlite.SQLiteCatalog.add_pack
+  TARGET  dotted attribute to wrap, e.g. ckptstore.store.catalog.sqlite:SQLiteCatalog.add_pack
   CALL    kill on this call number (1-based)
   WHEN    before | after the wrapped call runs
 """

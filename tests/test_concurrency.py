@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ckptstore import CheckpointStore
-from ckptstore.store.deltas import chain_depths
+from ckptstore.store.rebase import chain_depths
 from tests.conftest import TEST_CONFIG, random_bytes, restore_bytes
 
 ROOT = Path(__file__).resolve().parent.parent

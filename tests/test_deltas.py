@@ -14,8 +14,9 @@ from ckptstore.errors import CorruptBlockError
 from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.codecs.block import BlockCodec
 from ckptstore.store.codecs.ids import Codec, DecodeError
-from ckptstore.store.deltas import chain_depths
 from ckptstore.store.packs.format import ENTRY, HEADER
+from ckptstore.store.packs.usage import reclaimable
+from ckptstore.store.rebase import chain_depths
 from ckptstore.testing.formats import safetensors_bytes
 from tests.conftest import TEST_CONFIG, restore_bytes
 
@@ -148,7 +149,7 @@ def test_blocks_whose_whole_copies_would_stay_on_disk_are_not_rebased(open_store
     assert Codec.BIASED_DELTA in codecs_of(store, second)  # its own pack: rebased, dropped
     assert Codec.BIASED_DELTA not in codecs_of(store, third)  # the newest
     usage = store.context.catalog.pack_usage()
-    assert all(not u.reclaimable(config.compact_dead_fraction) for u in usage)
+    assert all(not reclaimable(u, config.compact_dead_fraction) for u in usage)
     dead = sum(u.size - HEADER.size - u.live_bytes for u in usage)
     assert dead == 0  # no whole copy left behind next to a delta
 
@@ -260,12 +261,12 @@ def test_reads_after_compaction_follow_moved_bases(store, clock):
 
 
 def test_a_failed_rebase_leaves_the_commit_and_the_parent_whole(store, monkeypatch, caplog):
-    import ckptstore.store.checkpoints as checkpoints
+    import ckptstore.store.commit as commit
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoints, "rebase_parent", broken)
+    monkeypatch.setattr(commit, "rebase_parent", broken)
     (first, data1), (second, data2) = put_steps(store, 2)
     assert "rebasing checkpoint" in caplog.text and "failed" in caplog.text
     assert Codec.BIASED_DELTA not in codecs_of(store, first) + codecs_of(store, second)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ckptstore.errors import FormatError
 from ckptstore.store.blockstore.base import BlockStore
-from ckptstore.store.catalog.base import Catalog
+from ckptstore.store.catalog.base import Catalog, ServiceRecords
 from ckptstore.store.chunking.cutter import DEFAULT_CHUNKER, ChunkerParams
 from ckptstore.store.codecs.block import DELTA_GROUP_LOG, EXPONENT_GROUP_LOG, BlockCodec
 from ckptstore.store.codecs.frames import DEFAULT_ZSTD_LEVEL
 from ckptstore.store.packs.basecache import BaseCache
 
 Clock = Callable[[], float]
+FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -60,3 +63,38 @@ class StoreContext:
     pool: ThreadPoolExecutor
     config: StoreConfig
     base_cache: BaseCache = field(default_factory=lambda: BaseCache(0))
+
+
+def build_context(
+    catalog: Catalog, blocks: BlockStore, config: StoreConfig, clock: Clock
+) -> StoreContext:
+    """The context of a store: its format version checked, its chunker as persisted."""
+    return StoreContext(
+        catalog=catalog,
+        blocks=blocks,
+        codec=BlockCodec(
+            config.zstd_level,
+            config.byte_planes,
+            config.delta_group_log,
+            config.exponent_group_log,
+        ),
+        chunker=_persisted_chunker(catalog, config.chunker),
+        clock=clock,
+        pool=ThreadPoolExecutor(config.workers, thread_name_prefix="ckptstore"),
+        config=config,
+        base_cache=BaseCache(config.delta_cache_bytes),
+    )
+
+
+def _persisted_chunker(settings: ServiceRecords, for_new_store: ChunkerParams) -> ChunkerParams:
+    """The store's chunker parameters: recorded at creation, never changed after."""
+    version = int(settings.set_setting_if_absent("format_version", str(FORMAT_VERSION)))
+    if version != FORMAT_VERSION:
+        raise FormatError(f"store format version {version}; this ckptstore reads {FORMAT_VERSION}")
+    stored = json.loads(
+        settings.set_setting_if_absent("chunker", json.dumps(for_new_store.as_dict()))
+    )
+    try:
+        return ChunkerParams.from_dict(stored)
+    except (ValueError, KeyError) as exc:
+        raise FormatError(f"store chunker settings {stored}: {exc}") from None

@@ -7,14 +7,18 @@ are durable in their new pack and re-pointed before the old pack goes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import fcntl
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from ckptstore.errors import CorruptBlockError
-from ckptstore.store.catalog.base import BlockRecord, PackUsage, adjacent_runs
+from ckptstore.store.catalog.records import BlockRecord, PackUsage, adjacent_runs
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import new_pack_id
 from ckptstore.store.packs.format import PackBuilder, parse_entry
+from ckptstore.store.packs.usage import reclaimable
+from ckptstore.store.packs.writer import block_record
 from ckptstore.store.rebase import materialize_orphans
 
 
@@ -27,6 +31,28 @@ class GcReport:
     orphan_packs_deleted: int = 0
     temp_files_deleted: int = 0
     bytes_freed: int = 0
+
+
+class GcLock:
+    """One GC (or compaction) at a time per store: an advisory lock on ``gc.lock`` in
+    the store's directory, or nothing for a store without one."""
+
+    def __init__(self, lock_dir: Path | None) -> None:
+        self._lock_dir = lock_dir
+
+    def run(self, work: Callable[[], GcReport], *, wait: bool) -> GcReport | None:
+        """``work`` holding the lock; None if ``wait`` is False and a GC holds it."""
+        if self._lock_dir is None:
+            return work()
+        with open(self._lock_dir / "gc.lock", "a+b") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return None  # the running GC compacts these packs too
+            try:
+                return work()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def collect_garbage(ctx: StoreContext) -> GcReport:
@@ -71,7 +97,7 @@ def _reclaim(ctx: StoreContext, usages: list[PackUsage], report: GcReport) -> No
                 ctx.blocks.delete(usage.pack_id)
                 report.packs_deleted += 1
                 report.bytes_freed += usage.size
-        elif usage.reclaimable(ctx.config.compact_dead_fraction):
+        elif reclaimable(usage, ctx.config.compact_dead_fraction):
             report.bytes_freed += usage.size - _compact(ctx, usage.pack_id)
             report.packs_compacted += 1
 
@@ -99,7 +125,7 @@ def _compact(ctx: StoreContext, pack_id: str) -> int:
     new_id = new_pack_id()
     ctx.blocks.put(new_id, builder.getbuffer())
     moved = [
-        record.__class__(e.block_id, new_id, e.offset, e.stored_len, e.raw_len, e.codec, e.base_id)
+        block_record(e, new_id, record.width)
         for record, e in zip(live, builder.entries, strict=True)
     ]
     ctx.catalog.relocate_blocks(pack_id, new_id, builder.size, moved, ctx.clock())

@@ -4,6 +4,8 @@ Blocks are cut by FastCDC, or per tensor (chunking.py); a new block is stored
 whole, as zstd of its bytes or byte planes (the parent checkpoint becomes
 deltas on it after the commit: rebase.py).
 
+The stream is then committed (commit.py) by ``ingest``, which runs it all.
+
 Hashing and compression run in the store's thread pool (both release the
 GIL). Three windows are in flight: window k is read and cut on the calling
 thread while window k-1 is hashed and window k-2 compressed by the pool, so
@@ -15,17 +17,20 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from ckptstore.store.catalog.base import Leases
+from ckptstore.store.catalog.records import CheckpointRecord
 from ckptstore.store.chunking.cutter import BlockCutter, Cut
-from ckptstore.store.chunking.sources import WindowSource
+from ckptstore.store.chunking.sources import Source, WindowSource, open_source
 from ckptstore.store.codecs.encoder import BlockEncoder, Encoded
 from ckptstore.store.codecs.estimate import plane_width
+from ckptstore.store.commit import Committer
 from ckptstore.store.context import StoreContext
-from ckptstore.store.ids import block_id
-from ckptstore.store.leases import LeaseKeeper
+from ckptstore.store.ids import block_id, new_upload_id
 from ckptstore.store.packs.writer import PackWriter
 
-# (block id, raw length) of each block of a task, and the task's encodings in that order
-_Staged = list[tuple[list[tuple[bytes, int]], "Future[list[Encoded]]"]]
+# (block id, raw length, tensor width or None) of each block of a task, and the task's
+# encodings in that order
+_Staged = list[tuple[list[tuple[bytes, int, int | None]], "Future[list[Encoded]]"]]
 _Hashing = tuple[list[int], list[memoryview], list[Cut], list["Future[list[bytes]]"]]
 # Small blocks (headers, biases, norms: most blocks of a torch.save file, few of its
 # bytes) go to the pool in groups of about this many bytes: one task per block would
@@ -53,11 +58,53 @@ def _hash_all(views: list[memoryview]) -> list[bytes]:
     return [block_id(view) for view in views]
 
 
+class LeaseKeeper:
+    """Keeps one holder's leases alive while its ingest or upload runs: renews them all
+    once a third of the lease TTL has passed."""
+
+    def __init__(self, ctx: StoreContext, holder: str) -> None:
+        self._ctx = ctx
+        self._leases: Leases = ctx.catalog
+        self.holder = holder
+        self._renewed_at = ctx.clock()
+
+    def expires_at(self) -> float:
+        """The expiry for a lease taken now; renews older leases first if they need it."""
+        now = self._ctx.clock()
+        ttl = self._ctx.config.lease_ttl_s
+        if now - self._renewed_at > ttl / 3:
+            self._leases.renew_leases(self.holder, now + ttl)
+            self._renewed_at = now
+        return now + ttl
+
+    def lease_existing(self, block_ids: list[bytes]) -> set[bytes]:
+        """The subset of ``block_ids`` the store has, leased to this holder."""
+        return self._leases.lease_existing(block_ids, self.holder, self.expires_at())
+
+
+def ingest(
+    ctx: StoreContext, committer: Committer, draft: CheckpointRecord, source: Source
+) -> CheckpointRecord:
+    """Store ``source`` as the checkpoint ``draft`` and commit it; on any error its
+    leases go at once (blocks already written are reclaimed by GC)."""
+    holder = new_upload_id()
+    windows = open_source(source, ctx.config.window_bytes)
+    try:
+        result = Ingest(ctx, holder).run(windows)
+        return committer.commit(
+            draft, result.manifest, result.size_bytes, result.stored_bytes, holder, result.slots
+        )
+    except BaseException:
+        ctx.catalog.release_leases(holder)
+        raise
+    finally:
+        windows.close()
+
+
 @dataclass(frozen=True)
 class IngestResult:
     manifest: list[tuple[int, bytes]]  # (logical offset, block id) in stream order
     slots: list[str | None]  # the tensor slot of each manifest entry
-    widths: dict[bytes, int]  # the element width of each tensor block
     size_bytes: int
     stored_bytes: int  # bytes of the packs this ingest wrote
     new_blocks: int
@@ -73,7 +120,6 @@ class Ingest:
         self._seen: set[bytes] = set()  # ids leased from the catalog or written by us
         self._leases = LeaseKeeper(ctx, holder)
         self._encoder = BlockEncoder(ctx, holder)
-        self._widths: dict[bytes, int] = {}
         self._planes = ctx.codec.byte_planes
         self._new_blocks = 0
 
@@ -112,9 +158,6 @@ class Ingest:
                 ids = [bid for future in hashes for bid in future.result()]
                 manifest.extend(zip(offsets, ids, strict=True))
                 slots.extend(c.slot for c in cut_info)
-                self._widths.update(
-                    (bid, c.width) for bid, c in zip(ids, cut_info, strict=True) if c.slot
-                )
                 staged = self._stage(ids, views, cut_info)
                 self._store(encoding)
                 encoding = staged
@@ -126,7 +169,6 @@ class Ingest:
         return IngestResult(
             manifest,
             slots,
-            self._widths,
             offset,
             self._writer.stored_bytes,
             self._new_blocks,
@@ -156,7 +198,11 @@ class Ingest:
         for group in _groups([len(view) for _, view, _ in new]):
             part = jobs[group.start : group.stop]
             future = self._ctx.pool.submit(self._encode_all, part)
-            staged.append(([(bid, len(view)) for bid, view, *_ in part], future))
+            blocks = [
+                (bid, len(view), cut.width if cut.slot else None)
+                for bid, view, cut in new[group.start : group.stop]
+            ]
+            staged.append((blocks, future))
         return staged
 
     def _encode_all(self, jobs: list[tuple]) -> list[Encoded]:
@@ -164,6 +210,8 @@ class Ingest:
 
     def _store(self, staged: _Staged) -> None:
         for blocks, future in staged:
-            for (bid, raw_len), (codec, payload) in zip(blocks, future.result(), strict=True):
-                self._writer.add(bid, codec, raw_len, payload)
+            for (bid, raw_len, width), (codec, payload) in zip(
+                blocks, future.result(), strict=True
+            ):
+                self._writer.add(bid, codec, raw_len, payload, width=width)
             self._new_blocks += len(blocks)

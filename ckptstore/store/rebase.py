@@ -21,30 +21,48 @@ old entry becomes dead bytes, which ``compact_packs`` (gc.py) reclaims; a
 crash before the transaction leaves an orphan pack for GC, and the rebase
 itself stays listed in the catalog (``pending_rebases``) until it is done,
 so the store runs it again when it is next opened.
+
+Which checkpoint is rebased is decided here (``choose_rebase_parent``) and
+evaluated by the catalog inside the commit's transaction, so the pending
+rebase is recorded with the commit or not at all. The element width a delta
+needs is the catalog's (``BlockRecord.width``); a store from before catalog
+schema 4 has it read from each payload once, when it is opened
+(``record_legacy_widths``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
-from ckptstore.store.catalog.base import BlockRecord
+from ckptstore.store.catalog.base import BlockIndex
+from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
 from ckptstore.store.codecs.ids import DELTA_WIDTHS, PLANE_WIDTHS, WIDTH_PREFIXED
 from ckptstore.store.context import StoreContext
-from ckptstore.store.deltas import chain_heights
 from ckptstore.store.ids import block_id
 from ckptstore.store.packs.entries import load_block
-from ckptstore.store.packs.format import ENTRY, PackEntry
-from ckptstore.store.packs.writer import PackWriter
+from ckptstore.store.packs.format import PackEntry
+from ckptstore.store.packs.usage import reclaimable
+from ckptstore.store.packs.writer import PackWriter, block_record
 
 log = logging.getLogger("ckptstore.rebase")
 
 IN_FLIGHT_BYTES = 16 * 1024 * 1024  # raw bytes of blocks being re-encoded at once
+WIDTHS_SETTING = "legacy_widths"  # set once no block row lacks its width
+WIDTH_BATCH = 10_000  # block rows whose width is read per catalog round trip
+
+
+def choose_rebase_parent(others: Iterable[CheckpointRecord]) -> str | None:
+    """Of a job's other ready checkpoints (newest first), the one to store as deltas on
+    the checkpoint being committed: the newest that is not a best copy (a copy comes
+    and goes; its source stays)."""
+    return next((c.checkpoint_id for c in others if c.parent_id is None), None)
 
 
 @dataclass(frozen=True)
@@ -70,16 +88,14 @@ def rebase_parent(
     ctx: StoreContext,
     parent: dict[str, BlockRecord],
     child: dict[str, BlockRecord],
-    widths: dict[bytes, int],
     parent_id: str | None = None,
 ) -> RebaseReport:
     """Re-encode the parent checkpoint's tensor blocks as deltas on the child's (both by
-    slot; ``widths``: the element width of child blocks, where known). The bytes saved
-    come off the stored bytes of checkpoint ``parent_id``."""
+    slot). The bytes saved come off the stored bytes of checkpoint ``parent_id``."""
     limit = ctx.config.delta_max_depth
     if limit <= 0 or not ctx.codec.byte_planes or not parent:
         return RebaseReport()
-    pairs = _freeing(ctx, _pairs(ctx, parent, child, widths, limit))
+    pairs = _freeing(ctx, _pairs(ctx, parent, child, limit))
     return _reencode(ctx, pairs, parent_id)
 
 
@@ -89,7 +105,7 @@ def materialize_orphans(ctx: StoreContext, dead_before: float) -> RebaseReport:
     take the base. Without this, deleting the newest checkpoints would free nothing
     while older ones remain."""
     orphans = ctx.catalog.orphaned_deltas(dead_before)
-    return _reencode(ctx, [Pair(r, None, _stored_width(ctx, r)) for r in orphans], None)
+    return _reencode(ctx, [Pair(r, None, r.width) for r in orphans], None)
 
 
 def _reencode(ctx: StoreContext, pairs: list[Pair], owner: str | None) -> RebaseReport:
@@ -147,14 +163,9 @@ class _PackSink:
     def _repoint(self, pack_id: str, size: int, entries: list[PackEntry]) -> None:
         """Re-point the blocks of a durable pack (one transaction); on the writer's thread."""
         ctx, report = self._ctx, self._report
+        olds = [self._old.pop(e.block_id) for e in entries]
         records = [
-            (
-                self._old.pop(e.block_id),
-                BlockRecord(
-                    e.block_id, pack_id, e.offset, e.stored_len, e.raw_len, e.codec, e.base_id
-                ),
-            )
-            for e in entries
+            (old, block_record(e, pack_id, old.width)) for old, e in zip(olds, entries, strict=True)
         ]
         applied = ctx.catalog.reencode_blocks(
             pack_id, size, records, ctx.clock(), self._owner, ctx.config.delta_max_depth
@@ -174,7 +185,6 @@ def _pairs(
     ctx: StoreContext,
     parent: dict[str, BlockRecord],
     child: dict[str, BlockRecord],
-    widths: dict[bytes, int],
     limit: int,
 ) -> list[Pair]:
     candidates = [
@@ -191,9 +201,8 @@ def _pairs(
     for record, target in candidates:
         if heights[record.block_id] >= limit:
             continue  # older blocks already hang this deep below it: it stays a keyframe
-        width = widths.get(target.block_id) or _stored_width(ctx, target)
-        if width in DELTA_WIDTHS:
-            pairs.append(Pair(record, target, width))
+        if target.width in DELTA_WIDTHS:
+            pairs.append(Pair(record, target, target.width))
     pairs.sort(key=lambda p: (p.block.pack_id, p.block.offset))  # read packs in order
     return pairs
 
@@ -204,24 +213,43 @@ def _freeing(ctx: StoreContext, pairs: list[Pair]) -> list[Pair]:
     only adds bytes (a frozen base with a few changing tensors in one pack)."""
     dying: dict[str, int] = {}
     for pair in pairs:
-        dying[pair.block.pack_id] = (
-            dying.get(pair.block.pack_id, 0) + pair.block.stored_len + ENTRY.size
-        )
+        dying[pair.block.pack_id] = dying.get(pair.block.pack_id, 0) + pair.block.entry_len
     fraction = ctx.config.compact_dead_fraction
     kept = {
         usage.pack_id
         for usage in ctx.catalog.pack_usage(dying)
-        if usage.reclaimable(fraction, dying[usage.pack_id])
+        if reclaimable(usage, fraction, dying[usage.pack_id])
     }
     return [pair for pair in pairs if pair.block.pack_id in kept]
 
 
-def _stored_width(ctx: StoreContext, record: BlockRecord) -> int | None:
+def record_legacy_widths(ctx: StoreContext) -> int:
+    """Record the width of every block row written before catalog schema 4, once per
+    store; returns how many rows that took.
+
+    Such a row does not say its width, which the rebase needs. As the rebase did
+    before the catalog held it, it is the element width a byte-plane payload
+    records (its first byte), or None for other codecs and unreadable packs.
+    """
+    catalog = ctx.catalog
+    if catalog.get_setting(WIDTHS_SETTING) is not None:
+        return 0
+    done, after = 0, b""
+    while batch := catalog.unknown_widths(after, WIDTH_BATCH):
+        in_order = sorted(batch, key=lambda r: (r.pack_id, r.offset))  # read packs in order
+        catalog.record_widths({r.block_id: _payload_width(ctx, r) for r in in_order})
+        done += len(batch)
+        after = batch[-1].block_id
+    catalog.set_setting_if_absent(WIDTHS_SETTING, "recorded")
+    return done
+
+
+def _payload_width(ctx: StoreContext, record: BlockRecord) -> int | None:
     """The element width a byte-plane payload records (its first byte), else None."""
     if record.codec not in WIDTH_PREFIXED or record.stored_len < 1:
         return None
     try:
-        return ctx.blocks.get(record.pack_id, record.offset + ENTRY.size, 1)[0]
+        return ctx.blocks.get(record.pack_id, record.offset + record.header_len, 1)[0]
     except PackNotFound:
         return None
 
@@ -255,3 +283,55 @@ def _encode(ctx: StoreContext, pair: Pair) -> tuple[int, bytes | memoryview] | N
         log.error("delta of block %s does not decode back; kept whole", pair.block.block_id.hex())
         return None
     return encoded
+
+
+# -- delta chains ----------------------------------------------------------------
+# A block stored as a delta names its base; reading it decodes the base first
+# (restore.py). The rebase keeps chains at most ``delta_max_depth`` long.
+
+
+def chain_depths(
+    catalog: BlockIndex, records: Iterable[BlockRecord], limit: int
+) -> dict[bytes, int]:
+    """How many deltas lie between each block and a whole block; ``limit + 1`` stands
+    for "more than ``limit``" (and for a chain whose base is missing)."""
+    records = list(records)
+    known = {record.block_id: record for record in records}
+    wanted = {r.base_id for r in records if r.base_id is not None}
+    for _ in range(limit):
+        wanted -= known.keys()
+        if not wanted:
+            break
+        found = catalog.get_blocks(sorted(wanted))
+        known.update(found)
+        wanted = {r.base_id for r in found.values() if r.base_id is not None}
+
+    def depth(record: BlockRecord | None) -> int:
+        steps = 0
+        while record is not None and record.base_id is not None and steps <= limit:
+            steps += 1
+            record = known.get(record.base_id)
+        return limit + 1 if record is None else min(steps, limit + 1)
+
+    return {record.block_id: depth(record) for record in records}
+
+
+def chain_heights(catalog: BlockIndex, ids: list[bytes], limit: int) -> dict[bytes, int]:
+    """How many deltas deep blocks hang below each block (``limit`` stands for at
+    least that many)."""
+    heights = dict.fromkeys(ids, 0)
+    owner = {bid: bid for bid in ids}  # a dependent -> the block of ``ids`` it hangs from
+    level = list(ids)
+    for depth in range(1, limit + 1):
+        found = catalog.deltas_on(level)
+        if not found:
+            break
+        level = []
+        for record in found:
+            if record.block_id in owner:
+                continue  # seen already: only a corrupt catalog could loop
+            root = owner[record.base_id]  # type: ignore[index]
+            owner[record.block_id] = root
+            heights[root] = depth
+            level.append(record.block_id)
+    return heights

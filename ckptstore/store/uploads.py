@@ -15,41 +15,35 @@ is hidden is uploaded, verified and then simply leased, not stored twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ckptstore.errors import BlockHashMismatch, BlocksNotUploaded, InvalidArgument
-from ckptstore.store.catalog.base import CheckpointRecord
+from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
 from ckptstore.store.codecs.encoder import BlockEncoder
+from ckptstore.store.commit import Committer
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id
-from ckptstore.store.leases import LeaseKeeper
-from ckptstore.store.packs.format import ENTRY
+from ckptstore.store.ingest import LeaseKeeper
 from ckptstore.store.packs.writer import PackWriter
 
-CommitFn = Callable[
-    [list[tuple[int, bytes]], int, int, list[str | None] | None, dict[bytes, int]],
-    CheckpointRecord,
-]
 Received = tuple[bytes | memoryview, int | None, str | None]  # data, width, slot
 
 
 class Upload:
-    """One checkpoint's upload; also a context manager that aborts on error."""
+    """The upload of checkpoint ``draft``; also a context manager that aborts on error."""
 
     def __init__(
         self,
         ctx: StoreContext,
         upload_id: str,
-        tenant_id: str,
-        commit: CommitFn,
+        draft: CheckpointRecord,
+        committer: Committer,
     ):
         self._ctx = ctx
         self.upload_id = upload_id
-        self._tenant_id = tenant_id
-        self._commit = commit
+        self._draft = draft
+        self._tenant_id = draft.tenant_id
+        self._committer = committer
         self._leases = LeaseKeeper(ctx, upload_id)
         self._encoder: BlockEncoder | None = None
-        self._widths: dict[bytes, int] = {}  # of tensor blocks this instance received
         self._writer: PackWriter | None = None
         self._stored_elsewhere: dict[bytes, Received] = {}  # leased at flush
         self.stored_bytes = 0
@@ -123,9 +117,8 @@ class Upload:
         ]
         for (bid, (data, width, slot)), future in zip(blocks.items(), encoded, strict=True):
             codec, payload = future.result()
-            self._writer.add(bid, codec, len(data), payload)
-            if slot is not None and width:
-                self._widths[bid] = width
+            tensor_width = width if slot is not None else None
+            self._writer.add(bid, codec, len(data), payload, width=tensor_width)
 
     def flush(self) -> None:
         """Make every block received so far durable and recorded (leased to this upload)."""
@@ -166,12 +159,14 @@ class Upload:
         # The bytes this checkpoint adds to the store: its blocks no checkpoint holds yet,
         # whichever request of the upload sent them.
         new = self._ctx.catalog.unreferenced(block_ids)
-        stored = sum(ENTRY.size + record.stored_len for record in new)
-        record = self._commit(manifest, offset, stored, slots, self._widths)
+        stored = sum(record.entry_len for record in new)
+        record = self._committer.commit(
+            self._draft, manifest, offset, stored, self.upload_id, slots
+        )
         self.done = True
         return record
 
-    def _owned(self, found: dict) -> dict:
+    def _owned(self, found: dict[bytes, BlockRecord]) -> dict[bytes, BlockRecord]:
         """Of the blocks found, those this tenant may name: leased to this upload (sent
         by it, or reported present by ``missing``) or referenced by the tenant's own
         checkpoints. Naming any other block fails exactly like naming an absent one, so a

@@ -1,11 +1,26 @@
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ckptstore.errors import FormatError
+from ckptstore.store.catalog.records import UNKNOWN_WIDTH
+from ckptstore.store.catalog.schema import MIGRATIONS
 from ckptstore.store.catalog.sqlite import SCHEMA_VERSION, SQLiteCatalog
-from ckptstore.testing.catalog_tests import CatalogTests
+from ckptstore.store.rebase import choose_rebase_parent
+from ckptstore.testing.catalog import CatalogTests
+from ckptstore.testing.catalog.helpers import NOW, bid, checkpoint
+
+
+def old_catalog(path: Path, version: int) -> sqlite3.Connection:
+    """A catalog as ckptstore left it at schema ``version`` (its migrations only)."""
+    conn = sqlite3.connect(path)
+    for target in range(1, version + 1):
+        for statement in MIGRATIONS[target]:
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    return conn
 
 
 class TestSQLiteCatalog(CatalogTests):
@@ -21,24 +36,14 @@ class TestSQLiteCatalog(CatalogTests):
     def test_newer_schema_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "future.sqlite"
         SQLiteCatalog(path).close()
-        import sqlite3
-
         with sqlite3.connect(path) as conn:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
         with pytest.raises(FormatError, match="schema version"):
             SQLiteCatalog(path)
 
     def test_version_1_catalog_is_migrated_and_keeps_its_checkpoints(self, tmp_path: Path) -> None:
-        import sqlite3
-
-        from ckptstore.store.catalog.schema import MIGRATIONS
-        from ckptstore.testing.catalog_tests import NOW, bid, checkpoint
-
         path = tmp_path / "v1.sqlite"
-        with sqlite3.connect(path) as conn:
-            for statement in MIGRATIONS[1]:
-                conn.execute(statement)
-            conn.execute("PRAGMA user_version = 1")
+        with old_catalog(path, 1) as conn:
             conn.execute(
                 "INSERT INTO blocks (block_id, pack_id, pack_offset, stored_len, raw_len, codec,"
                 " refcount) VALUES (?, 'p', 16, 10, 10, 0, 1)",
@@ -58,10 +63,33 @@ class TestSQLiteCatalog(CatalogTests):
             assert catalog.slots("c1") == {}  # v1 manifests have no slots
             assert catalog.pending_rebases() == []
             parent = catalog.commit_checkpoint(
-                checkpoint("c2", created=NOW + 1), [(0, bid(1))], "h", ["t#0"]
+                checkpoint("c2", created=NOW + 1), [(0, bid(1))], "h", ["t#0"], choose_rebase_parent
             )
             assert parent == "c1" and catalog.pending_rebases() == [("c2", "c1")]
             assert list(catalog.slots("c2")) == ["t#0"]
+        finally:
+            catalog.close()
+
+    def test_version_3_blocks_get_pack_format_1_headers_and_an_unknown_width(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "v3.sqlite"
+        with old_catalog(path, 3) as conn:
+            conn.execute(
+                "INSERT INTO blocks (block_id, pack_id, pack_offset, stored_len, raw_len, codec,"
+                " refcount) VALUES (?, 'p', 16, 10, 12, 4, 1)",
+                (bid(1),),
+            )
+            conn.execute("INSERT INTO packs VALUES ('p', 102, 0)")
+        conn.close()
+        catalog = SQLiteCatalog(path)
+        try:
+            (old,) = catalog.unknown_widths(b"", 10)
+            assert (old.header_len, old.width, old.entry_end) == (76, UNKNOWN_WIDTH, 16 + 76 + 10)
+            assert catalog.pack_usage()[0].live_bytes == 76 + 10
+            catalog.record_widths({bid(1): 2})
+            assert catalog.get_block(bid(1)).width == 2
+            assert catalog.unknown_widths(b"", 10) == []
         finally:
             catalog.close()
 

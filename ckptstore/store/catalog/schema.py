@@ -1,6 +1,6 @@
 """The catalog schema, as numbered migrations (FORMAT.md describes the tables)."""
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # MIGRATIONS[n] takes a catalog from schema version n-1 to n.
 MIGRATIONS: dict[int, list[str]] = {
@@ -88,5 +88,14 @@ MIGRATIONS: dict[int, list[str]] = {
             checkpoint_id TEXT PRIMARY KEY,
             parent_id TEXT NOT NULL)""",
         "CREATE INDEX rebases_parent ON rebases (parent_id)",
+    ],
+    # 4: a block row says all the engine needs without reading its pack: the length of
+    # its entry's header, and the element width of a tensor block (NULL for opaque
+    # bytes). New rows always give both; rows from before take the defaults: pack
+    # format 1's 76-byte entry header, and -1 (records.UNKNOWN_WIDTH) until the engine
+    # reads the width from the payload, once (rebase.record_legacy_widths).
+    4: [
+        "ALTER TABLE blocks ADD COLUMN header_len INTEGER NOT NULL DEFAULT 76",
+        "ALTER TABLE blocks ADD COLUMN width INTEGER DEFAULT -1",
     ],
 }

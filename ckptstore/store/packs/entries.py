@@ -13,11 +13,11 @@ import threading
 import numpy as np
 
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
-from ckptstore.store.catalog.base import BlockRecord, adjacent_runs
+from ckptstore.store.catalog.records import BlockRecord, adjacent_runs
 from ckptstore.store.codecs.ids import DecodeError
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id
-from ckptstore.store.packs.format import ENTRY, parse_entry
+from ckptstore.store.packs.format import parse_entry
 
 
 def decode_entry(
@@ -111,12 +111,12 @@ def _chain_buffer(which: int, size: int) -> np.ndarray:
 
 def _entry_bytes(ctx: StoreContext, record: BlockRecord) -> tuple[BlockRecord, bytes]:
     try:
-        return record, ctx.blocks.get(record.pack_id, record.offset, ENTRY.size + record.stored_len)
+        return record, ctx.blocks.get(record.pack_id, record.offset, record.entry_len)
     except PackNotFound:
         moved = ctx.catalog.get_block(record.block_id)
         if moved is None or moved.pack_id == record.pack_id:
             raise MissingBlockError([record.block_id.hex()]) from None
-        return moved, ctx.blocks.get(moved.pack_id, moved.offset, ENTRY.size + moved.stored_len)
+        return moved, ctx.blocks.get(moved.pack_id, moved.offset, moved.entry_len)
 
 
 Loaded = bytes | memoryview | Exception  # a block's bytes, or why they could not be read

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ckptstore.store.blockstore.base import PendingObject
-from ckptstore.store.catalog.base import BlockRecord
+from ckptstore.store.catalog.records import BlockRecord
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import new_pack_id
 from ckptstore.store.packs.format import ENTRY, HEADER, PACK_HEADER, PackEntry, entry_header
@@ -33,6 +33,22 @@ MAX_QUEUED = 8  # pieces handed to the sealer thread and not yet written
 Recorder = Callable[[str, int, list[PackEntry]], None]
 
 
+def block_record(entry: PackEntry, pack_id: str, width: int | None) -> BlockRecord:
+    """The catalog's record of an entry of pack ``pack_id`` (``width``: the element
+    width of a tensor block, None for opaque bytes)."""
+    return BlockRecord(
+        entry.block_id,
+        pack_id,
+        entry.offset,
+        entry.stored_len,
+        entry.raw_len,
+        entry.codec,
+        entry.base_id,
+        header_len=ENTRY.size,
+        width=width,
+    )
+
+
 class PackWriter:
     """One open pack at a time for one ingest or upload (the lease holder), or for a
     rebase, which records its packs its own way (``recorder``)."""
@@ -42,6 +58,7 @@ class PackWriter:
         self.holder = holder
         self._recorder = recorder or self._lease_new_blocks
         self._raw_lens: dict[bytes, int] = {}  # every block accepted: open, sealing or sealed
+        self._widths: dict[bytes, int] = {}  # of the tensor blocks among them
         self._sealer = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-seal")
         self._queued: deque[Future[None]] = deque()  # the sealer's work, in order
         self._pending: PendingObject | None = None  # where the open pack is being written
@@ -66,10 +83,14 @@ class PackWriter:
         raw_len: int,
         payload: bytes | memoryview,
         base_id: bytes | None = None,
+        width: int | None = None,
     ) -> None:
-        """Append a block to the open pack (once per block id)."""
+        """Append a block to the open pack (once per block id); ``width``: the element
+        width of a tensor block, None for opaque bytes."""
         if block_id in self._raw_lens:
             return
+        if width:
+            self._widths[block_id] = width
         if not isinstance(payload, bytes):
             payload = bytes(payload)  # written later: a view's buffer may be reused meanwhile
         if not self._entries:
@@ -153,10 +174,7 @@ class PackWriter:
     def _lease_new_blocks(self, pack_id: str, size: int, entries: list[PackEntry]) -> None:
         """Record the pack, its blocks leased to the holder until the checkpoint commits."""
         now = self._ctx.clock()
-        records = [
-            BlockRecord(e.block_id, pack_id, e.offset, e.stored_len, e.raw_len, e.codec)
-            for e in entries
-        ]
+        records = [block_record(e, pack_id, self._widths.get(e.block_id)) for e in entries]
         self._ctx.catalog.add_pack(
             pack_id, size, records, now, self.holder, now + self._ctx.config.lease_ttl_s
         )

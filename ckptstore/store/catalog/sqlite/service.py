@@ -1,12 +1,13 @@
-"""Service records in SQLite: job settings, endpoints that pin checkpoints, API keys."""
+"""Service records in SQLite: store settings, endpoints that pin checkpoints, API keys."""
 
 from __future__ import annotations
 
 import json
 
 from ckptstore.errors import CheckpointNotFound, CheckpointNotReady
-from ckptstore.store.catalog.base import ApiKeyRecord, EndpointRecord
-from ckptstore.store.catalog.sqlite_db import SQLiteDatabase
+from ckptstore.store.catalog.base import ServiceRecords
+from ckptstore.store.catalog.records import ApiKeyRecord, EndpointRecord
+from ckptstore.store.catalog.sqlite.database import SQLiteDatabase
 
 _ENDPOINT_COLUMNS = (
     "endpoint_id, tenant_id, name, checkpoint_id, gpu_ids, worker_count, status, created_at"
@@ -20,29 +21,16 @@ def _endpoint(row: tuple) -> EndpointRecord:
     )
 
 
-class ServiceRecords(SQLiteDatabase):
-    """The Catalog methods for jobs' settings, endpoints and API keys."""
+class SQLiteServiceRecords(SQLiteDatabase, ServiceRecords):
+    # -- settings ------------------------------------------------------------
+    def get_setting(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
 
-    # -- job settings ----------------------------------------------------------
-    def job_settings(self, tenant_id: str, job_id: str) -> dict[str, object]:
-        row = (
-            self._conn()
-            .execute(
-                "SELECT settings FROM jobs WHERE tenant_id = ? AND job_id = ?", (tenant_id, job_id)
-            )
-            .fetchone()
-        )
-        return json.loads(row[0]) if row else {}
-
-    def set_job_settings(
-        self, tenant_id: str, job_id: str, settings: dict[str, object], now: float
-    ) -> None:
+    def set_setting_if_absent(self, key: str, value: str) -> str:
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO jobs (tenant_id, job_id, created_at, settings) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (tenant_id, job_id) DO UPDATE SET settings = excluded.settings",
-                (tenant_id, job_id, now, json.dumps(settings)),
-            )
+            conn.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, value))
+            return conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()[0]
 
     # -- endpoints -------------------------------------------------------------
     def add_endpoint(self, record: EndpointRecord) -> None:

@@ -1,4 +1,5 @@
-"""SQLiteDatabase: connections (one per thread), transactions and migrations."""
+"""SQLiteDatabase: connections (one per thread), transactions and migrations; the base
+of every SQLite catalog part."""
 
 from __future__ import annotations
 

@@ -1,0 +1,87 @@
+"""The block index in SQLite: packs and the blocks whose entries they hold."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ckptstore.store.catalog.base import BlockIndex
+from ckptstore.store.catalog.records import BlockRecord
+from ckptstore.store.catalog.sqlite import rows
+from ckptstore.store.catalog.sqlite.database import SQLiteDatabase, batches
+from ckptstore.store.catalog.sqlite.rows import BLOCK_COLUMNS
+
+
+class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
+    def add_pack(
+        self,
+        pack_id: str,
+        size: int,
+        blocks: list[BlockRecord],
+        now: float,
+        lease_holder: str,
+        lease_expires_at: float,
+    ) -> int:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO packs (pack_id, size, created_at) VALUES (?, ?, ?)",
+                (pack_id, size, now),
+            )
+            before = conn.total_changes
+            conn.executemany(
+                f"INSERT OR IGNORE INTO blocks ({BLOCK_COLUMNS}, refcount, dead_since)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                [(*rows.block_values(b), now) for b in blocks],
+            )
+            added = conn.total_changes - before
+            conn.executemany(
+                "INSERT OR REPLACE INTO leases (block_id, holder, expires_at) VALUES (?, ?, ?)",
+                [(b.block_id, lease_holder, lease_expires_at) for b in blocks],
+            )
+            return added
+
+    def get_block(self, block_id: bytes) -> BlockRecord | None:
+        row = (
+            self._conn()
+            .execute(f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE block_id = ?", (block_id,))
+            .fetchone()
+        )
+        return rows.block(row) if row else None
+
+    def get_blocks(self, block_ids: list[bytes]) -> dict[bytes, BlockRecord]:
+        return {r.block_id: r for r in self._blocks_where("block_id IN ({})", block_ids)}
+
+    def unreferenced(self, block_ids: list[bytes]) -> list[BlockRecord]:
+        return self._blocks_where("block_id IN ({}) AND refcount = 0", block_ids)
+
+    def deltas_on(self, block_ids: list[bytes]) -> list[BlockRecord]:
+        return self._blocks_where("base_id IN ({})", block_ids)
+
+    def _blocks_where(self, condition: str, block_ids: list[bytes]) -> list[BlockRecord]:
+        """The block rows matching ``condition``, whose ``{}`` stands for the ids (distinct),
+        asked for in batches."""
+        out: list[BlockRecord] = []
+        with self._read() as conn:
+            for batch in batches(list(set(block_ids))):
+                where = condition.format(",".join("?" * len(batch)))
+                found = conn.execute(f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE {where}", batch)
+                out += [rows.block(row) for row in found.fetchall()]
+        return out
+
+    def blocks_in_pack(self, pack_id: str) -> list[BlockRecord]:
+        found = (
+            self._conn()
+            .execute(
+                f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE pack_id = ? ORDER BY pack_offset",
+                (pack_id,),
+            )
+            .fetchall()
+        )
+        return [rows.block(row) for row in found]
+
+    def iter_blocks(self) -> Iterator[BlockRecord]:
+        found = (
+            self._conn()
+            .execute(f"SELECT {BLOCK_COLUMNS} FROM blocks ORDER BY pack_id, pack_offset")
+            .fetchall()
+        )
+        return (rows.block(row) for row in found)

@@ -1,0 +1,338 @@
+"""Checkpoints in SQLite: checkpoints, manifests, slots, jobs and their settings."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+
+from ckptstore.errors import (
+    CheckpointExists,
+    CheckpointNotFound,
+    CheckpointPinned,
+    MissingBlockError,
+)
+from ckptstore.store.catalog.base import Checkpoints, ParentRule
+from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, ListQuery
+from ckptstore.store.catalog.sqlite import rows
+from ckptstore.store.catalog.sqlite.database import SQLiteDatabase
+from ckptstore.store.catalog.sqlite.rows import (
+    CHECKPOINT_COLUMNS,
+    CHECKPOINT_FIELDS,
+    CHECKPOINT_MARKS,
+    block_columns,
+)
+
+_FIELD_COLUMNS = {"createdAt": "created_at", "epoch": "epoch", "step": "step"}
+_NEWEST = "ORDER BY created_at DESC, rowid DESC"
+_CANDIDATE_PAGE = 16  # the parent of a rebase is nearly always the first candidate
+
+
+def metric_path(key: str) -> str:
+    """The JSON path of a metric key (keys are validated before they get here)."""
+    return '$."' + key.replace('"', "") + '"'
+
+
+class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
+    # -- write -----------------------------------------------------------------
+    def create_checkpoint(self, record: CheckpointRecord) -> None:
+        with self._write() as conn:
+            if rows.checkpoint_row(conn, record.checkpoint_id) is not None:
+                raise CheckpointExists(record.checkpoint_id)
+            _ensure_job(conn, record.tenant_id, record.job_id, record.created_at)
+            conn.execute(
+                f"INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ({CHECKPOINT_MARKS})",
+                rows.checkpoint_values(record),
+            )
+
+    def commit_checkpoint(
+        self,
+        record: CheckpointRecord,
+        manifest: list[tuple[int, bytes]],
+        lease_holder: str,
+        slots: list[str | None] | None = None,
+        rebase_parent: ParentRule | None = None,
+    ) -> str | None:
+        if slots is not None and len(slots) != len(manifest):
+            raise ValueError(f"{len(slots)} slots for {len(manifest)} manifest entries")
+        counts = Counter(block for _, block in manifest)
+        with self._write() as conn:
+            _add_references(conn, counts)
+            existing = rows.checkpoint_row(conn, record.checkpoint_id)
+            if existing is None:
+                _ensure_job(conn, record.tenant_id, record.job_id, record.created_at)
+                conn.execute(
+                    f"INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ({CHECKPOINT_MARKS})",
+                    rows.checkpoint_values(record),
+                )
+            elif existing.status == "pending" and existing.tenant_id == record.tenant_id:
+                assignments = ", ".join(f"{name} = ?" for name in CHECKPOINT_FIELDS[1:])
+                conn.execute(
+                    f"UPDATE checkpoints SET {assignments} WHERE checkpoint_id = ?",
+                    (*rows.checkpoint_values(record)[1:], record.checkpoint_id),
+                )
+            else:
+                raise CheckpointExists(record.checkpoint_id)  # rolls back the references
+            slot_of = slots or [None] * len(manifest)
+            conn.executemany(
+                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (record.checkpoint_id, seq, block, offset, slot)
+                    for seq, ((offset, block), slot) in enumerate(
+                        zip(manifest, slot_of, strict=True)
+                    )
+                ],
+            )
+            conn.execute("DELETE FROM leases WHERE holder = ?", (lease_holder,))
+            parent = None if rebase_parent is None else rebase_parent(_others(conn, record))
+            if parent is not None:
+                conn.execute(
+                    "INSERT INTO rebases (checkpoint_id, parent_id) VALUES (?, ?)",
+                    (record.checkpoint_id, parent),
+                )
+            return parent
+
+    def replace_best(self, record: CheckpointRecord, old_best_id: str | None) -> None:
+        with self._write() as conn:
+            if rows.checkpoint_row(conn, record.checkpoint_id) is not None:
+                raise CheckpointExists(record.checkpoint_id)
+            _add_references(conn, _reference_counts(conn, record.parent_id))
+            conn.execute(
+                f"INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ({CHECKPOINT_MARKS})",
+                rows.checkpoint_values(record),
+            )
+            conn.execute(
+                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
+                " SELECT ?, seq, block_id, logical_offset, slot FROM manifests"
+                " WHERE checkpoint_id = ?",
+                (record.checkpoint_id, record.parent_id),
+            )
+            if old_best_id is not None:
+                _delete(conn, old_best_id, record.created_at)
+
+    def delete_checkpoint(self, checkpoint_id: str, now: float) -> CheckpointRecord:
+        with self._write() as conn:
+            return _delete(conn, checkpoint_id, now)
+
+    # -- read ------------------------------------------------------------------
+    def get_checkpoint(self, checkpoint_id: str) -> CheckpointRecord:
+        record = rows.checkpoint_row(self._conn(), checkpoint_id)
+        if record is None:
+            raise CheckpointNotFound(checkpoint_id)
+        return record
+
+    def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int]:
+        direction = "DESC" if query.descending else "ASC"
+        params: list[object] = []
+        if query.sort_by == "createdAt":  # never NULL: the index gives this order directly
+            order = f"created_at {direction}, rowid {direction}"
+        else:
+            if query.sort_by in _FIELD_COLUMNS:
+                key = _FIELD_COLUMNS[query.sort_by]
+            else:
+                key = "json_extract(metrics, ?)"
+                params = [metric_path(query.sort_by)] * 2
+            order = f"({key}) IS NULL, ({key}) {direction}, created_at DESC, rowid DESC"
+        limit = -1 if query.limit is None else query.limit
+        where = "WHERE tenant_id = ? AND job_id = ?"
+        filters: list[object] = [query.tenant_id, query.job_id]
+        if query.types is not None and len(query.types) == 1:
+            where += " AND type = ?"  # lets the (tenant, job, type, created_at) index serve it
+            filters += query.types
+        elif query.types is not None:
+            where += f" AND type IN ({','.join('?' * len(query.types))})"
+            filters += query.types
+        with self._read() as conn:
+            found = conn.execute(
+                f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints {where} ORDER BY {order} LIMIT ?",
+                [*filters, *params, limit],
+            ).fetchall()
+            total = conn.execute(f"SELECT COUNT(*) FROM checkpoints {where}", filters).fetchone()[0]
+        return [rows.checkpoint(row) for row in found], total
+
+    def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
+        with self._read() as conn:
+            if rows.checkpoint_row(conn, checkpoint_id) is None:
+                raise CheckpointNotFound(checkpoint_id)
+            found = conn.execute(
+                f"SELECT m.logical_offset, m.block_id, {block_columns('b', without_id=True)}"
+                " FROM manifests m LEFT JOIN blocks b ON b.block_id = m.block_id"
+                " WHERE m.checkpoint_id = ? ORDER BY m.seq",
+                (checkpoint_id,),
+            ).fetchall()
+        missing = [row[1].hex() for row in found if row[2] is None]
+        if missing:
+            raise MissingBlockError(missing)
+        return [(row[0], rows.block(row[1:])) for row in found]
+
+    def slots(self, checkpoint_id: str) -> dict[str, BlockRecord]:
+        with self._read() as conn:
+            if rows.checkpoint_row(conn, checkpoint_id) is None:
+                raise CheckpointNotFound(checkpoint_id)
+            found = conn.execute(
+                f"SELECT m.slot, {block_columns('b')}"
+                " FROM manifests m JOIN blocks b ON b.block_id = m.block_id"
+                " WHERE m.checkpoint_id = ? AND m.slot IS NOT NULL",
+                (checkpoint_id,),
+            ).fetchall()
+        return {row[0]: rows.block(row[1:]) for row in found}
+
+    def job_totals(self, tenant_id: str, job_id: str) -> tuple[int, int]:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM checkpoints"
+                " WHERE tenant_id = ? AND job_id = ?",
+                (tenant_id, job_id),
+            )
+            .fetchone()
+        )
+        return row[0], row[1]
+
+    def job_extremes(
+        self, tenant_id: str, job_id: str
+    ) -> tuple[CheckpointRecord | None, CheckpointRecord | None]:
+        newest = f"{_NEWEST} LIMIT 1"
+        where = "WHERE tenant_id = ? AND job_id = ?"
+        with self._read() as conn:
+            best = conn.execute(
+                f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints {where} AND type = 'best' {newest}",
+                (tenant_id, job_id),
+            ).fetchone()
+            latest = conn.execute(
+                f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints {where} {newest}",
+                (tenant_id, job_id),
+            ).fetchone()
+        return (
+            rows.checkpoint(best) if best else None,
+            rows.checkpoint(latest) if latest else None,
+        )
+
+    def tenant_totals(self, tenant_id: str) -> tuple[int, int, int]:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0), COALESCE(SUM(stored_bytes), 0)"
+                " FROM checkpoints WHERE tenant_id = ?",
+                (tenant_id,),
+            )
+            .fetchone()
+        )
+        return row[0], row[1], row[2]
+
+    def metric_keys(self, tenant_id: str, job_id: str) -> list[str]:
+        found = (
+            self._conn()
+            .execute(
+                "SELECT DISTINCT m.key FROM checkpoints c, json_each(c.metrics) m"
+                " WHERE c.tenant_id = ? AND c.job_id = ? ORDER BY m.key",
+                (tenant_id, job_id),
+            )
+            .fetchall()
+        )
+        return [row[0] for row in found]
+
+    def list_jobs(self, tenant_id: str) -> list[str]:
+        found = (
+            self._conn()
+            .execute("SELECT job_id FROM jobs WHERE tenant_id = ? ORDER BY job_id", (tenant_id,))
+            .fetchall()
+        )
+        return [row[0] for row in found]
+
+    # -- job settings ----------------------------------------------------------
+    def job_settings(self, tenant_id: str, job_id: str) -> dict[str, object]:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT settings FROM jobs WHERE tenant_id = ? AND job_id = ?", (tenant_id, job_id)
+            )
+            .fetchone()
+        )
+        return json.loads(row[0]) if row else {}
+
+    def set_job_settings(
+        self, tenant_id: str, job_id: str, settings: dict[str, object], now: float
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO jobs (tenant_id, job_id, created_at, settings) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (tenant_id, job_id) DO UPDATE SET settings = excluded.settings",
+                (tenant_id, job_id, now, json.dumps(settings)),
+            )
+
+
+def _others(conn: sqlite3.Connection, record: CheckpointRecord) -> Iterator[CheckpointRecord]:
+    """The job's ready checkpoints other than ``record``, newest first, read a page at a
+    time (each page read whole, so no statement stays open once the rule returns)."""
+    offset = 0
+    while True:
+        page = conn.execute(
+            f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE tenant_id = ? AND job_id = ?"
+            f" AND status = 'ready' AND checkpoint_id != ? {_NEWEST} LIMIT ? OFFSET ?",
+            (record.tenant_id, record.job_id, record.checkpoint_id, _CANDIDATE_PAGE, offset),
+        ).fetchall()
+        yield from (rows.checkpoint(row) for row in page)
+        if len(page) < _CANDIDATE_PAGE:
+            return
+        offset += len(page)
+
+
+def _add_references(conn: sqlite3.Connection, counts: dict[bytes, int]) -> None:
+    """Increment refcounts; MissingBlockError (rolling back) if any block is gone."""
+    if not counts:
+        return
+    cur = conn.executemany(
+        "UPDATE blocks SET refcount = refcount + ?, dead_since = NULL WHERE block_id = ?",
+        [(n, block) for block, n in counts.items()],
+    )
+    if cur.rowcount != len(counts):
+        raise MissingBlockError([b.hex() for b in counts if not _has_block(conn, b)])
+
+
+def _has_block(conn: sqlite3.Connection, block_id: bytes) -> bool:
+    row = conn.execute("SELECT 1 FROM blocks WHERE block_id = ?", (block_id,)).fetchone()
+    return row is not None
+
+
+def _reference_counts(conn: sqlite3.Connection, checkpoint_id: str | None) -> dict[bytes, int]:
+    found = conn.execute(
+        "SELECT block_id, COUNT(*) FROM manifests WHERE checkpoint_id = ? GROUP BY block_id",
+        (checkpoint_id,),
+    ).fetchall()
+    return dict(found)
+
+
+def _ensure_job(conn: sqlite3.Connection, tenant_id: str, job_id: str, now: float) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO jobs (tenant_id, job_id, created_at) VALUES (?, ?, ?)",
+        (tenant_id, job_id, now),
+    )
+
+
+def _delete(conn: sqlite3.Connection, checkpoint_id: str, now: float) -> CheckpointRecord:
+    record = rows.checkpoint_row(conn, checkpoint_id)
+    if record is None:
+        raise CheckpointNotFound(checkpoint_id)
+    pins = conn.execute(
+        "SELECT endpoint_id FROM endpoints WHERE checkpoint_id = ? ORDER BY endpoint_id",
+        (checkpoint_id,),
+    ).fetchall()
+    if pins:
+        raise CheckpointPinned(checkpoint_id, [row[0] for row in pins])
+    counts = _reference_counts(conn, checkpoint_id)
+    conn.executemany(
+        "UPDATE blocks SET refcount = refcount - ?1,"
+        " dead_since = CASE WHEN refcount - ?1 <= 0 THEN ?2 ELSE NULL END"
+        " WHERE block_id = ?3",
+        [(n, now, block) for block, n in counts.items()],
+    )
+    conn.execute("DELETE FROM manifests WHERE checkpoint_id = ?", (checkpoint_id,))
+    conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,))
+    conn.execute(
+        "DELETE FROM rebases WHERE checkpoint_id = ? OR parent_id = ?",
+        (checkpoint_id, checkpoint_id),
+    )
+    return record

@@ -1,0 +1,111 @@
+"""Rebases in SQLite: pending rebases, and blocks re-pointed at re-encoded entries."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ckptstore.store.catalog.base import Rebases
+from ckptstore.store.catalog.records import BlockRecord
+from ckptstore.store.catalog.sqlite import rows
+from ckptstore.store.catalog.sqlite.database import SQLiteDatabase
+from ckptstore.store.catalog.sqlite.rows import block_columns
+
+
+class SQLiteRebases(SQLiteDatabase, Rebases):
+    def pending_rebases(self) -> list[tuple[str, str]]:
+        found = (
+            self._conn()
+            .execute("SELECT checkpoint_id, parent_id FROM rebases ORDER BY rowid")
+            .fetchall()
+        )
+        return [(row[0], row[1]) for row in found]
+
+    def finish_rebase(self, checkpoint_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM rebases WHERE checkpoint_id = ?", (checkpoint_id,))
+
+    def reencode_blocks(
+        self,
+        pack_id: str,
+        size: int,
+        moves: list[tuple[BlockRecord, BlockRecord]],
+        now: float,
+        owner: str | None = None,
+        max_height: int | None = None,
+    ) -> set[bytes]:
+        applied: set[bytes] = set()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO packs (pack_id, size, created_at) VALUES (?, ?, ?)",
+                (pack_id, size, now),
+            )
+            for old, new in moves:
+                if (
+                    max_height is not None
+                    and new.base_id is not None
+                    and _height(conn, old.block_id, max_height) >= max_height
+                ):
+                    continue
+                changed = conn.execute(
+                    "UPDATE blocks SET pack_id = ?, pack_offset = ?, header_len = ?,"
+                    " stored_len = ?, codec = ?, base_id = ?"
+                    " WHERE block_id = ? AND pack_id = ? AND pack_offset = ?"
+                    " AND base_id IS ? AND (? IS NULL OR EXISTS"
+                    " (SELECT 1 FROM blocks y WHERE y.block_id = ? AND y.base_id IS NULL))",
+                    (
+                        new.pack_id,
+                        new.offset,
+                        new.header_len,
+                        new.stored_len,
+                        new.codec,
+                        new.base_id,
+                        old.block_id,
+                        old.pack_id,
+                        old.offset,
+                        old.base_id,
+                        new.base_id,
+                        new.base_id,
+                    ),
+                ).rowcount
+                if changed:
+                    applied.add(old.block_id)
+            if not applied:
+                conn.execute("DELETE FROM packs WHERE pack_id = ?", (pack_id,))
+            elif owner is not None:
+                saved = sum(
+                    old.stored_len - new.stored_len for old, new in moves if old.block_id in applied
+                )
+                conn.execute(
+                    "UPDATE checkpoints SET stored_bytes = MAX(0, stored_bytes - ?)"
+                    " WHERE checkpoint_id = ?",
+                    (saved, owner),
+                )
+        return applied
+
+    def orphaned_deltas(self, dead_before: float) -> list[BlockRecord]:
+        found = (
+            self._conn()
+            .execute(
+                f"SELECT {block_columns('x')} FROM blocks x JOIN blocks y ON y.block_id = x.base_id"
+                " WHERE y.refcount = 0 AND y.dead_since <= ?"
+                " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.block_id = y.block_id)"
+                " AND (x.refcount > 0"
+                " OR EXISTS (SELECT 1 FROM leases l WHERE l.block_id = x.block_id))",
+                (dead_before,),
+            )
+            .fetchall()
+        )
+        return [rows.block(row) for row in found]
+
+
+def _height(conn: sqlite3.Connection, block_id: bytes, limit: int) -> int:
+    """How many deltas deep blocks hang below ``block_id`` (``limit``: at least that)."""
+    row = conn.execute(
+        "WITH RECURSIVE below(block_id, depth) AS ("
+        " SELECT block_id, 1 FROM blocks WHERE base_id = ?"
+        " UNION ALL SELECT b.block_id, below.depth + 1 FROM blocks b"
+        " JOIN below ON b.base_id = below.block_id WHERE below.depth < ?)"
+        " SELECT COALESCE(MAX(depth), 0) FROM below",
+        (block_id, limit),
+    ).fetchone()
+    return row[0]

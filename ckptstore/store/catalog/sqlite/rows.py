@@ -1,0 +1,79 @@
+"""The columns of block and checkpoint rows, and the records they make."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
+
+BLOCK_COLUMNS = (
+    "block_id, pack_id, pack_offset, stored_len, raw_len, codec, base_id, header_len, width"
+)
+CHECKPOINT_FIELDS = (
+    "checkpoint_id",
+    "job_id",
+    "type",
+    "name",
+    "description",
+    "epoch",
+    "step",
+    "metrics",
+    "status",
+    "size_bytes",
+    "stored_bytes",
+    "created_at",
+    "parent_id",
+    "tenant_id",
+)
+CHECKPOINT_COLUMNS = ", ".join(CHECKPOINT_FIELDS)
+CHECKPOINT_MARKS = ", ".join("?" * len(CHECKPOINT_FIELDS))
+
+
+def block_columns(alias: str, *, without_id: bool = False) -> str:
+    """BLOCK_COLUMNS, each prefixed with a table alias (``block_id`` left out if asked)."""
+    columns = BLOCK_COLUMNS.split(", ")[1 if without_id else 0 :]
+    return ", ".join(f"{alias}.{column}" for column in columns)
+
+
+def block(row: tuple) -> BlockRecord:
+    """The record of a row of BLOCK_COLUMNS."""
+    return BlockRecord(
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], header_len=row[7], width=row[8]
+    )
+
+
+def block_values(b: BlockRecord) -> tuple:
+    """A block's values for BLOCK_COLUMNS."""
+    return (
+        b.block_id,
+        b.pack_id,
+        b.offset,
+        b.stored_len,
+        b.raw_len,
+        b.codec,
+        b.base_id,
+        b.header_len,
+        b.width,
+    )
+
+
+def checkpoint(row: tuple) -> CheckpointRecord:
+    fields = dict(zip(CHECKPOINT_FIELDS, row, strict=True))
+    fields["metrics"] = json.loads(fields["metrics"])
+    return CheckpointRecord(**fields)
+
+
+def checkpoint_values(record: CheckpointRecord) -> tuple:
+    return tuple(
+        json.dumps(record.metrics) if name == "metrics" else getattr(record, name)
+        for name in CHECKPOINT_FIELDS
+    )
+
+
+def checkpoint_row(conn: sqlite3.Connection, checkpoint_id: str) -> CheckpointRecord | None:
+    row = conn.execute(
+        f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints WHERE checkpoint_id = ?",
+        (checkpoint_id,),
+    ).fetchone()
+    return checkpoint(row) if row else None

@@ -1,0 +1,92 @@
+"""Committer: makes a checkpoint visible, then runs what follows a commit.
+
+Every ingest and upload ends here. One catalog transaction records the
+checkpoint with its manifest and, for a checkpoint of tensor blocks, the rebase
+of the job's previous checkpoint onto it (the rule: rebase.choose_rebase_parent).
+The job's policies then run (policies.py), and the rebase is queued on one
+background thread, in commit order, so a training loop waits only for its own
+save and each rebase sees the chains the last one made.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from ckptstore.errors import CheckpointNotFound
+from ckptstore.store.catalog.records import CheckpointRecord
+from ckptstore.store.context import StoreContext
+from ckptstore.store.gc import GcLock, compact_packs
+from ckptstore.store.policies import apply_policies
+from ckptstore.store.rebase import choose_rebase_parent, rebase_parent
+
+log = logging.getLogger("ckptstore.store")
+
+
+class Committer:
+    """Commits checkpoints and runs their parents' rebases in the background."""
+
+    def __init__(self, ctx: StoreContext, gc_lock: GcLock) -> None:
+        self._ctx = ctx
+        self._gc_lock = gc_lock
+        self._rebaser = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-rebase")
+
+    def resume(self) -> None:
+        """Queue the rebases that a crash or an error cut short, first of all."""
+        for checkpoint_id, parent_id in self._ctx.catalog.pending_rebases():
+            self._rebaser.submit(self._rebase, checkpoint_id, parent_id)
+
+    def commit(
+        self,
+        draft: CheckpointRecord,
+        manifest: list[tuple[int, bytes]],
+        size: int,
+        stored: int,
+        holder: str,
+        slots: list[str | None] | None = None,
+    ) -> CheckpointRecord:
+        """Make ``draft`` a ready checkpoint of ``manifest`` (``(logical offset, block
+        id)``; ``slots``: the tensor slot of each entry), releasing ``holder``'s leases;
+        ``stored``: the bytes it added to the store."""
+        record = replace(
+            draft,
+            status="ready",
+            size_bytes=size,
+            stored_bytes=stored,
+            created_at=draft.created_at or self._ctx.clock(),
+        )
+        tensors = slots is not None and any(slot is not None for slot in slots)
+        rule = choose_rebase_parent if tensors else None  # rebases pair blocks by slot
+        parent_id = self._ctx.catalog.commit_checkpoint(record, manifest, holder, slots, rule)
+        apply_policies(self._ctx, record)
+        if parent_id is not None:
+            self._rebaser.submit(self._rebase, record.checkpoint_id, parent_id)
+        return record
+
+    def settle(self) -> None:
+        """Wait until every checkpoint committed so far has had its parent rebased."""
+        self._rebaser.submit(lambda: None).result()
+
+    def close(self) -> None:
+        """Finish the queued rebases."""
+        self._rebaser.shutdown(wait=True)
+
+    def _rebase(self, checkpoint_id: str, parent_id: str) -> None:
+        """Store the parent checkpoint as deltas on ``checkpoint_id``, compact the packs
+        that held its whole blocks, and forget the pending rebase. The commit stands
+        whatever happens here: a failure leaves the parent whole, is logged, and is
+        tried again when the store is next opened."""
+        catalog = self._ctx.catalog
+        try:
+            parent, child = catalog.slots(parent_id), catalog.slots(checkpoint_id)
+        except CheckpointNotFound:  # deleted since; the catalog dropped the pending row
+            return
+        try:
+            report = rebase_parent(self._ctx, parent, child, parent_id)
+            if report.packs_emptied:
+                emptied = report.packs_emptied
+                self._gc_lock.run(lambda: compact_packs(self._ctx, emptied), wait=False)
+            catalog.finish_rebase(checkpoint_id)
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception("rebasing checkpoint %s onto %s failed", parent_id, checkpoint_id)

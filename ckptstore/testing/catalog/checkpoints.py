@@ -1,0 +1,160 @@
+"""The shipped tests of the Checkpoints Protocol: checkpoints, manifests, jobs."""
+
+from __future__ import annotations
+
+import pytest
+
+from ckptstore.errors import (
+    CheckpointExists,
+    CheckpointNotFound,
+    MissingBlockError,
+)
+from ckptstore.store.catalog.base import Catalog
+from ckptstore.store.catalog.records import (
+    ListQuery,
+)
+from ckptstore.testing.catalog.helpers import (
+    NOW,
+    CatalogFixture,
+    bid,
+    checkpoint,
+)
+
+
+class CheckpointTests(CatalogFixture):
+    """Every test names the catalog fixture ``catalog``; it is a whole Catalog, and the
+    tests here use the Checkpoints methods (and others only to set up or observe)."""
+
+    def test_commit_makes_checkpoint_and_manifest_visible(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        catalog.commit_checkpoint(
+            checkpoint("c1"), [(0, bid(1)), (1000, bid(2)), (2000, bid(1))], "h"
+        )
+        assert catalog.get_checkpoint("c1").name == "c1"
+        manifest = catalog.manifest("c1")
+        assert [(off, rec.block_id) for off, rec in manifest] == [
+            (0, bid(1)),
+            (1000, bid(2)),
+            (2000, bid(1)),
+        ]
+
+    def test_commit_with_missing_block_changes_nothing(self, catalog: Catalog) -> None:
+        self.add(catalog, 1)
+        with pytest.raises(MissingBlockError) as info:
+            catalog.commit_checkpoint(checkpoint("c1"), [(0, bid(1)), (1000, bid(9))], "h")
+        assert info.value.block_ids == [bid(9).hex()]
+        with pytest.raises(CheckpointNotFound):
+            catalog.get_checkpoint("c1")
+        catalog.release_leases("h")
+        # block 1 got no reference from the failed commit: it is garbage after the grace
+        assert [b.block_id for b in catalog.remove_dead_blocks(NOW + 10, 5)] == [bid(1)]
+
+    def test_commit_of_existing_id_raises_and_keeps_the_first(self, catalog: Catalog) -> None:
+        self.add(catalog, 1)
+        catalog.commit_checkpoint(checkpoint("c1"), [(0, bid(1))], "h")
+        with pytest.raises(CheckpointExists):
+            catalog.commit_checkpoint(
+                checkpoint("c1", name="other"), [(0, bid(1)), (0, bid(1))], "h"
+            )
+        assert catalog.get_checkpoint("c1").name == "c1"
+        assert len(catalog.manifest("c1")) == 1
+        catalog.delete_checkpoint("c1", NOW)
+        assert len(catalog.remove_dead_blocks(NOW + 1, 0)) == 1  # refcount went back to 0
+
+    def test_slots_must_match_the_manifest(self, catalog: Catalog) -> None:
+        self.add(catalog, 1)
+        with pytest.raises(ValueError):
+            catalog.commit_checkpoint(checkpoint("c"), [(0, bid(1))], "h", ["a", "b"])
+        with pytest.raises(CheckpointNotFound):
+            catalog.get_checkpoint("c")
+
+    def test_empty_manifest_commits(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(checkpoint("empty", size_bytes=0), [], "h")
+        assert catalog.manifest("empty") == []
+
+    def test_delete_unknown_checkpoint_raises(self, catalog: Catalog) -> None:
+        with pytest.raises(CheckpointNotFound):
+            catalog.delete_checkpoint("nope", NOW)
+
+    def test_list_sorts_by_field_and_metric_missing_last(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(
+            checkpoint("a", created=NOW + 1, epoch=3, metrics={"v": 0.5}), [], "h"
+        )
+        catalog.commit_checkpoint(
+            checkpoint("b", created=NOW + 2, epoch=1, metrics={"v": 0.2}), [], "h"
+        )
+        catalog.commit_checkpoint(checkpoint("c", created=NOW + 3, epoch=2), [], "h")
+        catalog.commit_checkpoint(checkpoint("other", job="job2", created=NOW), [], "h")
+
+        def ids(sort_by: str, desc: bool, limit: int | None = None) -> list[str]:
+            page, total = catalog.list_checkpoints(ListQuery("", "job", sort_by, desc, limit))
+            assert total == 3
+            return [r.checkpoint_id for r in page]
+
+        assert ids("createdAt", True) == ["c", "b", "a"]
+        assert ids("epoch", False) == ["b", "c", "a"]
+        assert ids("v", False) == ["b", "a", "c"]
+        assert ids("v", True) == ["a", "b", "c"]
+        assert ids("createdAt", False, limit=2) == ["a", "b"]
+        assert catalog.metric_keys("", "job") == ["v"]
+        assert catalog.list_jobs("") == ["job", "job2"]
+
+    def test_pending_checkpoint_is_filled_once(self, catalog: Catalog) -> None:
+        catalog.create_checkpoint(checkpoint("p", status="pending", size_bytes=0, tenant_id="t"))
+        with pytest.raises(CheckpointExists):
+            catalog.create_checkpoint(checkpoint("p", tenant_id="t"))
+        self.add(catalog, 1)
+        filled = checkpoint("p", status="ready", size_bytes=1000, tenant_id="t")
+        catalog.commit_checkpoint(filled, [(0, bid(1))], "h")
+        assert catalog.get_checkpoint("p").status == "ready"
+        assert len(catalog.manifest("p")) == 1
+        with pytest.raises(CheckpointExists):
+            catalog.commit_checkpoint(filled, [(0, bid(1))], "h")
+
+    def test_pending_checkpoint_of_another_tenant_is_not_filled(self, catalog: Catalog) -> None:
+        catalog.create_checkpoint(checkpoint("p", status="pending", tenant_id="a"))
+        with pytest.raises(CheckpointExists):
+            catalog.commit_checkpoint(checkpoint("p", tenant_id="b"), [], "h")
+
+    def test_replace_best_shares_blocks_and_drops_old_best(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        catalog.commit_checkpoint(checkpoint("src"), [(0, bid(1)), (1000, bid(2))], "h")
+        catalog.replace_best(checkpoint("best1", type="best", parent_id="src"), None)
+        catalog.replace_best(checkpoint("best2", type="best", parent_id="src"), "best1")
+        with pytest.raises(CheckpointNotFound):
+            catalog.get_checkpoint("best1")
+        assert [r.block_id for _, r in catalog.manifest("best2")] == [bid(1), bid(2)]
+        catalog.delete_checkpoint("src", NOW)
+        assert catalog.remove_dead_blocks(NOW + 1, 0) == []  # best2 still holds them
+        catalog.delete_checkpoint("best2", NOW)
+        assert len(catalog.remove_dead_blocks(NOW + 1, 0)) == 2
+
+    def test_lists_and_jobs_are_per_tenant(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(checkpoint("a1", tenant_id="a", metrics={"m": 1.0}), [], "h")
+        catalog.commit_checkpoint(checkpoint("b1", tenant_id="b"), [], "h")
+        page, total = catalog.list_checkpoints(ListQuery("a", "job", "createdAt", True, None))
+        assert [r.checkpoint_id for r in page] == ["a1"] and total == 1
+        assert catalog.list_jobs("b") == ["job"] and catalog.metric_keys("b", "job") == []
+        assert catalog.job_totals("a", "job") == (1, 1000)
+        assert catalog.job_totals("a", "nope") == (0, 0)
+        assert catalog.tenant_totals("a") == (1, 1000, 0)
+
+    def test_job_extremes_are_the_newest_best_and_newest_overall(self, catalog: Catalog) -> None:
+        assert catalog.job_extremes("", "job") == (None, None)
+        catalog.commit_checkpoint(checkpoint("b1", type="best", created=NOW + 1), [], "h")
+        catalog.commit_checkpoint(checkpoint("a1", created=NOW + 2), [], "h")
+        best, latest = catalog.job_extremes("", "job")
+        assert (best.checkpoint_id, latest.checkpoint_id) == ("b1", "a1")
+
+    def test_list_filters_by_type(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(checkpoint("a", type="automatic"), [], "h")
+        catalog.commit_checkpoint(checkpoint("f", type="final"), [], "h")
+        query = ListQuery("", "job", "createdAt", True, None, types=("final",))
+        assert [r.checkpoint_id for r in catalog.list_checkpoints(query)[0]] == ["f"]
+
+    def test_job_settings_round_trip(self, catalog: Catalog) -> None:
+        assert catalog.job_settings("t", "job") == {}
+        catalog.set_job_settings("t", "job", {"keepAutomatic": 3}, NOW)
+        catalog.set_job_settings("t", "job", {"keepAutomatic": 5}, NOW)
+        assert catalog.job_settings("t", "job") == {"keepAutomatic": 5}
+        assert catalog.job_settings("other", "job") == {}

@@ -1,0 +1,71 @@
+"""What the catalog test classes share: ids, records and a fixture to add blocks."""
+
+from __future__ import annotations
+
+from ckptstore.store.catalog.base import Catalog
+from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
+
+NOW = 1_700_000_000.0
+TTL = 3600.0
+# Sizes of a pack's header and of each entry's header, as the engine writes them; to a
+# catalog they are only numbers to add up.
+PACK_HEADER = 16
+ENTRY_HEADER = 76
+
+
+def bid(n: int) -> bytes:
+    return n.to_bytes(32, "big")
+
+
+def block(
+    block_id: bytes,
+    pack: str,
+    offset: int,
+    stored: int,
+    raw: int,
+    codec: int,
+    base: bytes | None = None,
+    width: int | None = None,
+) -> BlockRecord:
+    """A block record whose entry has an ENTRY_HEADER-byte header."""
+    return BlockRecord(
+        block_id, pack, offset, stored, raw, codec, base, header_len=ENTRY_HEADER, width=width
+    )
+
+
+def record(
+    n: int,
+    pack: str = "pack0001",
+    stored: int = 100,
+    base: bytes | None = None,
+    width: int | None = None,
+) -> BlockRecord:
+    return block(bid(n), pack, PACK_HEADER + (n % 100) * 200, stored, 1000, 1, base, width)
+
+
+def checkpoint(cid: str, job: str = "job", created: float = NOW, **kw) -> CheckpointRecord:
+    fields = dict(
+        checkpoint_id=cid,
+        job_id=job,
+        type="automatic",
+        name=cid,
+        description=None,
+        epoch=None,
+        step=None,
+        metrics={},
+        status="ready",
+        size_bytes=1000,
+        stored_bytes=0,
+        created_at=created,
+    )
+    fields.update(kw)
+    return CheckpointRecord(**fields)
+
+
+class CatalogFixture:
+    """Subclasses get a ``catalog`` fixture from the backend's test class."""
+
+    def add(self, catalog: Catalog, *numbers: int, holder: str = "h", pack: str = "pack0001"):
+        blocks = [record(n, pack) for n in numbers]
+        size = PACK_HEADER + sum(b.entry_len for b in blocks)
+        return catalog.add_pack(pack, size, blocks, NOW, holder, NOW + TTL)

@@ -1,0 +1,64 @@
+"""The shipped tests of the ServiceRecords Protocol: settings, endpoints, API keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from ckptstore.errors import (
+    CheckpointNotFound,
+    CheckpointNotReady,
+    CheckpointPinned,
+)
+from ckptstore.store.catalog.base import Catalog
+from ckptstore.store.catalog.records import (
+    ApiKeyRecord,
+    EndpointRecord,
+)
+from ckptstore.testing.catalog.helpers import (
+    NOW,
+    CatalogFixture,
+    checkpoint,
+)
+
+
+class ServiceRecordTests(CatalogFixture):
+    """Every test names the catalog fixture ``catalog``; it is a whole Catalog, and the
+    tests here use the ServiceRecords methods (and others only to set up or observe)."""
+
+    def test_settings_first_value_wins(self, catalog: Catalog) -> None:
+        assert catalog.get_setting("k") is None
+        assert catalog.set_setting_if_absent("k", "a") == "a"
+        assert catalog.set_setting_if_absent("k", "b") == "a"
+        assert catalog.get_setting("k") == "a"
+
+    def endpoint(self, endpoint_id: str, checkpoint_id: str, tenant: str = "") -> EndpointRecord:
+        return EndpointRecord(
+            endpoint_id, tenant, "ep", checkpoint_id, ["rtx-4090"], 1, "ready", NOW
+        )
+
+    def test_endpoint_pins_its_checkpoint(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(checkpoint("c"), [], "h")
+        catalog.add_endpoint(self.endpoint("ep1", "c"))
+        with pytest.raises(CheckpointPinned) as info:
+            catalog.delete_checkpoint("c", NOW)
+        assert info.value.endpoint_ids == ["ep1"]
+        assert catalog.get_endpoint("ep1").gpu_ids == ["rtx-4090"]
+        assert [e.endpoint_id for e in catalog.list_endpoints("")] == ["ep1"]
+        assert catalog.delete_endpoint("ep1") and not catalog.delete_endpoint("ep1")
+        catalog.delete_checkpoint("c", NOW)
+
+    def test_endpoint_needs_a_ready_checkpoint_of_its_tenant(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(checkpoint("c", tenant_id="a"), [], "h")
+        catalog.create_checkpoint(checkpoint("p", status="pending", tenant_id="a"))
+        with pytest.raises(CheckpointNotFound):
+            catalog.add_endpoint(self.endpoint("ep", "c", tenant="b"))
+        with pytest.raises(CheckpointNotReady):
+            catalog.add_endpoint(self.endpoint("ep", "p", tenant="a"))
+
+    def test_api_keys_map_to_tenants_until_revoked(self, catalog: Catalog) -> None:
+        catalog.add_api_key(ApiKeyRecord("k1", "acme", "ci", NOW, None), b"hash-1")
+        assert catalog.tenant_for_key(b"hash-1") == "acme"
+        assert catalog.tenant_for_key(b"hash-2") is None
+        assert [k.key_id for k in catalog.list_api_keys()] == ["k1"]
+        assert catalog.revoke_api_key("k1", NOW) and not catalog.revoke_api_key("k1", NOW)
+        assert catalog.tenant_for_key(b"hash-1") is None

@@ -1,0 +1,79 @@
+"""A store written before catalog schema 4 opens, migrates, verifies, rebases and
+collects garbage as before: its block rows get their widths from their payloads once."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+from ckptstore import CheckpointStore
+from ckptstore.store.codecs.ids import WIDTH_PREFIXED, Codec
+from ckptstore.store.rebase import WIDTHS_SETTING
+from tests.conftest import TEST_CONFIG, restore_bytes
+from tests.crash_child import tensor_data_for
+
+NO_DELTAS = dataclasses.replace(TEST_CONFIG, delta_max_depth=0)
+
+
+def as_schema_3(root: Path) -> None:
+    """Turn a store's catalog into what the code of schema 3 wrote: the same tables
+    without the columns schema 4 added (pack bytes did not change)."""
+    with sqlite3.connect(root / "catalog.sqlite") as conn:
+        conn.execute("ALTER TABLE blocks DROP COLUMN header_len")
+        conn.execute("ALTER TABLE blocks DROP COLUMN width")
+        conn.execute("DELETE FROM settings WHERE key = ?", (WIDTHS_SETTING,))
+        conn.execute("PRAGMA user_version = 3")
+    conn.close()
+
+
+def payload_width(store: CheckpointStore, pack_id: str, offset: int, codec: int) -> int | None:
+    """What the rebase read from a pack before schema 4: a byte-plane payload's first byte."""
+    if codec not in WIDTH_PREFIXED:
+        return None
+    return store.context.blocks.get(pack_id, offset + 76, 1)[0]
+
+
+def test_a_rebase_cut_short_before_schema_4_runs_on_the_widths_read_at_open(tmp_path, clock):
+    root = tmp_path / "store"
+    with CheckpointStore.open(root, config=NO_DELTAS, clock=clock) as store:
+        old, new = (store.put("job", tensor_data_for(step), epoch=step) for step in range(2))
+        store.settle()
+    as_schema_3(root)
+    with sqlite3.connect(root / "catalog.sqlite") as conn:  # as a crash would have left it
+        conn.execute("INSERT INTO rebases VALUES (?, ?)", (new.checkpoint_id, old.checkpoint_id))
+    conn.close()
+    with CheckpointStore.open(root, config=TEST_CONFIG, clock=clock) as store:
+        store.settle()
+        catalog = store.context.catalog
+        assert catalog.get_setting(WIDTHS_SETTING) is not None
+        assert catalog.unknown_widths(b"", 10) == [] and catalog.pending_rebases() == []
+        blocks = [record for _, record in catalog.manifest(new.checkpoint_id)]
+        for record in blocks:
+            expected = payload_width(store, record.pack_id, record.offset, record.codec)
+            assert record.width == expected
+        assert any(record.width for record in blocks)  # tensor blocks in byte planes
+        assert Codec.BIASED_DELTA in [r.codec for _, r in catalog.manifest(old.checkpoint_id)]
+        assert store.verify(read_data=True).ok
+        for record in (old, new):
+            assert restore_bytes(store, record.checkpoint_id) == tensor_data_for(record.epoch)
+
+
+def test_deltas_written_before_schema_4_are_stored_whole_when_their_bases_die(tmp_path, clock):
+    root = tmp_path / "store"
+    with CheckpointStore.open(root, config=TEST_CONFIG, clock=clock) as store:
+        kept, gone = (store.put("job", tensor_data_for(step), epoch=step) for step in range(2))
+        store.settle()
+        store.delete(gone.checkpoint_id)
+    as_schema_3(root)
+    clock.advance(TEST_CONFIG.gc_grace_s + 1)
+    with CheckpointStore.open(root, config=TEST_CONFIG, clock=clock) as store:
+        report = store.gc()
+        assert report.blocks_materialized > 0 and report.blocks_removed > 0
+        assert not any(r.base_id for _, r in store.context.catalog.manifest(kept.checkpoint_id))
+        assert store.verify(read_data=True).ok
+        assert restore_bytes(store, kept.checkpoint_id) == tensor_data_for(0)
+
+
+def test_a_new_store_records_that_no_width_is_missing(store):
+    assert store.context.catalog.get_setting(WIDTHS_SETTING) is not None
