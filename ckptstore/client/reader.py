@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ckptstore.client.transport import Transport
 from ckptstore.store.restore import SeekableReader
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 CHUNK_BYTES = 8 * 1024 * 1024
 
@@ -18,7 +23,7 @@ class RemoteReader(SeekableReader):
         self._chunk_start = 0
         self._chunk = b""
 
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+    def readinto(self, buffer: Buffer) -> int:
         out = memoryview(buffer).cast("B")
         done = 0
         while done < len(out) and self._pos < self._size:

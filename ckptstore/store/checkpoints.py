@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import builtins  # the class defines list(); its annotations mean the builtin
 import os
 import time
 from collections.abc import Callable
@@ -236,7 +237,7 @@ class CheckpointStore:
                 raise UnknownSortKey(sort_by, allowed)
         return CheckpointPage(records, total)
 
-    def _sort_keys(self, tenant: str, job_id: str) -> list[str]:
+    def _sort_keys(self, tenant: str, job_id: str) -> builtins.list[str]:
         return sort_keys(self._ctx.catalog.metric_keys(tenant, job_id))
 
     def job_summary(self, job_id: str, *, tenant: str = "") -> JobSummary:
@@ -245,7 +246,7 @@ class CheckpointStore:
         count, size = self._ctx.catalog.job_totals(tenant, job_id)
         return JobSummary(best, latest, count, size)
 
-    def jobs(self, *, tenant: str = "") -> list[str]:
+    def jobs(self, *, tenant: str = "") -> builtins.list[str]:
         return self._ctx.catalog.list_jobs(tenant)
 
     def job_settings(self, job_id: str, *, tenant: str = "") -> JobSettings:
@@ -288,7 +289,7 @@ class CheckpointStore:
         checkpoint_id: str,
         *,
         name: str,
-        gpu_ids: list[str],
+        gpu_ids: builtins.list[str],
         worker_count: int,
         tenant: str = "",
     ) -> EndpointRecord:
@@ -314,7 +315,7 @@ class CheckpointStore:
             raise EndpointNotFound(endpoint_id)
         return record
 
-    def endpoints(self, *, tenant: str = "") -> list[EndpointRecord]:
+    def endpoints(self, *, tenant: str = "") -> builtins.list[EndpointRecord]:
         return self._ctx.catalog.list_endpoints(tenant)
 
     def undeploy(self, endpoint_id: str, *, tenant: str = "") -> None:

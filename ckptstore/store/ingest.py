@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 from ckptstore.store.catalog.base import Leases
 from ckptstore.store.catalog.records import CheckpointRecord
@@ -205,7 +206,7 @@ class Ingest:
             staged.append((blocks, future))
         return staged
 
-    def _encode_all(self, jobs: list[tuple]) -> list[Encoded]:
+    def _encode_all(self, jobs: list[tuple[Any, ...]]) -> list[Encoded]:
         return [self._encoder.encode(*job) for job in jobs]
 
     def _store(self, staged: _Staged) -> None:

@@ -330,7 +330,7 @@ def chain_heights(catalog: BlockIndex, ids: list[bytes], limit: int) -> dict[byt
         for record in found:
             if record.block_id in owner:
                 continue  # seen already: only a corrupt catalog could loop
-            root = owner[record.base_id]  # type: ignore[index]
+            root = owner[record.base_id]  # type: ignore[index]  # deltas_on: base_id is set
             owner[record.block_id] = root
             heights[root] = depth
             level.append(record.block_id)

@@ -7,12 +7,16 @@ import bisect
 import io
 from collections.abc import Iterator
 from concurrent.futures import Future
+from typing import TYPE_CHECKING
 
 from ckptstore.errors import IntegrityError, InvalidArgument
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import content_digest
 from ckptstore.store.packs.entries import Loaded, load_each
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 # Consecutive small whole blocks are fetched as one task of about this many raw bytes:
 # a torch.save file holds hundreds of tiny tensors and entry headers, and a task per
@@ -87,7 +91,7 @@ class CheckpointReader(SeekableReader):
         self._fetched: dict[int, tuple[Future[list[Loaded]], int]] = {}
         self._low = self._ahead = 0
 
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+    def readinto(self, buffer: Buffer) -> int:
         out = memoryview(buffer).cast("B")
         done = 0
         while done < len(out) and self._pos < self._size:

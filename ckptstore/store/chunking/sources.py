@@ -150,7 +150,7 @@ def open_source(source: Source, window_size: int) -> WindowSource:
             raise InvalidArgument("source", str(source), "a path to a readable regular file")
         return _FileSource(open(path, "rb"), window_size, owned=True)  # noqa: SIM115
     if hasattr(source, "readinto") or hasattr(source, "read"):
-        return _FileSource(source, window_size, owned=False)  # type: ignore[arg-type]
+        return _FileSource(source, window_size, owned=False)  # type: ignore[arg-type]  # duck-typed file
     if isinstance(source, Iterable):
         return _IterableSource(source, window_size)
     raise InvalidArgument(

@@ -236,10 +236,10 @@ class BlockCodec:
             if out is None:
                 return bytes(payload)
             out[:] = np.frombuffer(payload, np.uint8)
-            return memoryview(out)
+            return out.data
         if codec == Codec.ZSTD:
             out = np.empty(raw_len, np.uint8) if out is None else out
-            return memoryview(self._work.unzstd_into(payload, raw_len, out))
+            return self._work.unzstd_into(payload, raw_len, out).data
         if codec not in DECODERS:
             raise FormatError(
                 f"unknown codec id {codec}; this ckptstore knows {[c.value for c in Codec]}"
@@ -255,4 +255,4 @@ class BlockCodec:
             decoder(self._work, memoryview(payload), width, base, out)
         except FrameLayoutError as exc:
             raise DecodeError(str(exc)) from exc
-        return memoryview(out)
+        return out.data

@@ -47,7 +47,9 @@ def decode_delta(
     offset, group_log = 2, payload[1]
     if group_log > MAX_GROUP_LOG:
         raise DecodeError(f"group size 2**{group_log} is out of range")
-    groups = grouping(base, width, group_log)  # type: ignore[arg-type]
+    if base is None:
+        raise DecodeError("delta block decoded without its base block")
+    groups = grouping(base, width, group_log)
     biases = None
     if biased and groups is not None:
         count = len(groups.sizes)

@@ -34,7 +34,8 @@ def _entropy_bits(counts: np.ndarray) -> np.ndarray:
     p = counts / counts.sum(axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, p * np.log2(p), 0.0)
-    return -terms.sum(axis=1)
+    bits: np.ndarray = -terms.sum(axis=1)
+    return bits
 
 
 def plane_width(raw: memoryview) -> int:

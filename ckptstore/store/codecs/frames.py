@@ -116,7 +116,7 @@ class ZstdWork:
         if compressor is None:
             compressor = zstandard.ZstdCompressor(compression_params=PLANE_ZSTD_PARAMS)
             self._local.plane_compressor = compressor
-        return compressor.compress(plane)
+        return compressor.compress(plane.data)
 
     def _decompressor(self) -> zstandard.ZstdDecompressor:
         decompressor = getattr(self._local, "decompressor", None)
@@ -132,7 +132,7 @@ class ZstdWork:
         this thread's scratch buffer (valid until this thread's next call)."""
         if out is None:
             out = self.scratch("zstd", raw_len)
-        target = memoryview(out)
+        target = out.data
         got = 0
         try:
             with self._decompressor().stream_reader(payload) as reader:

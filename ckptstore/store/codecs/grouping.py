@@ -67,8 +67,10 @@ def group_keys(base: memoryview | bytes, width: int) -> np.ndarray:
 def key_counts(base: memoryview | bytes, width: int, stride: int = 1) -> list[int]:
     """How many of the base's elements 0, stride, 2 * stride... have each group key."""
     if native.kernels is not None:
-        return native.kernels.key_counts(base, width, stride)
-    return np.bincount(group_keys(base, width)[::stride], minlength=CONTEXTS).tolist()
+        counts: list[int] = native.kernels.key_counts(base, width, stride)
+        return counts
+    counts = np.bincount(group_keys(base, width)[::stride], minlength=CONTEXTS).tolist()
+    return counts
 
 
 def exponent_keys(raw: memoryview | bytes, width: int) -> np.ndarray:
@@ -83,9 +85,11 @@ def exponent_keys(raw: memoryview | bytes, width: int) -> np.ndarray:
 def exponent_counts(raw: memoryview | bytes, width: int, stride: int = 1) -> list[int]:
     """How many of the elements 0, stride, 2 * stride... have each of codec 7's keys."""
     if native.kernels is not None:
-        return native.kernels.exponent_counts(raw, width, stride)
+        counts: list[int] = native.kernels.exponent_counts(raw, width, stride)
+        return counts
     keys = exponent_keys(raw, width)[::stride]
-    return np.bincount(keys, minlength=EXPONENT_KEYS).tolist()
+    counts = np.bincount(keys, minlength=EXPONENT_KEYS).tolist()
+    return counts
 
 
 def group_bounds(sampled: list[int], minimum: int) -> list[int]:

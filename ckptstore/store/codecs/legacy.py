@@ -8,6 +8,7 @@ import numpy as np
 
 from ckptstore.store.codecs.decode import Base, decode_delta
 from ckptstore.store.codecs.frames import ZstdWork
+from ckptstore.store.codecs.ids import DecodeError
 from ckptstore.store.codecs.planes import from_planes, undo_delta
 
 
@@ -22,8 +23,10 @@ def decode_one_frame_delta(
     work: ZstdWork, payload: memoryview, width: int, base: Base | None, out: np.ndarray
 ) -> None:
     """Codec 3's payload: width, one zstd frame of the planes of the delta on ``base``."""
+    if base is None:
+        raise DecodeError("delta block decoded without its base block")
     decode_one_frame(work, payload, width, None, out)
-    undo_delta(out, base, width)  # type: ignore[arg-type]
+    undo_delta(out, base, width)
 
 
 def decode_grouped_delta(

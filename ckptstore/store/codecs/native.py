@@ -4,10 +4,11 @@ work, slower (bench: byte_planes). The one place that imports the extension."""
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
 kernels: ModuleType | None
-try:
-    from ckptstore.store.codecs import _kernels as kernels
+try:  # a C extension, without type stubs: typed as a module
+    kernels = importlib.import_module("ckptstore.store.codecs._kernels")
 except ImportError:  # built without a C compiler
     kernels = None

@@ -26,8 +26,8 @@ from ckptstore.store.codecs.ids import INTS, UINTS
 
 
 def delta_of(
-    raw: memoryview | bytes,
-    base: memoryview | bytes,
+    raw: memoryview | bytes | np.ndarray,
+    base: memoryview | bytes | np.ndarray,
     width: int,
     shift: np.ndarray | None = None,
 ) -> np.ndarray:
@@ -50,7 +50,10 @@ def delta_of(
 
 
 def undo_delta(
-    delta: np.ndarray, base: memoryview | bytes, width: int, shift: np.ndarray | None = None
+    delta: np.ndarray,
+    base: memoryview | bytes | np.ndarray,
+    width: int,
+    shift: np.ndarray | None = None,
 ) -> np.ndarray:
     """The raw bytes back from ``delta_of``'s output (``delta`` is overwritten)."""
     theirs = np.frombuffer(base, np.uint8)
@@ -97,7 +100,10 @@ def _shift(
     base: memoryview | bytes, width: int, groups: Grouping, biases: np.ndarray
 ) -> np.ndarray:
     """Each whole element's bias: its group's."""
-    return biases[np.frombuffer(groups.group_of_key, np.uint8)[group_keys(base, width)]]
+    shift: np.ndarray = biases[
+        np.frombuffer(groups.group_of_key, np.uint8)[group_keys(base, width)]
+    ]
+    return shift
 
 
 def _layout(
@@ -130,11 +136,11 @@ def split_planes(
         return
     data = np.frombuffer(raw, np.uint8, n * width)
     if base is not None:
-        shift = None if biases is None else _shift(base, width, groups, biases)  # type: ignore[arg-type]
+        shift = _group_shift(base, width, groups, biases)
         data = delta_of(data, np.frombuffer(base, np.uint8, n * width), width, shift)
     if groups is not None:
         values = data.view(UINTS[width])
-        members = group_members(base, width, groups)  # type: ignore[arg-type]
+        members = group_members(_needed(base), width, groups)
         data = np.concatenate([values[m] for m in members]).view(np.uint8)
     planes[:] = to_planes(data, width)
 
@@ -161,14 +167,32 @@ def join_planes(
     else:
         grouped = from_planes(planes, width)
         values, start = out[: n * width].view(UINTS[width]), 0
-        for members in group_members(base, width, groups):  # type: ignore[arg-type]
+        for members in group_members(_needed(base), width, groups):
             values[members] = grouped[start * width : (start + len(members)) * width].view(
                 UINTS[width]
             )
             start += len(members)
     if base is not None:
-        shift = None if biases is None else _shift(base, width, groups, biases)  # type: ignore[arg-type]
+        shift = _group_shift(base, width, groups, biases)
         undo_delta(out[: n * width], np.frombuffer(base, np.uint8, n * width), width, shift)
+
+
+def _needed(base: memoryview | bytes | None) -> memoryview | bytes:
+    """The base, which a grouping of differences cannot do without."""
+    if base is None:
+        raise ValueError("elements are grouped by their base's, and there is no base")
+    return base
+
+
+def _group_shift(
+    base: memoryview | bytes, width: int, groups: Grouping | None, biases: np.ndarray | None
+) -> np.ndarray | None:
+    """Each element's bias where the groups have biases, else None."""
+    if biases is None:
+        return None
+    if groups is None:
+        raise ValueError("biases are per group, and there are no groups")
+    return _shift(base, width, groups, biases)
 
 
 def _rotated(values: np.ndarray, width: int, left: bool) -> np.ndarray:
@@ -230,7 +254,7 @@ def join_exponents(
 def _groups_of(keys: np.ndarray, groups: Grouping) -> np.ndarray:
     """The group of each key; ValueError unless the groups' sizes count them (as the
     C loops, which find a group that would overflow)."""
-    group = np.frombuffer(groups.group_of_key, np.uint8)[keys]
+    group: np.ndarray = np.frombuffer(groups.group_of_key, np.uint8)[keys]
     if np.bincount(group, minlength=len(groups.sizes)).tolist() != list(groups.sizes):
         raise ValueError("more elements of a group than its size")
     return group

@@ -101,7 +101,7 @@ _chain = threading.local()
 def _chain_buffer(which: int, size: int) -> np.ndarray:
     """One of this thread's two buffers for the levels of a delta chain, ``size`` long
     (valid until the thread decodes another chain)."""
-    buffers = getattr(_chain, "buffers", None)
+    buffers: list[np.ndarray] | None = getattr(_chain, "buffers", None)
     if buffers is None:
         buffers = _chain.buffers = [np.empty(0, np.uint8), np.empty(0, np.uint8)]
     if len(buffers[which]) < size:

@@ -8,15 +8,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from ckptstore.errors import FormatError
 from ckptstore.store.catalog.schema import MIGRATIONS, SCHEMA_VERSION
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000
 BATCH = 500  # ids per IN (...) query, well under SQLite's variable limit
 
 
-def batches(items: list, size: int = BATCH) -> Iterator[list]:
+def batches(items: list[T], size: int = BATCH) -> Iterator[list[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -82,7 +85,8 @@ class SQLiteDatabase:
                 conn.execute(f"PRAGMA user_version = {target}")
 
     def schema_version(self) -> int:
-        return self._conn().execute("PRAGMA user_version").fetchone()[0]
+        version: int = self._conn().execute("PRAGMA user_version").fetchone()[0]
+        return version
 
     def close(self) -> None:
         with self._lock:

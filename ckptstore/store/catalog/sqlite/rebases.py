@@ -108,4 +108,5 @@ def _height(conn: sqlite3.Connection, block_id: bytes, limit: int) -> int:
         " SELECT COALESCE(MAX(depth), 0) FROM below",
         (block_id, limit),
     ).fetchone()
-    return row[0]
+    height: int = row[0]
+    return height

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from typing import Any
 
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
 
@@ -29,6 +30,8 @@ CHECKPOINT_FIELDS = (
 CHECKPOINT_COLUMNS = ", ".join(CHECKPOINT_FIELDS)
 CHECKPOINT_MARKS = ", ".join("?" * len(CHECKPOINT_FIELDS))
 
+Row = tuple[Any, ...]  # a row as sqlite3 gives it (and takes its parameters)
+
 
 def block_columns(alias: str, *, without_id: bool = False) -> str:
     """BLOCK_COLUMNS, each prefixed with a table alias (``block_id`` left out if asked)."""
@@ -36,14 +39,14 @@ def block_columns(alias: str, *, without_id: bool = False) -> str:
     return ", ".join(f"{alias}.{column}" for column in columns)
 
 
-def block(row: tuple) -> BlockRecord:
+def block(row: Row) -> BlockRecord:
     """The record of a row of BLOCK_COLUMNS."""
     return BlockRecord(
         row[0], row[1], row[2], row[3], row[4], row[5], row[6], header_len=row[7], width=row[8]
     )
 
 
-def block_values(b: BlockRecord) -> tuple:
+def block_values(b: BlockRecord) -> Row:
     """A block's values for BLOCK_COLUMNS."""
     return (
         b.block_id,
@@ -58,13 +61,13 @@ def block_values(b: BlockRecord) -> tuple:
     )
 
 
-def checkpoint(row: tuple) -> CheckpointRecord:
+def checkpoint(row: Row) -> CheckpointRecord:
     fields = dict(zip(CHECKPOINT_FIELDS, row, strict=True))
     fields["metrics"] = json.loads(fields["metrics"])
     return CheckpointRecord(**fields)
 
 
-def checkpoint_values(record: CheckpointRecord) -> tuple:
+def checkpoint_values(record: CheckpointRecord) -> Row:
     return tuple(
         json.dumps(record.metrics) if name == "metrics" else getattr(record, name)
         for name in CHECKPOINT_FIELDS

@@ -8,6 +8,7 @@ from ckptstore.errors import CheckpointNotFound, CheckpointNotReady
 from ckptstore.store.catalog.base import ServiceRecords
 from ckptstore.store.catalog.records import ApiKeyRecord, EndpointRecord
 from ckptstore.store.catalog.sqlite.database import SQLiteDatabase
+from ckptstore.store.catalog.sqlite.rows import Row
 
 _ENDPOINT_COLUMNS = (
     "endpoint_id, tenant_id, name, checkpoint_id, gpu_ids, worker_count, status, created_at"
@@ -15,7 +16,7 @@ _ENDPOINT_COLUMNS = (
 _KEY_COLUMNS = "key_id, tenant_id, name, created_at, revoked_at"
 
 
-def _endpoint(row: tuple) -> EndpointRecord:
+def _endpoint(row: Row) -> EndpointRecord:
     return EndpointRecord(
         row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7]
     )
@@ -30,7 +31,10 @@ class SQLiteServiceRecords(SQLiteDatabase, ServiceRecords):
     def set_setting_if_absent(self, key: str, value: str) -> str:
         with self._write() as conn:
             conn.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, value))
-            return conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()[0]
+            stored: str = conn.execute(
+                "SELECT value FROM settings WHERE key = ?", (key,)
+            ).fetchone()[0]
+            return stored
 
     # -- endpoints -------------------------------------------------------------
     def add_endpoint(self, record: EndpointRecord) -> None:
