@@ -96,3 +96,20 @@ def test_fingerprint_matches_the_stores_own_blocks(store, tmp_path):
     with ThreadPoolExecutor(2) as pool:
         assert fingerprint(path, store.context.chunker, pool, window_bytes=1 << 20) == stored
         assert fingerprint(iter([data[:123], data[123:]]), store.context.chunker, pool) == stored
+
+
+def test_a_pending_checkpoint_deleted_while_its_data_streams_stays_deleted(store):
+    from ckptstore.errors import CheckpointNotFound
+
+    pending = store.create_pending("job_del", tenant="t")
+
+    def chunks():
+        yield random_bytes(300_000, seed=1)
+        store.delete(pending.checkpoint_id, tenant="t")  # the DELETE lands mid-upload
+        yield random_bytes(300_000, seed=2)
+
+    with pytest.raises(CheckpointNotFound):
+        store.fill(pending.checkpoint_id, chunks(), tenant="t")
+    with pytest.raises(CheckpointNotFound):
+        store.get(pending.checkpoint_id, tenant="t")
+    assert store.verify().ok

@@ -58,7 +58,9 @@ class Committer:
         )
         tensors = slots is not None and any(slot is not None for slot in slots)
         rule = choose_rebase_parent if tensors else None  # rebases pair blocks by slot
-        parent_id = self._ctx.catalog.commit_checkpoint(record, manifest, holder, slots, rule)
+        parent_id = self._ctx.catalog.commit_checkpoint(
+            record, manifest, holder, slots, rule, fills_pending=draft.status == "pending"
+        )
         apply_policies(self._ctx, record)
         if parent_id is not None:
             self._rebaser.submit(self._rebase, record.checkpoint_id, parent_id)

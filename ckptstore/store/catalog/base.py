@@ -128,6 +128,8 @@ class Checkpoints(Protocol):
         lease_holder: str,
         slots: list[str | None] | None = None,
         rebase_parent: ParentRule | None = None,
+        *,
+        fills_pending: bool = False,
     ) -> str | None:
         """Make a checkpoint visible: manifest rows ``(logical_offset, block_id)`` in
         order (with the tensor slot of each, when given), refcounts incremented, the
@@ -142,7 +144,10 @@ class Checkpoints(Protocol):
         the second sees the first.
 
         A ``pending`` checkpoint of the same id and tenant is filled in; any
-        other existing id raises ``CheckpointExists``."""
+        other existing id raises ``CheckpointExists``. With ``fills_pending`` the
+        pending checkpoint must still be there: one deleted while its data was on
+        the way raises ``CheckpointNotFound`` (changing nothing), so it never comes
+        back."""
         ...
 
     def replace_best(self, record: CheckpointRecord, old_best_id: str | None) -> None:

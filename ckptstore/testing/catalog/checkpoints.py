@@ -111,6 +111,17 @@ class CheckpointTests(CatalogFixture):
         with pytest.raises(CheckpointExists):
             catalog.commit_checkpoint(filled, [(0, bid(1))], "h")
 
+    def test_a_deleted_pending_checkpoint_is_not_filled(self, catalog: Catalog) -> None:
+        catalog.create_checkpoint(checkpoint("p", status="pending", size_bytes=0, tenant_id="t"))
+        self.add(catalog, 1)
+        catalog.delete_checkpoint("p", NOW)
+        filled = checkpoint("p", status="ready", size_bytes=1000, tenant_id="t")
+        with pytest.raises(CheckpointNotFound):
+            catalog.commit_checkpoint(filled, [(0, bid(1))], "h", fills_pending=True)
+        with pytest.raises(CheckpointNotFound):
+            catalog.get_checkpoint("p")
+        assert catalog.unreferenced([bid(1)])  # the references were rolled back
+
     def test_pending_checkpoint_of_another_tenant_is_not_filled(self, catalog: Catalog) -> None:
         catalog.create_checkpoint(checkpoint("p", status="pending", tenant_id="a"))
         with pytest.raises(CheckpointExists):

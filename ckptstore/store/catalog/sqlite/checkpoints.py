@@ -53,6 +53,8 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
         lease_holder: str,
         slots: list[str | None] | None = None,
         rebase_parent: ParentRule | None = None,
+        *,
+        fills_pending: bool = False,
     ) -> str | None:
         if slots is not None and len(slots) != len(manifest):
             raise ValueError(f"{len(slots)} slots for {len(manifest)} manifest entries")
@@ -60,6 +62,8 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
         with self._write() as conn:
             _add_references(conn, counts)
             existing = rows.checkpoint_row(conn, record.checkpoint_id)
+            if existing is None and fills_pending:
+                raise CheckpointNotFound(record.checkpoint_id)  # rolls back the references
             if existing is None:
                 _ensure_job(conn, record.tenant_id, record.job_id, record.created_at)
                 conn.execute(
