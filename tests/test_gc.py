@@ -272,3 +272,23 @@ def test_a_block_gone_between_lookup_and_lease_is_not_leased(store, tmp_path, mo
     monkeypatch.setattr(catalog, "_read", read_then_gc)
     assert catalog.lease_existing(ids, "holder", 1e12) == set(ids[1:])
     assert catalog.leased_to("holder", ids) == set(ids[1:])
+
+
+def test_gc_counts_each_freed_byte_once(open_store, tmp_path, clock):
+    import time
+    from dataclasses import replace
+
+    store = open_store(config=replace(TEST_CONFIG, pack_target_bytes=64 * MB))
+    keep_part = random_bytes(2 * MB, seed=30)
+    both = store.put("job", keep_part + random_bytes(2 * MB, seed=31))
+    store.put("job", keep_part)
+    store.delete(both.checkpoint_id)
+    # past the grace period of the pack files' own modification times, as on a
+    # server whose packs are older than the grace period
+    clock.advance(max(0.0, time.time() - clock.now) + GRACE + 1)
+    before = disk_usage(tmp_path / "store" / "packs")
+    report = store.gc()
+    after = disk_usage(tmp_path / "store" / "packs")
+    assert report.packs_compacted == 1 and report.orphan_packs_deleted == 0
+    assert report.bytes_freed == before - after
+    assert store.verify(read_data=True).ok

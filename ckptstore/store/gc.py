@@ -64,13 +64,14 @@ def collect_garbage(ctx: StoreContext) -> GcReport:
     report.blocks_materialized = materialize_orphans(ctx, now - grace_s).blocks_reencoded
     report.blocks_removed = len(ctx.catalog.remove_dead_blocks(now, grace_s))
     objects = list(ctx.blocks.list())  # listed before the catalog is read: see orphans below
-    _reclaim(ctx, ctx.catalog.pack_usage(), report)
+    reclaimed = _reclaim(ctx, ctx.catalog.pack_usage(), report)
     # A pack object the catalog does not know is the leftover of a crash between
     # the durable put and the catalog insert (or of a compaction); the grace
     # period keeps GC away from a pack whose insert is merely in progress.
     known = {usage.pack_id for usage in ctx.catalog.pack_usage()}
     for obj in objects:
-        if obj.name not in known and obj.modified_at < now - grace_s:
+        # (a pack this pass deleted or compacted is gone from both, and counted already)
+        if obj.name not in known | reclaimed and obj.modified_at < now - grace_s:
             ctx.blocks.delete(obj.name)
             report.orphan_packs_deleted += 1
             report.bytes_freed += obj.size
@@ -87,9 +88,10 @@ def compact_packs(ctx: StoreContext, pack_ids: set[str]) -> GcReport:
     return report
 
 
-def _reclaim(ctx: StoreContext, usages: list[PackUsage], report: GcReport) -> None:
+def _reclaim(ctx: StoreContext, usages: list[PackUsage], report: GcReport) -> set[str]:
     """Delete the packs with nothing live, compact those more than the configured
-    fraction dead."""
+    fraction dead; the ids of the packs deleted or compacted away."""
+    reclaimed: set[str] = set()
     for usage in usages:
         if usage.live_bytes == 0:
             # a block may have moved in since pack_usage looked (a rebase): keep the pack then
@@ -97,9 +99,12 @@ def _reclaim(ctx: StoreContext, usages: list[PackUsage], report: GcReport) -> No
                 ctx.blocks.delete(usage.pack_id)
                 report.packs_deleted += 1
                 report.bytes_freed += usage.size
+                reclaimed.add(usage.pack_id)
         elif reclaimable(usage, ctx.config.compact_dead_fraction):
             report.bytes_freed += usage.size - _compact(ctx, usage.pack_id)
             report.packs_compacted += 1
+            reclaimed.add(usage.pack_id)
+    return reclaimed
 
 
 def _compact(ctx: StoreContext, pack_id: str) -> int:
