@@ -36,9 +36,9 @@ def upload(srv, checkpoint_id, data, headers=None):
     return r.json()
 
 
-def saved(srv, data=b"weights", job=JOB, **body):
+def saved(srv, data=b"weights", job=JOB, headers=None, **body):
     """A trainer registering and uploading its own checkpoint."""
-    return upload(srv, create(srv, job, **body)["checkpointId"], data)
+    return upload(srv, create(srv, job, headers, **body)["checkpointId"], data, headers)
 
 
 SEED_FIELDS = {
@@ -451,6 +451,40 @@ def test_tenants_cannot_see_touch_or_learn_of_each_other(srv):
         == 404
     )
     assert srv.client.get(f"/v2/training/checkpoints/{cid}", headers=srv.acme).status_code == 200
+
+
+def _upload_by_blocks(srv, headers, data: bytes) -> dict:
+    from tests.conftest import client_blocks
+    from tests.server_helpers import frames
+
+    cid = srv.client.post(
+        f"/v2/training/jobs/{JOB}/checkpoints", headers=headers, json={"type": "automatic"}
+    ).json()["checkpointId"]
+    blocks = client_blocks(srv.store, data)
+    base = f"/v2/training/checkpoints/{cid}"
+    ids = [bid.hex() for bid, _ in blocks]
+    missing = srv.client.post(f"{base}/blocks/missing", headers=headers, json={"blockIds": ids})
+    assert sorted(missing.json()["missing"]) == sorted(set(ids))  # nothing is "known" to B
+    sent = srv.client.put(f"{base}/blocks", headers=headers, content=frames(blocks))
+    assert sent.status_code == 204
+    done = srv.client.post(f"{base}/commit", headers=headers, json={"blockIds": ids})
+    assert done.status_code == 200
+    return done.json()
+
+
+@pytest.mark.parametrize("path", ["data", "blocks"])
+def test_a_tenant_is_charged_as_if_alone_in_the_store(srv, path):
+    data = random_bytes(MB, seed=12)
+    first = saved(srv, data)  # acme stores the bytes first
+    if path == "data":
+        theirs = saved(srv, data, headers=srv.other)
+    else:
+        theirs = _upload_by_blocks(srv, srv.other, data)
+    assert theirs["storedBytes"] == first["storedBytes"] > 0
+    stats = srv.client.get("/v2/stats", headers=srv.other).json()
+    assert stats["storedBytes"] == first["storedBytes"]
+    again = saved(srv, data, headers=srv.other)  # their own second copy costs nothing
+    assert again["storedBytes"] == 0
 
 
 def test_healthz_metrics_and_stats(srv):

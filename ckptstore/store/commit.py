@@ -42,13 +42,17 @@ class Committer:
         draft: CheckpointRecord,
         manifest: list[tuple[int, bytes]],
         size: int,
-        stored: int,
         holder: str,
         slots: list[str | None] | None = None,
     ) -> CheckpointRecord:
         """Make ``draft`` a ready checkpoint of ``manifest`` (``(logical offset, block
-        id)``; ``slots``: the tensor slot of each entry), releasing ``holder``'s leases;
-        ``stored``: the bytes it added to the store."""
+        id)``; ``slots``: the tensor slot of each entry), releasing ``holder``'s leases.
+
+        Its stored bytes are those of its blocks that no other checkpoint of its tenant
+        holds, whoever else stores them: what it costs the tenant, and nothing about
+        other tenants' data."""
+        new = self._ctx.catalog.new_to_tenant(draft.tenant_id, [bid for _, bid in manifest])
+        stored = sum(record.entry_len for record in new)
         record = replace(
             draft,
             status="ready",

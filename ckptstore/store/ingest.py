@@ -92,9 +92,7 @@ def ingest(
     windows = open_source(source, ctx.config.window_bytes)
     try:
         result = Ingest(ctx, holder).run(windows)
-        return committer.commit(
-            draft, result.manifest, result.size_bytes, result.stored_bytes, holder, result.slots
-        )
+        return committer.commit(draft, result.manifest, result.size_bytes, holder, result.slots)
     except BaseException:
         ctx.catalog.release_leases(holder)
         raise
@@ -107,8 +105,6 @@ class IngestResult:
     manifest: list[tuple[int, bytes]]  # (logical offset, block id) in stream order
     slots: list[str | None]  # the tensor slot of each manifest entry
     size_bytes: int
-    stored_bytes: int  # bytes of the packs this ingest wrote
-    new_blocks: int
 
 
 class Ingest:
@@ -122,7 +118,6 @@ class Ingest:
         self._leases = LeaseKeeper(ctx, holder)
         self._encoder = BlockEncoder(ctx, holder)
         self._planes = ctx.codec.byte_planes
-        self._new_blocks = 0
 
     def run(self, source: WindowSource) -> IngestResult:
         try:
@@ -167,13 +162,7 @@ class Ingest:
             hashing = cut
         self._store(encoding)
         self._writer.finish()
-        return IngestResult(
-            manifest,
-            slots,
-            offset,
-            self._writer.stored_bytes,
-            self._new_blocks,
-        )
+        return IngestResult(manifest, slots, offset)
 
     def _stage(self, ids: list[bytes], views: list[memoryview], cuts: list[Cut]) -> _Staged:
         """Lease the blocks the store has; start encoding the ones it lacks."""
@@ -215,4 +204,3 @@ class Ingest:
                 blocks, future.result(), strict=True
             ):
                 self._writer.add(bid, codec, raw_len, payload, width=width)
-            self._new_blocks += len(blocks)

@@ -46,7 +46,6 @@ class Upload:
         self._encoder: BlockEncoder | None = None
         self._writer: PackWriter | None = None
         self._stored_elsewhere: dict[bytes, Received] = {}  # leased at flush
-        self.stored_bytes = 0
         self.done = False
 
     def missing(self, block_ids: list[bytes]) -> list[bytes]:
@@ -134,7 +133,6 @@ class Upload:
             writer.finish()
         finally:
             writer.close()
-        self.stored_bytes += writer.stored_bytes
 
     def commit(
         self, block_ids: list[bytes], slots: list[str | None] | None = None
@@ -156,13 +154,7 @@ class Upload:
         for bid in block_ids:
             manifest.append((offset, bid))
             offset += found[bid].raw_len
-        # The bytes this checkpoint adds to the store: its blocks no checkpoint holds yet,
-        # whichever request of the upload sent them.
-        new = self._ctx.catalog.unreferenced(block_ids)
-        stored = sum(record.entry_len for record in new)
-        record = self._committer.commit(
-            self._draft, manifest, offset, stored, self.upload_id, slots
-        )
+        record = self._committer.commit(self._draft, manifest, offset, self.upload_id, slots)
         self.done = True
         return record
 

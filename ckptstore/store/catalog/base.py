@@ -70,6 +70,13 @@ class BlockIndex(Protocol):
         """The blocks stored as deltas against any of ``block_ids``."""
         ...
 
+    def new_to_tenant(self, tenant_id: str, block_ids: list[bytes]) -> list[BlockRecord]:
+        """Those of ``block_ids`` (distinct, present) that no checkpoint of ``tenant_id``
+        references: what a checkpoint of theirs adds to their own storage, counted as
+        if the tenant were alone in the store, so that no figure shown to a tenant
+        depends on what other tenants store."""
+        ...
+
     def blocks_in_pack(self, pack_id: str) -> list[BlockRecord]:
         """The blocks whose copy of record is in ``pack_id``, by offset."""
         ...

@@ -68,7 +68,6 @@ class PackWriter:
         self._parts: list[bytes] = []  # of the open pack, not yet handed to the sealer
         self._unflushed = 0  # their bytes
         self._piece_bytes = max(1, ctx.config.pack_target_bytes // PIECES_PER_PACK)
-        self.stored_bytes = 0
 
     def __contains__(self, block_id: bytes) -> bool:
         return block_id in self._raw_lens
@@ -169,7 +168,6 @@ class PackWriter:
             pending.abort()
             raise
         self._recorder(pack_id, size, entries)
-        self.stored_bytes += size
 
     def _lease_new_blocks(self, pack_id: str, size: int, entries: list[PackEntry]) -> None:
         """Record the pack, its blocks leased to the holder until the checkpoint commits."""

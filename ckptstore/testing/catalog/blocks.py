@@ -31,6 +31,15 @@ class BlockIndexTests(CatalogFixture):
         found = catalog.unreferenced([bid(1), bid(2), bid(2), bid(3), bid(9)])
         assert sorted(r.block_id for r in found) == [bid(2), bid(3)]
 
+    def test_new_to_tenant_ignores_what_other_tenants_hold(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2, 3)
+        catalog.commit_checkpoint(checkpoint("a", tenant_id="a"), [(0, bid(1)), (1, bid(2))], "h")
+        catalog.commit_checkpoint(checkpoint("b", tenant_id="b"), [(0, bid(2))], "h")
+        asked = [bid(1), bid(2), bid(2), bid(3), bid(9)]
+        assert sorted(r.block_id for r in catalog.new_to_tenant("b", asked)) == [bid(1), bid(3)]
+        assert sorted(r.block_id for r in catalog.new_to_tenant("a", asked)) == [bid(3)]
+        assert len(catalog.new_to_tenant("c", asked)) == 3
+
     def test_get_blocks_returns_present_only(self, catalog: Catalog) -> None:
         self.add(catalog, 1, 2)
         assert set(catalog.get_blocks([bid(1), bid(2), bid(3)])) == {bid(1), bid(2)}

@@ -56,14 +56,27 @@ class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
     def deltas_on(self, block_ids: list[bytes]) -> list[BlockRecord]:
         return self._blocks_where("base_id IN ({})", block_ids)
 
-    def _blocks_where(self, condition: str, block_ids: list[bytes]) -> list[BlockRecord]:
+    def new_to_tenant(self, tenant_id: str, block_ids: list[bytes]) -> list[BlockRecord]:
+        return self._blocks_where(
+            "block_id IN ({}) AND NOT EXISTS (SELECT 1 FROM manifests m"
+            " JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
+            " WHERE m.block_id = blocks.block_id AND c.tenant_id = ?)",
+            block_ids,
+            tenant_id,
+        )
+
+    def _blocks_where(
+        self, condition: str, block_ids: list[bytes], *after: object
+    ) -> list[BlockRecord]:
         """The block rows matching ``condition``, whose ``{}`` stands for the ids (distinct),
-        asked for in batches."""
+        asked for in batches; ``after``: the values of the parameters that follow."""
         out: list[BlockRecord] = []
         with self._read() as conn:
             for batch in batches(list(set(block_ids))):
                 where = condition.format(",".join("?" * len(batch)))
-                found = conn.execute(f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE {where}", batch)
+                found = conn.execute(
+                    f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE {where}", (*batch, *after)
+                )
                 out += [rows.block(row) for row in found.fetchall()]
         return out
 
