@@ -38,7 +38,9 @@ def make_server(tmp_path: Path, **settings_overrides) -> Server:
         "gc_after_delete_s": 3600,
     }
     settings = ServerSettings(**(values | settings_overrides))
-    _, acme_key = create_api_key(store.context.catalog, "acme", "tests", clock.now)
+    # acme's key is an operator's (admin), as the first key of `ckptstore serve` is;
+    # other's is a plain tenant's
+    _, acme_key = create_api_key(store.context.catalog, "acme", "tests", clock.now, admin=True)
     _, other_key = create_api_key(store.context.catalog, "other", "tests", clock.now)
     client = TestClient(create_app(store, settings, clock=clock, close_store=True))
     return Server(

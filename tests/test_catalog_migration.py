@@ -22,6 +22,7 @@ def as_schema_3(root: Path) -> None:
     with sqlite3.connect(root / "catalog.sqlite") as conn:
         conn.execute("ALTER TABLE blocks DROP COLUMN header_len")
         conn.execute("ALTER TABLE blocks DROP COLUMN width")
+        conn.execute("ALTER TABLE api_keys DROP COLUMN admin")  # schema 5
         conn.execute("DELETE FROM settings WHERE key = ?", (WIDTHS_SETTING,))
         conn.execute("PRAGMA user_version = 3")
     conn.close()

@@ -250,13 +250,13 @@ def test_delete_wakes_the_background_gc(tmp_path):
     server = make_server(tmp_path, gc_after_delete_s=0)
     with server.client:
         ready = saved(server, random_bytes(MB, seed=10))
-        assert "ckptstore_gc_runs 0" in server.client.get("/metrics").text
+        assert "ckptstore_gc_runs 0" in server.client.get("/metrics", headers=server.acme).text
         r = server.client.delete(
             f"/v2/training/checkpoints/{ready['checkpointId']}", headers=server.acme
         )
         assert r.status_code == 204
         deadline = time.monotonic() + 30
-        while "ckptstore_gc_runs 1" not in server.client.get("/metrics").text:
+        while "ckptstore_gc_runs 1" not in server.client.get("/metrics", headers=server.acme).text:
             assert time.monotonic() < deadline, "no GC ran after the delete"
             time.sleep(0.02)
         # inside the grace period the run keeps the blocks a reader may still hold
@@ -490,7 +490,7 @@ def test_a_tenant_is_charged_as_if_alone_in_the_store(srv, path):
 def test_healthz_metrics_and_stats(srv):
     saved(srv, random_bytes(MB, seed=4))
     assert srv.client.get("/healthz").json() == {"status": "ok"}
-    text = srv.client.get("/metrics").text
+    text = srv.client.get("/metrics", headers=srv.acme).text
     assert "ckptstore_logical_bytes 1000000" in text
     assert "ckptstore_pending_rebases 0" in text
     route = "/v2/training/checkpoints/{checkpointId}/data"
@@ -498,6 +498,14 @@ def test_healthz_metrics_and_stats(srv):
     stats = srv.client.get("/v2/stats", headers=srv.acme).json()
     assert stats["checkpoints"] == 1 and stats["logicalBytes"] == MB
     assert srv.client.get("/v2/stats", headers=srv.other).json()["checkpoints"] == 0
+
+
+def test_store_wide_figures_and_gc_need_an_admin_key(srv):
+    for method, path in (("GET", "/metrics"), ("POST", "/v2/gc")):
+        assert srv.client.request(method, path).status_code == 401
+        refused = srv.client.request(method, path, headers=srv.other)
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "admin_required"
+        assert srv.client.request(method, path, headers=srv.acme).status_code == 200
 
 
 def test_openapi_documents_the_routes(srv):

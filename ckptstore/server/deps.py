@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ckptstore.config import ServerSettings
-from ckptstore.server.auth import tenant_for
+from ckptstore.server.auth import key_for
 from ckptstore.server.errors import ApiError
 from ckptstore.server.gc_worker import GcWorker
 from ckptstore.server.metrics import Metrics
@@ -35,12 +35,29 @@ async def services(request: Request) -> Services:
 async def tenant(request: Request) -> str:
     """The tenant of the request's API key; 401 without a valid one."""
     svc: Services = request.app.state.services
-    found = tenant_for(svc.store.context.catalog, request.headers.get("authorization"))
+    found = key_for(svc.store.context.catalog, request.headers.get("authorization"))
     if found is not None:
-        return found
+        return found.tenant_id
     if svc.settings.anonymous_tenant and "authorization" not in request.headers:
         return svc.settings.anonymous_tenant
-    raise ApiError(
+    raise _unauthorized()
+
+
+async def admin(request: Request) -> str:
+    """The tenant of the request's admin key; 401 without a valid key, 403 with a
+    tenant's. Store-wide figures and operations tell one tenant about the others'
+    data, so only an operator gets them."""
+    svc: Services = request.app.state.services
+    found = key_for(svc.store.context.catalog, request.headers.get("authorization"))
+    if found is None:
+        raise _unauthorized()
+    if not found.admin:
+        raise ApiError(403, "admin_required", "this needs an admin key (keys create --admin)")
+    return found.tenant_id
+
+
+def _unauthorized() -> ApiError:
+    return ApiError(
         401,
         "unauthorized",
         "missing or invalid API key: send 'Authorization: Bearer <key>'",
@@ -50,3 +67,4 @@ async def tenant(request: Request) -> str:
 
 ServicesDep = Annotated[Services, Depends(services)]
 TenantDep = Annotated[str, Depends(tenant)]
+AdminDep = Annotated[str, Depends(admin)]

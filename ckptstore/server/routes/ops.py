@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from ckptstore.server.deps import ServicesDep, TenantDep
+from ckptstore.server.deps import AdminDep, ServicesDep, TenantDep
 from ckptstore.store.checkpoints import FORMAT_VERSION
 
 router = APIRouter(tags=["operations"])
@@ -25,8 +25,8 @@ async def healthz(svc: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
-async def metrics(svc: ServicesDep) -> PlainTextResponse:
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (admin key)")
+async def metrics(svc: ServicesDep, admin: AdminDep) -> PlainTextResponse:
     stats = await run_in_threadpool(svc.store.stats)
     return PlainTextResponse(
         svc.metrics.render(stats, svc.gc.runs), media_type="text/plain; version=0.0.4"
@@ -58,8 +58,8 @@ async def store_info(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
     )
 
 
-@router.post("/v2/gc", summary="Run garbage collection now")
-async def gc(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
+@router.post("/v2/gc", summary="Run garbage collection now (admin key)")
+async def gc(svc: ServicesDep, admin: AdminDep) -> JSONResponse:
     report = await svc.gc.run_now()
     return JSONResponse({_camel(k): v for k, v in asdict(report).items()})
 

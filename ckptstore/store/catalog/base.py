@@ -341,8 +341,8 @@ class ServiceRecords(Protocol):
 
     def add_api_key(self, record: ApiKeyRecord, key_hash: bytes) -> None: ...
 
-    def tenant_for_key(self, key_hash: bytes) -> str | None:
-        """The tenant of an unrevoked key, or None."""
+    def active_key(self, key_hash: bytes) -> ApiKeyRecord | None:
+        """The unrevoked key with this hash, or None."""
         ...
 
     def list_api_keys(self) -> list[ApiKeyRecord]: ...

@@ -89,6 +89,7 @@ class ApiKeyRecord:
     name: str
     created_at: float
     revoked_at: float | None
+    admin: bool = False  # an operator's key: store-wide operations (GC, metrics) too
 
 
 @dataclass(frozen=True)

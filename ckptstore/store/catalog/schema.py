@@ -1,6 +1,6 @@
 """The catalog schema, as numbered migrations (FORMAT.md describes the tables)."""
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # MIGRATIONS[n] takes a catalog from schema version n-1 to n.
 MIGRATIONS: dict[int, list[str]] = {
@@ -98,4 +98,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE blocks ADD COLUMN header_len INTEGER NOT NULL DEFAULT 76",
         "ALTER TABLE blocks ADD COLUMN width INTEGER DEFAULT -1",
     ],
+    # 5: an API key may be an operator's (admin): store-wide operations (GC, metrics)
+    # need one; keys from before are a tenant's only.
+    5: ["ALTER TABLE api_keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0"],
 }

@@ -57,8 +57,15 @@ class ServiceRecordTests(CatalogFixture):
 
     def test_api_keys_map_to_tenants_until_revoked(self, catalog: Catalog) -> None:
         catalog.add_api_key(ApiKeyRecord("k1", "acme", "ci", NOW, None), b"hash-1")
-        assert catalog.tenant_for_key(b"hash-1") == "acme"
-        assert catalog.tenant_for_key(b"hash-2") is None
+        found = catalog.active_key(b"hash-1")
+        assert found is not None and found.tenant_id == "acme" and not found.admin
+        assert catalog.active_key(b"hash-2") is None
         assert [k.key_id for k in catalog.list_api_keys()] == ["k1"]
         assert catalog.revoke_api_key("k1", NOW) and not catalog.revoke_api_key("k1", NOW)
-        assert catalog.tenant_for_key(b"hash-1") is None
+        assert catalog.active_key(b"hash-1") is None
+
+    def test_an_admin_key_says_so(self, catalog: Catalog) -> None:
+        catalog.add_api_key(ApiKeyRecord("k2", "ops", "", NOW, None, admin=True), b"hash-9")
+        found = catalog.active_key(b"hash-9")
+        assert found is not None and found.admin and found.tenant_id == "ops"
+        assert [k.admin for k in catalog.list_api_keys()] == [True]

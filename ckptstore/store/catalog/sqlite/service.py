@@ -13,13 +13,17 @@ from ckptstore.store.catalog.sqlite.rows import Row
 _ENDPOINT_COLUMNS = (
     "endpoint_id, tenant_id, name, checkpoint_id, gpu_ids, worker_count, status, created_at"
 )
-_KEY_COLUMNS = "key_id, tenant_id, name, created_at, revoked_at"
+_KEY_COLUMNS = "key_id, tenant_id, name, created_at, revoked_at, admin"
 
 
 def _endpoint(row: Row) -> EndpointRecord:
     return EndpointRecord(
         row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], row[6], row[7]
     )
+
+
+def _key(row: Row) -> ApiKeyRecord:
+    return ApiKeyRecord(row[0], row[1], row[2], row[3], row[4], admin=bool(row[5]))
 
 
 class SQLiteServiceRecords(SQLiteDatabase, ServiceRecords):
@@ -92,27 +96,28 @@ class SQLiteServiceRecords(SQLiteDatabase, ServiceRecords):
     def add_api_key(self, record: ApiKeyRecord, key_hash: bytes) -> None:
         with self._write() as conn:
             conn.execute(
-                f"INSERT INTO api_keys ({_KEY_COLUMNS}, key_hash) VALUES (?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO api_keys ({_KEY_COLUMNS}, key_hash) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.key_id,
                     record.tenant_id,
                     record.name,
                     record.created_at,
                     record.revoked_at,
+                    int(record.admin),
                     key_hash,
                 ),
             )
 
-    def tenant_for_key(self, key_hash: bytes) -> str | None:
+    def active_key(self, key_hash: bytes) -> ApiKeyRecord | None:
         row = (
             self._conn()
             .execute(
-                "SELECT tenant_id FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
                 (key_hash,),
             )
             .fetchone()
         )
-        return row[0] if row else None
+        return _key(row) if row else None
 
     def list_api_keys(self) -> list[ApiKeyRecord]:
         rows = (
@@ -120,7 +125,7 @@ class SQLiteServiceRecords(SQLiteDatabase, ServiceRecords):
             .execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY tenant_id, created_at")
             .fetchall()
         )
-        return [ApiKeyRecord(*row) for row in rows]
+        return [_key(row) for row in rows]
 
     def revoke_api_key(self, key_id: str, now: float) -> bool:
         with self._write() as conn:
