@@ -48,6 +48,8 @@ class ServerSettings(BaseSettings):
     gc_grace_s: float = Field(
         3600.0, ge=0, validation_alias=AliasChoices("gc_grace_s", "CKPTSTORE_GC_GRACE")
     )
+    # a pending checkpoint that got no data for this long is deleted by GC
+    pending_ttl_s: float = Field(24 * 3600.0, gt=0)
     max_block_batch_bytes: int = Field(64 * 1024 * 1024, ge=1)
     # JSON bodies are parsed whole; block-id lists of a checkpoint of a million blocks fit
     max_json_body_bytes: int = Field(96 * 1024 * 1024, ge=1024)
@@ -71,7 +73,11 @@ class ServerSettings(BaseSettings):
 
     def store_config(self) -> StoreConfig:
         """The engine's settings that the server's own settings decide."""
-        return StoreConfig(delta_max_depth=self.delta_max_depth, gc_grace_s=self.gc_grace_s)
+        return StoreConfig(
+            delta_max_depth=self.delta_max_depth,
+            gc_grace_s=self.gc_grace_s,
+            pending_ttl_s=self.pending_ttl_s,
+        )
 
     def resolved_signing_keys(self) -> tuple[str, ...]:
         """The configured keys, or those in ``<data>/signing-keys`` (made on first use).

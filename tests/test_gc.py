@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ckptstore.store.packs.format import HEADER
-from tests.conftest import TEST_CONFIG, disk_usage, random_bytes, restore_bytes
+from tests.conftest import TEST_CONFIG, client_blocks, disk_usage, random_bytes, restore_bytes
 
 MB = 1_000_000
 GRACE = TEST_CONFIG.gc_grace_s
@@ -292,3 +292,31 @@ def test_gc_counts_each_freed_byte_once(open_store, tmp_path, clock):
     assert report.packs_compacted == 1 and report.orphan_packs_deleted == 0
     assert report.bytes_freed == before - after
     assert store.verify(read_data=True).ok
+
+
+def test_a_pending_checkpoint_left_without_data_expires_with_its_leases(open_store, clock):
+    from dataclasses import replace
+
+    from ckptstore.errors import CheckpointNotFound
+
+    # expiring before its upload's leases would: the expiry is what ends them
+    store = open_store(config=replace(TEST_CONFIG, pending_ttl_s=TEST_CONFIG.lease_ttl_s / 2))
+    stale = store.create_pending("job", tenant="t")
+    upload = store.resume_upload(stale.checkpoint_id, tenant="t")
+    blocks = client_blocks(store, random_bytes(300_000, seed=40))
+    upload.put_blocks([(bid, data, None, None) for bid, data in blocks])
+    upload.flush()  # its blocks are stored and leased to the upload, never committed
+    clock.advance(store.context.config.pending_ttl_s - 10)
+    fresh = store.create_pending("job", tenant="t")
+    assert store.gc().pending_expired == 0
+    clock.advance(20)
+    report = store.gc()
+    # the same pass takes the blocks: unreferenced since long before the grace period
+    assert report.pending_expired == 1 and report.blocks_removed == len(blocks)
+    with pytest.raises(CheckpointNotFound):
+        store.get(stale.checkpoint_id, tenant="t")
+    assert store.get(fresh.checkpoint_id, tenant="t").status == "pending"
+    assert not store.context.catalog.leased_to(
+        f"upl_{stale.checkpoint_id}", [bid for bid, _ in blocks]
+    )
+    assert store.verify().ok

@@ -50,7 +50,13 @@ from ckptstore.store.drafts import (
     sort_keys,
 )
 from ckptstore.store.gc import GcLock, GcReport, collect_garbage
-from ckptstore.store.ids import check_checkpoint_id, check_job_id, new_endpoint_id, new_upload_id
+from ckptstore.store.ids import (
+    check_checkpoint_id,
+    check_job_id,
+    new_endpoint_id,
+    new_upload_id,
+    upload_holder,
+)
 from ckptstore.store.ingest import ingest
 from ckptstore.store.policies import JobSettings, job_settings
 from ckptstore.store.rebase import record_legacy_widths
@@ -187,7 +193,7 @@ class CheckpointStore:
     def resume_upload(self, checkpoint_id: str, *, tenant: str = "") -> Upload:
         """The dedup-aware upload of a pending checkpoint; any request may resume it."""
         pending = self._pending(checkpoint_id, tenant)
-        return Upload(self._ctx, f"upl_{pending.checkpoint_id}", pending, self._committer)
+        return Upload(self._ctx, upload_holder(pending.checkpoint_id), pending, self._committer)
 
     def settle(self) -> None:
         """Wait until every checkpoint committed so far has had its parent rebased.

@@ -47,6 +47,9 @@ class StoreConfig:
     workers: int = max(2, min(8, os.cpu_count() or 2))
     lease_ttl_s: float = 3600.0
     gc_grace_s: float = 3600.0
+    # A pending checkpoint that got no data for this long (its trainer or uploader is
+    # gone) is deleted by GC, and its upload's leases end.
+    pending_ttl_s: float = 24 * 3600.0
     compact_dead_fraction: float = 0.05
     readahead_bytes: int = 32 * 1024 * 1024  # decoded ahead of a reader (bench: corpora)
     window_bytes: int = 4 * 1024 * 1024  # stream bytes cut and hashed per step (bench)

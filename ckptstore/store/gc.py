@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ckptstore.errors import CorruptBlockError
+from ckptstore.errors import CheckpointNotFound, CorruptBlockError
 from ckptstore.store.catalog.records import BlockRecord, PackUsage, adjacent_runs
 from ckptstore.store.context import StoreContext
-from ckptstore.store.ids import new_pack_id
+from ckptstore.store.ids import new_pack_id, upload_holder
 from ckptstore.store.packs.format import PackBuilder, parse_entry
 from ckptstore.store.packs.usage import reclaimable
 from ckptstore.store.packs.writer import block_record
@@ -24,6 +24,7 @@ from ckptstore.store.rebase import materialize_orphans
 
 @dataclass
 class GcReport:
+    pending_expired: int = 0  # pending checkpoints that got no data in time
     blocks_materialized: int = 0  # deltas stored whole because their bases were dead
     blocks_removed: int = 0
     packs_deleted: int = 0
@@ -60,6 +61,7 @@ def collect_garbage(ctx: StoreContext) -> GcReport:
     report = GcReport()
     now = ctx.clock()
     grace_s = ctx.config.gc_grace_s
+    report.pending_expired = _expire_pending(ctx, now - ctx.config.pending_ttl_s, now)
     # Deltas whose bases only they keep alive are stored whole first, so the bases go too.
     report.blocks_materialized = materialize_orphans(ctx, now - grace_s).blocks_reencoded
     report.blocks_removed = len(ctx.catalog.remove_dead_blocks(now, grace_s))
@@ -78,6 +80,20 @@ def collect_garbage(ctx: StoreContext) -> GcReport:
     report.temp_files_deleted = ctx.blocks.sweep_incomplete(now - grace_s)
     ctx.catalog.maintenance()
     return report
+
+
+def _expire_pending(ctx: StoreContext, created_before: float, now: float) -> int:
+    """Delete the pending checkpoints created before ``created_before`` and end their
+    uploads' leases; how many."""
+    expired = 0
+    for record in ctx.catalog.pending_since(created_before):
+        try:
+            ctx.catalog.delete_checkpoint(record.checkpoint_id, now)
+        except CheckpointNotFound:
+            continue  # deleted, or filled and then deleted, meanwhile
+        ctx.catalog.release_leases(upload_holder(record.checkpoint_id))
+        expired += 1
+    return expired
 
 
 def compact_packs(ctx: StoreContext, pack_ids: set[str]) -> GcReport:

@@ -68,3 +68,9 @@ def new_endpoint_id() -> str:
 
 def new_upload_id() -> str:
     return "upl_" + secrets.token_hex(12)
+
+
+def upload_holder(checkpoint_id: str) -> str:
+    """The lease holder of a pending checkpoint's dedup-aware upload: the same for every
+    request that resumes it, so any of them may commit, and GC can end its leases."""
+    return f"upl_{checkpoint_id}"

@@ -181,6 +181,10 @@ class Checkpoints(Protocol):
         Raises CheckpointNotFound, or CheckpointPinned if an endpoint uses it."""
         ...
 
+    def pending_since(self, created_before: float) -> list[CheckpointRecord]:
+        """Every tenant's ``pending`` checkpoints created before ``created_before``."""
+        ...
+
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
         """``(logical_offset, block)`` in order; raises CheckpointNotFound."""
         ...

@@ -120,6 +120,14 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
         with self._write() as conn:
             return _delete(conn, checkpoint_id, now)
 
+    def pending_since(self, created_before: float) -> list[CheckpointRecord]:
+        found = self._conn().execute(
+            f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints"
+            " WHERE status = 'pending' AND created_at < ? ORDER BY created_at",
+            (created_before,),
+        )
+        return [rows.checkpoint(row) for row in found.fetchall()]
+
     # -- read ------------------------------------------------------------------
     def get_checkpoint(self, checkpoint_id: str) -> CheckpointRecord:
         record = rows.checkpoint_row(self._conn(), checkpoint_id)
