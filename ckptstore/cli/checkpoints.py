@@ -89,7 +89,10 @@ def pull(
     is checked against the server's ETag."""
     with target(store, server, api_key) as handle, progress_bar() as bar:
         task = bar.add_task("pull", total=None)
-        advance = lambda n: bar.advance(task, n)  # noqa: E731
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+
         if str(output) == "-":
             with handle.open_reader(checkpoint_id) as reader:
                 bar.update(task, total=reader.size)
