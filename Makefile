@@ -30,6 +30,7 @@ run: $(SERVER_STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check ckptstore tests bench examples
 	$(BIN)/ruff format --check ckptstore tests bench examples
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -23,14 +23,14 @@ from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.checkpoints import CheckpointFields
 
 PIECE_BYTES = 4 * 1024 * 1024
-_END = object()
 
 
 class _Pipe:
     """A file-like sink for torch.save whose bytes come out of ``chunks()``."""
 
     def __init__(self, depth: int = 8) -> None:
-        self._queue: queue.Queue[object] = queue.Queue(depth)
+        # pieces, then None at the end or the error torch.save raised
+        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(depth)
         self._aborted = threading.Event()
 
     def write(self, data: bytes | memoryview) -> int:
@@ -43,7 +43,7 @@ class _Pipe:
         pass
 
     def finish(self, error: BaseException | None) -> None:
-        self._put(error if error is not None else _END)
+        self._put(error)
 
     def abort(self) -> None:
         """The reader gave up: make the writer fail fast instead of blocking."""
@@ -54,7 +54,7 @@ class _Pipe:
             except queue.Empty:
                 return
 
-    def _put(self, item: object) -> None:
+    def _put(self, item: bytes | BaseException | None) -> None:
         while not self._aborted.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -66,11 +66,11 @@ class _Pipe:
     def chunks(self) -> Iterator[bytes]:
         while True:
             item = self._queue.get()
-            if item is _END:
+            if item is None:
                 return
             if isinstance(item, BaseException):
                 raise item
-            yield item  # type: ignore[misc]
+            yield item
 
 
 def _streamed(obj: Any, consume: Callable[[Iterator[bytes]], CheckpointRecord]) -> CheckpointRecord:
@@ -78,7 +78,7 @@ def _streamed(obj: Any, consume: Callable[[Iterator[bytes]], CheckpointRecord]) 
 
     def produce() -> None:
         try:
-            torch.save(obj, pipe)
+            torch.save(obj, pipe)  # type: ignore[arg-type]  # torch.save needs only write(), flush()
         except BaseException as exc:  # noqa: BLE001 - handed to the reading side
             pipe.finish(exc)
         else:

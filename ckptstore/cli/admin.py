@@ -24,6 +24,7 @@ from ckptstore.cli.common import (
     emit,
     err,
     fail,
+    local_store,
     out,
     target,
 )
@@ -172,7 +173,7 @@ def serve(
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(InvalidArgument.exit_code) from None
     settings.resolved_signing_keys()  # made now, before several workers race to make it
-    with target(data) as handle:
+    with local_store(data) as handle:
         catalog = handle.context.catalog
         if not any(key.revoked_at is None for key in catalog.list_api_keys()):
             _, key = create_api_key(catalog, "default", "first start", time.time())
@@ -208,7 +209,7 @@ def keys_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key; it is printed once and stored only as a hash."""
-    with target(data) as handle:
+    with local_store(data) as handle:
         try:
             record, key = create_api_key(handle.context.catalog, tenant, name, time.time())
         except ValueError as exc:
@@ -223,7 +224,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(data: DataOpt = Path("./data"), as_json: JsonOpt = False) -> None:
     """List keys (ids and tenants; never the keys themselves)."""
-    with target(data) as handle:
+    with local_store(data) as handle:
         records = handle.context.catalog.list_api_keys()
     rows = [
         {
@@ -250,7 +251,7 @@ def keys_list(data: DataOpt = Path("./data"), as_json: JsonOpt = False) -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, data: DataOpt = Path("./data")) -> None:
     """Revoke a key by its id; requests with it get 401 from then on."""
-    with target(data) as handle:
+    with local_store(data) as handle:
         if not handle.context.catalog.revoke_api_key(key_id, time.time()):
             err.print(f"[red]error:[/red] no active key with id {key_id!r}", highlight=False)
             raise typer.Exit(3)

@@ -27,6 +27,7 @@ from ckptstore.cli.common import (
 )
 from ckptstore.client import Client
 from ckptstore.formatting import human_size, iso_time
+from ckptstore.store.drafts import CheckpointFields
 
 
 @app.command()
@@ -48,7 +49,7 @@ def push(
 ) -> None:
     """Store a checkpoint file (on a server, sending only the blocks it lacks)."""
     with target(store, server, api_key) as handle:
-        fields = {
+        fields: CheckpointFields = {
             "type": type_,
             "epoch": epoch,
             "step": step,
@@ -88,7 +89,10 @@ def pull(
     is checked against the server's ETag."""
     with target(store, server, api_key) as handle, progress_bar() as bar:
         task = bar.add_task("pull", total=None)
-        advance = lambda n: bar.advance(task, n)  # noqa: E731
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+
         if str(output) == "-":
             with handle.open_reader(checkpoint_id) as reader:
                 bar.update(task, total=reader.size)
@@ -159,7 +163,12 @@ def show(
     """Show one checkpoint."""
     with target(store, server, api_key) as handle:
         data = checkpoint_json(handle.get(checkpoint_id))
-    emit(as_json, data, lambda: [out.print(f"{k}: {v}", highlight=False) for k, v in data.items()])
+
+    def lines() -> None:
+        for key, value in data.items():
+            out.print(f"{key}: {value}", highlight=False)
+
+    emit(as_json, data, lines)
 
 
 @app.command()
@@ -186,7 +195,12 @@ def jobs(
     """List job ids."""
     with target(store, server, api_key) as handle:
         names = handle.jobs()
-    emit(as_json, names, lambda: [out.print(name, highlight=False) for name in names])
+
+    def lines() -> None:
+        for name in names:
+            out.print(name, highlight=False)
+
+    emit(as_json, names, lines)
 
 
 @app.command()

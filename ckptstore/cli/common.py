@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -31,6 +31,7 @@ from ckptstore.errors import CkptStoreError, InvalidArgument
 from ckptstore.formatting import human_size, iso_time
 from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.checkpoints import CheckpointStore
+from ckptstore.store.chunking.sources import Readable, ReadsBytes, readinto_of
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -67,25 +68,42 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 @contextmanager
-def target(store: Path, server: str | None = None, api_key: str | None = None) -> Iterator[Target]:
-    """The server if one is named, else the embedded store; errors become exit codes."""
+def _exit_codes() -> Iterator[None]:
+    """A user's mistake as one line on stderr and its error class's exit code."""
     try:
-        handle: Target = Client(server, api_key) if server else CheckpointStore.open(store)
-        with handle:
-            yield handle
+        yield
     except CkptStoreError as exc:
         raise fail(str(exc), exc.exit_code) from None
     except OSError as exc:
         raise fail(f"{exc.strerror or exc}: {exc.filename or ''}", 1) from None
 
 
+@contextmanager
+def target(store: Path, server: str | None = None, api_key: str | None = None) -> Iterator[Target]:
+    """The server if one is named, else the embedded store; errors become exit codes."""
+    with _exit_codes():
+        handle: Target = Client(server, api_key) if server else CheckpointStore.open(store)
+        with handle:
+            yield handle
+
+
+@contextmanager
+def local_store(store: Path) -> Iterator[CheckpointStore]:
+    """The embedded store, for commands that only run where its files are (``serve``,
+    ``keys``: they reach into its catalog); errors become exit codes."""
+    with _exit_codes(), CheckpointStore.open(store) as handle:
+        yield handle
+
+
 def embedded_only(handle: Target, what: str) -> CheckpointStore:
+    """The embedded store; a CLI error (exit 2) if the command was pointed at a server."""
     if isinstance(handle, Client):
         raise fail(f"{what} runs where the store is: use --store DIR on the server's host")
     return handle
 
 
-def checkpoint_json(record: CheckpointRecord, include_metrics: bool = True) -> dict:
+def checkpoint_json(record: CheckpointRecord, include_metrics: bool = True) -> dict[str, Any]:
+    """The record as JSON output shows it: ISO time, human size, no tenant."""
     data = asdict(record)
     data.pop("tenant_id")
     data["created_at"] = iso_time(record.created_at)
@@ -118,12 +136,12 @@ def progress_bar() -> Progress:
 class CountedReader:
     """A binary reader that reports how much has been read."""
 
-    def __init__(self, file: BinaryIO, advance: Callable[[int], None]) -> None:
-        self._file = file
+    def __init__(self, file: Readable | ReadsBytes, advance: Callable[[int], None]) -> None:
+        self._readinto = readinto_of(file)
         self._advance = advance
 
     def readinto(self, buffer: memoryview) -> int:
-        n = self._file.readinto(buffer) or 0
+        n = self._readinto(buffer) or 0
         self._advance(n)
         return n
 

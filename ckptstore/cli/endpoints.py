@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -20,12 +20,13 @@ from ckptstore.cli.common import (
     target,
 )
 from ckptstore.formatting import iso_time
+from ckptstore.store.catalog import EndpointRecord
 
 endpoints_app = typer.Typer(no_args_is_help=True, help="Endpoints that deploy a checkpoint.")
 app.add_typer(endpoints_app, name="endpoints")
 
 
-def _json(record) -> dict:
+def _json(record: EndpointRecord) -> dict[str, Any]:
     data = asdict(record)
     data.pop("tenant_id")
     data["created_at"] = iso_time(record.created_at)

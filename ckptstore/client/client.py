@@ -30,7 +30,7 @@ from ckptstore.client.records import (
     summary_of,
     usage_of,
 )
-from ckptstore.client.transport import RetryPolicy, Transport
+from ckptstore.client.transport import Payload, RetryPolicy, Transport
 from ckptstore.errors import CheckpointNotReady, InvalidLimit
 from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord
 from ckptstore.store.checkpoints import CheckpointFields, CheckpointPage, JobSummary
@@ -237,8 +237,17 @@ class Client:
     def chunker(self) -> ChunkerParams:
         return ChunkerParams.from_dict(self.info()["chunker"])
 
-    def _json(self, method: str, path: str, **kwargs: object) -> dict[str, Any]:
-        answer: dict[str, Any] = self._transport.request(method, path, **kwargs).json()
+    def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **payload: Unpack[Payload],
+    ) -> dict[str, Any]:
+        answer: dict[str, Any] = self._transport.request(
+            method, path, headers=headers, **payload
+        ).json()
         return answer
 
 

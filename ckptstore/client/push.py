@@ -171,4 +171,5 @@ class BlockPush:
         url = answer.get("downloadUrl")
         if not isinstance(url, str):
             return None
-        return self._transport.request("HEAD", url).headers.get("etag")
+        etag: str | None = self._transport.request("HEAD", url).headers.get("etag")
+        return etag

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import httpx
 
@@ -21,6 +21,14 @@ from ckptstore.client.remote_errors import error_of
 from ckptstore.errors import ServerUnavailable
 
 T = TypeVar("T")
+
+
+class Payload(TypedDict, total=False):
+    """What a request carries besides its headers: httpx's arguments of these names."""
+
+    json: Any  # a JSON-serialisable body
+    content: bytes
+    params: dict[str, Any]  # the query string
 
 
 @dataclass(frozen=True)
@@ -79,14 +87,21 @@ class Transport:
     def url(self, path: str) -> str:
         return path if path.startswith("http") else f"{self.base_url}{path}"
 
-    def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **payload: Unpack[Payload],
+    ) -> httpx.Response:
         """The successful answer, retried under the policy; an error answer raises the
         exception it describes (``remote_errors.error_of``)."""
-        headers = {**self._headers, **kwargs.pop("headers", {})}  # type: ignore[dict-item]
+        all_headers = {**self._headers, **(headers or {})}
         url = self.url(path)
 
         def once() -> httpx.Response:
-            response = self._http.request(method, url, headers=headers, **kwargs)  # type: ignore[arg-type]
+            response = self._http.request(method, url, headers=all_headers, **payload)
             if response.status_code >= 400:
                 raise error_of(response)
             return response

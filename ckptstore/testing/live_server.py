@@ -17,7 +17,8 @@ import httpx
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 @contextmanager
@@ -57,7 +58,9 @@ def live_server(
             proc.wait(timeout=60)
 
 
-def _wait_healthy(base: str, proc: subprocess.Popen, timeout_s: float, log_path: Path) -> None:
+def _wait_healthy(
+    base: str, proc: subprocess.Popen[bytes], timeout_s: float, log_path: Path
+) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
         try:

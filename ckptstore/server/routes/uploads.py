@@ -21,7 +21,8 @@ retry or spread the blocks over several server replicas.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import anyio.from_thread
 import zstandard
@@ -35,16 +36,17 @@ from ckptstore.server.errors import ApiError
 from ckptstore.server.routes.checkpoints import ERRORS
 from ckptstore.server.schemas import BlockIds, Checkpoint, CommitBody, Missing
 from ckptstore.server.views import checkpoint_view
+from ckptstore.store.catalog import CheckpointRecord
 from ckptstore.store.ids import parse_block_id
 
 router = APIRouter(prefix="/v2/training/checkpoints", tags=["uploads"])
-CONFLICT = {409: {"model": Checkpoint}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Checkpoint}}
 
 
 class _BodyFromThread:
     """The request body as a plain iterator, for the engine running in a worker thread."""
 
-    def __init__(self, stream: AsyncIterator[bytes], count) -> None:
+    def __init__(self, stream: AsyncIterator[bytes], count: Callable[[int], None]) -> None:
         self._stream = stream
         self._count = count
 
@@ -111,7 +113,7 @@ async def put_blocks(
     request: Request,
     svc: ServicesDep,
     tenant: TenantDep,
-) -> JSONResponse:
+) -> Response:
     cap = svc.settings.max_block_batch_bytes
     body = await _read_capped(request, cap)
     svc.metrics.add_uploaded(len(body))
@@ -144,7 +146,7 @@ async def commit(
 ) -> JSONResponse:
     ids = [parse_block_id(text) for text in body.blockIds]
 
-    def finish():
+    def finish() -> CheckpointRecord:
         return svc.store.resume_upload(checkpointId, tenant=tenant).commit(ids, body.slots)
 
     record = await run_in_threadpool(finish)

@@ -1,9 +1,9 @@
 """Turn what a caller hands to ``put`` into consecutive windows of one stream.
 
-A source may be bytes-like, a path, a binary file object (``readinto`` or
-``read``) or an iterable of byte chunks of unknown total length. Each window
-starts with the unfinished tail of the previous one (the carry), so the
-chunker sees the stream without gaps.
+A source may be bytes-like, a path, a binary file object (any object with
+``readinto``, else one with ``read``) or an iterable of byte chunks of unknown
+total length. Each window starts with the unfinished tail of the previous one
+(the carry), so the chunker sees the stream without gaps.
 
 Window buffers are reused round-robin: a window's memory is overwritten
 ``WINDOWS_IN_FLIGHT`` windows later, so a caller may keep views into the last
@@ -13,10 +13,11 @@ long the stream (fresh multi-MB buffers per window fragment the C heap).
 
 from __future__ import annotations
 
+import io
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -24,7 +25,32 @@ from ckptstore.errors import InvalidArgument
 
 WINDOWS_IN_FLIGHT = 3
 
-Source = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO | Iterable[bytes]
+
+@runtime_checkable
+class Readable(Protocol):
+    """A binary file read in place: ``readinto`` fills the start of ``buffer`` and returns
+    how many bytes it wrote (0, or None, when there are no more)."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+@runtime_checkable
+class ReadsBytes(Protocol):
+    """A binary file with ``read`` only: what it returns is copied into the window."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+Source = (
+    bytes
+    | bytearray
+    | memoryview
+    | str
+    | os.PathLike[str]
+    | Readable
+    | ReadsBytes
+    | Iterable[bytes]
+)
 
 
 class WindowSource(Protocol):
@@ -74,25 +100,36 @@ class _BufferRing:
         return buf
 
 
-class _FileSource:
-    """A binary file object, read with ``readinto`` (or ``read``) into reused buffers."""
+def readinto_of(file: Readable | ReadsBytes) -> Callable[[memoryview], int | None]:
+    """The file's ``readinto``; for a file with ``read`` only, a function that copies
+    what ``read`` returns into the buffer."""
+    if isinstance(file, Readable):
+        return file.readinto
 
-    def __init__(self, file: BinaryIO, window_size: int, owned: bool) -> None:
-        self._file = file
+    def copy_into(buffer: memoryview) -> int:
+        data = file.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    return copy_into
+
+
+class _FileSource:
+    """A binary file object, read with ``readinto`` (or ``read``) into reused buffers;
+    ``owned`` is closed with the source (a file it opened)."""
+
+    def __init__(
+        self, file: Readable | ReadsBytes, window_size: int, owned: io.BufferedReader | None
+    ) -> None:
+        self._readinto = readinto_of(file)
         self._window_size = window_size
         self._owned = owned
-        self._readinto = getattr(file, "readinto", None)
         self._ring = _BufferRing()
 
     def _fill(self, view: memoryview) -> int:
         filled = 0
         while filled < len(view):
-            if self._readinto is not None:
-                got = self._readinto(view[filled:])
-            else:
-                data = self._file.read(len(view) - filled)
-                got = len(data)
-                view[filled : filled + got] = data
+            got = self._readinto(view[filled:])
             if not got:
                 break
             filled += got
@@ -104,8 +141,8 @@ class _FileSource:
         return buf[: len(carry) + filled], filled < self._window_size
 
     def close(self) -> None:
-        if self._owned:
-            self._file.close()
+        if self._owned is not None:
+            self._owned.close()
 
 
 class _IterableSource:
@@ -148,9 +185,10 @@ def open_source(source: Source, window_size: int) -> WindowSource:
         path = Path(source)
         if not path.is_file():
             raise InvalidArgument("source", str(source), "a path to a readable regular file")
-        return _FileSource(open(path, "rb"), window_size, owned=True)  # noqa: SIM115
-    if hasattr(source, "readinto") or hasattr(source, "read"):
-        return _FileSource(source, window_size, owned=False)  # type: ignore[arg-type]  # duck-typed file
+        file = open(path, "rb")  # noqa: SIM115 - closed with the source
+        return _FileSource(file, window_size, owned=file)
+    if isinstance(source, Readable | ReadsBytes):
+        return _FileSource(source, window_size, owned=None)
     if isinstance(source, Iterable):
         return _IterableSource(source, window_size)
     raise InvalidArgument(

@@ -12,6 +12,7 @@ from ckptstore.testing.catalog.helpers import (
     bid,
     block,
     checkpoint,
+    stored_block,
 )
 
 
@@ -22,8 +23,8 @@ class BlockIndexTests(CatalogFixture):
     def test_add_pack_reports_new_blocks_and_keeps_first_location(self, catalog: Catalog) -> None:
         assert self.add(catalog, 1, 2) == 2
         assert self.add(catalog, 2, 3, pack="pack0002") == 1
-        assert catalog.get_block(bid(2)).pack_id == "pack0001"
-        assert catalog.get_block(bid(3)).pack_id == "pack0002"
+        assert stored_block(catalog, 2).pack_id == "pack0001"
+        assert stored_block(catalog, 3).pack_id == "pack0002"
 
     def test_unreferenced_names_the_blocks_no_checkpoint_holds(self, catalog: Catalog) -> None:
         self.add(catalog, 1, 2, 3)
@@ -50,6 +51,6 @@ class BlockIndexTests(CatalogFixture):
         size = PACK_HEADER + tensor.entry_len + opaque.entry_len
         catalog.add_pack("pack0001", size, [tensor, opaque], NOW, "h", NOW + TTL)
         assert catalog.get_block(bid(1)) == tensor and catalog.get_block(bid(2)) == opaque
-        assert catalog.get_block(bid(1)).entry_end == PACK_HEADER + ENTRY_HEADER + 100
-        assert catalog.get_block(bid(2)).width is None
+        assert stored_block(catalog, 1).entry_end == PACK_HEADER + ENTRY_HEADER + 100
+        assert stored_block(catalog, 2).width is None
         assert [b.block_id for b in catalog.iter_blocks()] == [bid(1), bid(2)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from ckptstore.store.catalog.base import Catalog
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
 
@@ -11,6 +13,8 @@ TTL = 3600.0
 # catalog they are only numbers to add up.
 PACK_HEADER = 16
 ENTRY_HEADER = 76
+
+T = TypeVar("T")
 
 
 def bid(n: int) -> bytes:
@@ -43,8 +47,19 @@ def record(
     return block(bid(n), pack, PACK_HEADER + (n % 100) * 200, stored, 1000, 1, base, width)
 
 
-def checkpoint(cid: str, job: str = "job", created: float = NOW, **kw) -> CheckpointRecord:
-    fields = dict(
+def present(value: T | None, what: str) -> T:
+    """``value``; the test fails, naming ``what``, if the catalog returned None."""
+    assert value is not None, f"the catalog has no {what}"
+    return value
+
+
+def stored_block(catalog: Catalog, n: int) -> BlockRecord:
+    """The catalog's record of block ``bid(n)``; the test fails if there is none."""
+    return present(catalog.get_block(bid(n)), f"block {n}")
+
+
+def checkpoint(cid: str, job: str = "job", created: float = NOW, **kw: Any) -> CheckpointRecord:
+    fields: dict[str, Any] = dict(
         checkpoint_id=cid,
         job_id=job,
         type="automatic",
@@ -65,7 +80,9 @@ def checkpoint(cid: str, job: str = "job", created: float = NOW, **kw) -> Checkp
 class CatalogFixture:
     """Subclasses get a ``catalog`` fixture from the backend's test class."""
 
-    def add(self, catalog: Catalog, *numbers: int, holder: str = "h", pack: str = "pack0001"):
+    def add(
+        self, catalog: Catalog, *numbers: int, holder: str = "h", pack: str = "pack0001"
+    ) -> int:
         blocks = [record(n, pack) for n in numbers]
         size = PACK_HEADER + sum(b.entry_len for b in blocks)
         return catalog.add_pack(pack, size, blocks, NOW, holder, NOW + TTL)

@@ -15,6 +15,7 @@ from ckptstore.testing.catalog.helpers import (
     block,
     checkpoint,
     record,
+    stored_block,
 )
 
 
@@ -64,7 +65,7 @@ class MaintenanceTests(CatalogFixture):
         ]
         catalog.relocate_blocks("pack0001", "pack0009", 368, moved, NOW)
         assert {u.pack_id for u in catalog.pack_usage()} == {"pack0009"}
-        assert catalog.get_block(bid(2)).offset == 16 + 176
+        assert stored_block(catalog, 2).offset == 16 + 176
         assert catalog.blocks_in_pack("pack0009") == [
             catalog.get_block(bid(1)),
             catalog.get_block(bid(2)),
@@ -136,5 +137,5 @@ class MaintenanceTests(CatalogFixture):
         assert [b.block_id for b in catalog.unknown_widths(bid(2), 2)] == [bid(3)]
         catalog.record_widths({bid(1): 4, bid(2): None, bid(4): 8})
         assert [b.block_id for b in catalog.unknown_widths(b"", 10)] == [bid(3)]
-        assert catalog.get_block(bid(1)).width == 4 and catalog.get_block(bid(2)).width is None
-        assert catalog.get_block(bid(4)).width is None  # known already: left as it was
+        assert stored_block(catalog, 1).width == 4 and stored_block(catalog, 2).width is None
+        assert stored_block(catalog, 4).width is None  # known already: left as it was

@@ -25,6 +25,7 @@ from ckptstore.testing.catalog.helpers import (
     block,
     checkpoint,
     record,
+    stored_block,
 )
 
 
@@ -127,14 +128,14 @@ class RebaseTests(CatalogFixture):
 
     def test_re_encoding_keeps_a_blocks_width(self, catalog: Catalog) -> None:
         catalog.add_pack("pack0001", 999, [record(1), record(2, width=4)], NOW, "h", NOW)
-        old2 = catalog.get_block(bid(2))
+        old2 = stored_block(catalog, 2)
         new2 = block(bid(2), "pack0002", PACK_HEADER, 40, 1000, 3, bid(1), width=4)
         assert catalog.reencode_blocks("pack0002", 500, [(old2, new2)], NOW) == {bid(2)}
-        assert catalog.get_block(bid(2)).width == 4
+        assert stored_block(catalog, 2).width == 4
 
     def test_rebase_repoints_whole_blocks_onto_whole_bases(self, catalog: Catalog) -> None:
         self.add(catalog, 1, 2, 3)
-        old1, old2 = catalog.get_block(bid(1)), catalog.get_block(bid(2))
+        old1, old2 = stored_block(catalog, 1), stored_block(catalog, 2)
         new1 = block(bid(1), "pack0002", PACK_HEADER, 40, 1000, 3, bid(2))
         catalog.commit_checkpoint(checkpoint("c", stored_bytes=150), [(0, bid(1))], "h")
         assert catalog.reencode_blocks("pack0002", 500, [(old1, new1)], NOW, "c") == {bid(1)}
@@ -143,7 +144,7 @@ class RebaseTests(CatalogFixture):
         assert catalog.deltas_on([bid(2), bid(3)]) == [new1]
         # nothing is made a delta on a delta
         onto_delta = block(bid(3), "pack0003", PACK_HEADER, 30, 1000, 3, bid(1))
-        old3 = catalog.get_block(bid(3))
+        old3 = stored_block(catalog, 3)
         assert catalog.reencode_blocks("pack0003", 500, [(old3, onto_delta)], NOW) == set()
         assert {u.pack_id for u in catalog.pack_usage()} == {"pack0001", "pack0002"}
         # a delta is made whole again only as stored: not from a stale, whole view of it
@@ -162,10 +163,10 @@ class RebaseTests(CatalogFixture):
     ) -> None:
         self.add(catalog, 1, 2, 3, 4)  # 1 <- 2 <- 3 below 4: 3 becomes a delta on 4?
         for n, base in ((1, 2), (2, 3)):
-            old = catalog.get_block(bid(n))
+            old = stored_block(catalog, n)
             new = block(bid(n), f"pack100{n}", PACK_HEADER, 40, 1000, 5, bid(base))
             assert catalog.reencode_blocks(f"pack100{n}", 500, [(old, new)], NOW) == {bid(n)}
-        old3 = catalog.get_block(bid(3))
+        old3 = stored_block(catalog, 3)
         onto4 = block(bid(3), "pack2000", PACK_HEADER, 40, 1000, 5, bid(4))
         assert catalog.reencode_blocks("pack2000", 500, [(old3, onto4)], NOW, None, 2) == set()
         assert catalog.get_block(bid(3)) == old3  # two deltas hang below it already

@@ -18,6 +18,7 @@ from ckptstore.testing.catalog.helpers import (
     NOW,
     CatalogFixture,
     checkpoint,
+    present,
 )
 
 
@@ -42,7 +43,7 @@ class ServiceRecordTests(CatalogFixture):
         with pytest.raises(CheckpointPinned) as info:
             catalog.delete_checkpoint("c", NOW)
         assert info.value.endpoint_ids == ["ep1"]
-        assert catalog.get_endpoint("ep1").gpu_ids == ["rtx-4090"]
+        assert present(catalog.get_endpoint("ep1"), "endpoint ep1").gpu_ids == ["rtx-4090"]
         assert [e.endpoint_id for e in catalog.list_endpoints("")] == ["ep1"]
         assert catalog.delete_endpoint("ep1") and not catalog.delete_endpoint("ep1")
         catalog.delete_checkpoint("c", NOW)
