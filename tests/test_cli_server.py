@@ -29,7 +29,12 @@ def server(tmp_path_factory):
     )
     key = json.loads(made.stdout)["key"]
     with live_server(data_dir) as base:
-        yield {**os.environ, "CKPTSTORE_SERVER": base, "CKPTSTORE_API_KEY": key}
+        yield {
+            **os.environ,
+            "CKPTSTORE_SERVER": base,
+            "CKPTSTORE_API_KEY": key,
+            "CKPTSTORE_DATA_DIR_FOR_TESTS": str(data_dir),
+        }
 
 
 def cli(env, *args, check=True):
@@ -125,6 +130,22 @@ def test_wrong_key_and_store_only_commands_fail_cleanly(server):
         [str(BIN), "jobs"], env=offline, capture_output=True, text=True, timeout=300
     )
     assert gone.returncode == 10 and "Traceback" not in gone.stderr
+
+
+def test_gc_through_the_server_needs_an_admin_key(server, tmp_path):
+    refused = cli(server, "gc", check=False)
+    assert refused.returncode == 2 and "admin key" in refused.stderr
+    data_dir = Path(server["CKPTSTORE_DATA_DIR_FOR_TESTS"])
+    made = subprocess.run(
+        [str(BIN), "keys", "create", "--tenant", "ops", "--admin", "--data", str(data_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    admin = {**server, "CKPTSTORE_API_KEY": made.stdout.strip()}
+    assert cli(admin, "gc").returncode == 0
+    listed = json.loads(cli(server, "keys", "list", "--data", str(data_dir), "--json").stdout)
+    assert {k["tenant"]: k["admin"] for k in listed} == {"acme": False, "ops": True}
 
 
 def test_example_training_script_against_the_server(server):

@@ -176,8 +176,10 @@ def serve(
     with local_store(data) as handle:
         catalog = handle.context.catalog
         if not any(key.revoked_at is None for key in catalog.list_api_keys()):
-            _, key = create_api_key(catalog, "default", "first start", time.time())
-            err.print(first_key_message(key, write_first_key(data, key)), highlight=False)
+            # the operator's own key: an admin key, which may also run GC and read metrics
+            _, key = create_api_key(catalog, "default", "first start", time.time(), admin=True)
+            message = first_key_message(key, write_first_key(data, key))
+            err.print(message, highlight=False, soft_wrap=True)
         else:
             err.print(
                 f"Authenticate with 'Authorization: Bearer <key>'. New keys:"
@@ -205,18 +207,23 @@ def serve(
 def keys_create(
     tenant: Annotated[str, typer.Option(help="The tenant the key acts for.")],
     name: str = "",
+    admin: Annotated[
+        bool, typer.Option(help="An operator's key: may also run GC and read /metrics.")
+    ] = False,
     data: DataOpt = Path("./data"),
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key; it is printed once and stored only as a hash."""
     with local_store(data) as handle:
         try:
-            record, key = create_api_key(handle.context.catalog, tenant, name, time.time())
+            record, key = create_api_key(
+                handle.context.catalog, tenant, name, time.time(), admin=admin
+            )
         except ValueError as exc:
             raise InvalidArgument("--tenant", tenant, str(exc)) from None
     emit(
         as_json,
-        {"keyId": record.key_id, "tenant": tenant, "key": key},
+        {"keyId": record.key_id, "tenant": tenant, "admin": admin, "key": key},
         lambda: out.print(key, highlight=False),
     )
 
@@ -231,6 +238,7 @@ def keys_list(data: DataOpt = Path("./data"), as_json: JsonOpt = False) -> None:
             "keyId": r.key_id,
             "tenant": r.tenant_id,
             "name": r.name,
+            "admin": r.admin,
             "createdAt": iso_time(r.created_at),
             "revokedAt": iso_time(r.revoked_at) if r.revoked_at else None,
         }
@@ -238,10 +246,15 @@ def keys_list(data: DataOpt = Path("./data"), as_json: JsonOpt = False) -> None:
     ]
 
     def table() -> None:
-        grid = Table("key id", "tenant", "name", "created", "revoked")
-        for row in rows:
+        grid = Table("key id", "tenant", "name", "admin", "created", "revoked")
+        for r in records:
             grid.add_row(
-                row["keyId"], row["tenant"], row["name"], row["createdAt"], row["revokedAt"] or ""
+                r.key_id,
+                r.tenant_id,
+                r.name,
+                "yes" if r.admin else "",
+                iso_time(r.created_at),
+                iso_time(r.revoked_at) if r.revoked_at else "",
             )
         out.print(grid)
 
