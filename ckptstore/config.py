@@ -50,6 +50,12 @@ class ServerSettings(BaseSettings):
     )
     # a pending checkpoint that got no data for this long is deleted by GC
     pending_ttl_s: float = Field(24 * 3600.0, gt=0)
+    # uploads a tenant may run at once (more get 429), the threads all uploads share
+    # (fewer than the server's pool of 40, so reads and /healthz always find one), and
+    # how long a request body may pause before it is cut (408)
+    uploads_per_tenant: int = Field(4, ge=1)
+    upload_threads: int = Field(16, ge=1, le=32)
+    body_read_timeout_s: float = Field(60.0, gt=0)
     max_block_batch_bytes: int = Field(64 * 1024 * 1024, ge=1)
     # JSON bodies are parsed whole; block-id lists of a checkpoint of a million blocks fit
     max_json_body_bytes: int = Field(96 * 1024 * 1024, ge=1024)

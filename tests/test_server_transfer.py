@@ -432,3 +432,45 @@ def test_block_upload_answers_204_with_no_body(srv):
     )
     assert r.status_code == 204 and r.content == b""
     assert "content-length" not in r.headers or r.headers["content-length"] == "0"
+
+
+# -- body encodings --------------------------------------------------------------
+def test_block_batch_of_several_zstd_frames_stores_every_frame(srv):
+    import zstandard
+
+    cid = pending(srv)
+    blocks = client_blocks(srv.store, DATA)
+    half = len(blocks) // 2
+    body = zstandard.ZstdCompressor().compress(frames(blocks[:half]))
+    body += zstandard.ZstdCompressor().compress(frames(blocks[half:]))
+    base = f"/v2/training/checkpoints/{cid}"
+    sent = srv.client.put(
+        f"{base}/blocks", headers={**srv.acme, "Content-Encoding": "zstd"}, content=body
+    )
+    assert sent.status_code == 204
+    ids = [bid.hex() for bid, _ in blocks]
+    done = srv.client.post(f"{base}/commit", headers=srv.acme, json={"blockIds": ids})
+    assert done.status_code == 200 and srv.client.get(done.json()["downloadUrl"]).content == DATA
+
+
+def test_raw_upload_honours_content_encoding(srv):
+    import zstandard
+
+    packed = zstandard.ZstdCompressor().compress(DATA[: MB // 2])
+    packed += zstandard.ZstdCompressor().compress(DATA[MB // 2 : MB])
+    cid = pending(srv)
+    url = f"/v2/training/checkpoints/{cid}/data"
+    zstd = {**srv.acme, "Content-Encoding": "zstd"}
+    stored = srv.client.put(url, headers=zstd, content=packed)
+    assert stored.status_code == 200 and stored.json()["sizeBytes"] == MB
+    assert srv.client.get(stored.json()["downloadUrl"]).content == DATA[:MB]
+    other = pending(srv)
+    url = f"/v2/training/checkpoints/{other}/data"
+    gzip = srv.client.put(url, headers={**srv.acme, "Content-Encoding": "gzip"}, content=b"x")
+    assert gzip.status_code == 415 and gzip.json()["error"]["code"] == "unsupported_encoding"
+    cut = srv.client.put(url, headers=zstd, content=packed[:-100])
+    assert cut.status_code == 400 and cut.json()["error"]["code"] == "malformed_body"
+    garbage = srv.client.put(url, headers=zstd, content=b"not zstd at all")
+    assert garbage.status_code == 400
+    still = srv.client.get(f"/v2/training/checkpoints/{other}", headers=srv.acme).json()
+    assert still["status"] == "pending"

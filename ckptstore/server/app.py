@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ckptstore.config import ServerSettings
+from ckptstore.server.admission import UploadAdmission
 from ckptstore.server.deps import Services
 from ckptstore.server.errors import install_error_handlers
 from ckptstore.server.gc_worker import GcWorker
@@ -34,7 +35,10 @@ def create_app(
         settings.resolved_signing_keys(), settings.base_url, settings.url_ttl_s, clock
     )
     gc = GcWorker(store, settings.gc_interval_s, settings.gc_after_delete_s)
-    services = Services(store, signer, settings, gc, Metrics())
+    admission = UploadAdmission(
+        settings.uploads_per_tenant, settings.upload_threads, settings.body_read_timeout_s
+    )
+    services = Services(store, signer, settings, gc, Metrics(), admission)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ckptstore.config import ServerSettings
+from ckptstore.server.admission import UploadAdmission
 from ckptstore.server.auth import key_for
 from ckptstore.server.errors import ApiError
 from ckptstore.server.gc_worker import GcWorker
@@ -23,6 +24,7 @@ class Services:
     settings: ServerSettings
     gc: GcWorker
     metrics: Metrics
+    uploads: UploadAdmission
 
 
 # Both dependencies are async on purpose: FastAPI runs a sync dependency in the thread

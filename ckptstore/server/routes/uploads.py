@@ -21,7 +21,7 @@ retry or spread the blocks over several server replicas.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from typing import Any
 
 import anyio.from_thread
@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ckptstore.blockframes import is_v2, parse_frames
+from ckptstore.server.admission import UploadAdmission
 from ckptstore.server.deps import ServicesDep, TenantDep
 from ckptstore.server.errors import ApiError
 from ckptstore.server.routes.checkpoints import ERRORS
@@ -44,27 +45,51 @@ CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Checkpoint}}
 
 
 class _BodyFromThread:
-    """The request body as a plain iterator, for the engine running in a worker thread."""
+    """The request body as a plain iterator, for the engine running in a worker thread;
+    each chunk is awaited under the admission's read timeout."""
 
-    def __init__(self, stream: AsyncIterator[bytes], count: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        stream: AsyncIterator[bytes],
+        count: Callable[[int], None],
+        next_chunk: Callable[[AsyncIterator[bytes]], Coroutine[Any, Any, bytes | None]],
+    ) -> None:
         self._stream = stream
         self._count = count
+        self._next_chunk = next_chunk
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        async def pull() -> bytes | None:
-            try:
-                return await self._stream.__anext__()
-            except StopAsyncIteration:
-                return None
-
-        chunk = anyio.from_thread.run(pull)
+        chunk: bytes | None = anyio.from_thread.run(self._next_chunk, self._stream)
         if chunk is None:
             raise StopIteration
         self._count(len(chunk))
         return chunk
+
+
+def _unzstd_stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The decoded bytes of a body of one or more zstd frames, as they arrive; 400 if
+    it is not zstd or ends inside a frame."""
+    decoder = zstandard.ZstdDecompressor()
+    frame = decoder.decompressobj()
+    started = False
+    for chunk in chunks:
+        data = chunk
+        while data:
+            started = True
+            try:
+                out = frame.decompress(data)
+            except zstandard.ZstdError as exc:
+                raise ApiError(400, "malformed_body", f"body is not valid zstd: {exc}") from None
+            if out:
+                yield out
+            data = frame.unused_data if frame.eof else b""
+            if frame.eof:
+                frame, started = decoder.decompressobj(), bool(data)
+    if started:
+        raise ApiError(400, "malformed_body", "body ends inside a zstd frame")
 
 
 @router.put(
@@ -78,8 +103,19 @@ async def put_data(
     svc: ServicesDep,
     tenant: TenantDep,
 ) -> JSONResponse:
-    body = _BodyFromThread(request.stream().__aiter__(), svc.metrics.add_uploaded)
-    record = await run_in_threadpool(svc.store.fill, checkpointId, body, tenant=tenant)
+    encoding = _encoding(request)
+    async with svc.uploads.slot(tenant):
+        body: Iterable[bytes] = _BodyFromThread(
+            request.stream().__aiter__(), svc.metrics.add_uploaded, svc.uploads.next_chunk
+        )
+        if encoding == "zstd":
+            body = _unzstd_stream(body)
+        source = body
+
+        def fill() -> CheckpointRecord:
+            return svc.store.fill(checkpointId, source, tenant=tenant)
+
+        record = await svc.uploads.run(fill)
     return JSONResponse(checkpoint_view(record, svc.signer))
 
 
@@ -115,21 +151,20 @@ async def put_blocks(
     tenant: TenantDep,
 ) -> Response:
     cap = svc.settings.max_block_batch_bytes
-    body = await _read_capped(request, cap)
-    svc.metrics.add_uploaded(len(body))
-    encoding = request.headers.get("content-encoding", "identity").lower()
-    if encoding == "zstd":
-        body = await run_in_threadpool(_unzstd, body, cap)
-    elif encoding != "identity":
-        raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r}: use zstd")
-    frames = parse_frames(body, v2=is_v2(request.headers.get("content-type", "")))
+    encoding = _encoding(request)
+    async with svc.uploads.slot(tenant):
+        body = await _read_capped(request, cap, svc.uploads)
+        svc.metrics.add_uploaded(len(body))
+        if encoding == "zstd":
+            body = await svc.uploads.run(lambda: _unzstd(body, cap))
+        frames = parse_frames(body, v2=is_v2(request.headers.get("content-type", "")))
 
-    def store_blocks() -> None:
-        upload = svc.store.resume_upload(checkpointId, tenant=tenant)
-        upload.put_blocks(frames)
-        upload.flush()
+        def store_blocks() -> None:
+            upload = svc.store.resume_upload(checkpointId, tenant=tenant)
+            upload.put_blocks(frames)
+            upload.flush()
 
-    await run_in_threadpool(store_blocks)
+        await svc.uploads.run(store_blocks)
     return Response(status_code=204)  # no body: a 204 with one breaks the connection
 
 
@@ -149,16 +184,26 @@ async def commit(
     def finish() -> CheckpointRecord:
         return svc.store.resume_upload(checkpointId, tenant=tenant).commit(ids, body.slots)
 
-    record = await run_in_threadpool(finish)
+    async with svc.uploads.slot(tenant):
+        record = await svc.uploads.run(finish)
     return JSONResponse(checkpoint_view(record, svc.signer))
 
 
-async def _read_capped(request: Request, cap: int) -> bytearray:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
+def _encoding(request: Request) -> str:
+    """The body's Content-Encoding: identity or zstd; 415 for any other."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "zstd"):
+        raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r}: use zstd")
+    return encoding
+
+
+async def _read_capped(request: Request, cap: int, admission: UploadAdmission) -> bytearray:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and (len(declared) > 18 or int(declared) > cap):
         raise ApiError(413, "body_too_large", f"a block batch may be at most {cap} bytes")
     body = bytearray()
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    while (chunk := await admission.next_chunk(stream)) is not None:
         body += chunk
         if len(body) > cap:
             raise ApiError(413, "body_too_large", f"a block batch may be at most {cap} bytes")
@@ -166,8 +211,9 @@ async def _read_capped(request: Request, cap: int) -> bytearray:
 
 
 def _unzstd(body: bytearray, cap: int) -> bytearray:
-    """The decoded batch; 413 past ``cap`` bytes, 400 if it is not zstd."""
-    reader = zstandard.ZstdDecompressor().stream_reader(bytes(body))
+    """The decoded batch, of every frame in the body; 413 past ``cap`` bytes, 400 if it
+    is not zstd."""
+    reader = zstandard.ZstdDecompressor().stream_reader(bytes(body), read_across_frames=True)
     try:
         decoded = bytearray(reader.read(cap + 1))
     except zstandard.ZstdError as exc:
