@@ -113,3 +113,22 @@ def test_a_pending_checkpoint_deleted_while_its_data_streams_stays_deleted(store
     with pytest.raises(CheckpointNotFound):
         store.get(pending.checkpoint_id, tenant="t")
     assert store.verify().ok
+
+
+def test_a_resumed_upload_is_not_asked_again_for_blocks_it_sent(store):
+    data = random_bytes(600_000, seed=7)
+    blocks = client_blocks(store, data)
+    pending = store.create_pending("job_resume", tenant="t")
+    first = store.resume_upload(pending.checkpoint_id, tenant="t")
+    ids = [bid for bid, _ in blocks]
+    assert first.missing(ids) == list(dict.fromkeys(ids))
+    half = blocks[: len(blocks) // 2]
+    first.put_blocks([(bid, chunk, None, None) for bid, chunk in half])
+    first.flush()  # the connection drops here; a new request resumes the upload
+    resumed = store.resume_upload(pending.checkpoint_id, tenant="t")
+    assert resumed.missing(ids) == list(dict.fromkeys(bid for bid, _ in blocks[len(half) :]))
+    rest = blocks[len(half) :]
+    resumed.put_blocks([(bid, chunk, None, None) for bid, chunk in rest])
+    record = resumed.commit(ids)
+    with store.open_reader(record.checkpoint_id, tenant="t") as reader:
+        assert reader.read() == data

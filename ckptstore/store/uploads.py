@@ -52,9 +52,7 @@ class Upload:
         """The ids among ``block_ids`` to send, in first-seen order; leases the rest."""
         wanted = [bid for bid in dict.fromkeys(block_ids) if not self._pending(bid)]
         if self._tenant_id:
-            present = self._ctx.catalog.lease_visible(
-                wanted, self._tenant_id, self.upload_id, self._leases.expires_at()
-            )
+            present = self._visible(wanted)  # those this upload sent count too
         else:
             present = self._leases.lease_existing(wanted)
         return [bid for bid in wanted if bid not in present]
@@ -163,14 +161,18 @@ class Upload:
         by it, or reported present by ``missing``) or referenced by the tenant's own
         checkpoints. Naming any other block fails exactly like naming an absent one, so a
         commit can neither probe for nor borrow another tenant's data."""
-        ids = list(found)
-        mine = self._ctx.catalog.leased_to(self.upload_id, ids)
-        rest = [bid for bid in ids if bid not in mine]
+        return {bid: found[bid] for bid in self._visible(list(found))}
+
+    def _visible(self, block_ids: list[bytes]) -> set[bytes]:
+        """Those of ``block_ids`` present for this tenant, leased to this upload: sent by
+        it or reported present before, or referenced by the tenant's own checkpoints."""
+        mine = self._ctx.catalog.leased_to(self.upload_id, block_ids)
+        rest = [bid for bid in block_ids if bid not in mine]
         if rest:
             mine |= self._ctx.catalog.lease_visible(
                 rest, self._tenant_id, self.upload_id, self._leases.expires_at()
             )
-        return {bid: found[bid] for bid in mine}
+        return mine
 
     def abort(self) -> None:
         """Give up: leases go now; blocks already written are reclaimed by GC."""
