@@ -51,10 +51,9 @@ class Upload:
     def missing(self, block_ids: list[bytes]) -> list[bytes]:
         """The ids among ``block_ids`` to send, in first-seen order; leases the rest."""
         wanted = [bid for bid in dict.fromkeys(block_ids) if not self._pending(bid)]
-        if self._tenant_id:
-            present = self._visible(wanted)  # those this upload sent count too
-        else:
-            present = self._leases.lease_existing(wanted)
+        # a tenant's upload sees its own blocks and those it sent; an embedded store all
+        visible = self._visible if self._tenant_id else self._leases.lease_existing
+        present = visible(wanted)
         return [bid for bid in wanted if bid not in present]
 
     def put_block(
