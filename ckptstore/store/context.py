@@ -32,13 +32,13 @@ class StoreConfig:
     # 0 turns deltas off.
     delta_max_depth: int = 8
     # A delta's elements are grouped by their base's exponent, at least 2**this many
-    # per group (each group less its median difference), where that makes it 2%
-    # smaller: fewer bytes, most on bf16, but a grouped delta decodes about half as
-    # fast, so old checkpoints restore slower (bench: entropy, corpora); 0 turns
+    # per group (each group less its median difference), where that makes it
+    # GROUPING_MIN_GAIN smaller: fewer bytes, most on bf16, but a grouped delta decodes
+    # slower, so old checkpoints restore slower (docs/performance.md, codec 6); 0 turns
     # grouping off.
     delta_group_log: int = DELTA_GROUP_LOG
     # A whole tensor block's elements are grouped by their own exponent, at least
-    # 2**this many per group: 1-3% fewer bytes (bench: entropy); 0 turns it off.
+    # 2**this many per group: fewer bytes (docs/performance.md, codec 7); 0 turns it off.
     exponent_group_log: int = EXPONENT_GROUP_LOG
     # Raw bytes of just-ingested tensor blocks kept for the rebases (basecache.py);
     # 0 turns the cache off, and rebases then decode the blocks they need.

@@ -125,8 +125,8 @@ class CheckpointReader(SeekableReader):
         # blocks with runs of tiny ones, and a count of blocks left the pool idle there.
         # A reader moves forward: the blocks passed by are dropped and new ones fetched at
         # the front, each step costing only what changed. Scanning the whole window for
-        # every block read, with hundreds of small blocks in it, slowed restores by
-        # 15-40% (bench: ab).
+        # every block read, with hundreds of small blocks in it, slowed restores
+        # measurably (docs/performance.md, "Read path").
         if not self._low <= index <= self._ahead:
             self._drop_from(index)  # a seek out of the window
         while self._low < index:
