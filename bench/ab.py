@@ -47,7 +47,8 @@ def checkout(rev: str) -> tuple[str, Path]:
         _git("worktree", "prune")
         _git("worktree", "add", "--detach", "--force", str(tree), commit)
         setup = "import setuptools; setuptools.setup()"
-        if (tree / "ckptstore" / "store" / "_kernels.c").exists():
+        sources = ("store/_kernels.c", "store/codecs/_kernels.c")  # before and after the layout
+        if any((tree / "ckptstore" / source).exists() for source in sources):
             subprocess.run(
                 [sys.executable, "-c", setup, "build_ext", "--inplace", "-q"],
                 cwd=tree,

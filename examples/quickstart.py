@@ -1,6 +1,8 @@
 """End to end with the embedded engine: ingest, list, restore, verify, delete, gc.
 
-Run with ``make run``. The store lives in ./data/quickstart (delete it to start over).
+Run with ``.venv/bin/python examples/quickstart.py`` after ``make test`` (or in any
+environment with ckptstore installed). The store lives in ./data/quickstart (delete it
+to start over).
 """
 
 from __future__ import annotations
