@@ -143,3 +143,14 @@ def test_human_size_uses_decimal_units(n, text):
 
 def test_iso_time_is_utc_with_z():
     assert iso_time(1705350600) == "2024-01-15T20:30:00Z"
+
+
+def test_version_and_short_help_flags():
+    from importlib.metadata import version
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["--version"])
+    assert shown.exit_code == 0 and shown.output.strip() == f"ckptstore {version('ckptstore')}"
+    for args in (["-h"], ["push", "-h"], ["keys", "create", "-h"]):
+        helped = runner.invoke(app, args)
+        assert helped.exit_code == 0 and "Usage:" in helped.output, args

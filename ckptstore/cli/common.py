@@ -36,6 +36,7 @@ from ckptstore.store.chunking.sources import Readable, ReadsBytes, readinto_of
 app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="Store, list and fetch ML training checkpoints, locally or on a ckptstore server.",
 )
 out = Console()
