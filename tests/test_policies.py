@@ -47,7 +47,7 @@ def test_accuracy_metric_prefers_higher_values(store):
             "job", random_bytes(1000, seed=epoch), epoch=epoch, metrics={"validationAccuracy": acc}
         )
     (best,) = store.list("job", types=("best",)).checkpoints
-    assert best.epoch == 1
+    assert best.epoch == 1 and best.name == "Best validationAccuracy - Epoch 1"
     assert default_mode("validationAccuracy") == "max" and default_mode("loss") == "min"
 
 

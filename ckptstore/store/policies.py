@@ -92,7 +92,7 @@ def _update_best(ctx: StoreContext, settings: JobSettings, record: CheckpointRec
         record,
         checkpoint_id=new_checkpoint_id(),
         type="best",
-        name=f"Best Validation{epoch}",
+        name=f"{_best_title(settings.best_metric)}{epoch}",
         description=f"Best {settings.best_metric} so far: a copy of {record.checkpoint_id}",
         stored_bytes=0,
         created_at=ctx.clock(),
@@ -101,6 +101,12 @@ def _update_best(ctx: StoreContext, settings: JobSettings, record: CheckpointRec
     replaceable = current if current is not None and not _pinned(ctx, current) else None
     ctx.catalog.replace_best(best, replaceable.checkpoint_id if replaceable else None)
     return [replaceable.checkpoint_id] if replaceable else []
+
+
+def _best_title(metric: str) -> str:
+    """The best copy's name: the API's own for validation loss (the default metric),
+    else one that names the metric that chose it."""
+    return "Best Validation" if metric == "validationLoss" else f"Best {metric}"
 
 
 def _enforce_retention(ctx: StoreContext, record: CheckpointRecord, keep: int) -> list[str]:
