@@ -36,6 +36,18 @@ def upload(srv, checkpoint_id, data, headers=None):
     return r.json()
 
 
+def metric(srv, name: str, labels: dict[str, str] | None = None) -> float:
+    """One sample of the server's /metrics (read with the admin key)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = srv.client.get("/metrics", headers=srv.acme).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == (labels or {}):
+                return float(sample.value)
+    raise AssertionError(f"no sample {name} {labels}")
+
+
 def saved(srv, data=b"weights", job=JOB, headers=None, **body):
     """A trainer registering and uploading its own checkpoint."""
     return upload(srv, create(srv, job, headers, **body)["checkpointId"], data, headers)
@@ -250,13 +262,13 @@ def test_delete_wakes_the_background_gc(tmp_path):
     server = make_server(tmp_path, gc_after_delete_s=0)
     with server.client:
         ready = saved(server, random_bytes(MB, seed=10))
-        assert "ckptstore_gc_runs 0" in server.client.get("/metrics", headers=server.acme).text
+        assert metric(server, "ckptstore_gc_runs_total") == 0
         r = server.client.delete(
             f"/v2/training/checkpoints/{ready['checkpointId']}", headers=server.acme
         )
         assert r.status_code == 204
         deadline = time.monotonic() + 30
-        while "ckptstore_gc_runs 1" not in server.client.get("/metrics", headers=server.acme).text:
+        while metric(server, "ckptstore_gc_runs_total") < 1:
             assert time.monotonic() < deadline, "no GC ran after the delete"
             time.sleep(0.02)
         # inside the grace period the run keeps the blocks a reader may still hold
@@ -490,11 +502,13 @@ def test_a_tenant_is_charged_as_if_alone_in_the_store(srv, path):
 def test_healthz_metrics_and_stats(srv):
     saved(srv, random_bytes(MB, seed=4))
     assert srv.client.get("/healthz").json() == {"status": "ok"}
-    text = srv.client.get("/metrics", headers=srv.acme).text
-    assert "ckptstore_logical_bytes 1000000" in text
-    assert "ckptstore_pending_rebases 0" in text
+    assert metric(srv, "ckptstore_logical_bytes") == MB
+    assert metric(srv, "ckptstore_pending_rebases") == 0
     route = "/v2/training/checkpoints/{checkpointId}/data"
-    assert f'ckptstore_requests_total{{method="PUT",route="{route}",status="200"}} 1' in text
+    put = {"method": "PUT", "route": route}
+    assert metric(srv, "ckptstore_requests_total", put | {"status": "200"}) == 1
+    assert metric(srv, "ckptstore_request_duration_seconds_count", put) == 1
+    assert metric(srv, "ckptstore_request_duration_seconds_bucket", put | {"le": "+Inf"}) == 1
     stats = srv.client.get("/v2/stats", headers=srv.acme).json()
     assert stats["checkpoints"] == 1 and stats["logicalBytes"] == MB
     assert srv.client.get("/v2/stats", headers=srv.other).json()["checkpoints"] == 0

@@ -38,7 +38,9 @@ def create_app(
     admission = UploadAdmission(
         settings.uploads_per_tenant, settings.upload_threads, settings.body_read_timeout_s
     )
-    services = Services(store, signer, settings, gc, Metrics(), admission)
+    metrics = Metrics()
+    metrics.watch_store(store.stats, lambda: gc.runs)
+    services = Services(store, signer, settings, gc, metrics, admission)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,6 +80,7 @@ class RequestCounter:
             await self._app(scope, receive, send)
             return
         status = 500
+        started = time.perf_counter()
 
         async def send_counted(message: Message) -> None:
             nonlocal status
@@ -89,7 +92,8 @@ class RequestCounter:
             await self._app(scope, receive, send_counted)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            self._metrics.count_request(scope["method"], route, status)
+            seconds = time.perf_counter() - started
+            self._metrics.count_request(scope["method"], route, status, seconds)
 
 
 def app_from_env() -> FastAPI:

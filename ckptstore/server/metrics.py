@@ -1,53 +1,72 @@
-"""Prometheus text exposition of request counts, bytes moved and store totals."""
+"""Prometheus metrics through prometheus_client: requests by route and status, their
+latency, bytes moved, GC runs, and the store's totals (read when scraped)."""
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ckptstore.store.checkpoints import StoreStats
 
+# Latency buckets from a list request to a multi-GB streamed upload.
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
 
 class Metrics:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests: Counter[tuple[str, str, int]] = Counter()
-        self.bytes_uploaded = 0
-        self.bytes_downloaded = 0
+    """One app's metrics, in a registry of its own (several apps may share a process)."""
 
-    def count_request(self, method: str, route: str, status: int) -> None:
-        with self._lock:
-            self.requests[(method, route, status)] += 1
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            "ckptstore_requests",
+            "HTTP requests by method, route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "ckptstore_request_duration_seconds",
+            "Time from a request's arrival to the end of its answer, by method and route.",
+            ["method", "route"],
+            buckets=_SECONDS,
+            registry=self.registry,
+        )
+        self._uploaded = Counter(
+            "ckptstore_uploaded_bytes", "Checkpoint bytes received.", registry=self.registry
+        )
+        self._downloaded = Counter(
+            "ckptstore_downloaded_bytes", "Checkpoint bytes sent.", registry=self.registry
+        )
+
+    def count_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        self._requests.labels(method, route, str(status)).inc()
+        self._latency.labels(method, route).observe(seconds)
 
     def add_uploaded(self, n: int) -> None:
-        with self._lock:
-            self.bytes_uploaded += n
+        self._uploaded.inc(n)
 
     def add_downloaded(self, n: int) -> None:
-        with self._lock:
-            self.bytes_downloaded += n
+        self._downloaded.inc(n)
 
-    def render(self, stats: StoreStats, gc_runs: int) -> str:
-        lines = [
-            "# HELP ckptstore_requests_total HTTP requests by method, route and status.",
-            "# TYPE ckptstore_requests_total counter",
-        ]
-        with self._lock:
-            for (method, route, status), n in sorted(self.requests.items()):
-                lines.append(
-                    f'ckptstore_requests_total{{method="{method}",route="{route}",'
-                    f'status="{status}"}} {n}'
-                )
-            moved = [
-                ("uploaded_bytes_total", self.bytes_uploaded, "Checkpoint bytes received."),
-                ("downloaded_bytes_total", self.bytes_downloaded, "Checkpoint bytes sent."),
-            ]
-        for name, value, text in moved:
-            lines += [
-                f"# HELP ckptstore_{name} {text}",
-                f"# TYPE ckptstore_{name} counter",
-                f"ckptstore_{name} {value}",
-            ]
+    def watch_store(self, stats: Callable[[], StoreStats], gc_runs: Callable[[], int]) -> None:
+        """Report the store's totals and the GC runs, read at each scrape."""
+        self.registry.register(_StoreCollector(stats, gc_runs))
+
+    def render(self) -> bytes:
+        """The text exposition of every metric (reads the store's totals: not on the
+        event loop)."""
+        return generate_latest(self.registry)
+
+
+class _StoreCollector(Collector):
+    def __init__(self, stats: Callable[[], StoreStats], gc_runs: Callable[[], int]) -> None:
+        self._stats = stats
+        self._gc_runs = gc_runs
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
         gauges = [
             ("checkpoints", stats.checkpoints, "Checkpoints stored."),
             ("logical_bytes", stats.logical_bytes, "Sum of checkpoint sizes."),
@@ -55,12 +74,9 @@ class Metrics:
             ("blocks", stats.blocks, "Distinct blocks."),
             ("packs", stats.packs, "Pack files."),
             ("pending_rebases", stats.pending_rebases, "Checkpoints whose parent awaits rebasing."),
-            ("gc_runs", gc_runs, "GC runs since start."),
         ]
         for name, value, text in gauges:
-            lines += [
-                f"# HELP ckptstore_{name} {text}",
-                f"# TYPE ckptstore_{name} gauge",
-                f"ckptstore_{name} {value}",
-            ]
-        return "\n".join(lines) + "\n"
+            yield GaugeMetricFamily(f"ckptstore_{name}", text, value=value)
+        yield CounterMetricFamily(
+            "ckptstore_gc_runs", "GC runs since start.", value=self._gc_runs()
+        )

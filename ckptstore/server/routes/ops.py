@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from ckptstore.server.deps import AdminDep, ServicesDep, TenantDep
@@ -27,10 +28,8 @@ async def healthz(svc: ServicesDep) -> JSONResponse:
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (admin key)")
 async def metrics(svc: ServicesDep, admin: AdminDep) -> PlainTextResponse:
-    stats = await run_in_threadpool(svc.store.stats)
-    return PlainTextResponse(
-        svc.metrics.render(stats, svc.gc.runs), media_type="text/plain; version=0.0.4"
-    )
+    text = await run_in_threadpool(svc.metrics.render)
+    return PlainTextResponse(text, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v2/stats", summary="Storage use of the caller's checkpoints, and dedup")
