@@ -414,6 +414,9 @@ def test_tenant_b_gets_the_answer_of_an_absent_id_and_changes_nothing(
     # A's data is as it was; B's view of its own is the same with A or without
     assert _a_view(worlds.mine) == worlds.a_view
     assert _b_view(worlds.mine) == _b_view(worlds.twin)
+    for world in (worlds.mine, worlds.twin):
+        report = world.server.store.verify()
+        assert report.ok, report
 
 
 def test_b_is_charged_for_shared_bytes_as_if_alone(worlds: Worlds) -> None:
