@@ -522,6 +522,29 @@ def test_store_wide_figures_and_gc_need_an_admin_key(srv):
         assert srv.client.request(method, path, headers=srv.acme).status_code == 200
 
 
+def test_each_request_is_logged_once_with_its_id_tenant_and_outcome(srv, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="ckptstore"):
+        r = srv.client.get(
+            f"/v2/training/jobs/{JOB}/checkpoints", headers={**srv.other, "X-Request-ID": "req-7"}
+        )
+        fresh = srv.client.get("/healthz")
+        srv.client.post("/v2/gc", headers=srv.acme)
+    assert r.headers["x-request-id"] == "req-7" and len(fresh.headers["x-request-id"]) == 32
+    lines = [rec for rec in caplog.records if rec.name == "ckptstore.access"]
+    assert [rec.__dict__["request_id"] for rec in lines[:1]] == ["req-7"]
+    first = lines[0].__dict__
+    assert (first["tenant"], first["status"], first["route"]) == (
+        "other",
+        200,
+        "/v2/training/jobs/{jobId}/checkpoints",
+    )
+    assert first["bytes"] == len(r.content) and first["ms"] >= 0
+    assert len(lines) == 3 and lines[1].__dict__["tenant"] is None
+    assert any(rec.name == "ckptstore.gc" and "GC:" in rec.getMessage() for rec in caplog.records)
+
+
 def test_openapi_documents_the_routes(srv):
     paths = srv.client.get("/openapi.json").json()["paths"]
     for path in [

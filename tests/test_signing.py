@@ -36,25 +36,29 @@ def test_signatures_are_itsdangerous_defaults_and_keys_rotate():
         signer.verify("acme", "ckpt_1", expires, signature)
 
 
-def test_access_log_lines_never_carry_a_signature():
+def test_log_lines_never_carry_a_signature_and_json_lines_parse():
+    import json
     import logging
 
-    from ckptstore.server.logs import redact_access_log
+    from ckptstore.server.logs import JsonFormatter, TextFormatter
 
-    logger = logging.getLogger("tests.access")
-    redact_access_log(logger)
-    redact_access_log(logger)  # once only
-    seen: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record.getMessage())
-
-    logger.addHandler(Keep())
-    logger.setLevel(logging.INFO)
-    path = "/signed/ckpt_1?expires=1700003600&signature=AbC-_9xyz"
-    logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5", "GET", path, "1.1", 200)
-    assert seen == [
-        '127.0.0.1:5 - "GET /signed/ckpt_1?expires=1700003600&signature=[redacted] HTTP/1.1" 200'
-    ]
-    assert len(logger.filters) == 1
+    record = logging.LogRecord(
+        "ckptstore.access",
+        logging.INFO,
+        __file__,
+        1,
+        "GET %s 200",
+        ("/signed/c?expires=1&signature=Ab-_9",),
+        None,
+    )
+    record.__dict__.update(request_id="r1", tenant="acme", status=200, ms=1.5, bytes=10)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "GET /signed/c?expires=1&signature=[redacted] 200"
+    assert (line["level"], line["request_id"], line["tenant"], line["bytes"]) == (
+        "info",
+        "r1",
+        "acme",
+        10,
+    )
+    assert line["time"].endswith("Z")
+    assert "Ab-_9" not in TextFormatter().format(record)

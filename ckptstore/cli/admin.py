@@ -164,6 +164,7 @@ def serve(
         ) from None
 
     from ckptstore.config import ServerSettings
+    from ckptstore.server.logs import log_config
 
     try:
         settings = ServerSettings.from_env(
@@ -200,6 +201,8 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        log_config=log_config(log_level),  # JSON lines unless on a terminal
+        access_log=False,  # the app logs each request itself (server/access.py)
     )
 
 

@@ -7,15 +7,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ckptstore.config import ServerSettings
+from ckptstore.server.access import RequestObserver
 from ckptstore.server.admission import UploadAdmission
 from ckptstore.server.deps import Services
 from ckptstore.server.errors import install_error_handlers
 from ckptstore.server.gc_worker import GcWorker
 from ckptstore.server.limits import JsonBodyLimit
-from ckptstore.server.logs import redact_access_log
 from ckptstore.server.metrics import Metrics
 from ckptstore.server.routes import checkpoints, downloads, endpoints, ops, uploads
 from ckptstore.server.signing import UrlSigner
@@ -30,7 +29,6 @@ def create_app(
     close_store: bool = False,
 ) -> FastAPI:
     """The app serving ``store``; background GC runs while the app's lifespan does."""
-    redact_access_log()
     signer = UrlSigner(
         settings.resolved_signing_keys(), settings.base_url, settings.url_ttl_s, clock
     )
@@ -64,36 +62,8 @@ def create_app(
         app.include_router(module.router)
 
     app.add_middleware(JsonBodyLimit, limit_bytes=settings.max_json_body_bytes)
-    app.add_middleware(RequestCounter, metrics=services.metrics)
+    app.add_middleware(RequestObserver, metrics=services.metrics)
     return app
-
-
-class RequestCounter:
-    """Counts requests by method, route template and status (plain ASGI: no body wrapping)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self._app = app
-        self._metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        status = 500
-        started = time.perf_counter()
-
-        async def send_counted(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self._app(scope, receive, send_counted)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            seconds = time.perf_counter() - started
-            self._metrics.count_request(scope["method"], route, status, seconds)
 
 
 def app_from_env() -> FastAPI:

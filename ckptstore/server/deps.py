@@ -39,8 +39,10 @@ async def tenant(request: Request) -> str:
     svc: Services = request.app.state.services
     found = key_for(svc.store.context.catalog, request.headers.get("authorization"))
     if found is not None:
+        request.state.tenant = found.tenant_id  # for the request's log line
         return found.tenant_id
     if svc.settings.anonymous_tenant and "authorization" not in request.headers:
+        request.state.tenant = svc.settings.anonymous_tenant
         return svc.settings.anonymous_tenant
     raise _unauthorized()
 
@@ -53,6 +55,7 @@ async def admin(request: Request) -> str:
     found = key_for(svc.store.context.catalog, request.headers.get("authorization"))
     if found is None:
         raise _unauthorized()
+    request.state.tenant = found.tenant_id
     if not found.admin:
         raise ApiError(403, "admin_required", "this needs an admin key (keys create --admin)")
     return found.tenant_id

@@ -57,6 +57,13 @@ class GcWorker:
             report = await asyncio.shield(run_in_threadpool(self._store.gc))
             self.runs += 1
             self.last_report = report
+            log.info(
+                "GC: %d blocks and %d packs removed, %d packs compacted, %d bytes freed",
+                report.blocks_removed,
+                report.packs_deleted + report.orphan_packs_deleted,
+                report.packs_compacted,
+                report.bytes_freed,
+            )
             return report
 
     async def _loop(self) -> None:
