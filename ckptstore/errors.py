@@ -19,7 +19,8 @@
     │   └── CheckpointNotReady                it has no data yet (pending)
     ├── IntegrityError                        stored data is not what the catalog says
     │   ├── CorruptBlockError                 bytes read back do not hash to their id
-    │   └── MissingBlockError                 a referenced block is not stored
+    │   ├── MissingBlockError                 a referenced block is not stored
+    │   └── UnreadableBlockError              the block store failed to read a block (I/O)
     ├── UploadError                           a dedup-aware upload cannot commit
     │   ├── BlockHashMismatch                 bytes sent do not hash to the id claimed
     │   └── BlocksNotUploaded                 the manifest names blocks never sent
@@ -214,6 +215,18 @@ class MissingBlockError(IntegrityError):
         self.block_ids = block_ids
         shown = ", ".join(block_ids[:5]) + (" ..." if len(block_ids) > 5 else "")
         super().__init__(f"{len(block_ids)} referenced block(s) not stored: {shown}")
+
+
+class UnreadableBlockError(IntegrityError):
+    """The block store raised an I/O error reading a block's pack (a failing disk, a
+    lost mount). The bytes are not known to be bad: a later read may succeed. The
+    ``OSError`` is the ``__cause__``."""
+
+    def __init__(self, block_id: str, pack_id: str, reason: str) -> None:
+        self.block_id = block_id
+        self.pack_id = pack_id
+        self.reason = reason
+        super().__init__(f"block {block_id} in pack {pack_id} could not be read: {reason}")
 
 
 class UploadError(CkptStoreError):

@@ -111,10 +111,17 @@ class Upload:
             self._ctx.pool.submit(encoder.encode, bid, memoryview(data), width, slot)
             for bid, (data, width, slot) in blocks.items()
         ]
-        for (bid, (data, width, slot)), future in zip(blocks.items(), encoded, strict=True):
-            codec, payload = future.result()
-            tensor_width = width if slot is not None else None
-            self._writer.add(bid, codec, len(data), payload, width=tensor_width)
+        try:
+            for (bid, (data, width, slot)), future in zip(blocks.items(), encoded, strict=True):
+                codec, payload = future.result()
+                tensor_width = width if slot is not None else None
+                self._writer.add(bid, codec, len(data), payload, width=tensor_width)
+        except BaseException:
+            # The open pack is dropped (its temporary object with it), so its blocks
+            # count as missing again; packs recorded before stay, leased to this upload.
+            self._writer.close()
+            self._writer = None
+            raise
 
     def flush(self) -> None:
         """Make every block received so far durable and recorded (leased to this upload)."""

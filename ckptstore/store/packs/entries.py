@@ -12,7 +12,12 @@ import threading
 
 import numpy as np
 
-from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
+from ckptstore.errors import (
+    CorruptBlockError,
+    MissingBlockError,
+    PackNotFound,
+    UnreadableBlockError,
+)
 from ckptstore.store.catalog.records import BlockRecord, adjacent_runs
 from ckptstore.store.codecs.ids import DecodeError
 from ckptstore.store.context import StoreContext
@@ -111,12 +116,17 @@ def _chain_buffer(which: int, size: int) -> np.ndarray:
 
 def _entry_bytes(ctx: StoreContext, record: BlockRecord) -> tuple[BlockRecord, bytes]:
     try:
-        return record, ctx.blocks.get(record.pack_id, record.offset, record.entry_len)
-    except PackNotFound:
-        moved = ctx.catalog.get_block(record.block_id)
-        if moved is None or moved.pack_id == record.pack_id:
-            raise MissingBlockError([record.block_id.hex()]) from None
-        return moved, ctx.blocks.get(moved.pack_id, moved.offset, moved.entry_len)
+        try:
+            return record, ctx.blocks.get(record.pack_id, record.offset, record.entry_len)
+        except PackNotFound:
+            moved = ctx.catalog.get_block(record.block_id)
+            if moved is None or moved.pack_id == record.pack_id:
+                raise MissingBlockError([record.block_id.hex()]) from None
+            record = moved
+            return moved, ctx.blocks.get(moved.pack_id, moved.offset, moved.entry_len)
+    except OSError as exc:
+        # an I/O error names no block or checkpoint: say which block could not be read
+        raise UnreadableBlockError(record.block_id.hex(), record.pack_id, str(exc)) from exc
 
 
 Loaded = bytes | memoryview | Exception  # a block's bytes, or why they could not be read
