@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SERVER_STAMP := $(VENV)/.installed-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench bench-peers lint clean
+.PHONY: run test soak bench bench-peers lint clean
 
 KERNELS := $(wildcard ckptstore/store/codecs/*.c ckptstore/store/codecs/kernels/*)
 
@@ -32,6 +32,10 @@ test: $(STAMP)
 	$(BIN)/ruff format --check ckptstore tests bench examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# The longer crash and stress runs, which `make test` leaves out (the soak marker).
+soak: $(STAMP)
+	$(BIN)/python -m pytest -q -m soak --durations=10
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.chunk_params

@@ -121,7 +121,27 @@ def test_expired_lease_no_longer_protects(store, clock):
         upload.commit(ids)
 
 
-def test_orphan_pack_and_temp_files_are_reclaimed_after_grace(store, clock):
+def test_gc_without_grace_leaves_the_pack_a_writer_is_about_to_record(open_store, clock):
+    """Found by test_stress: with gc_grace_s 0, GC deleted a durable pack before its
+    writer recorded it, and the temporary file of a pack being written; the
+    checkpoint then committed on blocks whose bytes were gone."""
+    import os
+    from dataclasses import replace
+
+    store = open_store(config=replace(TEST_CONFIG, gc_grace_s=0.0))
+    blocks = store.context.blocks
+    blocks.put("deadbeef02", b"durable, the catalog insert still to come")
+    pending = blocks.begin("deadbeef03")
+    pending.write(b"half a pack")
+    for path in blocks.root.glob("de/deadbeef0*"):  # written a moment before GC looks
+        os.utime(path, (clock.now - 1, clock.now - 1))
+    report = store.gc()
+    assert (report.orphan_packs_deleted, report.temp_files_deleted) == (0, 0)
+    pending.commit()  # the writer goes on: both packs are there to record
+    assert {"deadbeef02", "deadbeef03"} <= {obj.name for obj in blocks.list()}
+
+
+def test_orphan_pack_and_temp_files_are_reclaimed_after_grace_and_lease_ttl(store, clock):
     blocks = store.context.blocks
     store.put("job", random_bytes(MB, seed=50))
     blocks.put("deadbeef00", b"a pack the catalog never heard of")
@@ -132,7 +152,10 @@ def test_orphan_pack_and_temp_files_are_reclaimed_after_grace(store, clock):
     os.utime(temp, (clock.now, clock.now))
     os.utime(blocks.root / "de" / "deadbeef00.pack", (clock.now, clock.now))
     assert store.gc().orphan_packs_deleted == 0
-    clock.advance(GRACE + 1)
+    clock.advance(GRACE + 1)  # a writer may still be working on them
+    report = store.gc()
+    assert (report.orphan_packs_deleted, report.temp_files_deleted) == (0, 0)
+    clock.advance(TEST_CONFIG.lease_ttl_s)
     report = store.gc()
     assert (report.orphan_packs_deleted, report.temp_files_deleted) == (1, 1)
     assert store.verify(read_data=True).ok

@@ -68,18 +68,29 @@ def collect_garbage(ctx: StoreContext) -> GcReport:
     objects = list(ctx.blocks.list())  # listed before the catalog is read: see orphans below
     reclaimed = _reclaim(ctx, ctx.catalog.pack_usage(), report)
     # A pack object the catalog does not know is the leftover of a crash between
-    # the durable put and the catalog insert (or of a compaction); the grace
-    # period keeps GC away from a pack whose insert is merely in progress.
+    # the durable put and the catalog insert (or of a compaction), or the pack of a
+    # writer still between the two: only one untouched for longer than a running
+    # writer may take is a leftover (so are temporary files).
+    leftover_before = now - leftover_age_s(ctx)
     known = {usage.pack_id for usage in ctx.catalog.pack_usage()}
     for obj in objects:
         # (a pack this pass deleted or compacted is gone from both, and counted already)
-        if obj.name not in known | reclaimed and obj.modified_at < now - grace_s:
+        if obj.name not in known | reclaimed and obj.modified_at < leftover_before:
             ctx.blocks.delete(obj.name)
             report.orphan_packs_deleted += 1
             report.bytes_freed += obj.size
-    report.temp_files_deleted = ctx.blocks.sweep_incomplete(now - grace_s)
+    report.temp_files_deleted = ctx.blocks.sweep_incomplete(leftover_before)
     ctx.catalog.maintenance()
     return report
+
+
+def leftover_age_s(ctx: StoreContext) -> float:
+    """How long a pack object the catalog does not know, or a temporary file, must be
+    untouched before GC deletes it as a crash's leftover: the grace period, and never
+    less than the lease TTL. A running ingest or upload writes its packs and holds its
+    leases for that long; a grace period shorter than that (even 0, to reclaim dead
+    blocks at once) must not take the pack it is about to record."""
+    return max(ctx.config.gc_grace_s, ctx.config.lease_ttl_s)
 
 
 def _expire_pending(ctx: StoreContext, created_before: float, now: float) -> int:
