@@ -86,3 +86,49 @@ def require_kernels():
             pytest.fail(message)
         pytest.skip(message)
     return native.kernels
+
+
+# -- PostgreSQL ----------------------------------------------------------------
+# The server the PostgreSQL tests use (trust auth); each test gets a schema of its own.
+POSTGRES_URL = os.environ.get(
+    "CKPTSTORE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_admin():
+    """A connection to the test server, or a failure under CI and a skip elsewhere."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - the test extra installs it
+        message = "psycopg is not installed (pip install 'ckptstore[postgres]')"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        return psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        message = f"no PostgreSQL at {POSTGRES_URL} (CKPTSTORE_TEST_POSTGRES): {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def schema_url(schema: str) -> str:
+    """POSTGRES_URL with its connections' search_path set to ``schema``."""
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a fresh, empty schema on the test server, dropped after the test."""
+    import uuid
+
+    schema = f"ckpt_test_{uuid.uuid4().hex[:12]}"
+    with _postgres_admin() as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield schema_url(schema)
+    finally:
+        with _postgres_admin() as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
