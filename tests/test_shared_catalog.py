@@ -77,3 +77,25 @@ def test_gc_lock_is_held_across_stores_on_one_catalog(postgres_url: str, tmp_pat
         assert ran == ["a"]
         assert b._gc_lock.run(work_b, wait=False) is not None  # let go: b takes it now
         assert ran == ["a", "b"]
+
+
+def test_cli_commands_open_the_catalog_named_by_catalog(postgres_url: str, tmp_path: Path) -> None:
+    src = tmp_path / "model.pt"
+    src.write_bytes(random_bytes(MB, seed=19))
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [str(BIN), *args, "--store", str(tmp_path / "store"), "--catalog", postgres_url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    pushed = json.loads(cli("push", str(src), "--job", "job_cli", "--json"))
+    listed = json.loads(cli("ls", "job_cli", "--json"))
+    assert [c["checkpoint_id"] for c in listed["checkpoints"]] == [pushed["checkpoint_id"]]
+    assert not (tmp_path / "store" / "catalog.sqlite").exists()
+    with CheckpointStore.open(tmp_path / "store", catalog=postgres_url) as store:
+        assert store.get(pushed["checkpoint_id"]).job_id == "job_cli"
