@@ -37,6 +37,9 @@ class ServerSettings(BaseSettings):
     data_dir: Path = Field(
         Path("./data"), validation_alias=AliasChoices("data_dir", "CKPTSTORE_DATA")
     )
+    # the catalog: None for SQLite in the data directory, or a postgresql:// URL that
+    # several servers share (they share the data directory's packs too)
+    catalog: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     public_url: str | None = None  # base of signed URLs; default http://host:port

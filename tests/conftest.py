@@ -25,12 +25,65 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+# Modules whose store tests run against both catalogs (the rest: SQLite only); a test
+# that reaches into SQLite itself is marked ``sqlite_only``.
+# (test_api_contract runs its store side on both through a fixture of its own.)
+BOTH_CATALOGS = {
+    "test_deltas",
+    "test_gc",
+    "test_policies",
+    "test_roundtrip",
+    "test_uploads",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: the test reaches into the SQLite catalog")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if (
+        "catalog_kind" in metafunc.fixturenames
+        and module in BOTH_CATALOGS
+        and metafunc.definition.get_closest_marker("sqlite_only") is None
+    ):
+        metafunc.parametrize("catalog_kind", ["sqlite", "postgres"])
+
+
 @pytest.fixture
-def open_store(tmp_path: Path, clock: FakeClock) -> Iterator[Callable[..., CheckpointStore]]:
+def catalog_kind() -> str:
+    """The catalog a store fixture opens: SQLite, unless the module runs both."""
+    return "sqlite"
+
+
+@pytest.fixture
+def store_catalog(catalog_kind: str) -> Iterator[Callable[[Path], str | None]]:
+    """The ``catalog`` argument to open the store at a path with: None (SQLite in the
+    directory) or the URL of a fresh PostgreSQL schema, one per store directory."""
+    schemas: dict[Path, str] = {}
+
+    def _catalog(path: Path) -> str | None:
+        if catalog_kind == "sqlite":
+            return None
+        if path not in schemas:
+            schemas[path] = new_schema()
+        return schema_url(schemas[path])
+
+    yield _catalog
+    for schema in schemas.values():
+        drop_schema(schema)
+
+
+@pytest.fixture
+def open_store(
+    tmp_path: Path, clock: FakeClock, store_catalog: Callable[[Path], str | None]
+) -> Iterator[Callable[..., CheckpointStore]]:
     opened: list[CheckpointStore] = []
 
     def _open(path: Path | None = None, config: StoreConfig = TEST_CONFIG) -> CheckpointStore:
-        store = CheckpointStore.open(path or tmp_path / "store", config=config, clock=clock)
+        path = path or tmp_path / "store"
+        store = CheckpointStore.open(path, catalog=store_catalog(path), config=config, clock=clock)
         opened.append(store)
         return store
 
@@ -86,3 +139,59 @@ def require_kernels():
             pytest.fail(message)
         pytest.skip(message)
     return native.kernels
+
+
+# -- PostgreSQL ----------------------------------------------------------------
+# The server the PostgreSQL tests use (trust auth); each test gets a schema of its own.
+POSTGRES_URL = os.environ.get(
+    "CKPTSTORE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_admin():
+    """A connection to the test server, or a failure under CI and a skip elsewhere."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - the test extra installs it
+        message = "psycopg is not installed (pip install 'ckptstore[postgres]')"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        return psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        message = f"no PostgreSQL at {POSTGRES_URL} (CKPTSTORE_TEST_POSTGRES): {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def schema_url(schema: str) -> str:
+    """POSTGRES_URL with its connections' search_path set to ``schema``."""
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+def new_schema() -> str:
+    """A new, empty schema on the test server (drop it with ``drop_schema``)."""
+    import uuid
+
+    schema = f"ckpt_test_{uuid.uuid4().hex[:12]}"
+    with _postgres_admin() as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    return schema
+
+
+def drop_schema(schema: str) -> None:
+    with _postgres_admin() as admin:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a fresh, empty schema on the test server, dropped after the test."""
+    schema = new_schema()
+    try:
+        yield schema_url(schema)
+    finally:
+        drop_schema(schema)

@@ -58,11 +58,14 @@ class Target:
 
 
 @contextmanager
-def open_target(side: str, root: Path) -> Iterator[Target]:
-    """The embedded store, or a Client on the in-process server (tenant acme)."""
+def open_target(side: str, root: Path, catalog: str | None = None) -> Iterator[Target]:
+    """The embedded store (its catalog at ``catalog``, else SQLite), or a Client on the
+    in-process server (tenant acme)."""
     if side == "store":
         clock = FakeClock()
-        with CheckpointStore.open(root / "store", config=TEST_CONFIG, clock=clock) as store:
+        with CheckpointStore.open(
+            root / "store", catalog=catalog, config=TEST_CONFIG, clock=clock
+        ) as store:
             yield Target(store, clock)
         return
     server = make_server(root)
@@ -74,9 +77,13 @@ def open_target(side: str, root: Path) -> Iterator[Target]:
         yield Target(client, server.clock)
 
 
-@pytest.fixture(params=["store", "client"])
+# The store side runs on both catalogs; the server's on SQLite (test_shared_catalog runs
+# servers on PostgreSQL).
+@pytest.fixture(params=["store", "store-postgres", "client"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
-    with open_target(request.param, tmp_path) as handle:
+    side, _, catalog_kind = request.param.partition("-")
+    catalog = request.getfixturevalue("postgres_url") if catalog_kind == "postgres" else None
+    with open_target(side, tmp_path, catalog) as handle:
         yield handle
 
 

@@ -255,6 +255,7 @@ def _block_ids(store, checkpoint_id):
     return [block.block_id for _, block in store.context.catalog.manifest(checkpoint_id)]
 
 
+@pytest.mark.sqlite_only
 def test_new_blocks_are_looked_up_without_the_write_lock(store, tmp_path):
     import sqlite3
 
@@ -275,6 +276,7 @@ def test_new_blocks_are_looked_up_without_the_write_lock(store, tmp_path):
     assert catalog.leased_to("holder", ids) == set(ids)
 
 
+@pytest.mark.sqlite_only
 def test_a_block_gone_between_lookup_and_lease_is_not_leased(store, tmp_path, monkeypatch):
     import sqlite3
     from contextlib import contextmanager

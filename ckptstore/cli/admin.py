@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ckptstore.cli.common import (
     DEFAULT_STORE,
+    CatalogOpt,
     DataOpt,
     JsonOpt,
     KeyOpt,
@@ -42,12 +43,13 @@ app.add_typer(keys_app, name="keys")
 @app.command()
 def gc(
     store: StoreOpt = DEFAULT_STORE,
+    catalog: CatalogOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Reclaim the space of deleted checkpoints and interrupted writes."""
-    with target(store, server, api_key) as handle:
+    with target(store, server, api_key, catalog) as handle:
         report = handle.gc()
     data = report if isinstance(report, dict) else asdict(report)
     data = {_snake(k): v for k, v in data.items()}
@@ -73,6 +75,7 @@ def _snake(name: str) -> str:
 @app.command()
 def verify(
     store: StoreOpt = DEFAULT_STORE,
+    catalog: CatalogOpt = None,
     server: ServerOpt = None,
     read_data: Annotated[
         bool, typer.Option("--read-data", help="Decode and re-hash every block.")
@@ -80,7 +83,7 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Check that every checkpoint is restorable; exit 4 if not."""
-    with target(store, server) as handle:
+    with target(store, server, catalog=catalog) as handle:
         report = embedded_only(handle, "verify").verify(read_data=read_data)
     payload = {
         "ok": report.ok,
@@ -110,12 +113,13 @@ def verify(
 @app.command()
 def stats(
     store: StoreOpt = DEFAULT_STORE,
+    catalog: CatalogOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Logical and stored bytes, and the dedup ratio."""
-    with target(store, server, api_key) as handle:
+    with target(store, server, api_key, catalog) as handle:
         s = handle.stats()
     payload = {**asdict(s), "dedup_ratio": s.dedup_ratio}
     emit(
@@ -137,6 +141,7 @@ def stats(
 @app.command()
 def serve(
     data: DataOpt = Path("./data"),
+    catalog: CatalogOpt = None,
     host: Annotated[str, typer.Option(envvar="CKPTSTORE_HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="CKPTSTORE_PORT")] = 8000,
     workers: int = 1,
@@ -150,7 +155,8 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Run the HTTP API (SQLite + packs in --data). Makes a first API key if there is none."""
+    """Run the HTTP API (packs in --data; the catalog SQLite in --data, or --catalog's
+    PostgreSQL, which several servers may share). Makes a first API key if there is none."""
     import os
 
     try:  # the server's packages are the `server` extra: a client install lacks them
@@ -168,17 +174,22 @@ def serve(
 
     try:
         settings = ServerSettings.from_env(
-            data_dir=data, host=host, port=port, public_url=public_url, gc_grace_s=gc_grace
+            data_dir=data,
+            catalog=catalog,
+            host=host,
+            port=port,
+            public_url=public_url,
+            gc_grace_s=gc_grace,
         )
     except ValueError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(InvalidArgument.exit_code) from None
     settings.resolved_signing_keys()  # made now, before several workers race to make it
-    with local_store(data) as handle:
-        catalog = handle.context.catalog
-        if not any(key.revoked_at is None for key in catalog.list_api_keys()):
+    with local_store(data, settings.catalog) as handle:
+        records = handle.context.catalog
+        if not any(key.revoked_at is None for key in records.list_api_keys()):
             # the operator's own key: an admin key, which may also run GC and read metrics
-            _, key = create_api_key(catalog, "default", "first start", time.time(), admin=True)
+            _, key = create_api_key(records, "default", "first start", time.time(), admin=True)
             message = first_key_message(key, write_first_key(data, key))
             err.print(message, highlight=False, soft_wrap=True)
         else:
@@ -194,6 +205,8 @@ def serve(
     if public_url:
         os.environ["CKPTSTORE_PUBLIC_URL"] = public_url
     os.environ["CKPTSTORE_GC_GRACE"] = str(settings.gc_grace_s)
+    if settings.catalog:
+        os.environ["CKPTSTORE_CATALOG"] = settings.catalog
     uvicorn.run(
         "ckptstore.server.app:app_from_env",
         factory=True,
@@ -214,10 +227,11 @@ def keys_create(
         bool, typer.Option(help="An operator's key: may also run GC and read /metrics.")
     ] = False,
     data: DataOpt = Path("./data"),
+    catalog: CatalogOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key; it is printed once and stored only as a hash."""
-    with local_store(data) as handle:
+    with local_store(data, catalog) as handle:
         try:
             record, key = create_api_key(
                 handle.context.catalog, tenant, name, time.time(), admin=admin
@@ -232,9 +246,11 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(data: DataOpt = Path("./data"), as_json: JsonOpt = False) -> None:
+def keys_list(
+    data: DataOpt = Path("./data"), catalog: CatalogOpt = None, as_json: JsonOpt = False
+) -> None:
     """List keys (ids and tenants; never the keys themselves)."""
-    with local_store(data) as handle:
+    with local_store(data, catalog) as handle:
         records = handle.context.catalog.list_api_keys()
     rows = [
         {
@@ -265,9 +281,9 @@ def keys_list(data: DataOpt = Path("./data"), as_json: JsonOpt = False) -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: str, data: DataOpt = Path("./data")) -> None:
+def keys_revoke(key_id: str, data: DataOpt = Path("./data"), catalog: CatalogOpt = None) -> None:
     """Revoke a key by its id; requests with it get 401 from then on."""
-    with local_store(data) as handle:
+    with local_store(data, catalog) as handle:
         if not handle.context.catalog.revoke_api_key(key_id, time.time()):
             err.print(f"[red]error:[/red] no active key with id {key_id!r}", highlight=False)
             raise typer.Exit(3)

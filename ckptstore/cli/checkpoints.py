@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ckptstore.cli.common import (
     DEFAULT_STORE,
+    CatalogOpt,
     CountedReader,
     JsonOpt,
     KeyOpt,
@@ -43,12 +44,13 @@ def push(
     name: str | None = None,
     description: str | None = None,
     store: StoreOpt = DEFAULT_STORE,
+    catalog: CatalogOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Store a checkpoint file (on a server, sending only the blocks it lacks)."""
-    with target(store, server, api_key) as handle:
+    with target(store, server, api_key, catalog) as handle:
         fields: CheckpointFields = {
             "type": type_,
             "epoch": epoch,
@@ -80,6 +82,7 @@ def pull(
         Path | None, typer.Option("-o", "--output", help="File, or - for stdout.")
     ] = (None),
     store: StoreOpt = DEFAULT_STORE,
+    catalog: CatalogOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
@@ -87,7 +90,7 @@ def pull(
 
     From a server, an interrupted pull resumes where it stopped and the result
     is checked against the server's ETag."""
-    with target(store, server, api_key) as handle, progress_bar() as bar:
+    with target(store, server, api_key, catalog) as handle, progress_bar() as bar:
         task = bar.add_task("pull", total=None)
 
         def advance(n: int) -> None:
@@ -113,12 +116,13 @@ def list_checkpoints(
     limit: int = 50,
     no_metrics: Annotated[bool, typer.Option("--no-metrics")] = False,
     store: StoreOpt = DEFAULT_STORE,
+    catalog: CatalogOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List a job's checkpoints."""
-    with target(store, server, api_key) as handle:
+    with target(store, server, api_key, catalog) as handle:
         page = handle.list(job, sort_by=sort_by, order=order, limit=limit)
 
     def table() -> None:
@@ -156,12 +160,13 @@ def _text(value: object) -> str:
 def show(
     checkpoint_id: str,
     store: StoreOpt = DEFAULT_STORE,
+    catalog: CatalogOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show one checkpoint."""
-    with target(store, server, api_key) as handle:
+    with target(store, server, api_key, catalog) as handle:
         data = checkpoint_json(handle.get(checkpoint_id))
 
     def lines() -> None:
@@ -175,11 +180,12 @@ def show(
 def rm(
     checkpoint_ids: list[str],
     store: StoreOpt = DEFAULT_STORE,
+    catalog: CatalogOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
     """Delete checkpoints (their space returns at a GC after the grace period)."""
-    with target(store, server, api_key) as handle:
+    with target(store, server, api_key, catalog) as handle:
         for checkpoint_id in checkpoint_ids:
             handle.delete(checkpoint_id)
             out.print(f"deleted {checkpoint_id}", highlight=False)
@@ -188,12 +194,13 @@ def rm(
 @app.command()
 def jobs(
     store: StoreOpt = DEFAULT_STORE,
+    catalog: CatalogOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List job ids."""
-    with target(store, server, api_key) as handle:
+    with target(store, server, api_key, catalog) as handle:
         names = handle.jobs()
 
     def lines() -> None:

@@ -58,6 +58,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 DataOpt = Annotated[
     Path, typer.Option("--data", envvar="CKPTSTORE_DATA", help="The server's store directory.")
 ]
+CatalogOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--catalog",
+        envvar="CKPTSTORE_CATALOG",
+        help="The store's catalog: a postgresql:// URL (default: SQLite in the store directory).",
+    ),
+]
 DEFAULT_STORE = Path("./ckpts")
 
 Target = CheckpointStore | Client
@@ -80,19 +88,24 @@ def _exit_codes() -> Iterator[None]:
 
 
 @contextmanager
-def target(store: Path, server: str | None = None, api_key: str | None = None) -> Iterator[Target]:
-    """The server if one is named, else the embedded store; errors become exit codes."""
+def target(
+    store: Path, server: str | None = None, api_key: str | None = None, catalog: str | None = None
+) -> Iterator[Target]:
+    """The server if one is named, else the embedded store (its catalog at ``catalog``
+    when given); errors become exit codes."""
     with _exit_codes():
-        handle: Target = Client(server, api_key) if server else CheckpointStore.open(store)
+        handle: Target = (
+            Client(server, api_key) if server else CheckpointStore.open(store, catalog=catalog)
+        )
         with handle:
             yield handle
 
 
 @contextmanager
-def local_store(store: Path) -> Iterator[CheckpointStore]:
+def local_store(store: Path, catalog: str | None = None) -> Iterator[CheckpointStore]:
     """The embedded store, for commands that only run where its files are (``serve``,
     ``keys``: they reach into its catalog); errors become exit codes."""
-    with _exit_codes(), CheckpointStore.open(store) as handle:
+    with _exit_codes(), CheckpointStore.open(store, catalog=catalog) as handle:
         yield handle
 
 

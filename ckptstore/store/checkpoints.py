@@ -29,7 +29,13 @@ from ckptstore.errors import (
     UnknownSortKey,
 )
 from ckptstore.store.blockstore import BlockStore, LocalBlockStore
-from ckptstore.store.catalog import Catalog, CheckpointRecord, ListQuery, SQLiteCatalog
+from ckptstore.store.catalog import (
+    Catalog,
+    CheckpointRecord,
+    ExclusiveLock,
+    ListQuery,
+    open_catalog,
+)
 from ckptstore.store.catalog.records import EndpointRecord
 from ckptstore.store.chunking.sources import Source
 from ckptstore.store.commit import Committer
@@ -109,7 +115,7 @@ class CheckpointStore:
     ) -> None:
         self._ctx = build_context(catalog, blocks, config or StoreConfig(), clock)
         record_legacy_widths(self._ctx)  # before any rebase needs them
-        self._gc_lock = GcLock(lock_dir)
+        self._gc_lock = GcLock(lock_dir, catalog if isinstance(catalog, ExclusiveLock) else None)
         self._committer = Committer(self._ctx, self._gc_lock)
         self._committer.resume()
 
@@ -118,16 +124,23 @@ class CheckpointStore:
         cls,
         path: str | os.PathLike[str],
         *,
+        catalog: str | None = None,
         config: StoreConfig | None = None,
         clock: Clock = time.time,
     ) -> CheckpointStore:
-        """A store in a local directory: ``catalog.sqlite`` beside ``packs/``."""
+        """A store in a local directory: ``catalog.sqlite`` beside ``packs/``; or, with
+        ``catalog`` a ``postgresql://`` URL, the catalog in that database and the packs
+        in ``path/packs`` (every process sharing the catalog shares that directory)."""
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
-        catalog = SQLiteCatalog(root / "catalog.sqlite")
-        return cls(
-            catalog, LocalBlockStore(root / "packs"), config=config, clock=clock, lock_dir=root
-        )
+        opened = open_catalog(catalog or root / "catalog.sqlite")
+        try:
+            return cls(
+                opened, LocalBlockStore(root / "packs"), config=config, clock=clock, lock_dir=root
+            )
+        except BaseException:
+            opened.close()
+            raise
 
     @property
     def context(self) -> StoreContext:

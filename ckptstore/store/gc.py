@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ckptstore.errors import CheckpointNotFound, CorruptBlockError
+from ckptstore.store.catalog.base import ExclusiveLock
 from ckptstore.store.catalog.records import BlockRecord, PackUsage, adjacent_runs
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import new_pack_id, upload_holder
@@ -35,14 +36,19 @@ class GcReport:
 
 
 class GcLock:
-    """One GC (or compaction) at a time per store: an advisory lock on ``gc.lock`` in
-    the store's directory, or nothing for a store without one."""
+    """One GC (or compaction) at a time per store: the catalog's own lock where it has
+    one (a catalog that processes on several machines share), else an advisory lock on
+    ``gc.lock`` in the store's directory, or nothing for a store without one."""
 
-    def __init__(self, lock_dir: Path | None) -> None:
+    def __init__(self, lock_dir: Path | None, shared: ExclusiveLock | None = None) -> None:
         self._lock_dir = lock_dir
+        self._shared = shared
 
     def run(self, work: Callable[[], GcReport], *, wait: bool) -> GcReport | None:
         """``work`` holding the lock; None if ``wait`` is False and a GC holds it."""
+        if self._shared is not None:
+            with self._shared.exclusive(wait=wait) as taken:
+                return work() if taken else None
         if self._lock_dir is None:
             return work()
         with open(self._lock_dir / "gc.lock", "a+b") as lock:

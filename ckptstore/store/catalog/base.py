@@ -18,7 +18,8 @@ embedded single-user store); reads never cross tenants.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator
-from typing import Protocol
+from contextlib import AbstractContextManager
+from typing import Protocol, runtime_checkable
 
 from ckptstore.store.catalog.records import (
     CHECKPOINT_TYPES,
@@ -354,6 +355,18 @@ class ServiceRecords(Protocol):
     def revoke_api_key(self, key_id: str, now: float) -> bool: ...
 
 
+@runtime_checkable
+class ExclusiveLock(Protocol):
+    """A lock that a catalog shared by several machines gives the processes sharing it,
+    so that one GC or compaction runs at a time among them all. A catalog in a local
+    file has none: the store locks a file beside it."""
+
+    def exclusive(self, *, wait: bool) -> AbstractContextManager[bool]:
+        """Hold the lock for the ``with`` block; yields whether it was taken (always
+        when ``wait``: then it waits for the holder to let go)."""
+        ...
+
+
 class Catalog(BlockIndex, Leases, Checkpoints, Rebases, Maintenance, ServiceRecords, Protocol):
     """The whole catalog, one implementation per database."""
 
@@ -370,6 +383,7 @@ __all__ = [
     "CheckpointRecord",
     "Checkpoints",
     "EndpointRecord",
+    "ExclusiveLock",
     "Leases",
     "ListQuery",
     "Maintenance",

@@ -1,0 +1,338 @@
+"""Checkpoints in PostgreSQL: checkpoints, manifests, slots, jobs and their settings."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+
+import psycopg.errors
+
+from ckptstore.errors import (
+    CheckpointExists,
+    CheckpointNotFound,
+    CheckpointPinned,
+    MissingBlockError,
+)
+from ckptstore.store.catalog.base import Checkpoints, ParentRule
+from ckptstore.store.catalog.postgres import rows
+from ckptstore.store.catalog.postgres.database import Connection, PostgresDatabase, retried
+from ckptstore.store.catalog.postgres.references import add_references, drop_references
+from ckptstore.store.catalog.postgres.rows import (
+    CHECKPOINT_COLUMNS,
+    CHECKPOINT_FIELDS,
+    CHECKPOINT_MARKS,
+    block_columns,
+)
+from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, ListQuery
+
+_FIELD_COLUMNS = {"createdAt": "created_at", "epoch": "epoch", "step": "step"}
+_NEWEST = "ORDER BY created_at DESC, seq DESC"
+_CANDIDATE_PAGE = 16  # the parent of a rebase is nearly always the first candidate
+_SELECT = f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints"
+
+
+class PostgresCheckpoints(PostgresDatabase, Checkpoints):
+    # -- write -----------------------------------------------------------------
+    @retried
+    def create_checkpoint(self, record: CheckpointRecord) -> None:
+        with self._write() as conn:
+            _ensure_job(conn, record.tenant_id, record.job_id, record.created_at)
+            _insert(conn, record)
+
+    @retried
+    def commit_checkpoint(
+        self,
+        record: CheckpointRecord,
+        manifest: list[tuple[int, bytes]],
+        lease_holder: str,
+        slots: list[str | None] | None = None,
+        rebase_parent: ParentRule | None = None,
+        *,
+        fills_pending: bool = False,
+    ) -> str | None:
+        if slots is not None and len(slots) != len(manifest):
+            raise ValueError(f"{len(slots)} slots for {len(manifest)} manifest entries")
+        with self._write() as conn:
+            _ensure_job(conn, record.tenant_id, record.job_id, record.created_at)
+            if rebase_parent is not None:
+                # Commits of one job that choose a parent take turns, so the second
+                # sees the first among the candidates.
+                conn.execute(
+                    "SELECT 1 FROM jobs WHERE tenant_id = %s AND job_id = %s FOR UPDATE",
+                    (record.tenant_id, record.job_id),
+                )
+            add_references(conn, Counter(block for _, block in manifest))
+            existing = _locked_checkpoint(conn, record.checkpoint_id)
+            if existing is None and fills_pending:
+                raise CheckpointNotFound(record.checkpoint_id)  # rolls back the references
+            if existing is None:
+                _insert(conn, record)
+            elif existing.status == "pending" and existing.tenant_id == record.tenant_id:
+                assignments = ", ".join(f"{name} = %s" for name in CHECKPOINT_FIELDS[1:])
+                conn.execute(
+                    f"UPDATE checkpoints SET {assignments} WHERE checkpoint_id = %s",
+                    (*rows.checkpoint_values(record)[1:], record.checkpoint_id),
+                )
+            else:
+                raise CheckpointExists(record.checkpoint_id)  # rolls back the references
+            slot_of = slots or [None] * len(manifest)
+            conn.execute(
+                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
+                " SELECT %s, s, b, o, sl FROM unnest("
+                "  %s::bigint[], %s::bytea[], %s::bigint[], %s::text[]) AS v(s, b, o, sl)",
+                (
+                    record.checkpoint_id,
+                    list(range(len(manifest))),
+                    [block for _, block in manifest],
+                    [offset for offset, _ in manifest],
+                    slot_of,
+                ),
+            )
+            conn.execute("DELETE FROM leases WHERE holder = %s", (lease_holder,))
+            parent = None if rebase_parent is None else rebase_parent(_others(conn, record))
+            if parent is not None:
+                conn.execute(
+                    "INSERT INTO rebases (checkpoint_id, parent_id) VALUES (%s, %s)",
+                    (record.checkpoint_id, parent),
+                )
+            return parent
+
+    @retried
+    def replace_best(self, record: CheckpointRecord, old_best_id: str | None) -> None:
+        with self._write() as conn:
+            if _locked_checkpoint(conn, record.checkpoint_id) is not None:
+                raise CheckpointExists(record.checkpoint_id)
+            # the checkpoint copied stays until this commits (a delete waits for it)
+            conn.execute(
+                "SELECT 1 FROM checkpoints WHERE checkpoint_id = %s FOR SHARE", (record.parent_id,)
+            )
+            add_references(conn, _reference_counts(conn, record.parent_id))
+            _insert(conn, record)
+            conn.execute(
+                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
+                " SELECT %s, seq, block_id, logical_offset, slot FROM manifests"
+                " WHERE checkpoint_id = %s",
+                (record.checkpoint_id, record.parent_id),
+            )
+            if old_best_id is not None:
+                _delete(conn, old_best_id, record.created_at)
+
+    @retried
+    def delete_checkpoint(self, checkpoint_id: str, now: float) -> CheckpointRecord:
+        with self._write() as conn:
+            return _delete(conn, checkpoint_id, now)
+
+    def pending_since(self, created_before: float) -> list[CheckpointRecord]:
+        found = self._all(
+            f"{_SELECT} WHERE status = 'pending' AND created_at < %s ORDER BY created_at, seq",
+            (created_before,),
+        )
+        return [rows.checkpoint(row) for row in found]
+
+    # -- read ------------------------------------------------------------------
+    def get_checkpoint(self, checkpoint_id: str) -> CheckpointRecord:
+        row = self._one(f"{_SELECT} WHERE checkpoint_id = %s", (checkpoint_id,))
+        if row is None:
+            raise CheckpointNotFound(checkpoint_id)
+        return rows.checkpoint(row)
+
+    def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int]:
+        direction = "DESC" if query.descending else "ASC"
+        params: list[object] = []
+        if query.sort_by == "createdAt":  # never NULL: the index gives this order directly
+            order = f"created_at {direction}, seq {direction}"
+        else:
+            if query.sort_by in _FIELD_COLUMNS:
+                key = _FIELD_COLUMNS[query.sort_by]
+            else:
+                key = "(metrics ->> %s)::double precision"
+                params = [query.sort_by] * 2
+            order = f"({key}) IS NULL, ({key}) {direction}, created_at DESC, seq DESC"
+        where = "WHERE tenant_id = %s AND job_id = %s"
+        filters: list[object] = [query.tenant_id, query.job_id]
+        if query.types is not None:
+            where += " AND type = ANY(%s)"
+            filters.append(list(query.types))
+        with self._read() as conn:
+            found = conn.execute(
+                f"{_SELECT} {where} ORDER BY {order} LIMIT %s", [*filters, *params, query.limit]
+            ).fetchall()
+            counted = conn.execute(f"SELECT COUNT(*) FROM checkpoints {where}", filters).fetchone()
+        return [rows.checkpoint(row) for row in found], counted[0] if counted else 0
+
+    def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
+        with self._read() as conn:
+            if (
+                conn.execute(
+                    "SELECT 1 FROM checkpoints WHERE checkpoint_id = %s", (checkpoint_id,)
+                ).fetchone()
+                is None
+            ):
+                raise CheckpointNotFound(checkpoint_id)
+            found = conn.execute(
+                f"SELECT m.logical_offset, m.block_id, {block_columns('b', without_id=True)}"
+                " FROM manifests m LEFT JOIN blocks b ON b.block_id = m.block_id"
+                " WHERE m.checkpoint_id = %s ORDER BY m.seq",
+                (checkpoint_id,),
+            ).fetchall()
+        missing = [row[1].hex() for row in found if row[2] is None]
+        if missing:
+            raise MissingBlockError(missing)
+        return [(row[0], rows.block(row[1:])) for row in found]
+
+    def slots(self, checkpoint_id: str) -> dict[str, BlockRecord]:
+        with self._read() as conn:
+            if (
+                conn.execute(
+                    "SELECT 1 FROM checkpoints WHERE checkpoint_id = %s", (checkpoint_id,)
+                ).fetchone()
+                is None
+            ):
+                raise CheckpointNotFound(checkpoint_id)
+            found = conn.execute(
+                f"SELECT m.slot, {block_columns('b')}"
+                " FROM manifests m JOIN blocks b ON b.block_id = m.block_id"
+                " WHERE m.checkpoint_id = %s AND m.slot IS NOT NULL",
+                (checkpoint_id,),
+            ).fetchall()
+        return {row[0]: rows.block(row[1:]) for row in found}
+
+    def job_totals(self, tenant_id: str, job_id: str) -> tuple[int, int]:
+        row = self._one(
+            "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0)::bigint FROM checkpoints"
+            " WHERE tenant_id = %s AND job_id = %s",
+            (tenant_id, job_id),
+        )
+        return row[0], row[1]
+
+    def job_extremes(
+        self, tenant_id: str, job_id: str
+    ) -> tuple[CheckpointRecord | None, CheckpointRecord | None]:
+        where = "WHERE tenant_id = %s AND job_id = %s"
+        with self._read() as conn:
+            best = conn.execute(
+                f"{_SELECT} {where} AND type = 'best' {_NEWEST} LIMIT 1", (tenant_id, job_id)
+            ).fetchone()
+            latest = conn.execute(
+                f"{_SELECT} {where} {_NEWEST} LIMIT 1", (tenant_id, job_id)
+            ).fetchone()
+        return (
+            rows.checkpoint(best) if best else None,
+            rows.checkpoint(latest) if latest else None,
+        )
+
+    def tenant_totals(self, tenant_id: str) -> tuple[int, int, int]:
+        row = self._one(
+            "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0)::bigint,"
+            " COALESCE(SUM(stored_bytes), 0)::bigint FROM checkpoints WHERE tenant_id = %s",
+            (tenant_id,),
+        )
+        return row[0], row[1], row[2]
+
+    def metric_keys(self, tenant_id: str, job_id: str) -> list[str]:
+        found = self._all(
+            'SELECT DISTINCT k COLLATE "C" FROM checkpoints c, jsonb_object_keys(c.metrics) k'
+            " WHERE c.tenant_id = %s AND c.job_id = %s ORDER BY 1",
+            (tenant_id, job_id),
+        )
+        return [row[0] for row in found]
+
+    def list_jobs(self, tenant_id: str) -> list[str]:
+        found = self._all(
+            "SELECT job_id FROM jobs WHERE tenant_id = %s ORDER BY job_id", (tenant_id,)
+        )
+        return [row[0] for row in found]
+
+    # -- job settings ----------------------------------------------------------
+    def job_settings(self, tenant_id: str, job_id: str) -> dict[str, object]:
+        row = self._one(
+            "SELECT settings FROM jobs WHERE tenant_id = %s AND job_id = %s", (tenant_id, job_id)
+        )
+        settings: dict[str, object] = json.loads(row[0]) if row else {}
+        return settings
+
+    @retried
+    def set_job_settings(
+        self, tenant_id: str, job_id: str, settings: dict[str, object], now: float
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO jobs (tenant_id, job_id, created_at, settings)"
+                " VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (tenant_id, job_id) DO UPDATE SET settings = EXCLUDED.settings",
+                (tenant_id, job_id, now, json.dumps(settings)),
+            )
+
+
+def _insert(conn: Connection, record: CheckpointRecord) -> None:
+    """Insert a checkpoint row; CheckpointExists if its id is taken (by a commit that
+    raced this one, too)."""
+    try:
+        with conn.transaction():  # a savepoint: the error is turned into ours
+            conn.execute(
+                f"INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ({CHECKPOINT_MARKS})",
+                rows.checkpoint_values(record),
+            )
+    except psycopg.errors.UniqueViolation:
+        raise CheckpointExists(record.checkpoint_id) from None
+
+
+def _locked_checkpoint(conn: Connection, checkpoint_id: str) -> CheckpointRecord | None:
+    """The checkpoint's row, locked until the transaction ends (None if there is none)."""
+    row = conn.execute(
+        f"{_SELECT} WHERE checkpoint_id = %s FOR UPDATE", (checkpoint_id,)
+    ).fetchone()
+    return rows.checkpoint(row) if row else None
+
+
+def _others(conn: Connection, record: CheckpointRecord) -> Iterator[CheckpointRecord]:
+    """The job's ready checkpoints other than ``record``, newest first, read a page at a
+    time (each page read whole, so no statement stays open once the rule returns)."""
+    offset = 0
+    while True:
+        page = conn.execute(
+            f"{_SELECT} WHERE tenant_id = %s AND job_id = %s"
+            f" AND status = 'ready' AND checkpoint_id != %s {_NEWEST} LIMIT %s OFFSET %s",
+            (record.tenant_id, record.job_id, record.checkpoint_id, _CANDIDATE_PAGE, offset),
+        ).fetchall()
+        yield from (rows.checkpoint(row) for row in page)
+        if len(page) < _CANDIDATE_PAGE:
+            return
+        offset += len(page)
+
+
+def _reference_counts(conn: Connection, checkpoint_id: str | None) -> dict[bytes, int]:
+    found = conn.execute(
+        "SELECT block_id, COUNT(*) FROM manifests WHERE checkpoint_id = %s GROUP BY block_id",
+        (checkpoint_id,),
+    ).fetchall()
+    return {row[0]: row[1] for row in found}
+
+
+def _ensure_job(conn: Connection, tenant_id: str, job_id: str, now: float) -> None:
+    conn.execute(
+        "INSERT INTO jobs (tenant_id, job_id, created_at) VALUES (%s, %s, %s)"
+        " ON CONFLICT DO NOTHING",
+        (tenant_id, job_id, now),
+    )
+
+
+def _delete(conn: Connection, checkpoint_id: str, now: float) -> CheckpointRecord:
+    record = _locked_checkpoint(conn, checkpoint_id)
+    if record is None:
+        raise CheckpointNotFound(checkpoint_id)
+    pins = conn.execute(
+        "SELECT endpoint_id FROM endpoints WHERE checkpoint_id = %s ORDER BY endpoint_id",
+        (checkpoint_id,),
+    ).fetchall()
+    if pins:
+        raise CheckpointPinned(checkpoint_id, [row[0] for row in pins])
+    drop_references(conn, _reference_counts(conn, checkpoint_id), now)
+    conn.execute("DELETE FROM manifests WHERE checkpoint_id = %s", (checkpoint_id,))
+    conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = %s", (checkpoint_id,))
+    conn.execute(
+        "DELETE FROM rebases WHERE checkpoint_id = %s OR parent_id = %s",
+        (checkpoint_id, checkpoint_id),
+    )
+    return record

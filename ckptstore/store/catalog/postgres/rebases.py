@@ -1,0 +1,115 @@
+"""Rebases in PostgreSQL: pending rebases, and blocks re-pointed at re-encoded entries."""
+
+from __future__ import annotations
+
+from ckptstore.store.catalog.base import Rebases
+from ckptstore.store.catalog.postgres import rows
+from ckptstore.store.catalog.postgres.blocks import hold_blocks
+from ckptstore.store.catalog.postgres.database import Connection, PostgresDatabase, retried
+from ckptstore.store.catalog.postgres.rows import block_columns
+from ckptstore.store.catalog.records import BlockRecord
+
+_REPOINT = (
+    "UPDATE blocks SET pack_id = %s, pack_offset = %s, header_len = %s,"
+    " stored_len = %s, codec = %s, base_id = %s"
+    " WHERE block_id = %s AND pack_id = %s AND pack_offset = %s"
+    " AND base_id IS NOT DISTINCT FROM %s AND (%s::bytea IS NULL OR EXISTS"
+    " (SELECT 1 FROM blocks y WHERE y.block_id = %s AND y.base_id IS NULL))"
+)
+
+
+class PostgresRebases(PostgresDatabase, Rebases):
+    def pending_rebases(self) -> list[tuple[str, str]]:
+        found = self._all("SELECT checkpoint_id, parent_id FROM rebases ORDER BY seq")
+        return [(row[0], row[1]) for row in found]
+
+    @retried
+    def finish_rebase(self, checkpoint_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM rebases WHERE checkpoint_id = %s", (checkpoint_id,))
+
+    @retried
+    def reencode_blocks(
+        self,
+        pack_id: str,
+        size: int,
+        moves: list[tuple[BlockRecord, BlockRecord]],
+        now: float,
+        owner: str | None = None,
+        max_height: int | None = None,
+    ) -> set[bytes]:
+        applied: set[bytes] = set()
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO packs (pack_id, size, created_at) VALUES (%s, %s, %s)",
+                (pack_id, size, now),
+            )
+            # Every block moved and every new base is locked first: a rebase in another
+            # process that would hang a delta below one of them, or make one a delta,
+            # waits for this one and then sees what it did, so the checks below (the
+            # base is whole; the height below a block) cannot both pass on stale views.
+            bases = [new.base_id for _, new in moves if new.base_id is not None]
+            hold_blocks(conn, [old.block_id for old, _ in moves] + bases, "NO KEY UPDATE")
+            for old, new in moves:
+                if (
+                    max_height is not None
+                    and new.base_id is not None
+                    and _height(conn, old.block_id, max_height) >= max_height
+                ):
+                    continue
+                changed = conn.execute(
+                    _REPOINT,
+                    (
+                        new.pack_id,
+                        new.offset,
+                        new.header_len,
+                        new.stored_len,
+                        new.codec,
+                        new.base_id,
+                        old.block_id,
+                        old.pack_id,
+                        old.offset,
+                        old.base_id,
+                        new.base_id,
+                        new.base_id,
+                    ),
+                ).rowcount
+                if changed:
+                    applied.add(old.block_id)
+            if not applied:
+                conn.execute("DELETE FROM packs WHERE pack_id = %s", (pack_id,))
+            elif owner is not None:
+                saved = sum(
+                    old.stored_len - new.stored_len for old, new in moves if old.block_id in applied
+                )
+                conn.execute(
+                    "UPDATE checkpoints SET stored_bytes = GREATEST(0, stored_bytes - %s)"
+                    " WHERE checkpoint_id = %s",
+                    (saved, owner),
+                )
+        return applied
+
+    def orphaned_deltas(self, dead_before: float) -> list[BlockRecord]:
+        found = self._all(
+            f"SELECT {block_columns('x')} FROM blocks x JOIN blocks y ON y.block_id = x.base_id"
+            " WHERE y.refcount = 0 AND y.dead_since <= %s"
+            " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.block_id = y.block_id)"
+            " AND (x.refcount > 0"
+            " OR EXISTS (SELECT 1 FROM leases l WHERE l.block_id = x.block_id))",
+            (dead_before,),
+        )
+        return [rows.block(row) for row in found]
+
+
+def _height(conn: Connection, block_id: bytes, limit: int) -> int:
+    """How many deltas deep blocks hang below ``block_id`` (``limit``: at least that)."""
+    row = conn.execute(
+        "WITH RECURSIVE below(block_id, depth) AS ("
+        " SELECT block_id, 1 FROM blocks WHERE base_id = %s"
+        " UNION ALL SELECT b.block_id, below.depth + 1 FROM blocks b"
+        " JOIN below ON b.base_id = below.block_id WHERE below.depth < %s)"
+        " SELECT COALESCE(MAX(depth), 0) FROM below",
+        (block_id, limit),
+    ).fetchone()
+    height: int = row[0] if row else 0
+    return height

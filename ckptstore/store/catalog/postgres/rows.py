@@ -1,0 +1,75 @@
+"""The columns of block and checkpoint rows in PostgreSQL, and the records they make.
+
+The column lists and block rows are the SQLite catalog's; checkpoint metrics are
+JSONB here, which psycopg reads as a dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from ckptstore.store.catalog.records import CheckpointRecord
+from ckptstore.store.catalog.sqlite.rows import (
+    BLOCK_COLUMNS,
+    CHECKPOINT_FIELDS,
+    Row,
+    block,
+    block_columns,
+    block_values,
+)
+
+CHECKPOINT_COLUMNS = ", ".join(CHECKPOINT_FIELDS)
+CHECKPOINT_MARKS = ", ".join(["%s"] * len(CHECKPOINT_FIELDS))
+BLOCK_MARKS = ", ".join(["%s"] * len(BLOCK_COLUMNS.split(", ")))
+
+
+def checkpoint(row: Row) -> CheckpointRecord:
+    fields: dict[str, Any] = dict(zip(CHECKPOINT_FIELDS, row, strict=True))
+    return CheckpointRecord(**fields)
+
+
+def checkpoint_values(record: CheckpointRecord) -> Row:
+    return tuple(
+        Jsonb(record.metrics) if name == "metrics" else getattr(record, name)
+        for name in CHECKPOINT_FIELDS
+    )
+
+
+def block_arrays(blocks: list[Any]) -> list[list[Any]]:
+    """The values of BLOCK_COLUMNS as one list per column (for ``unnest``)."""
+    columns: list[list[Any]] = [[] for _ in BLOCK_COLUMNS.split(", ")]
+    for b in blocks:
+        for column, value in zip(columns, block_values(b), strict=True):
+            column.append(value)
+    return columns
+
+
+# unnest's column types, in BLOCK_COLUMNS order
+BLOCK_ARRAY_TYPES = (
+    "bytea[]",
+    "text[]",
+    "bigint[]",
+    "bigint[]",
+    "bigint[]",
+    "int[]",
+    "bytea[]",
+    "int[]",
+    "int[]",
+)
+
+__all__ = [
+    "BLOCK_ARRAY_TYPES",
+    "BLOCK_COLUMNS",
+    "BLOCK_MARKS",
+    "CHECKPOINT_COLUMNS",
+    "CHECKPOINT_FIELDS",
+    "CHECKPOINT_MARKS",
+    "Row",
+    "block",
+    "block_arrays",
+    "block_columns",
+    "block_values",
+    "checkpoint",
+    "checkpoint_values",
+]

@@ -1,0 +1,67 @@
+"""The shipped catalog tests against PostgreSQL, each in a fresh schema; and its
+migrations, version check and locks."""
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from ckptstore.errors import FormatError, InvalidArgument
+from ckptstore.store.catalog.postgres import SCHEMA_VERSION, PostgresCatalog
+from ckptstore.testing.catalog import CatalogTests
+
+
+class TestPostgresCatalog(CatalogTests):
+    @pytest.fixture
+    def catalog(self, postgres_url: str) -> Iterator[PostgresCatalog]:
+        catalog = PostgresCatalog(postgres_url, pool_size=2)
+        yield catalog
+        catalog.close()
+
+    def test_schema_version_is_recorded(self, catalog: PostgresCatalog) -> None:
+        assert catalog.schema_version() == SCHEMA_VERSION
+
+    def test_newer_schema_is_refused(self, postgres_url: str) -> None:
+        PostgresCatalog(postgres_url).close()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO ckptstore_schema VALUES (%s)", (SCHEMA_VERSION + 1,))
+        with pytest.raises(FormatError, match="schema version"):
+            PostgresCatalog(postgres_url)
+
+    def test_reopen_keeps_data_and_migrates_once(self, postgres_url: str) -> None:
+        first = PostgresCatalog(postgres_url)
+        first.set_setting_if_absent("x", "1")
+        first.close()
+        second = PostgresCatalog(postgres_url)
+        assert second.get_setting("x") == "1"
+        second.close()
+        with psycopg.connect(postgres_url) as conn:
+            versions = conn.execute("SELECT version FROM ckptstore_schema").fetchall()
+        assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+
+    def test_a_url_without_a_schema_is_refused(self, postgres_url: str) -> None:
+        missing = postgres_url.rsplit("%3D", 1)[0] + "%3Dno_such_schema_here"
+        with pytest.raises(InvalidArgument, match="search_path"):
+            PostgresCatalog(missing)
+
+    def test_processes_opening_together_migrate_once(self, postgres_url: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(4) as pool:
+            catalogs = list(
+                pool.map(lambda _: PostgresCatalog(postgres_url, pool_size=1), range(4))
+            )
+        for catalog in catalogs:
+            assert catalog.schema_version() == SCHEMA_VERSION
+            catalog.close()
+        with psycopg.connect(postgres_url) as conn:
+            versions = conn.execute("SELECT version FROM ckptstore_schema").fetchall()
+        assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+
+    def test_the_gc_lock_is_exclusive_across_connections(self, catalog: PostgresCatalog) -> None:
+        with catalog.exclusive(wait=False) as first:
+            assert first
+            with catalog.exclusive(wait=False) as second:
+                assert not second
+        with catalog.exclusive(wait=False) as again:
+            assert again
