@@ -273,6 +273,29 @@ def test_a_failed_rebase_leaves_the_commit_and_the_parent_whole(store, monkeypat
     assert restore_bytes(store, first) == data1 and restore_bytes(store, second) == data2
 
 
+def test_a_rebase_left_by_a_dead_process_is_taken_up_once_its_claim_lapses(
+    open_store, clock, monkeypatch
+):
+    from ckptstore.store.commit import Committer
+
+    first_process = open_store()
+    with monkeypatch.context() as patch:  # it claims the rebase, then dies before running it
+        patch.setattr(Committer, "_rebase", lambda self, *ids: None)
+        (first, data1), (second, data2) = put_steps(first_process, 2)
+    other_process = open_store()  # a second process on the same store
+    assert first_process.stats().pending_rebases == 1
+    other_process.gc()
+    other_process.settle()
+    assert Codec.BIASED_DELTA not in codecs_of(other_process, first)  # still claimed
+    clock.advance(TEST_CONFIG.lease_ttl_s + 1)
+    other_process.gc()  # the claim has lapsed: this process takes the work
+    other_process.settle()
+    assert Codec.BIASED_DELTA in codecs_of(other_process, first)
+    assert other_process.stats().pending_rebases == 0
+    assert restore_bytes(other_process, first) == data1
+    assert restore_bytes(other_process, second) == data2
+
+
 def test_a_store_written_with_the_older_plane_codecs_keeps_working(store, monkeypatch):
     """Blocks stored as codec 2 (before codecs 4 and 5) read back, rebase onto new
     blocks as codec 5, verify and survive GC."""

@@ -347,9 +347,12 @@ class CheckpointStore:
         return self._ctx.catalog.delete_checkpoint(record.checkpoint_id, self._ctx.clock())
 
     def gc(self) -> GcReport:
-        """Reclaim dead blocks and compact packs; one GC at a time per store."""
+        """Reclaim dead blocks and compact packs; one GC at a time per store. Also takes
+        up, once the pass is done, the rebases another process left undone (their claim
+        lapsed)."""
         report = self._gc_lock.run(lambda: collect_garbage(self._ctx), wait=True)
         assert report is not None
+        self._committer.resume()
         return report
 
     def verify(self, *, read_data: bool = False) -> VerifyReport:

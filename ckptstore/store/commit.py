@@ -11,6 +11,7 @@ save and each rebase sees the chains the last one made.
 from __future__ import annotations
 
 import logging
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -31,11 +32,21 @@ class Committer:
         self._ctx = ctx
         self._gc_lock = gc_lock
         self._rebaser = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-rebase")
+        # Rebases are claimed in the catalog, so that of several processes on one store
+        # exactly one runs each; a claim lapses after the lease time, so the work of a
+        # process that died is taken up by another (at its next GC or open).
+        self._owner = f"rebaser_{secrets.token_hex(8)}"
 
     def resume(self) -> None:
-        """Queue the rebases that a crash or an error cut short, first of all."""
-        for checkpoint_id, parent_id in self._ctx.catalog.pending_rebases():
-            self._rebaser.submit(self._rebase, checkpoint_id, parent_id)
+        """Queue the pending rebases no process holds: those a crash, an error or a
+        process that died left undone, oldest first."""
+        while (claimed := self._claim()) is not None:
+            self._rebaser.submit(self._rebase, *claimed)
+
+    def _claim(self, checkpoint_id: str | None = None) -> tuple[str, str] | None:
+        now = self._ctx.clock()
+        until = now + self._ctx.config.lease_ttl_s
+        return self._ctx.catalog.claim_rebase(self._owner, until, now, checkpoint_id)
 
     def commit(
         self,
@@ -66,7 +77,7 @@ class Committer:
             record, manifest, holder, slots, rule, fills_pending=draft.status == "pending"
         )
         apply_policies(self._ctx, record)
-        if parent_id is not None:
+        if parent_id is not None and self._claim(record.checkpoint_id) is not None:
             self._rebaser.submit(self._rebase, record.checkpoint_id, parent_id)
         return record
 

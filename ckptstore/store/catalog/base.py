@@ -232,6 +232,16 @@ class Rebases(Protocol):
         """Forget the pending rebase onto ``checkpoint_id``."""
         ...
 
+    def claim_rebase(
+        self, owner: str, until: float, now: float, checkpoint_id: str | None = None
+    ) -> tuple[str, str] | None:
+        """Claim for ``owner`` until ``until`` the oldest pending rebase (or the one onto
+        ``checkpoint_id``) that no one holds: unclaimed, or its claim lapsed (before
+        ``now``); ``(checkpoint_id, parent_id)``, or None. Of processes claiming at
+        once, exactly one gets each rebase; a holder's own claim is not taken again
+        before it lapses."""
+        ...
+
     def reencode_blocks(
         self,
         pack_id: str,

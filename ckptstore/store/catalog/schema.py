@@ -1,6 +1,6 @@
 """The catalog schema, as numbered migrations (FORMAT.md describes the tables)."""
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # MIGRATIONS[n] takes a catalog from schema version n-1 to n.
 MIGRATIONS: dict[int, list[str]] = {
@@ -101,4 +101,10 @@ MIGRATIONS: dict[int, list[str]] = {
     # 5: an API key may be an operator's (admin): store-wide operations (GC, metrics)
     # need one; keys from before are a tenant's only.
     5: ["ALTER TABLE api_keys ADD COLUMN admin INTEGER NOT NULL DEFAULT 0"],
+    # 6: a pending rebase is claimed by the process that runs it, until a time: with
+    # several processes on one store exactly one runs it, and a dead one's claim lapses.
+    6: [
+        "ALTER TABLE rebases ADD COLUMN claimed_by TEXT",
+        "ALTER TABLE rebases ADD COLUMN claimed_until REAL",
+    ],
 }

@@ -190,3 +190,24 @@ class RebaseTests(CatalogFixture):
         assert catalog.orphaned_deltas(NOW + 10) == [catalog.get_block(bid(1))]
         catalog.delete_checkpoint("old", NOW + 6)
         assert catalog.orphaned_deltas(NOW + 10) == []  # no longer in use themselves
+
+    def test_each_pending_rebase_is_claimed_by_one_owner_until_it_lapses(
+        self, catalog: Catalog
+    ) -> None:
+        self.add(catalog, 1, 2)
+        slots: list[str | None] = ["t#0"]
+        catalog.commit_checkpoint(checkpoint("a", created=NOW), [(0, bid(1))], "h", slots)
+        rule = choose_rebase_parent
+        for name, created in (("b", NOW + 1), ("c", NOW + 2)):
+            catalog.commit_checkpoint(
+                checkpoint(name, created=created), [(0, bid(2))], "h", slots, rule
+            )
+        assert catalog.claim_rebase("p1", NOW + 100, NOW) == ("b", "a")  # oldest first
+        assert catalog.claim_rebase("p2", NOW + 100, NOW, "b") is None  # held by p1
+        assert catalog.claim_rebase("p1", NOW + 100, NOW, "b") is None  # not twice either
+        assert catalog.claim_rebase("p2", NOW + 100, NOW) == ("c", "b")
+        assert catalog.claim_rebase("p3", NOW + 100, NOW) is None  # all held
+        assert catalog.claim_rebase("p3", NOW + 200, NOW + 101) == ("b", "a")  # p1's lapsed
+        catalog.finish_rebase("b")
+        assert catalog.claim_rebase("p3", NOW + 300, NOW + 201) == ("c", "b")
+        assert catalog.pending_rebases() == [("c", "b")]  # claimed, not finished

@@ -29,6 +29,24 @@ class PostgresRebases(PostgresDatabase, Rebases):
             conn.execute("DELETE FROM rebases WHERE checkpoint_id = %s", (checkpoint_id,))
 
     @retried
+    def claim_rebase(
+        self, owner: str, until: float, now: float, checkpoint_id: str | None = None
+    ) -> tuple[str, str] | None:
+        which = "checkpoint_id = %s" if checkpoint_id else "TRUE"
+        params: tuple[object, ...] = (checkpoint_id,) if checkpoint_id else ()
+        with self._write() as conn:
+            # SKIP LOCKED: a row another process is claiming right now is passed over
+            row = conn.execute(
+                "UPDATE rebases SET claimed_by = %s, claimed_until = %s WHERE seq = ("
+                f" SELECT seq FROM rebases WHERE {which}"
+                " AND (claimed_until IS NULL OR claimed_until < %s)"
+                " ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
+                " RETURNING checkpoint_id, parent_id",
+                (owner, until, *params, now),
+            ).fetchone()
+            return None if row is None else (row[0], row[1])
+
+    @retried
     def reencode_blocks(
         self,
         pack_id: str,

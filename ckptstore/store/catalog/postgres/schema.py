@@ -96,11 +96,13 @@ MIGRATIONS: dict[int, list[str]] = {
             revoked_at DOUBLE PRECISION,
             admin BOOLEAN NOT NULL DEFAULT FALSE)""",
         # a committed checkpoint whose parent is still to be rebased onto it (rebase.py);
-        # claimed_until: a process rebasing it holds it until then (a dead one's lapses)
+        # claimed_by, claimed_until: the process rebasing it holds it until then (a dead
+        # one's claim lapses and another process takes the work)
         f"""CREATE TABLE rebases (
             seq BIGINT GENERATED ALWAYS AS IDENTITY,
             checkpoint_id {_ID} PRIMARY KEY,
             parent_id {_ID} NOT NULL,
+            claimed_by TEXT,
             claimed_until DOUBLE PRECISION)""",
         "CREATE INDEX rebases_parent ON rebases (parent_id)",
     ],

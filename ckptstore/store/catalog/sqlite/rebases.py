@@ -24,6 +24,25 @@ class SQLiteRebases(SQLiteDatabase, Rebases):
         with self._write() as conn:
             conn.execute("DELETE FROM rebases WHERE checkpoint_id = ?", (checkpoint_id,))
 
+    def claim_rebase(
+        self, owner: str, until: float, now: float, checkpoint_id: str | None = None
+    ) -> tuple[str, str] | None:
+        free = "(claimed_until IS NULL OR claimed_until < ?)"
+        which, params = ("checkpoint_id = ?", (checkpoint_id,)) if checkpoint_id else ("1", ())
+        with self._write() as conn:  # SQLite's one writer: the select and update are one step
+            row = conn.execute(
+                f"SELECT checkpoint_id, parent_id FROM rebases WHERE {which} AND {free}"
+                " ORDER BY rowid LIMIT 1",
+                (*params, now),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE rebases SET claimed_by = ?, claimed_until = ? WHERE checkpoint_id = ?",
+                (owner, until, row[0]),
+            )
+            return row[0], row[1]
+
     def reencode_blocks(
         self,
         pack_id: str,
