@@ -99,3 +99,74 @@ def test_cli_commands_open_the_catalog_named_by_catalog(postgres_url: str, tmp_p
     assert not (tmp_path / "store" / "catalog.sqlite").exists()
     with CheckpointStore.open(tmp_path / "store", catalog=postgres_url) as store:
         assert store.get(pushed["checkpoint_id"]).job_id == "job_cli"
+
+
+def _writer(root: str, catalog: str, worker: int, rounds: int, out: str) -> None:
+    """One process: puts overlapping data (a shared part and one of its own) into its
+    job; records what it acknowledged."""
+    acknowledged = {}
+    with CheckpointStore.open(Path(root), catalog=catalog, config=TEST_CONFIG) as store:
+        shared = random_bytes(600_000, seed=500)
+        for step in range(rounds):
+            data = shared + random_bytes(200_000, seed=worker * 1000 + step)
+            record = store.put(f"job_{worker}", data, step=step)
+            acknowledged[record.checkpoint_id] = data.hex()
+        store.settle()
+    Path(out).write_text(json.dumps(acknowledged))
+
+
+def _reaper(root: str, catalog: str, wanted: int, out: str) -> None:
+    """One process: deletes the oldest checkpoint of each job as the writers make them,
+    and runs GC, until it has deleted ``wanted`` (or the writers are long done)."""
+    import time
+
+    deleted: list[str] = []
+    with CheckpointStore.open(Path(root), catalog=catalog, config=TEST_CONFIG) as store:
+        for _ in range(3000):
+            if len(deleted) >= wanted:
+                break
+            time.sleep(0.01)  # another process's turn: this one polls the catalog
+            for job in store.jobs():
+                page = store.list(job, limit=None, order="asc")
+                if len(page.checkpoints) > 1:  # the oldest of each job goes
+                    oldest = page.checkpoints[0].checkpoint_id
+                    store.delete(oldest)
+                    deleted.append(oldest)
+            store.gc()
+    Path(out).write_text(json.dumps(deleted))
+
+
+def test_processes_sharing_a_catalog_lose_nothing_acknowledged(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    root = str(tmp_path / "store")
+    CheckpointStore.open(Path(root), catalog=postgres_url).close()  # one migration first
+    writers = [
+        spawn.Process(target=_writer, args=(root, postgres_url, w, 4, f"{tmp_path}/w{w}.json"))
+        for w in range(3)
+    ]
+    reaper = spawn.Process(target=_reaper, args=(root, postgres_url, 4, f"{tmp_path}/r.json"))
+    for process in [*writers, reaper]:
+        process.start()
+    for process in [*writers, reaper]:
+        process.join(timeout=300)
+        assert process.exitcode == 0
+    acknowledged: dict[str, str] = {}
+    for w in range(3):
+        acknowledged |= json.loads(Path(f"{tmp_path}/w{w}.json").read_text())
+    deleted = set(json.loads(Path(f"{tmp_path}/r.json").read_text()))
+    assert len(acknowledged) == 12 and len(deleted) >= 4 and deleted <= set(acknowledged)
+    with CheckpointStore.open(Path(root), catalog=postgres_url, config=TEST_CONFIG) as store:
+        store.settle()
+        for checkpoint_id, data in acknowledged.items():
+            if checkpoint_id in deleted:
+                with pytest.raises(CheckpointNotFound):
+                    store.get(checkpoint_id)
+            else:
+                with store.open_reader(checkpoint_id) as reader:
+                    assert reader.read().hex() == data
+        assert store.verify(read_data=True).ok
+        assert store.stats().pending_rebases == 0
