@@ -32,8 +32,8 @@ JOB = "bench_job"
 TARGETS = {"list_rps": 800, "list_p99_ms": 50, "download": 400, "upload": 250, "dedup_s": 2}
 
 
-def populate(data_dir: Path) -> str:
-    with CheckpointStore.open(data_dir) as store:
+def populate(data_dir: Path, catalog: str | None = None) -> str:
+    with CheckpointStore.open(data_dir, catalog=catalog) as store:
         _, key = create_api_key(store.context.catalog, "bench", "bench", time.time())
         for i in range(1000):
             store.put(
