@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.chunk_params
 	$(BIN)/python -m bench.engine
 	$(BIN)/python -m bench.server --workers 2
+	$(BIN)/python -m bench.catalogs
 	$(BIN)/python -m bench.client
 	$(BIN)/python -m bench.corpora
 	$(BIN)/python -m bench.byte_planes
