@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -134,11 +135,16 @@ def require_kernels():
     """The C loops, or a failure in CI (where they must be built) and a skip elsewhere
     (a machine without a C compiler: numpy does the work)."""
     if native.kernels is None:
-        message = "ckptstore.store.codecs._kernels is not built (no C compiler at install?)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("ckptstore.store.codecs._kernels is not built (no C compiler at install?)")
     return native.kernels
+
+
+def unavailable(message: str) -> NoReturn:
+    """What a test does without something it needs: fail under CI (where everything
+    must be there), skip with the reason elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 # -- PostgreSQL ----------------------------------------------------------------
@@ -153,17 +159,11 @@ def _postgres_admin():
     try:
         import psycopg
     except ImportError:  # pragma: no cover - the test extra installs it
-        message = "psycopg is not installed (pip install 'ckptstore[postgres]')"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("psycopg is not installed (pip install 'ckptstore[postgres]')")
     try:
         return psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as error:
-        message = f"no PostgreSQL at {POSTGRES_URL} (CKPTSTORE_TEST_POSTGRES): {error}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"no PostgreSQL at {POSTGRES_URL} (CKPTSTORE_TEST_POSTGRES): {error}")
 
 
 def schema_url(schema: str) -> str:
