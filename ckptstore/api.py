@@ -63,8 +63,10 @@ class CheckpointAPI(Protocol):
         order: str = "desc",
         limit: int | None = 50,
         types: tuple[str, ...] | None = None,
+        cursor: str | None = None,
     ) -> CheckpointPage:
-        """A page of a job's checkpoints, sorted; those lacking the sort metric come last."""
+        """A page of a job's checkpoints, sorted; those lacking the sort metric come last.
+        ``cursor``: the ``next_cursor`` of the page before; ``limit=None``: all."""
         ...
 
     def job_summary(self, job_id: str) -> JobSummary: ...

@@ -150,6 +150,26 @@ def test_api_lists_sorted_filtered_and_counted(target: Target) -> None:
     assert (summary.total_count, summary.total_size_bytes) == (4, 4000)
 
 
+def test_api_pages_by_cursor_and_lists_everything_without_a_limit(target: Target) -> None:
+    api = target.api
+    made = [saved(target, bytes([i]) * 100, epoch=i, metrics={"loss": i / 10}) for i in range(7)]
+    everything = api.list(JOB, sort_by="loss", order="asc", limit=None, types=("automatic",))
+    assert [r.checkpoint_id for r in everything.checkpoints] == [r.checkpoint_id for r in made]
+    assert everything.next_cursor is None
+    seen, cursor = [], None
+    while True:
+        page = api.list(
+            JOB, sort_by="loss", order="asc", limit=3, types=("automatic",), cursor=cursor
+        )
+        seen += [r.checkpoint_id for r in page.checkpoints]
+        assert page.total_count == 7
+        if (cursor := page.next_cursor) is None:
+            break
+    assert seen == [r.checkpoint_id for r in made]
+    with pytest.raises(InvalidArgument):
+        api.list(JOB, cursor="not-a-cursor")
+
+
 def test_api_delete_then_not_found_on_both_sides(target: Target) -> None:
     api = target.api
     record = saved(target)

@@ -192,3 +192,14 @@ def test_first_start_keeps_the_key_in_a_private_file_not_the_log(tmp_path):
         assert signed.status_code == 403
     log = (tmp_path / "server.log").read_text()
     assert "/signed/ckpt_x?expires=1&signature=[redacted]" in log and "SECRETSIG" not in log
+
+
+def test_ls_pages_with_limit_and_lists_everything_with_all(server, tmp_path):
+    src = tmp_path / "tiny.bin"
+    for step in range(3):
+        src.write_bytes(bytes([step]) * 100)
+        cli(server, "push", str(src), "--job", "job_pages", "--step", str(step))
+    paged = json.loads(cli(server, "ls", "job_pages", "--limit", "2", "--json").stdout)
+    assert len(paged["checkpoints"]) == 2 and paged["totalCount"] == 3
+    everything = json.loads(cli(server, "ls", "job_pages", "--all", "--json").stdout)
+    assert [c["step"] for c in everything["checkpoints"]] == [2, 1, 0]

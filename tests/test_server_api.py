@@ -217,7 +217,8 @@ def test_list_defaults_are_created_at_desc_50_with_metrics(listing):
     "params, parameter",
     [
         ({"limit": 0}, "limit"),
-        ({"limit": 101}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
         ({"limit": "ten"}, "limit"),
         ({"sortOrder": "up"}, "sortOrder"),
         ({"includeMetrics": "maybe"}, "includeMetrics"),
@@ -237,6 +238,7 @@ def test_unknown_job_lists_nothing(srv):
     assert body == {
         "checkpoints": [],
         "totalCount": 0,
+        "nextCursor": None,
         "summary": {"bestCheckpoint": None, "latestCheckpoint": None, "totalSize": "0B"},
     }
 

@@ -114,6 +114,7 @@ def list_checkpoints(
     sort_by: Annotated[str, typer.Option("--sort-by")] = "createdAt",
     order: str = "desc",
     limit: int = 50,
+    all_: Annotated[bool, typer.Option("--all", help="Every checkpoint, not a page.")] = False,
     no_metrics: Annotated[bool, typer.Option("--no-metrics")] = False,
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
@@ -121,9 +122,9 @@ def list_checkpoints(
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List a job's checkpoints."""
+    """List a job's checkpoints (a page of --limit, or --all)."""
     with target(store, server, api_key, catalog) as handle:
-        page = handle.list(job, sort_by=sort_by, order=order, limit=limit)
+        page = handle.list(job, sort_by=sort_by, order=order, limit=None if all_ else limit)
 
     def table() -> None:
         grid = Table("checkpoint", "type", "name", "epoch", "step", "size", "created")

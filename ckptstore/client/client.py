@@ -36,10 +36,11 @@ from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord
 from ckptstore.store.checkpoints import CheckpointFields, CheckpointPage, JobSummary
 from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.chunking.sources import Source
+from ckptstore.store.drafts import MAX_LIST_LIMIT
 from ckptstore.store.gc import GcReport
 from ckptstore.store.policies import JobSettings
 
-MAX_PAGE = 100  # checkpoints per list answer: the server's (and the seed's) limit
+MAX_PAGE = 1000  # checkpoints per list answer: the server's limit
 
 
 class Client:
@@ -127,24 +128,29 @@ class Client:
         order: str = "desc",
         limit: int | None = 50,
         types: tuple[str, ...] | None = None,
+        cursor: str | None = None,
     ) -> CheckpointPage:
         """A page of a job's checkpoints; those lacking the sort metric come last.
-
-        The server answers at most ``MAX_PAGE`` checkpoints: ``limit=None`` means that
-        many, and a larger limit is an ``InvalidLimit``."""
+        ``cursor``: the ``next_cursor`` of the page before; ``limit=None``: every
+        checkpoint (fetched a server page at a time)."""
         if limit is not None and not (
-            isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= MAX_PAGE
+            isinstance(limit, int) and not isinstance(limit, bool) and 1 <= limit <= MAX_LIST_LIMIT
         ):
-            raise InvalidLimit(limit, 1, MAX_PAGE)
-        params: dict[str, Any] = {
-            "sortBy": sort_by,
-            "sortOrder": order,
-            "limit": MAX_PAGE if limit is None else limit,
-        }
-        if types is not None:
-            params["type"] = builtins.list(types)
-        body = self._json("GET", f"{_job(job_id)}/checkpoints", params=params)
-        return CheckpointPage([record_of(c) for c in body["checkpoints"]], body["totalCount"])
+            raise InvalidLimit(limit, 1, MAX_LIST_LIMIT)
+        wanted = limit
+        records: builtins.list[CheckpointRecord] = []
+        while True:
+            page_size = MAX_PAGE if wanted is None else min(MAX_PAGE, wanted - len(records))
+            params: dict[str, Any] = {"sortBy": sort_by, "sortOrder": order, "limit": page_size}
+            if types is not None:
+                params["type"] = builtins.list(types)
+            if cursor is not None:
+                params["cursor"] = cursor
+            body = self._json("GET", f"{_job(job_id)}/checkpoints", params=params)
+            records += [record_of(c) for c in body["checkpoints"]]
+            cursor = body.get("nextCursor")
+            if cursor is None or (wanted is not None and len(records) >= wanted):
+                return CheckpointPage(records, body["totalCount"], cursor)
 
     def job_summary(self, job_id: str) -> JobSummary:
         """The job's best and latest checkpoints, how many it has and their total size."""

@@ -75,6 +75,7 @@ from ckptstore.store.verify import VerifyReport, verify_store
 class CheckpointPage:
     checkpoints: list[CheckpointRecord]
     total_count: int  # all of the job's checkpoints, not only this page
+    next_cursor: str | None = None  # where the next page starts; None after the last
 
 
 @dataclass(frozen=True)
@@ -239,13 +240,16 @@ class CheckpointStore:
         limit: int | None = 50,
         tenant: str = "",
         types: tuple[str, ...] | None = None,
+        cursor: str | None = None,
     ) -> CheckpointPage:
-        """A page of a job's checkpoints; those lacking the sort metric come last."""
+        """A page of a job's checkpoints; those lacking the sort metric come last.
+        ``cursor``: the ``next_cursor`` of the page before, with the same sort and
+        filter (pages stay whole under inserts and deletes); ``limit=None``: all."""
         check_list_arguments(job_id, order, limit, types)
         if not may_sort_by(sort_by):
             raise UnknownSortKey(sort_by, self._sort_keys(tenant, job_id))
-        records, total = self._ctx.catalog.list_checkpoints(
-            ListQuery(tenant, job_id, sort_by, order == "desc", limit, types)
+        records, total, next_cursor = self._ctx.catalog.list_checkpoints(
+            ListQuery(tenant, job_id, sort_by, order == "desc", limit, types, cursor)
         )
         metric_sort = sort_by not in SORT_FIELDS and sort_by not in ALWAYS_SORTABLE_METRICS
         if metric_sort and records and all(sort_by not in r.metrics for r in records):
@@ -254,7 +258,7 @@ class CheckpointStore:
             allowed = self._sort_keys(tenant, job_id)
             if sort_by not in allowed:
                 raise UnknownSortKey(sort_by, allowed)
-        return CheckpointPage(records, total)
+        return CheckpointPage(records, total, next_cursor)
 
     def _sort_keys(self, tenant: str, job_id: str) -> builtins.list[str]:
         return sort_keys(self._ctx.catalog.metric_keys(tenant, job_id))

@@ -26,7 +26,9 @@ from ckptstore.store.policies import JobSettings
 
 router = APIRouter(prefix="/v2/training", tags=["checkpoints"])
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Error} for code in (401, 404, 422)}
-MAX_PAGE = 100  # checkpoints per list answer (the seed's limit)
+# checkpoints per list answer: the API names 1-100; more is allowed, and pages beyond
+# go by cursor
+MAX_PAGE = 1000
 # sortOrder and type are validated by the store, so a bad one is the store's own error
 # class (InvalidArgument, InvalidCheckpointType); the schema still lists what they allow
 SORT_ORDER = Query(json_schema_extra={"enum": ["asc", "desc"]})
@@ -48,6 +50,8 @@ async def list_checkpoints(
     limit: Annotated[int, Query(json_schema_extra={"minimum": 1, "maximum": MAX_PAGE})] = 50,
     # extension: only checkpoints of these types (the parameter may repeat)
     type: Annotated[list[str] | None, TYPES] = None,  # noqa: A002
+    # extension: the nextCursor of the page before (same sort and filter)
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> JSONResponse:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidLimit(limit, 1, MAX_PAGE)
@@ -55,7 +59,13 @@ async def list_checkpoints(
 
     def load() -> tuple[engine.CheckpointPage, engine.JobSummary]:
         page = svc.store.list(
-            jobId, sort_by=sortBy, order=sortOrder, limit=limit, tenant=tenant, types=types
+            jobId,
+            sort_by=sortBy,
+            order=sortOrder,
+            limit=limit,
+            tenant=tenant,
+            types=types,
+            cursor=cursor,
         )
         return page, svc.store.job_summary(jobId, tenant=tenant)
 
@@ -66,6 +76,7 @@ async def list_checkpoints(
                 checkpoint_view(r, svc.signer, includeMetrics) for r in page.checkpoints
             ],
             "totalCount": page.total_count,
+            "nextCursor": page.next_cursor,
             "summary": {
                 "bestCheckpoint": best_summary(summary.best),
                 "latestCheckpoint": latest_summary(summary.latest),

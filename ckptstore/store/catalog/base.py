@@ -167,11 +167,14 @@ class Checkpoints(Protocol):
         """Raises CheckpointNotFound."""
         ...
 
-    def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int]:
-        """One page of a job's checkpoints, and how many match in all (ignoring the limit).
+    def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int, str | None]:
+        """One page of a job's checkpoints, how many match in all (ignoring the limit
+        and cursor), and the cursor of the next page (None after the last).
 
         Checkpoints lacking the sort key come last in either order; ties go
         newest first, and checkpoints created at the same instant by insertion order.
+        A page starts right after the position its cursor names (cursors.py), so
+        checkpoints added or deleted meanwhile neither repeat nor skip others.
         """
         ...
 

@@ -120,3 +120,4 @@ class ListQuery:
     descending: bool
     limit: int | None
     types: tuple[str, ...] | None = None  # only these checkpoint types; None for all
+    cursor: str | None = None  # start after the page this cursor ended (cursors.py)

@@ -7,6 +7,7 @@ import pytest
 from ckptstore.errors import (
     CheckpointExists,
     CheckpointNotFound,
+    InvalidArgument,
     MissingBlockError,
 )
 from ckptstore.store.catalog.base import Catalog
@@ -88,7 +89,7 @@ class CheckpointTests(CatalogFixture):
         catalog.commit_checkpoint(checkpoint("other", job="job2", created=NOW), [], "h")
 
         def ids(sort_by: str, desc: bool, limit: int | None = None) -> list[str]:
-            page, total = catalog.list_checkpoints(ListQuery("", "job", sort_by, desc, limit))
+            page, total, _ = catalog.list_checkpoints(ListQuery("", "job", sort_by, desc, limit))
             assert total == 3
             return [r.checkpoint_id for r in page]
 
@@ -144,7 +145,7 @@ class CheckpointTests(CatalogFixture):
     def test_lists_and_jobs_are_per_tenant(self, catalog: Catalog) -> None:
         catalog.commit_checkpoint(checkpoint("a1", tenant_id="a", metrics={"m": 1.0}), [], "h")
         catalog.commit_checkpoint(checkpoint("b1", tenant_id="b"), [], "h")
-        page, total = catalog.list_checkpoints(ListQuery("a", "job", "createdAt", True, None))
+        page, total, _ = catalog.list_checkpoints(ListQuery("a", "job", "createdAt", True, None))
         assert [r.checkpoint_id for r in page] == ["a1"] and total == 1
         assert catalog.list_jobs("b") == ["job"] and catalog.metric_keys("b", "job") == []
         assert catalog.job_totals("a", "job") == (1, 1000)
@@ -171,3 +172,39 @@ class CheckpointTests(CatalogFixture):
         catalog.set_job_settings("t", "job", {"keepAutomatic": 5}, NOW)
         assert catalog.job_settings("t", "job") == {"keepAutomatic": 5}
         assert catalog.job_settings("other", "job") == {}
+
+    @pytest.mark.parametrize(
+        "sort_by, descending",
+        [("createdAt", True), ("createdAt", False), ("epoch", True), ("m", False), ("m", True)],
+    )
+    def test_pages_by_cursor_cover_the_listing_once_despite_inserts(
+        self, catalog: Catalog, sort_by: str, descending: bool
+    ) -> None:
+        # ties in every key (same epoch, same metric, same instant) and some lacking it
+        for n in range(23):
+            metrics = {"m": float(n % 4)} if n % 5 else {}
+            created = NOW + n // 3
+            record = checkpoint(f"c{n:02d}", created=created, epoch=n // 6, metrics=metrics)
+            catalog.commit_checkpoint(record, [], "h")
+        whole, total, cursor = catalog.list_checkpoints(
+            ListQuery("", "job", sort_by, descending, None)
+        )
+        assert total == 23 and cursor is None
+        expected = [r.checkpoint_id for r in whole]
+        seen: list[str] = []
+        cursor = None
+        while True:
+            page, total, cursor = catalog.list_checkpoints(
+                ListQuery("", "job", sort_by, descending, 4, cursor=cursor)
+            )
+            seen += [r.checkpoint_id for r in page]
+            if len(seen) == 8:  # a newer checkpoint arrives between pages
+                catalog.commit_checkpoint(checkpoint("late", created=NOW + 99), [], "h")
+            if cursor is None:
+                break
+        assert [i for i in seen if i != "late"] == expected
+        assert seen.count("late") <= 1 and len(seen) == len(set(seen))
+
+    def test_a_cursor_this_catalog_did_not_make_is_refused(self, catalog: Catalog) -> None:
+        with pytest.raises(InvalidArgument):
+            catalog.list_checkpoints(ListQuery("", "job", "createdAt", True, 5, cursor="x!"))

@@ -14,6 +14,7 @@ from ckptstore.errors import (
     CheckpointPinned,
     MissingBlockError,
 )
+from ckptstore.store.catalog import cursors
 from ckptstore.store.catalog.base import Checkpoints, ParentRule
 from ckptstore.store.catalog.postgres import rows
 from ckptstore.store.catalog.postgres.database import Connection, PostgresDatabase, retried
@@ -137,9 +138,11 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
             raise CheckpointNotFound(checkpoint_id)
         return rows.checkpoint(row)
 
-    def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int]:
+    def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int, str | None]:
         direction = "DESC" if query.descending else "ASC"
         params: list[object] = []
+        key: str | None = None
+        key_params: list[object] = []
         if query.sort_by == "createdAt":  # never NULL: the index gives this order directly
             order = f"created_at {direction}, seq {direction}"
         else:
@@ -147,19 +150,32 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
                 key = _FIELD_COLUMNS[query.sort_by]
             else:
                 key = "(metrics ->> %s)::double precision"
-                params = [query.sort_by] * 2
+                key_params = [query.sort_by]
+            params = key_params * 2
             order = f"({key}) IS NULL, ({key}) {direction}, created_at DESC, seq DESC"
         where = "WHERE tenant_id = %s AND job_id = %s"
         filters: list[object] = [query.tenant_id, query.job_id]
         if query.types is not None:
             where += " AND type = ANY(%s)"
             filters.append(list(query.types))
+        page_where, page_filters = where, filters
+        if query.cursor is not None:
+            position = cursors.decode(query.cursor)
+            condition, values = cursors.after(
+                position, key, key_params, query.descending, "%s", "seq"
+            )
+            page_where, page_filters = f"{where} AND {condition}", [*filters, *values]
+        limit = None if query.limit is None else query.limit + 1  # one more: is there a next?
         with self._read() as conn:
             found = conn.execute(
-                f"{_SELECT} {where} ORDER BY {order} LIMIT %s", [*filters, *params, query.limit]
+                f"SELECT seq, {CHECKPOINT_COLUMNS} FROM checkpoints {page_where}"
+                f" ORDER BY {order} LIMIT %s",
+                [*page_filters, *params, limit],
             ).fetchall()
             counted = conn.execute(f"SELECT COUNT(*) FROM checkpoints {where}", filters).fetchone()
-        return [rows.checkpoint(row) for row in found], counted[0] if counted else 0
+        records = [rows.checkpoint(row[1:]) for row in found]
+        page, next_cursor = cursors.page(records, [row[0] for row in found], query)
+        return page, counted[0] if counted else 0, next_cursor
 
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
         with self._read() as conn:

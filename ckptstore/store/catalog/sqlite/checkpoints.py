@@ -13,6 +13,7 @@ from ckptstore.errors import (
     CheckpointPinned,
     MissingBlockError,
 )
+from ckptstore.store.catalog import cursors
 from ckptstore.store.catalog.base import Checkpoints, ParentRule
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, ListQuery
 from ckptstore.store.catalog.sqlite import rows
@@ -135,9 +136,11 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
             raise CheckpointNotFound(checkpoint_id)
         return record
 
-    def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int]:
+    def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int, str | None]:
         direction = "DESC" if query.descending else "ASC"
         params: list[object] = []
+        key: str | None = None
+        key_params: list[object] = []
         if query.sort_by == "createdAt":  # never NULL: the index gives this order directly
             order = f"created_at {direction}, rowid {direction}"
         else:
@@ -145,9 +148,10 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
                 key = _FIELD_COLUMNS[query.sort_by]
             else:
                 key = "json_extract(metrics, ?)"
-                params = [metric_path(query.sort_by)] * 2
+                key_params = [metric_path(query.sort_by)]
+            params = key_params * 2
             order = f"({key}) IS NULL, ({key}) {direction}, created_at DESC, rowid DESC"
-        limit = -1 if query.limit is None else query.limit
+        limit = -1 if query.limit is None else query.limit + 1  # one more: is there a next?
         where = "WHERE tenant_id = ? AND job_id = ?"
         filters: list[object] = [query.tenant_id, query.job_id]
         if query.types is not None and len(query.types) == 1:
@@ -156,13 +160,23 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
         elif query.types is not None:
             where += f" AND type IN ({','.join('?' * len(query.types))})"
             filters += query.types
+        page_where, page_filters = where, filters
+        if query.cursor is not None:
+            position = cursors.decode(query.cursor)
+            condition, values = cursors.after(
+                position, key, key_params, query.descending, "?", "rowid"
+            )
+            page_where, page_filters = f"{where} AND {condition}", [*filters, *values]
         with self._read() as conn:
             found = conn.execute(
-                f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints {where} ORDER BY {order} LIMIT ?",
-                [*filters, *params, limit],
+                f"SELECT rowid, {CHECKPOINT_COLUMNS} FROM checkpoints {page_where}"
+                f" ORDER BY {order} LIMIT ?",
+                [*page_filters, *params, limit],
             ).fetchall()
             total = conn.execute(f"SELECT COUNT(*) FROM checkpoints {where}", filters).fetchone()[0]
-        return [rows.checkpoint(row) for row in found], total
+        records = [rows.checkpoint(row[1:]) for row in found]
+        page, next_cursor = cursors.page(records, [row[0] for row in found], query)
+        return page, total, next_cursor
 
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
         with self._read() as conn:
