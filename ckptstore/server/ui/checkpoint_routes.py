@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
@@ -26,7 +26,7 @@ router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 async def checkpoint(request: Request, checkpoint_id: str, session: SessionDep) -> HTMLResponse:
     svc = services(request)
 
-    def load() -> dict[str, object]:
+    def load() -> dict[str, Any]:
         record = svc.store.get(checkpoint_id, tenant=session.tenant)
         pins = [e for e in svc.store.endpoints(tenant=session.tenant)]
         return {

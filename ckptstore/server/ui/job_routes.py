@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
@@ -105,7 +105,7 @@ async def job(
     tenant = session.tenant
     types = tuple(t for t in type or () if t) or None
 
-    def load() -> dict[str, object]:
+    def load() -> dict[str, Any]:
         _require_job(svc, tenant, job_id)
         page = svc.store.list(
             job_id, sort_by=sortBy, order=sortOrder, limit=limit, tenant=tenant, types=types
