@@ -172,6 +172,9 @@ def test_manual_checkpoint_request_adds_a_pending_checkpoint(srv: Server) -> Non
     pending = srv.store.list(JOB, tenant="acme", types=("manual",)).checkpoints
     assert [(r.name, r.status) for r in pending] == [("before lr drop", "pending")]
     assert 'class="badge pending"' in response.text
+    too_long = srv.client.post(f"/ui/jobs/{JOB}/checkpoints", data=data | {"name": "n" * 257})
+    assert too_long.status_code == 400 and "Name" in too_long.text
+    assert len(srv.store.list(JOB, tenant="acme", types=("manual",)).checkpoints) == 1
 
 
 def test_checkpoint_page_links_a_working_download(srv: Server) -> None:
@@ -183,6 +186,8 @@ def test_checkpoint_page_links_a_working_download(srv: Server) -> None:
     assert url is not None
     download = srv.client.get(url.group(1).replace("&amp;", "&"))
     assert download.status_code == 200
+    lineage = page.text[page.text.index('id="lineage"') :]
+    assert "stored as deltas" in lineage and "Shares with the previous" in lineage
     stored = io.BytesIO()
     srv.store.restore(cid, stored, tenant="acme")
     assert download.content == stored.getvalue()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from ckptstore.testing.live_server import live_server
@@ -81,9 +82,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     acme, other = _key(data_dir, "acme"), _key(data_dir, "other")
     with live_server(data_dir) as base:
         payloads: dict[str, bytes] = {}
+        weights = np.random.default_rng(7).standard_normal(1_000_000).astype(np.float32)
         for epoch in range(1, 7):
+            # each epoch changes a twentieth of the weights, as fine-tuning a layer would
+            weights[epoch * 50_000 : (epoch + 1) * 50_000] *= np.float32(0.9)
+            data = weights.tobytes()
             loss = 2.0 / epoch + 0.05 * (epoch % 2)
-            data = (b"layer weights %d " % (epoch // 3)) * 20_000 + bytes([epoch]) * 4000
             metrics = {
                 "loss": loss + 0.1,
                 "validationLoss": loss,
@@ -114,6 +118,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def _shot(page: Any, tmp_path: Path, name: str) -> None:
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
     keep = os.environ.get("CKPTSTORE_UI_SCREENSHOTS")
     if keep:

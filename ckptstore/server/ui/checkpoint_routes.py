@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from ckptstore.server.ui.lineage import lineage
 from ckptstore.server.ui.pages import (
     CheckedSessionDep,
     PageError,
@@ -28,11 +29,12 @@ async def checkpoint(request: Request, checkpoint_id: str, session: SessionDep) 
 
     def load() -> dict[str, Any]:
         record = svc.store.get(checkpoint_id, tenant=session.tenant)
-        pins = [e for e in svc.store.endpoints(tenant=session.tenant)]
+        pins = svc.store.endpoints(tenant=session.tenant)
         return {
             "record": record,
             "view": checkpoint_view(record, svc.signer),
             "endpoints": [e for e in pins if e.checkpoint_id == record.checkpoint_id],
+            "lineage": lineage(svc.store, record),
         }
 
     return render(request, "checkpoint.html", **await run_in_threadpool(load))

@@ -26,6 +26,7 @@ from ckptstore.store.drafts import sort_keys
 from ckptstore.store.policies import JobSettings
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
+MAX_NAME = 256  # as the API's CreateCheckpoint allows
 NOTICES = {
     "settings": "Settings saved.",
     "requested": "Manual checkpoint requested: it stays pending until the job uploads it.",
@@ -182,6 +183,8 @@ async def request_checkpoint(
 ) -> RedirectResponse:
     """A pending manual checkpoint: the training job sees it and uploads its data."""
     svc = services(request)
+    if len(name.strip()) > MAX_NAME or not name.strip().isprintable():
+        raise PageError(400, "Invalid form", f"Name: at most {MAX_NAME} printable characters.")
 
     def create() -> None:
         _require_job(svc, session.tenant, job_id)
