@@ -41,6 +41,7 @@ def srv(tmp_path: Path) -> Server:
             step=100 * epoch,
             metrics={"loss": loss + 0.1, "validationLoss": loss},
         )
+        server.clock.advance(3600)
     server.store.put("job_other", b"o" * 1000, tenant="other", epoch=0, metrics={"loss": 1.0})
     server.store.settle()
     return server
@@ -231,6 +232,7 @@ def test_storage_page_shows_the_tenants_usage(srv: Server) -> None:
     usage = srv.store.tenant_usage("acme")
     page = srv.client.get("/ui/storage").text
     assert f"({usage.logical_bytes} bytes)" in page and f"({usage.stored_bytes} bytes)" in page
+    assert 'aria-label="logical MB by hours' in page and 'aria-label="stored MB by hours' in page
 
 
 def test_another_tenants_job_and_checkpoint_get_the_unknown_ids_page(srv: Server) -> None:

@@ -7,6 +7,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from ckptstore.server.ui.pages import CheckedSessionDep, PageRoute, SessionDep, render, services
+from ckptstore.server.ui.plot import Chart, growth
+from ckptstore.store.checkpoints import StoreStats
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
 NOTICES = {"deployed": "Endpoint deployed.", "undeployed": "Endpoint removed."}
@@ -31,5 +33,14 @@ async def undeploy(
 @router.get("/storage")
 async def storage(request: Request, session: SessionDep) -> HTMLResponse:
     svc = services(request)
-    usage = await run_in_threadpool(svc.store.tenant_usage, session.tenant)
-    return render(request, "storage.html", usage=usage)
+
+    def load() -> tuple[StoreStats, list[Chart]]:
+        records = [
+            record
+            for job_id in svc.store.jobs(tenant=session.tenant)
+            for record in svc.store.list(job_id, limit=None, tenant=session.tenant).checkpoints
+        ]
+        return svc.store.tenant_usage(session.tenant), growth(records)
+
+    usage, charts = await run_in_threadpool(load)
+    return render(request, "storage.html", usage=usage, charts=charts)

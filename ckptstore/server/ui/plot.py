@@ -35,7 +35,7 @@ def charts(records: list[CheckpointRecord]) -> list[Chart]:
         pairs = zip(xs, points, strict=True)
         series = [(x, r.metrics[metric]) for x, r in pairs if metric in r.metrics]
         if series:
-            out.append(Chart(metric, x_label, _svg(metric, x_label, series)))
+            out.append(Chart(metric, x_label, line_chart(metric, x_label, series)))
     return out
 
 
@@ -60,7 +60,29 @@ def _scale(lo: float, hi: float, size: float, flip: bool) -> tuple[float, float]
     return (-factor, size + lo * factor) if flip else (factor, -lo * factor)
 
 
-def _svg(metric: str, x_label: str, series: list[tuple[float, float]]) -> str:
+def growth(records: list[CheckpointRecord]) -> list[Chart]:
+    """Charts of a tenant's logical and stored bytes as its kept checkpoints were made,
+    in megabytes by hours since the first (checkpoints since deleted are not counted)."""
+    ready = sorted((r for r in records if r.status == "ready"), key=lambda r: r.created_at)
+    if len(ready) < 2:
+        return []
+    start = ready[0].created_at
+    hours = [(r.created_at - start) / 3600 for r in ready]
+    out = []
+    for name, sizes in (
+        ("logical MB", [r.size_bytes for r in ready]),
+        ("stored MB", [r.stored_bytes for r in ready]),
+    ):
+        total, series = 0, []
+        for x, size in zip(hours, sizes, strict=True):
+            total += size
+            series.append((x, total / 1e6))
+        out.append(Chart(name, "hours", line_chart(name, "hours", series)))
+    return out
+
+
+def line_chart(metric: str, x_label: str, series: list[tuple[float, float]]) -> str:
+    """An SVG line chart of ``series`` (x, y), titled ``metric``."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     xs, ys = [x for x, _ in series], [y for _, y in series]
     x_lo, x_hi, y_lo, y_hi = min(xs), max(xs), min(ys), max(ys)
