@@ -27,7 +27,10 @@ $(SERVER_STAMP): pyproject.toml $(KERNELS)
 run: $(SERVER_STAMP)
 	$(BIN)/ckptstore serve --data ./data --port 8000
 
+# The web interface's browser tests drive Debian's chromium (Playwright's own browser
+# download is not used); installed here when missing.
 test: $(STAMP)
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	$(BIN)/ruff check ckptstore tests bench examples
 	$(BIN)/ruff format --check ckptstore tests bench examples
 	$(BIN)/mypy

@@ -18,6 +18,7 @@ from ckptstore.server.limits import JsonBodyLimit
 from ckptstore.server.metrics import Metrics
 from ckptstore.server.routes import checkpoints, downloads, endpoints, ops, uploads
 from ckptstore.server.signing import UrlSigner
+from ckptstore.server.ui import install_ui
 from ckptstore.store.checkpoints import CheckpointStore
 
 
@@ -29,9 +30,8 @@ def create_app(
     close_store: bool = False,
 ) -> FastAPI:
     """The app serving ``store``; background GC runs while the app's lifespan does."""
-    signer = UrlSigner(
-        settings.resolved_signing_keys(), settings.base_url, settings.url_ttl_s, clock
-    )
+    signing_keys = settings.resolved_signing_keys()
+    signer = UrlSigner(signing_keys, settings.base_url, settings.url_ttl_s, clock)
     gc = GcWorker(store, settings.gc_interval_s, settings.gc_after_delete_s)
     admission = UploadAdmission(
         settings.uploads_per_tenant, settings.upload_threads, settings.body_read_timeout_s
@@ -55,11 +55,16 @@ def create_app(
         version="0.1.0",
         description="Deduplicating storage for ML training checkpoints.",
         lifespan=lifespan,
+        # served by the web interface from local files (ui/docs.py): FastAPI's own
+        # pages load their scripts from a CDN
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     install_error_handlers(app)
     for module in (checkpoints, uploads, downloads, endpoints, ops):
         app.include_router(module.router)
+    install_ui(app, signing_keys, clock)
 
     app.add_middleware(JsonBodyLimit, limit_bytes=settings.max_json_body_bytes)
     app.add_middleware(RequestObserver, metrics=services.metrics)
