@@ -135,7 +135,7 @@ def test_errors_map_to_exception_classes(srv):
     key = srv.acme["Authorization"].split()[1]
     with Client("http://testserver", key, http=srv.client) as good:
         with pytest.raises(InvalidLimit) as info:
-            good.list(JOB, limit=1000)
+            good.list(JOB, limit=10_001)
         assert info.value.http_status == 422 and info.value.parameter == "limit"
 
 
