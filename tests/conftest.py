@@ -195,3 +195,65 @@ def postgres_url() -> Iterator[str]:
         yield schema_url(schema)
     finally:
         drop_schema(schema)
+
+
+# -- S3 ------------------------------------------------------------------------
+# moto's S3 server on an ephemeral loopback port, one per session; a bucket per test.
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The URL of a running S3 endpoint; the AWS variables point at it for the session
+    (test credentials, so nothing can reach a real account)."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as error:  # pragma: no cover - the test extra installs it
+        message = f"moto's S3 server is not installed (pip install 'moto[server]'): {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    try:
+        server.start()
+    except Exception as error:
+        message = f"moto's S3 server did not start: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in S3_TEST_ENVIRONMENT.items():
+            env.setenv(name, value)
+        env.setenv("CKPTSTORE_S3_ENDPOINT", endpoint)
+        env.delenv("AWS_PROFILE", raising=False)
+        yield endpoint
+    server.stop()
+
+
+S3_TEST_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> Iterator[str]:
+    """A new, empty bucket on the test endpoint, emptied and removed after the test."""
+    import uuid
+
+    from ckptstore.store.blockstore.s3 import s3_client
+
+    client = s3_client(s3_endpoint)
+    bucket = f"ckpt-test-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    yield bucket
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+        for upload in page.get("Uploads", []):
+            client.abort_multipart_upload(
+                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=obj["Key"])
+    client.delete_bucket(Bucket=bucket)
