@@ -1,0 +1,93 @@
+"""Two ``ckptstore serve`` replicas on one PostgreSQL catalog and one S3 bucket (moto),
+each with a data directory of its own: nothing is shared on local disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ckptstore import CheckpointStore
+from ckptstore.client import Client
+from ckptstore.errors import CheckpointNotFound
+from tests.conftest import random_bytes
+
+BIN = Path(sys.executable).parent / "ckptstore"
+MB = 1_000_000
+
+
+def test_two_replicas_on_postgres_and_s3_serve_one_store(
+    postgres_url: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    from ckptstore.testing.live_server import live_server
+
+    blocks = f"s3://{s3_bucket}/packs"
+    env = {
+        "CKPTSTORE_CATALOG": postgres_url,
+        "CKPTSTORE_BLOCKS": blocks,
+        "CKPTSTORE_SIGNING_KEYS": "cluster-test-key",  # one key for both: no shared file
+        "CKPTSTORE_GC_GRACE": "0",
+    }
+    data_a, data_b = tmp_path / "a" / "data", tmp_path / "b" / "data"
+    made = subprocess.run(
+        [str(BIN), "keys", "create", "--tenant", "acme", "--admin", "--data", str(data_a)]
+        + ["--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    )
+    key = json.loads(made.stdout)["key"]
+    data = random_bytes(3 * MB, seed=40)
+    with (
+        live_server(data_a, env=env) as first,
+        live_server(data_b, env=env) as second,
+        Client(first, key) as one,
+        Client(second, key) as other,
+    ):
+        pushed = one.put("job_cluster", data, epoch=1)
+        (listed,) = other.list("job_cluster").checkpoints
+        assert listed.checkpoint_id == pushed.checkpoint_id
+        with other.open_reader(pushed.checkpoint_id) as reader:
+            assert reader.read() == data
+        # a URL signed by one replica opens on the other
+        signed = one.download_url(pushed.checkpoint_id)
+        assert signed.startswith(first)
+        assert httpx.get(second + signed[len(first) :], timeout=60).content == data
+
+        # an upload begun on one replica is filled through the other
+        more = data[: MB // 2] + random_bytes(2 * MB, seed=41)
+        pending = one.create_pending("job_cluster", epoch=2)
+        filled = other.fill(pending.checkpoint_id, more)
+        assert one.get(filled.checkpoint_id).size_bytes == len(more)
+
+        packs = _objects(s3_bucket, "packs/")
+        assert packs and all(key.endswith(".pack") for key in packs)
+        assert not list(tmp_path.glob("*/data/packs/*/*")), "packs went to local disk"
+
+        other.delete(pushed.checkpoint_id)
+        with pytest.raises(CheckpointNotFound):
+            one.get(pushed.checkpoint_id)
+        report = one.gc()
+        assert report.blocks_removed > 0 and report.bytes_freed > 0
+        assert _objects(s3_bucket, "packs/") != packs  # freed in the bucket
+        with other.open_reader(filled.checkpoint_id) as reader:
+            assert reader.read() == more
+
+    with CheckpointStore.open(tmp_path / "check", catalog=postgres_url, blocks=blocks) as store:
+        assert store.verify(read_data=True).ok
+        assert store.stats().checkpoints == 1
+
+
+def _objects(bucket: str, prefix: str) -> set[str]:
+    from ckptstore.store.blockstore.s3 import s3_client
+
+    listed = s3_client(os.environ["CKPTSTORE_S3_ENDPOINT"]).list_objects_v2(
+        Bucket=bucket, Prefix=prefix
+    )
+    return {obj["Key"] for obj in listed.get("Contents", [])}
