@@ -84,10 +84,51 @@ def test_two_replicas_on_postgres_and_s3_serve_one_store(
         assert store.stats().checkpoints == 1
 
 
-def _objects(bucket: str, prefix: str) -> set[str]:
+def _objects(bucket: str, prefix: str, endpoint: str | None = None) -> set[str]:
     from ckptstore.store.blockstore.s3 import s3_client
 
-    listed = s3_client(os.environ["CKPTSTORE_S3_ENDPOINT"]).list_objects_v2(
+    listed = s3_client(endpoint or os.environ["CKPTSTORE_S3_ENDPOINT"]).list_objects_v2(
         Bucket=bucket, Prefix=prefix
     )
     return {obj["Key"] for obj in listed.get("Contents", [])}
+
+
+def test_run_cluster_serves_one_store_from_both_replicas(postgres_url: str) -> None:
+    """What ``make run-cluster`` runs (on free ports): its key works on both
+    replicas, and Ctrl-C stops it cleanly."""
+    import signal
+
+    from ckptstore.testing.live_server import free_port
+
+    ports = [str(free_port()), str(free_port())]
+    base = postgres_url.split("?")[0]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ckptstore.testing.cluster", "--ports", *ports]
+        + ["--postgres", base],  # its own moto server; the schema is dropped at exit
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        while not lines or lines[-1] != "Ctrl-C stops all.\n":
+            lines.append(proc.stdout.readline())
+            assert lines[-1], "".join(lines)  # it exited instead
+        (export,) = [line for line in lines if "CKPTSTORE_API_KEY=" in line]
+        (where,) = [line for line in lines if line.startswith("S3 endpoint ")]
+        endpoint, bucket = where.split()[2].rstrip(","), where.split()[4].rstrip(";")
+        key = export.split("CKPTSTORE_API_KEY=")[1].strip()
+        data = random_bytes(MB, seed=42)
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        with Client(urls[0], key) as one, Client(urls[1], key) as other:
+            pushed = one.put("job_run_cluster", data)
+            with other.open_reader(pushed.checkpoint_id) as reader:
+                assert reader.read() == data
+        assert any(k.endswith(".pack") for k in _objects(bucket, "packs/", endpoint))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        returncode = proc.wait(timeout=60)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert returncode == 0
