@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.corpora
 	$(BIN)/python -m bench.byte_planes
 	$(BIN)/python -m bench.entropy
+	$(BIN)/python -m bench.s3_endpoint
 	$(BIN)/python -m bench.summary
 
 # The peer tools bench.corpora compares with (it skips those not installed).
