@@ -73,7 +73,7 @@ def s3_client(endpoint_url: str | None = None, max_connections: int = 32) -> S3C
     from botocore.config import Config
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
         connect_timeout=10,
         read_timeout=60,
         max_pool_connections=max_connections,
