@@ -132,3 +132,34 @@ def test_run_cluster_serves_one_store_from_both_replicas(postgres_url: str) -> N
         if proc.stdout is not None:
             proc.stdout.close()
     assert returncode == 0
+
+
+def test_cli_commands_keep_the_packs_where_blocks_names(s3_bucket: str, tmp_path: Path) -> None:
+    src, out = tmp_path / "model.pt", tmp_path / "back.pt"
+    src.write_bytes(random_bytes(MB, seed=43))
+    blocks = f"s3://{s3_bucket}/cli"
+
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [str(BIN), *args, "--store", str(tmp_path / "store"), "--blocks", blocks],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    pushed = json.loads(cli("push", str(src), "--job", "job_cli", "--json"))
+    cli("pull", pushed["checkpoint_id"], "-o", str(out))
+    assert out.read_bytes() == src.read_bytes()
+    assert _objects(s3_bucket, "cli/") and not (tmp_path / "store" / "packs").exists()
+
+
+def test_cli_refuses_a_blocks_url_it_does_not_know(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(BIN), "ls", "job", "--store", str(tmp_path / "s"), "--blocks", "gs://b/p"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "s3://bucket[/prefix]" in done.stderr

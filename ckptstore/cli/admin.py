@@ -171,7 +171,7 @@ def serve(
     except ModuleNotFoundError as exc:
         raise fail(
             f"serve needs the server's packages ({exc.name} is not installed):"
-            " pip install 'ckptstore\\[server]'",  # escaped: rich reads [server] as markup
+            " pip install 'ckptstore[server]'",
             EXIT_SERVER_NOT_INSTALLED,
         ) from None
 
