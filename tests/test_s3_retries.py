@@ -7,10 +7,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from ckptstore.errors import PackNotFound
+from ckptstore import CheckpointStore
+from ckptstore.errors import PackNotFound, UnreadableBlockError
 from ckptstore.store.blockstore.s3 import (
     MAX_ATTEMPTS,
     ObjectStoreError,
@@ -18,7 +20,9 @@ from ckptstore.store.blockstore.s3 import (
     S3Location,
     s3_client,
 )
-from tests.conftest import S3_TEST_ENVIRONMENT
+from tests.conftest import S3_TEST_ENVIRONMENT, TEST_CONFIG, random_bytes, restore_bytes
+
+MB = 1_000_000
 
 
 class FailingEndpoint(ThreadingHTTPServer):
@@ -99,3 +103,32 @@ def test_s3_missing_object_is_pack_not_found_at_once(endpoint: FailingEndpoint) 
     with pytest.raises(PackNotFound):
         store_at(endpoint).get("pack0001")
     assert endpoint.requests == 1
+
+
+def test_an_s3_outage_fails_cleanly_and_loses_nothing(
+    endpoint: FailingEndpoint, s3_bucket: str, tmp_path: Path
+) -> None:
+    """While every request fails (past the retries), a put fails with an OSError and a
+    read with UnreadableBlockError; afterwards everything stored reads back whole."""
+    store = CheckpointStore.open(
+        tmp_path / "store", blocks=f"s3://{s3_bucket}/packs", config=TEST_CONFIG
+    )
+    with store:
+        data, more = random_bytes(2 * MB, seed=50), random_bytes(2 * MB, seed=51)
+        kept = store.put("job", data)
+        blocks = store.context.blocks
+        assert isinstance(blocks, S3BlockStore)
+        working, blocks.client = blocks.client, store_at(endpoint).client
+        endpoint.status, endpoint.code = 503, "ServiceUnavailable"
+        with pytest.raises(OSError):
+            store.put("job", more)
+        with pytest.raises(UnreadableBlockError):
+            restore_bytes(store, kept.checkpoint_id)
+        assert endpoint.requests > 0
+        blocks.client = working  # the endpoint is back
+        assert restore_bytes(store, kept.checkpoint_id) == data
+        again = store.put("job", more)
+        assert restore_bytes(store, again.checkpoint_id) == more
+        ready = [c.checkpoint_id for c in store.list("job").checkpoints if c.status == "ready"]
+        assert sorted(ready) == sorted([kept.checkpoint_id, again.checkpoint_id])
+        assert store.verify(read_data=True).ok

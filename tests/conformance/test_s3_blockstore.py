@@ -112,3 +112,8 @@ def test_s3_put_of_the_same_bytes_counts_as_its_own_retry(s3_bucket: str) -> Non
     with pytest.raises(FileExistsError):
         store.put("pack0200", b"landed, but other bytes")
     assert store.get("pack0200") == b"landed"
+
+
+def test_open_blockstore_refuses_a_bucket_that_does_not_exist(s3_endpoint: str) -> None:
+    with pytest.raises(InvalidArgument, match="a bucket that exists"):
+        open_blockstore("s3://no-such-bucket-here/packs")

@@ -106,8 +106,16 @@ class S3BlockStore(BlockStore):
 
     @classmethod
     def from_url(cls, url: str, endpoint_url: str | None = None) -> S3BlockStore:
-        """The store at ``s3://bucket/prefix`` (the bucket must exist)."""
-        return cls(s3_client(endpoint_url), S3Location.parse(url))
+        """The store at ``s3://bucket/prefix``; InvalidArgument if the bucket does not
+        exist (so that a server stops at start, not at its first write)."""
+        store = cls(s3_client(endpoint_url), S3Location.parse(url))
+        bucket = store.location.bucket
+        try:
+            store.call("open bucket", bucket, lambda: store.client.head_bucket(Bucket=bucket))
+        except PackNotFound:
+            where = f" at {endpoint_url}" if endpoint_url else ""
+            raise InvalidArgument("blocks", url, f"a bucket that exists{where}") from None
+        return store
 
     def key(self, name: str) -> str:
         return f"{self.location.prefix}{check_pack_name(name)}{_SUFFIX}"
