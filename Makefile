@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SERVER_STAMP := $(VENV)/.installed-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test soak bench bench-peers lint clean
+.PHONY: run run-cluster test soak bench bench-peers lint clean
 
 KERNELS := $(wildcard ckptstore/store/codecs/*.c ckptstore/store/codecs/kernels/*)
 
@@ -26,6 +26,12 @@ $(SERVER_STAMP): pyproject.toml $(KERNELS)
 
 run: $(SERVER_STAMP)
 	$(BIN)/ckptstore serve --data ./data --port 8000
+
+# Two replicas on 8000 and 8001 sharing a PostgreSQL catalog (a new schema on
+# 127.0.0.1:5432/test, or CKPTSTORE_TEST_POSTGRES) and a bucket on moto's S3 server
+# (or the endpoint in CKPTSTORE_S3_ENDPOINT); prints the key. Ctrl-C stops all.
+run-cluster: $(STAMP)
+	$(BIN)/python -m ckptstore.testing.cluster --ports 8000 8001
 
 # The web interface's browser tests drive Debian's chromium (Playwright's own browser
 # download is not used); installed here when missing.
@@ -49,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.corpora
 	$(BIN)/python -m bench.byte_planes
 	$(BIN)/python -m bench.entropy
+	$(BIN)/python -m bench.s3_endpoint
 	$(BIN)/python -m bench.summary
 
 # The peer tools bench.corpora compares with (it skips those not installed).

@@ -40,6 +40,9 @@ class ServerSettings(BaseSettings):
     # the catalog: None for SQLite in the data directory, or a postgresql:// URL that
     # several servers share (they share the data directory's packs too)
     catalog: str | None = None
+    # where the packs are: None for <data>/packs, a directory, or s3://bucket/prefix
+    # (endpoint from CKPTSTORE_S3_ENDPOINT, region and credentials from AWS_*)
+    blocks: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     public_url: str | None = None  # base of signed URLs; default http://host:port

@@ -38,18 +38,53 @@ BOTH_CATALOGS = {
 }
 
 
+# Modules whose store tests also run with the packs on S3 (moto's server); a test that
+# reaches into the pack files on disk is marked ``local_blocks_only``.
+BOTH_BLOCKSTORES = {"test_gc", "test_roundtrip"}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: the test reaches into the SQLite catalog")
+    config.addinivalue_line(
+        "markers", "local_blocks_only: the test reaches into the pack files on disk"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rsplit(".", 1)[-1]
-    if (
-        "catalog_kind" in metafunc.fixturenames
-        and module in BOTH_CATALOGS
-        and metafunc.definition.get_closest_marker("sqlite_only") is None
-    ):
-        metafunc.parametrize("catalog_kind", ["sqlite", "postgres"])
+    uses = metafunc.fixturenames
+    unmarked = lambda name: metafunc.definition.get_closest_marker(name) is None  # noqa: E731
+    kinds = [("sqlite", "local")]
+    if "catalog_kind" in uses and module in BOTH_CATALOGS and unmarked("sqlite_only"):
+        kinds.append(("postgres", "local"))
+    if "blocks_kind" in uses and module in BOTH_BLOCKSTORES and unmarked("local_blocks_only"):
+        kinds.append(("sqlite", "s3"))  # PostgreSQL with S3: tests/test_cluster.py
+    if len(kinds) > 1:
+        metafunc.parametrize(
+            ("catalog_kind", "blocks_kind"), kinds, ids=["-".join(kind) for kind in kinds]
+        )
+
+
+@pytest.fixture
+def blocks_kind() -> str:
+    """Where a store fixture keeps its packs: a local directory, unless the module runs
+    both."""
+    return "local"
+
+
+@pytest.fixture
+def store_blocks(blocks_kind: str, request: pytest.FixtureRequest) -> Callable[[Path], str | None]:
+    """The ``blocks`` argument to open the store at a path with: None (``packs/`` in
+    the directory) or a prefix of its own in a fresh bucket on the test S3 endpoint."""
+    if blocks_kind == "local":
+        return lambda path: None
+    bucket = request.getfixturevalue("s3_bucket")
+    prefixes: dict[Path, str] = {}
+
+    def _blocks(path: Path) -> str:
+        return f"s3://{bucket}/" + prefixes.setdefault(path, f"store{len(prefixes)}")
+
+    return _blocks
 
 
 @pytest.fixture
@@ -78,13 +113,22 @@ def store_catalog(catalog_kind: str) -> Iterator[Callable[[Path], str | None]]:
 
 @pytest.fixture
 def open_store(
-    tmp_path: Path, clock: FakeClock, store_catalog: Callable[[Path], str | None]
+    tmp_path: Path,
+    clock: FakeClock,
+    store_catalog: Callable[[Path], str | None],
+    store_blocks: Callable[[Path], str | None],
 ) -> Iterator[Callable[..., CheckpointStore]]:
     opened: list[CheckpointStore] = []
 
     def _open(path: Path | None = None, config: StoreConfig = TEST_CONFIG) -> CheckpointStore:
         path = path or tmp_path / "store"
-        store = CheckpointStore.open(path, catalog=store_catalog(path), config=config, clock=clock)
+        store = CheckpointStore.open(
+            path,
+            catalog=store_catalog(path),
+            blocks=store_blocks(path),
+            config=config,
+            clock=clock,
+        )
         opened.append(store)
         return store
 
@@ -195,3 +239,65 @@ def postgres_url() -> Iterator[str]:
         yield schema_url(schema)
     finally:
         drop_schema(schema)
+
+
+# -- S3 ------------------------------------------------------------------------
+# moto's S3 server on an ephemeral loopback port, one per session; a bucket per test.
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The URL of a running S3 endpoint; the AWS variables point at it for the session
+    (test credentials, so nothing can reach a real account)."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as error:  # pragma: no cover - the test extra installs it
+        message = f"moto's S3 server is not installed (pip install 'moto[server]'): {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    try:
+        server.start()
+    except Exception as error:
+        message = f"moto's S3 server did not start: {error}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in S3_TEST_ENVIRONMENT.items():
+            env.setenv(name, value)
+        env.setenv("CKPTSTORE_S3_ENDPOINT", endpoint)
+        env.delenv("AWS_PROFILE", raising=False)
+        yield endpoint
+    server.stop()
+
+
+S3_TEST_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str) -> Iterator[str]:
+    """A new, empty bucket on the test endpoint, emptied and removed after the test."""
+    import uuid
+
+    from ckptstore.store.blockstore.s3 import s3_client
+
+    client = s3_client(s3_endpoint)
+    bucket = f"ckpt-test-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    yield bucket
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+        for upload in page.get("Uploads", []):
+            client.abort_multipart_upload(
+                Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=obj["Key"])
+    client.delete_bucket(Bucket=bucket)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ckptstore.cli.common import (
     DEFAULT_STORE,
+    BlocksOpt,
     CatalogOpt,
     DataOpt,
     JsonOpt,
@@ -44,12 +45,13 @@ app.add_typer(keys_app, name="keys")
 def gc(
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Reclaim the space of deleted checkpoints and interrupted writes."""
-    with target(store, server, api_key, catalog) as handle:
+    with target(store, server, api_key, catalog, blocks) as handle:
         report = handle.gc()
     data = report if isinstance(report, dict) else asdict(report)
     data = {_snake(k): v for k, v in data.items()}
@@ -76,6 +78,7 @@ def _snake(name: str) -> str:
 def verify(
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
     server: ServerOpt = None,
     read_data: Annotated[
         bool, typer.Option("--read-data", help="Decode and re-hash every block.")
@@ -83,7 +86,7 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Check that every checkpoint is restorable; exit 4 if not."""
-    with target(store, server, catalog=catalog) as handle:
+    with target(store, server, catalog=catalog, blocks=blocks) as handle:
         report = embedded_only(handle, "verify").verify(read_data=read_data)
     payload = {
         "ok": report.ok,
@@ -114,12 +117,13 @@ def verify(
 def stats(
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Logical and stored bytes, and the dedup ratio."""
-    with target(store, server, api_key, catalog) as handle:
+    with target(store, server, api_key, catalog, blocks) as handle:
         s = handle.stats()
     payload = {**asdict(s), "dedup_ratio": s.dedup_ratio}
     emit(
@@ -142,6 +146,7 @@ def stats(
 def serve(
     data: DataOpt = Path("./data"),
     catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
     host: Annotated[str, typer.Option(envvar="CKPTSTORE_HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="CKPTSTORE_PORT")] = 8000,
     workers: int = 1,
@@ -155,8 +160,9 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Run the HTTP API (packs in --data; the catalog SQLite in --data, or --catalog's
-    PostgreSQL, which several servers may share). Makes a first API key if there is none."""
+    """Run the HTTP API (packs in --data, or in --blocks' bucket; the catalog SQLite in
+    --data, or --catalog's PostgreSQL). Several servers may share a PostgreSQL catalog
+    and a bucket. Makes a first API key if there is none."""
     import os
 
     try:  # the server's packages are the `server` extra: a client install lacks them
@@ -165,7 +171,7 @@ def serve(
     except ModuleNotFoundError as exc:
         raise fail(
             f"serve needs the server's packages ({exc.name} is not installed):"
-            " pip install 'ckptstore\\[server]'",  # escaped: rich reads [server] as markup
+            " pip install 'ckptstore[server]'",
             EXIT_SERVER_NOT_INSTALLED,
         ) from None
 
@@ -176,6 +182,7 @@ def serve(
         settings = ServerSettings.from_env(
             data_dir=data,
             catalog=catalog,
+            blocks=blocks,
             host=host,
             port=port,
             public_url=public_url,
@@ -185,7 +192,7 @@ def serve(
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(InvalidArgument.exit_code) from None
     settings.resolved_signing_keys()  # made now, before several workers race to make it
-    with local_store(data, settings.catalog) as handle:
+    with local_store(data, settings.catalog, settings.blocks) as handle:
         records = handle.context.catalog
         if not any(key.revoked_at is None for key in records.list_api_keys()):
             # the operator's own key: an admin key, which may also run GC and read metrics
@@ -207,6 +214,8 @@ def serve(
     os.environ["CKPTSTORE_GC_GRACE"] = str(settings.gc_grace_s)
     if settings.catalog:
         os.environ["CKPTSTORE_CATALOG"] = settings.catalog
+    if settings.blocks:
+        os.environ["CKPTSTORE_BLOCKS"] = settings.blocks
     uvicorn.run(
         "ckptstore.server.app:app_from_env",
         factory=True,

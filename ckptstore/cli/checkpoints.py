@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ckptstore.cli.common import (
     DEFAULT_STORE,
+    BlocksOpt,
     CatalogOpt,
     CountedReader,
     JsonOpt,
@@ -45,12 +46,13 @@ def push(
     description: str | None = None,
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Store a checkpoint file (on a server, sending only the blocks it lacks)."""
-    with target(store, server, api_key, catalog) as handle:
+    with target(store, server, api_key, catalog, blocks) as handle:
         fields: CheckpointFields = {
             "type": type_,
             "epoch": epoch,
@@ -83,6 +85,7 @@ def pull(
     ] = (None),
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
@@ -90,7 +93,7 @@ def pull(
 
     From a server, an interrupted pull resumes where it stopped and the result
     is checked against the server's ETag."""
-    with target(store, server, api_key, catalog) as handle, progress_bar() as bar:
+    with target(store, server, api_key, catalog, blocks) as handle, progress_bar() as bar:
         task = bar.add_task("pull", total=None)
 
         def advance(n: int) -> None:
@@ -118,12 +121,13 @@ def list_checkpoints(
     no_metrics: Annotated[bool, typer.Option("--no-metrics")] = False,
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List a job's checkpoints (a page of --limit, or --all)."""
-    with target(store, server, api_key, catalog) as handle:
+    with target(store, server, api_key, catalog, blocks) as handle:
         page = handle.list(job, sort_by=sort_by, order=order, limit=None if all_ else limit)
 
     def table() -> None:
@@ -162,12 +166,13 @@ def show(
     checkpoint_id: str,
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show one checkpoint."""
-    with target(store, server, api_key, catalog) as handle:
+    with target(store, server, api_key, catalog, blocks) as handle:
         data = checkpoint_json(handle.get(checkpoint_id))
 
     def lines() -> None:
@@ -182,11 +187,12 @@ def rm(
     checkpoint_ids: list[str],
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
     """Delete checkpoints (their space returns at a GC after the grace period)."""
-    with target(store, server, api_key, catalog) as handle:
+    with target(store, server, api_key, catalog, blocks) as handle:
         for checkpoint_id in checkpoint_ids:
             handle.delete(checkpoint_id)
             out.print(f"deleted {checkpoint_id}", highlight=False)
@@ -196,12 +202,13 @@ def rm(
 def jobs(
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List job ids."""
-    with target(store, server, api_key, catalog) as handle:
+    with target(store, server, api_key, catalog, blocks) as handle:
         names = handle.jobs()
 
     def lines() -> None:

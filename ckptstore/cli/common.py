@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -66,13 +67,23 @@ CatalogOpt = Annotated[
         help="The store's catalog: a postgresql:// URL (default: SQLite in the store directory).",
     ),
 ]
+BlocksOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--blocks",
+        envvar="CKPTSTORE_BLOCKS",
+        help="Where the packs are: a directory or s3://bucket/prefix (endpoint:"
+        " CKPTSTORE_S3_ENDPOINT, credentials: AWS_*; default: packs/ in the store directory).",
+    ),
+]
 DEFAULT_STORE = Path("./ckpts")
 
 Target = CheckpointStore | Client
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    # escaped: a message quotes what the user gave, which rich would read as markup
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -89,23 +100,31 @@ def _exit_codes() -> Iterator[None]:
 
 @contextmanager
 def target(
-    store: Path, server: str | None = None, api_key: str | None = None, catalog: str | None = None
+    store: Path,
+    server: str | None = None,
+    api_key: str | None = None,
+    catalog: str | None = None,
+    blocks: str | None = None,
 ) -> Iterator[Target]:
-    """The server if one is named, else the embedded store (its catalog at ``catalog``
-    when given); errors become exit codes."""
+    """The server if one is named, else the embedded store (its catalog at ``catalog``,
+    its packs at ``blocks``, when given); errors become exit codes."""
     with _exit_codes():
         handle: Target = (
-            Client(server, api_key) if server else CheckpointStore.open(store, catalog=catalog)
+            Client(server, api_key)
+            if server
+            else CheckpointStore.open(store, catalog=catalog, blocks=blocks)
         )
         with handle:
             yield handle
 
 
 @contextmanager
-def local_store(store: Path, catalog: str | None = None) -> Iterator[CheckpointStore]:
+def local_store(
+    store: Path, catalog: str | None = None, blocks: str | None = None
+) -> Iterator[CheckpointStore]:
     """The embedded store, for commands that only run where its files are (``serve``,
     ``keys``: they reach into its catalog); errors become exit codes."""
-    with _exit_codes(), CheckpointStore.open(store, catalog=catalog) as handle:
+    with _exit_codes(), CheckpointStore.open(store, catalog=catalog, blocks=blocks) as handle:
         yield handle
 
 

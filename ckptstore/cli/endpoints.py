@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ckptstore.cli.common import (
     DEFAULT_STORE,
+    BlocksOpt,
     CatalogOpt,
     JsonOpt,
     KeyOpt,
@@ -42,12 +43,13 @@ def deploy(
     workers: int = 1,
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy a checkpoint; it cannot be deleted while the endpoint exists."""
-    with target(store, server, api_key, catalog) as handle:
+    with target(store, server, api_key, catalog, blocks) as handle:
         record = handle.deploy(checkpoint_id, name=name, gpu_ids=gpu or [], worker_count=workers)
     emit(as_json, _json(record), lambda: out.print(record.endpoint_id, highlight=False))
 
@@ -56,12 +58,13 @@ def deploy(
 def list_endpoints(
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List endpoints."""
-    with target(store, server, api_key, catalog) as handle:
+    with target(store, server, api_key, catalog, blocks) as handle:
         records = handle.endpoints()
 
     def table() -> None:
@@ -85,11 +88,12 @@ def remove_endpoints(
     endpoint_ids: list[str],
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
     """Delete endpoints (their checkpoints may then be deleted)."""
-    with target(store, server, api_key, catalog) as handle:
+    with target(store, server, api_key, catalog, blocks) as handle:
         for endpoint_id in endpoint_ids:
             handle.undeploy(endpoint_id)
             out.print(f"deleted {endpoint_id}", highlight=False)

@@ -75,6 +75,9 @@ def app_from_env() -> FastAPI:
     """Uvicorn factory: ``uvicorn --factory ckptstore.server.app:app_from_env``."""
     settings = ServerSettings.from_env()
     store = CheckpointStore.open(
-        settings.data_dir, catalog=settings.catalog, config=settings.store_config()
+        settings.data_dir,
+        catalog=settings.catalog,
+        blocks=settings.blocks,
+        config=settings.store_config(),
     )
     return create_app(store, settings, close_store=True)

@@ -28,7 +28,7 @@ from ckptstore.errors import (
     InvalidArgument,
     UnknownSortKey,
 )
-from ckptstore.store.blockstore import BlockStore, LocalBlockStore
+from ckptstore.store.blockstore import BlockStore, LocalBlockStore, open_blockstore
 from ckptstore.store.catalog import (
     Catalog,
     CheckpointRecord,
@@ -126,19 +126,21 @@ class CheckpointStore:
         path: str | os.PathLike[str],
         *,
         catalog: str | None = None,
+        blocks: str | None = None,
         config: StoreConfig | None = None,
         clock: Clock = time.time,
     ) -> CheckpointStore:
         """A store in a local directory: ``catalog.sqlite`` beside ``packs/``; or, with
-        ``catalog`` a ``postgresql://`` URL, the catalog in that database and the packs
-        in ``path/packs`` (every process sharing the catalog shares that directory)."""
+        ``catalog`` a ``postgresql://`` URL, the catalog in that database; and with
+        ``blocks`` (a directory or ``s3://bucket/prefix``, see ``open_blockstore``) the
+        packs there instead of in ``path/packs``. Every process sharing a PostgreSQL
+        catalog must share the packs too: the same bucket, or the same directory."""
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
+        packs = open_blockstore(blocks) if blocks else LocalBlockStore(root / "packs")
         opened = open_catalog(catalog or root / "catalog.sqlite")
         try:
-            return cls(
-                opened, LocalBlockStore(root / "packs"), config=config, clock=clock, lock_dir=root
-            )
+            return cls(opened, packs, config=config, clock=clock, lock_dir=root)
         except BaseException:
             opened.close()
             raise

@@ -33,6 +33,7 @@ def live_server(
     """Run the server on ``data_dir``; yields its base URL; its output goes to server.log."""
     port = free_port()
     log_path = data_dir.parent / "server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     command = [
         str(Path(sys.executable).parent / "ckptstore"),
         "serve",

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ckptstore.errors import InvalidArgument, PackNotFound
+from ckptstore.errors import PackNotFound
 from ckptstore.store.blockstore.base import BlockStore, ObjectInfo, PendingObject
 from ckptstore.store.blockstore.durable import TEMP_MARKER, DurableFile, durable_write
+from ckptstore.store.blockstore.names import check_pack_name
 
-_NAME = re.compile(r"[0-9a-z_-]{4,64}")
 _SUFFIX = ".pack"
 MAX_CACHED_PATHS = 4096
 
@@ -25,9 +24,7 @@ class LocalBlockStore(BlockStore):
     def _path(self, name: str) -> str:
         path = self._paths.get(name)
         if path is None:
-            if not _NAME.fullmatch(name):
-                raise InvalidArgument("pack name", name, "4-64 characters of 0-9 a-z _ -")
-            path = os.path.join(self.root, name[:2], name + _SUFFIX)
+            path = os.path.join(self.root, check_pack_name(name)[:2], name + _SUFFIX)
             if len(self._paths) >= MAX_CACHED_PATHS:
                 self._paths.clear()
             self._paths[name] = path  # reads name the same packs over and over
