@@ -27,11 +27,11 @@ $(SERVER_STAMP): pyproject.toml $(KERNELS)
 run: $(SERVER_STAMP)
 	$(BIN)/ckptstore serve --data ./data --port 8000
 
-# Two replicas on 8000 and 8001 sharing a PostgreSQL catalog (a new schema on
+# Two replicas on 8001 and 8002 sharing a PostgreSQL catalog (a new schema on
 # 127.0.0.1:5432/test, or CKPTSTORE_TEST_POSTGRES) and a bucket on moto's S3 server
 # (or the endpoint in CKPTSTORE_S3_ENDPOINT); prints the key. Ctrl-C stops all.
 run-cluster: $(STAMP)
-	$(BIN)/python -m ckptstore.testing.cluster --ports 8000 8001
+	$(BIN)/python -m ckptstore.testing.cluster --ports 8001 8002
 
 # The web interface's browser tests drive Debian's chromium (Playwright's own browser
 # download is not used); installed here when missing.

@@ -3,7 +3,7 @@ PostgreSQL catalog and an S3 bucket, each with a data directory of its own.
 
 ::
 
-    python -m ckptstore.testing.cluster [--ports 8000 8001] [--endpoint URL]
+    python -m ckptstore.testing.cluster [--ports 8001 8002] [--endpoint URL]
 
 The S3 endpoint is ``--endpoint`` (or ``CKPTSTORE_S3_ENDPOINT``; credentials from
 the AWS variables), else moto's server started here on a free loopback port. The
@@ -38,7 +38,7 @@ DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 def main(argv: list[str] | None = None) -> int:
     """Run the cluster until interrupted; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--ports", type=int, nargs="+", default=[8000, 8001])
+    parser.add_argument("--ports", type=int, nargs="+", default=[8001, 8002])
     parser.add_argument("--endpoint", default=os.environ.get("CKPTSTORE_S3_ENDPOINT"))
     parser.add_argument("--bucket", default="ckptstore-cluster")
     parser.add_argument(
