@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from ckptstore.testing.live_server import live_server
+from tests.conftest import unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -35,9 +36,7 @@ BIN = Path(sys.executable).parent / "ckptstore"
 
 
 def _missing(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"browser tests need it under CI: {reason}")
-    pytest.skip(reason)
+    unavailable(f"the browser tests need it: {reason}")
 
 
 @pytest.fixture(scope="module")
