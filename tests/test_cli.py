@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ckptstore import CheckpointStore
 from ckptstore.cli.main import app
 from ckptstore.formatting import human_size, iso_time
 from tests.conftest import random_bytes
@@ -94,6 +95,7 @@ def test_rm_then_show_fails_with_not_found_exit_code(tmp_path, env):
     ],
 )
 def test_user_mistakes_get_one_line_and_exit_code(env, args, code, message):
+    CheckpointStore.open(env["CKPTSTORE_STORE"]).close()  # the store exists; the input is wrong
     result = run(env, *args)
     assert result.exit_code == code, result.output
     assert message in result.output
@@ -154,3 +156,48 @@ def test_version_and_short_help_flags():
     for args in (["-h"], ["push", "-h"], ["keys", "create", "-h"]):
         helped = runner.invoke(app, args)
         assert helped.exit_code == 0 and "Usage:" in helped.output, args
+
+
+def test_without_a_store_or_server_nothing_is_created(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    missing = runner.invoke(app, ["ls", "job"], env={"CKPTSTORE_STORE": "", "CKPTSTORE_SERVER": ""})
+    assert missing.exit_code == 2 and "--store PATH or --server URL" in missing.output
+    absent = tmp_path / "absent"
+    for args in (["ls", "job"], ["pull", "ckpt_0123456789abcdef0123", "-o", "x"], ["stats"]):
+        read = runner.invoke(app, [*args, "--store", str(absent)])
+        assert read.exit_code == 3 and "no store at" in read.output, args
+    assert not absent.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_server_mistakes_are_named_before_any_request(monkeypatch):
+    no_scheme = runner.invoke(app, ["jobs", "--server", "127.0.0.1:41731", "--api-key", "k"])
+    assert no_scheme.exit_code == 2 and "http://" in no_scheme.output
+    no_key = runner.invoke(
+        app, ["jobs", "--server", "http://127.0.0.1:9"], env={"CKPTSTORE_API_KEY": ""}
+    )
+    assert no_key.exit_code == 8 and "CKPTSTORE_API_KEY" in no_key.output
+    assert "--server" not in runner.invoke(app, ["verify", "-h"]).output
+    from ckptstore.client import Client
+    from ckptstore.errors import InvalidArgument
+
+    monkeypatch.delenv("CKPTSTORE_SERVER", raising=False)
+    with pytest.raises(InvalidArgument, match="CKPTSTORE_SERVER"):
+        Client.from_env()
+
+
+def test_pull_to_a_pipe_that_closes_early_is_not_an_error(tmp_path, env):
+    src = tmp_path / "big.bin"
+    src.write_bytes(random_bytes(3_000_000, seed=4))
+    pushed = json.loads(run(env, "push", str(src), "--job", "j", "--json").output)
+    bin_ = Path(sys.executable).parent / "ckptstore"
+    done = subprocess.run(
+        f"'{bin_}' pull {pushed['checkpoint_id']} -o - | head -c 10 > /dev/null;"
+        " echo ${PIPESTATUS[0]}",
+        shell=True,
+        executable="/bin/bash",
+        env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.strip() == "0" and "Broken pipe" not in done.stderr, done.stderr

@@ -157,7 +157,17 @@ def test_cli_commands_keep_the_packs_where_blocks_names(s3_bucket: str, tmp_path
 
 def test_cli_refuses_a_blocks_url_it_does_not_know(tmp_path: Path) -> None:
     done = subprocess.run(
-        [str(BIN), "ls", "job", "--store", str(tmp_path / "s"), "--blocks", "gs://b/p"],
+        [
+            str(BIN),
+            "push",
+            "-",
+            "--job",
+            "j",
+            "--store",
+            str(tmp_path / "s"),
+            "--blocks",
+            "gs://b/p",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

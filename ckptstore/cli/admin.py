@@ -79,14 +79,13 @@ def verify(
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
     blocks: BlocksOpt = None,
-    server: ServerOpt = None,
     read_data: Annotated[
         bool, typer.Option("--read-data", help="Decode and re-hash every block.")
     ] = (False),
     as_json: JsonOpt = False,
 ) -> None:
     """Check that every checkpoint is restorable; exit 4 if not."""
-    with target(store, server, catalog=catalog, blocks=blocks) as handle:
+    with target(store, catalog=catalog, blocks=blocks) as handle:
         report = embedded_only(handle, "verify").verify(read_data=read_data)
     payload = {
         "ok": report.ok,

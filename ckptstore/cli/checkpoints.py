@@ -52,7 +52,7 @@ def push(
     as_json: JsonOpt = False,
 ) -> None:
     """Store a checkpoint file (on a server, sending only the blocks it lacks)."""
-    with target(store, server, api_key, catalog, blocks) as handle:
+    with target(store, server, api_key, catalog, blocks, create=True) as handle:
         fields: CheckpointFields = {
             "type": type_,
             "epoch": epoch,

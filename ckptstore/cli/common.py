@@ -10,6 +10,8 @@ mistake prints one line on stderr and exits with its error class's
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -28,7 +30,7 @@ from rich.progress import (
 )
 
 from ckptstore.client import Client
-from ckptstore.errors import CkptStoreError, InvalidArgument
+from ckptstore.errors import AuthenticationFailed, CkptStoreError, InvalidArgument, NotFound
 from ckptstore.formatting import human_size, iso_time
 from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.checkpoints import CheckpointStore
@@ -44,7 +46,8 @@ out = Console()
 err = Console(stderr=True)
 
 StoreOpt = Annotated[
-    Path, typer.Option("--store", envvar="CKPTSTORE_STORE", help="Embedded store directory.")
+    Path | None,
+    typer.Option("--store", envvar="CKPTSTORE_STORE", help="Embedded store directory."),
 ]
 ServerOpt = Annotated[
     str | None,
@@ -76,7 +79,7 @@ BlocksOpt = Annotated[
         " CKPTSTORE_S3_ENDPOINT, credentials: AWS_*; default: packs/ in the store directory).",
     ),
 ]
-DEFAULT_STORE = Path("./ckpts")
+DEFAULT_STORE = None  # no silent default: a command names its store or its server
 
 Target = CheckpointStore | Client
 
@@ -94,26 +97,44 @@ def _exit_codes() -> Iterator[None]:
         yield
     except CkptStoreError as exc:
         raise fail(str(exc), exc.exit_code) from None
+    except BrokenPipeError:  # the reader went away (`pull -o - | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
     except OSError as exc:
         raise fail(f"{exc.strerror or exc}: {exc.filename or ''}", 1) from None
 
 
 @contextmanager
 def target(
-    store: Path,
+    store: Path | None,
     server: str | None = None,
     api_key: str | None = None,
     catalog: str | None = None,
     blocks: str | None = None,
+    *,
+    create: bool = False,
 ) -> Iterator[Target]:
     """The server if one is named, else the embedded store (its catalog at ``catalog``,
-    its packs at ``blocks``, when given); errors become exit codes."""
+    its packs at ``blocks``, when given); errors become exit codes. Only a command
+    that stores (``create``) may make a new store: one that reads names a store that
+    exists, or fails, instead of answering from an empty new one."""
     with _exit_codes():
-        handle: Target = (
-            Client(server, api_key)
-            if server
-            else CheckpointStore.open(store, catalog=catalog, blocks=blocks)
-        )
+        if server:
+            if not api_key:
+                raise fail(
+                    "no API key: set CKPTSTORE_API_KEY or pass --api-key",
+                    AuthenticationFailed.exit_code,
+                )
+            handle: Target = Client(server, api_key)
+        elif store is None:
+            raise fail(
+                "no store or server given: pass --store PATH or --server URL"
+                " (or set CKPTSTORE_STORE or CKPTSTORE_SERVER)"
+            )
+        else:
+            if not create and catalog is None and not (store / "catalog.sqlite").exists():
+                raise fail(f"no store at {store}", NotFound.exit_code)
+            handle = CheckpointStore.open(store, catalog=catalog, blocks=blocks)
         with handle:
             yield handle
 

@@ -31,7 +31,7 @@ from ckptstore.client.records import (
     usage_of,
 )
 from ckptstore.client.transport import Payload, RetryPolicy, Transport
-from ckptstore.errors import CheckpointNotReady, InvalidLimit
+from ckptstore.errors import CheckpointNotReady, InvalidArgument, InvalidLimit
 from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord
 from ckptstore.store.checkpoints import CheckpointFields, CheckpointPage, JobSummary
 from ckptstore.store.chunking.cutter import ChunkerParams
@@ -56,6 +56,8 @@ class Client:
         attempts: int = 6,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise InvalidArgument("server", base_url, "an http:// or https:// URL")
         retry = RetryPolicy(attempts=attempts, sleep=sleep)
         self._transport = Transport(base_url, api_key, http=http, retry=retry)
         self._push = BlockPush(self._transport, in_flight)
@@ -64,7 +66,12 @@ class Client:
     @classmethod
     def from_env(cls) -> Client:
         """``CKPTSTORE_SERVER`` and ``CKPTSTORE_API_KEY``."""
-        return cls(os.environ["CKPTSTORE_SERVER"], os.environ.get("CKPTSTORE_API_KEY"))
+        server = os.environ.get("CKPTSTORE_SERVER")
+        if not server:
+            raise InvalidArgument(
+                "CKPTSTORE_SERVER", server, "the server's URL, e.g. http://host:8000"
+            )
+        return cls(server, os.environ.get("CKPTSTORE_API_KEY"))
 
     def close(self) -> None:
         self._transport.close()
