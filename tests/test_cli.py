@@ -52,10 +52,10 @@ def test_push_ls_pull_round_trip(tmp_path, env):
     listed = json.loads(run(env, "ls", "job_cli", "--sort-by", "step", "--json").output)
     assert listed["totalCount"] == 2  # the checkpoint and its best copy
     assert {c["type"] for c in listed["checkpoints"]} == {"automatic", "best"}
-    assert record["checkpoint_id"] in {c["checkpoint_id"] for c in listed["checkpoints"]}
+    assert record["checkpointId"] in {c["checkpointId"] for c in listed["checkpoints"]}
 
     out = tmp_path / "restored.bin"
-    pulled = run(env, "pull", record["checkpoint_id"], "-o", str(out))
+    pulled = run(env, "pull", record["checkpointId"], "-o", str(out))
     assert pulled.exit_code == 0, pulled.output
     assert out.read_bytes() == data
 
@@ -76,7 +76,7 @@ def test_rm_then_show_fails_with_not_found_exit_code(tmp_path, env):
     src = tmp_path / "a.bin"
     src.write_bytes(b"abc")
     checkpoint_id = json.loads(run(env, "push", str(src), "--job", "j", "--json").output)[
-        "checkpoint_id"
+        "checkpointId"
     ]
     assert run(env, "rm", checkpoint_id).exit_code == 0
     shown = run(env, "show", checkpoint_id)
@@ -126,7 +126,7 @@ def test_installed_command_runs_as_a_subprocess(tmp_path):
         text=True,
         check=True,
     )
-    checkpoint_id = json.loads(pushed.stdout)["checkpoint_id"]
+    checkpoint_id = json.loads(pushed.stdout)["checkpointId"]
     pulled = subprocess.run(
         [str(script), "pull", checkpoint_id, "-o", "-", "--store", store],
         capture_output=True,
@@ -191,7 +191,7 @@ def test_pull_to_a_pipe_that_closes_early_is_not_an_error(tmp_path, env):
     pushed = json.loads(run(env, "push", str(src), "--job", "j", "--json").output)
     bin_ = Path(sys.executable).parent / "ckptstore"
     done = subprocess.run(
-        f"'{bin_}' pull {pushed['checkpoint_id']} -o - | head -c 10 > /dev/null;"
+        f"'{bin_}' pull {pushed['checkpointId']} -o - | head -c 10 > /dev/null;"
         " echo ${PIPESTATUS[0]}",
         shell=True,
         executable="/bin/bash",
@@ -201,3 +201,24 @@ def test_pull_to_a_pipe_that_closes_early_is_not_an_error(tmp_path, env):
         timeout=120,
     )
     assert done.stdout.strip() == "0" and "Broken pipe" not in done.stderr, done.stderr
+
+
+def test_ls_shows_whole_ids_and_status_and_quiet_gives_ids_only(tmp_path, env):
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"abc")
+    pushed = json.loads(run(env, "push", str(src), "--job", "j", "--json").output)
+    pending = CheckpointStore.open(env["CKPTSTORE_STORE"])
+    waiting = pending.create_pending("j").checkpoint_id
+    pending.close()
+    table = run(env, "ls", "j").output
+    for checkpoint_id in (pushed["checkpointId"], waiting):
+        assert checkpoint_id in table.replace("\n", "").replace(" ", "").replace("│", "")
+    quiet = run(env, "ls", "j", "-q").output.split()
+    assert sorted(quiet) == sorted([pushed["checkpointId"], waiting])
+    shown = run(env, "show", pushed["checkpointId"]).output
+    assert "description: \n" in shown and "metrics: {}" in shown and "None" not in shown
+    listed = json.loads(run(env, "ls", "j", "--json").output)
+    assert set(listed["checkpoints"][0]) >= {"checkpointId", "jobId", "createdAt", "sizeBytes"}
+    assert sorted(c["status"] for c in listed["checkpoints"]) == ["pending", "ready"]
+    wide = runner.invoke(app, ["ls", "j"], env={**env, "COLUMNS": "200"}).output
+    assert "pending" in wide and "ready" in wide

@@ -62,17 +62,17 @@ def test_push_ls_pull_url_rm_through_the_server(server, tmp_path):
             "--json",
         ).stdout
     )
-    assert pushed["status"] == "ready" and pushed["size_bytes"] == len(data)
+    assert pushed["status"] == "ready" and pushed["sizeBytes"] == len(data)
     again = json.loads(cli(server, "push", str(src), "--job", "job_cli", "--json").stdout)
-    assert again["stored_bytes"] == 0  # nothing new travelled or was stored
+    assert again["storedBytes"] == 0  # nothing new travelled or was stored
 
     listed = json.loads(cli(server, "ls", "job_cli", "--json").stdout)
     assert listed["totalCount"] == 3  # two pushes and the best copy
     out = tmp_path / "restored.bin"
-    cli(server, "pull", pushed["checkpoint_id"], "-o", str(out))
+    cli(server, "pull", pushed["checkpointId"], "-o", str(out))
     assert out.read_bytes() == data
 
-    signed = cli(server, "url", pushed["checkpoint_id"]).stdout.strip()
+    signed = cli(server, "url", pushed["checkpointId"]).stdout.strip()
     assert "/signed/" in signed and "signature=" in signed
     assert json.loads(cli(server, "jobs", "--json").stdout) == ["job_cli"]
 
@@ -81,7 +81,7 @@ def test_push_ls_pull_url_rm_through_the_server(server, tmp_path):
             server,
             "endpoints",
             "deploy",
-            pushed["checkpoint_id"],
+            pushed["checkpointId"],
             "--name",
             "serve",
             "--gpu",
@@ -89,11 +89,11 @@ def test_push_ls_pull_url_rm_through_the_server(server, tmp_path):
             "--json",
         ).stdout
     )
-    blocked = cli(server, "rm", pushed["checkpoint_id"], check=False)
+    blocked = cli(server, "rm", pushed["checkpointId"], check=False)
     assert blocked.returncode == 7 and endpoint["endpoint_id"] in blocked.stderr
     cli(server, "endpoints", "rm", endpoint["endpoint_id"])
-    cli(server, "rm", pushed["checkpoint_id"])
-    missing = cli(server, "show", pushed["checkpoint_id"], check=False)
+    cli(server, "rm", pushed["checkpointId"])
+    missing = cli(server, "show", pushed["checkpointId"], check=False)
     assert missing.returncode == 3 and "Traceback" not in missing.stderr
 
 
@@ -109,7 +109,7 @@ def test_push_from_stdin(server):
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     pulled = subprocess.run(
-        [str(BIN), "pull", record["checkpoint_id"], "-o", "-"],
+        [str(BIN), "pull", record["checkpointId"], "-o", "-"],
         env=server,
         capture_output=True,
         timeout=120,

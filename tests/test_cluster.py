@@ -150,7 +150,7 @@ def test_cli_commands_keep_the_packs_where_blocks_names(s3_bucket: str, tmp_path
         return done.stdout
 
     pushed = json.loads(cli("push", str(src), "--job", "job_cli", "--json"))
-    cli("pull", pushed["checkpoint_id"], "-o", str(out))
+    cli("pull", pushed["checkpointId"], "-o", str(out))
     assert out.read_bytes() == src.read_bytes()
     assert _objects(s3_bucket, "cli/") and not (tmp_path / "store" / "packs").exists()
 

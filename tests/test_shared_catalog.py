@@ -95,10 +95,10 @@ def test_cli_commands_open_the_catalog_named_by_catalog(postgres_url: str, tmp_p
 
     pushed = json.loads(cli("push", str(src), "--job", "job_cli", "--json"))
     listed = json.loads(cli("ls", "job_cli", "--json"))
-    assert [c["checkpoint_id"] for c in listed["checkpoints"]] == [pushed["checkpoint_id"]]
+    assert [c["checkpointId"] for c in listed["checkpoints"]] == [pushed["checkpointId"]]
     assert not (tmp_path / "store" / "catalog.sqlite").exists()
     with CheckpointStore.open(tmp_path / "store", catalog=postgres_url) as store:
-        assert store.get(pushed["checkpoint_id"]).job_id == "job_cli"
+        assert store.get(pushed["checkpointId"]).job_id == "job_cli"
 
 
 def _writer(root: str, catalog: str, worker: int, rounds: int, out: str) -> None:

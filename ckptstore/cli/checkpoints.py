@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from ckptstore.cli.common import (
     DEFAULT_STORE,
@@ -118,6 +119,7 @@ def list_checkpoints(
     order: str = "desc",
     limit: int = 50,
     all_: Annotated[bool, typer.Option("--all", help="Every checkpoint, not a page.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Checkpoint ids only.")] = False,
     no_metrics: Annotated[bool, typer.Option("--no-metrics")] = False,
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
@@ -131,13 +133,20 @@ def list_checkpoints(
         page = handle.list(job, sort_by=sort_by, order=order, limit=None if all_ else limit)
 
     def table() -> None:
-        grid = Table("checkpoint", "type", "name", "epoch", "step", "size", "created")
+        if quiet:  # ids only, one per line, for scripts
+            for r in page.checkpoints:
+                out.print(r.checkpoint_id, highlight=False, soft_wrap=True)
+            return
+        # ids are never cut short: they are what the other commands take
+        checkpoint = Column("checkpoint", no_wrap=True, overflow="fold")
+        grid = Table(checkpoint, "type", "status", "name", "epoch", "step", "size", "created")
         if not no_metrics:
             grid.add_column("metrics")
         for r in page.checkpoints:
             row = [
                 r.checkpoint_id,
                 r.type,
+                r.status,
                 r.name,
                 _text(r.epoch),
                 _text(r.step),
@@ -177,7 +186,8 @@ def show(
 
     def lines() -> None:
         for key, value in data.items():
-            out.print(f"{key}: {value}", highlight=False)
+            shown = json.dumps(value) if isinstance(value, dict | list) else _text(value)
+            out.print(f"{key}: {shown}", highlight=False)
 
     emit(as_json, data, lines)
 

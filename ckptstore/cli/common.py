@@ -157,14 +157,19 @@ def embedded_only(handle: Target, what: str) -> CheckpointStore:
 
 
 def checkpoint_json(record: CheckpointRecord, include_metrics: bool = True) -> dict[str, Any]:
-    """The record as JSON output shows it: ISO time, human size, no tenant."""
-    data = asdict(record)
-    data.pop("tenant_id")
-    data["created_at"] = iso_time(record.created_at)
+    """The record as every command's JSON shows it: the API's camelCase names, an ISO
+    time, the size in bytes and in words; no tenant."""
+    data = {_camel(name): value for name, value in asdict(record).items() if name != "tenant_id"}
+    data["createdAt"] = iso_time(record.created_at)
     data["size"] = human_size(record.size_bytes)
     if not include_metrics:
         data.pop("metrics")
     return data
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
 
 
 def emit(as_json: bool, payload: object, human: Callable[[], None]) -> None:
