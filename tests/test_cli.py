@@ -222,3 +222,23 @@ def test_ls_shows_whole_ids_and_status_and_quiet_gives_ids_only(tmp_path, env):
     assert sorted(c["status"] for c in listed["checkpoints"]) == ["pending", "ready"]
     wide = runner.invoke(app, ["ls", "j"], env={**env, "COLUMNS": "200"}).output
     assert "pending" in wide and "ready" in wide
+
+
+def test_settings_show_and_set_and_ls_by_type(tmp_path, env):
+    src = tmp_path / "a.bin"
+    for epoch, loss in ((1, 0.9), (2, 0.5)):
+        src.write_bytes(bytes([epoch]) * 100)
+        metric = f"validationLoss={loss}"
+        run(env, "push", str(src), "--job", "j", "--epoch", str(epoch), "--metric", metric)
+    shown = json.loads(run(env, "settings", "show", "j", "--json").output)
+    assert shown == {"bestMetric": "validationLoss", "bestMode": "min", "keepAutomatic": None}
+    changed = run(env, "settings", "set", "j", "--best-metric", "accuracy", "--keep-automatic", "3")
+    assert changed.exit_code == 0 and "keepAutomatic: 3" in changed.output
+    shown = json.loads(run(env, "settings", "show", "j", "--json").output)
+    assert shown == {"bestMetric": "accuracy", "bestMode": "max", "keepAutomatic": 3}
+    bad = run(env, "settings", "set", "j", "--best-mode", "sideways")
+    assert bad.exit_code == 2 and "bestMode" in bad.output
+    best = json.loads(run(env, "ls", "j", "--type", "best", "--json").output)["checkpoints"]
+    assert [c["epoch"] for c in best] == [2]
+    removed = json.loads(run(env, "rm", best[0]["checkpointId"], "--json").output)
+    assert [c["checkpointId"] for c in removed["deleted"]] == [best[0]["checkpointId"]]

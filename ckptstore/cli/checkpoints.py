@@ -31,6 +31,7 @@ from ckptstore.cli.common import (
 from ckptstore.client import Client
 from ckptstore.formatting import human_size, iso_time
 from ckptstore.store.drafts import CheckpointFields
+from ckptstore.store.policies import JobSettings
 
 
 @app.command()
@@ -120,6 +121,9 @@ def list_checkpoints(
     limit: int = 50,
     all_: Annotated[bool, typer.Option("--all", help="Every checkpoint, not a page.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Checkpoint ids only.")] = False,
+    type_: Annotated[
+        list[str] | None, typer.Option("--type", help="Only this type (repeatable).")
+    ] = None,
     no_metrics: Annotated[bool, typer.Option("--no-metrics")] = False,
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
@@ -130,7 +134,13 @@ def list_checkpoints(
 ) -> None:
     """List a job's checkpoints (a page of --limit, or --all)."""
     with target(store, server, api_key, catalog, blocks) as handle:
-        page = handle.list(job, sort_by=sort_by, order=order, limit=None if all_ else limit)
+        page = handle.list(
+            job,
+            sort_by=sort_by,
+            order=order,
+            limit=None if all_ else limit,
+            types=tuple(type_) if type_ else None,
+        )
 
     def table() -> None:
         if quiet:  # ids only, one per line, for scripts
@@ -200,12 +210,17 @@ def rm(
     blocks: BlocksOpt = None,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Delete checkpoints (their space returns at a GC after the grace period)."""
+    deleted = []
     with target(store, server, api_key, catalog, blocks) as handle:
         for checkpoint_id in checkpoint_ids:
-            handle.delete(checkpoint_id)
-            out.print(f"deleted {checkpoint_id}", highlight=False)
+            deleted.append(checkpoint_json(handle.delete(checkpoint_id)))
+            if not as_json:
+                out.print(f"deleted {checkpoint_id}", highlight=False)
+    if as_json:
+        emit(as_json, {"deleted": deleted}, lambda: None)
 
 
 @app.command()
@@ -229,10 +244,76 @@ def jobs(
 
 
 @app.command()
-def url(checkpoint_id: str, server: ServerOpt = None, api_key: KeyOpt = None) -> None:
+def url(
+    checkpoint_id: str,
+    server: ServerOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Print a signed download URL (valid one hour, no key needed to use it)."""
     if not server:
         raise fail("url needs --server (or CKPTSTORE_SERVER): signed URLs come from a server")
     with target(DEFAULT_STORE, server, api_key) as handle:
         assert isinstance(handle, Client)
-        out.print(handle.download_url(checkpoint_id), highlight=False, soft_wrap=True)
+        signed = handle.download_url(checkpoint_id)
+    emit(
+        as_json,
+        {"checkpointId": checkpoint_id, "downloadUrl": signed},
+        lambda: out.print(signed, highlight=False, soft_wrap=True),
+    )
+
+
+settings_app = typer.Typer(
+    help="A job's settings: best metric and mode, automatic checkpoints kept."
+)
+app.add_typer(settings_app, name="settings")
+
+
+@settings_app.command("show")
+def settings_show(
+    job: str,
+    store: StoreOpt = DEFAULT_STORE,
+    catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
+    server: ServerOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a job's settings."""
+    with target(store, server, api_key, catalog, blocks) as handle:
+        shown = handle.job_settings(job).as_dict()
+    emit(as_json, shown, lambda: _print_settings(shown))
+
+
+@settings_app.command("set")
+def settings_set(
+    job: str,
+    best_metric: Annotated[str | None, typer.Option(help="The metric that picks the best.")] = None,
+    best_mode: Annotated[str | None, typer.Option(help="min or max.")] = None,
+    keep_automatic: Annotated[
+        int | None, typer.Option(help="Automatic checkpoints to keep (0: all).")
+    ] = None,
+    store: StoreOpt = DEFAULT_STORE,
+    catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
+    server: ServerOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a job's settings; those not given keep their value."""
+    with target(store, server, api_key, catalog, blocks, create=True) as handle:
+        current = handle.job_settings(job).as_dict()
+        if best_metric is not None:
+            current["bestMetric"] = best_metric
+            current["bestMode"] = best_mode  # the new metric's own default unless given
+        if best_mode is not None:
+            current["bestMode"] = best_mode
+        if keep_automatic is not None:
+            current["keepAutomatic"] = keep_automatic or None
+        shown = handle.set_job_settings(job, JobSettings.from_dict(current)).as_dict()
+    emit(as_json, shown, lambda: _print_settings(shown))
+
+
+def _print_settings(settings: dict[str, object]) -> None:
+    for key, value in settings.items():
+        out.print(f"{key}: {_text(value) or 'all'}", highlight=False)
