@@ -25,6 +25,7 @@ from typing import BinaryIO, Protocol, Unpack
 from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord
 from ckptstore.store.checkpoints import CheckpointFields, CheckpointPage, JobSummary
 from ckptstore.store.chunking.sources import Source
+from ckptstore.store.drafts import ProgressFields
 from ckptstore.store.gc import GcReport
 from ckptstore.store.policies import JobSettings
 from ckptstore.store.restore import SeekableReader
@@ -46,8 +47,11 @@ class CheckpointAPI(Protocol):
         """Record a checkpoint whose data comes later (``fill``)."""
         ...
 
-    def fill(self, checkpoint_id: str, source: Source) -> CheckpointRecord:
-        """Store the data of a pending checkpoint; ``CheckpointExists`` if it has some."""
+    def fill(
+        self, checkpoint_id: str, source: Source, **fields: Unpack[ProgressFields]
+    ) -> CheckpointRecord:
+        """Store the data of a pending checkpoint, with the epoch, step and metrics of
+        the training that fills it, if given; ``CheckpointExists`` if it has some."""
         ...
 
     # -- read

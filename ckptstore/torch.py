@@ -102,9 +102,10 @@ def save(
     return _streamed(obj, lambda chunks: target.put(job_id, chunks, **fields))
 
 
-def fill(obj: Any, target: Any, checkpoint_id: str) -> CheckpointRecord:
-    """``torch.save(obj)`` as the data of a pending (e.g. manually requested) checkpoint."""
-    return _streamed(obj, lambda chunks: target.fill(checkpoint_id, chunks))
+def fill(obj: Any, target: Any, checkpoint_id: str, **progress: Any) -> CheckpointRecord:
+    """``torch.save(obj)`` as the data of a pending (e.g. manually requested) checkpoint;
+    ``progress``: its ``epoch``, ``step`` and ``metrics``."""
+    return _streamed(obj, lambda chunks: target.fill(checkpoint_id, chunks, **progress))
 
 
 def load(target: Any, checkpoint_id: str, *, map_location: Any = None, **kwargs: Any) -> Any:

@@ -65,14 +65,17 @@ class Job:
         page = self.target.list(self.job_id, limit=None, types=("manual",))
         return [r for r in page.checkpoints if r.status == "pending"]
 
-    def fulfil(self, request: CheckpointRecord, state: Any) -> CheckpointRecord:
+    def fulfil(self, request: CheckpointRecord, state: Any, **progress: Any) -> CheckpointRecord:
+        """Answer one manual request with ``state``; ``progress``: the ``epoch``,
+        ``step`` and ``metrics`` of the training now, recorded with it."""
         from ckptstore import torch as ckpt_torch
 
-        return ckpt_torch.fill(state, self.target, request.checkpoint_id)
+        return ckpt_torch.fill(state, self.target, request.checkpoint_id, **progress)
 
-    def fulfil_pending(self, state: Any) -> list[CheckpointRecord]:
-        """Answer every pending manual request with ``state``; returns what was filled."""
-        return [self.fulfil(request, state) for request in self.pending_manual()]
+    def fulfil_pending(self, state: Any, **progress: Any) -> list[CheckpointRecord]:
+        """Answer every pending manual request with ``state`` (and ``progress``, as
+        ``fulfil``); returns what was filled."""
+        return [self.fulfil(request, state, **progress) for request in self.pending_manual()]
 
     def load(self, checkpoint_id: str, *, map_location: Any = None, **kwargs: Any) -> Any:
         from ckptstore import torch as ckpt_torch

@@ -281,3 +281,19 @@ def test_api_records_compare_equal_across_sides(tmp_path: Path) -> None:
                 ]
             )
     assert results[0] == results[1]
+
+
+def test_api_a_pending_checkpoint_is_filled_with_where_training_was(target: Target) -> None:
+    api = target.api
+    request = api.create_pending(JOB, name="before LR change")
+    assert (request.epoch, request.step, request.metrics) == (None, None, {})
+    filled = api.fill(
+        request.checkpoint_id, b"state" * 100, epoch=7, step=700, metrics={"loss": 0.3}
+    )
+    assert (filled.epoch, filled.step, filled.metrics) == (7, 700, {"loss": 0.3})
+    assert filled.name == "before LR change" and api.get(request.checkpoint_id) == filled
+    other = api.create_pending(JOB)
+    with pytest.raises(InvalidArgument) as bad:
+        api.fill(other.checkpoint_id, b"x", epoch=-1)
+    assert bad.value.parameter == "epoch"
+    assert api.get(other.checkpoint_id).status == "pending"

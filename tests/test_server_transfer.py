@@ -474,3 +474,21 @@ def test_raw_upload_honours_content_encoding(srv):
     assert garbage.status_code == 400
     still = srv.client.get(f"/v2/training/checkpoints/{other}", headers=srv.acme).json()
     assert still["status"] == "pending"
+
+
+def test_raw_upload_records_where_training_was(srv):
+    cid = pending(srv, name="requested")
+    url = f"/v2/training/checkpoints/{cid}/data"
+    params = {"epoch": 3, "step": 30, "metrics": '{"loss": 0.25}'}
+    stored = srv.client.put(url, headers=srv.acme, content=b"weights", params=params)
+    assert stored.status_code == 200
+    body = stored.json()
+    assert (body["epoch"], body["step"], body["metrics"]) == (3, 30, {"loss": 0.25})
+    other = pending(srv)
+    bad = srv.client.put(
+        f"/v2/training/checkpoints/{other}/data",
+        headers=srv.acme,
+        content=b"x",
+        params={"metrics": "[1, 2]"},
+    )
+    assert bad.status_code == 422 and "metrics" in bad.json()["error"]["message"]

@@ -89,8 +89,9 @@ def test_job_helper_with_manual_request_fulfilled_end_to_end(server):
     assert r.status_code == 201 and r.json()["status"] == "pending"
     (request,) = job.pending_manual()
     assert request.name == "Experiment Milestone"
-    (filled,) = job.fulfil_pending(state)
+    (filled,) = job.fulfil_pending(state, epoch=3, step=35, metrics={"validationLoss": 0.65})
     assert filled.status == "ready" and job.pending_manual() == []
+    assert (filled.epoch, filled.step, filled.metrics) == (3, 35, {"validationLoss": 0.65})
     final = job.finish(state, epoch=3)
     kinds = sorted((c.type, c.epoch) for c in client.list("job_x", limit=None).checkpoints)
     assert kinds == [
@@ -98,7 +99,7 @@ def test_job_helper_with_manual_request_fulfilled_end_to_end(server):
         ("automatic", 3),
         ("best", 2),
         ("final", 3),
-        ("manual", None),
+        ("manual", 3),
     ]
     assert_same(job.load(final.checkpoint_id, map_location="cpu"), state)
     assert_same(job.load(filled.checkpoint_id), state)

@@ -36,7 +36,7 @@ from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord
 from ckptstore.store.checkpoints import CheckpointFields, CheckpointPage, JobSummary
 from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.chunking.sources import Source
-from ckptstore.store.drafts import MAX_LIST_LIMIT
+from ckptstore.store.drafts import MAX_LIST_LIMIT, ProgressFields
 from ckptstore.store.gc import GcReport
 from ckptstore.store.policies import JobSettings
 
@@ -107,12 +107,18 @@ class Client:
         return record_of(self._json("POST", f"{_job(job_id)}/checkpoints", json=body))
 
     def fill(
-        self, checkpoint_id: str, source: Source, *, progress: Progress | None = None
+        self,
+        checkpoint_id: str,
+        source: Source,
+        *,
+        progress: Progress | None = None,
+        **fields: Unpack[ProgressFields],
     ) -> CheckpointRecord:
-        """Upload the data of a pending checkpoint (dedup-aware)."""
+        """Upload the data of a pending checkpoint (dedup-aware), with the epoch, step
+        and metrics of the training that fills it, if given."""
         max_batch = int(self.info()["maxBlockBatchBytes"])
         return self._push.fill(
-            quote(checkpoint_id, safe=""), source, self.chunker(), max_batch, progress
+            quote(checkpoint_id, safe=""), source, self.chunker(), max_batch, progress, fields
         )
 
     # -- read ------------------------------------------------------------------

@@ -23,6 +23,7 @@ from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.chunking.fingerprint import iter_blocks
 from ckptstore.store.chunking.sources import Source
+from ckptstore.store.drafts import ProgressFields
 from ckptstore.store.ids import content_digest
 
 Progress = Callable[[int], None]
@@ -82,8 +83,10 @@ class BlockPush:
         chunker: ChunkerParams,
         max_batch_bytes: int,
         progress: Progress | None = None,
+        fields: ProgressFields | None = None,
     ) -> CheckpointRecord:
-        """Send the blocks of ``source`` the server lacks, then commit the checkpoint."""
+        """Send the blocks of ``source`` the server lacks, then commit the checkpoint
+        (with ``fields``: the epoch, step and metrics of the training that fills it)."""
         base = f"/v2/training/checkpoints/{checkpoint_id}"
         limit = min(SEND_BYTES, max_batch_bytes // 2)
         ids: list[bytes] = []
@@ -111,7 +114,7 @@ class BlockPush:
                 self._send_missing(base, batch, limit, senders, sends)
             for future in sends:
                 future.result()
-        return self._commit(base, ids, slots)
+        return self._commit(base, ids, slots, fields or {})
 
     def _send_missing(
         self,
@@ -153,8 +156,11 @@ class BlockPush:
         with self._sent_lock:
             self.bytes_sent += sum(len(block.data) for _, block in blocks)
 
-    def _commit(self, base: str, ids: list[bytes], slots: list[str | None]) -> CheckpointRecord:
-        body = {"blockIds": [b.hex() for b in ids], "slots": slots}
+    def _commit(
+        self, base: str, ids: list[bytes], slots: list[str | None], fields: ProgressFields
+    ) -> CheckpointRecord:
+        given = {name: value for name, value in fields.items() if value is not None}
+        body = {"blockIds": [b.hex() for b in ids], "slots": slots, **given}
         try:
             return record_of(self._transport.request("POST", f"{base}/commit", json=body).json())
         except CheckpointExists:

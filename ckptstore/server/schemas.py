@@ -61,6 +61,10 @@ class CommitBody(BlockIds):
     slots: list[Annotated[str, Field(max_length=MAX_SLOT_CHARS)] | None] | None = Field(
         default=None, max_length=MAX_BLOCK_IDS
     )
+    # extension: where training was, for a checkpoint requested before its data existed
+    epoch: int | None = Field(None, ge=0, le=MAX_COUNTER)
+    step: int | None = Field(None, ge=0, le=MAX_COUNTER)
+    metrics: dict[str, float] | None = Field(None, max_length=MAX_METRICS)
 
 
 class JobSettingsBody(BaseModel):

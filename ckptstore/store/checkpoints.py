@@ -50,10 +50,12 @@ from ckptstore.store.drafts import (
     ALWAYS_SORTABLE_METRICS,
     SORT_FIELDS,
     CheckpointFields,
+    ProgressFields,
     check_list_arguments,
     may_sort_by,
     new_draft,
     sort_keys,
+    with_progress,
 )
 from ckptstore.store.gc import GcLock, GcReport, collect_garbage
 from ckptstore.store.ids import (
@@ -195,9 +197,18 @@ class CheckpointStore:
         self._ctx.catalog.create_checkpoint(draft)
         return draft
 
-    def fill(self, checkpoint_id: str, source: Source, *, tenant: str = "") -> CheckpointRecord:
-        """Upload the data of a pending checkpoint."""
-        return ingest(self._ctx, self._committer, self._pending(checkpoint_id, tenant), source)
+    def fill(
+        self,
+        checkpoint_id: str,
+        source: Source,
+        *,
+        tenant: str = "",
+        **fields: Unpack[ProgressFields],
+    ) -> CheckpointRecord:
+        """Upload the data of a pending checkpoint, with the epoch, step and metrics of
+        the training that fills it, if given."""
+        draft = with_progress(self._pending(checkpoint_id, tenant), fields)
+        return ingest(self._ctx, self._committer, draft, source)
 
     def begin_upload(
         self, job_id: str, *, tenant: str = "", **fields: Unpack[CheckpointFields]
@@ -206,9 +217,12 @@ class CheckpointStore:
         draft = new_draft(job_id, tenant, None, fields)
         return Upload(self._ctx, new_upload_id(), draft, self._committer)
 
-    def resume_upload(self, checkpoint_id: str, *, tenant: str = "") -> Upload:
-        """The dedup-aware upload of a pending checkpoint; any request may resume it."""
-        pending = self._pending(checkpoint_id, tenant)
+    def resume_upload(
+        self, checkpoint_id: str, *, tenant: str = "", **fields: Unpack[ProgressFields]
+    ) -> Upload:
+        """The dedup-aware upload of a pending checkpoint; any request may resume it
+        (the one that commits may give the epoch, step and metrics)."""
+        pending = with_progress(self._pending(checkpoint_id, tenant), fields)
         return Upload(self._ctx, upload_holder(pending.checkpoint_id), pending, self._committer)
 
     def settle(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from typing import TypedDict
 
 from ckptstore.errors import (
@@ -32,6 +33,17 @@ class CheckpointFields(TypedDict, total=False):
     description: str | None
 
 
+class ProgressFields(TypedDict, total=False):
+    """Where training was when a pending (say, manually requested) checkpoint is filled."""
+
+    epoch: int | None
+    step: int | None
+    metrics: dict[str, float] | None
+
+
+MAX_COUNTER = 2**63 - 1  # epochs and steps are stored as signed 64-bit integers
+MAX_METRICS = 256  # metric names per checkpoint
+
 _DEFAULT_NAMES = {
     "automatic": "Automatic Checkpoint",
     "best": "Best Checkpoint",
@@ -54,12 +66,7 @@ def new_draft(
     type_ = fields.get("type", "automatic")
     if type_ not in CHECKPOINT_TYPES:
         raise InvalidCheckpointType(type_, CHECKPOINT_TYPES)
-    epoch, step = fields.get("epoch"), fields.get("step")
-    for label, value in (("epoch", epoch), ("step", step)):
-        if value is not None and (
-            not isinstance(value, int) or isinstance(value, bool) or value < 0
-        ):
-            raise InvalidArgument(label, value, "a non-negative integer")
+    epoch, step = _counter("epoch", fields.get("epoch")), _counter("step", fields.get("step"))
     name = fields.get("name")
     if name is None:
         automatic = type_ == "automatic" and epoch is not None
@@ -81,10 +88,37 @@ def new_draft(
     )
 
 
+def with_progress(pending: CheckpointRecord, fields: ProgressFields) -> CheckpointRecord:
+    """``pending`` with the epoch, step and metrics given (the others as they were);
+    InvalidArgument for an unknown field or a bad value."""
+    unknown = set(fields) - set(ProgressFields.__annotations__)
+    if unknown:
+        raise InvalidArgument("field", sorted(unknown)[0], "epoch, step, metrics")
+    epoch, step = fields.get("epoch"), fields.get("step")
+    metrics = fields.get("metrics")
+    return replace(
+        pending,
+        epoch=pending.epoch if epoch is None else _counter("epoch", epoch),
+        step=pending.step if step is None else _counter("step", step),
+        metrics=pending.metrics if metrics is None else check_metrics(metrics),
+    )
+
+
+def _counter(label: str, value: object) -> int | None:
+    """An epoch or step: None, or a whole number from 0 to 2**63 - 1."""
+    if value is not None and (
+        not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNTER
+    ):
+        raise InvalidArgument(label, value, "a whole number from 0 to 2**63 - 1")
+    return value
+
+
 def check_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """The metrics as floats; InvalidArgument for a bad name or a value not finite."""
     if not isinstance(metrics, dict):
         raise InvalidArgument("metrics", metrics, "a mapping of metric name to number")
+    if len(metrics) > MAX_METRICS:
+        raise InvalidArgument("metrics", len(metrics), f"at most {MAX_METRICS} metrics")
     for key, value in metrics.items():
         if not isinstance(key, str) or not METRIC_KEY.fullmatch(key):
             raise InvalidArgument("metrics", key, "metric names of letters, digits, _ . - /")

@@ -21,21 +21,23 @@ retry or spread the blocks over several server replicas.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import anyio.from_thread
 import zstandard
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ckptstore.blockframes import is_v2, parse_frames
+from ckptstore.errors import InvalidArgument
 from ckptstore.server.admission import UploadAdmission
 from ckptstore.server.deps import ServicesDep, TenantDep
 from ckptstore.server.errors import ApiError
 from ckptstore.server.routes.checkpoints import ERRORS
-from ckptstore.server.schemas import BlockIds, Checkpoint, CommitBody, Missing
+from ckptstore.server.schemas import MAX_COUNTER, BlockIds, Checkpoint, CommitBody, Missing
 from ckptstore.server.views import checkpoint_view
 from ckptstore.store.catalog import CheckpointRecord
 from ckptstore.store.ids import parse_block_id
@@ -102,6 +104,12 @@ async def put_data(
     request: Request,
     svc: ServicesDep,
     tenant: TenantDep,
+    # extension: where training was, for a checkpoint requested before its data existed
+    epoch: Annotated[int | None, Query(ge=0, le=MAX_COUNTER)] = None,
+    step: Annotated[int | None, Query(ge=0, le=MAX_COUNTER)] = None,
+    metrics: Annotated[
+        str | None, Query(max_length=64 * 1024, description='A JSON object: {"loss": 0.5}')
+    ] = None,
 ) -> JSONResponse:
     encoding = _encoding(request)
     async with svc.uploads.slot(tenant):
@@ -112,8 +120,12 @@ async def put_data(
             body = _unzstd_stream(body)
         source = body
 
+        given = _metrics(metrics)
+
         def fill() -> CheckpointRecord:
-            return svc.store.fill(checkpointId, source, tenant=tenant)
+            return svc.store.fill(
+                checkpointId, source, tenant=tenant, epoch=epoch, step=step, metrics=given
+            )
 
         record = await svc.uploads.run(fill)
     return JSONResponse(checkpoint_view(record, svc.signer))
@@ -182,11 +194,27 @@ async def commit(
     ids = [parse_block_id(text) for text in body.blockIds]
 
     def finish() -> CheckpointRecord:
-        return svc.store.resume_upload(checkpointId, tenant=tenant).commit(ids, body.slots)
+        upload = svc.store.resume_upload(
+            checkpointId, tenant=tenant, epoch=body.epoch, step=body.step, metrics=body.metrics
+        )
+        return upload.commit(ids, body.slots)
 
     async with svc.uploads.slot(tenant):
         record = await svc.uploads.run(finish)
     return JSONResponse(checkpoint_view(record, svc.signer))
+
+
+def _metrics(text: str | None) -> dict[str, float] | None:
+    """The ``metrics`` query parameter: a JSON object of numbers (checked by the store)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise InvalidArgument("metrics", text[:100], 'a JSON object: {"loss": 0.5}') from None
+    if not isinstance(value, dict):
+        raise InvalidArgument("metrics", text[:100], 'a JSON object: {"loss": 0.5}')
+    return value
 
 
 def _encoding(request: Request) -> str:
