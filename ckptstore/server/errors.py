@@ -9,6 +9,7 @@ client raises the very class the store would have raised.
 from __future__ import annotations
 
 import errno
+import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,8 +17,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ckptstore.errors import CkptStoreError, InvalidArgument, StorageFull
+from ckptstore.store.blockstore.s3 import ObjectStoreError
 
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+log = logging.getLogger("ckptstore.server")
 
 
 class ApiError(Exception):
@@ -84,6 +87,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def storage_error(request: Request, exc: OSError) -> JSONResponse:
         if exc.errno in _NO_SPACE:
             return store_error_response(StorageFull(exc.strerror or ""))
+        if isinstance(exc, ObjectStoreError):
+            # the bucket failed past the S3 client's retries: a service this one needs
+            # is down, so 503; its address and answer stay in the server's log
+            log.warning("object storage failed: %s", exc)
+            return error_response(
+                503,
+                "storage_unavailable",
+                "object storage did not answer; try again later",
+                {"Retry-After": "5"},
+            )
         return await unexpected_error(request, exc)
 
     @app.exception_handler(Exception)

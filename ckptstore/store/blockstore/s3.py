@@ -65,17 +65,32 @@ class S3Location:
         return cls(parts.netloc, prefix + "/" if prefix else "")
 
 
-def s3_client(endpoint_url: str | None = None, max_connections: int = 32) -> S3Client:
+@dataclass(frozen=True)
+class S3Timeouts:
+    """How long one attempt may wait: to connect, and between bytes read (an answer
+    that stalls longer is an attempt failed, retried like a broken connection)."""
+
+    connect_s: float = 10.0
+    # every attempt of a stalled request waits this long: all of them together stay
+    # well under the client's own read timeout, so that it gets the server's answer
+    read_s: float = 30.0
+
+
+def s3_client(
+    endpoint_url: str | None = None,
+    max_connections: int = 32,
+    timeouts: S3Timeouts = S3Timeouts(),
+) -> S3Client:
     """A client configured from the standard AWS variables (credentials, ``AWS_REGION``
     or ``AWS_DEFAULT_REGION``), talking to ``endpoint_url`` (MinIO, Ceph, a test
-    server) when given, with bounded retries."""
+    server) when given, with bounded retries and ``timeouts`` per attempt."""
     import boto3
     from botocore.config import Config
 
     config = Config(
         retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
-        connect_timeout=10,
-        read_timeout=60,
+        connect_timeout=timeouts.connect_s,
+        read_timeout=timeouts.read_s,
         max_pool_connections=max_connections,
         # checksums only where S3 requires them: several S3-compatible stores refuse
         # the trailing checksums boto3 otherwise adds to every upload
@@ -105,10 +120,12 @@ class S3BlockStore(BlockStore):
         self._errors = (BotoCoreError, ClientError)
 
     @classmethod
-    def from_url(cls, url: str, endpoint_url: str | None = None) -> S3BlockStore:
+    def from_url(
+        cls, url: str, endpoint_url: str | None = None, timeouts: S3Timeouts = S3Timeouts()
+    ) -> S3BlockStore:
         """The store at ``s3://bucket/prefix``; InvalidArgument if the bucket does not
         exist (so that a server stops at start, not at its first write)."""
-        store = cls(s3_client(endpoint_url), S3Location.parse(url))
+        store = cls(s3_client(endpoint_url, timeouts=timeouts), S3Location.parse(url))
         bucket = store.location.bucket
         try:
             store.call("open bucket", bucket, lambda: store.client.head_bucket(Bucket=bucket))
