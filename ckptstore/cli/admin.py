@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -215,16 +217,24 @@ def serve(
         os.environ["CKPTSTORE_CATALOG"] = settings.catalog
     if settings.blocks:
         os.environ["CKPTSTORE_BLOCKS"] = settings.blocks
-    uvicorn.run(
-        "ckptstore.server.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        log_config=log_config(log_level),  # JSON lines unless on a terminal
-        access_log=False,  # the app logs each request itself (server/access.py)
-    )
+    # several processes add up their metrics in files of a directory of this run's own
+    shared = tempfile.mkdtemp(prefix="ckptstore-metrics-") if workers > 1 else None
+    if shared:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+    try:
+        uvicorn.run(
+            "ckptstore.server.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            log_config=log_config(log_level),  # JSON lines unless on a terminal
+            access_log=False,  # the app logs each request itself (server/access.py)
+        )
+    finally:
+        if shared:
+            shutil.rmtree(shared, ignore_errors=True)
 
 
 @keys_app.command("create")

@@ -3,14 +3,17 @@ latency, bytes moved, GC runs, and the store's totals (read when scraped)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ckptstore.store.checkpoints import StoreStats
 
+# prometheus_client's own variable: where the processes of one server share their values
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 # Latency buckets from a list request to a multi-GB streamed upload.
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
@@ -39,6 +42,7 @@ class Metrics:
         self._downloaded = Counter(
             "ckptstore_downloaded_bytes", "Checkpoint bytes sent.", registry=self.registry
         )
+        self._store_collector: _StoreCollector | None = None
 
     def count_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self._requests.labels(method, route, str(status)).inc()
@@ -52,12 +56,23 @@ class Metrics:
 
     def watch_store(self, stats: Callable[[], StoreStats], gc_runs: Callable[[], int]) -> None:
         """Report the store's totals and the GC runs, read at each scrape."""
-        self.registry.register(_StoreCollector(stats, gc_runs))
+        self._store_collector = _StoreCollector(stats, gc_runs)
+        self.registry.register(self._store_collector)
 
     def render(self) -> bytes:
         """The text exposition of every metric (reads the store's totals: not on the
-        event loop)."""
-        return generate_latest(self.registry)
+        event loop). Under several server processes (``PROMETHEUS_MULTIPROC_DIR`` set by
+        ``serve --workers``) the counters and histograms are those of all processes
+        together, whichever one answers."""
+        shared = os.environ.get(MULTIPROCESS_VARIABLE)
+        if not shared:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        # the library leaves this constructor unannotated
+        multiprocess.MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]
+        if self._store_collector is not None:
+            registry.register(self._store_collector)
+        return generate_latest(registry)
 
 
 class _StoreCollector(Collector):
