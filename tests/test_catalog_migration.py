@@ -16,9 +16,24 @@ from tests.crash_child import tensor_data_for
 NO_DELTAS = dataclasses.replace(TEST_CONFIG, delta_max_depth=0)
 
 
+def as_schema_6(root: Path) -> None:
+    """Turn a store's catalog into what the code of schema 6 wrote: no live bytes kept
+    per pack (nor the triggers that keep them), the pack index on pack ids alone."""
+    with sqlite3.connect(root / "catalog.sqlite") as conn:
+        for trigger in ("insert", "delete", "update"):
+            conn.execute(f"DROP TRIGGER blocks_live_{trigger}")
+        conn.execute("ALTER TABLE packs DROP COLUMN live_bytes")
+        conn.execute("DROP INDEX blocks_pack")
+        conn.execute("CREATE INDEX blocks_pack ON blocks (pack_id)")
+        conn.execute("DROP INDEX checkpoints_pending")
+        conn.execute("PRAGMA user_version = 6")
+    conn.close()
+
+
 def as_schema_3(root: Path) -> None:
     """Turn a store's catalog into what the code of schema 3 wrote: the same tables
     without the columns schema 4 added (pack bytes did not change)."""
+    as_schema_6(root)
     with sqlite3.connect(root / "catalog.sqlite") as conn:
         conn.execute("ALTER TABLE blocks DROP COLUMN header_len")
         conn.execute("ALTER TABLE blocks DROP COLUMN width")
@@ -80,3 +95,24 @@ def test_deltas_written_before_schema_4_are_stored_whole_when_their_bases_die(tm
 
 def test_a_new_store_records_that_no_width_is_missing(store):
     assert store.context.catalog.get_setting(WIDTHS_SETTING) is not None
+
+
+def test_packs_of_a_schema_6_store_get_their_live_bytes_and_gc_reclaims_them(tmp_path, clock):
+    root = tmp_path / "store"
+    with CheckpointStore.open(root, config=NO_DELTAS, clock=clock) as store:
+        kept, gone = (store.put("job", tensor_data_for(step), epoch=step) for step in range(2))
+        store.delete(gone.checkpoint_id)
+        before = store.context.catalog.pack_usage()
+    as_schema_6(root)
+    clock.advance(TEST_CONFIG.gc_grace_s + 1)
+    with CheckpointStore.open(root, config=NO_DELTAS, clock=clock) as store:
+        catalog = store.context.catalog
+        assert catalog.pack_usage() == before
+        assert any(usage.live_bytes for usage in before)
+        report = store.gc()
+        assert report.blocks_removed > 0 and report.packs_deleted + report.packs_compacted > 0
+        for usage in catalog.pack_usage():
+            blocks = catalog.blocks_in_pack(usage.pack_id)
+            assert usage.live_bytes == sum(block.entry_len for block in blocks)
+        assert store.verify(read_data=True).ok
+        assert restore_bytes(store, kept.checkpoint_id) == tensor_data_for(0)

@@ -6,8 +6,9 @@ the checkpoints it affects (directly or through delta bases).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
@@ -59,11 +60,10 @@ def verify_store(ctx: StoreContext, read_data: bool) -> VerifyReport:
             )
         )
     objects = {obj.name: obj.size for obj in ctx.blocks.list()}
-    by_pack: dict[str, list[BlockRecord]] = defaultdict(list)
-    for record in ctx.catalog.iter_blocks():
-        by_pack[record.pack_id].append(record)
     bad: list[tuple[str, BlockRecord, str]] = []  # (kind, block, detail)
-    for pack_id, records in by_pack.items():
+    # blocks come ordered by pack: one pack's records are held at a time
+    for pack_id, group in groupby(ctx.catalog.iter_blocks(), key=attrgetter("pack_id")):
+        records = list(group)
         size = objects.get(pack_id)
         if size is None:
             bad.extend(("missing_pack", r, "pack object is missing") for r in records)

@@ -8,7 +8,9 @@ import pytest
 
 from ckptstore.errors import FormatError, InvalidArgument
 from ckptstore.store.catalog.postgres import SCHEMA_VERSION, PostgresCatalog
+from ckptstore.store.catalog.postgres.schema import MIGRATIONS
 from ckptstore.testing.catalog import CatalogTests
+from ckptstore.testing.catalog.helpers import bid
 
 
 class TestPostgresCatalog(CatalogTests):
@@ -38,6 +40,28 @@ class TestPostgresCatalog(CatalogTests):
         with psycopg.connect(postgres_url) as conn:
             versions = conn.execute("SELECT version FROM ckptstore_schema").fetchall()
         assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
+
+    def test_version_1_packs_get_their_live_bytes(self, postgres_url: str) -> None:
+        with psycopg.connect(postgres_url) as conn:
+            conn.execute("CREATE TABLE ckptstore_schema (version INTEGER NOT NULL)")
+            for statement in MIGRATIONS[1]:
+                conn.execute(statement)
+            conn.execute("INSERT INTO ckptstore_schema VALUES (1)")
+            conn.execute("INSERT INTO packs VALUES ('p', 300, 0), ('q', 100, 0)")
+            for n, length in enumerate((10, 20)):
+                conn.execute(
+                    "INSERT INTO blocks (block_id, pack_id, pack_offset, stored_len, raw_len,"
+                    " codec, refcount, header_len) VALUES (%s, 'p', %s, %s, 12, 4, 1, 76)",
+                    (bid(n), 16 + 100 * n, length),
+                )
+        catalog = PostgresCatalog(postgres_url)
+        try:
+            assert [(u.pack_id, u.live_bytes) for u in catalog.pack_usage()] == [
+                ("p", 2 * 76 + 30),
+                ("q", 0),
+            ]
+        finally:
+            catalog.close()
 
     def test_a_url_without_a_schema_is_refused(self, postgres_url: str) -> None:
         missing = postgres_url.rsplit("%3D", 1)[0] + "%3Dno_such_schema_here"

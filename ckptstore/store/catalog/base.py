@@ -83,7 +83,9 @@ class BlockIndex(Protocol):
         ...
 
     def iter_blocks(self) -> Iterator[BlockRecord]:
-        """Every block, ordered by pack and offset."""
+        """Every block, ordered by pack and offset, read a page at a time (memory stays
+        bounded whatever the store's size; a block moved while the pages are read may be
+        seen in both places, or in neither)."""
         ...
 
 

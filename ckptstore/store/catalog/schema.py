@@ -1,6 +1,6 @@
 """The catalog schema, as numbered migrations (FORMAT.md describes the tables)."""
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # MIGRATIONS[n] takes a catalog from schema version n-1 to n.
 MIGRATIONS: dict[int, list[str]] = {
@@ -106,5 +106,32 @@ MIGRATIONS: dict[int, list[str]] = {
     6: [
         "ALTER TABLE rebases ADD COLUMN claimed_by TEXT",
         "ALTER TABLE rebases ADD COLUMN claimed_until REAL",
+    ],
+    # 7: each pack's live bytes (its blocks' entries), kept by triggers as block rows
+    # come, go and move, so GC reads one row per pack instead of summing every block;
+    # the pack index gives blocks by offset (verify pages through it); pending
+    # checkpoints are found by an index, not a scan.
+    7: [
+        "ALTER TABLE packs ADD COLUMN live_bytes INTEGER NOT NULL DEFAULT 0",
+        "DROP INDEX blocks_pack",
+        "CREATE INDEX blocks_pack ON blocks (pack_id, pack_offset)",
+        """UPDATE packs SET live_bytes = COALESCE((SELECT SUM(b.header_len + b.stored_len)
+            FROM blocks b WHERE b.pack_id = packs.pack_id), 0)""",
+        """CREATE TRIGGER blocks_live_insert AFTER INSERT ON blocks BEGIN
+            UPDATE packs SET live_bytes = live_bytes + NEW.header_len + NEW.stored_len
+            WHERE pack_id = NEW.pack_id;
+        END""",
+        """CREATE TRIGGER blocks_live_delete AFTER DELETE ON blocks BEGIN
+            UPDATE packs SET live_bytes = live_bytes - OLD.header_len - OLD.stored_len
+            WHERE pack_id = OLD.pack_id;
+        END""",
+        """CREATE TRIGGER blocks_live_update AFTER UPDATE OF pack_id, header_len, stored_len
+        ON blocks BEGIN
+            UPDATE packs SET live_bytes = live_bytes - OLD.header_len - OLD.stored_len
+            WHERE pack_id = OLD.pack_id;
+            UPDATE packs SET live_bytes = live_bytes + NEW.header_len + NEW.stored_len
+            WHERE pack_id = NEW.pack_id;
+        END""",
+        "CREATE INDEX checkpoints_pending ON checkpoints (created_at) WHERE status = 'pending'",
     ],
 }

@@ -82,6 +82,44 @@ class MaintenanceTests(CatalogFixture):
         catalog.remove_pack("pack0001")
         assert catalog.pack_usage() == []
 
+    def test_pack_usage_follows_blocks_added_moved_reencoded_and_removed(
+        self, catalog: Catalog
+    ) -> None:
+        def live_by_pack() -> dict[str, int]:
+            return {u.pack_id: u.live_bytes for u in catalog.pack_usage()}
+
+        def summed() -> dict[str, int]:
+            return {
+                u.pack_id: sum(b.entry_len for b in catalog.blocks_in_pack(u.pack_id))
+                for u in catalog.pack_usage()
+            }
+
+        self.add(catalog, 1, 2, 3)
+        self.add(catalog, 3, 4, pack="pack0002", holder="h2")  # 3 is there already
+        assert (
+            live_by_pack()
+            == summed()
+            == {
+                "pack0001": 3 * (ENTRY_HEADER + 100),
+                "pack0002": ENTRY_HEADER + 100,
+            }
+        )
+        catalog.commit_checkpoint(checkpoint("c"), [(0, bid(1)), (1000, bid(2))], "h")
+        assert live_by_pack() == summed()  # refcounts change nothing here
+        new2 = block(bid(2), "pack0003", PACK_HEADER, 40, 1000, 3, bid(1))
+        catalog.reencode_blocks("pack0003", 500, [(stored_block(catalog, 2), new2)], NOW)
+        assert live_by_pack() == summed()
+        assert live_by_pack()["pack0003"] == ENTRY_HEADER + 40
+        moved = [block(bid(1), "pack0004", PACK_HEADER, 100, 1000, 1)]
+        catalog.release_leases("h")
+        catalog.release_leases("h2")
+        catalog.remove_dead_blocks(NOW + 1, 0)  # 3 and 4: no checkpoint uses them
+        assert live_by_pack() == summed()
+        assert live_by_pack()["pack0002"] == 0
+        catalog.relocate_blocks("pack0001", "pack0004", 300, moved, NOW)
+        assert live_by_pack() == summed()
+        assert live_by_pack()["pack0004"] == ENTRY_HEADER + 100
+
     def test_pack_usage_of_some_packs(self, catalog: Catalog) -> None:
         self.add(catalog, 1, 2)
         self.add(catalog, 3, pack="pack0002")

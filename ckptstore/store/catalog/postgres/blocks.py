@@ -34,6 +34,9 @@ def lease(conn: Connection, block_ids: list[bytes], holder: str, expires_at: flo
     )
 
 
+ITER_PAGE = 10_000  # block rows per query of iter_blocks
+
+
 class PostgresBlockIndex(PostgresDatabase, BlockIndex):
     @retried
     def add_pack(
@@ -104,5 +107,17 @@ class PostgresBlockIndex(PostgresDatabase, BlockIndex):
         return [rows.block(row) for row in found]
 
     def iter_blocks(self) -> Iterator[BlockRecord]:
-        found = self._all(f"SELECT {BLOCK_COLUMNS} FROM blocks ORDER BY pack_id, pack_offset")
-        return (rows.block(row) for row in found)
+        # a page at a time, each read whole, after the last row of the one before: memory
+        # stays bounded and no connection is held between pages
+        order = "ORDER BY pack_id, pack_offset, block_id LIMIT %s"
+        page = self._all(f"SELECT {BLOCK_COLUMNS} FROM blocks {order}", (ITER_PAGE,))
+        while page:
+            yield from (rows.block(row) for row in page)
+            if len(page) < ITER_PAGE:
+                return
+            last = page[-1]
+            page = self._all(
+                f"SELECT {BLOCK_COLUMNS} FROM blocks"
+                f" WHERE (pack_id, pack_offset, block_id) > (%s, %s, %s) {order}",
+                (last[1], last[2], last[0], ITER_PAGE),
+            )

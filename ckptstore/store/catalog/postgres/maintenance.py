@@ -19,45 +19,54 @@ _DEAD = (
     " AND NOT EXISTS (SELECT 1 FROM blocks d WHERE d.base_id = b.block_id)"
 )
 
+# Dead block rows removed per transaction: large removals lock rows in short turns.
+REMOVAL_BATCH = 20_000
+
 
 class PostgresMaintenance(PostgresDatabase, Maintenance):
     # -- GC --------------------------------------------------------------------
-    @retried
     def remove_dead_blocks(self, now: float, grace_s: float) -> list[BlockRecord]:
+        self._expire_leases(now)
         removed: list[BlockRecord] = []
-        cutoff = now - grace_s
+        while True:  # removing a delta can make its base dead too
+            batch = self._remove_dead_batch(now - grace_s)
+            if not batch:
+                return removed
+            removed.extend(batch)
+
+    @retried
+    def _expire_leases(self, now: float) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM leases WHERE expires_at <= %s", (now,))
-            while True:  # removing a delta can make its base dead too
-                # SKIP LOCKED: a block some transaction holds is being leased or
-                # referenced, so it is not dead; GC does not wait for it.
-                candidates = conn.execute(
-                    f"SELECT b.block_id FROM blocks b WHERE {_DEAD}"
-                    " ORDER BY b.block_id FOR UPDATE SKIP LOCKED",
-                    (cutoff,),
-                ).fetchall()
-                if not candidates:
-                    return removed
-                found = conn.execute(
-                    f"DELETE FROM blocks b WHERE b.block_id = ANY(%s) AND {_DEAD}"
-                    f" RETURNING {rows.block_columns('b')}",
-                    ([row[0] for row in candidates], cutoff),
-                ).fetchall()
-                if not found:
-                    return removed
-                removed.extend(rows.block(row) for row in found)
+
+    @retried
+    def _remove_dead_batch(self, cutoff: float) -> list[BlockRecord]:
+        """Remove up to REMOVAL_BATCH dead blocks in one transaction (rows locked, and
+        the packs they leave, for one batch only); those removed."""
+        with self._write() as conn:
+            # SKIP LOCKED: a block some transaction holds is being leased or
+            # referenced, so it is not dead; GC does not wait for it (nor can it
+            # deadlock on it).
+            candidates = conn.execute(
+                f"SELECT b.block_id FROM blocks b WHERE {_DEAD} LIMIT %s FOR UPDATE SKIP LOCKED",
+                (cutoff, REMOVAL_BATCH),
+            ).fetchall()
+            if not candidates:
+                return []
+            found = conn.execute(
+                f"DELETE FROM blocks b WHERE b.block_id = ANY(%s) AND {_DEAD}"
+                f" RETURNING {rows.block_columns('b')}",
+                ([row[0] for row in candidates], cutoff),
+            ).fetchall()
+            return [rows.block(row) for row in found]
 
     def pack_usage(self, pack_ids: Collection[str] | None = None) -> list[PackUsage]:
-        query = (
-            "SELECT p.pack_id, p.size, p.created_at,"
-            " COALESCE(SUM(b.header_len + b.stored_len), 0)::bigint"
-            " FROM packs p LEFT JOIN blocks b ON b.pack_id = p.pack_id {}"
-            " GROUP BY p.pack_id ORDER BY p.pack_id"
-        )
+        # live_bytes is kept by the blocks_live_* triggers (schema 2): one row per pack
+        query = "SELECT pack_id, size, created_at, live_bytes FROM packs {} ORDER BY pack_id"
         if pack_ids is None:
             found = self._all(query.format(""))
         else:
-            found = self._all(query.format("WHERE p.pack_id = ANY(%s)"), (sorted(set(pack_ids)),))
+            found = self._all(query.format("WHERE pack_id = ANY(%s)"), (sorted(set(pack_ids)),))
         return [PackUsage(pack_id=r[0], size=r[1], created_at=r[2], live_bytes=r[3]) for r in found]
 
     @retried

@@ -9,7 +9,7 @@ so listings come in byte order, as from SQLite, whatever the database's locale. 
 The version is a row of ``ckptstore_schema``; its numbering is this backend's own.
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _ID = 'TEXT COLLATE "C"'
 
@@ -105,5 +105,48 @@ MIGRATIONS: dict[int, list[str]] = {
             claimed_by TEXT,
             claimed_until DOUBLE PRECISION)""",
         "CREATE INDEX rebases_parent ON rebases (parent_id)",
+    ],
+    # 2: each pack's live bytes (its blocks' entries), kept by statement triggers as
+    # block rows come, go and move (one update per pack a statement touches), so GC
+    # reads one row per pack instead of summing every block.
+    2: [
+        "ALTER TABLE packs ADD COLUMN live_bytes BIGINT NOT NULL DEFAULT 0",
+        """UPDATE packs p SET live_bytes = s.n FROM (
+            SELECT pack_id, SUM(header_len + stored_len) AS n FROM blocks GROUP BY pack_id) s
+            WHERE p.pack_id = s.pack_id""",
+        # An update that moves no entry (a refcount change) nets to zero for every pack
+        # and writes no pack row, so commits and deletes never wait on each other here.
+        """CREATE FUNCTION blocks_live_change() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                UPDATE packs p SET live_bytes = p.live_bytes + s.n FROM (
+                    SELECT pack_id, SUM(header_len + stored_len) AS n FROM new_rows
+                    GROUP BY pack_id) s
+                WHERE p.pack_id = s.pack_id;
+            ELSIF TG_OP = 'DELETE' THEN
+                UPDATE packs p SET live_bytes = p.live_bytes - s.n FROM (
+                    SELECT pack_id, SUM(header_len + stored_len) AS n FROM old_rows
+                    GROUP BY pack_id) s
+                WHERE p.pack_id = s.pack_id;
+            ELSE
+                UPDATE packs p SET live_bytes = p.live_bytes + s.n FROM (
+                    SELECT pack_id, SUM(n) AS n FROM (
+                        SELECT pack_id, header_len + stored_len AS n FROM new_rows
+                        UNION ALL
+                        SELECT pack_id, -(header_len + stored_len) FROM old_rows) AS moves
+                    GROUP BY pack_id HAVING SUM(n) <> 0) s
+                WHERE p.pack_id = s.pack_id;
+            END IF;
+            RETURN NULL;
+        END $$""",
+        """CREATE TRIGGER blocks_live_insert AFTER INSERT ON blocks
+            REFERENCING NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION blocks_live_change()""",
+        """CREATE TRIGGER blocks_live_delete AFTER DELETE ON blocks
+            REFERENCING OLD TABLE AS old_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION blocks_live_change()""",
+        """CREATE TRIGGER blocks_live_update AFTER UPDATE ON blocks
+            REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION blocks_live_change()""",
     ],
 }

@@ -10,6 +10,8 @@ from ckptstore.store.catalog.sqlite import rows
 from ckptstore.store.catalog.sqlite.database import SQLiteDatabase, batches
 from ckptstore.store.catalog.sqlite.rows import BLOCK_COLUMNS
 
+ITER_PAGE = 10_000  # block rows per query of iter_blocks
+
 
 class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
     def add_pack(
@@ -26,13 +28,11 @@ class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
                 "INSERT INTO packs (pack_id, size, created_at) VALUES (?, ?, ?)",
                 (pack_id, size, now),
             )
-            before = conn.total_changes
-            conn.executemany(
+            added: int = conn.executemany(
                 f"INSERT OR IGNORE INTO blocks ({BLOCK_COLUMNS}, refcount, dead_since)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
                 [(*rows.block_values(b), now) for b in blocks],
-            )
-            added = conn.total_changes - before
+            ).rowcount  # summed over the rows, not counting what the triggers change
             conn.executemany(
                 "INSERT OR REPLACE INTO leases (block_id, holder, expires_at) VALUES (?, ?, ?)",
                 [(b.block_id, lease_holder, lease_expires_at) for b in blocks],
@@ -92,9 +92,21 @@ class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
         return [rows.block(row) for row in found]
 
     def iter_blocks(self) -> Iterator[BlockRecord]:
-        found = (
-            self._conn()
-            .execute(f"SELECT {BLOCK_COLUMNS} FROM blocks ORDER BY pack_id, pack_offset")
-            .fetchall()
-        )
-        return (rows.block(row) for row in found)
+        # a page at a time, each read whole, after the last row of the one before: memory
+        # stays bounded and no statement stays open between pages
+        conn = self._conn()
+        page = conn.execute(
+            f"SELECT {BLOCK_COLUMNS} FROM blocks ORDER BY pack_id, pack_offset, block_id LIMIT ?",
+            (ITER_PAGE,),
+        ).fetchall()
+        while page:
+            yield from (rows.block(row) for row in page)
+            if len(page) < ITER_PAGE:
+                return
+            last = page[-1]
+            page = conn.execute(
+                f"SELECT {BLOCK_COLUMNS} FROM blocks"
+                " WHERE (pack_id, pack_offset, block_id) > (?, ?, ?)"
+                " ORDER BY pack_id, pack_offset, block_id LIMIT ?",
+                (last[1], last[2], last[0], ITER_PAGE),
+            ).fetchall()

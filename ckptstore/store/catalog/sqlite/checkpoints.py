@@ -103,7 +103,7 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
         with self._write() as conn:
             if rows.checkpoint_row(conn, record.checkpoint_id) is not None:
                 raise CheckpointExists(record.checkpoint_id)
-            _add_references(conn, _reference_counts(conn, record.parent_id))
+            _add_references_of(conn, record.parent_id)
             conn.execute(
                 f"INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ({CHECKPOINT_MARKS})",
                 rows.checkpoint_values(record),
@@ -310,25 +310,63 @@ def _add_references(conn: sqlite3.Connection, counts: dict[bytes, int]) -> None:
     """Increment refcounts; MissingBlockError (rolling back) if any block is gone."""
     if not counts:
         return
-    cur = conn.executemany(
-        "UPDATE blocks SET refcount = refcount + ?, dead_since = NULL WHERE block_id = ?",
-        [(n, block) for block, n in counts.items()],
-    )
-    if cur.rowcount != len(counts):
+    _stage_references(conn)
+    conn.executemany("INSERT INTO temp.ref_changes VALUES (?, ?)", sorted(counts.items()))
+    changed = _apply_references(conn, None)
+    if changed != len(counts):
         raise MissingBlockError([b.hex() for b in counts if not _has_block(conn, b)])
+
+
+def _add_references_of(conn: sqlite3.Connection, checkpoint_id: str | None) -> None:
+    """Increment the refcount of every block of ``checkpoint_id``'s manifest once per entry."""
+    _stage_references(conn)
+    conn.execute(
+        "INSERT INTO temp.ref_changes SELECT block_id, COUNT(*) FROM manifests"
+        " WHERE checkpoint_id = ? GROUP BY block_id",
+        (checkpoint_id,),
+    )
+    _apply_references(conn, None)
+
+
+def _drop_references_of(conn: sqlite3.Connection, checkpoint_id: str, now: float) -> None:
+    """Decrement the refcounts of ``checkpoint_id``'s manifest; a block left with none is
+    dead from ``now``."""
+    _stage_references(conn)
+    conn.execute(
+        "INSERT INTO temp.ref_changes SELECT block_id, -COUNT(*) FROM manifests"
+        " WHERE checkpoint_id = ? GROUP BY block_id",
+        (checkpoint_id,),
+    )
+    _apply_references(conn, now)
+
+
+def _stage_references(conn: sqlite3.Connection) -> None:
+    """An empty ``temp.ref_changes`` (block id, refcount change), private to the connection."""
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS ref_changes"
+        " (block_id BLOB PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    conn.execute("DELETE FROM temp.ref_changes")
+
+
+def _apply_references(conn: sqlite3.Connection, now: float | None) -> int:
+    """Apply the staged refcount changes in one statement (the blocks are visited in id
+    order, each once); a block left with none is dead from ``now``. How many rows changed."""
+    changed: int = conn.execute(
+        "UPDATE blocks SET refcount = refcount + (SELECT n FROM temp.ref_changes c"
+        "  WHERE c.block_id = blocks.block_id),"
+        " dead_since = CASE WHEN refcount + (SELECT n FROM temp.ref_changes c"
+        "  WHERE c.block_id = blocks.block_id) <= 0 THEN ? ELSE NULL END"
+        " WHERE block_id IN (SELECT block_id FROM temp.ref_changes)",
+        (now,),
+    ).rowcount
+    conn.execute("DELETE FROM temp.ref_changes")
+    return changed
 
 
 def _has_block(conn: sqlite3.Connection, block_id: bytes) -> bool:
     row = conn.execute("SELECT 1 FROM blocks WHERE block_id = ?", (block_id,)).fetchone()
     return row is not None
-
-
-def _reference_counts(conn: sqlite3.Connection, checkpoint_id: str | None) -> dict[bytes, int]:
-    found = conn.execute(
-        "SELECT block_id, COUNT(*) FROM manifests WHERE checkpoint_id = ? GROUP BY block_id",
-        (checkpoint_id,),
-    ).fetchall()
-    return dict(found)
 
 
 def _ensure_job(conn: sqlite3.Connection, tenant_id: str, job_id: str, now: float) -> None:
@@ -348,13 +386,7 @@ def _delete(conn: sqlite3.Connection, checkpoint_id: str, now: float) -> Checkpo
     ).fetchall()
     if pins:
         raise CheckpointPinned(checkpoint_id, [row[0] for row in pins])
-    counts = _reference_counts(conn, checkpoint_id)
-    conn.executemany(
-        "UPDATE blocks SET refcount = refcount - ?1,"
-        " dead_since = CASE WHEN refcount - ?1 <= 0 THEN ?2 ELSE NULL END"
-        " WHERE block_id = ?3",
-        [(n, now, block) for block, n in counts.items()],
-    )
+    _drop_references_of(conn, checkpoint_id, now)
     conn.execute("DELETE FROM manifests WHERE checkpoint_id = ?", (checkpoint_id,))
     conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,))
     conn.execute(

@@ -10,6 +10,10 @@ from ckptstore.store.catalog.sqlite import rows
 from ckptstore.store.catalog.sqlite.database import SQLiteDatabase, batches
 from ckptstore.store.catalog.sqlite.rows import BLOCK_COLUMNS
 
+# Dead block rows removed per write transaction: large removals hold the write lock in
+# short turns (bench/scale.py measures the longest).
+REMOVAL_BATCH = 20_000
+
 
 class SQLiteMaintenance(SQLiteDatabase, Maintenance):
     # -- GC --------------------------------------------------------------------
@@ -17,33 +21,34 @@ class SQLiteMaintenance(SQLiteDatabase, Maintenance):
         removed: list[BlockRecord] = []
         with self._write() as conn:
             conn.execute("DELETE FROM leases WHERE expires_at <= ?", (now,))
-            while True:  # removing a delta can make its base dead too
+        while True:  # removing a delta can make its base dead too
+            # a batch per transaction: writers wait for one batch, never for the whole GC
+            with self._write() as conn:
                 found = conn.execute(
                     f"SELECT {BLOCK_COLUMNS} FROM blocks b"
                     " WHERE b.refcount = 0 AND b.dead_since <= ?"
                     " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.block_id = b.block_id)"
-                    " AND NOT EXISTS (SELECT 1 FROM blocks d WHERE d.base_id = b.block_id)",
-                    (now - grace_s,),
+                    " AND NOT EXISTS (SELECT 1 FROM blocks d WHERE d.base_id = b.block_id)"
+                    " LIMIT ?",
+                    (now - grace_s, REMOVAL_BATCH),
                 ).fetchall()
                 if not found:
                     return removed
-                conn.executemany("DELETE FROM blocks WHERE block_id = ?", [(r[0],) for r in found])
-                removed.extend(rows.block(row) for row in found)
+                conn.executemany(
+                    "DELETE FROM blocks WHERE block_id = ?", sorted((r[0],) for r in found)
+                )
+            removed.extend(rows.block(row) for row in found)
 
     def pack_usage(self, pack_ids: Collection[str] | None = None) -> list[PackUsage]:
-        query = (
-            "SELECT p.pack_id, p.size, p.created_at,"
-            " COALESCE(SUM(b.header_len + b.stored_len), 0)"
-            " FROM packs p LEFT JOIN blocks b ON b.pack_id = p.pack_id {}"
-            " GROUP BY p.pack_id ORDER BY p.pack_id"
-        )
+        # live_bytes is kept by the blocks_live_* triggers (schema 7): one row per pack
+        query = "SELECT pack_id, size, created_at, live_bytes FROM packs {} ORDER BY pack_id"
         with self._read() as conn:
             if pack_ids is None:
                 found = conn.execute(query.format("")).fetchall()
             else:
                 found = []
                 for batch in batches(sorted(set(pack_ids))):
-                    where = "WHERE p.pack_id IN ({})".format(",".join("?" * len(batch)))
+                    where = "WHERE pack_id IN ({})".format(",".join("?" * len(batch)))
                     found += conn.execute(query.format(where), batch).fetchall()
         return [PackUsage(pack_id=r[0], size=r[1], created_at=r[2], live_bytes=r[3]) for r in found]
 
