@@ -81,7 +81,8 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
             conn.execute(
                 "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
                 " SELECT %s, s, b, o, sl FROM unnest("
-                "  %s::bigint[], %s::bytea[], %s::bigint[], %s::text[]) AS v(s, b, o, sl)",
+                "  %s::bigint[], %s::bytea[], %s::bigint[], %s::text[]) AS v(s, b, o, sl)"
+                " ORDER BY b",  # manifests_block is then filled in order, not at random
                 (
                     record.checkpoint_id,
                     list(range(len(manifest))),

@@ -108,14 +108,22 @@ class PostgresRebases(PostgresDatabase, Rebases):
         return applied
 
     def orphaned_deltas(self, dead_before: float) -> list[BlockRecord]:
-        found = self._all(
-            f"SELECT {block_columns('x')} FROM blocks x JOIN blocks y ON y.block_id = x.base_id"
-            " WHERE y.refcount = 0 AND y.dead_since <= %s"
-            " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.block_id = y.block_id)"
-            " AND (x.refcount > 0"
-            " OR EXISTS (SELECT 1 FROM leases l WHERE l.block_id = x.block_id))",
-            (dead_before,),
-        )
+        with self._read() as conn:
+            # the dead bases first (blocks_dead), then the deltas on them (blocks_base):
+            # each an index scan whatever the planner's estimates
+            bases = conn.execute(
+                "SELECT y.block_id FROM blocks y WHERE y.refcount = 0 AND y.dead_since <= %s"
+                " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.block_id = y.block_id)",
+                (dead_before,),
+            ).fetchall()
+            if not bases:
+                return []
+            found = conn.execute(
+                f"SELECT {block_columns('x')} FROM blocks x WHERE x.base_id = ANY(%s)"
+                " AND (x.refcount > 0"
+                " OR EXISTS (SELECT 1 FROM leases l WHERE l.block_id = x.block_id))",
+                ([row[0] for row in bases],),
+            ).fetchall()
         return [rows.block(row) for row in found]
 
 

@@ -16,6 +16,7 @@ from ckptstore.store.catalog.schema import MIGRATIONS, SCHEMA_VERSION
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 30_000
+CACHE_KIB = 65_536  # page cache of each connection, at most
 BATCH = 500  # ids per IN (...) query, well under SQLite's variable limit
 
 
@@ -47,6 +48,10 @@ class SQLiteDatabase:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
+            # a page cache that holds the hot parts of a large catalog's indexes (the
+            # default is 2 MiB), and temporary tables (staged refcounts) in memory
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            conn.execute("PRAGMA temp_store = MEMORY")
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
