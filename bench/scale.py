@@ -222,6 +222,7 @@ def measure_step(rig: Rig, checkpoint_blocks: int) -> dict[str, float]:
     result["gc_idle_lock_s"] = max(hold for _, hold in idle)
     verify = _verify_in_child(rig)
     result["verify_s"], result["verify_peak_mb"] = verify["seconds"], verify["peak_mb"]
+    result["verify_base_mb"] = verify.get("base_mb", 0.0)
     result["catalog_bytes_per_block"] = catalog_bytes(rig) / max(rig.blocks, 1)
     return result
 
@@ -245,6 +246,7 @@ def verify_child(root: str, catalog_url: str | None) -> None:
     packs = LocalBlockStore(Path(root) / "packs")
     catalog = open_catalog(catalog_url or str(Path(root) / "catalog.sqlite"))
     store = CheckpointStore(catalog, packs, clock=Clock())
+    base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # imports, open store
     start = time.perf_counter()
     report = store.verify(read_data=False)
     seconds = time.perf_counter() - start
@@ -252,7 +254,7 @@ def verify_child(root: str, catalog_url: str | None) -> None:
     store.close()
     if not report.ok:
         raise SystemExit(f"verify found {len(report.findings)} problems: {report.findings[:3]}")
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024}))
+    print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024, "base_mb": base_kb / 1024}))
 
 
 def catalog_bytes(rig: Rig) -> int:
@@ -400,7 +402,8 @@ COLUMNS = [
     ("gc_work_lock_s", "GC lock s", "{:.3f}"),
     ("gc_idle_s", "GC (idle) s", "{:.4f}"),
     ("verify_s", "verify s", "{:.2f}"),
-    ("verify_peak_mb", "verify MB", "{:.0f}"),
+    ("verify_peak_mb", "verify peak RSS MB", "{:.0f}"),
+    ("verify_base_mb", "(RSS before)", "{:.0f}"),
     ("catalog_bytes_per_block", "catalog B/block", "{:.0f}"),
 ]
 

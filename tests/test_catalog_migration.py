@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 from ckptstore import CheckpointStore
+from ckptstore.store.catalog.records import ListQuery
 from ckptstore.store.codecs.ids import WIDTH_PREFIXED, Codec
 from ckptstore.store.rebase import WIDTHS_SETTING
 from tests.conftest import TEST_CONFIG, restore_bytes
@@ -16,9 +18,24 @@ from tests.crash_child import tensor_data_for
 NO_DELTAS = dataclasses.replace(TEST_CONFIG, delta_max_depth=0)
 
 
+def as_schema_7(root: Path) -> None:
+    """Turn a store's catalog into what the code of schema 7 wrote: no metric order or
+    counts kept per job (nor the triggers that keep them)."""
+    with sqlite3.connect(root / "catalog.sqlite") as conn:
+        for trigger in ("metrics_insert", "metrics_delete", "metrics_update"):
+            conn.execute(f"DROP TRIGGER checkpoints_{trigger}")
+        for trigger in ("count_insert", "count_delete", "count_update"):
+            conn.execute(f"DROP TRIGGER checkpoints_{trigger}")
+        conn.execute("DROP TABLE metric_order")
+        conn.execute("DROP TABLE job_counts")
+        conn.execute("PRAGMA user_version = 7")
+    conn.close()
+
+
 def as_schema_6(root: Path) -> None:
     """Turn a store's catalog into what the code of schema 6 wrote: no live bytes kept
     per pack (nor the triggers that keep them), the pack index on pack ids alone."""
+    as_schema_7(root)
     with sqlite3.connect(root / "catalog.sqlite") as conn:
         for trigger in ("insert", "delete", "update"):
             conn.execute(f"DROP TRIGGER blocks_live_{trigger}")
@@ -116,3 +133,23 @@ def test_packs_of_a_schema_6_store_get_their_live_bytes_and_gc_reclaims_them(tmp
             assert usage.live_bytes == sum(block.entry_len for block in blocks)
         assert store.verify(read_data=True).ok
         assert restore_bytes(store, kept.checkpoint_id) == tensor_data_for(0)
+
+
+def test_a_schema_7_store_lists_its_checkpoints_by_metric_and_counts_them(tmp_path, clock):
+    root = tmp_path / "store"
+    losses = [0.5, 0.1, None, 0.3]
+    with CheckpointStore.open(root, config=NO_DELTAS, clock=clock) as store:
+        for step, loss in enumerate(losses):
+            metrics = {} if loss is None else {"loss": loss}
+            store.put("job", tensor_data_for(step), epoch=step, metrics=metrics)
+            clock.advance(1)
+    as_schema_7(root)
+    with CheckpointStore.open(root, config=NO_DELTAS, clock=clock) as store:
+        query = ListQuery("", "job", "loss", descending=False, limit=3)
+        page, total, cursor = store.context.catalog.list_checkpoints(query)
+        assert [record.epoch for record in page] == [1, 3, 0] and total == 4
+        rest, _, _ = store.context.catalog.list_checkpoints(replace(query, cursor=cursor))
+        assert [record.epoch for record in rest] == [2]
+        store.put("job", tensor_data_for(9), epoch=9, metrics={"loss": 0.0})
+        page, total, _ = store.context.catalog.list_checkpoints(query)
+        assert [record.epoch for record in page] == [9, 1, 3] and total == 5

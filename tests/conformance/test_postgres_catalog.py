@@ -9,6 +9,7 @@ import pytest
 from ckptstore.errors import FormatError, InvalidArgument
 from ckptstore.store.catalog.postgres import SCHEMA_VERSION, PostgresCatalog
 from ckptstore.store.catalog.postgres.schema import MIGRATIONS
+from ckptstore.store.catalog.records import ListQuery
 from ckptstore.testing.catalog import CatalogTests
 from ckptstore.testing.catalog.helpers import bid
 
@@ -41,13 +42,22 @@ class TestPostgresCatalog(CatalogTests):
             versions = conn.execute("SELECT version FROM ckptstore_schema").fetchall()
         assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
 
-    def test_version_1_packs_get_their_live_bytes(self, postgres_url: str) -> None:
+    def test_version_1_packs_and_checkpoints_get_live_bytes_metric_order_and_counts(
+        self, postgres_url: str
+    ) -> None:
         with psycopg.connect(postgres_url) as conn:
             conn.execute("CREATE TABLE ckptstore_schema (version INTEGER NOT NULL)")
             for statement in MIGRATIONS[1]:
                 conn.execute(statement)
             conn.execute("INSERT INTO ckptstore_schema VALUES (1)")
             conn.execute("INSERT INTO packs VALUES ('p', 300, 0), ('q', 100, 0)")
+            for n, metrics in enumerate(('{"loss": 2}', '{"loss": 1.5}', "{}")):
+                conn.execute(
+                    "INSERT INTO checkpoints (checkpoint_id, job_id, type, name, metrics,"
+                    " status, size_bytes, stored_bytes, created_at)"
+                    " VALUES (%s, 'job', 'automatic', 'n', %s, 'ready', 0, 0, %s)",
+                    (f"c{n}", metrics, float(n)),
+                )
             for n, length in enumerate((10, 20)):
                 conn.execute(
                     "INSERT INTO blocks (block_id, pack_id, pack_offset, stored_len, raw_len,"
@@ -60,6 +70,8 @@ class TestPostgresCatalog(CatalogTests):
                 ("p", 2 * 76 + 30),
                 ("q", 0),
             ]
+            page, total, _ = catalog.list_checkpoints(ListQuery("", "job", "loss", False, None))
+            assert [r.checkpoint_id for r in page] == ["c1", "c0", "c2"] and total == 3
         finally:
             catalog.close()
 

@@ -1,6 +1,21 @@
 """The catalog schema, as numbered migrations (FORMAT.md describes the tables)."""
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
+
+# The rows of metric_order for checkpoint ``row`` and each number ``j`` of its metrics.
+_METRIC_ROWS = (
+    "{row}.checkpoint_id, j.key, {row}.tenant_id, {row}.job_id, j.value, {row}.created_at,"
+    " {row}.rowid"
+)
+_NUMBER = "j.type IN ('integer', 'real')"
+_COUNT_UP = (
+    "INSERT INTO job_counts VALUES ({row}.tenant_id, {row}.job_id, {row}.type, 1)"
+    " ON CONFLICT (tenant_id, job_id, type) DO UPDATE SET checkpoints = checkpoints + 1"
+)
+_COUNT_DOWN = (
+    "UPDATE job_counts SET checkpoints = checkpoints - 1"
+    " WHERE tenant_id = {row}.tenant_id AND job_id = {row}.job_id AND type = {row}.type"
+)
 
 # MIGRATIONS[n] takes a catalog from schema version n-1 to n.
 MIGRATIONS: dict[int, list[str]] = {
@@ -133,5 +148,60 @@ MIGRATIONS: dict[int, list[str]] = {
             WHERE pack_id = NEW.pack_id;
         END""",
         "CREATE INDEX checkpoints_pending ON checkpoints (created_at) WHERE status = 'pending'",
+    ],
+    # 8: a job's listing in the order of any metric, and its count by type, kept by
+    # triggers on checkpoints: a page sorted by a metric walks an index of
+    # (job, metric, value) instead of sorting the job, and the total is a sum of a few
+    # counts instead of a count of the job. ``inserted`` is the checkpoint's rowid.
+    8: [
+        """CREATE TABLE metric_order (
+            checkpoint_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            tenant_id TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            value REAL NOT NULL,
+            created_at REAL NOT NULL,
+            inserted INTEGER NOT NULL,
+            PRIMARY KEY (checkpoint_id, key)) WITHOUT ROWID""",
+        # ascending by value, ties newest first; and descending, ties newest first
+        """CREATE INDEX metric_order_up ON metric_order
+            (tenant_id, job_id, key, value, created_at DESC, inserted DESC)""",
+        """CREATE INDEX metric_order_down ON metric_order
+            (tenant_id, job_id, key, value DESC, created_at DESC, inserted DESC)""",
+        f"""INSERT INTO metric_order SELECT {_METRIC_ROWS.format(row="c")}
+            FROM checkpoints c, json_each(c.metrics) j WHERE {_NUMBER}""",
+        f"""CREATE TRIGGER checkpoints_metrics_insert AFTER INSERT ON checkpoints BEGIN
+            INSERT INTO metric_order SELECT {_METRIC_ROWS.format(row="NEW")}
+            FROM json_each(NEW.metrics) j WHERE {_NUMBER};
+        END""",
+        """CREATE TRIGGER checkpoints_metrics_delete AFTER DELETE ON checkpoints BEGIN
+            DELETE FROM metric_order WHERE checkpoint_id = OLD.checkpoint_id;
+        END""",
+        f"""CREATE TRIGGER checkpoints_metrics_update
+        AFTER UPDATE OF checkpoint_id, tenant_id, job_id, metrics, created_at ON checkpoints
+        BEGIN
+            DELETE FROM metric_order WHERE checkpoint_id = OLD.checkpoint_id;
+            INSERT INTO metric_order SELECT {_METRIC_ROWS.format(row="NEW")}
+            FROM json_each(NEW.metrics) j WHERE {_NUMBER};
+        END""",
+        """CREATE TABLE job_counts (
+            tenant_id TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            checkpoints INTEGER NOT NULL,
+            PRIMARY KEY (tenant_id, job_id, type)) WITHOUT ROWID""",
+        """INSERT INTO job_counts SELECT tenant_id, job_id, type, COUNT(*) FROM checkpoints
+            GROUP BY tenant_id, job_id, type""",
+        f"""CREATE TRIGGER checkpoints_count_insert AFTER INSERT ON checkpoints BEGIN
+            {_COUNT_UP.format(row="NEW")};
+        END""",
+        f"""CREATE TRIGGER checkpoints_count_delete AFTER DELETE ON checkpoints BEGIN
+            {_COUNT_DOWN.format(row="OLD")};
+        END""",
+        f"""CREATE TRIGGER checkpoints_count_update AFTER UPDATE OF tenant_id, job_id, type
+        ON checkpoints BEGIN
+            {_COUNT_DOWN.format(row="OLD")};
+            {_COUNT_UP.format(row="NEW")};
+        END""",
     ],
 }

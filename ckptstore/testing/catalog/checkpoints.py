@@ -205,6 +205,56 @@ class CheckpointTests(CatalogFixture):
         assert [i for i in seen if i != "late"] == expected
         assert seen.count("late") <= 1 and len(seen) == len(set(seen))
 
+    @pytest.mark.parametrize("descending", [False, True])
+    def test_metric_order_and_counts_follow_commits_fills_and_deletes(
+        self, catalog: Catalog, descending: bool
+    ) -> None:
+        # the model: (checkpoint, type, created, metric or None), in insertion order
+        model: list[tuple[str, str, float, float | None]] = []
+        catalog.create_checkpoint(checkpoint("p", status="pending", created=NOW + 2))
+        model.append(("p", "automatic", NOW + 2, None))
+        for n in range(30):
+            kind = "best" if n % 3 == 0 else "automatic"
+            value = None if n % 7 == 0 else float(n % 5)
+            metrics = {} if value is None else {"loss": value, "other": 1.0}
+            created = NOW + n // 4
+            catalog.commit_checkpoint(
+                checkpoint(f"c{n:02d}", type=kind, created=created, metrics=metrics), [], "h"
+            )
+            model.append((f"c{n:02d}", kind, created, value))
+        catalog.commit_checkpoint(  # the pending one is filled, keeping its place
+            checkpoint("p", created=NOW + 2, metrics={"loss": 2.0}), [], "h"
+        )
+        model[0] = ("p", "automatic", NOW + 2, 2.0)
+        for gone in ("c03", "c10"):
+            catalog.delete_checkpoint(gone, NOW)
+        model = [entry for entry in model if entry[0] not in ("c03", "c10")]
+        sign = -1.0 if descending else 1.0
+
+        def expected(types: tuple[str, ...] | None) -> list[str]:
+            kept = [(i, e) for i, e in enumerate(model) if types is None or e[1] in types]
+            kept.sort(
+                key=lambda item: (
+                    item[1][3] is None,
+                    0.0 if item[1][3] is None else sign * item[1][3],
+                    -item[1][2],
+                    -item[0],
+                )
+            )
+            return [entry[0] for _, entry in kept]
+
+        for types in (None, ("best",), ("automatic", "best")):
+            seen: list[str] = []
+            cursor = None
+            while True:
+                query = ListQuery("", "job", "loss", descending, 4, types=types, cursor=cursor)
+                page, total, cursor = catalog.list_checkpoints(query)
+                assert total == len(expected(types))
+                seen += [r.checkpoint_id for r in page]
+                if cursor is None:
+                    break
+            assert seen == expected(types)
+
     def test_a_cursor_this_catalog_did_not_make_is_refused(self, catalog: Catalog) -> None:
         with pytest.raises(InvalidArgument):
             catalog.list_checkpoints(ListQuery("", "job", "createdAt", True, 5, cursor="x!"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg.errors
 
@@ -140,43 +141,15 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
         return rows.checkpoint(row)
 
     def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int, str | None]:
-        direction = "DESC" if query.descending else "ASC"
-        params: list[object] = []
-        key: str | None = None
-        key_params: list[object] = []
-        if query.sort_by == "createdAt":  # never NULL: the index gives this order directly
-            order = f"created_at {direction}, seq {direction}"
-        else:
-            if query.sort_by in _FIELD_COLUMNS:
-                key = _FIELD_COLUMNS[query.sort_by]
-            else:
-                key = "(metrics ->> %s)::double precision"
-                key_params = [query.sort_by]
-            params = key_params * 2
-            order = f"({key}) IS NULL, ({key}) {direction}, created_at DESC, seq DESC"
-        where = "WHERE tenant_id = %s AND job_id = %s"
-        filters: list[object] = [query.tenant_id, query.job_id]
-        if query.types is not None:
-            where += " AND type = ANY(%s)"
-            filters.append(list(query.types))
-        page_where, page_filters = where, filters
-        if query.cursor is not None:
-            position = cursors.decode(query.cursor)
-            condition, values = cursors.after(
-                position, key, key_params, query.descending, "%s", "seq"
-            )
-            page_where, page_filters = f"{where} AND {condition}", [*filters, *values]
-        limit = None if query.limit is None else query.limit + 1  # one more: is there a next?
         with self._read() as conn:
-            found = conn.execute(
-                f"SELECT seq, {CHECKPOINT_COLUMNS} FROM checkpoints {page_where}"
-                f" ORDER BY {order} LIMIT %s",
-                [*page_filters, *params, limit],
-            ).fetchall()
-            counted = conn.execute(f"SELECT COUNT(*) FROM checkpoints {where}", filters).fetchone()
+            if query.sort_by in _FIELD_COLUMNS:
+                found = _list_by_column(conn, query)
+            else:
+                found = _list_by_metric(conn, query)
+            total = _count(conn, query)
         records = [rows.checkpoint(row[1:]) for row in found]
         page, next_cursor = cursors.page(records, [row[0] for row in found], query)
-        return page, counted[0] if counted else 0, next_cursor
+        return page, total, next_cursor
 
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
         with self._read() as conn:
@@ -280,6 +253,95 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
                 " ON CONFLICT (tenant_id, job_id) DO UPDATE SET settings = EXCLUDED.settings",
                 (tenant_id, job_id, now, json.dumps(settings)),
             )
+
+
+def _job_filter(query: ListQuery, table: str) -> tuple[str, list[object]]:
+    """The condition naming the query's job (and types) on ``table``'s columns."""
+    where = f"{table}tenant_id = %s AND {table}job_id = %s"
+    filters: list[object] = [query.tenant_id, query.job_id]
+    if query.types is not None:
+        where += f" AND {table}type = ANY(%s)"
+        filters.append(list(query.types))
+    return where, filters
+
+
+def _limit(query: ListQuery) -> int | None:
+    return None if query.limit is None else query.limit + 1  # one more: is there a next?
+
+
+def _list_by_column(conn: Connection, query: ListQuery) -> list[tuple[Any, ...]]:
+    """A page sorted by creation time, epoch or step: rows of (seq, checkpoint...)."""
+    direction = "DESC" if query.descending else "ASC"
+    key: str | None = None
+    if query.sort_by == "createdAt":  # never NULL: the index gives this order directly
+        order = f"created_at {direction}, seq {direction}"
+    else:
+        key = _FIELD_COLUMNS[query.sort_by]
+        order = f"({key}) IS NULL, ({key}) {direction}, created_at DESC, seq DESC"
+    where, filters = _job_filter(query, "")
+    if query.cursor is not None:
+        position = cursors.decode(query.cursor)
+        condition, values = cursors.after(position, key, [], query.descending, "%s", "seq")
+        where, filters = f"{where} AND {condition}", [*filters, *values]
+    return conn.execute(
+        f"SELECT seq, {CHECKPOINT_COLUMNS} FROM checkpoints WHERE {where}"
+        f" ORDER BY {order} LIMIT %s",
+        [*filters, _limit(query)],
+    ).fetchall()
+
+
+def _list_by_metric(conn: Connection, query: ListQuery) -> list[tuple[Any, ...]]:
+    """A page sorted by a metric, from metric_order's index (schema 3): the checkpoints
+    with the metric in its order, then those without it, newest first. Rows of
+    (insertion order, checkpoint...)."""
+    position = None if query.cursor is None else cursors.decode(query.cursor)
+    limit = _limit(query)
+    found: list[tuple[Any, ...]] = []
+    if position is None or not position.key_missing:
+        where, filters = _job_filter(query, "c.")
+        direction = "DESC" if query.descending else "ASC"
+        condition, values = "", []
+        if position is not None:
+            later = "<" if query.descending else ">"
+            condition = (
+                f" AND (m.value {later} %s OR (m.value = %s AND (m.created_at < %s"
+                " OR (m.created_at = %s AND m.inserted < %s))))"
+            )
+            values = [position.key, position.key, position.created_at]
+            values += [position.created_at, position.inserted]
+        columns = ", ".join(f"c.{name}" for name in CHECKPOINT_FIELDS)
+        found = conn.execute(
+            f"SELECT m.inserted, {columns} FROM metric_order m"
+            " JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
+            f" WHERE m.tenant_id = %s AND m.job_id = %s AND m.key = %s AND {where}{condition}"
+            f" ORDER BY m.value {direction}, m.created_at DESC, m.inserted DESC LIMIT %s",
+            [query.tenant_id, query.job_id, query.sort_by, *filters, *values, limit],
+        ).fetchall()
+        if limit is not None and len(found) >= limit:
+            return found
+        limit = None if limit is None else limit - len(found)
+        position = None  # the rest: every checkpoint without the metric
+    where, filters = _job_filter(query, "")
+    if position is not None:
+        where += " AND (created_at < %s OR (created_at = %s AND seq < %s))"
+        filters += [position.created_at, position.created_at, position.inserted]
+    found += conn.execute(
+        f"SELECT seq, {CHECKPOINT_COLUMNS} FROM checkpoints WHERE {where}"
+        " AND NOT EXISTS (SELECT 1 FROM metric_order m"
+        "  WHERE m.checkpoint_id = checkpoints.checkpoint_id AND m.key = %s)"
+        f" {_NEWEST} LIMIT %s",
+        [*filters, query.sort_by, limit],
+    ).fetchall()
+    return found
+
+
+def _count(conn: Connection, query: ListQuery) -> int:
+    """How many checkpoints the query's job has (of its types): kept counts (schema 3)."""
+    where, filters = _job_filter(query, "")
+    row = conn.execute(
+        f"SELECT COALESCE(SUM(checkpoints), 0)::bigint FROM job_counts WHERE {where}", filters
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _insert(conn: Connection, record: CheckpointRecord) -> None:

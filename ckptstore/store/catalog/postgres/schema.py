@@ -9,9 +9,16 @@ so listings come in byte order, as from SQLite, whatever the database's locale. 
 The version is a row of ``ckptstore_schema``; its numbering is this backend's own.
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _ID = 'TEXT COLLATE "C"'
+
+# The rows of metric_order for checkpoint ``row`` and each number ``j`` of its metrics.
+_METRIC_ROWS = (
+    "{row}.checkpoint_id, j.key, {row}.tenant_id, {row}.job_id,"
+    " j.value::text::double precision, {row}.created_at, {row}.seq"
+)
+_NUMBER = "jsonb_typeof(j.value) = 'number'"
 
 # MIGRATIONS[n] takes a catalog from schema version n-1 to n.
 MIGRATIONS: dict[int, list[str]] = {
@@ -153,5 +160,54 @@ MIGRATIONS: dict[int, list[str]] = {
         # Every new block is in blocks_dead until its commit: vacuumed sooner than the
         # default fifth of the table, GC's index scans skip fewer stale entries.
         "ALTER TABLE blocks SET (autovacuum_vacuum_scale_factor = 0.02)",
+    ],
+    # 3: a job's listing in the order of any metric, and its count by type, kept by a
+    # trigger on checkpoints: a page sorted by a metric walks an index of (job, metric,
+    # value) instead of sorting the job, and the total is a sum of a few counts.
+    # ``inserted`` is the checkpoint's seq.
+    3: [
+        f"""CREATE TABLE metric_order (
+            checkpoint_id {_ID} NOT NULL,
+            key {_ID} NOT NULL,
+            tenant_id {_ID} NOT NULL,
+            job_id {_ID} NOT NULL,
+            value DOUBLE PRECISION NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            inserted BIGINT NOT NULL,
+            PRIMARY KEY (checkpoint_id, key))""",
+        # ascending by value, ties newest first; and descending, ties newest first
+        """CREATE INDEX metric_order_up ON metric_order
+            (tenant_id, job_id, key, value, created_at DESC, inserted DESC)""",
+        """CREATE INDEX metric_order_down ON metric_order
+            (tenant_id, job_id, key, value DESC, created_at DESC, inserted DESC)""",
+        f"""CREATE TABLE job_counts (
+            tenant_id {_ID} NOT NULL,
+            job_id {_ID} NOT NULL,
+            type TEXT NOT NULL,
+            checkpoints BIGINT NOT NULL,
+            PRIMARY KEY (tenant_id, job_id, type))""",
+        f"""INSERT INTO metric_order SELECT {_METRIC_ROWS.format(row="c")}
+            FROM checkpoints c, jsonb_each(c.metrics) j WHERE {_NUMBER}""",
+        """INSERT INTO job_counts SELECT tenant_id, job_id, type, COUNT(*) FROM checkpoints
+            GROUP BY tenant_id, job_id, type""",
+        f"""CREATE FUNCTION checkpoints_listing() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                DELETE FROM metric_order WHERE checkpoint_id = OLD.checkpoint_id;
+                UPDATE job_counts SET checkpoints = checkpoints - 1
+                WHERE tenant_id = OLD.tenant_id AND job_id = OLD.job_id AND type = OLD.type;
+            END IF;
+            IF TG_OP IN ('UPDATE', 'INSERT') THEN
+                INSERT INTO metric_order SELECT {_METRIC_ROWS.format(row="NEW")}
+                FROM jsonb_each(NEW.metrics) j WHERE {_NUMBER};
+                INSERT INTO job_counts VALUES (NEW.tenant_id, NEW.job_id, NEW.type, 1)
+                ON CONFLICT (tenant_id, job_id, type)
+                DO UPDATE SET checkpoints = job_counts.checkpoints + 1;
+            END IF;
+            RETURN NULL;
+        END $$""",
+        """CREATE TRIGGER checkpoints_listing AFTER INSERT OR DELETE
+            OR UPDATE OF checkpoint_id, tenant_id, job_id, type, metrics, created_at
+            ON checkpoints FOR EACH ROW EXECUTE FUNCTION checkpoints_listing()""",
     ],
 }

@@ -23,17 +23,13 @@ from ckptstore.store.catalog.sqlite.rows import (
     CHECKPOINT_COLUMNS,
     CHECKPOINT_FIELDS,
     CHECKPOINT_MARKS,
+    Row,
     block_columns,
 )
 
 _FIELD_COLUMNS = {"createdAt": "created_at", "epoch": "epoch", "step": "step"}
 _NEWEST = "ORDER BY created_at DESC, rowid DESC"
 _CANDIDATE_PAGE = 16  # the parent of a rebase is nearly always the first candidate
-
-
-def metric_path(key: str) -> str:
-    """The JSON path of a metric key (keys are validated before they get here)."""
-    return '$."' + key.replace('"', "") + '"'
 
 
 class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
@@ -140,43 +136,12 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
         return record
 
     def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int, str | None]:
-        direction = "DESC" if query.descending else "ASC"
-        params: list[object] = []
-        key: str | None = None
-        key_params: list[object] = []
-        if query.sort_by == "createdAt":  # never NULL: the index gives this order directly
-            order = f"created_at {direction}, rowid {direction}"
-        else:
-            if query.sort_by in _FIELD_COLUMNS:
-                key = _FIELD_COLUMNS[query.sort_by]
-            else:
-                key = "json_extract(metrics, ?)"
-                key_params = [metric_path(query.sort_by)]
-            params = key_params * 2
-            order = f"({key}) IS NULL, ({key}) {direction}, created_at DESC, rowid DESC"
-        limit = -1 if query.limit is None else query.limit + 1  # one more: is there a next?
-        where = "WHERE tenant_id = ? AND job_id = ?"
-        filters: list[object] = [query.tenant_id, query.job_id]
-        if query.types is not None and len(query.types) == 1:
-            where += " AND type = ?"  # lets the (tenant, job, type, created_at) index serve it
-            filters += query.types
-        elif query.types is not None:
-            where += f" AND type IN ({','.join('?' * len(query.types))})"
-            filters += query.types
-        page_where, page_filters = where, filters
-        if query.cursor is not None:
-            position = cursors.decode(query.cursor)
-            condition, values = cursors.after(
-                position, key, key_params, query.descending, "?", "rowid"
-            )
-            page_where, page_filters = f"{where} AND {condition}", [*filters, *values]
         with self._read() as conn:
-            found = conn.execute(
-                f"SELECT rowid, {CHECKPOINT_COLUMNS} FROM checkpoints {page_where}"
-                f" ORDER BY {order} LIMIT ?",
-                [*page_filters, *params, limit],
-            ).fetchall()
-            total = conn.execute(f"SELECT COUNT(*) FROM checkpoints {where}", filters).fetchone()[0]
+            if query.sort_by in _FIELD_COLUMNS:
+                found = _list_by_column(conn, query)
+            else:
+                found = _list_by_metric(conn, query)
+            total = _count(conn, query)
         records = [rows.checkpoint(row[1:]) for row in found]
         page, next_cursor = cursors.page(records, [row[0] for row in found], query)
         return page, total, next_cursor
@@ -291,6 +256,98 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
                 " ON CONFLICT (tenant_id, job_id) DO UPDATE SET settings = excluded.settings",
                 (tenant_id, job_id, now, json.dumps(settings)),
             )
+
+
+def _job_filter(query: ListQuery, table: str) -> tuple[str, list[object]]:
+    """The condition naming the query's job (and types) on ``table``'s columns."""
+    where = f"{table}tenant_id = ? AND {table}job_id = ?"
+    filters: list[object] = [query.tenant_id, query.job_id]
+    if query.types is not None:
+        # one type: the (tenant, job, type, created_at) index can serve it
+        where += f" AND {table}type IN ({','.join('?' * len(query.types))})"
+        filters += query.types
+    return where, filters
+
+
+def _limit(query: ListQuery) -> int:
+    return -1 if query.limit is None else query.limit + 1  # one more: is there a next?
+
+
+def _list_by_column(conn: sqlite3.Connection, query: ListQuery) -> list[Row]:
+    """A page sorted by creation time, epoch or step: rows of (rowid, checkpoint...)."""
+    direction = "DESC" if query.descending else "ASC"
+    key: str | None = None
+    if query.sort_by == "createdAt":  # never NULL: the index gives this order directly
+        order = f"created_at {direction}, rowid {direction}"
+    else:
+        key = _FIELD_COLUMNS[query.sort_by]
+        order = f"({key}) IS NULL, ({key}) {direction}, created_at DESC, rowid DESC"
+    where, filters = _job_filter(query, "")
+    if query.cursor is not None:
+        position = cursors.decode(query.cursor)
+        condition, values = cursors.after(position, key, [], query.descending, "?", "rowid")
+        where, filters = f"{where} AND {condition}", [*filters, *values]
+    found: list[Row] = conn.execute(
+        f"SELECT rowid, {CHECKPOINT_COLUMNS} FROM checkpoints WHERE {where}"
+        f" ORDER BY {order} LIMIT ?",
+        [*filters, _limit(query)],
+    ).fetchall()
+    return found
+
+
+def _list_by_metric(conn: sqlite3.Connection, query: ListQuery) -> list[Row]:
+    """A page sorted by a metric, from metric_order's index (schema 8): the checkpoints
+    with the metric in its order, then those without it, newest first. Rows of
+    (insertion order, checkpoint...)."""
+    position = None if query.cursor is None else cursors.decode(query.cursor)
+    limit = _limit(query)
+    found: list[Row] = []
+    if position is None or not position.key_missing:
+        where, filters = _job_filter(query, "c.")
+        ordered = "metric_order_down" if query.descending else "metric_order_up"
+        direction = "DESC" if query.descending else "ASC"
+        condition, values = "", []
+        if position is not None:
+            later = "<" if query.descending else ">"
+            condition = (
+                f" AND (m.value {later} ? OR (m.value = ? AND (m.created_at < ?"
+                " OR (m.created_at = ? AND m.inserted < ?))))"
+            )
+            values = [position.key, position.key, position.created_at]
+            values += [position.created_at, position.inserted]
+        columns = ", ".join(f"c.{name}" for name in CHECKPOINT_FIELDS)
+        found = conn.execute(
+            f"SELECT m.inserted, {columns} FROM metric_order m INDEXED BY {ordered}"
+            " JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
+            f" WHERE m.tenant_id = ? AND m.job_id = ? AND m.key = ? AND {where}{condition}"
+            f" ORDER BY m.value {direction}, m.created_at DESC, m.inserted DESC LIMIT ?",
+            [query.tenant_id, query.job_id, query.sort_by, *filters, *values, limit],
+        ).fetchall()
+        if limit != -1 and len(found) >= limit:
+            return found
+        limit = limit if limit == -1 else limit - len(found)
+        position = None  # the rest: every checkpoint without the metric
+    where, filters = _job_filter(query, "")
+    if position is not None:
+        where += " AND (created_at < ? OR (created_at = ? AND rowid < ?))"
+        filters += [position.created_at, position.created_at, position.inserted]
+    found += conn.execute(
+        f"SELECT rowid, {CHECKPOINT_COLUMNS} FROM checkpoints WHERE {where}"
+        " AND NOT EXISTS (SELECT 1 FROM metric_order m"
+        "  WHERE m.checkpoint_id = checkpoints.checkpoint_id AND m.key = ?)"
+        f" {_NEWEST} LIMIT ?",
+        [*filters, query.sort_by, limit],
+    ).fetchall()
+    return found
+
+
+def _count(conn: sqlite3.Connection, query: ListQuery) -> int:
+    """How many checkpoints the query's job has (of its types): kept counts (schema 8)."""
+    where, filters = _job_filter(query, "")
+    total: int = conn.execute(
+        f"SELECT COALESCE(SUM(checkpoints), 0) FROM job_counts WHERE {where}", filters
+    ).fetchone()[0]
+    return total
 
 
 def _others(conn: sqlite3.Connection, record: CheckpointRecord) -> Iterator[CheckpointRecord]:
