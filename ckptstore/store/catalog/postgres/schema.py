@@ -157,6 +157,10 @@ MIGRATIONS: dict[int, list[str]] = {
                 OR OLD.header_len IS DISTINCT FROM NEW.header_len
                 OR OLD.stored_len IS DISTINCT FROM NEW.stored_len)
             EXECUTE FUNCTION blocks_live_move()""",
+        # Every new block is in blocks_dead until its commit, and each commit leaves a
+        # dead row version behind: vacuumed after a fiftieth of the table changed (not
+        # the default fifth), GC's scans of blocks_dead skip fewer stale entries.
+        "ALTER TABLE blocks SET (autovacuum_vacuum_scale_factor = 0.02)",
         # Every new block is in blocks_dead until its commit: vacuumed sooner than the
         # default fifth of the table, GC's index scans skip fewer stale entries.
         "ALTER TABLE blocks SET (autovacuum_vacuum_scale_factor = 0.02)",

@@ -49,9 +49,9 @@ class SQLiteDatabase:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             # a page cache that holds the hot parts of a large catalog's indexes (the
-            # default is 2 MiB), and temporary tables (staged refcounts) in memory
+            # default is 2 MiB); temporary tables and sorts stay in files, so that a
+            # query over every manifest row (verify) does not hold it in memory
             conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-            conn.execute("PRAGMA temp_store = MEMORY")
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
