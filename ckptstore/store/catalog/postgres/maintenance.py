@@ -6,7 +6,11 @@ from collections.abc import Collection
 
 from ckptstore.store.catalog.base import Maintenance
 from ckptstore.store.catalog.postgres import rows
-from ckptstore.store.catalog.postgres.database import PostgresDatabase, retried
+from ckptstore.store.catalog.postgres.database import (
+    PostgresDatabase,
+    plain_index_scans,
+    retried,
+)
 from ckptstore.store.catalog.postgres.rows import BLOCK_COLUMNS
 from ckptstore.store.catalog.records import UNKNOWN_WIDTH, BlockRecord, CatalogStats, PackUsage
 
@@ -37,6 +41,7 @@ class PostgresMaintenance(PostgresDatabase, Maintenance):
     @retried
     def _expire_leases(self, now: float) -> None:
         with self._write() as conn:
+            plain_index_scans(conn)
             conn.execute("DELETE FROM leases WHERE expires_at <= %s", (now,))
 
     @retried
@@ -44,6 +49,7 @@ class PostgresMaintenance(PostgresDatabase, Maintenance):
         """Remove up to REMOVAL_BATCH dead blocks in one transaction (rows locked, and
         the packs they leave, for one batch only); those removed."""
         with self._write() as conn:
+            plain_index_scans(conn)
             # SKIP LOCKED: a block some transaction holds is being leased or
             # referenced, so it is not dead; GC does not wait for it (nor can it
             # deadlock on it).

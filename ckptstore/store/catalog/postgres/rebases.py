@@ -5,7 +5,12 @@ from __future__ import annotations
 from ckptstore.store.catalog.base import Rebases
 from ckptstore.store.catalog.postgres import rows
 from ckptstore.store.catalog.postgres.blocks import hold_blocks
-from ckptstore.store.catalog.postgres.database import Connection, PostgresDatabase, retried
+from ckptstore.store.catalog.postgres.database import (
+    Connection,
+    PostgresDatabase,
+    plain_index_scans,
+    retried,
+)
 from ckptstore.store.catalog.postgres.rows import block_columns
 from ckptstore.store.catalog.records import BlockRecord
 
@@ -109,6 +114,7 @@ class PostgresRebases(PostgresDatabase, Rebases):
 
     def orphaned_deltas(self, dead_before: float) -> list[BlockRecord]:
         with self._read() as conn:
+            plain_index_scans(conn)
             # the dead bases first (blocks_dead), then the deltas on them (blocks_base):
             # each an index scan whatever the planner's estimates
             bases = conn.execute(
