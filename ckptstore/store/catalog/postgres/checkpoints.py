@@ -298,24 +298,28 @@ def _list_by_metric(conn: Connection, query: ListQuery) -> list[tuple[Any, ...]]
     limit = _limit(query)
     found: list[tuple[Any, ...]] = []
     if position is None or not position.key_missing:
-        where, filters = _job_filter(query, "c.")
+        # the page's rows from metric_order alone (job, key and type are all there),
+        # then their checkpoints
+        where, filters = _job_filter(query, "")
         direction = "DESC" if query.descending else "ASC"
         condition, values = "", []
         if position is not None:
             later = "<" if query.descending else ">"
             condition = (
-                f" AND (m.value {later} %s OR (m.value = %s AND (m.created_at < %s"
-                " OR (m.created_at = %s AND m.inserted < %s))))"
+                f" AND (value {later} %s OR (value = %s AND (created_at < %s"
+                " OR (created_at = %s AND inserted < %s))))"
             )
             values = [position.key, position.key, position.created_at]
             values += [position.created_at, position.inserted]
         columns = ", ".join(f"c.{name}" for name in CHECKPOINT_FIELDS)
+        order = f"value {direction}, created_at DESC, inserted DESC"
         found = conn.execute(
-            f"SELECT m.inserted, {columns} FROM metric_order m"
+            f"SELECT m.inserted, {columns} FROM ("
+            f" SELECT checkpoint_id, value, created_at, inserted FROM metric_order"
+            f" WHERE key = %s AND {where}{condition} ORDER BY {order} LIMIT %s) m"
             " JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
-            f" WHERE m.tenant_id = %s AND m.job_id = %s AND m.key = %s AND {where}{condition}"
-            f" ORDER BY m.value {direction}, m.created_at DESC, m.inserted DESC LIMIT %s",
-            [query.tenant_id, query.job_id, query.sort_by, *filters, *values, limit],
+            f" ORDER BY m.value {direction}, m.created_at DESC, m.inserted DESC",
+            [query.sort_by, *filters, *values, limit],
         ).fetchall()
         if limit is not None and len(found) >= limit:
             return found

@@ -15,7 +15,7 @@ _ID = 'TEXT COLLATE "C"'
 
 # The rows of metric_order for checkpoint ``row`` and each number ``j`` of its metrics.
 _METRIC_ROWS = (
-    "{row}.checkpoint_id, j.key, {row}.tenant_id, {row}.job_id,"
+    "{row}.checkpoint_id, j.key, {row}.tenant_id, {row}.job_id, {row}.type,"
     " j.value::text::double precision, {row}.created_at, {row}.seq"
 )
 _NUMBER = "jsonb_typeof(j.value) = 'number'"
@@ -168,13 +168,15 @@ MIGRATIONS: dict[int, list[str]] = {
     # 3: a job's listing in the order of any metric, and its count by type, kept by a
     # trigger on checkpoints: a page sorted by a metric walks an index of (job, metric,
     # value) instead of sorting the job, and the total is a sum of a few counts.
-    # ``inserted`` is the checkpoint's seq.
+    # ``inserted`` is the checkpoint's seq; ``type`` is there so that a page of one
+    # type is read from the index alone.
     3: [
         f"""CREATE TABLE metric_order (
             checkpoint_id {_ID} NOT NULL,
             key {_ID} NOT NULL,
             tenant_id {_ID} NOT NULL,
             job_id {_ID} NOT NULL,
+            type TEXT NOT NULL,
             value DOUBLE PRECISION NOT NULL,
             created_at DOUBLE PRECISION NOT NULL,
             inserted BIGINT NOT NULL,

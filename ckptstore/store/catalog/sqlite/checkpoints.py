@@ -303,25 +303,30 @@ def _list_by_metric(conn: sqlite3.Connection, query: ListQuery) -> list[Row]:
     limit = _limit(query)
     found: list[Row] = []
     if position is None or not position.key_missing:
-        where, filters = _job_filter(query, "c.")
+        # the page's rows from metric_order alone (job, key and type are all there),
+        # then their checkpoints
+        where, filters = _job_filter(query, "")
         ordered = "metric_order_down" if query.descending else "metric_order_up"
         direction = "DESC" if query.descending else "ASC"
         condition, values = "", []
         if position is not None:
             later = "<" if query.descending else ">"
             condition = (
-                f" AND (m.value {later} ? OR (m.value = ? AND (m.created_at < ?"
-                " OR (m.created_at = ? AND m.inserted < ?))))"
+                f" AND (value {later} ? OR (value = ? AND (created_at < ?"
+                " OR (created_at = ? AND inserted < ?))))"
             )
             values = [position.key, position.key, position.created_at]
             values += [position.created_at, position.inserted]
         columns = ", ".join(f"c.{name}" for name in CHECKPOINT_FIELDS)
+        order = f"value {direction}, created_at DESC, inserted DESC"
         found = conn.execute(
-            f"SELECT m.inserted, {columns} FROM metric_order m INDEXED BY {ordered}"
+            f"SELECT m.inserted, {columns} FROM ("
+            " SELECT checkpoint_id, value, created_at, inserted"
+            f" FROM metric_order INDEXED BY {ordered}"
+            f" WHERE key = ? AND {where}{condition} ORDER BY {order} LIMIT ?) m"
             " JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
-            f" WHERE m.tenant_id = ? AND m.job_id = ? AND m.key = ? AND {where}{condition}"
-            f" ORDER BY m.value {direction}, m.created_at DESC, m.inserted DESC LIMIT ?",
-            [query.tenant_id, query.job_id, query.sort_by, *filters, *values, limit],
+            f" ORDER BY m.value {direction}, m.created_at DESC, m.inserted DESC",
+            [query.sort_by, *filters, *values, limit],
         ).fetchall()
         if limit != -1 and len(found) >= limit:
             return found
