@@ -8,6 +8,7 @@ import pytest
 
 from ckptstore.errors import FormatError, InvalidArgument
 from ckptstore.store.catalog.postgres import SCHEMA_VERSION, PostgresCatalog
+from ckptstore.store.catalog.postgres import maintenance as removal
 from ckptstore.store.catalog.postgres.schema import MIGRATIONS
 from ckptstore.store.catalog.records import ListQuery
 from ckptstore.testing.catalog import CatalogTests
@@ -15,6 +16,11 @@ from ckptstore.testing.catalog.helpers import bid
 
 
 class TestPostgresCatalog(CatalogTests):
+    @pytest.fixture(autouse=True)
+    def small_removal_batches(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """GC removes dead blocks in transactions of 2, so every test crosses batches."""
+        monkeypatch.setattr(removal, "REMOVAL_BATCH", 2)
+
     @pytest.fixture
     def catalog(self, postgres_url: str) -> Iterator[PostgresCatalog]:
         catalog = PostgresCatalog(postgres_url, pool_size=2)

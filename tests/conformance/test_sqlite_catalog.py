@@ -8,6 +8,7 @@ from ckptstore.errors import FormatError
 from ckptstore.store.catalog.records import UNKNOWN_WIDTH
 from ckptstore.store.catalog.schema import MIGRATIONS
 from ckptstore.store.catalog.sqlite import SCHEMA_VERSION, SQLiteCatalog
+from ckptstore.store.catalog.sqlite import maintenance as removal
 from ckptstore.store.rebase import choose_rebase_parent
 from ckptstore.testing.catalog import CatalogTests
 from ckptstore.testing.catalog.helpers import NOW, bid, checkpoint
@@ -24,6 +25,11 @@ def old_catalog(path: Path, version: int) -> sqlite3.Connection:
 
 
 class TestSQLiteCatalog(CatalogTests):
+    @pytest.fixture(autouse=True)
+    def small_removal_batches(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """GC removes dead blocks in transactions of 2, so every test crosses batches."""
+        monkeypatch.setattr(removal, "REMOVAL_BATCH", 2)
+
     @pytest.fixture
     def catalog(self, tmp_path: Path) -> Iterator[SQLiteCatalog]:
         catalog = SQLiteCatalog(tmp_path / "catalog.sqlite")

@@ -51,6 +51,26 @@ class MaintenanceTests(CatalogFixture):
         removed = [b.block_id for b in catalog.remove_dead_blocks(NOW + 1, 0)]
         assert sorted(removed) == [bid(1), bid(2)]
 
+    def test_every_dead_block_goes_however_many_there_are(self, catalog: Catalog) -> None:
+        # more than a removal batch of the conformance tests, and bases that die only
+        # once the deltas on them are removed
+        bases = [record(n) for n in range(1, 5)]
+        deltas = [record(n + 10, base=bid(n)) for n in range(1, 5)]
+        size = PACK_HEADER + sum(b.entry_len for b in bases + deltas)
+        catalog.add_pack("pack0001", size, bases + deltas, NOW, "h", NOW)
+        catalog.commit_checkpoint(
+            checkpoint("c"), [(i * 1000, b.block_id) for i, b in enumerate(deltas)], "h"
+        )
+        self.add(catalog, 30, pack="pack0002", holder="h2")
+        catalog.commit_checkpoint(checkpoint("keep"), [(0, bid(30))], "h2")
+        catalog.delete_checkpoint("c", NOW)
+        removed = catalog.remove_dead_blocks(NOW + 1, 0)
+        assert sorted(b.block_id for b in removed) == sorted(b.block_id for b in bases + deltas)
+        assert [(u.pack_id, u.live_bytes) for u in catalog.pack_usage()] == [
+            ("pack0001", 0),
+            ("pack0002", ENTRY_HEADER + 100),
+        ]
+
     def test_checkpoints_using_follows_deltas(self, catalog: Catalog) -> None:
         catalog.add_pack("pack0001", 999, [record(1), record(2, base=bid(1))], NOW, "h", NOW)
         catalog.commit_checkpoint(checkpoint("direct"), [(0, bid(1))], "h")

@@ -24,7 +24,7 @@ _DEAD = (
 )
 
 # Dead block rows removed per transaction: large removals lock rows in short turns.
-REMOVAL_BATCH = 20_000
+REMOVAL_BATCH = 5_000
 
 
 class PostgresMaintenance(PostgresDatabase, Maintenance):

@@ -12,7 +12,7 @@ from ckptstore.store.catalog.sqlite.rows import BLOCK_COLUMNS
 
 # Dead block rows removed per write transaction: large removals hold the write lock in
 # short turns (bench/scale.py measures the longest).
-REMOVAL_BATCH = 20_000
+REMOVAL_BATCH = 5_000
 
 
 class SQLiteMaintenance(SQLiteDatabase, Maintenance):
