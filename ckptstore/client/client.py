@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ckptstore.client.cache import DownloadCache, default_cache_dir
 from ckptstore.client.pull import Download
 from ckptstore.client.push import BlockPush, Progress
 from ckptstore.client.reader import RemoteReader
@@ -201,6 +202,36 @@ class Client:
                 if progress:
                     progress(len(chunk))
         return total
+
+    def download(
+        self,
+        checkpoint_id: str,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Path:
+        """The checkpoint's path in the local download cache (``cache.py``; by default
+        ``~/.cache/ckptstore``), fetched once: bytes already there, under any checkpoint,
+        are not fetched again; a checkpoint already there is answered without a request."""
+        cache = DownloadCache(cache_dir or default_cache_dir(), self._transport.base_url)
+        if (hit := cache.cached(checkpoint_id)) is not None:
+            return hit
+        body = self._json("GET", _checkpoint(checkpoint_id))  # an alias resolves here
+        record = record_of(body)
+        if (hit := cache.cached(record.checkpoint_id)) is not None:
+            return hit
+        if body["downloadUrl"] is None:
+            raise CheckpointNotReady(record.checkpoint_id)
+        head = self._transport.request("HEAD", str(body["downloadUrl"]))
+        fresh_url = lambda: self.download_url(record.checkpoint_id)  # noqa: E731
+
+        def fetch(path: Path) -> None:
+            chunker = self.chunker()
+            Download(
+                self._transport, record.checkpoint_id, fresh_url, chunker, path, progress
+            ).run()
+
+        return cache.link_file(record.checkpoint_id, cache.blob(head.headers["etag"], fetch))
 
     # -- settings, endpoints ------------------------------------------------------
     def job_settings(self, job_id: str) -> JobSettings:
