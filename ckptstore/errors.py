@@ -8,6 +8,7 @@
     │   ├── InvalidCheckpointType
     │   ├── InvalidLimit
     │   ├── UnknownSortKey
+│   ├── InvalidPath                       a file path of a folder checkpoint that is unsafe
     │   └── BadBlockFrame                     an uploaded batch of block frames is malformed
     ├── NotFound (KeyError)                   the thing named does not exist
     │   ├── CheckpointNotFound
@@ -120,6 +121,16 @@ class UnknownSortKey(InvalidArgument):
 
     def __init__(self, value: object, allowed: list[str]) -> None:
         super().__init__("sortBy", value, "one of " + ", ".join(allowed))
+
+
+class InvalidPath(InvalidArgument):
+    """A file path of a checkpoint that is empty, absolute, climbs out (``..``), or holds
+    a NUL, a backslash or an empty or ``.`` component: a path must name a place inside
+    the folder on every system that writes it back."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        super().__init__("path", value, f"a relative path inside the folder ({reason})")
+        self.reason = reason
 
 
 class BadBlockFrame(InvalidArgument):

@@ -31,6 +31,7 @@ def clock() -> FakeClock:
 # (test_api_contract runs its store side on both through a fixture of its own.)
 BOTH_CATALOGS = {
     "test_deltas",
+    "test_folders",
     "test_gc",
     "test_policies",
     "test_roundtrip",

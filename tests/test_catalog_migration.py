@@ -25,6 +25,9 @@ def as_schema_3(root: Path) -> None:
         conn.execute("ALTER TABLE api_keys DROP COLUMN admin")  # schema 5
         conn.execute("ALTER TABLE rebases DROP COLUMN claimed_by")  # schema 6
         conn.execute("ALTER TABLE rebases DROP COLUMN claimed_until")
+        conn.execute("DROP TABLE files")  # schema 7
+        conn.execute("ALTER TABLE checkpoints DROP COLUMN sha256")
+        conn.execute("ALTER TABLE checkpoints DROP COLUMN layout")
         conn.execute("DELETE FROM settings WHERE key = ?", (WIDTHS_SETTING,))
         conn.execute("PRAGMA user_version = 3")
     conn.close()
@@ -80,3 +83,40 @@ def test_deltas_written_before_schema_4_are_stored_whole_when_their_bases_die(tm
 
 def test_a_new_store_records_that_no_width_is_missing(store):
     assert store.context.catalog.get_setting(WIDTHS_SETTING) is not None
+
+
+def as_schema_6(root: Path) -> None:
+    """Turn a store's catalog into what the code of schema 6 wrote: no file rows, no
+    digests, no layouts."""
+    with sqlite3.connect(root / "catalog.sqlite") as conn:
+        conn.execute("DROP TABLE files")
+        conn.execute("ALTER TABLE checkpoints DROP COLUMN sha256")
+        conn.execute("ALTER TABLE checkpoints DROP COLUMN layout")
+        conn.execute("PRAGMA user_version = 6")
+    conn.close()
+
+
+def test_checkpoints_from_schema_6_read_as_one_file_beside_new_folders(tmp_path, clock):
+    root = tmp_path / "store"
+    with CheckpointStore.open(root, config=TEST_CONFIG, clock=clock) as store:
+        old = store.put("job", tensor_data_for(0), epoch=0)
+    as_schema_6(root)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(tensor_data_for(1))
+    with CheckpointStore.open(root, config=TEST_CONFIG, clock=clock) as store:
+        assert store.context.catalog.schema_version() == 7
+        record = store.get(old.checkpoint_id)
+        assert (record.layout, record.sha256) == ("file", None)
+        (only,) = store.files(old.checkpoint_id)
+        assert (only.path, only.offset, only.size_bytes) == (
+            f"{old.checkpoint_id}.ckpt",
+            0,
+            len(tensor_data_for(0)),
+        )
+        new = store.put("job", folder, epoch=1)
+        store.settle()  # slots of a folder name their file: no pairs with the old one
+        assert restore_bytes(store, old.checkpoint_id) == tensor_data_for(0)
+        with store.open_reader(new.checkpoint_id, path="model.safetensors") as reader:
+            assert reader.read() == tensor_data_for(1)
+        assert store.verify(read_data=True).ok

@@ -33,6 +33,7 @@ from ckptstore.store.catalog import (
     Catalog,
     CheckpointRecord,
     ExclusiveLock,
+    FileRecord,
     ListQuery,
     open_catalog,
 )
@@ -57,6 +58,7 @@ from ckptstore.store.drafts import (
     sort_keys,
     with_progress,
 )
+from ckptstore.store.files import files_of, find_file
 from ckptstore.store.gc import GcLock, GcReport, collect_garbage
 from ckptstore.store.ids import (
     check_checkpoint_id,
@@ -68,7 +70,7 @@ from ckptstore.store.ids import (
 from ckptstore.store.ingest import ingest
 from ckptstore.store.policies import JobSettings, job_settings
 from ckptstore.store.rebase import record_legacy_widths
-from ckptstore.store.restore import CheckpointReader
+from ckptstore.store.restore import CheckpointReader, write_tree
 from ckptstore.store.uploads import Upload
 from ckptstore.store.verify import VerifyReport, verify_store
 
@@ -171,18 +173,22 @@ class CheckpointStore:
         *,
         tenant: str = "",
         checkpoint_id: str | None = None,
+        file_name: str | None = None,
         **fields: Unpack[CheckpointFields],
     ) -> CheckpointRecord:
         """Store ``source`` as a new checkpoint of ``job_id``; visible once this returns.
 
-        ``fields``: type (automatic, best, manual, final), epoch, step, metrics, name,
-        description. The job's policies (best copy, retention) run after the commit;
-        the job's previous checkpoint is then re-encoded as deltas on this one in the
-        background (``settle`` waits for that).
+        ``source``: a file's path, bytes, a binary file or an iterable of bytes (one
+        file, named ``file_name``, else the path's base name, else
+        ``<checkpoint id>.ckpt``), or a folder's path: every file under it, with its
+        relative path and permission bits (``files`` lists them, ``restore`` writes
+        them back). ``fields``: type (automatic, best, manual, final), epoch, step,
+        metrics, name, description. The job's policies (best copy, retention) run
+        after the commit; the job's previous checkpoint is then re-encoded as deltas
+        on this one in the background (``settle`` waits for that).
         """
-        return ingest(
-            self._ctx, self._committer, new_draft(job_id, tenant, checkpoint_id, fields), source
-        )
+        draft = new_draft(job_id, tenant, checkpoint_id, fields)
+        return ingest(self._ctx, self._committer, draft, source, file_name)
 
     def create_pending(
         self, job_id: str, *, tenant: str = "", **fields: Unpack[CheckpointFields]
@@ -203,12 +209,13 @@ class CheckpointStore:
         source: Source,
         *,
         tenant: str = "",
+        file_name: str | None = None,
         **fields: Unpack[ProgressFields],
     ) -> CheckpointRecord:
-        """Upload the data of a pending checkpoint, with the epoch, step and metrics of
-        the training that fills it, if given."""
+        """Upload the data of a pending checkpoint (a file or a folder, as ``put``),
+        with the epoch, step and metrics of the training that fills it, if given."""
         draft = with_progress(self._pending(checkpoint_id, tenant), fields)
-        return ingest(self._ctx, self._committer, draft, source)
+        return ingest(self._ctx, self._committer, draft, source, file_name)
 
     def begin_upload(
         self, job_id: str, *, tenant: str = "", **fields: Unpack[CheckpointFields]
@@ -299,11 +306,37 @@ class CheckpointStore:
         )
         return settings
 
-    def open_reader(self, checkpoint_id: str, *, tenant: str = "") -> CheckpointReader:
-        """A seekable binary file of the checkpoint's bytes (verified as read)."""
+    def files(self, checkpoint_id: str, *, tenant: str = "") -> builtins.list[FileRecord]:
+        """The checkpoint's files in order: path (relative, ``/``-separated), offset in
+        the checkpoint's bytes, size, permission bits and SHA-256 (None until known).
+        A single-file checkpoint has one; one stored before folders existed reads as
+        one file named ``<checkpoint id>.ckpt``."""
+        record = self.get(checkpoint_id, tenant=tenant)
+        return files_of(record, self._ctx.catalog.files(record.checkpoint_id))
+
+    def open_reader(
+        self, checkpoint_id: str, *, tenant: str = "", path: str | None = None
+    ) -> CheckpointReader:
+        """A seekable binary file of the checkpoint's bytes (verified as read); of a
+        folder checkpoint, ``path`` names the file (``files`` lists them); of a
+        single file, ``path`` may name that one file."""
+        record = self._ready(checkpoint_id, tenant)
+        if path is None and record.layout == "tree":
+            raise InvalidArgument("path", None, "a file of the folder checkpoint (see files())")
+        reader = self._whole_reader(record)
+        if path is None:
+            return reader
+        found = find_file(files_of(record, self._ctx.catalog.files(record.checkpoint_id)), path)
+        return reader.slice(found.offset, found.size_bytes)
+
+    def _ready(self, checkpoint_id: str, tenant: str) -> CheckpointRecord:
         record = self.get(checkpoint_id, tenant=tenant)
         if record.status != "ready":
             raise CheckpointNotReady(checkpoint_id)
+        return record
+
+    def _whole_reader(self, record: CheckpointRecord) -> CheckpointReader:
+        """The checkpoint's bytes, every file end to end."""
         manifest = self._ctx.catalog.manifest(record.checkpoint_id)
         return CheckpointReader(self._ctx, manifest, record.size_bytes)
 
@@ -315,10 +348,25 @@ class CheckpointStore:
         tenant: str = "",
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Write the checkpoint's bytes to a path or binary file; returns the byte count."""
-        with self.open_reader(checkpoint_id, tenant=tenant) as reader:
+        """Write the checkpoint's bytes; returns the byte count. A single file goes to
+        ``dest`` (a path, or a binary file), or into ``dest`` under its own name when
+        ``dest`` is a folder; a folder checkpoint's files go under the folder ``dest``
+        (made if needed) with their permission bits."""
+        record = self._ready(checkpoint_id, tenant)
+        if record.layout == "tree":
+            if not isinstance(dest, str | os.PathLike):
+                raise InvalidArgument(
+                    "dest", type(dest).__name__, "a folder for a folder checkpoint"
+                )
+            files = self._ctx.catalog.files(record.checkpoint_id)
+            with self._whole_reader(record) as reader:
+                return write_tree(reader, files, Path(dest), progress)
+        with self._whole_reader(record) as reader:
             if isinstance(dest, str | os.PathLike):
-                with open(dest, "wb") as out:
+                target = Path(dest)
+                if target.is_dir():
+                    target = target / self.files(checkpoint_id, tenant=tenant)[0].path
+                with open(target, "wb") as out:
                     return _copy(reader, out, progress)
             return _copy(reader, dest, progress)
 

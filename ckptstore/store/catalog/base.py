@@ -3,6 +3,7 @@
 - ``BlockIndex``: packs and the blocks in them (where each block's entry is).
 - ``Leases``: holds on blocks an ingest or upload found, so GC leaves them alone.
 - ``Checkpoints``: checkpoints, their manifests and slots, jobs and their settings.
+- ``Files``: the files of a checkpoint (one, or a folder's) and their SHA-256 digests.
 - ``Rebases``: pending rebases and re-encoding blocks as deltas (rebase.py).
 - ``Maintenance``: GC, verify, stats and space given back.
 - ``ServiceRecords``: store settings, endpoints and API keys.
@@ -28,6 +29,7 @@ from ckptstore.store.catalog.records import (
     CatalogStats,
     CheckpointRecord,
     EndpointRecord,
+    FileRecord,
     ListQuery,
     PackUsage,
     adjacent_runs,
@@ -138,10 +140,11 @@ class Checkpoints(Protocol):
         rebase_parent: ParentRule | None = None,
         *,
         fills_pending: bool = False,
+        files: list[FileRecord] | None = None,
     ) -> str | None:
         """Make a checkpoint visible: manifest rows ``(logical_offset, block_id)`` in
-        order (with the tensor slot of each, when given), refcounts incremented, the
-        holder's leases released; one transaction.
+        order (with the tensor slot of each, when given), its ``files`` rows (by
+        offset), refcounts incremented, the holder's leases released; one transaction.
 
         ``rebase_parent``, when given, is called inside that transaction with the job's
         other ready checkpoints, newest first (ties by insertion order, newest first);
@@ -159,8 +162,8 @@ class Checkpoints(Protocol):
         ...
 
     def replace_best(self, record: CheckpointRecord, old_best_id: str | None) -> None:
-        """Add ``record`` (type best) sharing the manifest of ``record.parent_id`` and delete
-        ``old_best_id``, in one transaction: a best copy costs no block storage."""
+        """Add ``record`` (type best) sharing the manifest and files of ``record.parent_id``
+        and delete ``old_best_id``, in one transaction: a best copy costs no block storage."""
         ...
 
     def get_checkpoint(self, checkpoint_id: str) -> CheckpointRecord:
@@ -222,6 +225,24 @@ class Checkpoints(Protocol):
     def set_job_settings(
         self, tenant_id: str, job_id: str, settings: dict[str, object], now: float
     ) -> None: ...
+
+
+class Files(Protocol):
+    """The files of checkpoints. A checkpoint committed since catalog schema 7 has one
+    row per file, in offset order; one from before has none (it reads as one file)."""
+
+    def files(self, checkpoint_id: str) -> list[FileRecord]:
+        """The checkpoint's files by offset (empty before schema 7); raises
+        CheckpointNotFound."""
+        ...
+
+    def record_digests(self, checkpoint_id: str, digests: dict[str, str], sha256: str) -> None:
+        """Set the SHA-256 of files (by path) and of the checkpoint where still unknown."""
+        ...
+
+    def undigested(self) -> list[str]:
+        """Ready checkpoints with a file whose SHA-256 is not known yet, oldest first."""
+        ...
 
 
 class Rebases(Protocol):
@@ -380,7 +401,9 @@ class ExclusiveLock(Protocol):
         ...
 
 
-class Catalog(BlockIndex, Leases, Checkpoints, Rebases, Maintenance, ServiceRecords, Protocol):
+class Catalog(
+    BlockIndex, Leases, Checkpoints, Files, Rebases, Maintenance, ServiceRecords, Protocol
+):
     """The whole catalog, one implementation per database."""
 
     def close(self) -> None: ...
@@ -397,6 +420,8 @@ __all__ = [
     "Checkpoints",
     "EndpointRecord",
     "ExclusiveLock",
+    "FileRecord",
+    "Files",
     "Leases",
     "ListQuery",
     "Maintenance",

@@ -1,6 +1,6 @@
 """The catalog schema, as numbered migrations (FORMAT.md describes the tables)."""
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 # MIGRATIONS[n] takes a catalog from schema version n-1 to n.
 MIGRATIONS: dict[int, list[str]] = {
@@ -106,5 +106,23 @@ MIGRATIONS: dict[int, list[str]] = {
     6: [
         "ALTER TABLE rebases ADD COLUMN claimed_by TEXT",
         "ALTER TABLE rebases ADD COLUMN claimed_until REAL",
+    ],
+    # 7: a checkpoint may be a folder of files (layout "tree"); each file of a
+    # checkpoint is a row of ``files`` (its range of the checkpoint's bytes), and every
+    # file and checkpoint carries the SHA-256 of its bytes. Checkpoints from before
+    # have no file rows and read as one file of the default name.
+    7: [
+        "ALTER TABLE checkpoints ADD COLUMN sha256 TEXT",
+        "ALTER TABLE checkpoints ADD COLUMN layout TEXT NOT NULL DEFAULT 'file'",
+        """CREATE TABLE files (
+            checkpoint_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            logical_offset INTEGER NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            mode INTEGER NOT NULL,
+            sha256 TEXT,
+            PRIMARY KEY (checkpoint_id, seq)) WITHOUT ROWID""",
+        "CREATE UNIQUE INDEX files_path ON files (checkpoint_id, path)",
     ],
 }

@@ -1,5 +1,5 @@
 """The behaviour every catalog backend must show: one test class per Protocol
-(``BlockIndexTests``, ``LeaseTests``, ``CheckpointTests``, ``RebaseTests``,
+(``BlockIndexTests``, ``LeaseTests``, ``CheckpointTests``, ``FileTests``, ``RebaseTests``,
 ``MaintenanceTests``, ``ServiceRecordTests``) and ``CatalogTests``, all of them.
 
 Subclass ``CatalogTests`` in ``tests/conformance/`` and provide a ``catalog``
@@ -8,6 +8,7 @@ fixture that returns an empty catalog.
 
 from ckptstore.testing.catalog.blocks import BlockIndexTests
 from ckptstore.testing.catalog.checkpoints import CheckpointTests
+from ckptstore.testing.catalog.files import FileTests
 from ckptstore.testing.catalog.leases import LeaseTests
 from ckptstore.testing.catalog.maintenance import MaintenanceTests
 from ckptstore.testing.catalog.rebases import RebaseTests
@@ -18,6 +19,7 @@ class CatalogTests(
     BlockIndexTests,
     LeaseTests,
     CheckpointTests,
+    FileTests,
     RebaseTests,
     MaintenanceTests,
     ServiceRecordTests,
@@ -29,6 +31,7 @@ __all__ = [
     "BlockIndexTests",
     "CatalogTests",
     "CheckpointTests",
+    "FileTests",
     "LeaseTests",
     "MaintenanceTests",
     "RebaseTests",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ckptstore.store.catalog.base import Catalog
 from ckptstore.store.catalog.postgres.blocks import PostgresBlockIndex
 from ckptstore.store.catalog.postgres.checkpoints import PostgresCheckpoints
+from ckptstore.store.catalog.postgres.files import PostgresFiles
 from ckptstore.store.catalog.postgres.leases import PostgresLeases
 from ckptstore.store.catalog.postgres.maintenance import PostgresMaintenance
 from ckptstore.store.catalog.postgres.rebases import PostgresRebases
@@ -17,6 +18,7 @@ class PostgresCatalog(
     PostgresBlockIndex,
     PostgresLeases,
     PostgresCheckpoints,
+    PostgresFiles,
     PostgresRebases,
     PostgresMaintenance,
     PostgresServiceRecords,

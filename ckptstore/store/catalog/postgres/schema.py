@@ -9,7 +9,7 @@ so listings come in byte order, as from SQLite, whatever the database's locale. 
 The version is a row of ``ckptstore_schema``; its numbering is this backend's own.
 """
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _ID = 'TEXT COLLATE "C"'
 
@@ -105,5 +105,20 @@ MIGRATIONS: dict[int, list[str]] = {
             claimed_by TEXT,
             claimed_until DOUBLE PRECISION)""",
         "CREATE INDEX rebases_parent ON rebases (parent_id)",
+    ],
+    # 2: folders of files and SHA-256 digests (the SQLite catalog's schema 7)
+    2: [
+        "ALTER TABLE checkpoints ADD COLUMN sha256 TEXT",
+        "ALTER TABLE checkpoints ADD COLUMN layout TEXT NOT NULL DEFAULT 'file'",
+        f"""CREATE TABLE files (
+            checkpoint_id {_ID} NOT NULL,
+            seq BIGINT NOT NULL,
+            path TEXT COLLATE "C" NOT NULL,
+            logical_offset BIGINT NOT NULL,
+            size_bytes BIGINT NOT NULL,
+            mode INTEGER NOT NULL,
+            sha256 TEXT,
+            PRIMARY KEY (checkpoint_id, seq))""",
+        "CREATE UNIQUE INDEX files_path ON files (checkpoint_id, path)",
     ],
 }

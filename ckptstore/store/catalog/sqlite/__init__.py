@@ -6,6 +6,7 @@ from ckptstore.store.catalog.base import Catalog
 from ckptstore.store.catalog.schema import SCHEMA_VERSION
 from ckptstore.store.catalog.sqlite.blocks import SQLiteBlockIndex
 from ckptstore.store.catalog.sqlite.checkpoints import SQLiteCheckpoints
+from ckptstore.store.catalog.sqlite.files import SQLiteFiles
 from ckptstore.store.catalog.sqlite.leases import SQLiteLeases
 from ckptstore.store.catalog.sqlite.maintenance import SQLiteMaintenance
 from ckptstore.store.catalog.sqlite.rebases import SQLiteRebases
@@ -16,6 +17,7 @@ class SQLiteCatalog(
     SQLiteBlockIndex,
     SQLiteLeases,
     SQLiteCheckpoints,
+    SQLiteFiles,
     SQLiteRebases,
     SQLiteMaintenance,
     SQLiteServiceRecords,

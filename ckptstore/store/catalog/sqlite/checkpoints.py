@@ -15,9 +15,10 @@ from ckptstore.errors import (
 )
 from ckptstore.store.catalog import cursors
 from ckptstore.store.catalog.base import Checkpoints, ParentRule
-from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, ListQuery
+from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, FileRecord, ListQuery
 from ckptstore.store.catalog.sqlite import rows
 from ckptstore.store.catalog.sqlite.database import SQLiteDatabase
+from ckptstore.store.catalog.sqlite.files import copy_files, delete_files, insert_files
 from ckptstore.store.catalog.sqlite.rows import (
     CHECKPOINT_COLUMNS,
     CHECKPOINT_FIELDS,
@@ -56,6 +57,7 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
         rebase_parent: ParentRule | None = None,
         *,
         fills_pending: bool = False,
+        files: list[FileRecord] | None = None,
     ) -> str | None:
         if slots is not None and len(slots) != len(manifest):
             raise ValueError(f"{len(slots)} slots for {len(manifest)} manifest entries")
@@ -90,6 +92,7 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
                     )
                 ],
             )
+            insert_files(conn, record.checkpoint_id, files or [])
             conn.execute("DELETE FROM leases WHERE holder = ?", (lease_holder,))
             parent = None if rebase_parent is None else rebase_parent(_others(conn, record))
             if parent is not None:
@@ -114,6 +117,7 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
                 " WHERE checkpoint_id = ?",
                 (record.checkpoint_id, record.parent_id),
             )
+            copy_files(conn, record.checkpoint_id, record.parent_id)
             if old_best_id is not None:
                 _delete(conn, old_best_id, record.created_at)
 
@@ -356,6 +360,7 @@ def _delete(conn: sqlite3.Connection, checkpoint_id: str, now: float) -> Checkpo
         [(n, now, block) for block, n in counts.items()],
     )
     conn.execute("DELETE FROM manifests WHERE checkpoint_id = ?", (checkpoint_id,))
+    delete_files(conn, checkpoint_id)
     conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,))
     conn.execute(
         "DELETE FROM rebases WHERE checkpoint_id = ? OR parent_id = ?",
