@@ -128,3 +128,15 @@ def test_load_tensor_refuses_a_file_that_is_not_safetensors(store, data):
     with pytest.raises(InvalidArgument, match="a safetensors file") as info:
         st.load_tensor(store, record.checkpoint_id, "x")
     assert info.value.parameter == "checkpoint"
+
+
+def test_load_tensor_from_a_file_of_a_folder_checkpoint(store, tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"hidden": 256}')
+    (folder / "model.safetensors").write_bytes(file_bytes())
+    record = store.put("job_st", folder)
+    tensor = st.load_tensor(store, record.checkpoint_id, "positions", path="model.safetensors")
+    assert_equal(tensor, tensors()["positions"])
+    names = st.tensor_names(store, record.checkpoint_id, path="model.safetensors")
+    assert sorted(names) == sorted(tensors())

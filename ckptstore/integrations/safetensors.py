@@ -11,6 +11,8 @@ validation its own::
     from ckptstore.integrations import safetensors as st
     embedding = st.load_tensor(client, checkpoint_id, "model.embed_tokens.weight")
     everything = st.load_file(client, checkpoint_id)
+    # of a folder checkpoint, name the file:
+    weights = st.load_tensor(store, checkpoint_id, "lm_head.weight", path="model.safetensors")
 
 ``pip install ckptstore[safetensors]`` (and torch for ``framework="pt"``).
 """
@@ -35,7 +37,7 @@ MAX_HEADER_BYTES = 100_000_000
 class OpensReaders(Protocol):
     """A ``CheckpointStore`` or a ``Client``."""
 
-    def open_reader(self, checkpoint_id: str) -> SeekableReader: ...
+    def open_reader(self, checkpoint_id: str, *, path: str | None = None) -> SeekableReader: ...
 
 
 @dataclass(frozen=True)
@@ -90,24 +92,31 @@ def read_header(reader: SeekableReader, checkpoint_id: str = "") -> Header:
     return Header(tensors, dict(metadata))
 
 
-def tensor_names(target: OpensReaders, checkpoint_id: str) -> list[str]:
+def tensor_names(target: OpensReaders, checkpoint_id: str, *, path: str | None = None) -> list[str]:
     """The names of the tensors in a stored safetensors file, in header order."""
-    with target.open_reader(checkpoint_id) as reader:
+    with _open(target, checkpoint_id, path) as reader:
         return list(read_header(reader, checkpoint_id).tensors)
 
 
 def load_tensor(
-    target: OpensReaders, checkpoint_id: str, name: str, *, framework: Framework = "pt"
+    target: OpensReaders,
+    checkpoint_id: str,
+    name: str,
+    *,
+    path: str | None = None,
+    framework: Framework = "pt",
 ) -> Any:
     """One tensor of a stored safetensors file (a ``CheckpointStore`` or ``Client``
-    ``target``), reading the header and that tensor's bytes only."""
-    return load_file(target, checkpoint_id, names=[name], framework=framework)[name]
+    ``target``; of a folder checkpoint, the file at ``path``), reading the header and
+    that tensor's bytes only."""
+    return load_file(target, checkpoint_id, path=path, names=[name], framework=framework)[name]
 
 
 def load_file(
     target: OpensReaders,
     checkpoint_id: str,
     *,
+    path: str | None = None,
     names: Iterable[str] | None = None,
     framework: Framework = "pt",
 ) -> dict[str, Any]:
@@ -115,7 +124,7 @@ def load_file(
     those ``names`` (each tensor's range read on its own)."""
     if framework not in ("pt", "numpy"):
         raise InvalidArgument("framework", framework, "'pt' or 'numpy'")
-    with target.open_reader(checkpoint_id) as reader:
+    with _open(target, checkpoint_id, path) as reader:
         if names is None:
             reader.seek(0)
             return _deserialize(reader.read(), framework)
@@ -128,6 +137,12 @@ def load_file(
             )
         infos = sorted((header.tensors[name] for name in wanted), key=lambda i: i.start)
         return {info.name: _load_one(reader, info, framework) for info in infos}
+
+
+def _open(target: OpensReaders, checkpoint_id: str, path: str | None) -> SeekableReader:
+    if path is None:  # a target that has no folder checkpoints takes no path
+        return target.open_reader(checkpoint_id)
+    return target.open_reader(checkpoint_id, path=path)
 
 
 def _load_one(reader: SeekableReader, info: TensorInfo, framework: Framework) -> Any:
