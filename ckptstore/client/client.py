@@ -25,6 +25,7 @@ from ckptstore.client.reader import RemoteReader
 from ckptstore.client.records import (
     TenantUsage,
     endpoint_of,
+    files_of,
     gc_report_of,
     record_of,
     summary_of,
@@ -32,11 +33,12 @@ from ckptstore.client.records import (
 )
 from ckptstore.client.transport import Payload, RetryPolicy, Transport
 from ckptstore.errors import CheckpointNotReady, InvalidArgument, InvalidLimit
-from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord
+from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord, FileRecord
 from ckptstore.store.checkpoints import CheckpointFields, CheckpointPage, JobSummary
 from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.chunking.sources import Source
 from ckptstore.store.drafts import MAX_LIST_LIMIT, ProgressFields
+from ckptstore.store.files import restore_path
 from ckptstore.store.gc import GcReport
 from ckptstore.store.policies import JobSettings
 
@@ -94,12 +96,15 @@ class Client:
         source: Source,
         *,
         progress: Progress | None = None,
+        file_name: str | None = None,
         **fields: Unpack[CheckpointFields],
     ) -> CheckpointRecord:
-        """Store ``source`` as a new checkpoint of ``job_id``, sending only missing blocks."""
+        """Store ``source`` (a file, bytes, a stream, or a folder, as
+        ``CheckpointStore.put``) as a new checkpoint of ``job_id``, sending only the
+        blocks the server lacks."""
         fields.setdefault("type", "automatic")
         pending = self.create_pending(job_id, **fields)
-        return self.fill(pending.checkpoint_id, source, progress=progress)
+        return self.fill(pending.checkpoint_id, source, progress=progress, file_name=file_name)
 
     def create_pending(self, job_id: str, **fields: Unpack[CheckpointFields]) -> CheckpointRecord:
         """Record a checkpoint whose data comes later (``fill``); type ``manual`` by default."""
@@ -112,13 +117,20 @@ class Client:
         source: Source,
         *,
         progress: Progress | None = None,
+        file_name: str | None = None,
         **fields: Unpack[ProgressFields],
     ) -> CheckpointRecord:
-        """Upload the data of a pending checkpoint (dedup-aware), with the epoch, step
-        and metrics of the training that fills it, if given."""
+        """Upload the data of a pending checkpoint (dedup-aware; a file or a folder),
+        with the epoch, step and metrics of the training that fills it, if given."""
         max_batch = int(self.info()["maxBlockBatchBytes"])
         return self._push.fill(
-            quote(checkpoint_id, safe=""), source, self.chunker(), max_batch, progress, fields
+            quote(checkpoint_id, safe=""),
+            source,
+            self.chunker(),
+            max_batch,
+            progress,
+            fields,
+            file_name,
         )
 
     # -- read ------------------------------------------------------------------
@@ -172,9 +184,27 @@ class Client:
     def jobs(self) -> builtins.list[str]:
         return builtins.list(self._json("GET", "/v2/training/jobs")["jobs"])
 
-    def open_reader(self, checkpoint_id: str) -> RemoteReader:
-        """A seekable file over the checkpoint (HTTP Range requests)."""
-        url = self.download_url(checkpoint_id)
+    def files(self, checkpoint_id: str) -> builtins.list[FileRecord]:
+        """The checkpoint's files in order, as ``CheckpointStore.files``."""
+        return files_of(self._json("GET", f"{_checkpoint(checkpoint_id)}/files")["files"])
+
+    def _file_url(self, checkpoint_id: str, path: str) -> str:
+        """A fresh signed URL of one file of the checkpoint."""
+        listed = self._json("GET", f"{_checkpoint(checkpoint_id)}/files")["files"]
+        for entry in listed:
+            if entry["path"] == path:
+                return str(entry["downloadUrl"])
+        raise InvalidArgument("path", path, "a file of the checkpoint")
+
+    def open_reader(self, checkpoint_id: str, *, path: str | None = None) -> RemoteReader:
+        """A seekable file over the checkpoint, or with ``path`` one file of it (HTTP
+        Range requests); a folder checkpoint needs ``path``."""
+        if path is None:
+            if self.get(checkpoint_id).layout == "tree":
+                raise InvalidArgument("path", None, "a file of the folder checkpoint (files())")
+            url = self.download_url(checkpoint_id)
+        else:
+            url = self._file_url(checkpoint_id, path)
         head = self._transport.request("HEAD", url)
         return RemoteReader(self._transport, url, int(head.headers["content-length"]))
 
@@ -186,11 +216,19 @@ class Client:
         progress: Progress | None = None,
     ) -> int:
         """Write the checkpoint's bytes to a path (resuming ``<path>.part`` if one is
-        there) or a binary file; returns the byte count."""
+        there) or a binary file, or into a folder (a single file under its own name,
+        a folder checkpoint's files under their paths, each resumable and checked);
+        returns the byte count."""
         if isinstance(dest, str | os.PathLike):
+            record = self.get(checkpoint_id)
+            if record.layout == "tree":
+                return self._restore_tree(checkpoint_id, Path(dest), progress)
+            target = Path(dest)
+            if target.is_dir():
+                target = target / self.files(checkpoint_id)[0].path
             fresh_url = lambda: self.download_url(checkpoint_id)  # noqa: E731
             download = Download(
-                self._transport, checkpoint_id, fresh_url, self.chunker(), Path(dest), progress
+                self._transport, checkpoint_id, fresh_url, self.chunker(), target, progress
             )
             return download.run()
         total = 0
@@ -200,6 +238,27 @@ class Client:
                 total += len(chunk)
                 if progress:
                     progress(len(chunk))
+        return total
+
+    def _url_source(self, checkpoint_id: str, path: str, first: str) -> Callable[[], str]:
+        """The URL listed first, then a fresh one on each call (an old one may expire)."""
+        urls = iter([first])
+        return lambda: next(urls, None) or self._file_url(checkpoint_id, path)
+
+    def _restore_tree(self, checkpoint_id: str, dest: Path, progress: Progress | None) -> int:
+        """Each file of a folder checkpoint through its own signed URL."""
+        listed = self._json("GET", f"{_checkpoint(checkpoint_id)}/files")["files"]
+        dest.mkdir(parents=True, exist_ok=True)
+        total = 0
+        for entry in listed:
+            path = str(entry["path"])
+            target = restore_path(dest, path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fresh = self._url_source(checkpoint_id, path, str(entry["downloadUrl"]))
+            total += Download(
+                self._transport, checkpoint_id, fresh, self.chunker(), target, progress
+            ).run()
+            os.chmod(target, int(entry["mode"]))
         return total
 
     # -- settings, endpoints ------------------------------------------------------
