@@ -208,6 +208,12 @@ class Client:
         head = self._transport.request("HEAD", url)
         return RemoteReader(self._transport, url, int(head.headers["content-length"]))
 
+    def open_archive(self, checkpoint_id: str) -> RemoteReader:
+        """A folder checkpoint as one tar archive (its download URL), seekable."""
+        url = self.download_url(checkpoint_id)
+        head = self._transport.request("HEAD", url)
+        return RemoteReader(self._transport, url, int(head.headers["content-length"]))
+
     def restore(
         self,
         checkpoint_id: str,
