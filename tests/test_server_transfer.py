@@ -392,7 +392,7 @@ def test_bad_v2_frames_are_rejected_400_and_store_nothing(srv, width, slot, prob
     assert srv.store.stats().blocks == 0
 
 
-@pytest.mark.parametrize("slots", [["a#0", "b#0"], ["w" * 5000]], ids=["count", "length"])
+@pytest.mark.parametrize("slots", [["a#0", "b#0"], ["w" * 6000]], ids=["count", "length"])
 def test_commit_with_bad_slots_is_rejected_and_stays_pending(srv, slots):
     cid = pending(srv)
     data = b"q" * 5000
