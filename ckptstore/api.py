@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable
 from typing import BinaryIO, Protocol, Unpack
 
-from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord
+from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord, FileRecord
 from ckptstore.store.checkpoints import CheckpointFields, CheckpointPage, JobSummary
 from ckptstore.store.chunking.sources import Source
 from ckptstore.store.drafts import ProgressFields
@@ -77,8 +77,13 @@ class CheckpointAPI(Protocol):
 
     def jobs(self) -> builtins.list[str]: ...
 
-    def open_reader(self, checkpoint_id: str) -> SeekableReader:
-        """A seekable binary file of the checkpoint; ``CheckpointNotReady`` if pending."""
+    def files(self, checkpoint_id: str) -> builtins.list[FileRecord]:
+        """The checkpoint's files in order: one, or a folder's (path, size, mode, sha256)."""
+        ...
+
+    def open_reader(self, checkpoint_id: str, *, path: str | None = None) -> SeekableReader:
+        """A seekable binary file of the checkpoint, or with ``path`` of one of its files
+        (a folder checkpoint needs one); ``CheckpointNotReady`` if pending."""
         ...
 
     def restore(
@@ -88,7 +93,8 @@ class CheckpointAPI(Protocol):
         *,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Write the checkpoint's bytes to a path or binary file; returns the byte count."""
+        """Write the checkpoint's bytes to a path or binary file, or into a folder (a
+        folder checkpoint's files under their paths); returns the byte count."""
         ...
 
     # -- job settings

@@ -35,6 +35,7 @@ BOTH_CATALOGS = {
     "test_gc",
     "test_policies",
     "test_roundtrip",
+    "test_server_folders",
     "test_uploads",
 }
 

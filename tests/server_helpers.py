@@ -26,9 +26,12 @@ class Server:
     other: dict[str, str]  # headers of tenant other
 
 
-def make_server(tmp_path: Path, **settings_overrides) -> Server:
+def make_server(tmp_path: Path, catalog: str | None = None, **settings_overrides) -> Server:
+    """``catalog``: a PostgreSQL URL, else SQLite in the data directory."""
     clock = FakeClock()
-    store = CheckpointStore.open(tmp_path / "data", config=TEST_CONFIG, clock=clock)
+    store = CheckpointStore.open(
+        tmp_path / "data", catalog=catalog, config=TEST_CONFIG, clock=clock
+    )
     values = {
         "data_dir": tmp_path / "data",
         "signing_keys": ("test-signing-key",),

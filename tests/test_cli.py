@@ -242,3 +242,51 @@ def test_settings_show_and_set_and_ls_by_type(tmp_path, env):
     assert [c["epoch"] for c in best] == [2]
     removed = json.loads(run(env, "rm", best[0]["checkpointId"], "--json").output)
     assert [c["checkpointId"] for c in removed["deleted"]] == [best[0]["checkpointId"]]
+
+
+def sample_folder(root: Path) -> Path:
+    """A folder as a Hugging Face Trainer writes one, with an empty file and modes."""
+    files = {
+        "model-00001-of-00002.safetensors": random_bytes(700_000, seed=2),
+        "model-00002-of-00002.safetensors": random_bytes(300_000, seed=3),
+        "model.safetensors.index.json": b'{"weight_map": {}}',
+        "optimizer.pt": random_bytes(200_000, seed=4),
+        "rng_state.pth": b"",
+        "sub/dir/trainer_state.json": b"{}",
+    }
+    for path, data in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(data)
+    (root / "optimizer.pt").chmod(0o600)
+    return root
+
+
+def test_push_folder_then_pull_it_back_byte_exact(tmp_path, env):
+    src = sample_folder(tmp_path / "ckdir")
+    pushed = run(env, "push", str(src), "--job", "job_dir", "--json")
+    assert pushed.exit_code == 0, pushed.output
+    record = json.loads(pushed.output)
+    assert record["layout"] == "tree" and len(record["sha256"]) == 64
+    out = tmp_path / "restored"
+    pulled = run(env, "pull", record["checkpointId"], "-o", str(out))
+    assert pulled.exit_code == 0, pulled.output
+    assert subprocess.run(["diff", "-r", str(src), str(out)]).returncode == 0
+    assert (out / "optimizer.pt").stat().st_mode & 0o777 == 0o600
+    # ls-files --sha256sum: what `sha256sum -c` checks in the folder
+    sums = run(env, "ls-files", record["checkpointId"], "--sha256sum")
+    assert sums.exit_code == 0, sums.output
+    (tmp_path / "SUMS").write_text(sums.output)
+    checked = subprocess.run(["sha256sum", "-c", str(tmp_path / "SUMS")], cwd=out)
+    assert checked.returncode == 0
+    listed = json.loads(run(env, "ls-files", record["checkpointId"], "--json").output)
+    assert [f["path"] for f in listed["files"]][-1] == "sub/dir/trainer_state.json"
+
+
+def test_pull_of_a_single_file_keeps_its_name(tmp_path, env, monkeypatch):
+    src = tmp_path / "weights.npy"
+    src.write_bytes(b"numpy" * 1000)
+    record = json.loads(run(env, "push", str(src), "--job", "j", "--json").output)
+    monkeypatch.chdir(tmp_path / "store")
+    pulled = run(env, "pull", record["checkpointId"])
+    assert pulled.exit_code == 0, pulled.output
+    assert (tmp_path / "store" / "weights.npy").read_bytes() == src.read_bytes()

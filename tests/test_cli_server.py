@@ -203,3 +203,21 @@ def test_ls_pages_with_limit_and_lists_everything_with_all(server, tmp_path):
     assert len(paged["checkpoints"]) == 2 and paged["totalCount"] == 3
     everything = json.loads(cli(server, "ls", "job_pages", "--all", "--json").stdout)
     assert [c["step"] for c in everything["checkpoints"]] == [2, 1, 0]
+
+
+def test_push_folder_and_pull_it_through_the_server(server, tmp_path):
+    from tests.test_cli import sample_folder
+
+    src = sample_folder(tmp_path / "ckdir")
+    record = json.loads(cli(server, "push", str(src), "--job", "job_dir", "--json").stdout)
+    assert record["layout"] == "tree"
+    cli(server, "pull", record["checkpointId"], "-o", str(tmp_path / "out"))
+    assert subprocess.run(["diff", "-r", str(src), str(tmp_path / "out")]).returncode == 0
+    # the whole folder as one tar on stdout
+    tar = subprocess.run(
+        [str(BIN), "pull", record["checkpointId"], "-o", "-"], env=server, capture_output=True
+    )
+    assert tar.returncode == 0, tar.stderr
+    (tmp_path / "x").mkdir()
+    subprocess.run(["tar", "-x", "-C", str(tmp_path / "x")], input=tar.stdout, check=True)
+    assert subprocess.run(["diff", "-r", str(src), str(tmp_path / "x")]).returncode == 0

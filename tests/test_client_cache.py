@@ -43,7 +43,8 @@ def test_download_returns_the_bytes_and_the_second_call_asks_nothing(served, tmp
     record = client.put("job_c", DATA)
     path = client.download(record.checkpoint_id, cache_dir=tmp_path / "cache")
     assert path.read_bytes() == DATA
-    assert path.name == record.checkpoint_id
+    assert path.parent.name == record.checkpoint_id  # under its own file name
+    assert path.name == client.files(record.checkpoint_id)[0].path
     requests.clear()
     again = client.download(record.checkpoint_id, cache_dir=tmp_path / "cache")
     assert again == path and requests == []
@@ -111,7 +112,29 @@ def test_a_folder_entry_refuses_paths_that_leave_it(tmp_path):
         cache.link_folder("ckpt_1", {"../escape": blob})
     linked = cache.link_folder("ckpt_1", {"a/b.bin": blob, "c.json": blob})
     assert (linked / "a" / "b.bin").read_bytes() == b"x"
-    assert not list(cache.checkpoints.glob(".*tmp"))
+    assert not list(cache.folders.glob(".*tmp"))
+
+
+def test_a_folder_checkpoint_is_a_folder_of_links_and_shares_unchanged_files(served, tmp_path):
+    client, requests = served
+    folder = tmp_path / "run" / "checkpoint-2"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "model.bin").write_bytes(DATA)
+    (folder / "sub" / "state.json").write_text('{"step": 2}')
+    first = client.put("job_f", folder)
+    path = client.download(first.checkpoint_id, cache_dir=tmp_path / "cache")
+    assert path.is_dir() and path.name == first.checkpoint_id
+    assert (path / "model.bin").read_bytes() == DATA
+    assert (path / "sub" / "state.json").read_text() == '{"step": 2}'
+
+    (folder / "sub" / "state.json").write_text('{"step": 4}')  # the weights unchanged
+    second = client.put("job_f", folder)
+    requests.clear()
+    again = client.download(second.checkpoint_id, cache_dir=tmp_path / "cache")
+    assert (again / "sub" / "state.json").read_text() == '{"step": 4}'
+    assert (again / "model.bin").resolve() == (path / "model.bin").resolve()
+    (fetched,) = content_gets(requests)  # the one changed file
+    assert fetched.url.path.endswith("/files/sub/state.json")
 
 
 DOWNLOAD = """

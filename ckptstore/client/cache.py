@@ -6,8 +6,8 @@
       blobs/<digest>                 a file's bytes, named by its content digest
       blobs/<digest>.lock            held while the blob is downloaded
       blobs/<digest>.part[.etag]     an interrupted download, resumed by the next one
-      <server>/checkpoints/<id>      a checkpoint: a link to its blob, or (a folder
-                                     checkpoint) a directory of links, one per file
+      <server>/files/<id>/<name>     a single-file checkpoint: a link to its blob
+      <server>/folders/<id>/...      a folder checkpoint: a link per file
 
 The digest is the ETag a server sends for the bytes (``ids.content_digest``, the
 BLAKE3 of the block ids in order), and every download is checked against it before
@@ -49,14 +49,22 @@ class DownloadCache:
     def __init__(self, root: str | os.PathLike[str], base_url: str) -> None:
         self.root = Path(root)
         self.blobs = self.root / "blobs"
-        self.checkpoints = self.root / _server_dir(base_url) / "checkpoints"
+        server = self.root / _server_dir(base_url)
+        self.files = server / "files"
+        self.folders = server / "folders"
 
     def cached(self, checkpoint_id: str) -> Path | None:
-        """The checkpoint's path if it is linked here (a file or a directory)."""
+        """The checkpoint's path if it is linked here: its file, or its folder."""
         if "/" in checkpoint_id or checkpoint_id.startswith("."):
             return None  # not an id a link can be named by (an alias, a path)
-        path = self.checkpoints / checkpoint_id
-        return path if path.exists() else None
+        folder = self.folders / checkpoint_id
+        if folder.is_dir():
+            return folder
+        single = self.files / checkpoint_id
+        if single.is_dir():
+            (path,) = single.iterdir()  # made whole by a rename: exactly one link
+            return path
+        return None
 
     def blob(self, etag: str, fetch: Callable[[Path], None]) -> Path:
         """The blob of ``etag``'s bytes; ``fetch(path)`` writes and verifies it when it is
@@ -73,12 +81,17 @@ class DownloadCache:
                 fetch(path)
         return path
 
-    def link_file(self, checkpoint_id: str, blob: Path) -> Path:
-        """Link the checkpoint to its blob; returns the link."""
-        return self._publish(checkpoint_id, lambda tmp: _symlink(blob, tmp))
+    def link_file(self, checkpoint_id: str, name: str, blob: Path) -> Path:
+        """Link the single-file checkpoint to its blob under its file name; returns the link."""
+
+        def build(tmp: Path) -> None:
+            tmp.mkdir()
+            _symlink(blob, tmp / _safe_relative(name))
+
+        return self._publish(self.files, checkpoint_id, build) / name
 
     def link_folder(self, checkpoint_id: str, files: Mapping[str, Path]) -> Path:
-        """Link the checkpoint as a directory of ``files`` (relative path -> blob)."""
+        """Link the folder checkpoint as a directory of ``files`` (relative path -> blob)."""
 
         def build(tmp: Path) -> None:
             tmp.mkdir()
@@ -87,26 +100,25 @@ class DownloadCache:
                 link.parent.mkdir(parents=True, exist_ok=True)
                 _symlink(blob, link)
 
-        return self._publish(checkpoint_id, build)
+        return self._publish(self.folders, checkpoint_id, build)
 
-    def _publish(self, checkpoint_id: str, build: Callable[[Path], None]) -> Path:
-        final = self.checkpoints / check_checkpoint_id(checkpoint_id)
+    def _publish(self, parent: Path, checkpoint_id: str, build: Callable[[Path], None]) -> Path:
+        """Build the checkpoint's directory under a temporary name, then rename it in."""
+        final = parent / check_checkpoint_id(checkpoint_id)
         if final.exists():
             return final
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoints / f".{checkpoint_id}.{secrets.token_hex(4)}.tmp"
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = parent / f".{checkpoint_id}.{secrets.token_hex(4)}.tmp"
         try:
             build(tmp)
             try:
-                os.rename(tmp, final)  # a link replaces a link; a directory fails if one is there
+                os.rename(tmp, final)
             except OSError:
                 if not final.exists():
                     raise
                 # another process linked it first: the same bytes, keep theirs
         finally:
-            if tmp.is_symlink():
-                tmp.unlink()
-            elif tmp.is_dir():
+            if tmp.exists():
                 shutil.rmtree(tmp)
         return final
 

@@ -7,11 +7,13 @@ The protocol is described in ``ckptstore/server/routes/uploads.py``.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import zstandard
 
@@ -24,7 +26,9 @@ from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.chunking.fingerprint import iter_blocks
 from ckptstore.store.chunking.sources import Source
 from ckptstore.store.drafts import ProgressFields
+from ckptstore.store.files import DEFAULT_MODE, check_path, is_tree, qualified_slot, walk_tree
 from ckptstore.store.ids import content_digest
+from ckptstore.store.ingest import Part
 
 Progress = Callable[[int], None]
 ASK_BYTES = 32 * 1024 * 1024  # block bytes per "which are missing?" request
@@ -84,9 +88,35 @@ class BlockPush:
         max_batch_bytes: int,
         progress: Progress | None = None,
         fields: ProgressFields | None = None,
+        file_name: str | None = None,
     ) -> CheckpointRecord:
         """Send the blocks of ``source`` the server lacks, then commit the checkpoint
-        (with ``fields``: the epoch, step and metrics of the training that fills it)."""
+        (with ``fields``: the epoch, step and metrics of the training that fills it).
+        A folder's files are cut one by one, as the store cuts them (files.py)."""
+        if is_tree(source):
+            assert isinstance(source, str | os.PathLike)
+            parts = [Part(f.path, f.mode, f.source) for f in walk_tree(source)]
+            layout = "tree"
+        else:
+            name = file_name or (
+                Path(source).name if isinstance(source, str | os.PathLike) else None
+            )
+            parts = [Part(check_path(name) if name else "", DEFAULT_MODE, source)]
+            layout = "file"
+        return self._fill(
+            checkpoint_id, parts, layout, chunker, max_batch_bytes, progress, fields or {}
+        )
+
+    def _fill(
+        self,
+        checkpoint_id: str,
+        parts: list[Part],
+        layout: str,
+        chunker: ChunkerParams,
+        max_batch_bytes: int,
+        progress: Progress | None,
+        fields: ProgressFields,
+    ) -> CheckpointRecord:
         base = f"/v2/training/checkpoints/{checkpoint_id}"
         limit = min(SEND_BYTES, max_batch_bytes // 2)
         ids: list[bytes] = []
@@ -95,26 +125,34 @@ class BlockPush:
         batch: dict[bytes, Block] = {}
         batch_bytes = 0
         sends: deque[Future[None]] = deque()
+        files: list[dict[str, object]] = []
         with ThreadPoolExecutor(2) as hashers, ThreadPoolExecutor(self._in_flight) as senders:
-            for blocks in iter_blocks(source, chunker, hashers):
-                for bid, view, cut in blocks:
-                    ids.append(bid)
-                    slots.append(cut.slot)
-                    if bid not in offered:
-                        offered.add(bid)
-                        # bytes: the window buffer is reused soon
-                        batch[bid] = Block(bytes(view), cut.width, cut.slot)
-                        batch_bytes += len(view)
-                    if progress is not None:
-                        progress(len(view))
-                if batch_bytes >= ASK_BYTES:
-                    self._send_missing(base, batch, limit, senders, sends)
-                    batch, batch_bytes = {}, 0
+            for part in parts:
+                size = 0
+                for blocks in iter_blocks(part.source, chunker, hashers):
+                    for bid, view, cut in blocks:
+                        slot = qualified_slot(part.path, cut.slot) if layout == "tree" else cut.slot
+                        ids.append(bid)
+                        slots.append(slot)
+                        size += len(view)
+                        if bid not in offered:
+                            offered.add(bid)
+                            # bytes: the window buffer is reused soon
+                            batch[bid] = Block(bytes(view), cut.width, slot)
+                            batch_bytes += len(view)
+                        if progress is not None:
+                            progress(len(view))
+                    if batch_bytes >= ASK_BYTES:
+                        self._send_missing(base, batch, limit, senders, sends)
+                        batch, batch_bytes = {}, 0
+                if part.path:
+                    files.append({"path": part.path, "sizeBytes": size, "mode": part.mode})
             if batch:
                 self._send_missing(base, batch, limit, senders, sends)
             for future in sends:
                 future.result()
-        return self._commit(base, ids, slots, fields or {})
+        layout_fields: dict[str, object] = {"files": files, "layout": layout} if files else {}
+        return self._commit(base, ids, slots, fields, layout_fields)
 
     def _send_missing(
         self,
@@ -157,10 +195,15 @@ class BlockPush:
             self.bytes_sent += sum(len(block.data) for _, block in blocks)
 
     def _commit(
-        self, base: str, ids: list[bytes], slots: list[str | None], fields: ProgressFields
+        self,
+        base: str,
+        ids: list[bytes],
+        slots: list[str | None],
+        fields: ProgressFields,
+        layout: dict[str, object],
     ) -> CheckpointRecord:
         given = {name: value for name, value in fields.items() if value is not None}
-        body = {"blockIds": [b.hex() for b in ids], "slots": slots, **given}
+        body = {"blockIds": [b.hex() for b in ids], "slots": slots, **given, **layout}
         try:
             return record_of(self._transport.request("POST", f"{base}/commit", json=body).json())
         except CheckpointExists:

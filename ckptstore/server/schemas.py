@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ckptstore.store.catalog import CHECKPOINT_TYPES
+from ckptstore.store.files import MAX_PATH_BYTES
 
 CheckpointType = Literal["automatic", "best", "manual", "final"]
 
@@ -50,7 +51,19 @@ class BlockIds(BaseModel):
     blockIds: list[str] = Field(max_length=MAX_BLOCK_IDS)  # noqa: N815
 
 
-MAX_SLOT_CHARS = 1024  # "<tensor name>#<index>"; longer names are not tensor names
+# "<tensor name>#<index>", after "<file path>:" in a folder; longer are not tensor names
+MAX_SLOT_CHARS = 1024 + MAX_PATH_BYTES
+MAX_PATH_CHARS = MAX_PATH_BYTES  # of a file of a folder checkpoint
+MAX_FILES = 100_000  # files of one folder checkpoint
+
+
+class UploadedFile(BaseModel):
+    """A file of an uploaded checkpoint: its relative path, size and permission bits."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str = Field(max_length=MAX_PATH_CHARS)
+    sizeBytes: int = Field(ge=0)  # noqa: N815
+    mode: int = Field(0o644, ge=0, le=0o777)
 
 
 class CommitBody(BlockIds):
@@ -65,6 +78,11 @@ class CommitBody(BlockIds):
     epoch: int | None = Field(None, ge=0, le=MAX_COUNTER)
     step: int | None = Field(None, ge=0, le=MAX_COUNTER)
     metrics: dict[str, float] | None = Field(None, max_length=MAX_METRICS)
+    # extension: the checkpoint's files in checkpoint order (sorted paths), each
+    # starting at a block edge; "tree" for a folder. Without files: one file of the
+    # default name, <checkpointId>.ckpt
+    files: list[UploadedFile] | None = Field(None, max_length=MAX_FILES)
+    layout: Literal["file", "tree"] = "file"
 
 
 class JobSettingsBody(BaseModel):
@@ -92,6 +110,25 @@ class Checkpoint(BaseModel):
     storedBytes: int  # noqa: N815
     downloadUrlExpiresAt: str | None  # noqa: N815
     parentId: str | None = None  # noqa: N815 - a best checkpoint: the checkpoint it copies
+    layout: Literal["file", "tree"] = "file"  # a tree's downloadUrl gives a tar
+    sha256: str | None = None  # of the file; of a tree, of its sha256sum listing
+
+
+class CheckpointFile(BaseModel):
+    """``GET .../checkpoints/{id}/files``: one file, with a signed URL of its bytes."""
+
+    path: str
+    sizeBytes: int  # noqa: N815
+    mode: int
+    sha256: str | None  # None until the server has read an uploaded file back
+    downloadUrl: str  # noqa: N815
+    downloadUrlExpiresAt: str  # noqa: N815
+
+
+class CheckpointFiles(BaseModel):
+    layout: Literal["file", "tree"]
+    sha256: str | None
+    files: list[CheckpointFile]
 
 
 class JobSummary(BaseModel):

@@ -28,6 +28,7 @@ from ckptstore.errors import (
     InvalidArgument,
     UnknownSortKey,
 )
+from ckptstore.store.archive import TarStream
 from ckptstore.store.blockstore import BlockStore, LocalBlockStore, open_blockstore
 from ckptstore.store.catalog import (
     Catalog,
@@ -328,6 +329,13 @@ class CheckpointStore:
             return reader
         found = find_file(files_of(record, self._ctx.catalog.files(record.checkpoint_id)), path)
         return reader.slice(found.offset, found.size_bytes)
+
+    def open_archive(self, checkpoint_id: str, *, tenant: str = "") -> TarStream:
+        """The checkpoint as one tar archive of its files (archive.py), any byte range
+        of it readable without building it."""
+        record = self._ready(checkpoint_id, tenant)
+        files = files_of(record, self._ctx.catalog.files(record.checkpoint_id))
+        return TarStream(self._whole_reader(record), files, record.created_at)
 
     def _ready(self, checkpoint_id: str, tenant: str) -> CheckpointRecord:
         record = self.get(checkpoint_id, tenant=tenant)

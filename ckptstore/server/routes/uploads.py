@@ -13,7 +13,11 @@ Dedup-aware protocol (the client cuts with the store's chunker and hashes):
    gives them, so it is encoded by its dtype and as a delta against the job's
    previous checkpoint when that is smaller.
 3. ``POST .../commit`` ``{"blockIds": [...], "slots": [...]}`` (the checkpoint's
-   blocks in order; ``slots`` optional, one per block, null for opaque ones).
+   blocks in order; ``slots`` optional, one per block, null for opaque ones), and
+   optionally ``"files": [{"path", "sizeBytes", "mode"}]`` with ``"layout":
+   "tree"`` for a folder (files in sorted path order, each cut on its own, so each
+   starts at a block edge). The server computes the files' SHA-256 by reading the
+   blocks back before it commits.
 
 Each request stands alone (state lives in the catalog), so a client may
 retry or spread the blocks over several server replicas.
@@ -197,7 +201,10 @@ async def commit(
         upload = svc.store.resume_upload(
             checkpointId, tenant=tenant, epoch=body.epoch, step=body.step, metrics=body.metrics
         )
-        return upload.commit(ids, body.slots)
+        files = None
+        if body.files is not None:
+            files = [(f.path, f.sizeBytes, f.mode) for f in body.files]
+        return upload.commit(ids, body.slots, files, tree=body.layout == "tree")
 
     async with svc.uploads.slot(tenant):
         record = await svc.uploads.run(finish)
