@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -17,7 +16,7 @@ from ckptstore.client import Client
 from ckptstore.client.cache import DownloadCache, _locked
 from ckptstore.errors import CheckpointNotReady, IntegrityError
 from tests.conftest import random_bytes
-from tests.server_helpers import make_server
+from tests.server_helpers import live_server_and_key, make_server
 
 DATA = random_bytes(3 * 1024 * 1024 + 17, seed=4)
 
@@ -161,19 +160,11 @@ def wait_for_heads(client: Client, count: int) -> None:
 
 
 def test_processes_downloading_at_once_fetch_the_bytes_once(tmp_path):
-    from ckptstore.testing.live_server import live_server
-
-    data_dir = tmp_path / "data"
-    made = subprocess.run(
-        [str(Path(sys.executable).parent / "ckptstore"), "keys", "create", "--tenant", "acme"]
-        + ["--admin", "--data", str(data_dir), "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    key = json.loads(made.stdout)["key"]
     cache_dir = tmp_path / "cache"
-    with live_server(data_dir) as base, Client(base, key) as client:
+    with (
+        live_server_and_key(tmp_path / "data", admin=True) as (base, key),
+        Client(base, key) as client,
+    ):
         record = client.put("job_c", DATA)
         head = client._transport.request("HEAD", client.download_url(record.checkpoint_id))
         digest = head.headers["etag"].strip('"')

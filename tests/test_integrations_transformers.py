@@ -18,7 +18,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments  # noqa: E402
 
+from ckptstore.client import Client  # noqa: E402
 from ckptstore.integrations.transformers import CkptStoreCallback, resume_checkpoint  # noqa: E402
+from tests.server_helpers import live_server_and_key  # noqa: E402
 
 JOB = "job_hf"
 
@@ -110,7 +112,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 from pathlib import Path
 import torch
 from transformers import TrainerCallback
-from ckptstore import CheckpointStore
+from ckptstore.client import Client
 from ckptstore.integrations.transformers import resume_checkpoint
 from tests.test_integrations_transformers import arguments, tiny_dataset, tiny_model, Trainer
 
@@ -120,26 +122,30 @@ class Capture(TrainerCallback):
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "step": state.global_step}, sys.argv[3])
 
-store = CheckpointStore.open(sys.argv[1])
 out = Path(sys.argv[2])
 trainer = Trainer(model=tiny_model(seed=7), args=arguments(out), train_dataset=tiny_dataset(),
                   eval_dataset=tiny_dataset(16, seed=1), callbacks=[Capture()])
-trainer.train(resume_from_checkpoint=resume_checkpoint(store, "job_hf:latest", out))
-store.close()
+with Client.from_env() as client:
+    trainer.train(resume_from_checkpoint=resume_checkpoint(client, "job_hf:latest", out))
 """
 
 
-def test_a_new_process_resumes_from_latest_with_identical_model_and_optimizer(store, tmp_path):
-    trainer, _ = train(store, tmp_path / "out")
-    store.settle()
+def test_a_new_process_resumes_from_latest_through_a_server_with_identical_state(tmp_path):
     result = tmp_path / "resumed.pt"
-    done = subprocess.run(
-        [sys.executable, "-c", RESUME, str(tmp_path / "store"), str(tmp_path / "new"), str(result)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": os.getcwd(), "PYTHONWARNINGS": "ignore"},
-        timeout=300,
-    )
+    with live_server_and_key(tmp_path / "data") as (base, key), Client(base, key) as client:
+        trainer, callback = train(client, tmp_path / "out")
+        assert [r.step for r in callback.saved] == [2, 4, 6]
+        assert [
+            c.step for c in client.list(JOB, limit=None, types=("automatic", "final")).checkpoints
+        ] == [6, 4, 2]
+        env = {"CKPTSTORE_SERVER": base, "CKPTSTORE_API_KEY": key, "PYTHONPATH": os.getcwd()}
+        done = subprocess.run(
+            [sys.executable, "-c", RESUME, "", str(tmp_path / "new"), str(result)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env, "PYTHONWARNINGS": "ignore"},
+            timeout=300,
+        )
     assert done.returncode == 0, done.stderr
     resumed = torch.load(result, weights_only=True)
     assert resumed["step"] == 6
