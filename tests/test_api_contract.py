@@ -297,3 +297,32 @@ def test_api_a_pending_checkpoint_is_filled_with_where_training_was(target: Targ
         api.fill(other.checkpoint_id, b"x", epoch=-1)
     assert bad.value.parameter == "epoch"
     assert api.get(other.checkpoint_id).status == "pending"
+
+
+def test_api_folders_put_list_read_and_restore_alike(target: Target, tmp_path: Path) -> None:
+    import hashlib
+    import subprocess
+
+    from tests.test_cli import sample_folder
+
+    api = target.api
+    folder = sample_folder(tmp_path / "ckdir")
+    record = api.put(JOB, folder, epoch=1)
+    assert (record.layout, record.size_bytes) == ("tree", 1_200_020)
+    assert api.get(record.checkpoint_id) == record
+    files = api.files(record.checkpoint_id)
+    assert [f.path for f in files][:2] == [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
+    for f in files:
+        assert f.sha256 == hashlib.sha256((folder / f.path).read_bytes()).hexdigest()
+    with api.open_reader(record.checkpoint_id, path="optimizer.pt") as reader:
+        assert reader.read() == (folder / "optimizer.pt").read_bytes()
+    with pytest.raises(InvalidArgument):
+        api.open_reader(record.checkpoint_id)  # a folder: which file?
+    assert api.restore(record.checkpoint_id, tmp_path / "out") == record.size_bytes
+    assert subprocess.run(["diff", "-r", str(folder), str(tmp_path / "out")]).returncode == 0
+    single = api.put(JOB, DATA, file_name="weights.bin")
+    assert [f.path for f in api.files(single.checkpoint_id)] == ["weights.bin"]
+    assert single.sha256 == hashlib.sha256(DATA).hexdigest()

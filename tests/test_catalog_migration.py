@@ -120,3 +120,26 @@ def test_checkpoints_from_schema_6_read_as_one_file_beside_new_folders(tmp_path,
         with store.open_reader(new.checkpoint_id, path="model.safetensors") as reader:
             assert reader.read() == tensor_data_for(1)
         assert store.verify(read_data=True).ok
+
+
+def test_a_postgres_catalog_of_schema_1_migrates_to_folders(tmp_path, clock, postgres_url):
+    import psycopg
+
+    root = tmp_path / "store"
+    with CheckpointStore.open(root, catalog=postgres_url, config=TEST_CONFIG, clock=clock) as s:
+        old = s.put("job", tensor_data_for(0), epoch=0)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # as schema 1 left it
+        conn.execute("DROP TABLE files")
+        conn.execute("ALTER TABLE checkpoints DROP COLUMN sha256, DROP COLUMN layout")
+        conn.execute("DELETE FROM ckptstore_schema WHERE version > 1")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(tensor_data_for(1))
+    with CheckpointStore.open(root, catalog=postgres_url, config=TEST_CONFIG, clock=clock) as s:
+        assert s.context.catalog.schema_version() == 2
+        (only,) = s.files(old.checkpoint_id)
+        assert (only.path, only.sha256) == (f"{old.checkpoint_id}.ckpt", None)
+        new = s.put("job", folder, epoch=1)
+        assert [f.path for f in s.files(new.checkpoint_id)] == ["model.safetensors"]
+        assert restore_bytes(s, old.checkpoint_id) == tensor_data_for(0)
+        assert s.verify(read_data=True).ok

@@ -127,3 +127,26 @@ def test_commit_with_an_unsafe_path_is_refused_with_4xx(srv, path):
         srv.client.get(f"/v2/training/checkpoints/{cid}", headers=srv.acme).json()["status"]
         == "pending"
     )
+
+
+def test_streamed_upload_may_name_its_file(srv):
+    created = srv.client.post(f"/v2/training/jobs/{JOB}/checkpoints", headers=srv.acme, json={})
+    cid = created.json()["checkpointId"]
+    put = srv.client.put(
+        f"/v2/training/checkpoints/{cid}/data",
+        params={"fileName": "adapter.safetensors"},
+        headers=srv.acme,
+        content=b"weights" * 100,
+    )
+    assert put.status_code == 200
+    assert put.json()["sha256"] == hashlib.sha256(b"weights" * 100).hexdigest()
+    download = srv.client.get(put.json()["downloadUrl"])
+    assert 'filename="adapter.safetensors"' in download.headers["content-disposition"]
+    bad = srv.client.post(f"/v2/training/jobs/{JOB}/checkpoints", headers=srv.acme, json={})
+    refused = srv.client.put(
+        f"/v2/training/checkpoints/{bad.json()['checkpointId']}/data",
+        params={"fileName": "../up"},
+        headers=srv.acme,
+        content=b"x",
+    )
+    assert refused.status_code == 422 and refused.json()["error"]["type"] == "InvalidPath"

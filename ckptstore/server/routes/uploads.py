@@ -41,7 +41,14 @@ from ckptstore.server.admission import UploadAdmission
 from ckptstore.server.deps import ServicesDep, TenantDep
 from ckptstore.server.errors import ApiError
 from ckptstore.server.routes.checkpoints import ERRORS
-from ckptstore.server.schemas import MAX_COUNTER, BlockIds, Checkpoint, CommitBody, Missing
+from ckptstore.server.schemas import (
+    MAX_COUNTER,
+    MAX_PATH_CHARS,
+    BlockIds,
+    Checkpoint,
+    CommitBody,
+    Missing,
+)
 from ckptstore.server.views import checkpoint_view
 from ckptstore.store.catalog import CheckpointRecord
 from ckptstore.store.ids import parse_block_id
@@ -114,6 +121,8 @@ async def put_data(
     metrics: Annotated[
         str | None, Query(max_length=64 * 1024, description='A JSON object: {"loss": 0.5}')
     ] = None,
+    # extension: the file's name (the default is <checkpointId>.ckpt)
+    fileName: Annotated[str | None, Query(max_length=MAX_PATH_CHARS)] = None,  # noqa: N803
 ) -> JSONResponse:
     encoding = _encoding(request)
     async with svc.uploads.slot(tenant):
@@ -128,7 +137,13 @@ async def put_data(
 
         def fill() -> CheckpointRecord:
             return svc.store.fill(
-                checkpointId, source, tenant=tenant, epoch=epoch, step=step, metrics=given
+                checkpointId,
+                source,
+                tenant=tenant,
+                file_name=fileName,
+                epoch=epoch,
+                step=step,
+                metrics=given,
             )
 
         record = await svc.uploads.run(fill)
