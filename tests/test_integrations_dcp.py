@@ -68,7 +68,7 @@ def test_save_then_load_round_trips_model_and_optimizer_state(where, store, serv
 
     other_model, other_optimizer = trained(1)  # different weights and moments, same shapes
     loaded = state_of(other_model, other_optimizer, 0)
-    dcp.load(loaded, storage_reader=CkptStoreReader(target), checkpoint_id=record.checkpoint_id)
+    dcp.load(loaded, storage_reader=CkptStoreReader(target), checkpoint_id="job_dcp:latest")
     assert_same(loaded, saved)
     other_model.load_state_dict(loaded["model"])
     other_optimizer.load_state_dict(loaded["optim"])

@@ -113,18 +113,18 @@ def test_keep_replaced_leaves_removal_to_the_job_settings(store, tmp_path):
     assert stored == len(io.saved)
 
 
-def test_a_new_trainer_resumes_from_a_checkpoint_id_through_a_server(server_client, tmp_path):
+def test_a_new_trainer_resumes_from_the_jobs_latest_through_a_server(server_client, tmp_path):
     io = CkptStoreCheckpointIO(server_client, "job_pl")
     torch.manual_seed(0)
     model = Tiny()
     trainer(io, tmp_path, 2, save_top_k=-1).fit(model, loader(), loader())
     checkpoint_id = io.saved[-1].checkpoint_id
 
-    fresh_io = CkptStoreCheckpointIO(server_client, "job_pl")  # a new process knows only the id
+    fresh_io = CkptStoreCheckpointIO(server_client, "job_pl")  # a new process knows the job
     torch.manual_seed(1)
     resumed = Tiny()
     again = trainer(fresh_io, tmp_path, 2, save_top_k=-1)
-    again.fit(resumed, loader(), loader(), ckpt_path=checkpoint_id)
+    again.fit(resumed, loader(), loader(), ckpt_path="job_pl:latest")
     # the run had ended: the resumed trainer restores the state and trains no further
     assert again.global_step == 8 and again.current_epoch == 2
     for key, value in model.state_dict().items():

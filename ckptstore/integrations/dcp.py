@@ -51,6 +51,7 @@ from torch.futures import Future
 
 from ckptstore import torch as ckpt_torch
 from ckptstore.errors import FormatError, InvalidArgument
+from ckptstore.integrations.references import resolve
 from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.checkpoints import CheckpointFields
 
@@ -154,11 +155,12 @@ class CkptStoreReader(StorageReader):
         """Load the checkpoint (once) and return its DCP metadata."""
         if self.checkpoint_id is None:
             raise InvalidArgument("checkpoint_id", None, "a checkpoint written by CkptStoreWriter")
-        body = ckpt_torch.load(self.target, self.checkpoint_id, map_location="cpu")
+        checkpoint_id = resolve(self.target, self.checkpoint_id)
+        body = ckpt_torch.load(self.target, checkpoint_id, map_location="cpu")
         if not isinstance(body, dict) or body.get("format") != FORMAT:
             found = body.get("format") if isinstance(body, dict) else None
             raise FormatError(
-                f"checkpoint {self.checkpoint_id} was not written by CkptStoreWriter"
+                f"checkpoint {checkpoint_id} was not written by CkptStoreWriter"
                 f" (format {found or 'none'}; this reader knows {FORMAT})"
             )
         self._items = body["items"]

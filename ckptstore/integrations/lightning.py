@@ -5,7 +5,7 @@
     io = CkptStoreCheckpointIO(ckptstore.Client.from_env(), "job_x", best_metric="val_loss")
     trainer = lightning.Trainer(plugins=[io], callbacks=[ModelCheckpoint(monitor="val_loss")])
     trainer.fit(model)
-    trainer.fit(model, ckpt_path=io.saved[-1].checkpoint_id)  # or any checkpoint id
+    trainer.fit(model, ckpt_path="job_x:latest")  # or a checkpoint id
 
 Each save is streamed into the store as a new checkpoint of the job (no local
 file), with the trainer's epoch and global step and, when a ``ModelCheckpoint``
@@ -13,7 +13,8 @@ monitors a metric, that metric's value now (so the job's best copy follows it).
 With ``best_metric`` (a metric a ``ModelCheckpoint`` monitors) the job's settings
 are set so that its best copy follows that metric.
 The path Lightning names a save with becomes the checkpoint's name and stays
-its handle in this process: ``ckpt_path`` may be such a path, or a checkpoint id.
+its handle in this process: ``ckpt_path`` may be such a path, a checkpoint id or
+``JOB:latest``.
 A path saved again (``last.ckpt``) or removed (``save_top_k``) deletes the
 checkpoint stored under it, as a file would be replaced or deleted, unless
 ``keep_replaced=True`` (then the job's retention settings decide).
@@ -35,6 +36,7 @@ from lightning.fabric.utilities.types import _PATH
 from ckptstore import torch as ckpt_torch
 from ckptstore.errors import InvalidArgument
 from ckptstore.integrations.best import follow_metric
+from ckptstore.integrations.references import resolve
 from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.checkpoints import CheckpointFields
 
@@ -76,8 +78,9 @@ class CkptStoreCheckpointIO(CheckpointIO):
     def load_checkpoint(
         self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
-        """The checkpoint saved under ``path`` in this process, or of that checkpoint id."""
-        checkpoint_id = self._by_path.get(str(path), str(path))
+        """The checkpoint saved under ``path`` in this process, or of that checkpoint id
+        (or ``JOB:latest``)."""
+        checkpoint_id = self._by_path.get(str(path)) or resolve(self.target, str(path))
         options = {} if weights_only is None else {"weights_only": weights_only}
         loaded: dict[str, Any] = ckpt_torch.load(
             self.target, checkpoint_id, map_location=map_location, **options
