@@ -130,13 +130,15 @@ def test_load_tensor_refuses_a_file_that_is_not_safetensors(store, data):
     assert info.value.parameter == "checkpoint"
 
 
-def test_load_tensor_from_a_file_of_a_folder_checkpoint(store, tmp_path):
+@pytest.mark.parametrize("where", ["store", "server"])
+def test_load_tensor_from_a_file_of_a_folder_checkpoint(where, store, server, tmp_path):
+    target = store if where == "store" else server[1]
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "config.json").write_text('{"hidden": 256}')
     (folder / "model.safetensors").write_bytes(file_bytes())
-    record = store.put("job_st", folder)
-    tensor = st.load_tensor(store, record.checkpoint_id, "positions", path="model.safetensors")
+    record = target.put("job_st", folder)
+    tensor = st.load_tensor(target, record.checkpoint_id, "positions", path="model.safetensors")
     assert_equal(tensor, tensors()["positions"])
-    names = st.tensor_names(store, record.checkpoint_id, path="model.safetensors")
+    names = st.tensor_names(target, record.checkpoint_id, path="model.safetensors")
     assert sorted(names) == sorted(tensors())
