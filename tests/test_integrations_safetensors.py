@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import safetensors.torch
@@ -14,7 +12,6 @@ import ckptstore.store.restore
 from ckptstore.client import Client
 from ckptstore.errors import InvalidArgument
 from ckptstore.integrations import safetensors as st
-from tests.conftest import TEST_CONFIG
 from tests.server_helpers import make_server
 
 TENSOR_ELEMENTS = 64 * 1024  # 256 KiB as float32
@@ -50,10 +47,8 @@ def assert_equal(a: torch.Tensor, b: torch.Tensor) -> None:
     assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
 
 
-def test_load_tensor_from_an_embedded_store_decodes_only_the_blocks_under_it(
-    open_store, monkeypatch
-):
-    store = open_store(config=dataclasses.replace(TEST_CONFIG, readahead_bytes=0))
+def test_load_tensor_from_an_embedded_store_decodes_only_the_blocks_under_it(store, monkeypatch):
+    assert store.context.config.readahead_bytes > len(file_bytes())  # would decode it all
     data = file_bytes()
     record = store.put("job_st", data)
     decoded = []

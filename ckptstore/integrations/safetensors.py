@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from ckptstore.errors import InvalidArgument
-from ckptstore.store.restore import SeekableReader
+from ckptstore.store.restore import CheckpointReader, SeekableReader
 
 Framework = Literal["pt", "numpy"]
 
@@ -128,6 +128,7 @@ def load_file(
         if names is None:
             reader.seek(0)
             return _deserialize(reader.read(), framework)
+        _read_ahead(reader, 0)  # the header: the first block or two
         header = read_header(reader, checkpoint_id)
         wanted = list(names)
         missing = [name for name in wanted if name not in header.tensors]
@@ -145,7 +146,14 @@ def _open(target: OpensReaders, checkpoint_id: str, path: str | None) -> Seekabl
     return target.open_reader(checkpoint_id, path=path)
 
 
+def _read_ahead(reader: SeekableReader, n_bytes: int) -> None:
+    """An embedded store's reader decodes ahead of reads; past a tensor's end is waste."""
+    if isinstance(reader, CheckpointReader):
+        reader.readahead_bytes = n_bytes
+
+
 def _load_one(reader: SeekableReader, info: TensorInfo, framework: Framework) -> Any:
+    _read_ahead(reader, info.end - info.start)  # the tensor's blocks, decoded in parallel
     reader.seek(info.start)
     data = reader.read(info.end - info.start)
     # a file of this one tensor: the library checks its size against dtype and shape
