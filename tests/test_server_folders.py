@@ -40,6 +40,8 @@ def tree_of(root: Path) -> dict[str, bytes]:
 
 def test_files_route_lists_each_file_with_sha256_and_its_own_signed_url(srv, client, folder):
     record = client.put(JOB, folder)
+    assert record.sha256 is None  # the server reads an upload back after its commit
+    srv.store.settle()
     body = srv.client.get(
         f"/v2/training/checkpoints/{record.checkpoint_id}/files", headers=srv.acme
     )
