@@ -179,7 +179,7 @@ def test_best_copy_of_a_folder_has_its_files(store, tmp_path):
     assert subprocess.run(["diff", "-r", folder(tmp_path), out]).returncode == 0
 
 
-def test_folder_upload_commits_files_with_the_sha256_of_what_it_read(store, tmp_path):
+def test_folder_upload_commits_files_then_the_sha256_of_what_it_reads_back(store, tmp_path):
     from tests.conftest import client_blocks
 
     parts = {"a/one.bin": np.random.default_rng(1).bytes(300_000), "b.bin": b"", "c.bin": b"c"}
@@ -193,9 +193,11 @@ def test_folder_upload_commits_files_with_the_sha256_of_what_it_read(store, tmp_
             ids += [bid for bid, _ in blocks]
         files = [(path, len(data), 0o640) for path, data in sorted(parts.items())]
         record = upload.commit(ids, None, files, tree=True)
+    assert record.layout == "tree" and record.sha256 is None  # not read back yet
+    store.settle()
     listed = store.files(record.checkpoint_id)
     assert [f.sha256 for f in listed] == [hashlib.sha256(parts[f.path]).hexdigest() for f in listed]
-    assert record.sha256 == store.get(record.checkpoint_id).sha256 == tree_digest(listed)
+    assert store.get(record.checkpoint_id).sha256 == tree_digest(listed)
     store.restore(record.checkpoint_id, tmp_path / "out")
     for path, data in parts.items():
         assert (tmp_path / "out" / path).read_bytes() == data
@@ -253,7 +255,7 @@ def test_a_checkpoint_committed_without_digests_gets_them_in_the_background(stor
         conn.execute("UPDATE files SET sha256 = NULL")
         conn.execute("UPDATE checkpoints SET sha256 = NULL")
     assert catalog.undigested() == [record.checkpoint_id]
-    store._committer.resume()
+    store._committer.resume_digests()
     store.settle()
     assert store.get(record.checkpoint_id).sha256 == hashlib.sha256(data).hexdigest()
     assert store.files(record.checkpoint_id)[0].sha256 == hashlib.sha256(data).hexdigest()

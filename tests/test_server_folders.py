@@ -40,6 +40,8 @@ def tree_of(root: Path) -> dict[str, bytes]:
 
 def test_files_route_lists_each_file_with_sha256_and_its_own_signed_url(srv, client, folder):
     record = client.put(JOB, folder)
+    assert record.sha256 is None  # the server reads an upload back after its commit
+    srv.store.settle()
     body = srv.client.get(
         f"/v2/training/checkpoints/{record.checkpoint_id}/files", headers=srv.acme
     )
@@ -150,3 +152,23 @@ def test_streamed_upload_may_name_its_file(srv):
         content=b"x",
     )
     assert refused.status_code == 422 and refused.json()["error"]["type"] == "InvalidPath"
+
+
+def test_client_folder_of_many_files_cut_at_once_keeps_their_order(srv, client, tmp_path):
+    """Files are cut several at a time; the block list and the files stay in order."""
+    from tests.conftest import random_bytes
+
+    root = tmp_path / "dcp"
+    root.mkdir()
+    expected = {}
+    for rank in range(24):
+        data = random_bytes(1000 + 37_000 * (rank % 5), seed=rank)
+        expected[f"__{rank}_0.distcp"] = data
+        (root / f"__{rank}_0.distcp").write_bytes(data)
+    (root / ".metadata").write_bytes(b"meta")
+    expected[".metadata"] = b"meta"
+    record = client.put(JOB, root)
+    assert [f.path for f in client.files(record.checkpoint_id)] == sorted(expected)
+    client.restore(record.checkpoint_id, tmp_path / "out")
+    assert tree_of(tmp_path / "out") == expected
+    assert srv.store.verify(read_data=True).ok

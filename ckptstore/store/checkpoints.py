@@ -124,6 +124,7 @@ class CheckpointStore:
         self._gc_lock = GcLock(lock_dir, catalog if isinstance(catalog, ExclusiveLock) else None)
         self._committer = Committer(self._ctx, self._gc_lock)
         self._committer.resume()
+        self._committer.resume_digests()
 
     @classmethod
     def open(
@@ -234,7 +235,8 @@ class CheckpointStore:
         return Upload(self._ctx, upload_holder(pending.checkpoint_id), pending, self._committer)
 
     def settle(self) -> None:
-        """Wait until every checkpoint committed so far has had its parent rebased.
+        """Wait until every checkpoint committed so far has had its parent rebased
+        (and an upload's files their SHA-256 computed).
 
         ``put`` returns once the checkpoint is durable and visible; storing its
         parent as deltas on it (rebase.py) then runs in the background, so a

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -35,6 +36,8 @@ class Committer:
         self._gc_lock = gc_lock
         self._rebaser = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-rebase")
         self._digester = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-digest")
+        self._digesting: set[str] = set()  # queued or running, so none is read twice
+        self._digesting_lock = threading.Lock()
         # Rebases are claimed in the catalog, so that of several processes on one store
         # exactly one runs each; a claim lapses after the lease time, so the work of a
         # process that died is taken up by another (at its next GC or open).
@@ -45,8 +48,19 @@ class Committer:
         process that died left undone, oldest first."""
         while (claimed := self._claim()) is not None:
             self._rebaser.submit(self._rebase, *claimed)
+
+    def resume_digests(self) -> None:
+        """Queue the SHA-256 of checkpoints whose files' digests are still unknown (an
+        upload's, when the process that took it stopped before reading it back)."""
         for checkpoint_id in self._ctx.catalog.undigested():
-            self._digester.submit(self._digest, checkpoint_id)
+            self._queue_digest(checkpoint_id)
+
+    def _queue_digest(self, checkpoint_id: str) -> None:
+        with self._digesting_lock:
+            if checkpoint_id in self._digesting:
+                return
+            self._digesting.add(checkpoint_id)
+        self._digester.submit(self._digest, checkpoint_id)
 
     def _claim(self, checkpoint_id: str | None = None) -> tuple[str, str] | None:
         now = self._ctx.clock()
@@ -66,7 +80,8 @@ class Committer:
         """Make ``draft`` a ready checkpoint of ``manifest`` (``(logical offset, block
         id)``; ``slots``: the tensor slot of each entry) and ``files`` (files.py),
         releasing ``holder``'s leases. Files whose SHA-256 is not known (an upload's)
-        are read back and hashed in the background (``settle`` waits for that).
+        are read back and hashed in the background (``settle`` waits for that): the
+        commit of an upload of known blocks stays as cheap as its block list.
 
         Its stored bytes are those of its blocks that no other checkpoint of its tenant
         holds, whoever else stores them: what it costs the tenant, and nothing about
@@ -93,7 +108,7 @@ class Committer:
             files=files,
         )
         if record.sha256 is None:
-            self._digester.submit(self._digest, record.checkpoint_id)
+            self._queue_digest(record.checkpoint_id)
         apply_policies(self._ctx, record)
         if parent_id is not None and self._claim(record.checkpoint_id) is not None:
             self._rebaser.submit(self._rebase, record.checkpoint_id, parent_id)
@@ -117,9 +132,12 @@ class Committer:
         try:
             digest_checkpoint(self._ctx, checkpoint_id)
         except CheckpointNotFound:
-            return  # deleted since
+            pass  # deleted since
         except Exception:  # noqa: BLE001 - see the docstring
             log.exception("computing the SHA-256 of checkpoint %s failed", checkpoint_id)
+        finally:
+            with self._digesting_lock:
+                self._digesting.discard(checkpoint_id)
 
     def _rebase(self, checkpoint_id: str, parent_id: str) -> None:
         """Store the parent checkpoint as deltas on ``checkpoint_id``, compact the packs

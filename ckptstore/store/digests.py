@@ -1,16 +1,14 @@
 """SHA-256 of files the store did not read as a stream: a dedup-aware upload sends
 blocks, each checked against its BLAKE3 id, and a client's claim about the SHA-256
-of the whole would be only a claim. The store reads the blocks back and hashes
-what it holds (docs/design.md, "SHA-256 of uploads"): before the commit of an
-upload (``hash_files``), or after it for a checkpoint committed without them
-(``digest_checkpoint``, run in the background)."""
+of the whole would be only a claim. After such a commit the store reads the
+checkpoint back in the background and records the digests of what it holds
+(docs/design.md, "SHA-256 of uploads")."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
 
-from ckptstore.store.catalog.records import BlockRecord, FileRecord
 from ckptstore.store.context import StoreContext
 from ckptstore.store.files import checkpoint_digest
 from ckptstore.store.restore import CheckpointReader
@@ -36,20 +34,3 @@ def digest_checkpoint(ctx: StoreContext, checkpoint_id: str) -> None:
     digest = checkpoint_digest(record.layout, complete)
     assert digest is not None
     catalog.record_digests(checkpoint_id, digests, digest)
-
-
-def hash_files(
-    ctx: StoreContext,
-    manifest: list[tuple[int, BlockRecord]],
-    size_bytes: int,
-    files: list[FileRecord],
-) -> list[FileRecord]:
-    """``files`` with the SHA-256 of their bytes, read from the blocks of ``manifest``."""
-    hashed: list[FileRecord] = []
-    with CheckpointReader(ctx, manifest, size_bytes) as reader:
-        for f in files:
-            hasher = hashlib.sha256()
-            for view in reader.iter_range(f.offset, f.offset + f.size_bytes):
-                hasher.update(view)
-            hashed.append(replace(f, sha256=hasher.hexdigest()))
-    return hashed

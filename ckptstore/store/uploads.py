@@ -22,7 +22,6 @@ from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, FileR
 from ckptstore.store.codecs.encoder import BlockEncoder
 from ckptstore.store.commit import Committer
 from ckptstore.store.context import StoreContext
-from ckptstore.store.digests import hash_files
 from ckptstore.store.files import DEFAULT_MODE, check_layout, default_name
 from ckptstore.store.ids import block_id
 from ckptstore.store.ingest import LeaseKeeper
@@ -168,7 +167,8 @@ class Upload:
         for the rebase (rebase.py). ``files``: ``(path, size_bytes, mode)`` of each
         file in checkpoint order (files.py), each starting at a block edge; one file
         unless ``tree``. Without it, one file of the default name. The SHA-256 of
-        each file is computed by reading its blocks back before the commit."""
+        the files is not known at the commit: the store reads them back after it, in
+        the background (``settle`` waits), and states only what it read."""
         if slots is not None and len(slots) != len(block_ids):
             raise InvalidArgument("slots", len(slots), "one slot (or null) per block id")
         if not tree and files is not None and len(files) != 1:
@@ -191,9 +191,6 @@ class Upload:
         for file in records:
             if file.offset not in edges:
                 raise InvalidArgument("files", file.path, "files that start at block edges")
-        # the server states only digests of bytes it read (docs/design.md)
-        blocks = [(start, found[bid]) for start, bid in manifest]
-        records = hash_files(self._ctx, blocks, offset, records)
         draft = replace(self._draft, layout="tree" if tree else "file")
         committed = self._committer.commit(
             draft, manifest, offset, self.upload_id, slots, files=records

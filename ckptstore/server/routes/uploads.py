@@ -17,7 +17,7 @@ Dedup-aware protocol (the client cuts with the store's chunker and hashes):
    optionally ``"files": [{"path", "sizeBytes", "mode"}]`` with ``"layout":
    "tree"`` for a folder (files in sorted path order, each cut on its own, so each
    starts at a block edge). The server computes the files' SHA-256 by reading the
-   blocks back before it commits.
+   checkpoint back after the commit (``sha256`` is null until then).
 
 Each request stands alone (state lives in the catalog), so a client may
 retry or spread the blocks over several server replicas.

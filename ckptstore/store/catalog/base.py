@@ -237,7 +237,8 @@ class Files(Protocol):
         ...
 
     def record_digests(self, checkpoint_id: str, digests: dict[str, str], sha256: str) -> None:
-        """Set the SHA-256 of files (by path) and of the checkpoint where still unknown."""
+        """Set the SHA-256 of files (by path) and of the checkpoint where still unknown,
+        and the same in its best copies (which share its bytes)."""
         ...
 
     def undigested(self) -> list[str]:

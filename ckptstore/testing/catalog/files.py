@@ -59,3 +59,29 @@ class FileTests(CatalogFixture):
         # a checkpoint of the same id later starts with no files of the old one's
         catalog.commit_checkpoint(checkpoint("best"), [(0, bid(1))], "h")
         assert catalog.files("best") == []
+
+    def test_a_copy_made_after_the_digest_has_it(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        tree = checkpoint("t", size_bytes=2000, layout="tree")
+        catalog.commit_checkpoint(tree, [(0, bid(1)), (1000, bid(2))], "h", files=TREE)
+        catalog.replace_best(
+            replace(tree, checkpoint_id="before", type="best", parent_id="t"), None
+        )
+        digests = {"sub/b.bin": "bb" * 32, "sub/c.bin": "cc" * 32}
+        catalog.record_digests("t", digests, "dd" * 32)
+        after = replace(tree, checkpoint_id="after", type="best", parent_id="t")
+        catalog.replace_best(after, "before")
+        for cid in ("t", "after"):
+            assert catalog.get_checkpoint(cid).sha256 == "dd" * 32
+            assert [f.sha256 for f in catalog.files(cid)] == ["aa" * 32, "bb" * 32, "cc" * 32]
+        assert catalog.undigested() == []
+
+    def test_a_copy_made_before_the_digest_gets_it_too(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        tree = checkpoint("t", size_bytes=2000, layout="tree")
+        catalog.commit_checkpoint(tree, [(0, bid(1)), (1000, bid(2))], "h", files=TREE)
+        catalog.replace_best(replace(tree, checkpoint_id="copy", type="best", parent_id="t"), None)
+        assert catalog.get_checkpoint("copy").sha256 is None
+        catalog.record_digests("t", {"sub/b.bin": "bb" * 32, "sub/c.bin": "cc" * 32}, "dd" * 32)
+        assert catalog.get_checkpoint("copy").sha256 == "dd" * 32
+        assert [f.sha256 for f in catalog.files("copy")] == ["aa" * 32, "bb" * 32, "cc" * 32]

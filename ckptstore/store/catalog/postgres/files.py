@@ -31,11 +31,17 @@ def insert_files(conn: Connection, checkpoint_id: str, files: list[FileRecord]) 
 
 
 def copy_files(conn: Connection, checkpoint_id: str, source_id: str | None) -> None:
-    """Give ``checkpoint_id`` the file rows of ``source_id`` (a best copy shares them)."""
+    """Give ``checkpoint_id`` the file rows and digest of ``source_id`` (a best copy
+    shares them; ``record_digests`` of the source reaches its copies too)."""
     conn.execute(
         f"INSERT INTO files (checkpoint_id, seq, {_COLUMNS})"
         f" SELECT %s, seq, {_COLUMNS} FROM files WHERE checkpoint_id = %s",
         (checkpoint_id, source_id),
+    )
+    conn.execute(
+        "UPDATE checkpoints SET sha256 = (SELECT sha256 FROM checkpoints WHERE checkpoint_id = %s)"
+        " WHERE checkpoint_id = %s",
+        (source_id, checkpoint_id),
     )
 
 
@@ -60,15 +66,26 @@ class PostgresFiles(PostgresDatabase, Files):
     @retried
     def record_digests(self, checkpoint_id: str, digests: dict[str, str], sha256: str) -> None:
         with self._write() as conn:
-            paths = list(digests)
-            conn.execute(
-                "UPDATE files f SET sha256 = v.h FROM unnest(%s::text[], %s::text[]) AS v(p, h)"
-                " WHERE f.checkpoint_id = %s AND f.path = v.p AND f.sha256 IS NULL",
-                (paths, [digests[p] for p in paths], checkpoint_id),
-            )
+            # the checkpoint's row first: a best copy being made holds it FOR SHARE, so
+            # the copies are looked for once that copy committed (or it sees the digest)
             conn.execute(
                 "UPDATE checkpoints SET sha256 = %s WHERE checkpoint_id = %s AND sha256 IS NULL",
                 (sha256, checkpoint_id),
+            )
+            copies = conn.execute(
+                "SELECT checkpoint_id FROM checkpoints WHERE parent_id = %s", (checkpoint_id,)
+            ).fetchall()
+            targets = [checkpoint_id, *(row[0] for row in copies)]
+            paths = list(digests)
+            conn.execute(
+                "UPDATE files f SET sha256 = v.h FROM unnest(%s::text[], %s::text[]) AS v(p, h)"
+                " WHERE f.checkpoint_id = ANY(%s) AND f.path = v.p AND f.sha256 IS NULL",
+                (paths, [digests[p] for p in paths], targets),
+            )
+            conn.execute(
+                "UPDATE checkpoints SET sha256 = %s WHERE checkpoint_id = ANY(%s)"
+                " AND sha256 IS NULL",
+                (sha256, targets),
             )
 
     def undigested(self) -> list[str]:

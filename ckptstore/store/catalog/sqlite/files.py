@@ -25,11 +25,17 @@ def insert_files(conn: sqlite3.Connection, checkpoint_id: str, files: list[FileR
 
 
 def copy_files(conn: sqlite3.Connection, checkpoint_id: str, source_id: str | None) -> None:
-    """Give ``checkpoint_id`` the file rows of ``source_id`` (a best copy shares them)."""
+    """Give ``checkpoint_id`` the file rows and digest of ``source_id`` (a best copy
+    shares them; ``record_digests`` of the source reaches its copies too)."""
     conn.execute(
         f"INSERT INTO files (checkpoint_id, seq, {_COLUMNS})"
         f" SELECT ?, seq, {_COLUMNS} FROM files WHERE checkpoint_id = ?",
         (checkpoint_id, source_id),
+    )
+    conn.execute(
+        "UPDATE checkpoints SET sha256 = (SELECT sha256 FROM checkpoints WHERE checkpoint_id = ?)"
+        " WHERE checkpoint_id = ?",
+        (source_id, checkpoint_id),
     )
 
 
@@ -50,15 +56,19 @@ class SQLiteFiles(SQLiteDatabase, Files):
 
     def record_digests(self, checkpoint_id: str, digests: dict[str, str], sha256: str) -> None:
         with self._write() as conn:
-            conn.executemany(
-                "UPDATE files SET sha256 = ? WHERE checkpoint_id = ? AND path = ?"
-                " AND sha256 IS NULL",
-                [(digest, checkpoint_id, path) for path, digest in digests.items()],
-            )
-            conn.execute(
-                "UPDATE checkpoints SET sha256 = ? WHERE checkpoint_id = ? AND sha256 IS NULL",
-                (sha256, checkpoint_id),
-            )
+            copies = conn.execute(
+                "SELECT checkpoint_id FROM checkpoints WHERE parent_id = ?", (checkpoint_id,)
+            ).fetchall()
+            for target in [checkpoint_id, *(row[0] for row in copies)]:
+                conn.executemany(
+                    "UPDATE files SET sha256 = ? WHERE checkpoint_id = ? AND path = ?"
+                    " AND sha256 IS NULL",
+                    [(digest, target, path) for path, digest in digests.items()],
+                )
+                conn.execute(
+                    "UPDATE checkpoints SET sha256 = ? WHERE checkpoint_id = ? AND sha256 IS NULL",
+                    (sha256, target),
+                )
 
     def undigested(self) -> list[str]:
         found = (
