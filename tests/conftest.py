@@ -33,6 +33,7 @@ BOTH_CATALOGS = {
     "test_deltas",
     "test_gc",
     "test_policies",
+    "test_refs",
     "test_roundtrip",
     "test_uploads",
 }

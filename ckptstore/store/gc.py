@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ckptstore.errors import CheckpointNotFound, CorruptBlockError
+from ckptstore.errors import CheckpointNotFound, CorruptBlockError, InvalidArgument
 from ckptstore.store.catalog.base import ExclusiveLock
 from ckptstore.store.catalog.records import BlockRecord, PackUsage, adjacent_runs
 from ckptstore.store.context import StoreContext
@@ -62,11 +62,15 @@ class GcLock:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def collect_garbage(ctx: StoreContext) -> GcReport:
-    """One GC pass; safe beside concurrent ingests, uploads and readers (not beside another GC)."""
+def collect_garbage(ctx: StoreContext, grace_s: float | None = None) -> GcReport:
+    """One GC pass; safe beside concurrent ingests, uploads and readers (not beside another
+    GC). ``grace_s``: this pass's grace period (default: the store's ``gc_grace_s``)."""
     report = GcReport()
     now = ctx.clock()
-    grace_s = ctx.config.gc_grace_s
+    if grace_s is None:
+        grace_s = ctx.config.gc_grace_s
+    if not (isinstance(grace_s, int | float) and 0 <= grace_s < float("inf")):
+        raise InvalidArgument("grace", grace_s, "a number of seconds, 0 or more")
     report.pending_expired = _expire_pending(ctx, now - ctx.config.pending_ttl_s, now)
     # Deltas whose bases only they keep alive are stored whole first, so the bases go too.
     report.blocks_materialized = materialize_orphans(ctx, now - grace_s).blocks_reencoded

@@ -3,6 +3,7 @@
 - ``BlockIndex``: packs and the blocks in them (where each block's entry is).
 - ``Leases``: holds on blocks an ingest or upload found, so GC leaves them alone.
 - ``Checkpoints``: checkpoints, their manifests and slots, jobs and their settings.
+- ``Lookups``: a tenant's checkpoints by id prefix, a job's newest of some types.
 - ``Rebases``: pending rebases and re-encoding blocks as deltas (rebase.py).
 - ``Maintenance``: GC, verify, stats and space given back.
 - ``ServiceRecords``: store settings, endpoints and API keys.
@@ -224,6 +225,24 @@ class Checkpoints(Protocol):
     ) -> None: ...
 
 
+class Lookups(Protocol):
+    """What resolving a checkpoint reference needs (``refs.py``): answered by index,
+    from the tenant's own rows only."""
+
+    def ids_with_prefix(self, tenant_id: str, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` ids of ``tenant_id``'s checkpoints that start with ``prefix``
+        (an id equal to it included), in id order. Another tenant's checkpoints are
+        never looked at, so neither the answer nor its cost depends on them."""
+        ...
+
+    def newest_ready(
+        self, tenant_id: str, job_id: str, types: tuple[str, ...]
+    ) -> CheckpointRecord | None:
+        """The job's newest ready checkpoint of one of ``types`` (of two created at the
+        same instant, the one inserted last), or None."""
+        ...
+
+
 class Rebases(Protocol):
     """Pending rebases, and blocks re-encoded as deltas (or whole again)."""
 
@@ -348,7 +367,16 @@ class ServiceRecords(Protocol):
         ...
 
     def add_endpoint(self, record: EndpointRecord) -> None:
-        """Pin a ready checkpoint of the same tenant; CheckpointNotFound otherwise."""
+        """Pin a ready checkpoint of the same tenant; CheckpointNotFound otherwise.
+        ``EndpointNameTaken`` if the tenant has an endpoint of that name."""
+        ...
+
+    def update_endpoint(self, record: EndpointRecord) -> None:
+        """Change the endpoint ``record.endpoint_id`` of ``record.tenant_id`` to ``record``
+        (name, checkpoint, GPUs, workers), in one transaction: it pins the new checkpoint,
+        which must be a ready one of the same tenant (else ``CheckpointNotFound``,
+        ``CheckpointNotReady``), and lets go of the old. ``EndpointNotFound`` if the
+        tenant has no such endpoint, ``EndpointNameTaken`` if another has the name."""
         ...
 
     def get_endpoint(self, endpoint_id: str) -> EndpointRecord | None: ...
@@ -380,7 +408,9 @@ class ExclusiveLock(Protocol):
         ...
 
 
-class Catalog(BlockIndex, Leases, Checkpoints, Rebases, Maintenance, ServiceRecords, Protocol):
+class Catalog(
+    BlockIndex, Leases, Checkpoints, Lookups, Rebases, Maintenance, ServiceRecords, Protocol
+):
     """The whole catalog, one implementation per database."""
 
     def close(self) -> None: ...
@@ -399,6 +429,7 @@ __all__ = [
     "ExclusiveLock",
     "Leases",
     "ListQuery",
+    "Lookups",
     "Maintenance",
     "PackUsage",
     "ParentRule",
