@@ -35,12 +35,28 @@ class CreateCheckpoint(BaseModel):
     metrics: dict[str, float] | None = Field(None, max_length=MAX_METRICS)
 
 
+# A checkpoint reference (store/refs.py): an id, a unique prefix of one, or JOB:ALIAS.
+MAX_REFERENCE_CHARS = 128 + len(":latest")
+
+
 class DeployEndpoint(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=256)
-    checkpointId: str = Field(min_length=1, max_length=128)  # noqa: N815 - the API's name
+    # a reference: the endpoint pins the checkpoint it names when deployed
+    checkpointId: str = Field(min_length=1, max_length=MAX_REFERENCE_CHARS)  # noqa: N815
     gpuIds: list[str] = Field(default_factory=list, max_length=64)  # noqa: N815
     workerCount: int = Field(1, ge=1, le=1000)  # noqa: N815
+
+
+class UpdateEndpoint(BaseModel):
+    """``PATCH /v2/endpoints/{id}``: the fields to change; a new ``checkpointId`` re-points
+    the endpoint (it pins that checkpoint and lets go of the old one at once)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=256)
+    checkpointId: str | None = Field(None, min_length=1, max_length=MAX_REFERENCE_CHARS)  # noqa: N815
+    gpuIds: list[str] | None = Field(None, max_length=64)  # noqa: N815
+    workerCount: int | None = Field(None, ge=1, le=1000)  # noqa: N815
 
 
 class BlockIds(BaseModel):

@@ -117,7 +117,8 @@ class TestSQLiteCatalog(CatalogTests):
             ]:
                 conn.execute(
                     "INSERT INTO endpoints (endpoint_id, tenant_id, name, checkpoint_id,"
-                    " worker_count, status, created_at) VALUES (?, ?, 'serve', 'c1', 1, 'ready', ?)",
+                    " worker_count, status, created_at)"
+                    " VALUES (?, ?, 'serve', 'c1', 1, 'ready', ?)",
                     (endpoint_id, tenant, created),
                 )
         conn.close()

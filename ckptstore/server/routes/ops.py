@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
@@ -58,8 +59,19 @@ async def store_info(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
 
 
 @router.post("/v2/gc", summary="Run garbage collection now (admin key)")
-async def gc(svc: ServicesDep, admin: AdminDep) -> JSONResponse:
-    report = await svc.gc.run_now()
+async def gc(
+    svc: ServicesDep,
+    admin: AdminDep,
+    grace: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            description="Seconds a block must have been unused to go, this run only"
+            " (default: the server's CKPTSTORE_GC_GRACE; 0 reclaims at once)",
+        ),
+    ] = None,
+) -> JSONResponse:
+    report = await svc.gc.run_now(grace_s=grace)
     return JSONResponse({_camel(k): v for k, v in asdict(report).items()})
 
 
