@@ -148,7 +148,7 @@ class AmbiguousCheckpointId(InvalidArgument):
         self.allowed = "a longer prefix, or the full id"
         shown = ", ".join(matches) + (" and more" if more else "")
         CkptStoreError.__init__(
-            self, f"checkpoint id prefix {prefix!r} is ambiguous: it starts {shown}"
+            self, f"checkpoint id prefix {prefix!r} is ambiguous: {shown} start with it"
         )
 
 

@@ -12,8 +12,10 @@ from rich.table import Column, Table
 
 from ckptstore.cli.common import (
     DEFAULT_STORE,
+    REFERENCE_HELP,
     BlocksOpt,
     CatalogOpt,
+    CheckpointArg,
     CountedReader,
     JsonOpt,
     KeyOpt,
@@ -81,7 +83,7 @@ def push(
 
 @app.command()
 def pull(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointArg,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="File, or - for stdout.")
     ] = (None),
@@ -91,7 +93,7 @@ def pull(
     server: ServerOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
-    """Fetch a checkpoint's bytes (to CHECKPOINT_ID.ckpt unless -o is given).
+    """Fetch a checkpoint's bytes (to ID.ckpt, ID its full id, unless -o is given).
 
     From a server, an interrupted pull resumes where it stopped and the result
     is checked against the server's ETag."""
@@ -101,16 +103,19 @@ def pull(
         def advance(n: int) -> None:
             bar.advance(task, n)
 
+        # a reference (prefix, JOB:latest) is resolved once: the whole pull is of the
+        # checkpoint it named when the pull began
+        record = handle.get(checkpoint_id)
         if str(output) == "-":
-            with handle.open_reader(checkpoint_id) as reader:
+            with handle.open_reader(record.checkpoint_id) as reader:
                 bar.update(task, total=reader.size)
                 while chunk := reader.read(4 << 20):
                     sys.stdout.buffer.write(chunk)
                     advance(len(chunk))
             return
-        dest = output or Path(f"{checkpoint_id}.ckpt")
-        bar.update(task, total=handle.get(checkpoint_id).size_bytes)
-        handle.restore(checkpoint_id, dest, progress=advance)
+        dest = output or Path(f"{record.checkpoint_id}.ckpt")
+        bar.update(task, total=record.size_bytes)
+        handle.restore(record.checkpoint_id, dest, progress=advance)
 
 
 @app.command("ls")
@@ -182,7 +187,7 @@ def _text(value: object) -> str:
 
 @app.command()
 def show(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointArg,
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
     blocks: BlocksOpt = None,
@@ -204,7 +209,9 @@ def show(
 
 @app.command()
 def rm(
-    checkpoint_ids: list[str],
+    checkpoint_ids: Annotated[
+        list[str], typer.Argument(metavar="CHECKPOINT...", help=REFERENCE_HELP)
+    ],
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
     blocks: BlocksOpt = None,
@@ -216,9 +223,10 @@ def rm(
     deleted = []
     with target(store, server, api_key, catalog, blocks) as handle:
         for checkpoint_id in checkpoint_ids:
-            deleted.append(checkpoint_json(handle.delete(checkpoint_id)))
+            record = handle.delete(checkpoint_id)
+            deleted.append(checkpoint_json(record))
             if not as_json:
-                out.print(f"deleted {checkpoint_id}", highlight=False)
+                out.print(f"deleted {record.checkpoint_id}", highlight=False)
     if as_json:
         emit(as_json, {"deleted": deleted}, lambda: None)
 
@@ -245,7 +253,7 @@ def jobs(
 
 @app.command()
 def url(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointArg,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
@@ -255,10 +263,11 @@ def url(
         raise fail("url needs --server (or CKPTSTORE_SERVER): signed URLs come from a server")
     with target(DEFAULT_STORE, server, api_key) as handle:
         assert isinstance(handle, Client)
-        signed = handle.download_url(checkpoint_id)
+        resolved = handle.resolve(checkpoint_id)
+        signed = handle.download_url(resolved)
     emit(
         as_json,
-        {"checkpointId": checkpoint_id, "downloadUrl": signed},
+        {"checkpointId": resolved, "downloadUrl": signed},
         lambda: out.print(signed, highlight=False, soft_wrap=True),
     )
 
