@@ -321,6 +321,15 @@ class Maintenance(Protocol):
         the old pack; one transaction."""
         ...
 
+    def relocate_packs(
+        self, moves: dict[str, list[BlockRecord]], new_pack_id: str, new_size: int, now: float
+    ) -> None:
+        """Record ``new_pack_id`` and point the blocks of each old pack in ``moves`` at their
+        new entries (``moves[old_pack_id]``: the blocks as they are in the new pack), then
+        forget the old packs; one transaction. A block no longer in its old pack (a
+        rebase re-pointed it meanwhile) keeps where it is; its copy is dead bytes."""
+        ...
+
     def remove_pack(self, pack_id: str) -> bool:
         """Forget a pack if no block points at it; whether it was forgotten (only then may
         its bytes be deleted)."""
