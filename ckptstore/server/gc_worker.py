@@ -56,7 +56,8 @@ class GcWorker:
     async def run_now(self, grace_s: float | None = None) -> GcReport:
         """One GC now (after a run in progress); ``grace_s`` for this run only."""
         async with self._lock:
-            run = functools.partial(self._store.gc, grace_s=grace_s)
+            gc = self._store.gc
+            run = gc if grace_s is None else functools.partial(gc, grace_s=grace_s)
             report = await asyncio.shield(run_in_threadpool(run))
             self.runs += 1
             self.last_report = report
