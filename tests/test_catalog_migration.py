@@ -25,6 +25,8 @@ def as_schema_3(root: Path) -> None:
         conn.execute("ALTER TABLE api_keys DROP COLUMN admin")  # schema 5
         conn.execute("ALTER TABLE rebases DROP COLUMN claimed_by")  # schema 6
         conn.execute("ALTER TABLE rebases DROP COLUMN claimed_until")
+        conn.execute("DROP INDEX checkpoints_tenant")  # schema 7
+        conn.execute("DROP INDEX endpoints_name")
         conn.execute("DELETE FROM settings WHERE key = ?", (WIDTHS_SETTING,))
         conn.execute("PRAGMA user_version = 3")
     conn.close()
