@@ -34,6 +34,7 @@ BOTH_CATALOGS = {
     "test_folders",
     "test_gc",
     "test_policies",
+    "test_refs",
     "test_roundtrip",
     "test_server_folders",
     "test_uploads",
