@@ -51,7 +51,6 @@ from torch.futures import Future
 
 from ckptstore import torch as ckpt_torch
 from ckptstore.errors import FormatError, InvalidArgument
-from ckptstore.integrations.references import resolve
 from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.checkpoints import CheckpointFields
 
@@ -155,7 +154,7 @@ class CkptStoreReader(StorageReader):
         """Load the checkpoint (once) and return its DCP metadata."""
         if self.checkpoint_id is None:
             raise InvalidArgument("checkpoint_id", None, "a checkpoint written by CkptStoreWriter")
-        checkpoint_id = resolve(self.target, self.checkpoint_id)
+        checkpoint_id = self.target.resolve(self.checkpoint_id)
         body = ckpt_torch.load(self.target, checkpoint_id, map_location="cpu")
         if not isinstance(body, dict) or body.get("format") != FORMAT:
             found = body.get("format") if isinstance(body, dict) else None

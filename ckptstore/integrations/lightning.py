@@ -36,7 +36,6 @@ from lightning.fabric.utilities.types import _PATH
 from ckptstore import torch as ckpt_torch
 from ckptstore.errors import InvalidArgument
 from ckptstore.integrations.best import follow_metric
-from ckptstore.integrations.references import resolve
 from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.checkpoints import CheckpointFields
 
@@ -80,7 +79,7 @@ class CkptStoreCheckpointIO(CheckpointIO):
     ) -> dict[str, Any]:
         """The checkpoint saved under ``path`` in this process, or of that checkpoint id
         (or ``JOB:latest``)."""
-        checkpoint_id = self._by_path.get(str(path)) or resolve(self.target, str(path))
+        checkpoint_id = self._by_path.get(str(path)) or self.target.resolve(str(path))
         options = {} if weights_only is None else {"weights_only": weights_only}
         loaded: dict[str, Any] = ckpt_torch.load(
             self.target, checkpoint_id, map_location=map_location, **options

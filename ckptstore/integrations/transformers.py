@@ -36,7 +36,6 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ckptstore.errors import InvalidArgument
 from ckptstore.integrations.best import follow_metric
-from ckptstore.integrations.references import resolve
 from ckptstore.store.catalog.base import CheckpointRecord
 
 # what ckptstore accepts as a metric name (drafts.METRIC_KEY); other log keys are left out
@@ -103,10 +102,11 @@ def logged_at(state: TrainerState, step: int) -> dict[str, float]:
 
 
 def resume_checkpoint(target: Any, reference: str, output_dir: str | Path) -> str:
-    """Restore a stored Trainer checkpoint (an id, or ``JOB:latest``) to
+    """Restore a stored Trainer checkpoint (an id or any reference: ``JOB:latest``,
+    ``JOB:best``) to
     ``output_dir/checkpoint-<step>`` and return that folder, for
     ``trainer.train(resume_from_checkpoint=...)``."""
-    checkpoint_id = resolve(target, reference)
+    checkpoint_id = target.resolve(reference)
     record = target.get(checkpoint_id)
     folder = Path(output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{record.step or 0}"
     if folder.exists() and any(folder.iterdir()):
