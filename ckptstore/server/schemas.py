@@ -32,6 +32,11 @@ EXAMPLE_PARENT = "ckpt_9c1e07d2b34a58f6e0a1"
 EXAMPLE_ENDPOINT = "ep_5f0c2a9d8e7b6a41"
 EXAMPLE_BLOCK = "3b7e" + "0" * 56 + "a1f9"
 EXAMPLE_URL = f"http://127.0.0.1:8000/signed/{EXAMPLE_ID}?expires=1765036800&signature=Zm9vYmFy"
+EXAMPLE_FILE_URL = (
+    f"http://127.0.0.1:8000/signed/{EXAMPLE_ID}/files/model-00001-of-00004.safetensors"
+    "?expires=1765036800&signature=YmFyYmF6"
+)
+EXAMPLE_SHA256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 
 def _doc(pattern: str, description: str, example: str) -> JsonDict:
@@ -138,7 +143,12 @@ MAX_FILES = 100_000  # files of one folder checkpoint
 class UploadedFile(BaseModel):
     """A file of an uploaded checkpoint: its relative path, size and permission bits."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"path": "model.safetensors", "sizeBytes": 1048576, "mode": 0o644}]
+        },
+    )
     path: str = Field(max_length=MAX_PATH_CHARS)
     sizeBytes: int = Field(ge=0)  # noqa: N815
     mode: int = Field(0o644, ge=0, le=0o777)
@@ -203,6 +213,8 @@ CHECKPOINT_EXAMPLE: JsonDict = {
     "storedBytes": 120_000_000,
     "downloadUrlExpiresAt": "2026-12-06T15:00:00Z",
     "parentId": None,
+    "layout": "file",
+    "sha256": EXAMPLE_SHA256,
 }
 
 
@@ -233,8 +245,20 @@ class Checkpoint(BaseModel):
     sha256: str | None = None  # of the file; of a tree, of its sha256sum listing
 
 
+FILE_EXAMPLE: JsonDict = {
+    "path": "model-00001-of-00004.safetensors",
+    "sizeBytes": 4_976_698_672,
+    "mode": 0o644,
+    "sha256": EXAMPLE_SHA256,
+    "downloadUrl": EXAMPLE_FILE_URL,
+    "downloadUrlExpiresAt": "2026-12-06T15:00:00Z",
+}
+
+
 class CheckpointFile(BaseModel):
     """``GET .../checkpoints/{id}/files``: one file, with a signed URL of its bytes."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [FILE_EXAMPLE]})
 
     path: str
     sizeBytes: int  # noqa: N815
@@ -245,6 +269,14 @@ class CheckpointFile(BaseModel):
 
 
 class CheckpointFiles(BaseModel):
+    """A checkpoint's files in order (one, or a folder's): ``sha256`` is the
+    checkpoint's (of a folder, of its sha256sum listing)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"layout": "tree", "sha256": EXAMPLE_SHA256, "files": [FILE_EXAMPLE]}]
+        }
+    )
     layout: Literal["file", "tree"]
     sha256: str | None
     files: list[CheckpointFile]
