@@ -31,9 +31,12 @@ def clock() -> FakeClock:
 # (test_api_contract runs its store side on both through a fixture of its own.)
 BOTH_CATALOGS = {
     "test_deltas",
+    "test_folders",
     "test_gc",
     "test_policies",
+    "test_refs",
     "test_roundtrip",
+    "test_server_folders",
     "test_uploads",
 }
 

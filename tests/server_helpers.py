@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +28,12 @@ class Server:
     other: dict[str, str]  # headers of tenant other
 
 
-def make_server(tmp_path: Path, **settings_overrides) -> Server:
+def make_server(tmp_path: Path, catalog: str | None = None, **settings_overrides) -> Server:
+    """``catalog``: a PostgreSQL URL, else SQLite in the data directory."""
     clock = FakeClock()
-    store = CheckpointStore.open(tmp_path / "data", config=TEST_CONFIG, clock=clock)
+    store = CheckpointStore.open(
+        tmp_path / "data", catalog=catalog, config=TEST_CONFIG, clock=clock
+    )
     values = {
         "data_dir": tmp_path / "data",
         "signing_keys": ("test-signing-key",),
@@ -56,3 +61,22 @@ def frames(blocks: list[tuple[bytes, bytes]]) -> bytes:
     import struct
 
     return b"".join(bid + struct.pack("<I", len(data)) + data for bid, data in blocks)
+
+
+@contextmanager
+def live_server_and_key(data_dir: Path, *, admin: bool = False) -> Iterator[tuple[str, str]]:
+    """A real ``ckptstore serve`` on ``data_dir`` (ckptstore.testing.live_server) and a
+    key of tenant acme made with the CLI: (base URL, key)."""
+    import json
+    import subprocess
+    import sys
+
+    from ckptstore.testing.live_server import live_server
+
+    command = [str(Path(sys.executable).parent / "ckptstore"), "keys", "create"]
+    command += ["--tenant", "acme", "--data", str(data_dir), "--json"]
+    made = subprocess.run(
+        command + (["--admin"] if admin else []), capture_output=True, text=True, check=True
+    )
+    with live_server(data_dir) as base:
+        yield base, json.loads(made.stdout)["key"]

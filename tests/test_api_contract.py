@@ -25,12 +25,14 @@ from ckptstore.errors import (
     CheckpointNotReady,
     CheckpointPinned,
     CkptStoreError,
+    EndpointNameTaken,
     EndpointNotFound,
     InvalidArgument,
     InvalidCheckpointType,
     InvalidJobId,
     InvalidLimit,
     NotFound,
+    UnknownAlias,
     UnknownSortKey,
 )
 from ckptstore.store.catalog.base import CheckpointRecord
@@ -55,6 +57,13 @@ def _client_is_an_api(client: Client) -> CheckpointAPI:
 class Target:
     api: CheckpointAPI
     clock: FakeClock
+    settle: Callable[[], None]  # waits for the store's (the server's) background work
+
+
+def without_digest(record: CheckpointRecord) -> CheckpointRecord:
+    """A record as put returns it on both sides: a server states the SHA-256 of an
+    upload only once it has read the blocks back, after the commit."""
+    return replace(record, sha256=None)
 
 
 @contextmanager
@@ -66,7 +75,7 @@ def open_target(side: str, root: Path, catalog: str | None = None) -> Iterator[T
         with CheckpointStore.open(
             root / "store", catalog=catalog, config=TEST_CONFIG, clock=clock
         ) as store:
-            yield Target(store, clock)
+            yield Target(store, clock, store.settle)
         return
     server = make_server(root)
     key = server.acme["Authorization"].split()[1]
@@ -74,7 +83,7 @@ def open_target(side: str, root: Path, catalog: str | None = None) -> Iterator[T
         server.client,
         Client("http://testserver", key, http=server.client, sleep=lambda s: None) as client,
     ):
-        yield Target(client, server.clock)
+        yield Target(client, server.clock, server.store.settle)
 
 
 # The store side runs on both catalogs; the server's on SQLite (test_shared_catalog runs
@@ -89,7 +98,10 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
 
 def saved(target: Target, data: bytes = DATA, **fields: Any) -> CheckpointRecord:
     target.clock.advance(10)  # distinct creation times, so the order is defined
-    return target.api.put(JOB, data, **fields)
+    record = target.api.put(JOB, data, **fields)
+    target.settle()  # a server states an upload's SHA-256 once it has read it back
+    assert without_digest(record) == without_digest(target.api.get(record.checkpoint_id))
+    return target.api.get(record.checkpoint_id)
 
 
 @pytest.mark.parametrize("name", sorted(n for n in vars(CheckpointAPI) if not n.startswith("_")))
@@ -108,14 +120,15 @@ def test_api_both_sides_take_the_protocols_parameters(name: str) -> None:
 def test_api_put_then_get_list_and_read_back(target: Target, tmp_path: Path) -> None:
     api = target.api
     record = saved(target, epoch=3, step=1200, metrics={"loss": 0.5})
-    assert api.get(record.checkpoint_id) == record
+    assert without_digest(api.get(record.checkpoint_id)) == without_digest(record)
     assert (record.status, record.type, record.name, record.size_bytes) == (
         "ready",
         "automatic",
         "Epoch 3 Checkpoint",
         len(DATA),
     )
-    assert api.list(JOB).checkpoints == [record] and api.jobs() == [JOB]
+    listed = [without_digest(r) for r in api.list(JOB).checkpoints]
+    assert listed == [without_digest(record)] and api.jobs() == [JOB]
     with api.open_reader(record.checkpoint_id) as reader:
         reader.seek(1000)
         assert reader.read(500) == DATA[1000:1500]
@@ -232,6 +245,64 @@ def test_api_endpoints_pin_their_checkpoint(target: Target) -> None:
     api.delete(record.checkpoint_id)
 
 
+def test_api_references_name_checkpoints_on_both_sides(target: Target, tmp_path: Path) -> None:
+    api = target.api
+    first = saved(target, b"first" * 1000, metrics={"validationLoss": 0.2})
+    latest = saved(target, b"latest" * 1000, metrics={"validationLoss": 0.9})
+    prefix = latest.checkpoint_id[:13]
+    assert api.resolve(prefix) == api.resolve(f"{JOB}:latest") == latest.checkpoint_id
+    assert api.get(prefix) == latest
+    best = api.get(f"{JOB}:best")
+    assert best.type == "best" and best.parent_id == first.checkpoint_id
+    assert api.restore(f"{JOB}:latest", tmp_path / "latest.bin") == len(b"latest" * 1000)
+    assert (tmp_path / "latest.bin").read_bytes() == b"latest" * 1000
+    with api.open_reader(prefix) as reader:
+        assert reader.read() == b"latest" * 1000
+    with pytest.raises(CheckpointNotFound) as missing:
+        api.get(f"{JOB}:final")
+    assert missing.value.checkpoint_id == f"{JOB}:final"
+    with pytest.raises(UnknownAlias) as unknown:
+        api.get(f"{JOB}:newest")
+    assert (unknown.value.parameter, unknown.value.value) == ("checkpointId", f"{JOB}:newest")
+    assert api.delete(prefix).checkpoint_id == latest.checkpoint_id
+    assert api.resolve(f"{JOB}:latest") == first.checkpoint_id
+
+
+def test_api_endpoints_are_re_pointed_and_named_once(target: Target) -> None:
+    api = target.api
+    first = saved(target, b"a" * 1000)
+    endpoint = api.deploy(f"{JOB}:latest", name="serve", gpu_ids=["a100"], worker_count=1)
+    assert endpoint.checkpoint_id == first.checkpoint_id
+    with pytest.raises(EndpointNameTaken) as taken:
+        api.deploy(first.checkpoint_id, name="serve", gpu_ids=[], worker_count=1)
+    assert taken.value.name == "serve"
+    second = saved(target, b"b" * 1000)
+    moved = api.update_endpoint(endpoint.endpoint_id, checkpoint_id=f"{JOB}:latest")
+    assert moved == replace(endpoint, checkpoint_id=second.checkpoint_id)
+    assert api.endpoint(endpoint.endpoint_id) == moved
+    api.delete(first.checkpoint_id)  # no longer pinned
+    with pytest.raises(CheckpointPinned):
+        api.delete(second.checkpoint_id)
+    renamed = api.update_endpoint(endpoint.endpoint_id, name="serve-2", worker_count=3)
+    assert (renamed.name, renamed.worker_count, renamed.checkpoint_id) == (
+        "serve-2",
+        3,
+        second.checkpoint_id,
+    )
+    with pytest.raises(EndpointNotFound):
+        api.update_endpoint("ep_0000000000000000", name="x")
+
+
+def test_api_gc_takes_a_grace_period_for_one_run(target: Target) -> None:
+    api = target.api
+    record = saved(target, random_bytes(200_000, seed=9))
+    api.delete(record.checkpoint_id)
+    assert api.gc().blocks_removed == 0  # inside the store's grace period
+    assert api.gc(grace_s=0).blocks_removed > 0
+    with pytest.raises(InvalidArgument):
+        api.gc(grace_s=-1)
+
+
 BAD_CALLS: list[tuple[str, Callable[[CheckpointAPI], object], type[CkptStoreError], str]] = [
     ("job id", lambda api: api.list("bad job!"), InvalidJobId, "jobId"),
     ("sort key", lambda api: api.list(JOB, sort_by="bogus key"), UnknownSortKey, "sortBy"),
@@ -291,9 +362,41 @@ def test_api_a_pending_checkpoint_is_filled_with_where_training_was(target: Targ
         request.checkpoint_id, b"state" * 100, epoch=7, step=700, metrics={"loss": 0.3}
     )
     assert (filled.epoch, filled.step, filled.metrics) == (7, 700, {"loss": 0.3})
-    assert filled.name == "before LR change" and api.get(request.checkpoint_id) == filled
+    assert filled.name == "before LR change"
+    assert without_digest(api.get(request.checkpoint_id)) == without_digest(filled)
     other = api.create_pending(JOB)
     with pytest.raises(InvalidArgument) as bad:
         api.fill(other.checkpoint_id, b"x", epoch=-1)
     assert bad.value.parameter == "epoch"
     assert api.get(other.checkpoint_id).status == "pending"
+
+
+def test_api_folders_put_list_read_and_restore_alike(target: Target, tmp_path: Path) -> None:
+    import hashlib
+    import subprocess
+
+    from tests.test_cli import sample_folder
+
+    api = target.api
+    folder = sample_folder(tmp_path / "ckdir")
+    record = api.put(JOB, folder, epoch=1)
+    assert (record.layout, record.size_bytes) == ("tree", 1_200_020)
+    assert without_digest(api.get(record.checkpoint_id)) == without_digest(record)
+    target.settle()
+    files = api.files(record.checkpoint_id)
+    assert [f.path for f in files][:2] == [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
+    for f in files:
+        assert f.sha256 == hashlib.sha256((folder / f.path).read_bytes()).hexdigest()
+    with api.open_reader(record.checkpoint_id, path="optimizer.pt") as reader:
+        assert reader.read() == (folder / "optimizer.pt").read_bytes()
+    with pytest.raises(InvalidArgument):
+        api.open_reader(record.checkpoint_id)  # a folder: which file?
+    assert api.restore(record.checkpoint_id, tmp_path / "out") == record.size_bytes
+    assert subprocess.run(["diff", "-r", str(folder), str(tmp_path / "out")]).returncode == 0
+    single = api.put(JOB, DATA, file_name="weights.bin")
+    assert [f.path for f in api.files(single.checkpoint_id)] == ["weights.bin"]
+    target.settle()
+    assert api.get(single.checkpoint_id).sha256 == hashlib.sha256(DATA).hexdigest()

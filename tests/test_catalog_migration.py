@@ -18,8 +18,8 @@ from tests.crash_child import tensor_data_for
 NO_DELTAS = dataclasses.replace(TEST_CONFIG, delta_max_depth=0)
 
 
-def as_schema_7(root: Path) -> None:
-    """Turn a store's catalog into what the code of schema 7 wrote: no metric order or
+def as_schema_9(root: Path) -> None:
+    """Turn a store's catalog into what the code of schema 9 wrote: no metric order or
     counts kept per job (nor the triggers that keep them)."""
     with sqlite3.connect(root / "catalog.sqlite") as conn:
         for trigger in ("metrics_insert", "metrics_delete", "metrics_update"):
@@ -28,14 +28,14 @@ def as_schema_7(root: Path) -> None:
             conn.execute(f"DROP TRIGGER checkpoints_{trigger}")
         conn.execute("DROP TABLE metric_order")
         conn.execute("DROP TABLE job_counts")
-        conn.execute("PRAGMA user_version = 7")
+        conn.execute("PRAGMA user_version = 9")
     conn.close()
 
 
-def as_schema_6(root: Path) -> None:
-    """Turn a store's catalog into what the code of schema 6 wrote: no live bytes kept
+def as_schema_8(root: Path) -> None:
+    """Turn a store's catalog into what the code of schema 8 wrote: no live bytes kept
     per pack (nor the triggers that keep them), the pack index on pack ids alone."""
-    as_schema_7(root)
+    as_schema_9(root)
     with sqlite3.connect(root / "catalog.sqlite") as conn:
         for trigger in ("insert", "delete", "update"):
             conn.execute(f"DROP TRIGGER blocks_live_{trigger}")
@@ -43,20 +43,25 @@ def as_schema_6(root: Path) -> None:
         conn.execute("DROP INDEX blocks_pack")
         conn.execute("CREATE INDEX blocks_pack ON blocks (pack_id)")
         conn.execute("DROP INDEX checkpoints_pending")
-        conn.execute("PRAGMA user_version = 6")
+        conn.execute("PRAGMA user_version = 8")
     conn.close()
 
 
 def as_schema_3(root: Path) -> None:
     """Turn a store's catalog into what the code of schema 3 wrote: the same tables
     without the columns schema 4 added (pack bytes did not change)."""
-    as_schema_6(root)
+    as_schema_8(root)
     with sqlite3.connect(root / "catalog.sqlite") as conn:
         conn.execute("ALTER TABLE blocks DROP COLUMN header_len")
         conn.execute("ALTER TABLE blocks DROP COLUMN width")
         conn.execute("ALTER TABLE api_keys DROP COLUMN admin")  # schema 5
         conn.execute("ALTER TABLE rebases DROP COLUMN claimed_by")  # schema 6
         conn.execute("ALTER TABLE rebases DROP COLUMN claimed_until")
+        conn.execute("DROP INDEX checkpoints_tenant")  # schema 7
+        conn.execute("DROP INDEX endpoints_name")
+        conn.execute("DROP TABLE files")  # schema 8
+        conn.execute("ALTER TABLE checkpoints DROP COLUMN sha256")
+        conn.execute("ALTER TABLE checkpoints DROP COLUMN layout")
         conn.execute("DELETE FROM settings WHERE key = ?", (WIDTHS_SETTING,))
         conn.execute("PRAGMA user_version = 3")
     conn.close()
@@ -114,13 +119,13 @@ def test_a_new_store_records_that_no_width_is_missing(store):
     assert store.context.catalog.get_setting(WIDTHS_SETTING) is not None
 
 
-def test_packs_of_a_schema_6_store_get_their_live_bytes_and_gc_reclaims_them(tmp_path, clock):
+def test_packs_of_a_schema_8_store_get_their_live_bytes_and_gc_reclaims_them(tmp_path, clock):
     root = tmp_path / "store"
     with CheckpointStore.open(root, config=NO_DELTAS, clock=clock) as store:
         kept, gone = (store.put("job", tensor_data_for(step), epoch=step) for step in range(2))
         store.delete(gone.checkpoint_id)
         before = store.context.catalog.pack_usage()
-    as_schema_6(root)
+    as_schema_8(root)
     clock.advance(TEST_CONFIG.gc_grace_s + 1)
     with CheckpointStore.open(root, config=NO_DELTAS, clock=clock) as store:
         catalog = store.context.catalog
@@ -135,7 +140,7 @@ def test_packs_of_a_schema_6_store_get_their_live_bytes_and_gc_reclaims_them(tmp
         assert restore_bytes(store, kept.checkpoint_id) == tensor_data_for(0)
 
 
-def test_a_schema_7_store_lists_its_checkpoints_by_metric_and_counts_them(tmp_path, clock):
+def test_a_schema_9_store_lists_its_checkpoints_by_metric_and_counts_them(tmp_path, clock):
     root = tmp_path / "store"
     losses = [0.5, 0.1, None, 0.3]
     with CheckpointStore.open(root, config=NO_DELTAS, clock=clock) as store:
@@ -143,7 +148,7 @@ def test_a_schema_7_store_lists_its_checkpoints_by_metric_and_counts_them(tmp_pa
             metrics = {} if loss is None else {"loss": loss}
             store.put("job", tensor_data_for(step), epoch=step, metrics=metrics)
             clock.advance(1)
-    as_schema_7(root)
+    as_schema_9(root)
     with CheckpointStore.open(root, config=NO_DELTAS, clock=clock) as store:
         query = ListQuery("", "job", "loss", descending=False, limit=3)
         page, total, cursor = store.context.catalog.list_checkpoints(query)
@@ -153,3 +158,77 @@ def test_a_schema_7_store_lists_its_checkpoints_by_metric_and_counts_them(tmp_pa
         store.put("job", tensor_data_for(9), epoch=9, metrics={"loss": 0.0})
         page, total, _ = store.context.catalog.list_checkpoints(query)
         assert [record.epoch for record in page] == [9, 1, 3] and total == 5
+
+
+def as_schema_7(root: Path) -> None:
+    """Turn a store's catalog into what the code of schema 7 wrote: no file rows, no
+    digests, no layouts."""
+    as_schema_8(root)
+    with sqlite3.connect(root / "catalog.sqlite") as conn:
+        conn.execute("DROP TABLE files")
+        conn.execute("ALTER TABLE checkpoints DROP COLUMN sha256")
+        conn.execute("ALTER TABLE checkpoints DROP COLUMN layout")
+        conn.execute("PRAGMA user_version = 7")
+    conn.close()
+
+
+def test_checkpoints_from_schema_7_read_as_one_file_beside_new_folders(tmp_path, clock):
+    root = tmp_path / "store"
+    with CheckpointStore.open(root, config=TEST_CONFIG, clock=clock) as store:
+        old = store.put("job", tensor_data_for(0), epoch=0)
+    as_schema_7(root)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(tensor_data_for(1))
+    with CheckpointStore.open(root, config=TEST_CONFIG, clock=clock) as store:
+        assert store.context.catalog.schema_version() == 10
+        record = store.get(old.checkpoint_id)
+        assert (record.layout, record.sha256) == ("file", None)
+        (only,) = store.files(old.checkpoint_id)
+        assert (only.path, only.offset, only.size_bytes) == (
+            f"{old.checkpoint_id}.ckpt",
+            0,
+            len(tensor_data_for(0)),
+        )
+        new = store.put("job", folder, epoch=1)
+        store.settle()  # slots of a folder name their file: no pairs with the old one
+        assert restore_bytes(store, old.checkpoint_id) == tensor_data_for(0)
+        with store.open_reader(new.checkpoint_id, path="model.safetensors") as reader:
+            assert reader.read() == tensor_data_for(1)
+        assert store.verify(read_data=True).ok
+
+
+def test_a_postgres_catalog_of_schema_2_migrates_to_folders(tmp_path, clock, postgres_url):
+    import psycopg
+
+    root = tmp_path / "store"
+    with CheckpointStore.open(root, catalog=postgres_url, config=TEST_CONFIG, clock=clock) as s:
+        old = s.put("job", tensor_data_for(0), epoch=0)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # as schema 2 left it
+        for statement in (  # schemas 4 and 5
+            "DROP TABLE metric_order",
+            "DROP TABLE job_counts",
+            "DROP TRIGGER checkpoints_listing ON checkpoints",
+            "DROP FUNCTION checkpoints_listing()",
+            "DROP TRIGGER blocks_live_insert ON blocks",
+            "DROP TRIGGER blocks_live_delete ON blocks",
+            "DROP TRIGGER blocks_live_update ON blocks",
+            "DROP FUNCTION blocks_live_change()",
+            "DROP FUNCTION blocks_live_move()",
+            "ALTER TABLE packs DROP COLUMN live_bytes",
+        ):
+            conn.execute(statement)
+        conn.execute("DROP TABLE files")
+        conn.execute("ALTER TABLE checkpoints DROP COLUMN sha256, DROP COLUMN layout")
+        conn.execute("DELETE FROM ckptstore_schema WHERE version > 2")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(tensor_data_for(1))
+    with CheckpointStore.open(root, catalog=postgres_url, config=TEST_CONFIG, clock=clock) as s:
+        assert s.context.catalog.schema_version() == 5
+        (only,) = s.files(old.checkpoint_id)
+        assert (only.path, only.sha256) == (f"{old.checkpoint_id}.ckpt", None)
+        new = s.put("job", folder, epoch=1)
+        assert [f.path for f in s.files(new.checkpoint_id)] == ["model.safetensors"]
+        assert restore_bytes(s, old.checkpoint_id) == tensor_data_for(0)
+        assert s.verify(read_data=True).ok

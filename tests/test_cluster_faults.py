@@ -219,6 +219,7 @@ def test_an_s3_outage_behind_one_replica_fails_cleanly_and_loses_nothing(
         _client(b, cluster.key) as other,
     ):
         acknowledged = {one.put("job_s3", first, epoch=1).checkpoint_id: first}
+        _read_back(one, next(iter(acknowledged)))  # its reads are not the faults counted
 
         proxy.fault("503")
         started = time.monotonic()
@@ -244,9 +245,11 @@ def test_an_s3_outage_behind_one_replica_fails_cleanly_and_loses_nothing(
         proxy.stall_for(S3_READ_TIMEOUT_S * 1.5)
         proxy.connections = 0
         started = time.monotonic()
-        acknowledged[one.put("job_s3", third, epoch=3).checkpoint_id] = third
+        third_id = one.put("job_s3", third, epoch=3).checkpoint_id
+        acknowledged[third_id] = third
         assert time.monotonic() - started < MAX_ATTEMPTS * S3_READ_TIMEOUT_S + 20
         assert proxy.connections >= 2  # the first attempt timed out and another began
+        _read_back(one, third_id)
 
         # a stall that outlasts every attempt: the upload fails after the read timeouts
         proxy.stall_for(300)
@@ -270,6 +273,15 @@ def test_an_s3_outage_behind_one_replica_fails_cleanly_and_loses_nothing(
                     assert reader.read() == data
         other.gc()
     cluster.verify()
+
+
+def _read_back(client: Client, checkpoint_id: str) -> None:
+    """Wait until the server has read an upload back for its SHA-256 (in the background
+    after the commit), so that those reads do not meet the faults injected next."""
+    deadline = time.monotonic() + 120
+    while client.get(checkpoint_id).sha256 is None:
+        assert time.monotonic() < deadline, "the upload's SHA-256 never came"
+        time.sleep(0.05)
 
 
 def _objects(bucket: str) -> set[str]:

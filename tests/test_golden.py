@@ -89,5 +89,9 @@ def test_golden_store_reads_back_with_current_code(golden: Path, tmp_path: Path)
                     data = reader.read()
                 assert len(data) == fields["size_bytes"]
                 assert hashlib.sha256(data).hexdigest() == fields["sha256"]
+                # stored before folders: one file of the default name, digest unknown
+                (only,) = store.files(checkpoint_id, tenant=tenant)
+                assert (only.path, only.size_bytes) == (f"{checkpoint_id}.ckpt", len(data))
+                assert record.layout == "file" and record.sha256 is None
         report = store.verify(read_data=True)
         assert report.ok, report.findings

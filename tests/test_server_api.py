@@ -73,6 +73,8 @@ EXTRA_FIELDS = {
     "storedBytes",
     "downloadUrlExpiresAt",
     "parentId",
+    "layout",
+    "sha256",
 }
 
 

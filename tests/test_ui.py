@@ -194,6 +194,29 @@ def test_checkpoint_page_links_a_working_download(srv: Server) -> None:
     assert download.content == stored.getvalue()
 
 
+def test_checkpoint_page_shows_the_sha256_and_a_folders_files(srv: Server, tmp_path) -> None:
+    import hashlib
+
+    from tests.test_cli import sample_folder
+
+    _sign_in(srv.client, srv.acme)
+    cid = _acme_ids(srv)[-1]
+    stored = io.BytesIO()
+    srv.store.restore(cid, stored, tenant="acme")
+    page = srv.client.get(f"/ui/checkpoints/{cid}")
+    assert f'id="sha256">{hashlib.sha256(stored.getvalue()).hexdigest()}<' in page.text
+    folder = sample_folder(tmp_path / "ckdir")
+    tree = srv.store.put(JOB, folder, tenant="acme")
+    page = srv.client.get(f"/ui/checkpoints/{tree.checkpoint_id}")
+    assert f'id="sha256">{tree.sha256}<' in page.text and "sha256sum" in page.text
+    table = page.text[page.text.index('id="files"') :]
+    data = (folder / "optimizer.pt").read_bytes()
+    assert hashlib.sha256(data).hexdigest() in table and "0600" in table
+    link = re.search(r'href="([^"]+)" download>optimizer.pt<', table)
+    assert link is not None
+    assert srv.client.get(link.group(1).replace("&amp;", "&")).content == data
+
+
 def test_delete_needs_confirmation_then_deletes(srv: Server) -> None:
     csrf = _sign_in(srv.client, srv.acme)
     cid = srv.store.list(JOB, tenant="acme", types=("automatic",)).checkpoints[-1].checkpoint_id

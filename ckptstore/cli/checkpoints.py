@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -12,13 +13,16 @@ from rich.table import Column, Table
 
 from ckptstore.cli.common import (
     DEFAULT_STORE,
+    REFERENCE_HELP,
     BlocksOpt,
     CatalogOpt,
+    CheckpointArg,
     CountedReader,
     JsonOpt,
     KeyOpt,
     ServerOpt,
     StoreOpt,
+    Target,
     app,
     checkpoint_json,
     emit,
@@ -30,13 +34,18 @@ from ckptstore.cli.common import (
 )
 from ckptstore.client import Client
 from ckptstore.formatting import human_size, iso_time
+from ckptstore.store.catalog import CheckpointRecord
+from ckptstore.store.checkpoints import CheckpointStore
 from ckptstore.store.drafts import CheckpointFields
 from ckptstore.store.policies import JobSettings
+from ckptstore.store.restore import SeekableReader
 
 
 @app.command()
 def push(
-    file: Annotated[Path, typer.Argument(help="Checkpoint file, or - for standard input.")],
+    file: Annotated[
+        Path, typer.Argument(help="Checkpoint file or folder, or - for standard input.")
+    ],
     job: Annotated[str, typer.Option("--job", "-j", help="Training job id.")],
     type_: Annotated[str, typer.Option("--type", help="automatic, best, manual or final.")] = (
         "automatic"
@@ -53,7 +62,7 @@ def push(
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Store a checkpoint file (on a server, sending only the blocks it lacks)."""
+    """Store a checkpoint file or folder (on a server, sending only the blocks it lacks)."""
     with target(store, server, api_key, catalog, blocks, create=True) as handle:
         fields: CheckpointFields = {
             "type": type_,
@@ -64,10 +73,14 @@ def push(
             "description": description,
         }
         stdin = str(file) == "-"
-        with progress_bar() as bar, sys.stdin.buffer if stdin else open(file, "rb") as raw:
-            task = bar.add_task("push", total=None if stdin else file.stat().st_size)
-            source = CountedReader(raw, lambda n: bar.advance(task, n))
-            record = handle.put(job, source, **fields)
+        if not stdin and file.is_dir():
+            record = handle.put(job, file, **fields)
+        else:
+            with progress_bar() as bar, sys.stdin.buffer if stdin else open(file, "rb") as raw:
+                task = bar.add_task("push", total=None if stdin else file.stat().st_size)
+                source = CountedReader(raw, lambda n: bar.advance(task, n))
+                name = None if stdin else file.name
+                record = handle.put(job, source, file_name=name, **fields)
     emit(
         as_json,
         checkpoint_json(record),
@@ -81,9 +94,10 @@ def push(
 
 @app.command()
 def pull(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointArg,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="File, or - for stdout.")
+        Path | None,
+        typer.Option("-o", "--output", help="File or folder, or - for stdout (a folder as tar)."),
     ] = (None),
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
@@ -91,7 +105,8 @@ def pull(
     server: ServerOpt = None,
     api_key: KeyOpt = None,
 ) -> None:
-    """Fetch a checkpoint's bytes (to CHECKPOINT_ID.ckpt unless -o is given).
+    """Fetch a checkpoint: a file under its own name, a folder checkpoint into the
+    folder ID (its full id), unless -o is given.
 
     From a server, an interrupted pull resumes where it stopped and the result
     is checked against the server's ETag."""
@@ -101,16 +116,78 @@ def pull(
         def advance(n: int) -> None:
             bar.advance(task, n)
 
+        # a reference (prefix, JOB:latest) is resolved once: the whole pull is of the
+        # checkpoint it named when the pull began
+        record = handle.get(checkpoint_id)
         if str(output) == "-":
-            with handle.open_reader(checkpoint_id) as reader:
-                bar.update(task, total=reader.size)
-                while chunk := reader.read(4 << 20):
-                    sys.stdout.buffer.write(chunk)
-                    advance(len(chunk))
+            _to_stdout(handle, record, advance)
             return
-        dest = output or Path(f"{checkpoint_id}.ckpt")
-        bar.update(task, total=handle.get(checkpoint_id).size_bytes)
-        handle.restore(checkpoint_id, dest, progress=advance)
+        if output is not None:
+            dest = output
+        elif record.layout == "tree":
+            dest = Path(record.checkpoint_id)
+        else:
+            dest = Path(handle.files(record.checkpoint_id)[0].path)
+        bar.update(task, total=record.size_bytes)
+        handle.restore(record.checkpoint_id, dest, progress=advance)
+
+
+def _to_stdout(handle: Target, record: CheckpointRecord, advance: Callable[[int], None]) -> None:
+    """A file's bytes, or a folder checkpoint as a tar archive, on standard output."""
+    if record.layout == "tree":
+        if not isinstance(handle, CheckpointStore):
+            with handle.open_archive(record.checkpoint_id) as reader:
+                _copy_out(reader, advance)
+            return
+        with handle.open_archive(record.checkpoint_id) as archive:
+            for view in archive.iter_range():
+                sys.stdout.buffer.write(view)
+                advance(len(view))
+        return
+    with handle.open_reader(record.checkpoint_id) as reader:
+        _copy_out(reader, advance)
+
+
+def _copy_out(reader: SeekableReader, advance: Callable[[int], None]) -> None:
+    while chunk := reader.read(4 << 20):
+        sys.stdout.buffer.write(chunk)
+        advance(len(chunk))
+
+
+@app.command("ls-files")
+def list_files(
+    checkpoint_id: str,
+    sha256sum: Annotated[
+        bool,
+        typer.Option(
+            "--sha256sum", help="Lines as sha256sum prints them (for sha256sum -c in the folder)."
+        ),
+    ] = False,
+    store: StoreOpt = DEFAULT_STORE,
+    catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
+    server: ServerOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a checkpoint's files: mode, size, SHA-256 and path."""
+    with target(store, server, api_key, catalog, blocks) as handle:
+        files = handle.files(checkpoint_id)
+
+    def lines() -> None:
+        for f in files:
+            digest = f.sha256 or "-" * 64
+            if sha256sum:
+                out.print(f"{digest}  {f.path}", highlight=False, soft_wrap=True)
+            else:
+                line = f"{f.mode:04o} {f.size_bytes:>14} {digest}  {f.path}"
+                out.print(line, highlight=False, soft_wrap=True)
+
+    payload = [
+        {"path": f.path, "sizeBytes": f.size_bytes, "mode": f.mode, "sha256": f.sha256}
+        for f in files
+    ]
+    emit(as_json, {"files": payload}, lines)
 
 
 @app.command("ls")
@@ -182,7 +259,7 @@ def _text(value: object) -> str:
 
 @app.command()
 def show(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointArg,
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
     blocks: BlocksOpt = None,
@@ -204,7 +281,9 @@ def show(
 
 @app.command()
 def rm(
-    checkpoint_ids: list[str],
+    checkpoint_ids: Annotated[
+        list[str], typer.Argument(metavar="CHECKPOINT...", help=REFERENCE_HELP)
+    ],
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
     blocks: BlocksOpt = None,
@@ -216,9 +295,10 @@ def rm(
     deleted = []
     with target(store, server, api_key, catalog, blocks) as handle:
         for checkpoint_id in checkpoint_ids:
-            deleted.append(checkpoint_json(handle.delete(checkpoint_id)))
+            record = handle.delete(checkpoint_id)
+            deleted.append(checkpoint_json(record))
             if not as_json:
-                out.print(f"deleted {checkpoint_id}", highlight=False)
+                out.print(f"deleted {record.checkpoint_id}", highlight=False)
     if as_json:
         emit(as_json, {"deleted": deleted}, lambda: None)
 
@@ -245,7 +325,7 @@ def jobs(
 
 @app.command()
 def url(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointArg,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
@@ -255,10 +335,11 @@ def url(
         raise fail("url needs --server (or CKPTSTORE_SERVER): signed URLs come from a server")
     with target(DEFAULT_STORE, server, api_key) as handle:
         assert isinstance(handle, Client)
-        signed = handle.download_url(checkpoint_id)
+        resolved = handle.resolve(checkpoint_id)
+        signed = handle.download_url(resolved)
     emit(
         as_json,
-        {"checkpointId": checkpoint_id, "downloadUrl": signed},
+        {"checkpointId": resolved, "downloadUrl": signed},
         lambda: out.print(signed, highlight=False, soft_wrap=True),
     )
 

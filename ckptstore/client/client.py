@@ -19,12 +19,14 @@ from urllib.parse import quote
 
 import httpx
 
+from ckptstore.client.cache import DownloadCache, default_cache_dir
 from ckptstore.client.pull import Download
 from ckptstore.client.push import BlockPush, Progress
 from ckptstore.client.reader import RemoteReader
 from ckptstore.client.records import (
     TenantUsage,
     endpoint_of,
+    files_of,
     gc_report_of,
     record_of,
     summary_of,
@@ -32,11 +34,12 @@ from ckptstore.client.records import (
 )
 from ckptstore.client.transport import Payload, RetryPolicy, Transport
 from ckptstore.errors import CheckpointNotReady, InvalidArgument, InvalidLimit
-from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord
+from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord, FileRecord
 from ckptstore.store.checkpoints import CheckpointFields, CheckpointPage, JobSummary
 from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.chunking.sources import Source
 from ckptstore.store.drafts import MAX_LIST_LIMIT, ProgressFields
+from ckptstore.store.files import restore_path
 from ckptstore.store.gc import GcReport
 from ckptstore.store.policies import JobSettings
 
@@ -94,12 +97,15 @@ class Client:
         source: Source,
         *,
         progress: Progress | None = None,
+        file_name: str | None = None,
         **fields: Unpack[CheckpointFields],
     ) -> CheckpointRecord:
-        """Store ``source`` as a new checkpoint of ``job_id``, sending only missing blocks."""
+        """Store ``source`` (a file, bytes, a stream, or a folder, as
+        ``CheckpointStore.put``) as a new checkpoint of ``job_id``, sending only the
+        blocks the server lacks."""
         fields.setdefault("type", "automatic")
         pending = self.create_pending(job_id, **fields)
-        return self.fill(pending.checkpoint_id, source, progress=progress)
+        return self.fill(pending.checkpoint_id, source, progress=progress, file_name=file_name)
 
     def create_pending(self, job_id: str, **fields: Unpack[CheckpointFields]) -> CheckpointRecord:
         """Record a checkpoint whose data comes later (``fill``); type ``manual`` by default."""
@@ -112,13 +118,20 @@ class Client:
         source: Source,
         *,
         progress: Progress | None = None,
+        file_name: str | None = None,
         **fields: Unpack[ProgressFields],
     ) -> CheckpointRecord:
-        """Upload the data of a pending checkpoint (dedup-aware), with the epoch, step
-        and metrics of the training that fills it, if given."""
+        """Upload the data of a pending checkpoint (dedup-aware; a file or a folder),
+        with the epoch, step and metrics of the training that fills it, if given."""
         max_batch = int(self.info()["maxBlockBatchBytes"])
         return self._push.fill(
-            quote(checkpoint_id, safe=""), source, self.chunker(), max_batch, progress, fields
+            quote(checkpoint_id, safe=""),
+            source,
+            self.chunker(),
+            max_batch,
+            progress,
+            fields,
+            file_name,
         )
 
     # -- read ------------------------------------------------------------------
@@ -126,12 +139,22 @@ class Client:
         """One checkpoint; ``CheckpointNotFound`` also when another tenant owns it."""
         return record_of(self._json("GET", _checkpoint(checkpoint_id)))
 
+    def resolve(self, reference: str) -> str:
+        """The id of the checkpoint ``reference`` names: an id, a unique prefix of one,
+        ``JOB:latest``, ``JOB:best`` or ``JOB:final`` (resolved by the server)."""
+        return self.get(reference).checkpoint_id
+
     def download_url(self, checkpoint_id: str) -> str:
-        """A fresh signed URL (valid one hour, no key needed)."""
-        body = self._json("GET", _checkpoint(checkpoint_id))
+        """A fresh signed URL (valid one hour, no key needed); it names the checkpoint by
+        its id, so a URL got for ``JOB:latest`` keeps naming that checkpoint."""
+        return self._signed(checkpoint_id)[1]
+
+    def _signed(self, reference: str) -> tuple[str, str]:
+        """The id ``reference`` resolves to, and a fresh signed URL of it."""
+        body = self._json("GET", _checkpoint(reference))
         if body["downloadUrl"] is None:
-            raise CheckpointNotReady(checkpoint_id)
-        return str(body["downloadUrl"])
+            raise CheckpointNotReady(reference)
+        return str(body["checkpointId"]), str(body["downloadUrl"])
 
     def list(
         self,
@@ -172,8 +195,32 @@ class Client:
     def jobs(self) -> builtins.list[str]:
         return builtins.list(self._json("GET", "/v2/training/jobs")["jobs"])
 
-    def open_reader(self, checkpoint_id: str) -> RemoteReader:
-        """A seekable file over the checkpoint (HTTP Range requests)."""
+    def files(self, checkpoint_id: str) -> builtins.list[FileRecord]:
+        """The checkpoint's files in order, as ``CheckpointStore.files``."""
+        return files_of(self._json("GET", f"{_checkpoint(checkpoint_id)}/files")["files"])
+
+    def _file_url(self, checkpoint_id: str, path: str) -> str:
+        """A fresh signed URL of one file of the checkpoint."""
+        listed = self._json("GET", f"{_checkpoint(checkpoint_id)}/files")["files"]
+        for entry in listed:
+            if entry["path"] == path:
+                return str(entry["downloadUrl"])
+        raise InvalidArgument("path", path, "a file of the checkpoint")
+
+    def open_reader(self, checkpoint_id: str, *, path: str | None = None) -> RemoteReader:
+        """A seekable file over the checkpoint, or with ``path`` one file of it (HTTP
+        Range requests); a folder checkpoint needs ``path``."""
+        if path is None:
+            if self.get(checkpoint_id).layout == "tree":
+                raise InvalidArgument("path", None, "a file of the folder checkpoint (files())")
+            url = self.download_url(checkpoint_id)
+        else:
+            url = self._file_url(checkpoint_id, path)
+        head = self._transport.request("HEAD", url)
+        return RemoteReader(self._transport, url, int(head.headers["content-length"]))
+
+    def open_archive(self, checkpoint_id: str) -> RemoteReader:
+        """A folder checkpoint as one tar archive (its download URL), seekable."""
         url = self.download_url(checkpoint_id)
         head = self._transport.request("HEAD", url)
         return RemoteReader(self._transport, url, int(head.headers["content-length"]))
@@ -186,11 +233,22 @@ class Client:
         progress: Progress | None = None,
     ) -> int:
         """Write the checkpoint's bytes to a path (resuming ``<path>.part`` if one is
-        there) or a binary file; returns the byte count."""
+        there) or a binary file, or into a folder (a single file under its own name,
+        a folder checkpoint's files under their paths, each resumable and checked);
+        returns the byte count."""
         if isinstance(dest, str | os.PathLike):
-            fresh_url = lambda: self.download_url(checkpoint_id)  # noqa: E731
+            # the reference is resolved once: a pull of JOB:latest that resumes or
+            # re-signs keeps fetching the checkpoint it started with
+            record = self.get(checkpoint_id)
+            resolved = record.checkpoint_id
+            if record.layout == "tree":
+                return self._restore_tree(resolved, Path(dest), progress)
+            target = Path(dest)
+            if target.is_dir():
+                target = target / self.files(resolved)[0].path
+            fresh_url = lambda: self.download_url(resolved)  # noqa: E731
             download = Download(
-                self._transport, checkpoint_id, fresh_url, self.chunker(), Path(dest), progress
+                self._transport, resolved, fresh_url, self.chunker(), target, progress
             )
             return download.run()
         total = 0
@@ -200,6 +258,82 @@ class Client:
                 total += len(chunk)
                 if progress:
                     progress(len(chunk))
+        return total
+
+    def download(
+        self,
+        checkpoint_id: str,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Path:
+        """The checkpoint in the local download cache (``cache.py``; by default
+        ``~/.cache/ckptstore``): the path of its file, or of a folder checkpoint's folder.
+        Files already there, under any checkpoint, are not fetched again; a checkpoint
+        already there is answered without a request."""
+        cache = DownloadCache(cache_dir or default_cache_dir(), self._transport.base_url)
+        if (hit := cache.cached(checkpoint_id)) is not None:
+            return hit
+        body = self._json("GET", _checkpoint(checkpoint_id))  # an alias resolves here
+        record = record_of(body)
+        if (hit := cache.cached(record.checkpoint_id)) is not None:
+            return hit
+        if record.status != "ready":
+            raise CheckpointNotReady(record.checkpoint_id)
+        checkpoint_id = record.checkpoint_id
+        if record.layout == "tree":
+            listed = self._json("GET", f"{_checkpoint(checkpoint_id)}/files")["files"]
+            blobs = {
+                str(entry["path"]): self._cached_blob(
+                    cache,
+                    self._url_source(checkpoint_id, str(entry["path"]), str(entry["downloadUrl"])),
+                    checkpoint_id,
+                    progress,
+                )
+                for entry in listed
+            }
+            return cache.link_folder(checkpoint_id, blobs)
+        url_of = lambda: self.download_url(checkpoint_id)  # noqa: E731
+        blob = self._cached_blob(cache, url_of, checkpoint_id, progress)
+        return cache.link_file(checkpoint_id, self.files(checkpoint_id)[0].path, blob)
+
+    def _cached_blob(
+        self,
+        cache: DownloadCache,
+        url_of: Callable[[], str],
+        checkpoint_id: str,
+        progress: Progress | None,
+    ) -> Path:
+        """The blob of the bytes behind ``url_of()`` (a signed URL), fetched if missing."""
+        first = url_of()
+        urls = iter([first])  # the URL asked for the ETag, then fresh ones
+        fresh = lambda: next(urls, None) or url_of()  # noqa: E731
+        etag = self._transport.request("HEAD", first).headers["etag"]
+
+        def fetch(path: Path) -> None:
+            Download(self._transport, checkpoint_id, fresh, self.chunker(), path, progress).run()
+
+        return cache.blob(etag, fetch)
+
+    def _url_source(self, checkpoint_id: str, path: str, first: str) -> Callable[[], str]:
+        """The URL listed first, then a fresh one on each call (an old one may expire)."""
+        urls = iter([first])
+        return lambda: next(urls, None) or self._file_url(checkpoint_id, path)
+
+    def _restore_tree(self, checkpoint_id: str, dest: Path, progress: Progress | None) -> int:
+        """Each file of a folder checkpoint through its own signed URL."""
+        listed = self._json("GET", f"{_checkpoint(checkpoint_id)}/files")["files"]
+        dest.mkdir(parents=True, exist_ok=True)
+        total = 0
+        for entry in listed:
+            path = str(entry["path"])
+            target = restore_path(dest, path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fresh = self._url_source(checkpoint_id, path, str(entry["downloadUrl"]))
+            total += Download(
+                self._transport, checkpoint_id, fresh, self.chunker(), target, progress
+            ).run()
+            os.chmod(target, int(entry["mode"]))
         return total
 
     # -- settings, endpoints ------------------------------------------------------
@@ -222,6 +356,25 @@ class Client:
         }
         return endpoint_of(self._json("POST", "/v2/endpoints", json=body))
 
+    def update_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        checkpoint_id: str | None = None,
+        name: str | None = None,
+        gpu_ids: builtins.list[str] | None = None,
+        worker_count: int | None = None,
+    ) -> EndpointRecord:
+        """Change an endpoint; what is not given stays. A new ``checkpoint_id`` re-points it."""
+        given = {
+            "checkpointId": checkpoint_id,
+            "name": name,
+            "gpuIds": gpu_ids,
+            "workerCount": worker_count,
+        }
+        body = {k: v for k, v in given.items() if v is not None}
+        return endpoint_of(self._json("PATCH", _endpoint(endpoint_id), json=body))
+
     def endpoint(self, endpoint_id: str) -> EndpointRecord:
         return endpoint_of(self._json("GET", _endpoint(endpoint_id)))
 
@@ -237,9 +390,11 @@ class Client:
         headers = {"Prefer": "return=representation"}
         return record_of(self._json("DELETE", _checkpoint(checkpoint_id), headers=headers))
 
-    def gc(self) -> GcReport:
-        """Run the server's garbage collection now."""
-        return gc_report_of(self._json("POST", "/v2/gc"))
+    def gc(self, *, grace_s: float | None = None) -> GcReport:
+        """Run the server's garbage collection now (an admin key's right); ``grace_s``:
+        how long a block must have been unused to go, this run only."""
+        params: dict[str, Any] = {} if grace_s is None else {"grace": grace_s}
+        return gc_report_of(self._json("POST", "/v2/gc", params=params))
 
     def stats(self) -> TenantUsage:
         """The caller's checkpoints and the bytes their uploads added (not the whole

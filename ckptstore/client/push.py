@@ -7,11 +7,13 @@ The protocol is described in ``ckptstore/server/routes/uploads.py``.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import zstandard
 
@@ -24,11 +26,14 @@ from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.chunking.fingerprint import iter_blocks
 from ckptstore.store.chunking.sources import Source
 from ckptstore.store.drafts import ProgressFields
+from ckptstore.store.files import DEFAULT_MODE, check_path, is_tree, qualified_slot, walk_tree
 from ckptstore.store.ids import content_digest
+from ckptstore.store.ingest import Part
 
 Progress = Callable[[int], None]
 ASK_BYTES = 32 * 1024 * 1024  # block bytes per "which are missing?" request
 SEND_BYTES = 8 * 1024 * 1024  # block bytes per upload request
+FILES_IN_FLIGHT = 4  # files of a folder cut and hashed at once
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,78 @@ class WireCompression:
             self._worth_it = packed_len <= raw_len * (1 - self.MIN_SAVING)
 
 
+class _Offers:
+    """The blocks offered to the server so far, shared by the threads that cut the
+    files of a folder: a new block joins the batch, and a full batch is asked about
+    ("which are missing?") and its missing blocks sent, one batch at a time."""
+
+    def __init__(self, push: BlockPush, base: str, limit: int, senders: ThreadPoolExecutor) -> None:
+        self._push = push
+        self._base = base
+        self._limit = limit
+        self._senders = senders
+        self._lock = threading.Lock()
+        self._asking = threading.Lock()
+        self._offered: set[bytes] = set()
+        self._batch: dict[bytes, Block] = {}
+        self._batch_bytes = 0
+        self.sends: deque[Future[None]] = deque()
+
+    def add(self, blocks: list[tuple[bytes, memoryview, int, str | None]]) -> None:
+        """Offer ``(id, bytes, width, slot)`` of one window; copies the new ones (the
+        window's buffer is reused soon)."""
+        full: dict[bytes, Block] | None = None
+        with self._lock:
+            for bid, view, width, slot in blocks:
+                if bid not in self._offered:
+                    self._offered.add(bid)
+                    self._batch[bid] = Block(bytes(view), width, slot)
+                    self._batch_bytes += len(view)
+            if self._batch_bytes >= ASK_BYTES:
+                full, self._batch, self._batch_bytes = self._batch, {}, 0
+        if full:
+            self._ask(full)
+
+    def flush(self) -> None:
+        """Ask about (and send) what the last batch holds."""
+        with self._lock:
+            batch, self._batch, self._batch_bytes = self._batch, {}, 0
+        if batch:
+            self._ask(batch)
+
+    def _ask(self, batch: dict[bytes, Block]) -> None:
+        with self._asking:
+            self._push._send_missing(self._base, batch, self._limit, self._senders, self.sends)
+
+
+def _cut_file(
+    part: Part,
+    tree: bool,
+    chunker: ChunkerParams,
+    hashers: ThreadPoolExecutor,
+    offers: _Offers,
+    progress: Progress | None,
+) -> tuple[list[bytes], list[str | None], int]:
+    """Cut and hash one file as the store would, offering its blocks; its block ids,
+    their slots (in a tree, qualified by the file's path) and its size."""
+    ids: list[bytes] = []
+    slots: list[str | None] = []
+    size = 0
+    for blocks in iter_blocks(part.source, chunker, hashers):
+        window: list[tuple[bytes, memoryview, int, str | None]] = []
+        for bid, view, cut in blocks:
+            slot = qualified_slot(part.path, cut.slot) if tree else cut.slot
+            ids.append(bid)
+            slots.append(slot)
+            window.append((bid, view, cut.width, slot))
+        offers.add(window)
+        window_bytes = sum(len(view) for _, view, _, _ in window)
+        size += window_bytes
+        if progress is not None:
+            progress(window_bytes)
+    return ids, slots, size
+
+
 class BlockPush:
     """Uploads of one client; counts the block bytes it sent, before compression."""
 
@@ -84,37 +161,62 @@ class BlockPush:
         max_batch_bytes: int,
         progress: Progress | None = None,
         fields: ProgressFields | None = None,
+        file_name: str | None = None,
     ) -> CheckpointRecord:
         """Send the blocks of ``source`` the server lacks, then commit the checkpoint
-        (with ``fields``: the epoch, step and metrics of the training that fills it)."""
+        (with ``fields``: the epoch, step and metrics of the training that fills it).
+        A folder's files are cut each on its own, as the store cuts them (files.py),
+        several at once; their blocks share the batches sent."""
+        if is_tree(source):
+            assert isinstance(source, str | os.PathLike)
+            parts = [Part(f.path, f.mode, f.source) for f in walk_tree(source)]
+            layout = "tree"
+        else:
+            name = file_name or (
+                Path(source).name if isinstance(source, str | os.PathLike) else None
+            )
+            parts = [Part(check_path(name) if name else "", DEFAULT_MODE, source)]
+            layout = "file"
+        return self._fill(
+            checkpoint_id, parts, layout, chunker, max_batch_bytes, progress, fields or {}
+        )
+
+    def _fill(
+        self,
+        checkpoint_id: str,
+        parts: list[Part],
+        layout: str,
+        chunker: ChunkerParams,
+        max_batch_bytes: int,
+        progress: Progress | None,
+        fields: ProgressFields,
+    ) -> CheckpointRecord:
         base = f"/v2/training/checkpoints/{checkpoint_id}"
         limit = min(SEND_BYTES, max_batch_bytes // 2)
-        ids: list[bytes] = []
-        slots: list[str | None] = []
-        offered: set[bytes] = set()
-        batch: dict[bytes, Block] = {}
-        batch_bytes = 0
-        sends: deque[Future[None]] = deque()
-        with ThreadPoolExecutor(2) as hashers, ThreadPoolExecutor(self._in_flight) as senders:
-            for blocks in iter_blocks(source, chunker, hashers):
-                for bid, view, cut in blocks:
-                    ids.append(bid)
-                    slots.append(cut.slot)
-                    if bid not in offered:
-                        offered.add(bid)
-                        # bytes: the window buffer is reused soon
-                        batch[bid] = Block(bytes(view), cut.width, cut.slot)
-                        batch_bytes += len(view)
-                    if progress is not None:
-                        progress(len(view))
-                if batch_bytes >= ASK_BYTES:
-                    self._send_missing(base, batch, limit, senders, sends)
-                    batch, batch_bytes = {}, 0
-            if batch:
-                self._send_missing(base, batch, limit, senders, sends)
-            for future in sends:
+        with (
+            ThreadPoolExecutor(2) as hashers,
+            ThreadPoolExecutor(self._in_flight) as senders,
+            ThreadPoolExecutor(min(FILES_IN_FLIGHT, len(parts))) as cutters,
+        ):
+            offers = _Offers(self, base, limit, senders)
+
+            def cut(part: Part) -> tuple[list[bytes], list[str | None], int]:
+                tree = layout == "tree"
+                return _cut_file(part, tree, chunker, hashers, offers, progress)
+
+            cuts = list(cutters.map(cut, parts))  # in the parts' order
+            offers.flush()
+            for future in offers.sends:
                 future.result()
-        return self._commit(base, ids, slots, fields or {})
+        ids = [bid for file_ids, _, _ in cuts for bid in file_ids]
+        slots = [slot for _, file_slots, _ in cuts for slot in file_slots]
+        files = [
+            {"path": part.path, "sizeBytes": size, "mode": part.mode}
+            for part, (_, _, size) in zip(parts, cuts, strict=True)
+            if part.path
+        ]
+        layout_fields: dict[str, object] = {"files": files, "layout": layout} if files else {}
+        return self._commit(base, ids, slots, fields, layout_fields)
 
     def _send_missing(
         self,
@@ -157,10 +259,15 @@ class BlockPush:
             self.bytes_sent += sum(len(block.data) for _, block in blocks)
 
     def _commit(
-        self, base: str, ids: list[bytes], slots: list[str | None], fields: ProgressFields
+        self,
+        base: str,
+        ids: list[bytes],
+        slots: list[str | None],
+        fields: ProgressFields,
+        layout: dict[str, object],
     ) -> CheckpointRecord:
         given = {name: value for name, value in fields.items() if value is not None}
-        body = {"blockIds": [b.hex() for b in ids], "slots": slots, **given}
+        body = {"blockIds": [b.hex() for b in ids], "slots": slots, **given, **layout}
         try:
             return record_of(self._transport.request("POST", f"{base}/commit", json=body).json())
         except CheckpointExists:

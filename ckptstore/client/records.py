@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ckptstore.formatting import parse_iso_time
-from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord
+from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord, FileRecord
 from ckptstore.store.checkpoints import JobSummary
 from ckptstore.store.gc import GcReport
 
@@ -28,7 +28,28 @@ def record_of(body: dict[str, Any]) -> CheckpointRecord:
         stored_bytes=body["storedBytes"],
         created_at=parse_iso_time(body["createdAt"]),
         parent_id=body.get("parentId"),
+        sha256=body.get("sha256"),
+        layout=body.get("layout", "file"),
     )
+
+
+def file_of(body: dict[str, Any]) -> FileRecord:
+    """An entry of ``GET .../files`` as the engine's record; offsets follow from the
+    order and sizes (``files_of``)."""
+    return FileRecord(body["path"], 0, body["sizeBytes"], body["mode"], body.get("sha256"))
+
+
+def files_of(bodies: list[dict[str, Any]]) -> list[FileRecord]:
+    """The entries of ``GET .../files``, with their offsets in the checkpoint."""
+    records: list[FileRecord] = []
+    offset = 0
+    for body in bodies:
+        record = file_of(body)
+        records.append(
+            FileRecord(record.path, offset, record.size_bytes, record.mode, record.sha256)
+        )
+        offset += record.size_bytes
+    return records
 
 
 def endpoint_of(body: dict[str, Any]) -> EndpointRecord:
@@ -57,7 +78,8 @@ def summary_of(body: dict[str, Any]) -> JobSummary:
 
 def gc_report_of(body: dict[str, Any]) -> GcReport:
     """``POST /v2/gc`` (the report's fields, camelCased) as the store's ``GcReport``."""
-    return GcReport(**{f.name: int(body[_camel(f.name)]) for f in fields(GcReport)})
+    # a field the server does not send (an older server) is 0
+    return GcReport(**{f.name: int(body.get(_camel(f.name), 0)) for f in fields(GcReport)})
 
 
 @dataclass(frozen=True)

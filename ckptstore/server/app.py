@@ -15,8 +15,9 @@ from ckptstore.server.deps import Services
 from ckptstore.server.errors import install_error_handlers
 from ckptstore.server.gc_worker import GcWorker
 from ckptstore.server.limits import JsonBodyLimit
+from ckptstore.server.methods import MethodTable, OptionsAnswer
 from ckptstore.server.metrics import Metrics
-from ckptstore.server.routes import checkpoints, downloads, endpoints, ops, uploads
+from ckptstore.server.routes import checkpoints, downloads, endpoints, files, ops, uploads
 from ckptstore.server.signing import UrlSigner
 from ckptstore.server.ui import install_ui
 from ckptstore.store.checkpoints import CheckpointStore
@@ -62,10 +63,12 @@ def create_app(
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (checkpoints, uploads, downloads, endpoints, ops):
+    for module in (checkpoints, files, uploads, downloads, endpoints, ops):
         app.include_router(module.router)
     install_ui(app, signing_keys, clock)
 
+    app.state.methods = MethodTable(app)
+    app.add_middleware(OptionsAnswer, table=app.state.methods)
     app.add_middleware(JsonBodyLimit, limit_bytes=settings.max_json_body_bytes)
     app.add_middleware(RequestObserver, metrics=services.metrics)
     return app

@@ -1,6 +1,7 @@
-"""Signed download URLs: HMAC (itsdangerous) over tenant, checkpoint and expiry.
+"""Signed download URLs: HMAC (itsdangerous) over tenant, checkpoint, expiry and, for
+one file of a folder checkpoint, the file's path.
 
-A URL carries the checkpoint id, its expiry (Unix seconds) and the signature;
+A URL carries the checkpoint id (and path), its expiry (Unix seconds) and the signature;
 the tenant is not in the URL but is part of what is signed, so a URL only
 ever opens the checkpoint of the tenant it was made for. Keys rotate: the
 newest signs, every configured key verifies.
@@ -67,19 +68,31 @@ class UrlSigner:
         self._clock = clock
 
     @staticmethod
-    def _message(tenant_id: str, checkpoint_id: str, expires_at: int) -> bytes:
-        return f"{tenant_id}\n{checkpoint_id}\n{expires_at}".encode()
+    def _message(tenant_id: str, checkpoint_id: str, expires_at: int, path: str | None) -> bytes:
+        if path is None:
+            return f"{tenant_id}\n{checkpoint_id}\n{expires_at}".encode()
+        # a file's URL signs one more line (a path), so it never passes for the whole
+        return f"{tenant_id}\n{checkpoint_id}\n{expires_at}\nfile\n{path}".encode()
 
-    def sign(self, tenant_id: str, checkpoint_id: str) -> SignedUrl:
+    def sign(self, tenant_id: str, checkpoint_id: str, path: str | None = None) -> SignedUrl:
+        """The URL of the checkpoint's download, or with ``path`` of one of its files."""
         expires_at = int(self._clock()) + self._ttl_s
-        signature = self._signer.get_signature(self._message(tenant_id, checkpoint_id, expires_at))
-        url = (
-            f"{self._base_url}/signed/{quote(checkpoint_id)}"
-            f"?expires={expires_at}&signature={signature.decode()}"
-        )
+        message = self._message(tenant_id, checkpoint_id, expires_at, path)
+        signature = self._signer.get_signature(message)
+        where = quote(checkpoint_id)
+        if path is not None:
+            where += f"/files/{quote(path, safe='/')}"
+        url = f"{self._base_url}/signed/{where}?expires={expires_at}&signature={signature.decode()}"
         return SignedUrl(url, expires_at)
 
-    def verify(self, tenant_id: str, checkpoint_id: str, expires: str, signature: str) -> None:
+    def verify(
+        self,
+        tenant_id: str,
+        checkpoint_id: str,
+        expires: str,
+        signature: str,
+        path: str | None = None,
+    ) -> None:
         """Raises SignatureInvalid or SignatureExpired unless the URL is good now and
         spelled as ``sign`` spells it."""
         if not _EXPIRES.fullmatch(expires):
@@ -87,7 +100,7 @@ class UrlSigner:
         expires_at = int(expires)
         if not _SIGNATURE.fullmatch(signature) or not _canonical(signature):
             raise SignatureInvalid("signature is not in its canonical form")
-        message = self._message(tenant_id, checkpoint_id, expires_at)
+        message = self._message(tenant_id, checkpoint_id, expires_at, path)
         if not self._signer.verify_signature(message, signature.encode()):
             raise SignatureInvalid("signature does not match")
         if self._clock() > expires_at:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ckptstore.formatting import human_size, iso_time
 from ckptstore.server.signing import UrlSigner
-from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord
+from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord, FileRecord
 
 
 def checkpoint_view(
@@ -36,9 +36,26 @@ def checkpoint_view(
             "storedBytes": record.stored_bytes,
             "downloadUrlExpiresAt": iso_time(url.expires_at) if url else None,
             "parentId": record.parent_id,  # a best checkpoint: the checkpoint it copies
+            # "file", or "tree": a folder, whose downloadUrl gives a tar of its files
+            "layout": record.layout,
+            # of the file's bytes; of a tree, of its sha256sum listing (FORMAT.md)
+            "sha256": record.sha256,
         }
     )
     return view
+
+
+def file_view(record: CheckpointRecord, file: FileRecord, signer: UrlSigner) -> dict[str, object]:
+    """One file of a checkpoint, with a signed URL of its own bytes."""
+    url = signer.sign(record.tenant_id, record.checkpoint_id, file.path)
+    return {
+        "path": file.path,
+        "sizeBytes": file.size_bytes,
+        "mode": file.mode,
+        "sha256": file.sha256,
+        "downloadUrl": url.url,
+        "downloadUrlExpiresAt": iso_time(url.expires_at),
+    }
 
 
 def best_summary(record: CheckpointRecord | None) -> dict[str, object] | None:

@@ -28,11 +28,13 @@ from ckptstore.errors import (
     InvalidArgument,
     UnknownSortKey,
 )
+from ckptstore.store.archive import TarStream
 from ckptstore.store.blockstore import BlockStore, LocalBlockStore, open_blockstore
 from ckptstore.store.catalog import (
     Catalog,
     CheckpointRecord,
     ExclusiveLock,
+    FileRecord,
     ListQuery,
     open_catalog,
 )
@@ -57,9 +59,9 @@ from ckptstore.store.drafts import (
     sort_keys,
     with_progress,
 )
+from ckptstore.store.files import files_of, find_file
 from ckptstore.store.gc import GcLock, GcReport, collect_garbage
 from ckptstore.store.ids import (
-    check_checkpoint_id,
     check_job_id,
     new_endpoint_id,
     new_upload_id,
@@ -68,9 +70,12 @@ from ckptstore.store.ids import (
 from ckptstore.store.ingest import ingest
 from ckptstore.store.policies import JobSettings, job_settings
 from ckptstore.store.rebase import record_legacy_widths
-from ckptstore.store.restore import CheckpointReader
+from ckptstore.store.refs import resolve as resolve_reference
+from ckptstore.store.restore import CheckpointReader, write_tree
 from ckptstore.store.uploads import Upload
 from ckptstore.store.verify import VerifyReport, verify_store
+
+MAX_ENDPOINT_NAME = 256  # characters
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class CheckpointStore:
         self._gc_lock = GcLock(lock_dir, catalog if isinstance(catalog, ExclusiveLock) else None)
         self._committer = Committer(self._ctx, self._gc_lock)
         self._committer.resume()
+        self._committer.resume_digests()
 
     @classmethod
     def open(
@@ -171,18 +177,22 @@ class CheckpointStore:
         *,
         tenant: str = "",
         checkpoint_id: str | None = None,
+        file_name: str | None = None,
         **fields: Unpack[CheckpointFields],
     ) -> CheckpointRecord:
         """Store ``source`` as a new checkpoint of ``job_id``; visible once this returns.
 
-        ``fields``: type (automatic, best, manual, final), epoch, step, metrics, name,
-        description. The job's policies (best copy, retention) run after the commit;
-        the job's previous checkpoint is then re-encoded as deltas on this one in the
-        background (``settle`` waits for that).
+        ``source``: a file's path, bytes, a binary file or an iterable of bytes (one
+        file, named ``file_name``, else the path's base name, else
+        ``<checkpoint id>.ckpt``), or a folder's path: every file under it, with its
+        relative path and permission bits (``files`` lists them, ``restore`` writes
+        them back). ``fields``: type (automatic, best, manual, final), epoch, step,
+        metrics, name, description. The job's policies (best copy, retention) run
+        after the commit; the job's previous checkpoint is then re-encoded as deltas
+        on this one in the background (``settle`` waits for that).
         """
-        return ingest(
-            self._ctx, self._committer, new_draft(job_id, tenant, checkpoint_id, fields), source
-        )
+        draft = new_draft(job_id, tenant, checkpoint_id, fields)
+        return ingest(self._ctx, self._committer, draft, source, file_name)
 
     def create_pending(
         self, job_id: str, *, tenant: str = "", **fields: Unpack[CheckpointFields]
@@ -203,12 +213,13 @@ class CheckpointStore:
         source: Source,
         *,
         tenant: str = "",
+        file_name: str | None = None,
         **fields: Unpack[ProgressFields],
     ) -> CheckpointRecord:
-        """Upload the data of a pending checkpoint, with the epoch, step and metrics of
-        the training that fills it, if given."""
+        """Upload the data of a pending checkpoint (a file or a folder, as ``put``),
+        with the epoch, step and metrics of the training that fills it, if given."""
         draft = with_progress(self._pending(checkpoint_id, tenant), fields)
-        return ingest(self._ctx, self._committer, draft, source)
+        return ingest(self._ctx, self._committer, draft, source, file_name)
 
     def begin_upload(
         self, job_id: str, *, tenant: str = "", **fields: Unpack[CheckpointFields]
@@ -226,7 +237,8 @@ class CheckpointStore:
         return Upload(self._ctx, upload_holder(pending.checkpoint_id), pending, self._committer)
 
     def settle(self) -> None:
-        """Wait until every checkpoint committed so far has had its parent rebased.
+        """Wait until every checkpoint committed so far has had its parent rebased
+        (and an upload's files their SHA-256 computed).
 
         ``put`` returns once the checkpoint is durable and visible; storing its
         parent as deltas on it (rebase.py) then runs in the background, so a
@@ -240,9 +252,16 @@ class CheckpointStore:
         return record
 
     # -- read ------------------------------------------------------------------
+    def resolve(self, reference: str, *, tenant: str = "") -> str:
+        """The id of the checkpoint ``reference`` names: an id, a unique prefix of one
+        (``MIN_PREFIX_CHARS`` or longer), ``JOB:latest``, ``JOB:best`` or ``JOB:final``
+        (``refs.py``). Every method that takes a checkpoint id takes a reference."""
+        return resolve_reference(self._ctx.catalog, tenant, reference)
+
     def get(self, checkpoint_id: str, *, tenant: str = "") -> CheckpointRecord:
-        """One checkpoint; CheckpointNotFound also when another tenant owns it."""
-        record = self._ctx.catalog.get_checkpoint(check_checkpoint_id(checkpoint_id))
+        """One checkpoint, by id or reference (``resolve``); CheckpointNotFound also when
+        another tenant owns it."""
+        record = self._ctx.catalog.get_checkpoint(self.resolve(checkpoint_id, tenant=tenant))
         if record.tenant_id != tenant:
             raise CheckpointNotFound(checkpoint_id)
         return record
@@ -299,11 +318,44 @@ class CheckpointStore:
         )
         return settings
 
-    def open_reader(self, checkpoint_id: str, *, tenant: str = "") -> CheckpointReader:
-        """A seekable binary file of the checkpoint's bytes (verified as read)."""
+    def files(self, checkpoint_id: str, *, tenant: str = "") -> builtins.list[FileRecord]:
+        """The checkpoint's files in order: path (relative, ``/``-separated), offset in
+        the checkpoint's bytes, size, permission bits and SHA-256 (None until known).
+        A single-file checkpoint has one; one stored before folders existed reads as
+        one file named ``<checkpoint id>.ckpt``."""
+        record = self.get(checkpoint_id, tenant=tenant)
+        return files_of(record, self._ctx.catalog.files(record.checkpoint_id))
+
+    def open_reader(
+        self, checkpoint_id: str, *, tenant: str = "", path: str | None = None
+    ) -> CheckpointReader:
+        """A seekable binary file of the checkpoint's bytes (verified as read); of a
+        folder checkpoint, ``path`` names the file (``files`` lists them); of a
+        single file, ``path`` may name that one file."""
+        record = self._ready(checkpoint_id, tenant)
+        if path is None and record.layout == "tree":
+            raise InvalidArgument("path", None, "a file of the folder checkpoint (see files())")
+        reader = self._whole_reader(record)
+        if path is None:
+            return reader
+        found = find_file(files_of(record, self._ctx.catalog.files(record.checkpoint_id)), path)
+        return reader.slice(found.offset, found.size_bytes)
+
+    def open_archive(self, checkpoint_id: str, *, tenant: str = "") -> TarStream:
+        """The checkpoint as one tar archive of its files (archive.py), any byte range
+        of it readable without building it."""
+        record = self._ready(checkpoint_id, tenant)
+        files = files_of(record, self._ctx.catalog.files(record.checkpoint_id))
+        return TarStream(self._whole_reader(record), files, record.created_at)
+
+    def _ready(self, checkpoint_id: str, tenant: str) -> CheckpointRecord:
         record = self.get(checkpoint_id, tenant=tenant)
         if record.status != "ready":
             raise CheckpointNotReady(checkpoint_id)
+        return record
+
+    def _whole_reader(self, record: CheckpointRecord) -> CheckpointReader:
+        """The checkpoint's bytes, every file end to end."""
         manifest = self._ctx.catalog.manifest(record.checkpoint_id)
         return CheckpointReader(self._ctx, manifest, record.size_bytes)
 
@@ -315,10 +367,25 @@ class CheckpointStore:
         tenant: str = "",
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Write the checkpoint's bytes to a path or binary file; returns the byte count."""
-        with self.open_reader(checkpoint_id, tenant=tenant) as reader:
+        """Write the checkpoint's bytes; returns the byte count. A single file goes to
+        ``dest`` (a path, or a binary file), or into ``dest`` under its own name when
+        ``dest`` is a folder; a folder checkpoint's files go under the folder ``dest``
+        (made if needed) with their permission bits."""
+        record = self._ready(checkpoint_id, tenant)
+        if record.layout == "tree":
+            if not isinstance(dest, str | os.PathLike):
+                raise InvalidArgument(
+                    "dest", type(dest).__name__, "a folder for a folder checkpoint"
+                )
+            files = self._ctx.catalog.files(record.checkpoint_id)
+            with self._whole_reader(record) as reader:
+                return write_tree(reader, files, Path(dest), progress)
+        with self._whole_reader(record) as reader:
             if isinstance(dest, str | os.PathLike):
-                with open(dest, "wb") as out:
+                target = Path(dest)
+                if target.is_dir():
+                    target = target / self.files(record.checkpoint_id, tenant=tenant)[0].path
+                with open(target, "wb") as out:
                     return _copy(reader, out, progress)
             return _copy(reader, dest, progress)
 
@@ -332,20 +399,51 @@ class CheckpointStore:
         worker_count: int,
         tenant: str = "",
     ) -> EndpointRecord:
-        """Record an endpoint serving ``checkpoint_id``; the checkpoint is pinned meanwhile."""
-        if isinstance(worker_count, bool) or not isinstance(worker_count, int) or worker_count < 1:
-            raise InvalidArgument("workerCount", worker_count, "a positive integer")
+        """Record an endpoint serving ``checkpoint_id`` (a reference: the endpoint pins the
+        checkpoint it names now); the checkpoint cannot be deleted meanwhile. Its name is
+        the tenant's only one of that name (``EndpointNameTaken``)."""
+        _check_worker_count(worker_count)
         record = EndpointRecord(
             endpoint_id=new_endpoint_id(),
             tenant_id=tenant,
-            name=name,
-            checkpoint_id=check_checkpoint_id(checkpoint_id),
+            name=_check_endpoint_name(name),
+            checkpoint_id=self.resolve(checkpoint_id, tenant=tenant),
             gpu_ids=list(gpu_ids),
             worker_count=worker_count,
             status="ready",
             created_at=self._ctx.clock(),
         )
         self._ctx.catalog.add_endpoint(record)
+        return record
+
+    def update_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        checkpoint_id: str | None = None,
+        name: str | None = None,
+        gpu_ids: builtins.list[str] | None = None,
+        worker_count: int | None = None,
+        tenant: str = "",
+    ) -> EndpointRecord:
+        """Change an endpoint; what is not given stays. A new ``checkpoint_id`` (a
+        reference) re-points it: the endpoint pins that checkpoint and lets go of the old
+        one, in one step, so a serving deployment never points at nothing."""
+        current = self.endpoint(endpoint_id, tenant=tenant)
+        if worker_count is not None:
+            _check_worker_count(worker_count)
+        record = replace(
+            current,
+            name=current.name if name is None else _check_endpoint_name(name),
+            checkpoint_id=(
+                current.checkpoint_id
+                if checkpoint_id is None
+                else self.resolve(checkpoint_id, tenant=tenant)
+            ),
+            gpu_ids=current.gpu_ids if gpu_ids is None else list(gpu_ids),
+            worker_count=current.worker_count if worker_count is None else worker_count,
+        )
+        self._ctx.catalog.update_endpoint(record)
         return record
 
     def endpoint(self, endpoint_id: str, *, tenant: str = "") -> EndpointRecord:
@@ -366,11 +464,12 @@ class CheckpointStore:
         record = self.get(checkpoint_id, tenant=tenant)
         return self._ctx.catalog.delete_checkpoint(record.checkpoint_id, self._ctx.clock())
 
-    def gc(self) -> GcReport:
+    def gc(self, *, grace_s: float | None = None) -> GcReport:
         """Reclaim dead blocks and compact packs; one GC at a time per store. Also takes
         up, once the pass is done, the rebases another process left undone (their claim
-        lapsed)."""
-        report = self._gc_lock.run(lambda: collect_garbage(self._ctx), wait=True)
+        lapsed). ``grace_s``: how long a block must have been dead to go, this time only
+        (default: ``StoreConfig.gc_grace_s``; 0 reclaims at once)."""
+        report = self._gc_lock.run(lambda: collect_garbage(self._ctx, grace_s), wait=True)
         assert report is not None
         self._committer.resume()
         return report
@@ -394,6 +493,17 @@ class CheckpointStore:
             s.packs,
             s.pending_rebases,
         )
+
+
+def _check_worker_count(worker_count: int) -> None:
+    if isinstance(worker_count, bool) or not isinstance(worker_count, int) or worker_count < 1:
+        raise InvalidArgument("workerCount", worker_count, "a positive integer")
+
+
+def _check_endpoint_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_ENDPOINT_NAME:
+        raise InvalidArgument("name", name, f"1-{MAX_ENDPOINT_NAME} characters, not all blank")
+    return name
 
 
 def _copy(

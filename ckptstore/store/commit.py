@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from ckptstore.errors import CheckpointNotFound
-from ckptstore.store.catalog.records import CheckpointRecord
+from ckptstore.store.catalog.records import CheckpointRecord, FileRecord
 from ckptstore.store.context import StoreContext
+from ckptstore.store.digests import digest_checkpoint
+from ckptstore.store.files import checkpoint_digest
 from ckptstore.store.gc import GcLock, compact_packs
 from ckptstore.store.policies import apply_policies
 from ckptstore.store.rebase import choose_rebase_parent, rebase_parent
@@ -32,6 +35,9 @@ class Committer:
         self._ctx = ctx
         self._gc_lock = gc_lock
         self._rebaser = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-rebase")
+        self._digester = ThreadPoolExecutor(1, thread_name_prefix="ckptstore-digest")
+        self._digesting: set[str] = set()  # queued or running, so none is read twice
+        self._digesting_lock = threading.Lock()
         # Rebases are claimed in the catalog, so that of several processes on one store
         # exactly one runs each; a claim lapses after the lease time, so the work of a
         # process that died is taken up by another (at its next GC or open).
@@ -42,6 +48,19 @@ class Committer:
         process that died left undone, oldest first."""
         while (claimed := self._claim()) is not None:
             self._rebaser.submit(self._rebase, *claimed)
+
+    def resume_digests(self) -> None:
+        """Queue the SHA-256 of checkpoints whose files' digests are still unknown (an
+        upload's, when the process that took it stopped before reading it back)."""
+        for checkpoint_id in self._ctx.catalog.undigested():
+            self._queue_digest(checkpoint_id)
+
+    def _queue_digest(self, checkpoint_id: str) -> None:
+        with self._digesting_lock:
+            if checkpoint_id in self._digesting:
+                return
+            self._digesting.add(checkpoint_id)
+        self._digester.submit(self._digest, checkpoint_id)
 
     def _claim(self, checkpoint_id: str | None = None) -> tuple[str, str] | None:
         now = self._ctx.clock()
@@ -55,9 +74,14 @@ class Committer:
         size: int,
         holder: str,
         slots: list[str | None] | None = None,
+        *,
+        files: list[FileRecord],
     ) -> CheckpointRecord:
         """Make ``draft`` a ready checkpoint of ``manifest`` (``(logical offset, block
-        id)``; ``slots``: the tensor slot of each entry), releasing ``holder``'s leases.
+        id)``; ``slots``: the tensor slot of each entry) and ``files`` (files.py),
+        releasing ``holder``'s leases. Files whose SHA-256 is not known (an upload's)
+        are read back and hashed in the background (``settle`` waits for that): the
+        commit of an upload of known blocks stays as cheap as its block list.
 
         Its stored bytes are those of its blocks that no other checkpoint of its tenant
         holds, whoever else stores them: what it costs the tenant, and nothing about
@@ -70,24 +94,50 @@ class Committer:
             size_bytes=size,
             stored_bytes=stored,
             created_at=draft.created_at or self._ctx.clock(),
+            sha256=checkpoint_digest(draft.layout, files),
         )
         tensors = slots is not None and any(slot is not None for slot in slots)
         rule = choose_rebase_parent if tensors else None  # rebases pair blocks by slot
         parent_id = self._ctx.catalog.commit_checkpoint(
-            record, manifest, holder, slots, rule, fills_pending=draft.status == "pending"
+            record,
+            manifest,
+            holder,
+            slots,
+            rule,
+            fills_pending=draft.status == "pending",
+            files=files,
         )
+        if record.sha256 is None:
+            self._queue_digest(record.checkpoint_id)
         apply_policies(self._ctx, record)
         if parent_id is not None and self._claim(record.checkpoint_id) is not None:
             self._rebaser.submit(self._rebase, record.checkpoint_id, parent_id)
         return record
 
     def settle(self) -> None:
-        """Wait until every checkpoint committed so far has had its parent rebased."""
+        """Wait until every checkpoint committed so far has had its parent rebased
+        and its files' SHA-256 computed."""
         self._rebaser.submit(lambda: None).result()
+        self._digester.submit(lambda: None).result()
 
     def close(self) -> None:
-        """Finish the queued rebases."""
+        """Finish the queued rebases and digests."""
         self._rebaser.shutdown(wait=True)
+        self._digester.shutdown(wait=True)
+
+    def _digest(self, checkpoint_id: str) -> None:
+        """Read the checkpoint back and record the SHA-256 of the files that lack it
+        (blocks a client uploaded: the server states only digests of what it read).
+        A failure is logged; the next open tries again."""
+        try:
+            digest_checkpoint(self._ctx, checkpoint_id)
+        except CheckpointNotFound:
+            pass  # deleted since
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception("computing the SHA-256 of checkpoint %s failed", checkpoint_id)
+        finally:
+            with self._digesting_lock:
+                self._digesting.discard(checkpoint_id)
 
     def _rebase(self, checkpoint_id: str, parent_id: str) -> None:
         """Store the parent checkpoint as deltas on ``checkpoint_id``, compact the packs

@@ -9,23 +9,44 @@ The stream is then committed (commit.py) by ``ingest``, which runs it all.
 Hashing and compression run in the store's thread pool (both release the
 GIL). Three windows are in flight: window k is read and cut on the calling
 thread while window k-1 is hashed and window k-2 compressed by the pool, so
-every core stays busy; packs are sealed on a background thread.
+every core stays busy; packs are sealed on a background thread. The SHA-256 of
+each file (files.py) is computed as its windows are read, on one more thread
+(the hash is sequential; hashlib releases the GIL): no second read.
+
+A folder is stored as its files one after the other (files.walk_tree), each cut
+on its own, so a block never spans two files and a tensor's blocks sit at the
+same slots of the same file in the job's next checkpoint.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future
-from dataclasses import dataclass
+import hashlib
+import itertools
+import os
+import stat
+from collections import deque
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from ckptstore.store.catalog.base import Leases
-from ckptstore.store.catalog.records import CheckpointRecord
+from ckptstore.store.catalog.records import CheckpointRecord, FileRecord
 from ckptstore.store.chunking.cutter import BlockCutter, Cut
-from ckptstore.store.chunking.sources import Source, WindowSource, open_source
+from ckptstore.store.chunking.sources import WINDOWS_IN_FLIGHT, Source, open_source
 from ckptstore.store.codecs.encoder import BlockEncoder, Encoded
 from ckptstore.store.codecs.estimate import plane_width
 from ckptstore.store.commit import Committer
 from ckptstore.store.context import StoreContext
+from ckptstore.store.files import (
+    DEFAULT_MODE,
+    check_path,
+    default_name,
+    is_tree,
+    qualified_slot,
+    walk_tree,
+)
 from ckptstore.store.ids import block_id, new_upload_id
 from ckptstore.store.packs.writer import PackWriter
 
@@ -84,20 +105,62 @@ class LeaseKeeper:
 
 
 def ingest(
-    ctx: StoreContext, committer: Committer, draft: CheckpointRecord, source: Source
+    ctx: StoreContext,
+    committer: Committer,
+    draft: CheckpointRecord,
+    source: Source,
+    file_name: str | None = None,
 ) -> CheckpointRecord:
-    """Store ``source`` as the checkpoint ``draft`` and commit it; on any error its
-    leases go at once (blocks already written are reclaimed by GC)."""
+    """Store ``source`` (a file, bytes, a stream, or a folder: files.py) as the
+    checkpoint ``draft`` and commit it; on any error its leases go at once (blocks
+    already written are reclaimed by GC). ``file_name``: the name of a single file
+    (default: a path's base name, else ``files.default_name``)."""
     holder = new_upload_id()
-    windows = open_source(source, ctx.config.window_bytes)
+    if is_tree(source):
+        assert isinstance(source, str | os.PathLike)
+        parts = [Part(f.path, f.mode, f.source) for f in walk_tree(source)]
+        layout = "tree"
+    else:
+        name = file_name or _base_name(source) or default_name(draft.checkpoint_id)
+        parts = [Part(check_path(name), _mode_of(source), source)]
+        layout = "file"
     try:
-        result = Ingest(ctx, holder).run(windows)
-        return committer.commit(draft, result.manifest, result.size_bytes, holder, result.slots)
+        result = Ingest(ctx, holder).run(parts, ctx.config.window_bytes, tree=layout == "tree")
+        return committer.commit(
+            replace(draft, layout=layout),
+            result.manifest,
+            result.size_bytes,
+            holder,
+            result.slots,
+            files=result.files,
+        )
     except BaseException:
         ctx.catalog.release_leases(holder)
         raise
-    finally:
-        windows.close()
+
+
+def _base_name(source: Source) -> str | None:
+    if isinstance(source, str | os.PathLike):
+        return Path(source).name or None
+    return None
+
+
+def _mode_of(source: Source) -> int:
+    if isinstance(source, str | os.PathLike):
+        try:
+            return stat.S_IMODE(os.stat(source).st_mode) & 0o777
+        except OSError:
+            return DEFAULT_MODE  # open_source names the problem
+    return DEFAULT_MODE
+
+
+@dataclass(frozen=True)
+class Part:
+    """One file of what is stored: its path in the checkpoint, its mode, its bytes."""
+
+    path: str
+    mode: int
+    source: Source
 
 
 @dataclass(frozen=True)
@@ -105,50 +168,82 @@ class IngestResult:
     manifest: list[tuple[int, bytes]]  # (logical offset, block id) in stream order
     slots: list[str | None]  # the tensor slot of each manifest entry
     size_bytes: int
+    files: list[FileRecord]  # where each part's bytes lie, with their SHA-256
 
 
 class Ingest:
-    """Stores one stream's blocks; the caller commits the manifest afterwards."""
+    """Stores the blocks of one or more files; the caller commits the manifest afterwards.
+
+    Each file is cut on its own (a fresh cutter), so no block spans two files, and
+    hashed with SHA-256 in stream order on a thread of its own, beside the pool."""
 
     def __init__(self, ctx: StoreContext, holder: str) -> None:
         self._ctx = ctx
         self._writer = PackWriter(ctx, holder)
-        self._cutter = BlockCutter(ctx.chunker)
         self._seen: set[bytes] = set()  # ids leased from the catalog or written by us
         self._leases = LeaseKeeper(ctx, holder)
         self._encoder = BlockEncoder(ctx, holder)
         self._planes = ctx.codec.byte_planes
+        self._files: list[FileRecord] = []
+        self._digests: list[Future[str]] = []
 
-    def run(self, source: WindowSource) -> IngestResult:
-        try:
-            return self._run(source)
-        finally:
-            self._writer.close()
+    def run(self, parts: list[Part], window_bytes: int, *, tree: bool = False) -> IngestResult:
+        with ThreadPoolExecutor(1, thread_name_prefix="ckptstore-sha256") as sha:
+            windows = self._windows(parts, window_bytes, tree, sha)
+            try:
+                return self._run(windows)
+            finally:
+                windows.close()  # closes the open source
+                self._writer.close()
 
-    def _run(self, source: WindowSource) -> IngestResult:
+    def _windows(
+        self, parts: list[Part], window_bytes: int, tree: bool, sha: ThreadPoolExecutor
+    ) -> Generator[_Hashing]:
+        """Each window of each part, cut, its block ids being computed; the parts'
+        bytes follow one another in the checkpoint."""
+        base = 0  # logical offset of the current part's first byte
+        for part in parts:
+            cutter = BlockCutter(self._ctx.chunker)
+            hasher = hashlib.sha256()
+            updates: deque[Future[None]] = deque()
+            windows = open_source(part.source, window_bytes)
+            try:
+                carry = memoryview(b"")
+                offset = 0  # within the part: of the next window's first byte (carry included)
+                eof = False
+                while not eof:
+                    while len(updates) >= WINDOWS_IN_FLIGHT - 1:
+                        updates.popleft().result()  # its buffer is about to be reused
+                    window, eof = windows.next_window(carry)
+                    updates.append(sha.submit(hasher.update, window[len(carry) :]))
+                    cuts = cutter.cut(window, offset, final=eof)
+                    if tree:
+                        cuts = [c._replace(slot=qualified_slot(part.path, c.slot)) for c in cuts]
+                    ends = [c.end for c in cuts]
+                    starts = [0, *ends[:-1]] if ends else []
+                    views = [window[start:end] for start, end in zip(starts, ends, strict=True)]
+                    hashes = [
+                        self._ctx.pool.submit(_hash_all, views[group.start : group.stop])
+                        for group in _groups([len(v) for v in views])
+                    ]
+                    yield [base + offset + s for s in starts], views, cuts, hashes
+                    consumed = ends[-1] if ends else 0
+                    carry = window[consumed:]
+                    offset += consumed
+                for update in updates:
+                    update.result()
+            finally:
+                windows.close()
+            self._digests.append(sha.submit(hasher.hexdigest))
+            self._files.append(FileRecord(part.path, base, offset, part.mode))
+            base += offset
+
+    def _run(self, windows: Iterator[_Hashing]) -> IngestResult:
         manifest: list[tuple[int, bytes]] = []
         slots: list[str | None] = []
-        carry = memoryview(b"")
-        offset = 0  # logical offset of the next window's first byte (its carry included)
-        eof = False
         hashing: _Hashing | None = None  # the previous window, its ids being computed
         encoding: _Staged = []  # the window before that, its new blocks being compressed
-        while True:
-            cut: _Hashing | None = None
-            if not eof:
-                window, eof = source.next_window(carry)
-                cuts = self._cutter.cut(window, offset, final=eof)
-                ends = [c.end for c in cuts]
-                starts = [0, *ends[:-1]] if ends else []
-                views = [window[start:end] for start, end in zip(starts, ends, strict=True)]
-                hashes = [
-                    self._ctx.pool.submit(_hash_all, views[group.start : group.stop])
-                    for group in _groups([len(v) for v in views])
-                ]
-                cut = ([offset + s for s in starts], views, cuts, hashes)
-                consumed = ends[-1] if ends else 0
-                carry = window[consumed:]
-                offset += consumed
+        for cut in itertools.chain(windows, [None]):
             if hashing is not None:
                 offsets, views, cut_info, hashes = hashing
                 ids = [bid for future in hashes for bid in future.result()]
@@ -157,12 +252,15 @@ class Ingest:
                 staged = self._stage(ids, views, cut_info)
                 self._store(encoding)
                 encoding = staged
-            if cut is None:
-                break
             hashing = cut
         self._store(encoding)
         self._writer.finish()
-        return IngestResult(manifest, slots, offset)
+        files = [
+            replace(record, sha256=digest.result())
+            for record, digest in zip(self._files, self._digests, strict=True)
+        ]
+        size = files[-1].offset + files[-1].size_bytes if files else 0
+        return IngestResult(manifest, slots, size, files)
 
     def _stage(self, ids: list[bytes], views: list[memoryview], cuts: list[Cut]) -> _Staged:
         """Lease the blocks the store has; start encoding the ones it lacks."""

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import bisect
 import io
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ckptstore.errors import IntegrityError, InvalidArgument
-from ckptstore.store.catalog.base import BlockRecord
+from ckptstore.store.catalog.base import BlockRecord, FileRecord
 from ckptstore.store.context import StoreContext
+from ckptstore.store.files import restore_path
 from ckptstore.store.ids import content_digest
 from ckptstore.store.packs.entries import Loaded, load_each
 
@@ -90,6 +93,9 @@ class CheckpointReader(SeekableReader):
         # task's list (a task fetches consecutive blocks)
         self._fetched: dict[int, tuple[Future[list[Loaded]], int]] = {}
         self._low = self._ahead = 0
+        # how far past the read position blocks are decoded; a caller that knows where
+        # its read stops (one tensor of a file) lowers it to that
+        self.readahead_bytes = ctx.config.readahead_bytes
 
     def readinto(self, buffer: Buffer) -> int:
         out = memoryview(buffer).cast("B")
@@ -115,6 +121,17 @@ class CheckpointReader(SeekableReader):
         self._fetched.clear()
         self._low = self._ahead = index
 
+    def slice(self, offset: int, size: int) -> CheckpointReader:
+        """A reader of the bytes ``[offset, offset + size)``, which must start and end at
+        block edges (a file of a folder checkpoint does); this reader is closed."""
+        start = bisect.bisect_left(self._offsets, offset)
+        stop = bisect.bisect_left(self._offsets, offset + size)
+        if size and (start == len(self._offsets) or self._offsets[start] != offset):
+            raise IntegrityError(f"no block starts at offset {offset}, where a file starts")
+        manifest = [(self._offsets[i] - offset, self._records[i]) for i in range(start, stop)]
+        self.close()
+        return CheckpointReader(self._ctx, manifest, size)
+
     def content_digest(self) -> str:
         """A digest of the content (its block ids in order): equal bytes, equal digest."""
         return content_digest(record.block_id for record in self._records)
@@ -134,7 +151,7 @@ class CheckpointReader(SeekableReader):
             self._low += 1
             if self._fetched.get(self._low, (None, 0))[0] is not task:
                 task.cancel()  # no later block needs it
-        limit = self._offsets[index] + self._ctx.config.readahead_bytes
+        limit = self._offsets[index] + self.readahead_bytes
         stop = max(index + 1, bisect.bisect_left(self._offsets, limit, lo=index))
         while self._ahead < stop:
             first, raw = self._ahead, 0
@@ -166,3 +183,26 @@ class CheckpointReader(SeekableReader):
             stop = min(len(data), end - self._offsets[index])
             self._pos += stop - begin
             yield data[begin:stop]
+
+
+def write_tree(
+    reader: CheckpointReader,
+    files: list[FileRecord],
+    dest: Path,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write each file of a folder checkpoint (whose bytes ``reader`` reads) under
+    ``dest``, made if needed, with its permission bits; returns the byte count."""
+    dest.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for record in files:
+        target = restore_path(dest, record.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as out:
+            for view in reader.iter_range(record.offset, record.offset + record.size_bytes):
+                out.write(view)
+                total += len(view)
+                if progress is not None:
+                    progress(len(view))
+        os.chmod(target, record.mode)
+    return total

@@ -15,16 +15,32 @@ is hidden is uploaded, verified and then simply leased, not stored twice.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ckptstore.errors import BlockHashMismatch, BlocksNotUploaded, InvalidArgument
-from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
+from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, FileRecord
 from ckptstore.store.codecs.encoder import BlockEncoder
 from ckptstore.store.commit import Committer
 from ckptstore.store.context import StoreContext
+from ckptstore.store.files import DEFAULT_MODE, check_layout, default_name
 from ckptstore.store.ids import block_id
 from ckptstore.store.ingest import LeaseKeeper
 from ckptstore.store.packs.writer import PackWriter
 
 Received = tuple[bytes | memoryview, int | None, str | None]  # data, width, slot
+
+
+def _file_records(
+    files: list[tuple[str, int, int]] | None, checkpoint_id: str, size_bytes: int
+) -> list[FileRecord]:
+    if files is None:
+        return [FileRecord(default_name(checkpoint_id), 0, size_bytes, DEFAULT_MODE)]
+    records: list[FileRecord] = []
+    offset = 0
+    for path, size, mode in files:
+        records.append(FileRecord(path, offset, size, mode))
+        offset += size
+    return records
 
 
 class Upload:
@@ -139,13 +155,24 @@ class Upload:
             writer.close()
 
     def commit(
-        self, block_ids: list[bytes], slots: list[str | None] | None = None
+        self,
+        block_ids: list[bytes],
+        slots: list[str | None] | None = None,
+        files: list[tuple[str, int, int]] | None = None,
+        *,
+        tree: bool = False,
     ) -> CheckpointRecord:
         """Make the checkpoint whose bytes are the concatenation of ``block_ids``;
         ``slots``, one per block, pair its tensor blocks with the previous checkpoint's
-        for the rebase (rebase.py)."""
+        for the rebase (rebase.py). ``files``: ``(path, size_bytes, mode)`` of each
+        file in checkpoint order (files.py), each starting at a block edge; one file
+        unless ``tree``. Without it, one file of the default name. The SHA-256 of
+        the files is not known at the commit: the store reads them back after it, in
+        the background (``settle`` waits), and states only what it read."""
         if slots is not None and len(slots) != len(block_ids):
             raise InvalidArgument("slots", len(slots), "one slot (or null) per block id")
+        if not tree and files is not None and len(files) != 1:
+            raise InvalidArgument("files", len(files), "one file, unless the layout is a tree")
         self.flush()
         found = self._ctx.catalog.get_blocks(block_ids)
         if self._tenant_id:
@@ -158,9 +185,18 @@ class Upload:
         for bid in block_ids:
             manifest.append((offset, bid))
             offset += found[bid].raw_len
-        record = self._committer.commit(self._draft, manifest, offset, self.upload_id, slots)
+        records = _file_records(files, self._draft.checkpoint_id, offset)
+        check_layout(records, offset)
+        edges = {start for start, _ in manifest} | {offset}
+        for file in records:
+            if file.offset not in edges:
+                raise InvalidArgument("files", file.path, "files that start at block edges")
+        draft = replace(self._draft, layout="tree" if tree else "file")
+        committed = self._committer.commit(
+            draft, manifest, offset, self.upload_id, slots, files=records
+        )
         self.done = True
-        return record
+        return committed
 
     def _owned(self, found: dict[bytes, BlockRecord]) -> dict[bytes, BlockRecord]:
         """Of the blocks found, those this tenant may name: leased to this upload (sent

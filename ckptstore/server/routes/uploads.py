@@ -13,7 +13,11 @@ Dedup-aware protocol (the client cuts with the store's chunker and hashes):
    gives them, so it is encoded by its dtype and as a delta against the job's
    previous checkpoint when that is smaller.
 3. ``POST .../commit`` ``{"blockIds": [...], "slots": [...]}`` (the checkpoint's
-   blocks in order; ``slots`` optional, one per block, null for opaque ones).
+   blocks in order; ``slots`` optional, one per block, null for opaque ones), and
+   optionally ``"files": [{"path", "sizeBytes", "mode"}]`` with ``"layout":
+   "tree"`` for a folder (files in sorted path order, each cut on its own, so each
+   starts at a block edge). The server computes the files' SHA-256 by reading the
+   checkpoint back after the commit (``sha256`` is null until then).
 
 Each request stands alone (state lives in the catalog), so a client may
 retry or spread the blocks over several server replicas.
@@ -31,19 +35,53 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ckptstore.blockframes import is_v2, parse_frames
+from ckptstore.blockframes import FRAMES_V2, is_v2, parse_frames
 from ckptstore.errors import InvalidArgument
 from ckptstore.server.admission import UploadAdmission
 from ckptstore.server.deps import ServicesDep, TenantDep
 from ckptstore.server.errors import ApiError
 from ckptstore.server.routes.checkpoints import ERRORS
-from ckptstore.server.schemas import MAX_COUNTER, BlockIds, Checkpoint, CommitBody, Missing
+from ckptstore.server.schemas import (
+    MAX_COUNTER,
+    MAX_PATH_CHARS,
+    BlockIds,
+    Checkpoint,
+    CommitBody,
+    Error,
+    Missing,
+)
 from ckptstore.server.views import checkpoint_view
 from ckptstore.store.catalog import CheckpointRecord
 from ckptstore.store.ids import parse_block_id
 
 router = APIRouter(prefix="/v2/training/checkpoints", tags=["uploads"])
-CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Checkpoint}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Error}}
+_ENCODING = (
+    " Content-Encoding: identity (the default) or zstd (one or more zstd frames, decoded"
+    " as they arrive)."
+)
+DATA_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The checkpoint's bytes, streamed (any length)." + _ENCODING,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+BLOCKS_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "Block frames, one after another, at most maxBlockBatchBytes"
+        " (GET /v2/store) once decoded. Each frame of application/octet-stream is"
+        " block id (32 bytes, BLAKE3 of the block) | length (u32, little-endian) |"
+        " the block's bytes. With Content-Type " + FRAMES_V2 + " each frame is"
+        " block id (32) | length (u32 LE) | element width (u8, 0: opaque bytes) |"
+        " slot length (u16 LE) | slot (UTF-8, <tensor>#<index>) | the block's bytes." + _ENCODING,
+        "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            FRAMES_V2: {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 
 class _BodyFromThread:
@@ -98,6 +136,7 @@ def _unzstd_stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
     "/{checkpointId}/data",
     responses={200: {"model": Checkpoint}, **CONFLICT, **ERRORS},
     summary="Upload a pending checkpoint's bytes as one streamed body",
+    openapi_extra=DATA_BODY,
 )
 async def put_data(
     checkpointId: str,  # noqa: N803
@@ -110,6 +149,8 @@ async def put_data(
     metrics: Annotated[
         str | None, Query(max_length=64 * 1024, description='A JSON object: {"loss": 0.5}')
     ] = None,
+    # extension: the file's name (the default is <checkpointId>.ckpt)
+    fileName: Annotated[str | None, Query(max_length=MAX_PATH_CHARS)] = None,  # noqa: N803
 ) -> JSONResponse:
     encoding = _encoding(request)
     async with svc.uploads.slot(tenant):
@@ -124,7 +165,13 @@ async def put_data(
 
         def fill() -> CheckpointRecord:
             return svc.store.fill(
-                checkpointId, source, tenant=tenant, epoch=epoch, step=step, metrics=given
+                checkpointId,
+                source,
+                tenant=tenant,
+                file_name=fileName,
+                epoch=epoch,
+                step=step,
+                metrics=given,
             )
 
         record = await svc.uploads.run(fill)
@@ -153,8 +200,9 @@ async def missing_blocks(
 @router.put(
     "/{checkpointId}/blocks",
     status_code=204,
-    responses={**CONFLICT, **ERRORS, 413: {"model": Checkpoint}},
+    responses={**CONFLICT, **ERRORS, 413: {"model": Error}},
     summary="Upload a batch of blocks (frames of id, length, bytes)",
+    openapi_extra=BLOCKS_BODY,
 )
 async def put_blocks(
     checkpointId: str,  # noqa: N803
@@ -197,7 +245,10 @@ async def commit(
         upload = svc.store.resume_upload(
             checkpointId, tenant=tenant, epoch=body.epoch, step=body.step, metrics=body.metrics
         )
-        return upload.commit(ids, body.slots)
+        files = None
+        if body.files is not None:
+            files = [(f.path, f.sizeBytes, f.mode) for f in body.files]
+        return upload.commit(ids, body.slots, files, tree=body.layout == "tree")
 
     async with svc.uploads.slot(tenant):
         record = await svc.uploads.run(finish)

@@ -18,9 +18,10 @@ from ckptstore.server.ui.pages import (
     render,
     services,
 )
-from ckptstore.server.views import checkpoint_view
+from ckptstore.server.views import checkpoint_view, file_view
 
 router = APIRouter(prefix="/ui", route_class=PageRoute, include_in_schema=False)
+MAX_FILES_SHOWN = 1000  # of a folder checkpoint, on its page (the API lists them all)
 
 
 @router.get("/checkpoints/{checkpoint_id}")
@@ -30,9 +31,15 @@ async def checkpoint(request: Request, checkpoint_id: str, session: SessionDep) 
     def load() -> dict[str, Any]:
         record = svc.store.get(checkpoint_id, tenant=session.tenant)
         pins = svc.store.endpoints(tenant=session.tenant)
+        files = svc.store.files(record.checkpoint_id, tenant=session.tenant)
+        ready = record.status == "ready"
         return {
             "record": record,
             "view": checkpoint_view(record, svc.signer),
+            "files": [file_view(record, f, svc.signer) for f in files[:MAX_FILES_SHOWN]]
+            if ready
+            else [],
+            "file_count": len(files),
             "endpoints": [e for e in pins if e.checkpoint_id == record.checkpoint_id],
             "lineage": lineage(svc.store, record),
         }

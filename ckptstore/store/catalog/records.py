@@ -68,6 +68,23 @@ class CheckpointRecord:
     created_at: float
     parent_id: str | None = None  # for a best copy: the checkpoint it copies
     tenant_id: str = ""
+    # SHA-256 (hex) of the bytes for a single file; of a tree, of its listing
+    # (files.tree_digest); None while not known (an upload being checked, or a
+    # checkpoint from before catalog schema 8)
+    sha256: str | None = None
+    layout: str = "file"  # "file": one file; "tree": a folder of files (files.py)
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One file of a checkpoint: its bytes are the checkpoint's ``[offset, offset +
+    size_bytes)``, and no block spans two files."""
+
+    path: str  # relative, POSIX separators (files.check_path)
+    offset: int
+    size_bytes: int
+    mode: int  # permission bits (0o644)
+    sha256: str | None = None  # hex; None while not known
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,16 @@
 """The catalog schema, as numbered migrations (FORMAT.md describes the tables)."""
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 10
+
+# Shared by the SQLite and PostgreSQL catalogs (the same SQL in both).
+ID_PREFIX_AND_ENDPOINT_NAME_INDEXES = [
+    "CREATE INDEX checkpoints_tenant ON checkpoints (tenant_id, checkpoint_id)",
+    """UPDATE endpoints SET name = name || ' (' || endpoint_id || ')' WHERE EXISTS (
+        SELECT 1 FROM endpoints e WHERE e.tenant_id = endpoints.tenant_id
+        AND e.name = endpoints.name AND (e.created_at < endpoints.created_at
+        OR (e.created_at = endpoints.created_at AND e.endpoint_id < endpoints.endpoint_id)))""",
+    "CREATE UNIQUE INDEX endpoints_name ON endpoints (tenant_id, name)",
+]
 
 # The rows of metric_order for checkpoint ``row`` and each number ``j`` of its metrics.
 _METRIC_ROWS = (
@@ -122,11 +132,33 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE rebases ADD COLUMN claimed_by TEXT",
         "ALTER TABLE rebases ADD COLUMN claimed_until REAL",
     ],
-    # 7: each pack's live bytes (its blocks' entries), kept by triggers as block rows
+    # 7: references (refs.py) find a tenant's checkpoints by id prefix through an index
+    # of that tenant's own ids; an endpoint's name is unique to its tenant (a name held
+    # twice before keeps its older holder, the later ones get their id appended).
+    7: ID_PREFIX_AND_ENDPOINT_NAME_INDEXES,
+    # 8: a checkpoint may be a folder of files (layout "tree"); each file of a
+    # checkpoint is a row of ``files`` (its range of the checkpoint's bytes), and every
+    # file and checkpoint carries the SHA-256 of its bytes. Checkpoints from before
+    # have no file rows and read as one file of the default name.
+    8: [
+        "ALTER TABLE checkpoints ADD COLUMN sha256 TEXT",
+        "ALTER TABLE checkpoints ADD COLUMN layout TEXT NOT NULL DEFAULT 'file'",
+        """CREATE TABLE files (
+            checkpoint_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            logical_offset INTEGER NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            mode INTEGER NOT NULL,
+            sha256 TEXT,
+            PRIMARY KEY (checkpoint_id, seq)) WITHOUT ROWID""",
+        "CREATE UNIQUE INDEX files_path ON files (checkpoint_id, path)",
+    ],
+    # 9: each pack's live bytes (its blocks' entries), kept by triggers as block rows
     # come, go and move, so GC reads one row per pack instead of summing every block;
     # the pack index gives blocks by offset (verify pages through it); pending
     # checkpoints are found by an index, not a scan.
-    7: [
+    9: [
         "ALTER TABLE packs ADD COLUMN live_bytes INTEGER NOT NULL DEFAULT 0",
         "DROP INDEX blocks_pack",
         "CREATE INDEX blocks_pack ON blocks (pack_id, pack_offset)",
@@ -149,12 +181,12 @@ MIGRATIONS: dict[int, list[str]] = {
         END""",
         "CREATE INDEX checkpoints_pending ON checkpoints (created_at) WHERE status = 'pending'",
     ],
-    # 8: a job's listing in the order of any metric, and its count by type, kept by
+    # 10: a job's listing in the order of any metric, and its count by type, kept by
     # triggers on checkpoints: a page sorted by a metric walks an index of
     # (job, metric, value) instead of sorting the job, and the total is a sum of a few
     # counts instead of a count of the job. ``inserted`` is the checkpoint's rowid;
     # ``type`` is there so that a page of one type is read from the index alone.
-    8: [
+    10: [
         """CREATE TABLE metric_order (
             checkpoint_id TEXT NOT NULL,
             key TEXT NOT NULL,

@@ -19,6 +19,7 @@ from ckptstore.store.catalog import cursors
 from ckptstore.store.catalog.base import Checkpoints, ParentRule
 from ckptstore.store.catalog.postgres import rows
 from ckptstore.store.catalog.postgres.database import Connection, PostgresDatabase, retried
+from ckptstore.store.catalog.postgres.files import copy_files, delete_files, insert_files
 from ckptstore.store.catalog.postgres.references import add_references, drop_references
 from ckptstore.store.catalog.postgres.rows import (
     CHECKPOINT_COLUMNS,
@@ -26,7 +27,7 @@ from ckptstore.store.catalog.postgres.rows import (
     CHECKPOINT_MARKS,
     block_columns,
 )
-from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, ListQuery
+from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, FileRecord, ListQuery
 
 _FIELD_COLUMNS = {"createdAt": "created_at", "epoch": "epoch", "step": "step"}
 _NEWEST = "ORDER BY created_at DESC, seq DESC"
@@ -52,6 +53,7 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
         rebase_parent: ParentRule | None = None,
         *,
         fills_pending: bool = False,
+        files: list[FileRecord] | None = None,
     ) -> str | None:
         if slots is not None and len(slots) != len(manifest):
             raise ValueError(f"{len(slots)} slots for {len(manifest)} manifest entries")
@@ -92,6 +94,7 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
                     slot_of,
                 ),
             )
+            insert_files(conn, record.checkpoint_id, files or [])
             conn.execute("DELETE FROM leases WHERE holder = %s", (lease_holder,))
             parent = None if rebase_parent is None else rebase_parent(_others(conn, record))
             if parent is not None:
@@ -118,6 +121,7 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
                 " WHERE checkpoint_id = %s",
                 (record.checkpoint_id, record.parent_id),
             )
+            copy_files(conn, record.checkpoint_id, record.parent_id)
             if old_best_id is not None:
                 _delete(conn, old_best_id, record.created_at)
 
@@ -291,7 +295,7 @@ def _list_by_column(conn: Connection, query: ListQuery) -> list[tuple[Any, ...]]
 
 
 def _list_by_metric(conn: Connection, query: ListQuery) -> list[tuple[Any, ...]]:
-    """A page sorted by a metric, from metric_order's index (schema 3): the checkpoints
+    """A page sorted by a metric, from metric_order's index (schema 5): the checkpoints
     with the metric in its order, then those without it, newest first. Rows of
     (insertion order, checkpoint...)."""
     position = None if query.cursor is None else cursors.decode(query.cursor)
@@ -340,7 +344,7 @@ def _list_by_metric(conn: Connection, query: ListQuery) -> list[tuple[Any, ...]]
 
 
 def _count(conn: Connection, query: ListQuery) -> int:
-    """How many checkpoints the query's job has (of its types): kept counts (schema 3)."""
+    """How many checkpoints the query's job has (of its types): kept counts (schema 5)."""
     where, filters = _job_filter(query, "")
     row = conn.execute(
         f"SELECT COALESCE(SUM(checkpoints), 0)::bigint FROM job_counts WHERE {where}", filters
@@ -413,6 +417,7 @@ def _delete(conn: Connection, checkpoint_id: str, now: float) -> CheckpointRecor
         raise CheckpointPinned(checkpoint_id, [row[0] for row in pins])
     drop_references(conn, _reference_counts(conn, checkpoint_id), now)
     conn.execute("DELETE FROM manifests WHERE checkpoint_id = %s", (checkpoint_id,))
+    delete_files(conn, checkpoint_id)
     conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = %s", (checkpoint_id,))
     conn.execute(
         "DELETE FROM rebases WHERE checkpoint_id = %s OR parent_id = %s",

@@ -9,7 +9,9 @@ so listings come in byte order, as from SQLite, whatever the database's locale. 
 The version is a row of ``ckptstore_schema``; its numbering is this backend's own.
 """
 
-SCHEMA_VERSION = 3
+from ckptstore.store.catalog.schema import ID_PREFIX_AND_ENDPOINT_NAME_INDEXES
+
+SCHEMA_VERSION = 5
 
 _ID = 'TEXT COLLATE "C"'
 
@@ -113,9 +115,28 @@ MIGRATIONS: dict[int, list[str]] = {
             claimed_until DOUBLE PRECISION)""",
         "CREATE INDEX rebases_parent ON rebases (parent_id)",
     ],
-    # 2: each pack's live bytes (its blocks' entries), kept by triggers as block rows
-    # come, go and move, so GC reads one row per pack instead of summing every block.
-    2: [
+    # 2: the SQLite catalog's schema 7: a tenant's checkpoints by id prefix (refs.py)
+    # through an index, endpoint names unique per tenant
+    2: ID_PREFIX_AND_ENDPOINT_NAME_INDEXES,
+    # 3: folders of files and SHA-256 digests (the SQLite catalog's schema 8)
+    3: [
+        "ALTER TABLE checkpoints ADD COLUMN sha256 TEXT",
+        "ALTER TABLE checkpoints ADD COLUMN layout TEXT NOT NULL DEFAULT 'file'",
+        f"""CREATE TABLE files (
+            checkpoint_id {_ID} NOT NULL,
+            seq BIGINT NOT NULL,
+            path TEXT COLLATE "C" NOT NULL,
+            logical_offset BIGINT NOT NULL,
+            size_bytes BIGINT NOT NULL,
+            mode INTEGER NOT NULL,
+            sha256 TEXT,
+            PRIMARY KEY (checkpoint_id, seq))""",
+        "CREATE UNIQUE INDEX files_path ON files (checkpoint_id, path)",
+    ],
+    # 4: the SQLite catalog's schema 9: each pack's live bytes (its blocks' entries),
+    # kept by triggers as block rows come, go and move, so GC reads one row per pack
+    # instead of summing every block.
+    4: [
         "ALTER TABLE packs ADD COLUMN live_bytes BIGINT NOT NULL DEFAULT 0",
         """UPDATE packs p SET live_bytes = s.n FROM (
             SELECT pack_id, SUM(header_len + stored_len) AS n FROM blocks GROUP BY pack_id) s
@@ -165,12 +186,13 @@ MIGRATIONS: dict[int, list[str]] = {
         # default fifth of the table, GC's index scans skip fewer stale entries.
         "ALTER TABLE blocks SET (autovacuum_vacuum_scale_factor = 0.02)",
     ],
-    # 3: a job's listing in the order of any metric, and its count by type, kept by a
-    # trigger on checkpoints: a page sorted by a metric walks an index of (job, metric,
-    # value) instead of sorting the job, and the total is a sum of a few counts.
+    # 5: the SQLite catalog's schema 10: a job's listing in the order of any metric, and
+    # its count by type, kept by a trigger on checkpoints: a page sorted by a metric
+    # walks an index of (job, metric, value) instead of sorting the job, and the total
+    # is a sum of a few counts.
     # ``inserted`` is the checkpoint's seq; ``type`` is there so that a page of one
     # type is read from the index alone.
-    3: [
+    5: [
         f"""CREATE TABLE metric_order (
             checkpoint_id {_ID} NOT NULL,
             key {_ID} NOT NULL,

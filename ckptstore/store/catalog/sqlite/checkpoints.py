@@ -16,9 +16,10 @@ from ckptstore.errors import (
 )
 from ckptstore.store.catalog import cursors
 from ckptstore.store.catalog.base import Checkpoints, ParentRule
-from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, ListQuery
+from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, FileRecord, ListQuery
 from ckptstore.store.catalog.sqlite import rows
 from ckptstore.store.catalog.sqlite.database import SQLiteDatabase
+from ckptstore.store.catalog.sqlite.files import copy_files, delete_files, insert_files
 from ckptstore.store.catalog.sqlite.rows import (
     CHECKPOINT_COLUMNS,
     CHECKPOINT_FIELDS,
@@ -53,6 +54,7 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
         rebase_parent: ParentRule | None = None,
         *,
         fills_pending: bool = False,
+        files: list[FileRecord] | None = None,
     ) -> str | None:
         if slots is not None and len(slots) != len(manifest):
             raise ValueError(f"{len(slots)} slots for {len(manifest)} manifest entries")
@@ -89,6 +91,7 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
                 " VALUES (?, ?, ?, ?, ?)",
                 entries,
             )
+            insert_files(conn, record.checkpoint_id, files or [])
             conn.execute("DELETE FROM leases WHERE holder = ?", (lease_holder,))
             parent = None if rebase_parent is None else rebase_parent(_others(conn, record))
             if parent is not None:
@@ -113,6 +116,7 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
                 " WHERE checkpoint_id = ?",
                 (record.checkpoint_id, record.parent_id),
             )
+            copy_files(conn, record.checkpoint_id, record.parent_id)
             if old_best_id is not None:
                 _delete(conn, old_best_id, record.created_at)
 
@@ -296,7 +300,7 @@ def _list_by_column(conn: sqlite3.Connection, query: ListQuery) -> list[Row]:
 
 
 def _list_by_metric(conn: sqlite3.Connection, query: ListQuery) -> list[Row]:
-    """A page sorted by a metric, from metric_order's index (schema 8): the checkpoints
+    """A page sorted by a metric, from metric_order's index (schema 10): the checkpoints
     with the metric in its order, then those without it, newest first. Rows of
     (insertion order, checkpoint...)."""
     position = None if query.cursor is None else cursors.decode(query.cursor)
@@ -347,7 +351,7 @@ def _list_by_metric(conn: sqlite3.Connection, query: ListQuery) -> list[Row]:
 
 
 def _count(conn: sqlite3.Connection, query: ListQuery) -> int:
-    """How many checkpoints the query's job has (of its types): kept counts (schema 8)."""
+    """How many checkpoints the query's job has (of its types): kept counts (schema 10)."""
     where, filters = _job_filter(query, "")
     total: int = conn.execute(
         f"SELECT COALESCE(SUM(checkpoints), 0) FROM job_counts WHERE {where}", filters
@@ -453,6 +457,7 @@ def _delete(conn: sqlite3.Connection, checkpoint_id: str, now: float) -> Checkpo
         raise CheckpointPinned(checkpoint_id, [row[0] for row in pins])
     _drop_references_of(conn, checkpoint_id, now)
     conn.execute("DELETE FROM manifests WHERE checkpoint_id = ?", (checkpoint_id,))
+    delete_files(conn, checkpoint_id)
     conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,))
     conn.execute(
         "DELETE FROM rebases WHERE checkpoint_id = ? OR parent_id = ?",

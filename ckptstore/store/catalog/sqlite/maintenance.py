@@ -40,7 +40,7 @@ class SQLiteMaintenance(SQLiteDatabase, Maintenance):
             removed.extend(rows.block(row) for row in found)
 
     def pack_usage(self, pack_ids: Collection[str] | None = None) -> list[PackUsage]:
-        # live_bytes is kept by the blocks_live_* triggers (schema 7): one row per pack
+        # live_bytes is kept by the blocks_live_* triggers (schema 9): one row per pack
         query = "SELECT pack_id, size, created_at, live_bytes FROM packs {} ORDER BY pack_id"
         with self._read() as conn:
             if pack_ids is None:
@@ -76,6 +76,27 @@ class SQLiteMaintenance(SQLiteDatabase, Maintenance):
             if left:
                 raise RuntimeError(f"{left} block(s) of pack {old_pack_id} were not relocated")
             conn.execute("DELETE FROM packs WHERE pack_id = ?", (old_pack_id,))
+
+    def relocate_packs(
+        self, moves: dict[str, list[BlockRecord]], new_pack_id: str, new_size: int, now: float
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO packs (pack_id, size, created_at) VALUES (?, ?, ?)",
+                (new_pack_id, new_size, now),
+            )
+            for old_pack_id, moved in moves.items():
+                conn.executemany(
+                    "UPDATE blocks SET pack_id = ?, pack_offset = ?, header_len = ?"
+                    " WHERE block_id = ? AND pack_id = ?",
+                    [(new_pack_id, b.offset, b.header_len, b.block_id, old_pack_id) for b in moved],
+                )
+                left = conn.execute(
+                    "SELECT COUNT(*) FROM blocks WHERE pack_id = ?", (old_pack_id,)
+                ).fetchone()[0]
+                if left:
+                    raise RuntimeError(f"{left} block(s) of pack {old_pack_id} were not relocated")
+                conn.execute("DELETE FROM packs WHERE pack_id = ?", (old_pack_id,))
 
     def remove_pack(self, pack_id: str) -> bool:
         with self._write() as conn:

@@ -26,6 +26,8 @@ CHECKPOINT_FIELDS = (
     "created_at",
     "parent_id",
     "tenant_id",
+    "sha256",
+    "layout",
 )
 CHECKPOINT_COLUMNS = ", ".join(CHECKPOINT_FIELDS)
 CHECKPOINT_MARKS = ", ".join("?" * len(CHECKPOINT_FIELDS))
