@@ -1,7 +1,7 @@
 """Stored bytes and speed on the checkpoint corpora of bench/corpus.py, beside the peers.
 
     python -m bench.corpora [--scale small|medium|large] [--checkpoints 6] [--no-peers]
-                            [--corpora pretrain ...]
+                            [--corpora pretrain ...] [--report NAME]
 
 For each corpus, in one run on this machine:
 
@@ -15,7 +15,7 @@ For each corpus, in one run on this machine:
   BLAKE3, zstd-1 compression and decompression;
 - the peers of bench/peers.py that are installed.
 
-Writes bench/results/<date>-<host>-corpora-<scale>.{md,json} and two plots.
+Writes bench/results/<date>-<host>-corpora-<scale>.{md,json} (or -NAME) and two plots.
 """
 
 from __future__ import annotations
@@ -353,7 +353,9 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, default=6)
     parser.add_argument("--no-peers", action="store_true", help="skip the peer tools")
     parser.add_argument("--corpora", nargs="+", choices=CORPORA, default=list(CORPORA))
+    parser.add_argument("--report", help="name of the report (default: corpora-SCALE)")
     args = parser.parse_args()
+    name = args.report or f"corpora-{args.scale}"
     out = WORK / f"corpus-{args.scale}"
     rows = {}
     for corpus in args.corpora:
@@ -362,10 +364,10 @@ def main() -> None:
     for r in rows.values():
         r["comparisons"] = comparisons(r)
     lines = report_lines(rows, args)
-    md = save_report(f"corpora-{args.scale}", "Checkpoint corpora", lines, rows)
+    md = save_report(name, "Checkpoint corpora", lines, rows)
     pngs = plot(rows, md.stem)
     lines += ["", "## Plots", "", *(f"![{p.stem}]({p.name})" for p in pngs)]
-    md = save_report(f"corpora-{args.scale}", "Checkpoint corpora", lines, rows)
+    md = save_report(name, "Checkpoint corpora", lines, rows)
     print("\n".join(lines))
     print(f"\nreport: {md}")
 

@@ -28,6 +28,14 @@ PLANE_ZSTD_PARAMS = zstandard.ZstdCompressionParameters(
     window_log=17, hash_log=6, min_match=7, strategy=zstandard.STRATEGY_FAST
 )
 
+# Codec 8 (a delta of bytes that are not a tensor's): zstd at the level of `zstd -3
+# --patch-from`, with a window reaching back over the whole base. Past the first
+# window, level 3's small hash table misses most of a large base's matches: its
+# hash table grows with the window (to at most MAX_PREFIX_HASH_LOG).
+PREFIX_ZSTD_LEVEL = 3
+MAX_PREFIX_WINDOW_LOG = 27  # the largest window zstd decoders accept by default
+MAX_PREFIX_HASH_LOG = 25
+
 Compress = Callable[[np.ndarray], bytes]
 # Decodes one zstd frame of exactly n bytes into the given array (raises DecodeError).
 DecompressInto = Callable[[memoryview, int, np.ndarray], np.ndarray]
@@ -118,6 +126,31 @@ class ZstdWork:
             self._local.plane_compressor = compressor
         return compressor.compress(plane.data)
 
+    def compress_prefixed(self, data: bytes | memoryview, base: bytes | memoryview) -> bytes:
+        """One zstd frame of ``data`` that refers back to ``base`` (a raw-content
+        dictionary: any zstd decoder given ``base`` as its prefix decodes it)."""
+        window_log = min(MAX_PREFIX_WINDOW_LOG, max(10, (len(base) + len(data)).bit_length()))
+        level = zstandard.ZstdCompressionParameters.from_level(
+            PREFIX_ZSTD_LEVEL, source_size=len(data), dict_size=len(base)
+        )
+        params = zstandard.ZstdCompressionParameters.from_level(
+            PREFIX_ZSTD_LEVEL,
+            source_size=len(data),
+            dict_size=len(base),
+            window_log=window_log,
+            hash_log=max(level.hash_log, min(window_log - 2, MAX_PREFIX_HASH_LOG)),
+            write_checksum=0,
+        )
+        compressor = zstandard.ZstdCompressor(compression_params=params, dict_data=_prefix(base))
+        return compressor.compress(data)
+
+    def unzstd_prefixed_into(
+        self, payload: bytes | memoryview, base: bytes | memoryview, raw_len: int, out: np.ndarray
+    ) -> np.ndarray:
+        """``compress_prefixed``'s frame of exactly ``raw_len`` bytes, decoded into ``out``."""
+        decompressor = zstandard.ZstdDecompressor(dict_data=_prefix(base))
+        return _read_frame(decompressor, payload, raw_len, out)
+
     def _decompressor(self) -> zstandard.ZstdDecompressor:
         decompressor = getattr(self._local, "decompressor", None)
         if decompressor is None:
@@ -132,20 +165,35 @@ class ZstdWork:
         this thread's scratch buffer (valid until this thread's next call)."""
         if out is None:
             out = self.scratch("zstd", raw_len)
-        target = out.data
-        got = 0
-        try:
-            with self._decompressor().stream_reader(payload) as reader:
-                while got < raw_len:
-                    n = reader.readinto(target[got:])
-                    if not n:
-                        break
-                    got += n
-                longer = got == raw_len and reader.readinto(bytearray(1)) > 0
-        except zstandard.ZstdError as exc:
-            raise DecodeError(f"zstd: {exc}") from exc
-        if got != raw_len or longer:
-            raise DecodeError(
-                f"decoded {'more than ' if longer else ''}{got} bytes, expected {raw_len}"
-            )
-        return out
+        return _read_frame(self._decompressor(), payload, raw_len, out)
+
+
+def _prefix(base: bytes | memoryview) -> zstandard.ZstdCompressionDict:
+    """``base`` as a zstd dictionary of raw content (no header, no entropy tables)."""
+    return zstandard.ZstdCompressionDict(bytes(base), dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+
+
+def _read_frame(
+    decompressor: zstandard.ZstdDecompressor,
+    payload: bytes | memoryview,
+    raw_len: int,
+    out: np.ndarray,
+) -> np.ndarray:
+    """One zstd frame of exactly ``raw_len`` bytes, decoded into ``out``."""
+    target = out.data
+    got = 0
+    try:
+        with decompressor.stream_reader(payload) as reader:
+            while got < raw_len:
+                n = reader.readinto(target[got:])
+                if not n:
+                    break
+                got += n
+            longer = got == raw_len and reader.readinto(bytearray(1)) > 0
+    except zstandard.ZstdError as exc:
+        raise DecodeError(f"zstd: {exc}") from exc
+    if got != raw_len or longer:
+        raise DecodeError(
+            f"decoded {'more than ' if longer else ''}{got} bytes, expected {raw_len}"
+        )
+    return out
