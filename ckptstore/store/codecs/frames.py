@@ -6,6 +6,7 @@ memory costs page faults on every use)."""
 from __future__ import annotations
 
 import struct
+import sys
 import threading
 from collections.abc import Callable
 
@@ -13,6 +14,11 @@ import numpy as np
 import zstandard
 
 from ckptstore.store.codecs.ids import DecodeError
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 # Level 1: the same ratio as 3 on float tensors, faster (bench/results/*-engine.md).
 DEFAULT_ZSTD_LEVEL = 1  # for bytes that are not planes (codec 1)
@@ -28,13 +34,14 @@ PLANE_ZSTD_PARAMS = zstandard.ZstdCompressionParameters(
     window_log=17, hash_log=6, min_match=7, strategy=zstandard.STRATEGY_FAST
 )
 
-# Codec 8 (a delta of bytes that are not a tensor's): zstd at the level of `zstd -3
-# --patch-from`, with a window reaching back over the whole base. Past the first
-# window, level 3's small hash table misses most of a large base's matches: its
-# hash table grows with the window (to at most MAX_PREFIX_HASH_LOG).
+# Codec 8 (a delta of bytes that are not a tensor's) is written as `zstd -3
+# --patch-from` writes: the base as a prefix (ZSTD_CCtx_refPrefix, which zstandard
+# does not offer) and long-distance matching, whose 64-byte matches find the base's
+# copy of each run where the usual match search, on repetitive bytes such as text or
+# a pickle, takes a nearer copy that soon diverges (bench/results/2026-12-06-vm-opaque.md).
+# The window reaches back over the whole base.
 PREFIX_ZSTD_LEVEL = 3
 MAX_PREFIX_WINDOW_LOG = 27  # the largest window zstd decoders accept by default
-MAX_PREFIX_HASH_LOG = 25
 
 Compress = Callable[[np.ndarray], bytes]
 # Decodes one zstd frame of exactly n bytes into the given array (raises DecodeError).
@@ -127,22 +134,19 @@ class ZstdWork:
         return compressor.compress(plane.data)
 
     def compress_prefixed(self, data: bytes | memoryview, base: bytes | memoryview) -> bytes:
-        """One zstd frame of ``data`` that refers back to ``base`` (a raw-content
-        dictionary: any zstd decoder given ``base`` as its prefix decodes it)."""
+        """One zstd frame of ``data`` that refers back to ``base`` (as a prefix: any zstd
+        decoder given ``base`` as a raw-content dictionary decodes it)."""
         window_log = min(MAX_PREFIX_WINDOW_LOG, max(10, (len(base) + len(data)).bit_length()))
-        level = zstandard.ZstdCompressionParameters.from_level(
-            PREFIX_ZSTD_LEVEL, source_size=len(data), dict_size=len(base)
+        compressor = zstd.ZstdCompressor(
+            options={
+                zstd.CompressionParameter.compression_level: PREFIX_ZSTD_LEVEL,
+                zstd.CompressionParameter.window_log: window_log,
+                zstd.CompressionParameter.enable_long_distance_matching: 1,
+                zstd.CompressionParameter.checksum_flag: 0,
+            },
+            zstd_dict=zstd.ZstdDict(bytes(base), is_raw=True).as_prefix,
         )
-        params = zstandard.ZstdCompressionParameters.from_level(
-            PREFIX_ZSTD_LEVEL,
-            source_size=len(data),
-            dict_size=len(base),
-            window_log=window_log,
-            hash_log=max(level.hash_log, min(window_log - 2, MAX_PREFIX_HASH_LOG)),
-            write_checksum=0,
-        )
-        compressor = zstandard.ZstdCompressor(compression_params=params, dict_data=_prefix(base))
-        return compressor.compress(data)
+        return compressor.compress(data, mode=zstd.ZstdCompressor.FLUSH_FRAME)
 
     def unzstd_prefixed_into(
         self, payload: bytes | memoryview, base: bytes | memoryview, raw_len: int, out: np.ndarray
