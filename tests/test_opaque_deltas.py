@@ -179,7 +179,7 @@ def test_counterparts_pair_files_of_a_tree_by_path_only():
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.binary(max_size=5000), st.binary(max_size=5000), st.integers(0, 50))
+@given(st.binary(max_size=5000), st.binary(min_size=8, max_size=5000), st.integers(0, 50))
 def test_prefixed_codec_round_trips_any_bytes(raw, base, flips):
     codec = BlockCodec()
     edited = bytearray(base[: len(raw)]) + raw[len(base) :] if flips else bytearray(raw)
@@ -205,6 +205,7 @@ def test_prefixed_codec_needs_its_base_and_keeps_only_what_pays():
     codec = BlockCodec()
     raw = os.urandom(10_000)
     assert codec.encode_prefixed(memoryview(raw), os.urandom(10_000), limit=10_000) is None
+    assert codec.encode_prefixed(memoryview(raw), raw[:7], limit=10**9) is None  # too short
     codec_id, payload = codec.encode_prefixed(memoryview(raw), raw, limit=10_000)  # type: ignore[misc]
     with pytest.raises(DecodeError):
         codec.decode(codec_id, payload, len(raw))

@@ -55,6 +55,8 @@ EXPONENT_GROUP_LOG = 11
 # back one by one): it is kept only when this much smaller (bench: entropy).
 GROUPING_MIN_GAIN = 0.02
 
+PREFIX_MIN_BYTES = 8  # zstd refuses a shorter dictionary
+
 # A width-prefixed payload's decoder: (work, payload, width, base, out), raw bytes to out.
 PlanesDecoder = Callable[[ZstdWork, memoryview, int, Base | None, np.ndarray], None]
 # Every codec id, its element widths and its decoder.
@@ -192,7 +194,10 @@ class BlockCodec:
         self, raw: memoryview, base: bytes | memoryview, limit: int
     ) -> tuple[Codec, bytes] | None:
         """Codec 8: one zstd frame of a block's bytes with ``base`` (any block's raw
-        bytes, of any length) as its prefix, or None unless smaller than ``limit``."""
+        bytes, of any length) as its prefix, or None unless smaller than ``limit`` (or
+        the base is shorter than zstd takes a dictionary: PREFIX_MIN_BYTES)."""
+        if len(base) < PREFIX_MIN_BYTES:
+            return None
         payload = self._work.compress_prefixed(raw, base)
         return (Codec.ZSTD_PREFIX, payload) if len(payload) < limit else None
 
