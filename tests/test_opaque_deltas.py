@@ -165,6 +165,8 @@ def test_counterparts_follow_shared_blocks_and_skip_tensor_and_shared_ones():
     # b's middle (150) falls in the grown block; c's (250), shifted by nothing yet, too;
     # d is a tensor's block; a and e are held by both
     assert pairs == {2: 6, 3: 6}
+    twice = placed([b, b])  # a block a file holds twice is re-encoded once
+    assert len(counterparts(twice, placed([record(7, 200)]), set())) == 1
     moved = placed([a, record(9, 200), b, c, d, e])
     assert {x.block_id[-1]: y.block_id[-1] for x, y in counterparts(old, moved, set())} == {}
 

@@ -149,6 +149,9 @@ class Committer:
             old, new = placed(catalog, parent_id), placed(catalog, checkpoint_id)
         except CheckpointNotFound:  # deleted since; the catalog dropped the pending row
             return
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception("rebasing checkpoint %s onto %s failed", parent_id, checkpoint_id)
+            return
         try:
             opaque = counterparts(old, new, {record.block_id for record in parent.values()})
             report = rebase_parent(self._ctx, parent, child, parent_id, opaque)

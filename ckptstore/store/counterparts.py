@@ -41,6 +41,7 @@ def counterparts(
     """``(block of old, block of new at its place)`` for each whole block of ``old``
     that is neither a tensor's (``tensor_ids``) nor held by ``new``."""
     found: list[tuple[BlockRecord, BlockRecord]] = []
+    paired: set[bytes] = set()  # a block the file holds twice is re-encoded once
     for old_file, new_file in _paired_files(old, new):
         old_blocks = _blocks_in(old, old_file)
         new_blocks = _blocks_in(new, new_file)
@@ -56,12 +57,15 @@ def counterparts(
             if moved_to is not None:
                 shift = moved_to - start
                 continue
-            if record.block_id in tensor_ids or record.base_id is not None:
+            if record.base_id is not None or record.block_id in tensor_ids:
+                continue
+            if record.block_id in paired:
                 continue
             middle = min(max(start + shift + record.raw_len // 2, 0), new_file.size_bytes - 1)
             target = new_blocks[bisect.bisect_right(starts, middle) - 1][1]
             if target.base_id is None:
                 found.append((record, target))
+                paired.add(record.block_id)
     return found
 
 
