@@ -55,6 +55,14 @@ class CheckpointAPI(Protocol):
         ...
 
     # -- read
+    # Every ``checkpoint_id`` parameter takes a reference (``store/refs.py``): the id, a
+    # unique prefix of it (8 characters or more), ``JOB:latest``, ``JOB:best`` or
+    # ``JOB:final``. Records always carry the full id.
+    def resolve(self, reference: str) -> str:
+        """The id of the checkpoint ``reference`` names; ``CheckpointNotFound``,
+        ``AmbiguousCheckpointId`` or ``UnknownAlias`` if it names none."""
+        ...
+
     def get(self, checkpoint_id: str) -> CheckpointRecord:
         """One checkpoint; ``CheckpointNotFound`` if there is none (for this tenant)."""
         ...
@@ -107,6 +115,19 @@ class CheckpointAPI(Protocol):
         self, checkpoint_id: str, *, name: str, gpu_ids: builtins.list[str], worker_count: int
     ) -> EndpointRecord: ...
 
+    def update_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        checkpoint_id: str | None = None,
+        name: str | None = None,
+        gpu_ids: builtins.list[str] | None = None,
+        worker_count: int | None = None,
+    ) -> EndpointRecord:
+        """Change an endpoint (what is not given stays); a new checkpoint re-points it.
+        ``EndpointNameTaken`` if another endpoint of the tenant has the name."""
+        ...
+
     def endpoint(self, endpoint_id: str) -> EndpointRecord: ...
 
     def endpoints(self) -> builtins.list[EndpointRecord]: ...
@@ -118,8 +139,9 @@ class CheckpointAPI(Protocol):
         """Remove a checkpoint (``CheckpointPinned`` while an endpoint serves it)."""
         ...
 
-    def gc(self) -> GcReport:
-        """Reclaim the space of deleted checkpoints now."""
+    def gc(self, *, grace_s: float | None = None) -> GcReport:
+        """Reclaim the space of deleted checkpoints now; ``grace_s``: how long a block must
+        have been unused to go, this run only (default: the store's grace period)."""
         ...
 
 

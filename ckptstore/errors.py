@@ -8,7 +8,9 @@
     │   ├── InvalidCheckpointType
     │   ├── InvalidLimit
     │   ├── UnknownSortKey
-│   ├── InvalidPath                       a file path of a folder checkpoint that is unsafe
+    │   ├── InvalidPath                       a file path of a folder checkpoint that is unsafe
+    │   ├── UnknownAlias                      JOB:NAME, NAME not latest, best or final
+    │   ├── AmbiguousCheckpointId             a prefix several of the caller's checkpoints share
     │   └── BadBlockFrame                     an uploaded batch of block frames is malformed
     ├── NotFound (KeyError)                   the thing named does not exist
     │   ├── CheckpointNotFound
@@ -17,6 +19,7 @@
     ├── Conflict                              the request clashes with what exists
     │   ├── CheckpointExists
     │   ├── CheckpointPinned                  an endpoint serves it
+    │   ├── EndpointNameTaken                 the tenant has an endpoint of that name
     │   └── CheckpointNotReady                it has no data yet (pending)
     ├── IntegrityError                        stored data is not what the catalog says
     │   ├── CorruptBlockError                 bytes read back do not hash to their id
@@ -133,6 +136,33 @@ class InvalidPath(InvalidArgument):
         self.reason = reason
 
 
+class UnknownAlias(InvalidArgument):
+    """A reference ``JOB:NAME`` whose NAME is not an alias (``refs.ALIASES``)."""
+
+    def __init__(self, reference: str, allowed: tuple[str, ...]) -> None:
+        super().__init__("checkpointId", reference, "JOB:" + " | JOB:".join(allowed))
+
+
+class AmbiguousCheckpointId(InvalidArgument):
+    """A checkpoint id prefix that more than one of the caller's checkpoints start with.
+
+    ``matches`` names some of them (the caller's own, never another tenant's)."""
+
+    exit_code = 13
+    code = "ambiguous_checkpoint_id"
+
+    def __init__(self, prefix: str, matches: list[str], more: bool = False) -> None:
+        self.prefix = prefix
+        self.matches = matches
+        self.parameter = "checkpointId"
+        self.value = prefix
+        self.allowed = "a longer prefix, or the full id"
+        shown = ", ".join(matches) + (" and more" if more else "")
+        CkptStoreError.__init__(
+            self, f"checkpoint id prefix {prefix!r} is ambiguous: {shown} start with it"
+        )
+
+
 class BadBlockFrame(InvalidArgument):
     """A frame of an uploaded block batch that cannot be parsed (``blockframes.py``)."""
 
@@ -197,6 +227,12 @@ class CheckpointPinned(Conflict):
             f"checkpoint {checkpoint_id!r} is deployed by endpoint(s) {', '.join(endpoint_ids)};"
             " delete the endpoint(s) first"
         )
+
+
+class EndpointNameTaken(Conflict):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"an endpoint named {name!r} exists already")
 
 
 class CheckpointNotReady(Conflict):

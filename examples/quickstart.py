@@ -1,20 +1,22 @@
-"""End to end with the embedded engine: ingest, list, restore, verify, delete, gc.
+"""The embedded store end to end: save, list, find by alias, restore, verify, delete, gc.
 
-Run with ``.venv/bin/python examples/quickstart.py`` after ``make test`` (or in any
-environment with ckptstore installed). The store lives in ./data/quickstart (delete it
-to start over).
+Needs ckptstore and numpy (``pip install ckptstore``), no server::
+
+    python examples/quickstart.py            # in a new temporary directory, removed after
+    python examples/quickstart.py ./ckpts    # in ./ckpts (kept; run again to add more)
 """
 
 from __future__ import annotations
 
-import hashlib
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ckptstore import CheckpointStore
 
-STORE = Path("data/quickstart")
+JOB = "job_quickstart"
 
 
 def fake_checkpoint(epoch: int) -> bytes:
@@ -26,55 +28,60 @@ def fake_checkpoint(epoch: int) -> bytes:
     return frozen.tobytes() + weights.tobytes()
 
 
-def main() -> None:
-    with CheckpointStore.open(STORE) as store:
+def run(path: Path) -> None:
+    with CheckpointStore.open(path) as store:
         for epoch in range(1, 4):
             ck = store.put(
-                "job_quickstart",
+                JOB,
                 fake_checkpoint(epoch),
                 epoch=epoch,
                 step=epoch * 1000,
                 metrics={"loss": 1.0 / epoch, "validationLoss": 1.1 / epoch},
             )
             print(
-                f"stored {ck.checkpoint_id}  {ck.name}: {ck.size_bytes / 1e6:.1f} MB logical,"
+                f"saved {ck.checkpoint_id}  {ck.name}: {ck.size_bytes / 1e6:.1f} MB,"
                 f" {ck.stored_bytes / 1e6:.1f} MB new on disk"
             )
+        store.settle()  # older saves are re-encoded as deltas on newer ones in the background
 
-        page = store.list("job_quickstart", sort_by="validationLoss", order="asc", limit=10)
+        # the saves themselves; the job's best checkpoint is a copy (it costs no blocks)
+        saves = store.list(JOB, types=("automatic",), sort_by="validationLoss", order="asc")
+        best = store.get(f"{JOB}:best")  # also JOB:latest, JOB:final, or a unique id prefix
         print(
-            f"\n{page.total_count} checkpoints; best by validationLoss:"
-            f" {page.checkpoints[0].checkpoint_id} (epoch {page.checkpoints[0].epoch})"
+            f"\n{saves.total_count} saves; {JOB}:best is {best.checkpoint_id},"
+            f" a copy of {best.parent_id} (epoch {best.epoch})"
         )
 
-        best = page.checkpoints[0]
-        with store.open_reader(best.checkpoint_id) as f:
+        with store.open_reader(f"{JOB}:latest") as f:  # every block re-hashed as it is read
             restored = f.read()
-        same = (
-            hashlib.sha256(restored).digest()
-            == hashlib.sha256(fake_checkpoint(best.epoch)).digest()
+        latest = store.get(f"{JOB}:latest")
+        print(
+            f"restored {JOB}:latest ({latest.checkpoint_id}): {len(restored) / 1e6:.1f} MB,"
+            f" bit-exact: {restored == fake_checkpoint(latest.epoch or 0)}"
         )
-        print(f"restored {len(restored) / 1e6:.1f} MB, bit-exact: {same}")
 
         report = store.verify(read_data=True)
-        print(
-            f"verify: {'ok' if report.ok else report.findings}"
-            f" ({report.blocks_checked} blocks re-hashed)"
-        )
+        print(f"verify: {'ok' if report.ok else report.findings}, {report.blocks_checked} blocks")
 
         stats = store.stats()
         print(
-            f"store: {stats.logical_bytes / 1e6:.1f} MB logical"
+            f"store: {stats.logical_bytes / 1e6:.1f} MB of checkpoints (the best copy included)"
             f" in {stats.stored_bytes / 1e6:.1f} MB ({stats.dedup_ratio:.2f}x)"
         )
 
-        oldest = store.list("job_quickstart", sort_by="createdAt", order="asc", limit=1)
-        store.delete(oldest.checkpoints[0].checkpoint_id)
-        print(
-            f"deleted {oldest.checkpoints[0].checkpoint_id};"
-            " gc reclaims its unshared blocks once the grace period (1 h) has passed:"
-        )
-        print(f"  {store.gc()}")
+        worst = saves.checkpoints[-1]
+        store.delete(worst.checkpoint_id)
+        # GC keeps unused blocks for a grace period (an hour by default); 0: reclaim now
+        freed = store.gc(grace_s=0).bytes_freed
+        print(f"deleted {worst.checkpoint_id} (epoch {worst.epoch}); gc freed {freed / 1e6:.1f} MB")
+
+
+def main() -> None:
+    if len(sys.argv) > 1:
+        run(Path(sys.argv[1]))
+        return
+    with tempfile.TemporaryDirectory(prefix="ckptstore-quickstart-") as path:
+        run(Path(path))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ BOTH_CATALOGS = {
     "test_gc",
     "test_opaque_deltas",
     "test_policies",
+    "test_refs",
     "test_roundtrip",
     "test_server_folders",
     "test_uploads",

@@ -25,12 +25,14 @@ from ckptstore.errors import (
     CheckpointNotReady,
     CheckpointPinned,
     CkptStoreError,
+    EndpointNameTaken,
     EndpointNotFound,
     InvalidArgument,
     InvalidCheckpointType,
     InvalidJobId,
     InvalidLimit,
     NotFound,
+    UnknownAlias,
     UnknownSortKey,
 )
 from ckptstore.store.catalog.base import CheckpointRecord
@@ -241,6 +243,64 @@ def test_api_endpoints_pin_their_checkpoint(target: Target) -> None:
         api.endpoint(endpoint.endpoint_id)
     assert missing.value.endpoint_id == endpoint.endpoint_id
     api.delete(record.checkpoint_id)
+
+
+def test_api_references_name_checkpoints_on_both_sides(target: Target, tmp_path: Path) -> None:
+    api = target.api
+    first = saved(target, b"first" * 1000, metrics={"validationLoss": 0.2})
+    latest = saved(target, b"latest" * 1000, metrics={"validationLoss": 0.9})
+    prefix = latest.checkpoint_id[:13]
+    assert api.resolve(prefix) == api.resolve(f"{JOB}:latest") == latest.checkpoint_id
+    assert api.get(prefix) == latest
+    best = api.get(f"{JOB}:best")
+    assert best.type == "best" and best.parent_id == first.checkpoint_id
+    assert api.restore(f"{JOB}:latest", tmp_path / "latest.bin") == len(b"latest" * 1000)
+    assert (tmp_path / "latest.bin").read_bytes() == b"latest" * 1000
+    with api.open_reader(prefix) as reader:
+        assert reader.read() == b"latest" * 1000
+    with pytest.raises(CheckpointNotFound) as missing:
+        api.get(f"{JOB}:final")
+    assert missing.value.checkpoint_id == f"{JOB}:final"
+    with pytest.raises(UnknownAlias) as unknown:
+        api.get(f"{JOB}:newest")
+    assert (unknown.value.parameter, unknown.value.value) == ("checkpointId", f"{JOB}:newest")
+    assert api.delete(prefix).checkpoint_id == latest.checkpoint_id
+    assert api.resolve(f"{JOB}:latest") == first.checkpoint_id
+
+
+def test_api_endpoints_are_re_pointed_and_named_once(target: Target) -> None:
+    api = target.api
+    first = saved(target, b"a" * 1000)
+    endpoint = api.deploy(f"{JOB}:latest", name="serve", gpu_ids=["a100"], worker_count=1)
+    assert endpoint.checkpoint_id == first.checkpoint_id
+    with pytest.raises(EndpointNameTaken) as taken:
+        api.deploy(first.checkpoint_id, name="serve", gpu_ids=[], worker_count=1)
+    assert taken.value.name == "serve"
+    second = saved(target, b"b" * 1000)
+    moved = api.update_endpoint(endpoint.endpoint_id, checkpoint_id=f"{JOB}:latest")
+    assert moved == replace(endpoint, checkpoint_id=second.checkpoint_id)
+    assert api.endpoint(endpoint.endpoint_id) == moved
+    api.delete(first.checkpoint_id)  # no longer pinned
+    with pytest.raises(CheckpointPinned):
+        api.delete(second.checkpoint_id)
+    renamed = api.update_endpoint(endpoint.endpoint_id, name="serve-2", worker_count=3)
+    assert (renamed.name, renamed.worker_count, renamed.checkpoint_id) == (
+        "serve-2",
+        3,
+        second.checkpoint_id,
+    )
+    with pytest.raises(EndpointNotFound):
+        api.update_endpoint("ep_0000000000000000", name="x")
+
+
+def test_api_gc_takes_a_grace_period_for_one_run(target: Target) -> None:
+    api = target.api
+    record = saved(target, random_bytes(200_000, seed=9))
+    api.delete(record.checkpoint_id)
+    assert api.gc().blocks_removed == 0  # inside the store's grace period
+    assert api.gc(grace_s=0).blocks_removed > 0
+    with pytest.raises(InvalidArgument):
+        api.gc(grace_s=-1)
 
 
 BAD_CALLS: list[tuple[str, Callable[[CheckpointAPI], object], type[CkptStoreError], str]] = [

@@ -25,7 +25,9 @@ def as_schema_3(root: Path) -> None:
         conn.execute("ALTER TABLE api_keys DROP COLUMN admin")  # schema 5
         conn.execute("ALTER TABLE rebases DROP COLUMN claimed_by")  # schema 6
         conn.execute("ALTER TABLE rebases DROP COLUMN claimed_until")
-        conn.execute("DROP TABLE files")  # schema 7
+        conn.execute("DROP INDEX checkpoints_tenant")  # schema 7
+        conn.execute("DROP INDEX endpoints_name")
+        conn.execute("DROP TABLE files")  # schema 8
         conn.execute("ALTER TABLE checkpoints DROP COLUMN sha256")
         conn.execute("ALTER TABLE checkpoints DROP COLUMN layout")
         conn.execute("DELETE FROM settings WHERE key = ?", (WIDTHS_SETTING,))
@@ -85,27 +87,27 @@ def test_a_new_store_records_that_no_width_is_missing(store):
     assert store.context.catalog.get_setting(WIDTHS_SETTING) is not None
 
 
-def as_schema_6(root: Path) -> None:
-    """Turn a store's catalog into what the code of schema 6 wrote: no file rows, no
+def as_schema_7(root: Path) -> None:
+    """Turn a store's catalog into what the code of schema 7 wrote: no file rows, no
     digests, no layouts."""
     with sqlite3.connect(root / "catalog.sqlite") as conn:
         conn.execute("DROP TABLE files")
         conn.execute("ALTER TABLE checkpoints DROP COLUMN sha256")
         conn.execute("ALTER TABLE checkpoints DROP COLUMN layout")
-        conn.execute("PRAGMA user_version = 6")
+        conn.execute("PRAGMA user_version = 7")
     conn.close()
 
 
-def test_checkpoints_from_schema_6_read_as_one_file_beside_new_folders(tmp_path, clock):
+def test_checkpoints_from_schema_7_read_as_one_file_beside_new_folders(tmp_path, clock):
     root = tmp_path / "store"
     with CheckpointStore.open(root, config=TEST_CONFIG, clock=clock) as store:
         old = store.put("job", tensor_data_for(0), epoch=0)
-    as_schema_6(root)
+    as_schema_7(root)
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(tensor_data_for(1))
     with CheckpointStore.open(root, config=TEST_CONFIG, clock=clock) as store:
-        assert store.context.catalog.schema_version() == 7
+        assert store.context.catalog.schema_version() == 8
         record = store.get(old.checkpoint_id)
         assert (record.layout, record.sha256) == ("file", None)
         (only,) = store.files(old.checkpoint_id)
@@ -122,21 +124,21 @@ def test_checkpoints_from_schema_6_read_as_one_file_beside_new_folders(tmp_path,
         assert store.verify(read_data=True).ok
 
 
-def test_a_postgres_catalog_of_schema_1_migrates_to_folders(tmp_path, clock, postgres_url):
+def test_a_postgres_catalog_of_schema_2_migrates_to_folders(tmp_path, clock, postgres_url):
     import psycopg
 
     root = tmp_path / "store"
     with CheckpointStore.open(root, catalog=postgres_url, config=TEST_CONFIG, clock=clock) as s:
         old = s.put("job", tensor_data_for(0), epoch=0)
-    with psycopg.connect(postgres_url, autocommit=True) as conn:  # as schema 1 left it
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # as schema 2 left it
         conn.execute("DROP TABLE files")
         conn.execute("ALTER TABLE checkpoints DROP COLUMN sha256, DROP COLUMN layout")
-        conn.execute("DELETE FROM ckptstore_schema WHERE version > 1")
+        conn.execute("DELETE FROM ckptstore_schema WHERE version > 2")
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(tensor_data_for(1))
     with CheckpointStore.open(root, catalog=postgres_url, config=TEST_CONFIG, clock=clock) as s:
-        assert s.context.catalog.schema_version() == 2
+        assert s.context.catalog.schema_version() == 3
         (only,) = s.files(old.checkpoint_id)
         assert (only.path, only.sha256) == (f"{old.checkpoint_id}.ckpt", None)
         new = s.put("job", folder, epoch=1)

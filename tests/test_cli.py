@@ -244,6 +244,62 @@ def test_settings_show_and_set_and_ls_by_type(tmp_path, env):
     assert [c["checkpointId"] for c in removed["deleted"]] == [best[0]["checkpointId"]]
 
 
+def test_commands_take_prefixes_and_aliases(tmp_path, env, monkeypatch):
+    with CheckpointStore.open(env["CKPTSTORE_STORE"]) as store:
+        store.put("j", b"first" * 100, checkpoint_id="ckpt_aaaa1111")
+        store.put("j", b"second" * 100, checkpoint_id="ckpt_aaaa2222")
+        store.put("j", b"final" * 100, checkpoint_id="ckpt_bbbb0001", type="final")
+    shown = json.loads(run(env, "show", "ckpt_aaaa1", "--json").output)
+    assert shown["checkpointId"] == "ckpt_aaaa1111"
+    ambiguous = run(env, "show", "ckpt_aaaa")
+    assert ambiguous.exit_code == 13, ambiguous.output
+    assert "ckpt_aaaa1111, ckpt_aaaa2222" in ambiguous.output
+    assert "ckpt_bbbb" not in ambiguous.output and "Traceback" not in ambiguous.output
+    assert run(env, "show", "j:newest").exit_code == 2
+    assert run(env, "show", "nojob:latest").exit_code == 3
+    monkeypatch.chdir(tmp_path)
+    pulled = run(env, "pull", "j:final")
+    assert pulled.exit_code == 0, pulled.output
+    # saved under the id the alias named, not the alias
+    assert (tmp_path / "ckpt_bbbb0001.ckpt").read_bytes() == b"final" * 100
+    removed = run(env, "rm", "ckpt_bbbb0")
+    assert removed.exit_code == 0 and "deleted ckpt_bbbb0001" in removed.output
+    assert json.loads(run(env, "show", "j:latest", "--json").output)["checkpointId"] == (
+        "ckpt_aaaa2222"
+    )
+
+
+def test_endpoints_set_re_points_and_names_are_unique(env):
+    with CheckpointStore.open(env["CKPTSTORE_STORE"]) as store:
+        store.put("j", b"first" * 100, checkpoint_id="ckpt_aaaa0001")
+    deployed = json.loads(
+        run(env, "endpoints", "deploy", "j:latest", "--name", "e", "--json").output
+    )
+    assert deployed["checkpoint_id"] == "ckpt_aaaa0001"
+    clash = run(env, "endpoints", "deploy", "j:latest", "--name", "e")
+    assert clash.exit_code == 7 and "named 'e'" in clash.output
+    with CheckpointStore.open(env["CKPTSTORE_STORE"]) as store:
+        store.put("j", b"second" * 100, checkpoint_id="ckpt_aaaa0002")
+    moved = run(env, "endpoints", "set", deployed["endpoint_id"], "--checkpoint", "j:latest")
+    assert moved.exit_code == 0, moved.output
+    assert f"{deployed['endpoint_id']} -> ckpt_aaaa0002" in moved.output
+    assert run(env, "rm", "ckpt_aaaa0001").exit_code == 0  # no longer pinned
+    assert run(env, "rm", "ckpt_aaaa0002").exit_code == 7
+
+
+def test_gc_grace_reclaims_at_once(tmp_path, env):
+    src = tmp_path / "a.bin"
+    src.write_bytes(random_bytes(300_000, seed=4))
+    pushed = json.loads(run(env, "push", str(src), "--job", "j", "--json").output)
+    run(env, "rm", pushed["checkpointId"])
+    kept = json.loads(run(env, "gc", "--json").output)
+    assert kept["blocks_removed"] == 0  # inside the default grace period
+    freed = json.loads(run(env, "gc", "--grace", "0", "--json").output)
+    assert freed["blocks_removed"] > 0
+    refused = run(env, "gc", "--grace", "-1")
+    assert refused.exit_code == 2 and "grace" in refused.output
+
+
 def sample_folder(root: Path) -> Path:
     """A folder as a Hugging Face Trainer writes one, with an empty file and modes."""
     files = {

@@ -205,6 +205,31 @@ def test_ls_pages_with_limit_and_lists_everything_with_all(server, tmp_path):
     assert [c["step"] for c in everything["checkpoints"]] == [2, 1, 0]
 
 
+def test_references_through_the_server(server, tmp_path):
+    src = tmp_path / "a.bin"
+    ids = []
+    for n in range(2):
+        src.write_bytes(random_bytes(200_000, seed=20 + n))
+        pushed = cli(server, "push", str(src), "--job", "job_refs", "--json").stdout
+        ids.append(json.loads(pushed)["checkpointId"])
+    shown = json.loads(cli(server, "show", ids[0][:13], "--json").stdout)
+    assert shown["checkpointId"] == ids[0]
+    out = tmp_path / "latest.bin"
+    cli(server, "pull", "job_refs:latest", "-o", str(out))
+    assert out.read_bytes() == src.read_bytes()
+    signed = json.loads(cli(server, "url", "job_refs:latest", "--json").stdout)
+    assert signed["checkpointId"] == ids[1] and f"/signed/{ids[1]}?" in signed["downloadUrl"]
+    endpoint = json.loads(
+        cli(server, "endpoints", "deploy", ids[0][:13], "--name", "refs", "--json").stdout
+    )
+    moved = cli(server, "endpoints", "set", endpoint["endpoint_id"], "-c", "job_refs:latest")
+    assert f"-> {ids[1]}" in moved.stdout
+    assert cli(server, "rm", ids[0][:13]).stdout.strip() == f"deleted {ids[0]}"
+    cli(server, "endpoints", "rm", endpoint["endpoint_id"])
+    missing = cli(server, "show", "job_refs:final", check=False)
+    assert missing.returncode == 3 and "job_refs:final" in missing.stderr
+
+
 def test_push_folder_and_pull_it_through_the_server(server, tmp_path):
     from tests.test_cli import sample_folder
 

@@ -349,3 +349,31 @@ def test_a_pending_checkpoint_left_without_data_expires_with_its_leases(open_sto
         f"upl_{stale.checkpoint_id}", [bid for bid, _ in blocks]
     )
     assert store.verify().ok
+
+
+def test_gc_merges_the_small_packs_of_small_saves(store, clock):
+    """Each save seals its own packs: 105 small saves leave 105 small packs or more; GC
+    copies them together, so the pack count follows the stored bytes."""
+    target = TEST_CONFIG.pack_target_bytes
+    saved = {}
+    for i in range(105):
+        data = random_bytes(4000 + 97 * i, seed=100 + i)
+        saved[store.put(f"job{i % 5}", data).checkpoint_id] = data
+        clock.advance(1)
+    store.settle()
+    reader = store.open_reader(next(iter(saved)))  # open across the merge
+    before = store.context.catalog.pack_usage()
+    assert len(before) >= 105 and all(u.size < target // 2 for u in before)
+    report = store.gc()
+    after = store.context.catalog.pack_usage()
+    stored = sum(u.size for u in after)
+    assert report.packs_merged == len(before) and len(after) <= stored // target + 1
+    assert sum(u.size < target // 2 for u in after) <= 1
+    assert report.bytes_freed == sum(u.size for u in before) - stored
+    assert sorted(o.name for o in store.context.blocks.list()) == sorted(u.pack_id for u in after)
+    assert reader.read() == saved[next(iter(saved))]
+    reader.close()
+    for checkpoint_id, data in saved.items():
+        assert restore_bytes(store, checkpoint_id) == data
+    assert store.verify(read_data=True).ok
+    assert store.gc().packs_merged == 0  # nothing left to merge

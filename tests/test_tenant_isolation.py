@@ -183,6 +183,10 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worlds]:
             ("endpoint", "A.endpoint"),
         )
     }
+    # references (store/refs.py): a unique prefix of A's id, and an alias of A's job
+    prefix = mine.ids["A.ready"][: len("ckpt_") + 8]
+    targets["prefix"] = Target("prefix", prefix, block_ids, frames(secret))
+    targets["alias"] = Target("alias", f"{A_JOB}:latest", block_ids, frames(secret))
     targets["job"] = Target("job", A_JOB, block_ids, frames(secret))
     targets["sharedJob"] = Target("sharedJob", SHARED_JOB, block_ids, frames(secret))
     targets["blocks"] = Target("blocks", block_ids[0], block_ids, frames(secret))
@@ -250,13 +254,15 @@ Call = Callable[[World, Target], Request]
 class Probe:
     """B's call of one route; ``status``: the answer it must get (that of an id that does
     not exist); ``block_status``: for a route taking block ids, the answer when B names
-    A's blocks in a checkpoint of its own. ``per_object``: whether the route names an
+    A's blocks in a checkpoint of its own; ``alias_status``: when B names A's job's alias.
+    ``per_object``: whether the route names an
     object at all (routes that do not are probed once)."""
 
     call: Call
     status: int
     block_status: int | None = None
     per_object: bool = True
+    alias_status: int | None = None  # for ``JOB:latest`` where a job id goes: not a job id
 
 
 def _at(template: str, method: str, **body: Any) -> Call:
@@ -326,14 +332,16 @@ CKPT = "/v2/training/checkpoints/{checkpointId}"
 JOBS = "/v2/training/jobs/{jobId}"
 ROUTES: dict[tuple[str, str], Probe] = {
     # a job id names nothing across tenants: B's call is about B's own job of that name
-    ("GET", f"{JOBS}/checkpoints"): Probe(_at(f"{JOBS}/checkpoints", "GET"), 200),
+    ("GET", f"{JOBS}/checkpoints"): Probe(_at(f"{JOBS}/checkpoints", "GET"), 200, alias_status=422),
     ("POST", f"{JOBS}/checkpoints"): Probe(
-        _at(f"{JOBS}/checkpoints", "POST", json={"name": "b's"}), 201
+        _at(f"{JOBS}/checkpoints", "POST", json={"name": "b's"}), 201, alias_status=422
     ),
-    ("GET", f"{JOBS}/summary"): Probe(_at(f"{JOBS}/summary", "GET"), 200),
-    ("GET", f"{JOBS}/settings"): Probe(_at(f"{JOBS}/settings", "GET"), 200),
+    ("GET", f"{JOBS}/summary"): Probe(_at(f"{JOBS}/summary", "GET"), 200, alias_status=422),
+    ("GET", f"{JOBS}/settings"): Probe(_at(f"{JOBS}/settings", "GET"), 200, alias_status=422),
     ("PUT", f"{JOBS}/settings"): Probe(
-        _at(f"{JOBS}/settings", "PUT", json={"bestMetric": "loss", "keepAutomatic": 2}), 200
+        _at(f"{JOBS}/settings", "PUT", json={"bestMetric": "loss", "keepAutomatic": 2}),
+        200,
+        alias_status=422,
     ),
     ("GET", "/v2/training/jobs"): _plain("/v2/training/jobs"),
     ("GET", CKPT): Probe(_at(CKPT, "GET"), 404),
@@ -363,6 +371,9 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("GET", "/v2/endpoints/{endpointId}"): Probe(_at("/v2/endpoints/{endpointId}", "GET"), 404),
     ("DELETE", "/v2/endpoints/{endpointId}"): Probe(
         _at("/v2/endpoints/{endpointId}", "DELETE"), 404
+    ),
+    ("PATCH", "/v2/endpoints/{endpointId}"): Probe(
+        _at("/v2/endpoints/{endpointId}", "PATCH", json={"name": "b-renamed"}), 404
     ),
     ("GET", "/healthz"): _plain("/healthz"),
     ("GET", "/v2/stats"): _plain("/v2/stats"),
@@ -404,7 +415,7 @@ ROUTES: dict[tuple[str, str], Probe] = {
         for method in ("GET", "HEAD")
     },
 }
-OBJECTS = ("ready", "pending", "endpoint", "job", "sharedJob", "blocks")
+OBJECTS = ("ready", "pending", "endpoint", "job", "sharedJob", "blocks", "prefix", "alias")
 CELLS = [
     (route, kind)
     for route, probe in ROUTES.items()
@@ -445,6 +456,7 @@ def test_tenant_b_gets_the_answer_of_an_absent_id_and_changes_nothing(
         answers.append((response.status_code, world.label(response.text), response))
     (status, body, response), (twin_status, twin_body, _) = answers
     wanted = probe.block_status if kind == "blocks" and probe.block_status else probe.status
+    wanted = probe.alias_status if kind == "alias" and probe.alias_status else wanted
     assert twin_status == wanted, twin_body
     assert (status, body) == (twin_status, twin_body)
     if status >= 400 and route[0] != "HEAD" and not route[1].startswith("/ui"):

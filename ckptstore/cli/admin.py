@@ -45,6 +45,15 @@ app.add_typer(keys_app, name="keys")
 
 @app.command()
 def gc(
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            "--grace",
+            metavar="SECONDS",
+            help="Remove blocks unused for this long (this run only; default: the store's"
+            " grace period, CKPTSTORE_GC_GRACE on a server; 0: at once).",
+        ),
+    ] = None,
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
     blocks: BlocksOpt = None,
@@ -54,7 +63,7 @@ def gc(
 ) -> None:
     """Reclaim the space of deleted checkpoints and interrupted writes."""
     with target(store, server, api_key, catalog, blocks) as handle:
-        report = handle.gc()
+        report = handle.gc(grace_s=grace)
     data = report if isinstance(report, dict) else asdict(report)
     data = {_snake(k): v for k, v in data.items()}
     emit(

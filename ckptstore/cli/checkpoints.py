@@ -13,8 +13,10 @@ from rich.table import Column, Table
 
 from ckptstore.cli.common import (
     DEFAULT_STORE,
+    REFERENCE_HELP,
     BlocksOpt,
     CatalogOpt,
+    CheckpointArg,
     CountedReader,
     JsonOpt,
     KeyOpt,
@@ -92,7 +94,7 @@ def push(
 
 @app.command()
 def pull(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointArg,
     output: Annotated[
         Path | None,
         typer.Option("-o", "--output", help="File or folder, or - for stdout (a folder as tar)."),
@@ -104,7 +106,7 @@ def pull(
     api_key: KeyOpt = None,
 ) -> None:
     """Fetch a checkpoint: a file under its own name, a folder checkpoint into the
-    folder CHECKPOINT_ID (or where -o says).
+    folder ID (its full id), unless -o is given.
 
     From a server, an interrupted pull resumes where it stopped and the result
     is checked against the server's ETag."""
@@ -114,6 +116,8 @@ def pull(
         def advance(n: int) -> None:
             bar.advance(task, n)
 
+        # a reference (prefix, JOB:latest) is resolved once: the whole pull is of the
+        # checkpoint it named when the pull began
         record = handle.get(checkpoint_id)
         if str(output) == "-":
             _to_stdout(handle, record, advance)
@@ -121,11 +125,11 @@ def pull(
         if output is not None:
             dest = output
         elif record.layout == "tree":
-            dest = Path(checkpoint_id)
+            dest = Path(record.checkpoint_id)
         else:
-            dest = Path(handle.files(checkpoint_id)[0].path)
+            dest = Path(handle.files(record.checkpoint_id)[0].path)
         bar.update(task, total=record.size_bytes)
-        handle.restore(checkpoint_id, dest, progress=advance)
+        handle.restore(record.checkpoint_id, dest, progress=advance)
 
 
 def _to_stdout(handle: Target, record: CheckpointRecord, advance: Callable[[int], None]) -> None:
@@ -255,7 +259,7 @@ def _text(value: object) -> str:
 
 @app.command()
 def show(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointArg,
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
     blocks: BlocksOpt = None,
@@ -277,7 +281,9 @@ def show(
 
 @app.command()
 def rm(
-    checkpoint_ids: list[str],
+    checkpoint_ids: Annotated[
+        list[str], typer.Argument(metavar="CHECKPOINT...", help=REFERENCE_HELP)
+    ],
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
     blocks: BlocksOpt = None,
@@ -289,9 +295,10 @@ def rm(
     deleted = []
     with target(store, server, api_key, catalog, blocks) as handle:
         for checkpoint_id in checkpoint_ids:
-            deleted.append(checkpoint_json(handle.delete(checkpoint_id)))
+            record = handle.delete(checkpoint_id)
+            deleted.append(checkpoint_json(record))
             if not as_json:
-                out.print(f"deleted {checkpoint_id}", highlight=False)
+                out.print(f"deleted {record.checkpoint_id}", highlight=False)
     if as_json:
         emit(as_json, {"deleted": deleted}, lambda: None)
 
@@ -318,7 +325,7 @@ def jobs(
 
 @app.command()
 def url(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointArg,
     server: ServerOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
@@ -328,10 +335,11 @@ def url(
         raise fail("url needs --server (or CKPTSTORE_SERVER): signed URLs come from a server")
     with target(DEFAULT_STORE, server, api_key) as handle:
         assert isinstance(handle, Client)
-        signed = handle.download_url(checkpoint_id)
+        resolved = handle.resolve(checkpoint_id)
+        signed = handle.download_url(resolved)
     emit(
         as_json,
-        {"checkpointId": checkpoint_id, "downloadUrl": signed},
+        {"checkpointId": resolved, "downloadUrl": signed},
         lambda: out.print(signed, highlight=False, soft_wrap=True),
     )
 

@@ -79,6 +79,11 @@ BlocksOpt = Annotated[
         " CKPTSTORE_S3_ENDPOINT, credentials: AWS_*; default: packs/ in the store directory).",
     ),
 ]
+REFERENCE_HELP = (
+    "A checkpoint id, a unique prefix of one (8 characters or more),"
+    " or JOB:latest, JOB:best, JOB:final."
+)
+CheckpointArg = Annotated[str, typer.Argument(metavar="CHECKPOINT", help=REFERENCE_HELP)]
 DEFAULT_STORE = None  # no silent default: a command names its store or its server
 
 Target = CheckpointStore | Client

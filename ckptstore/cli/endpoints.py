@@ -12,6 +12,7 @@ from ckptstore.cli.common import (
     DEFAULT_STORE,
     BlocksOpt,
     CatalogOpt,
+    CheckpointArg,
     JsonOpt,
     KeyOpt,
     ServerOpt,
@@ -25,6 +26,7 @@ from ckptstore.formatting import iso_time
 from ckptstore.store.catalog import EndpointRecord
 
 endpoints_app = typer.Typer(no_args_is_help=True, help="Endpoints that deploy a checkpoint.")
+EndpointArg = Annotated[str, typer.Argument(metavar="ENDPOINT", help="An endpoint id.")]
 app.add_typer(endpoints_app, name="endpoints")
 
 
@@ -37,7 +39,7 @@ def _json(record: EndpointRecord) -> dict[str, Any]:
 
 @endpoints_app.command("deploy")
 def deploy(
-    checkpoint_id: str,
+    checkpoint_id: CheckpointArg,
     name: Annotated[str, typer.Option(help="Endpoint name.")],
     gpu: Annotated[list[str] | None, typer.Option(help="GPU id, repeatable.")] = None,
     workers: int = 1,
@@ -52,6 +54,38 @@ def deploy(
     with target(store, server, api_key, catalog, blocks) as handle:
         record = handle.deploy(checkpoint_id, name=name, gpu_ids=gpu or [], worker_count=workers)
     emit(as_json, _json(record), lambda: out.print(record.endpoint_id, highlight=False))
+
+
+@endpoints_app.command("set")
+def update(
+    endpoint_id: EndpointArg,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoint", "-c", help="Re-point it to this checkpoint (id, prefix, JOB:latest...)."
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="A new name.")] = None,
+    gpu: Annotated[list[str] | None, typer.Option(help="GPU id, repeatable (replaces).")] = None,
+    workers: int | None = None,
+    store: StoreOpt = DEFAULT_STORE,
+    catalog: CatalogOpt = None,
+    blocks: BlocksOpt = None,
+    server: ServerOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change an endpoint; --checkpoint re-points it (it pins the new checkpoint and lets
+    go of the old one at once)."""
+    with target(store, server, api_key, catalog, blocks) as handle:
+        record = handle.update_endpoint(
+            endpoint_id, checkpoint_id=checkpoint, name=name, gpu_ids=gpu, worker_count=workers
+        )
+    emit(
+        as_json,
+        _json(record),
+        lambda: out.print(f"{record.endpoint_id} -> {record.checkpoint_id}", highlight=False),
+    )
 
 
 @endpoints_app.command("ls")
@@ -85,7 +119,7 @@ def list_endpoints(
 
 @endpoints_app.command("rm")
 def remove_endpoints(
-    endpoint_ids: list[str],
+    endpoint_ids: Annotated[list[str], typer.Argument(metavar="ENDPOINT...")],
     store: StoreOpt = DEFAULT_STORE,
     catalog: CatalogOpt = None,
     blocks: BlocksOpt = None,

@@ -138,12 +138,22 @@ class Client:
         """One checkpoint; ``CheckpointNotFound`` also when another tenant owns it."""
         return record_of(self._json("GET", _checkpoint(checkpoint_id)))
 
+    def resolve(self, reference: str) -> str:
+        """The id of the checkpoint ``reference`` names: an id, a unique prefix of one,
+        ``JOB:latest``, ``JOB:best`` or ``JOB:final`` (resolved by the server)."""
+        return self.get(reference).checkpoint_id
+
     def download_url(self, checkpoint_id: str) -> str:
-        """A fresh signed URL (valid one hour, no key needed)."""
-        body = self._json("GET", _checkpoint(checkpoint_id))
+        """A fresh signed URL (valid one hour, no key needed); it names the checkpoint by
+        its id, so a URL got for ``JOB:latest`` keeps naming that checkpoint."""
+        return self._signed(checkpoint_id)[1]
+
+    def _signed(self, reference: str) -> tuple[str, str]:
+        """The id ``reference`` resolves to, and a fresh signed URL of it."""
+        body = self._json("GET", _checkpoint(reference))
         if body["downloadUrl"] is None:
-            raise CheckpointNotReady(checkpoint_id)
-        return str(body["downloadUrl"])
+            raise CheckpointNotReady(reference)
+        return str(body["checkpointId"]), str(body["downloadUrl"])
 
     def list(
         self,
@@ -226,15 +236,18 @@ class Client:
         a folder checkpoint's files under their paths, each resumable and checked);
         returns the byte count."""
         if isinstance(dest, str | os.PathLike):
+            # the reference is resolved once: a pull of JOB:latest that resumes or
+            # re-signs keeps fetching the checkpoint it started with
             record = self.get(checkpoint_id)
+            resolved = record.checkpoint_id
             if record.layout == "tree":
-                return self._restore_tree(checkpoint_id, Path(dest), progress)
+                return self._restore_tree(resolved, Path(dest), progress)
             target = Path(dest)
             if target.is_dir():
-                target = target / self.files(checkpoint_id)[0].path
-            fresh_url = lambda: self.download_url(checkpoint_id)  # noqa: E731
+                target = target / self.files(resolved)[0].path
+            fresh_url = lambda: self.download_url(resolved)  # noqa: E731
             download = Download(
-                self._transport, checkpoint_id, fresh_url, self.chunker(), target, progress
+                self._transport, resolved, fresh_url, self.chunker(), target, progress
             )
             return download.run()
         total = 0
@@ -287,6 +300,25 @@ class Client:
         }
         return endpoint_of(self._json("POST", "/v2/endpoints", json=body))
 
+    def update_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        checkpoint_id: str | None = None,
+        name: str | None = None,
+        gpu_ids: builtins.list[str] | None = None,
+        worker_count: int | None = None,
+    ) -> EndpointRecord:
+        """Change an endpoint; what is not given stays. A new ``checkpoint_id`` re-points it."""
+        given = {
+            "checkpointId": checkpoint_id,
+            "name": name,
+            "gpuIds": gpu_ids,
+            "workerCount": worker_count,
+        }
+        body = {k: v for k, v in given.items() if v is not None}
+        return endpoint_of(self._json("PATCH", _endpoint(endpoint_id), json=body))
+
     def endpoint(self, endpoint_id: str) -> EndpointRecord:
         return endpoint_of(self._json("GET", _endpoint(endpoint_id)))
 
@@ -302,9 +334,11 @@ class Client:
         headers = {"Prefer": "return=representation"}
         return record_of(self._json("DELETE", _checkpoint(checkpoint_id), headers=headers))
 
-    def gc(self) -> GcReport:
-        """Run the server's garbage collection now."""
-        return gc_report_of(self._json("POST", "/v2/gc"))
+    def gc(self, *, grace_s: float | None = None) -> GcReport:
+        """Run the server's garbage collection now (an admin key's right); ``grace_s``:
+        how long a block must have been unused to go, this run only."""
+        params: dict[str, Any] = {} if grace_s is None else {"grace": grace_s}
+        return gc_report_of(self._json("POST", "/v2/gc", params=params))
 
     def stats(self) -> TenantUsage:
         """The caller's checkpoints and the bytes their uploads added (not the whole

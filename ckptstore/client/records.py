@@ -78,7 +78,8 @@ def summary_of(body: dict[str, Any]) -> JobSummary:
 
 def gc_report_of(body: dict[str, Any]) -> GcReport:
     """``POST /v2/gc`` (the report's fields, camelCased) as the store's ``GcReport``."""
-    return GcReport(**{f.name: int(body[_camel(f.name)]) for f in fields(GcReport)})
+    # a field the server does not send (an older server) is 0
+    return GcReport(**{f.name: int(body.get(_camel(f.name), 0)) for f in fields(GcReport)})
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from ckptstore.server.deps import Services
 from ckptstore.server.errors import install_error_handlers
 from ckptstore.server.gc_worker import GcWorker
 from ckptstore.server.limits import JsonBodyLimit
+from ckptstore.server.methods import MethodTable, OptionsAnswer
 from ckptstore.server.metrics import Metrics
 from ckptstore.server.routes import checkpoints, downloads, endpoints, files, ops, uploads
 from ckptstore.server.signing import UrlSigner
@@ -66,6 +67,8 @@ def create_app(
         app.include_router(module.router)
     install_ui(app, signing_keys, clock)
 
+    app.state.methods = MethodTable(app)
+    app.add_middleware(OptionsAnswer, table=app.state.methods)
     app.add_middleware(JsonBodyLimit, limit_bytes=settings.max_json_body_bytes)
     app.add_middleware(RequestObserver, metrics=services.metrics)
     return app

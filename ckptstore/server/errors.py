@@ -107,4 +107,9 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        table = getattr(request.app.state, "methods", None)
+        if exc.status_code == 405 and table is not None:
+            # every method the path takes, not only those of the first route matching it
+            headers = {**(headers or {}), "Allow": ", ".join(table.allowed(request.url.path))}
+        return error_response(exc.status_code, code, str(exc.detail), headers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 
 from starlette.concurrency import run_in_threadpool
@@ -52,9 +53,12 @@ class GcWorker:
         """Ask for a GC soon; several deletes in a row share one run."""
         self._wake.set()
 
-    async def run_now(self) -> GcReport:
+    async def run_now(self, grace_s: float | None = None) -> GcReport:
+        """One GC now (after a run in progress); ``grace_s`` for this run only."""
         async with self._lock:
-            report = await asyncio.shield(run_in_threadpool(self._store.gc))
+            gc = self._store.gc
+            run = gc if grace_s is None else functools.partial(gc, grace_s=grace_s)
+            report = await asyncio.shield(run_in_threadpool(run))
             self.runs += 1
             self.last_report = report
             log.info(

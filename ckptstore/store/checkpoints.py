@@ -62,7 +62,6 @@ from ckptstore.store.drafts import (
 from ckptstore.store.files import files_of, find_file
 from ckptstore.store.gc import GcLock, GcReport, collect_garbage
 from ckptstore.store.ids import (
-    check_checkpoint_id,
     check_job_id,
     new_endpoint_id,
     new_upload_id,
@@ -71,9 +70,12 @@ from ckptstore.store.ids import (
 from ckptstore.store.ingest import ingest
 from ckptstore.store.policies import JobSettings, job_settings
 from ckptstore.store.rebase import record_legacy_widths
+from ckptstore.store.refs import resolve as resolve_reference
 from ckptstore.store.restore import CheckpointReader, write_tree
 from ckptstore.store.uploads import Upload
 from ckptstore.store.verify import VerifyReport, verify_store
+
+MAX_ENDPOINT_NAME = 256  # characters
 
 
 @dataclass(frozen=True)
@@ -250,9 +252,16 @@ class CheckpointStore:
         return record
 
     # -- read ------------------------------------------------------------------
+    def resolve(self, reference: str, *, tenant: str = "") -> str:
+        """The id of the checkpoint ``reference`` names: an id, a unique prefix of one
+        (``MIN_PREFIX_CHARS`` or longer), ``JOB:latest``, ``JOB:best`` or ``JOB:final``
+        (``refs.py``). Every method that takes a checkpoint id takes a reference."""
+        return resolve_reference(self._ctx.catalog, tenant, reference)
+
     def get(self, checkpoint_id: str, *, tenant: str = "") -> CheckpointRecord:
-        """One checkpoint; CheckpointNotFound also when another tenant owns it."""
-        record = self._ctx.catalog.get_checkpoint(check_checkpoint_id(checkpoint_id))
+        """One checkpoint, by id or reference (``resolve``); CheckpointNotFound also when
+        another tenant owns it."""
+        record = self._ctx.catalog.get_checkpoint(self.resolve(checkpoint_id, tenant=tenant))
         if record.tenant_id != tenant:
             raise CheckpointNotFound(checkpoint_id)
         return record
@@ -375,7 +384,7 @@ class CheckpointStore:
             if isinstance(dest, str | os.PathLike):
                 target = Path(dest)
                 if target.is_dir():
-                    target = target / self.files(checkpoint_id, tenant=tenant)[0].path
+                    target = target / self.files(record.checkpoint_id, tenant=tenant)[0].path
                 with open(target, "wb") as out:
                     return _copy(reader, out, progress)
             return _copy(reader, dest, progress)
@@ -390,20 +399,51 @@ class CheckpointStore:
         worker_count: int,
         tenant: str = "",
     ) -> EndpointRecord:
-        """Record an endpoint serving ``checkpoint_id``; the checkpoint is pinned meanwhile."""
-        if isinstance(worker_count, bool) or not isinstance(worker_count, int) or worker_count < 1:
-            raise InvalidArgument("workerCount", worker_count, "a positive integer")
+        """Record an endpoint serving ``checkpoint_id`` (a reference: the endpoint pins the
+        checkpoint it names now); the checkpoint cannot be deleted meanwhile. Its name is
+        the tenant's only one of that name (``EndpointNameTaken``)."""
+        _check_worker_count(worker_count)
         record = EndpointRecord(
             endpoint_id=new_endpoint_id(),
             tenant_id=tenant,
-            name=name,
-            checkpoint_id=check_checkpoint_id(checkpoint_id),
+            name=_check_endpoint_name(name),
+            checkpoint_id=self.resolve(checkpoint_id, tenant=tenant),
             gpu_ids=list(gpu_ids),
             worker_count=worker_count,
             status="ready",
             created_at=self._ctx.clock(),
         )
         self._ctx.catalog.add_endpoint(record)
+        return record
+
+    def update_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        checkpoint_id: str | None = None,
+        name: str | None = None,
+        gpu_ids: builtins.list[str] | None = None,
+        worker_count: int | None = None,
+        tenant: str = "",
+    ) -> EndpointRecord:
+        """Change an endpoint; what is not given stays. A new ``checkpoint_id`` (a
+        reference) re-points it: the endpoint pins that checkpoint and lets go of the old
+        one, in one step, so a serving deployment never points at nothing."""
+        current = self.endpoint(endpoint_id, tenant=tenant)
+        if worker_count is not None:
+            _check_worker_count(worker_count)
+        record = replace(
+            current,
+            name=current.name if name is None else _check_endpoint_name(name),
+            checkpoint_id=(
+                current.checkpoint_id
+                if checkpoint_id is None
+                else self.resolve(checkpoint_id, tenant=tenant)
+            ),
+            gpu_ids=current.gpu_ids if gpu_ids is None else list(gpu_ids),
+            worker_count=current.worker_count if worker_count is None else worker_count,
+        )
+        self._ctx.catalog.update_endpoint(record)
         return record
 
     def endpoint(self, endpoint_id: str, *, tenant: str = "") -> EndpointRecord:
@@ -424,11 +464,12 @@ class CheckpointStore:
         record = self.get(checkpoint_id, tenant=tenant)
         return self._ctx.catalog.delete_checkpoint(record.checkpoint_id, self._ctx.clock())
 
-    def gc(self) -> GcReport:
+    def gc(self, *, grace_s: float | None = None) -> GcReport:
         """Reclaim dead blocks and compact packs; one GC at a time per store. Also takes
         up, once the pass is done, the rebases another process left undone (their claim
-        lapsed)."""
-        report = self._gc_lock.run(lambda: collect_garbage(self._ctx), wait=True)
+        lapsed). ``grace_s``: how long a block must have been dead to go, this time only
+        (default: ``StoreConfig.gc_grace_s``; 0 reclaims at once)."""
+        report = self._gc_lock.run(lambda: collect_garbage(self._ctx, grace_s), wait=True)
         assert report is not None
         self._committer.resume()
         return report
@@ -452,6 +493,17 @@ class CheckpointStore:
             s.packs,
             s.pending_rebases,
         )
+
+
+def _check_worker_count(worker_count: int) -> None:
+    if isinstance(worker_count, bool) or not isinstance(worker_count, int) or worker_count < 1:
+        raise InvalidArgument("workerCount", worker_count, "a positive integer")
+
+
+def _check_endpoint_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > MAX_ENDPOINT_NAME:
+        raise InvalidArgument("name", name, f"1-{MAX_ENDPOINT_NAME} characters, not all blank")
+    return name
 
 
 def _copy(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ckptstore.errors import CheckpointNotFound, CorruptBlockError
+from ckptstore.errors import CheckpointNotFound, CorruptBlockError, InvalidArgument
 from ckptstore.store.catalog.base import ExclusiveLock
 from ckptstore.store.catalog.records import BlockRecord, PackUsage, adjacent_runs
 from ckptstore.store.context import StoreContext
@@ -30,6 +30,7 @@ class GcReport:
     blocks_removed: int = 0
     packs_deleted: int = 0
     packs_compacted: int = 0
+    packs_merged: int = 0  # small packs copied together into fewer
     orphan_packs_deleted: int = 0
     temp_files_deleted: int = 0
     bytes_freed: int = 0
@@ -62,17 +63,23 @@ class GcLock:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def collect_garbage(ctx: StoreContext) -> GcReport:
-    """One GC pass; safe beside concurrent ingests, uploads and readers (not beside another GC)."""
+def collect_garbage(ctx: StoreContext, grace_s: float | None = None) -> GcReport:
+    """One GC pass; safe beside concurrent ingests, uploads and readers (not beside another
+    GC). ``grace_s``: this pass's grace period (default: the store's ``gc_grace_s``)."""
     report = GcReport()
     now = ctx.clock()
-    grace_s = ctx.config.gc_grace_s
+    if grace_s is None:
+        grace_s = ctx.config.gc_grace_s
+    if not (isinstance(grace_s, int | float) and 0 <= grace_s < float("inf")):
+        raise InvalidArgument("grace", grace_s, "a number of seconds, 0 or more")
     report.pending_expired = _expire_pending(ctx, now - ctx.config.pending_ttl_s, now)
     # Deltas whose bases only they keep alive are stored whole first, so the bases go too.
     report.blocks_materialized = materialize_orphans(ctx, now - grace_s).blocks_reencoded
     report.blocks_removed = len(ctx.catalog.remove_dead_blocks(now, grace_s))
     objects = list(ctx.blocks.list())  # listed before the catalog is read: see orphans below
-    reclaimed = _reclaim(ctx, ctx.catalog.pack_usage(), report)
+    usages = ctx.catalog.pack_usage()
+    reclaimed = _reclaim(ctx, usages, report)
+    reclaimed |= _merge_small_packs(ctx, [u for u in usages if u.pack_id not in reclaimed], report)
     # A pack object the catalog does not know is the leftover of a crash between
     # the durable put and the catalog insert (or of a compaction), or the pack of a
     # writer still between the two: only one untouched for longer than a running
@@ -152,14 +159,7 @@ def _compact(ctx: StoreContext, pack_id: str) -> int:
             return 0
         live = ctx.catalog.blocks_in_pack(pack_id)
     builder = PackBuilder()
-    for record, entry_bytes in _live_entries(ctx, pack_id, live):
-        try:
-            entry, payload = parse_entry(entry_bytes)
-        except ValueError as exc:
-            raise CorruptBlockError(record.block_id.hex(), pack_id, str(exc)) from None
-        if entry.block_id != record.block_id:
-            raise CorruptBlockError(record.block_id.hex(), pack_id, "entry names another block")
-        builder.add(entry.block_id, entry.codec, entry.raw_len, payload, entry.base_id)
+    _copy_entries(ctx, pack_id, live, builder)
     new_id = new_pack_id()
     ctx.blocks.put(new_id, builder.getbuffer())
     moved = [
@@ -169,6 +169,70 @@ def _compact(ctx: StoreContext, pack_id: str) -> int:
     ctx.catalog.relocate_blocks(pack_id, new_id, builder.size, moved, ctx.clock())
     ctx.blocks.delete(pack_id)
     return builder.size
+
+
+def _copy_entries(
+    ctx: StoreContext, pack_id: str, live: list[BlockRecord], builder: PackBuilder
+) -> None:
+    """Append the entries of ``live`` (blocks of ``pack_id``, by offset) to ``builder``,
+    each checked to be the block it should be."""
+    for record, entry_bytes in _live_entries(ctx, pack_id, live):
+        try:
+            entry, payload = parse_entry(entry_bytes)
+        except ValueError as exc:
+            raise CorruptBlockError(record.block_id.hex(), pack_id, str(exc)) from None
+        if entry.block_id != record.block_id:
+            raise CorruptBlockError(record.block_id.hex(), pack_id, "entry names another block")
+        builder.add(entry.block_id, entry.codec, entry.raw_len, payload, entry.base_id)
+
+
+def _merge_small_packs(ctx: StoreContext, usages: list[PackUsage], report: GcReport) -> set[str]:
+    """Copy the live entries of small packs (each under half the target pack size)
+    together into packs of about the target size, oldest first; the ids of the packs
+    merged away.
+
+    Each ingest or upload seals its own packs, so a run of small saves leaves one small
+    pack each (and each rebase one more): merging keeps the pack count near stored
+    bytes / target size. A new pack is durable before the catalog points at it, and
+    the old ones are deleted only after the catalog has forgotten them, as in
+    compaction (FORMAT.md, invariant 6). A group of one pack is left alone."""
+    target = ctx.config.pack_target_bytes
+    small = sorted(
+        (u for u in usages if u.live_bytes > 0 and u.size < target // 2),
+        key=lambda u: (u.created_at, u.pack_id),
+    )
+    merged: set[str] = set()
+    group: list[PackUsage] = []
+    for usage in [*small, None]:
+        if usage is not None and sum(u.live_bytes for u in group) + usage.live_bytes <= target:
+            group.append(usage)
+            continue
+        if len(group) > 1:
+            merged |= _merge(ctx, group, report)
+        group = [] if usage is None else [usage]
+    return merged
+
+
+def _merge(ctx: StoreContext, group: list[PackUsage], report: GcReport) -> set[str]:
+    """One new pack of the live entries of ``group``'s packs; the catalog switched to it
+    in one transaction, then the old packs deleted."""
+    builder = PackBuilder()
+    live = {usage.pack_id: ctx.catalog.blocks_in_pack(usage.pack_id) for usage in group}
+    for pack_id, records in live.items():
+        _copy_entries(ctx, pack_id, records, builder)
+    new_id = new_pack_id()
+    ctx.blocks.put(new_id, builder.getbuffer())
+    entries = iter(builder.entries)
+    moves = {
+        pack_id: [block_record(next(entries), new_id, r.width) for r in records]
+        for pack_id, records in live.items()
+    }
+    ctx.catalog.relocate_packs(moves, new_id, builder.size, ctx.clock())
+    for usage in group:
+        ctx.blocks.delete(usage.pack_id)
+    report.packs_merged += len(group)
+    report.bytes_freed += sum(u.size for u in group) - builder.size
+    return set(live)
 
 
 def _live_entries(

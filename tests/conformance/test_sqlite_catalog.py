@@ -101,3 +101,31 @@ class TestSQLiteCatalog(CatalogTests):
         second = SQLiteCatalog(path)
         assert second.get_setting("x") == "1"
         second.close()
+
+    def test_version_6_endpoint_names_held_twice_are_told_apart(self, tmp_path: Path) -> None:
+        path = tmp_path / "v6.sqlite"
+        with old_catalog(path, 6) as conn:
+            conn.execute(
+                "INSERT INTO checkpoints (checkpoint_id, job_id, type, name, status, size_bytes,"
+                f" stored_bytes, created_at) VALUES ('c1', 'job', 'automatic', 'c1', 'ready', 10,"
+                f" 10, {NOW})"
+            )
+            for endpoint_id, tenant, created in [
+                ("ep_b", "t", NOW),
+                ("ep_a", "t", NOW + 1),
+                ("ep_c", "u", NOW + 2),
+            ]:
+                conn.execute(
+                    "INSERT INTO endpoints (endpoint_id, tenant_id, name, checkpoint_id,"
+                    " worker_count, status, created_at)"
+                    " VALUES (?, ?, 'serve', 'c1', 1, 'ready', ?)",
+                    (endpoint_id, tenant, created),
+                )
+        conn.close()
+        catalog = SQLiteCatalog(path)
+        try:
+            names = {e.endpoint_id: e.name for t in "tu" for e in catalog.list_endpoints(t)}
+            # the older holder keeps the name; another tenant's endpoint is no clash
+            assert names == {"ep_b": "serve", "ep_a": "serve (ep_a)", "ep_c": "serve"}
+        finally:
+            catalog.close()

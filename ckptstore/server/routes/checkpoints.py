@@ -16,6 +16,7 @@ from ckptstore.server.schemas import (
     CheckpointList,
     CreateCheckpoint,
     Error,
+    JobList,
     JobSettingsBody,
     JobSummary,
 )
@@ -164,7 +165,7 @@ async def job_summary(jobId: str, svc: ServicesDep, tenant: TenantDep) -> JSONRe
     )
 
 
-@router.get("/jobs", tags=["jobs"], summary="The caller's job ids")
+@router.get("/jobs", tags=["jobs"], response_model=JobList, summary="The caller's job ids")
 async def list_jobs(svc: ServicesDep, tenant: TenantDep) -> dict[str, list[str]]:
     return {"jobs": await run_in_threadpool(svc.store.jobs, tenant=tenant)}
 

@@ -13,7 +13,13 @@ from starlette.concurrency import run_in_threadpool
 
 from ckptstore.server.deps import ServicesDep, TenantDep
 from ckptstore.server.routes.checkpoints import ERRORS
-from ckptstore.server.schemas import DeployEndpoint, Endpoint, Error
+from ckptstore.server.schemas import (
+    DeployEndpoint,
+    Endpoint,
+    EndpointList,
+    Error,
+    UpdateEndpoint,
+)
 from ckptstore.server.views import endpoint_view
 
 router = APIRouter(prefix="/v2/endpoints", tags=["endpoints"])
@@ -38,7 +44,7 @@ async def deploy(body: DeployEndpoint, svc: ServicesDep, tenant: TenantDep) -> J
     return JSONResponse(endpoint_view(record, svc.settings.base_url, svc.signer), status_code=201)
 
 
-@router.get("", summary="List endpoints")
+@router.get("", responses={200: {"model": EndpointList}}, summary="List endpoints")
 async def list_endpoints(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
     records = await run_in_threadpool(svc.store.endpoints, tenant=tenant)
     base = svc.settings.base_url
@@ -52,6 +58,30 @@ async def list_endpoints(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
 )
 async def get_endpoint(endpointId: str, svc: ServicesDep, tenant: TenantDep) -> JSONResponse:  # noqa: N803
     record = await run_in_threadpool(svc.store.endpoint, endpointId, tenant=tenant)
+    return JSONResponse(endpoint_view(record, svc.settings.base_url, svc.signer))
+
+
+@router.patch(
+    "/{endpointId}",
+    responses={200: {"model": Endpoint}, 409: {"model": Error}, **ERRORS},
+    summary="Change an endpoint: re-point it to another checkpoint, rename it",
+)
+async def update_endpoint(
+    endpointId: str,  # noqa: N803
+    body: UpdateEndpoint,
+    svc: ServicesDep,
+    tenant: TenantDep,
+) -> JSONResponse:
+    record = await run_in_threadpool(
+        lambda: svc.store.update_endpoint(
+            endpointId,
+            checkpoint_id=body.checkpointId,
+            name=body.name,
+            gpu_ids=body.gpuIds,
+            worker_count=body.workerCount,
+            tenant=tenant,
+        )
+    )
     return JSONResponse(endpoint_view(record, svc.settings.base_url, svc.signer))
 
 

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
 from ckptstore.server.deps import AdminDep, ServicesDep, TenantDep
+from ckptstore.server.schemas import GcResult, Health, Stats, StoreInfo
 from ckptstore.store.checkpoints import FORMAT_VERSION
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness, catalog reachability and room to write (no key needed)")
+@router.get(
+    "/healthz",
+    responses={200: {"model": Health}, 507: {"model": Health}},
+    summary="Liveness, catalog reachability and room to write (no key needed)",
+)
 async def healthz(svc: ServicesDep) -> JSONResponse:
     await run_in_threadpool(svc.store.context.catalog.get_setting, "format_version")
     free_bytes = shutil.disk_usage(svc.settings.data_dir).free
@@ -26,13 +32,22 @@ async def healthz(svc: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics (admin key)")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    summary="Prometheus metrics (admin key)",
+)
 async def metrics(svc: ServicesDep, admin: AdminDep) -> PlainTextResponse:
     text = await run_in_threadpool(svc.metrics.render)
     return PlainTextResponse(text, media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v2/stats", summary="Storage use of the caller's checkpoints, and dedup")
+@router.get(
+    "/v2/stats",
+    responses={200: {"model": Stats}},
+    summary="Storage use of the caller's checkpoints, and dedup",
+)
 async def stats(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
     usage = await run_in_threadpool(svc.store.tenant_usage, tenant)
     return JSONResponse(
@@ -45,7 +60,11 @@ async def stats(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
     )
 
 
-@router.get("/v2/store", summary="What a client needs to cut and send blocks like the store")
+@router.get(
+    "/v2/store",
+    responses={200: {"model": StoreInfo}},
+    summary="What a client needs to cut and send blocks like the store",
+)
 async def store_info(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
     return JSONResponse(
         {
@@ -57,9 +76,24 @@ async def store_info(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
     )
 
 
-@router.post("/v2/gc", summary="Run garbage collection now (admin key)")
-async def gc(svc: ServicesDep, admin: AdminDep) -> JSONResponse:
-    report = await svc.gc.run_now()
+@router.post(
+    "/v2/gc",
+    responses={200: {"model": GcResult}},
+    summary="Run garbage collection now (admin key)",
+)
+async def gc(
+    svc: ServicesDep,
+    admin: AdminDep,
+    grace: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            description="Seconds a block must have been unused to go, this run only"
+            " (default: the server's CKPTSTORE_GC_GRACE; 0 reclaims at once)",
+        ),
+    ] = None,
+) -> JSONResponse:
+    report = await svc.gc.run_now(grace_s=grace)
     return JSONResponse({_camel(k): v for k, v in asdict(report).items()})
 
 

@@ -35,7 +35,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ckptstore.blockframes import is_v2, parse_frames
+from ckptstore.blockframes import FRAMES_V2, is_v2, parse_frames
 from ckptstore.errors import InvalidArgument
 from ckptstore.server.admission import UploadAdmission
 from ckptstore.server.deps import ServicesDep, TenantDep
@@ -47,6 +47,7 @@ from ckptstore.server.schemas import (
     BlockIds,
     Checkpoint,
     CommitBody,
+    Error,
     Missing,
 )
 from ckptstore.server.views import checkpoint_view
@@ -54,7 +55,33 @@ from ckptstore.store.catalog import CheckpointRecord
 from ckptstore.store.ids import parse_block_id
 
 router = APIRouter(prefix="/v2/training/checkpoints", tags=["uploads"])
-CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Checkpoint}}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Error}}
+_ENCODING = (
+    " Content-Encoding: identity (the default) or zstd (one or more zstd frames, decoded"
+    " as they arrive)."
+)
+DATA_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "The checkpoint's bytes, streamed (any length)." + _ENCODING,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+BLOCKS_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "Block frames, one after another, at most maxBlockBatchBytes"
+        " (GET /v2/store) once decoded. Each frame of application/octet-stream is"
+        " block id (32 bytes, BLAKE3 of the block) | length (u32, little-endian) |"
+        " the block's bytes. With Content-Type " + FRAMES_V2 + " each frame is"
+        " block id (32) | length (u32 LE) | element width (u8, 0: opaque bytes) |"
+        " slot length (u16 LE) | slot (UTF-8, <tensor>#<index>) | the block's bytes." + _ENCODING,
+        "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            FRAMES_V2: {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
 
 
 class _BodyFromThread:
@@ -109,6 +136,7 @@ def _unzstd_stream(chunks: Iterable[bytes]) -> Iterator[bytes]:
     "/{checkpointId}/data",
     responses={200: {"model": Checkpoint}, **CONFLICT, **ERRORS},
     summary="Upload a pending checkpoint's bytes as one streamed body",
+    openapi_extra=DATA_BODY,
 )
 async def put_data(
     checkpointId: str,  # noqa: N803
@@ -172,8 +200,9 @@ async def missing_blocks(
 @router.put(
     "/{checkpointId}/blocks",
     status_code=204,
-    responses={**CONFLICT, **ERRORS, 413: {"model": Checkpoint}},
+    responses={**CONFLICT, **ERRORS, 413: {"model": Error}},
     summary="Upload a batch of blocks (frames of id, length, bytes)",
+    openapi_extra=BLOCKS_BODY,
 )
 async def put_blocks(
     checkpointId: str,  # noqa: N803

@@ -12,6 +12,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
+from ckptstore.server.openapi import finish
+
 ASSETS = "/docs-assets"
 REDIRECT = "/docs/oauth2-redirect"
 
@@ -61,7 +63,7 @@ def install_docs(app: FastAPI) -> None:
                 if path.startswith("/v2/") or path == "/metrics":
                     for operation in operations.values():
                         operation["security"] = [{"bearerAuth": []}]
-            app.openapi_schema = schema
+            app.openapi_schema = finish(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -3,6 +3,7 @@
 - ``BlockIndex``: packs and the blocks in them (where each block's entry is).
 - ``Leases``: holds on blocks an ingest or upload found, so GC leaves them alone.
 - ``Checkpoints``: checkpoints, their manifests and slots, jobs and their settings.
+- ``Lookups``: a tenant's checkpoints by id prefix, a job's newest of some types.
 - ``Files``: the files of a checkpoint (one, or a folder's) and their SHA-256 digests.
 - ``Rebases``: pending rebases and re-encoding blocks as deltas (rebase.py).
 - ``Maintenance``: GC, verify, stats and space given back.
@@ -228,11 +229,11 @@ class Checkpoints(Protocol):
 
 
 class Files(Protocol):
-    """The files of checkpoints. A checkpoint committed since catalog schema 7 has one
+    """The files of checkpoints. A checkpoint committed since catalog schema 8 has one
     row per file, in offset order; one from before has none (it reads as one file)."""
 
     def files(self, checkpoint_id: str) -> list[FileRecord]:
-        """The checkpoint's files by offset (empty before schema 7); raises
+        """The checkpoint's files by offset (empty before schema 8); raises
         CheckpointNotFound."""
         ...
 
@@ -243,6 +244,24 @@ class Files(Protocol):
 
     def undigested(self) -> list[str]:
         """Ready checkpoints with a file whose SHA-256 is not known yet, oldest first."""
+        ...
+
+
+class Lookups(Protocol):
+    """What resolving a checkpoint reference needs (``refs.py``): answered by index,
+    from the tenant's own rows only."""
+
+    def ids_with_prefix(self, tenant_id: str, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` ids of ``tenant_id``'s checkpoints that start with ``prefix``
+        (an id equal to it included), in id order. Another tenant's checkpoints are
+        never looked at, so neither the answer nor its cost depends on them."""
+        ...
+
+    def newest_ready(
+        self, tenant_id: str, job_id: str, types: tuple[str, ...]
+    ) -> CheckpointRecord | None:
+        """The job's newest ready checkpoint of one of ``types`` (of two created at the
+        same instant, the one inserted last), or None."""
         ...
 
 
@@ -324,6 +343,15 @@ class Maintenance(Protocol):
         the old pack; one transaction."""
         ...
 
+    def relocate_packs(
+        self, moves: dict[str, list[BlockRecord]], new_pack_id: str, new_size: int, now: float
+    ) -> None:
+        """Record ``new_pack_id`` and point the blocks of each old pack in ``moves`` at their
+        new entries (``moves[old_pack_id]``: the blocks as they are in the new pack), then
+        forget the old packs; one transaction. A block no longer in its old pack (a
+        rebase re-pointed it meanwhile) keeps where it is; its copy is dead bytes."""
+        ...
+
     def remove_pack(self, pack_id: str) -> bool:
         """Forget a pack if no block points at it; whether it was forgotten (only then may
         its bytes be deleted)."""
@@ -370,7 +398,16 @@ class ServiceRecords(Protocol):
         ...
 
     def add_endpoint(self, record: EndpointRecord) -> None:
-        """Pin a ready checkpoint of the same tenant; CheckpointNotFound otherwise."""
+        """Pin a ready checkpoint of the same tenant; CheckpointNotFound otherwise.
+        ``EndpointNameTaken`` if the tenant has an endpoint of that name."""
+        ...
+
+    def update_endpoint(self, record: EndpointRecord) -> None:
+        """Change the endpoint ``record.endpoint_id`` of ``record.tenant_id`` to ``record``
+        (name, checkpoint, GPUs, workers), in one transaction: it pins the new checkpoint,
+        which must be a ready one of the same tenant (else ``CheckpointNotFound``,
+        ``CheckpointNotReady``), and lets go of the old. ``EndpointNotFound`` if the
+        tenant has no such endpoint, ``EndpointNameTaken`` if another has the name."""
         ...
 
     def get_endpoint(self, endpoint_id: str) -> EndpointRecord | None: ...
@@ -403,7 +440,15 @@ class ExclusiveLock(Protocol):
 
 
 class Catalog(
-    BlockIndex, Leases, Checkpoints, Files, Rebases, Maintenance, ServiceRecords, Protocol
+    BlockIndex,
+    Leases,
+    Checkpoints,
+    Lookups,
+    Files,
+    Rebases,
+    Maintenance,
+    ServiceRecords,
+    Protocol,
 ):
     """The whole catalog, one implementation per database."""
 
@@ -425,6 +470,7 @@ __all__ = [
     "Files",
     "Leases",
     "ListQuery",
+    "Lookups",
     "Maintenance",
     "PackUsage",
     "ParentRule",

@@ -70,7 +70,7 @@ class CheckpointRecord:
     tenant_id: str = ""
     # SHA-256 (hex) of the bytes for a single file; of a tree, of its listing
     # (files.tree_digest); None while not known (an upload being checked, or a
-    # checkpoint from before catalog schema 7)
+    # checkpoint from before catalog schema 8)
     sha256: str | None = None
     layout: str = "file"  # "file": one file; "tree": a folder of files (files.py)
 

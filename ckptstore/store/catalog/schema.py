@@ -1,6 +1,16 @@
 """The catalog schema, as numbered migrations (FORMAT.md describes the tables)."""
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
+
+# Shared by the SQLite and PostgreSQL catalogs (the same SQL in both).
+ID_PREFIX_AND_ENDPOINT_NAME_INDEXES = [
+    "CREATE INDEX checkpoints_tenant ON checkpoints (tenant_id, checkpoint_id)",
+    """UPDATE endpoints SET name = name || ' (' || endpoint_id || ')' WHERE EXISTS (
+        SELECT 1 FROM endpoints e WHERE e.tenant_id = endpoints.tenant_id
+        AND e.name = endpoints.name AND (e.created_at < endpoints.created_at
+        OR (e.created_at = endpoints.created_at AND e.endpoint_id < endpoints.endpoint_id)))""",
+    "CREATE UNIQUE INDEX endpoints_name ON endpoints (tenant_id, name)",
+]
 
 # MIGRATIONS[n] takes a catalog from schema version n-1 to n.
 MIGRATIONS: dict[int, list[str]] = {
@@ -107,11 +117,15 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE rebases ADD COLUMN claimed_by TEXT",
         "ALTER TABLE rebases ADD COLUMN claimed_until REAL",
     ],
-    # 7: a checkpoint may be a folder of files (layout "tree"); each file of a
+    # 7: references (refs.py) find a tenant's checkpoints by id prefix through an index
+    # of that tenant's own ids; an endpoint's name is unique to its tenant (a name held
+    # twice before keeps its older holder, the later ones get their id appended).
+    7: ID_PREFIX_AND_ENDPOINT_NAME_INDEXES,
+    # 8: a checkpoint may be a folder of files (layout "tree"); each file of a
     # checkpoint is a row of ``files`` (its range of the checkpoint's bytes), and every
     # file and checkpoint carries the SHA-256 of its bytes. Checkpoints from before
     # have no file rows and read as one file of the default name.
-    7: [
+    8: [
         "ALTER TABLE checkpoints ADD COLUMN sha256 TEXT",
         "ALTER TABLE checkpoints ADD COLUMN layout TEXT NOT NULL DEFAULT 'file'",
         """CREATE TABLE files (

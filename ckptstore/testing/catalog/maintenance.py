@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ckptstore.store.catalog.base import Catalog
 from ckptstore.store.catalog.records import (
     UNKNOWN_WIDTH,
@@ -70,6 +72,33 @@ class MaintenanceTests(CatalogFixture):
             catalog.get_block(bid(1)),
             catalog.get_block(bid(2)),
         ]
+
+    def test_relocate_packs_merges_several_into_one(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        self.add(catalog, 3, pack="pack0002")
+        self.add(catalog, 4, pack="pack0003")  # not merged
+        catalog.commit_checkpoint(checkpoint("c"), [(0, bid(1)), (1000, bid(3))], "h")
+        at = [16 + i * 176 for i in range(3)]
+        moves = {
+            "pack0001": [
+                block(bid(1), "pack0009", at[0], 100, 1000, 1),
+                block(bid(2), "pack0009", at[1], 100, 1000, 1),
+            ],
+            "pack0002": [block(bid(3), "pack0009", at[2], 100, 1000, 1)],
+        }
+        catalog.relocate_packs(moves, "pack0009", 16 + 3 * 176, NOW)
+        assert {u.pack_id for u in catalog.pack_usage()} == {"pack0003", "pack0009"}
+        assert stored_block(catalog, 3).offset == at[2]
+        assert [b.block_id for b in catalog.blocks_in_pack("pack0009")] == [bid(1), bid(2), bid(3)]
+        assert catalog.pack_usage(["pack0009"])[0].live_bytes == 3 * 176
+
+    def test_relocate_packs_refuses_to_forget_a_pack_still_used(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        moves = {"pack0001": [block(bid(1), "pack0009", 16, 100, 1000, 1)]}
+        with pytest.raises(RuntimeError, match="not relocated"):
+            catalog.relocate_packs(moves, "pack0009", 16 + 176, NOW)
+        assert [u.pack_id for u in catalog.pack_usage()] == ["pack0001"]
+        assert stored_block(catalog, 1).pack_id == "pack0001"
 
     def test_pack_usage_counts_live_entry_bytes(self, catalog: Catalog) -> None:
         self.add(catalog, 1, 2)

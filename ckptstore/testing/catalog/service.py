@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from ckptstore.errors import (
     CheckpointNotFound,
     CheckpointNotReady,
     CheckpointPinned,
+    EndpointNameTaken,
+    EndpointNotFound,
 )
 from ckptstore.store.catalog.base import Catalog
 from ckptstore.store.catalog.records import (
@@ -32,9 +36,11 @@ class ServiceRecordTests(CatalogFixture):
         assert catalog.set_setting_if_absent("k", "b") == "a"
         assert catalog.get_setting("k") == "a"
 
-    def endpoint(self, endpoint_id: str, checkpoint_id: str, tenant: str = "") -> EndpointRecord:
+    def endpoint(
+        self, endpoint_id: str, checkpoint_id: str, tenant: str = "", name: str = ""
+    ) -> EndpointRecord:
         return EndpointRecord(
-            endpoint_id, tenant, "ep", checkpoint_id, ["rtx-4090"], 1, "ready", NOW
+            endpoint_id, tenant, name or endpoint_id, checkpoint_id, ["rtx-4090"], 1, "ready", NOW
         )
 
     def test_endpoint_pins_its_checkpoint(self, catalog: Catalog) -> None:
@@ -55,6 +61,47 @@ class ServiceRecordTests(CatalogFixture):
             catalog.add_endpoint(self.endpoint("ep", "c", tenant="b"))
         with pytest.raises(CheckpointNotReady):
             catalog.add_endpoint(self.endpoint("ep", "p", tenant="a"))
+
+    def test_endpoint_names_are_unique_per_tenant(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(checkpoint("c", tenant_id="a"), [], "h")
+        catalog.commit_checkpoint(checkpoint("d", tenant_id="b"), [], "h")
+        catalog.add_endpoint(self.endpoint("ep1", "c", "a", name="serve"))
+        with pytest.raises(EndpointNameTaken) as info:
+            catalog.add_endpoint(self.endpoint("ep2", "c", "a", name="serve"))
+        assert info.value.name == "serve"
+        assert [e.endpoint_id for e in catalog.list_endpoints("a")] == ["ep1"]
+        catalog.add_endpoint(self.endpoint("ep3", "d", "b", name="serve"))  # another tenant's
+        catalog.delete_endpoint("ep1")
+        catalog.add_endpoint(self.endpoint("ep4", "c", "a", name="serve"))  # free again
+
+    def test_update_endpoint_moves_the_pin(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(checkpoint("c1", tenant_id="a"), [], "h")
+        catalog.commit_checkpoint(checkpoint("c2", tenant_id="a"), [], "h")
+        catalog.add_endpoint(self.endpoint("ep1", "c1", "a", name="serve"))
+        moved = replace(self.endpoint("ep1", "c2", "a", name="serving"), worker_count=3)
+        catalog.update_endpoint(moved)
+        assert catalog.get_endpoint("ep1") == moved
+        catalog.delete_checkpoint("c1", NOW)  # no longer pinned
+        with pytest.raises(CheckpointPinned):
+            catalog.delete_checkpoint("c2", NOW)
+
+    def test_update_endpoint_checks_what_add_checks(self, catalog: Catalog) -> None:
+        catalog.commit_checkpoint(checkpoint("c", tenant_id="a"), [], "h")
+        catalog.commit_checkpoint(checkpoint("theirs", tenant_id="b"), [], "h")
+        catalog.create_checkpoint(checkpoint("p", status="pending", tenant_id="a"))
+        catalog.add_endpoint(self.endpoint("ep1", "c", "a", name="one"))
+        catalog.add_endpoint(self.endpoint("ep2", "c", "a", name="two"))
+        with pytest.raises(CheckpointNotFound):
+            catalog.update_endpoint(self.endpoint("ep1", "theirs", "a", name="one"))
+        with pytest.raises(CheckpointNotReady):
+            catalog.update_endpoint(self.endpoint("ep1", "p", "a", name="one"))
+        with pytest.raises(EndpointNameTaken):
+            catalog.update_endpoint(self.endpoint("ep1", "c", "a", name="two"))
+        with pytest.raises(EndpointNotFound):  # another tenant cannot change it
+            catalog.update_endpoint(self.endpoint("ep1", "theirs", "b", name="one"))
+        with pytest.raises(EndpointNotFound):
+            catalog.update_endpoint(self.endpoint("ep9", "c", "a", name="nine"))
+        assert catalog.get_endpoint("ep1") == self.endpoint("ep1", "c", "a", name="one")
 
     def test_api_keys_map_to_tenants_until_revoked(self, catalog: Catalog) -> None:
         catalog.add_api_key(ApiKeyRecord("k1", "acme", "ci", NOW, None), b"hash-1")

@@ -8,6 +8,7 @@ from ckptstore.store.catalog.postgres.blocks import PostgresBlockIndex
 from ckptstore.store.catalog.postgres.checkpoints import PostgresCheckpoints
 from ckptstore.store.catalog.postgres.files import PostgresFiles
 from ckptstore.store.catalog.postgres.leases import PostgresLeases
+from ckptstore.store.catalog.postgres.lookups import PostgresLookups
 from ckptstore.store.catalog.postgres.maintenance import PostgresMaintenance
 from ckptstore.store.catalog.postgres.rebases import PostgresRebases
 from ckptstore.store.catalog.postgres.schema import SCHEMA_VERSION
@@ -18,6 +19,7 @@ class PostgresCatalog(
     PostgresBlockIndex,
     PostgresLeases,
     PostgresCheckpoints,
+    PostgresLookups,
     PostgresFiles,
     PostgresRebases,
     PostgresMaintenance,

@@ -1,4 +1,4 @@
-"""The files of checkpoints in PostgreSQL (``files`` rows, catalog schema 2)."""
+"""The files of checkpoints in PostgreSQL (``files`` rows, catalog schema 3)."""
 
 from __future__ import annotations
 

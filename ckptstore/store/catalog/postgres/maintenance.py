@@ -95,6 +95,38 @@ class PostgresMaintenance(PostgresDatabase, Maintenance):
             conn.execute("DELETE FROM packs WHERE pack_id = %s", (old_pack_id,))
 
     @retried
+    def relocate_packs(
+        self, moves: dict[str, list[BlockRecord]], new_pack_id: str, new_size: int, now: float
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO packs (pack_id, size, created_at) VALUES (%s, %s, %s)",
+                (new_pack_id, new_size, now),
+            )
+            for old_pack_id in sorted(moves):  # row locks in one order: no deadlock
+                ordered = sorted(moves[old_pack_id], key=lambda b: b.block_id)
+                conn.execute(
+                    "UPDATE blocks b SET pack_id = %s, pack_offset = v.off, header_len = v.hl"
+                    " FROM unnest(%s::bytea[], %s::bigint[], %s::int[]) AS v(id, off, hl)"
+                    " WHERE b.block_id = v.id AND b.pack_id = %s",
+                    (
+                        new_pack_id,
+                        [b.block_id for b in ordered],
+                        [b.offset for b in ordered],
+                        [b.header_len for b in ordered],
+                        old_pack_id,
+                    ),
+                )
+                left = conn.execute(
+                    "SELECT COUNT(*) FROM blocks WHERE pack_id = %s", (old_pack_id,)
+                ).fetchone()
+                if left and left[0]:
+                    raise RuntimeError(
+                        f"{left[0]} block(s) of pack {old_pack_id} were not relocated"
+                    )
+                conn.execute("DELETE FROM packs WHERE pack_id = %s", (old_pack_id,))
+
+    @retried
     def remove_pack(self, pack_id: str) -> bool:
         with self._write() as conn:
             # the pack row is locked first: a block moved into it meanwhile is seen

@@ -9,7 +9,9 @@ so listings come in byte order, as from SQLite, whatever the database's locale. 
 The version is a row of ``ckptstore_schema``; its numbering is this backend's own.
 """
 
-SCHEMA_VERSION = 2
+from ckptstore.store.catalog.schema import ID_PREFIX_AND_ENDPOINT_NAME_INDEXES
+
+SCHEMA_VERSION = 3
 
 _ID = 'TEXT COLLATE "C"'
 
@@ -106,8 +108,11 @@ MIGRATIONS: dict[int, list[str]] = {
             claimed_until DOUBLE PRECISION)""",
         "CREATE INDEX rebases_parent ON rebases (parent_id)",
     ],
-    # 2: folders of files and SHA-256 digests (the SQLite catalog's schema 7)
-    2: [
+    # 2: the SQLite catalog's schema 7: a tenant's checkpoints by id prefix (refs.py)
+    # through an index, endpoint names unique per tenant
+    2: ID_PREFIX_AND_ENDPOINT_NAME_INDEXES,
+    # 3: folders of files and SHA-256 digests (the SQLite catalog's schema 8)
+    3: [
         "ALTER TABLE checkpoints ADD COLUMN sha256 TEXT",
         "ALTER TABLE checkpoints ADD COLUMN layout TEXT NOT NULL DEFAULT 'file'",
         f"""CREATE TABLE files (

@@ -6,10 +6,19 @@ secret among them), so a request may land on any of them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from ckptstore.errors import CheckpointNotFound, CheckpointNotReady
+import psycopg.errors
+
+from ckptstore.errors import (
+    CheckpointNotFound,
+    CheckpointNotReady,
+    EndpointNameTaken,
+    EndpointNotFound,
+)
 from ckptstore.store.catalog.base import ServiceRecords
-from ckptstore.store.catalog.postgres.database import PostgresDatabase, retried
+from ckptstore.store.catalog.postgres.database import Connection, PostgresDatabase, retried
 from ckptstore.store.catalog.postgres.rows import Row
 from ckptstore.store.catalog.records import ApiKeyRecord, EndpointRecord
 
@@ -27,6 +36,44 @@ def _endpoint(row: Row) -> EndpointRecord:
 
 def _key(row: Row) -> ApiKeyRecord:
     return ApiKeyRecord(row[0], row[1], row[2], row[3], row[4], admin=bool(row[5]))
+
+
+def _endpoint_values(record: EndpointRecord) -> Row:
+    return (
+        record.endpoint_id,
+        record.tenant_id,
+        record.name,
+        record.checkpoint_id,
+        json.dumps(record.gpu_ids),
+        record.worker_count,
+        record.status,
+        record.created_at,
+    )
+
+
+def _hold_checkpoint(conn: Connection, record: EndpointRecord) -> None:
+    """The endpoint's checkpoint must be a ready one of its tenant; it is held until the
+    pin commits, so a delete waits, then sees the pin."""
+    row = conn.execute(
+        "SELECT status FROM checkpoints WHERE checkpoint_id = %s AND tenant_id = %s FOR SHARE",
+        (record.checkpoint_id, record.tenant_id),
+    ).fetchone()
+    if row is None:
+        raise CheckpointNotFound(record.checkpoint_id)
+    if row[0] != "ready":
+        raise CheckpointNotReady(record.checkpoint_id)
+
+
+@contextmanager
+def _unique_name(name: str) -> Iterator[None]:
+    """A clash with index endpoints_name as ``EndpointNameTaken`` (the transaction, failed,
+    rolls back as the error leaves it)."""
+    try:
+        yield
+    except psycopg.errors.UniqueViolation as exc:
+        if exc.diag.constraint_name == "endpoints_name":
+            raise EndpointNameTaken(name) from None
+        raise
 
 
 class PostgresServiceRecords(PostgresDatabase, ServiceRecords):
@@ -51,30 +98,30 @@ class PostgresServiceRecords(PostgresDatabase, ServiceRecords):
     @retried
     def add_endpoint(self, record: EndpointRecord) -> None:
         with self._write() as conn:
-            # the checkpoint is held until the pin commits: a delete waits, then sees it
-            row = conn.execute(
-                "SELECT status FROM checkpoints WHERE checkpoint_id = %s AND tenant_id = %s"
-                " FOR SHARE",
-                (record.checkpoint_id, record.tenant_id),
+            _hold_checkpoint(conn, record)
+            with _unique_name(record.name):
+                conn.execute(
+                    f"INSERT INTO endpoints ({_ENDPOINT_COLUMNS})"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    _endpoint_values(record),
+                )
+
+    @retried
+    def update_endpoint(self, record: EndpointRecord) -> None:
+        with self._write() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM endpoints WHERE endpoint_id = %s AND tenant_id = %s FOR UPDATE",
+                (record.endpoint_id, record.tenant_id),
             ).fetchone()
-            if row is None:
-                raise CheckpointNotFound(record.checkpoint_id)
-            if row[0] != "ready":
-                raise CheckpointNotReady(record.checkpoint_id)
-            conn.execute(
-                f"INSERT INTO endpoints ({_ENDPOINT_COLUMNS})"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    record.endpoint_id,
-                    record.tenant_id,
-                    record.name,
-                    record.checkpoint_id,
-                    json.dumps(record.gpu_ids),
-                    record.worker_count,
-                    record.status,
-                    record.created_at,
-                ),
-            )
+            if found is None:
+                raise EndpointNotFound(record.endpoint_id)
+            _hold_checkpoint(conn, record)
+            assignments = ", ".join(f"{c} = %s" for c in _ENDPOINT_COLUMNS.split(", ")[1:])
+            with _unique_name(record.name):
+                conn.execute(
+                    f"UPDATE endpoints SET {assignments} WHERE endpoint_id = %s",
+                    (*_endpoint_values(record)[1:], record.endpoint_id),
+                )
 
     def get_endpoint(self, endpoint_id: str) -> EndpointRecord | None:
         row = self._one(

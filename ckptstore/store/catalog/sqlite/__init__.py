@@ -8,6 +8,7 @@ from ckptstore.store.catalog.sqlite.blocks import SQLiteBlockIndex
 from ckptstore.store.catalog.sqlite.checkpoints import SQLiteCheckpoints
 from ckptstore.store.catalog.sqlite.files import SQLiteFiles
 from ckptstore.store.catalog.sqlite.leases import SQLiteLeases
+from ckptstore.store.catalog.sqlite.lookups import SQLiteLookups
 from ckptstore.store.catalog.sqlite.maintenance import SQLiteMaintenance
 from ckptstore.store.catalog.sqlite.rebases import SQLiteRebases
 from ckptstore.store.catalog.sqlite.service import SQLiteServiceRecords
@@ -17,6 +18,7 @@ class SQLiteCatalog(
     SQLiteBlockIndex,
     SQLiteLeases,
     SQLiteCheckpoints,
+    SQLiteLookups,
     SQLiteFiles,
     SQLiteRebases,
     SQLiteMaintenance,

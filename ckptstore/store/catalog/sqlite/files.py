@@ -1,4 +1,4 @@
-"""The files of checkpoints in SQLite (``files`` rows, catalog schema 7)."""
+"""The files of checkpoints in SQLite (``files`` rows, catalog schema 8)."""
 
 from __future__ import annotations
 

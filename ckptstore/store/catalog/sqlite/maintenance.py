@@ -72,6 +72,27 @@ class SQLiteMaintenance(SQLiteDatabase, Maintenance):
                 raise RuntimeError(f"{left} block(s) of pack {old_pack_id} were not relocated")
             conn.execute("DELETE FROM packs WHERE pack_id = ?", (old_pack_id,))
 
+    def relocate_packs(
+        self, moves: dict[str, list[BlockRecord]], new_pack_id: str, new_size: int, now: float
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO packs (pack_id, size, created_at) VALUES (?, ?, ?)",
+                (new_pack_id, new_size, now),
+            )
+            for old_pack_id, moved in moves.items():
+                conn.executemany(
+                    "UPDATE blocks SET pack_id = ?, pack_offset = ?, header_len = ?"
+                    " WHERE block_id = ? AND pack_id = ?",
+                    [(new_pack_id, b.offset, b.header_len, b.block_id, old_pack_id) for b in moved],
+                )
+                left = conn.execute(
+                    "SELECT COUNT(*) FROM blocks WHERE pack_id = ?", (old_pack_id,)
+                ).fetchone()[0]
+                if left:
+                    raise RuntimeError(f"{left} block(s) of pack {old_pack_id} were not relocated")
+                conn.execute("DELETE FROM packs WHERE pack_id = ?", (old_pack_id,))
+
     def remove_pack(self, pack_id: str) -> bool:
         with self._write() as conn:
             return (

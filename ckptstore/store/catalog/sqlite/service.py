@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
-from ckptstore.errors import CheckpointNotFound, CheckpointNotReady
+from ckptstore.errors import (
+    CheckpointNotFound,
+    CheckpointNotReady,
+    EndpointNameTaken,
+    EndpointNotFound,
+)
 from ckptstore.store.catalog.base import ServiceRecords
 from ckptstore.store.catalog.records import ApiKeyRecord, EndpointRecord
 from ckptstore.store.catalog.sqlite.database import SQLiteDatabase
@@ -26,6 +32,38 @@ def _key(row: Row) -> ApiKeyRecord:
     return ApiKeyRecord(row[0], row[1], row[2], row[3], row[4], admin=bool(row[5]))
 
 
+def _endpoint_values(record: EndpointRecord) -> Row:
+    return (
+        record.endpoint_id,
+        record.tenant_id,
+        record.name,
+        record.checkpoint_id,
+        json.dumps(record.gpu_ids),
+        record.worker_count,
+        record.status,
+        record.created_at,
+    )
+
+
+def _check_pin(conn: sqlite3.Connection, record: EndpointRecord) -> None:
+    """What an endpoint needs, checked in its write transaction (which no other writer
+    interleaves): a ready checkpoint of its tenant, and a name no other of its endpoints has."""
+    row = conn.execute(
+        "SELECT status FROM checkpoints WHERE checkpoint_id = ? AND tenant_id = ?",
+        (record.checkpoint_id, record.tenant_id),
+    ).fetchone()
+    if row is None:
+        raise CheckpointNotFound(record.checkpoint_id)
+    if row[0] != "ready":
+        raise CheckpointNotReady(record.checkpoint_id)
+    taken = conn.execute(
+        "SELECT 1 FROM endpoints WHERE tenant_id = ? AND name = ? AND endpoint_id != ?",
+        (record.tenant_id, record.name, record.endpoint_id),
+    ).fetchone()
+    if taken is not None:
+        raise EndpointNameTaken(record.name)
+
+
 class SQLiteServiceRecords(SQLiteDatabase, ServiceRecords):
     # -- settings ------------------------------------------------------------
     def get_setting(self, key: str) -> str | None:
@@ -43,26 +81,25 @@ class SQLiteServiceRecords(SQLiteDatabase, ServiceRecords):
     # -- endpoints -------------------------------------------------------------
     def add_endpoint(self, record: EndpointRecord) -> None:
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT status FROM checkpoints WHERE checkpoint_id = ? AND tenant_id = ?",
-                (record.checkpoint_id, record.tenant_id),
-            ).fetchone()
-            if row is None:
-                raise CheckpointNotFound(record.checkpoint_id)
-            if row[0] != "ready":
-                raise CheckpointNotReady(record.checkpoint_id)
+            _check_pin(conn, record)
             conn.execute(
                 f"INSERT INTO endpoints ({_ENDPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.endpoint_id,
-                    record.tenant_id,
-                    record.name,
-                    record.checkpoint_id,
-                    json.dumps(record.gpu_ids),
-                    record.worker_count,
-                    record.status,
-                    record.created_at,
-                ),
+                _endpoint_values(record),
+            )
+
+    def update_endpoint(self, record: EndpointRecord) -> None:
+        with self._write() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM endpoints WHERE endpoint_id = ? AND tenant_id = ?",
+                (record.endpoint_id, record.tenant_id),
+            ).fetchone()
+            if found is None:
+                raise EndpointNotFound(record.endpoint_id)
+            _check_pin(conn, record)
+            assignments = ", ".join(f"{c} = ?" for c in _ENDPOINT_COLUMNS.split(", ")[1:])
+            conn.execute(
+                f"UPDATE endpoints SET {assignments} WHERE endpoint_id = ?",
+                (*_endpoint_values(record)[1:], record.endpoint_id),
             )
 
     def get_endpoint(self, endpoint_id: str) -> EndpointRecord | None:
