@@ -211,3 +211,20 @@ def test_prefixed_codec_needs_its_base_and_keeps_only_what_pays():
     codec_id, payload = codec.encode_prefixed(memoryview(raw), raw, limit=10_000)  # type: ignore[misc]
     with pytest.raises(DecodeError):
         codec.decode(codec_id, payload, len(raw))
+
+
+def test_an_opaque_delta_that_does_not_decode_back_is_never_kept(store, monkeypatch, caplog):
+    real = BlockCodec.decode
+
+    def corrupting(self, codec, payload, raw_len, base=None, out=None):
+        decoded = bytearray(real(self, codec, payload, raw_len, base))
+        if codec == Codec.ZSTD_PREFIX:
+            decoded[0] ^= 1
+        return decoded
+
+    monkeypatch.setattr(BlockCodec, "decode", corrupting)
+    (first, data1), _ = save_states(store, 2)
+    monkeypatch.setattr(BlockCodec, "decode", real)
+    assert "does not decode back" in caplog.text
+    assert Codec.ZSTD_PREFIX not in codecs_of(store, first)
+    assert restore_bytes(store, first) == data1
