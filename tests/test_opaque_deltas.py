@@ -142,10 +142,8 @@ def test_bytes_inserted_early_still_pair_the_blocks_after_them(store):
     assert restore_bytes(store, second) == bytes(edited)
 
 
-def record(n: int, raw_len: int, base: int | None = None) -> BlockRecord:
-    block_id = n.to_bytes(32, "big")
-    base_id = None if base is None else base.to_bytes(32, "big")
-    return BlockRecord(block_id, "p", 0, raw_len, raw_len, 0, base_id, header_len=0)
+def record(n: int, raw_len: int, codec: int = Codec.ZSTD) -> BlockRecord:
+    return BlockRecord(n.to_bytes(32, "big"), "p", 0, raw_len, raw_len, codec, header_len=0)
 
 
 def placed(blocks: list[BlockRecord], path: str = "f", single: bool = True) -> Placed:
@@ -169,6 +167,16 @@ def test_counterparts_follow_shared_blocks_and_skip_tensor_and_shared_ones():
     assert len(counterparts(twice, placed([record(7, 200)]), set())) == 1
     moved = placed([a, record(9, 200), b, c, d, e])
     assert {x.block_id[-1]: y.block_id[-1] for x, y in counterparts(old, moved, set())} == {}
+
+
+def test_counterparts_leave_raw_blocks_of_a_file_that_shares_no_block():
+    """Random bytes rewritten each save: not read and compressed for nothing; but a raw
+    block next to a block both files hold may hold bytes the newer one has too."""
+    fresh = placed([record(1, 100, Codec.RAW), record(2, 100)])
+    new = placed([record(3, 100), record(4, 100)])
+    assert [x.block_id[-1] for x, _ in counterparts(fresh, new, set())] == [2]
+    shared = placed([record(1, 100, Codec.RAW), record(4, 100)])
+    assert [x.block_id[-1] for x, _ in counterparts(shared, new, set())] == [1]
 
 
 def test_counterparts_pair_files_of_a_tree_by_path_only():

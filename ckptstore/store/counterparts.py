@@ -7,6 +7,12 @@ one file, in that file, whatever its name), shifted by what was inserted or dele
 before it: blocks cut by content come back whole after an edit, so each block that
 both checkpoints hold says how far the bytes after it moved. A block is paired with
 the newer block that covers its middle, once shifted.
+
+A block stored raw (codec 0) did not compress alone: a delta helps it only where
+the newer file holds the same bytes, which then shows as blocks both files hold.
+In a file where they hold none (a compressed or encrypted file written anew each
+save), such blocks are not paired, so a rebase does not read and compress them
+for nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 
 from ckptstore.store.catalog.base import Catalog
 from ckptstore.store.catalog.records import BlockRecord, FileRecord
+from ckptstore.store.codecs.ids import Codec
 from ckptstore.store.files import files_of
 
 
@@ -52,6 +59,7 @@ def counterparts(
         for start, record in new_blocks:
             new_at.setdefault(record.block_id, start)
         shift = 0
+        shared = any(record.block_id in new_at for _, record in old_blocks)
         for start, record in old_blocks:
             moved_to = new_at.get(record.block_id)
             if moved_to is not None:
@@ -59,7 +67,7 @@ def counterparts(
                 continue
             if record.base_id is not None or record.block_id in tensor_ids:
                 continue
-            if record.block_id in paired:
+            if record.block_id in paired or (record.codec == Codec.RAW and not shared):
                 continue
             middle = min(max(start + shift + record.raw_len // 2, 0), new_file.size_bytes - 1)
             target = new_blocks[bisect.bisect_right(starts, middle) - 1][1]
