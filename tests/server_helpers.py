@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,3 +61,22 @@ def frames(blocks: list[tuple[bytes, bytes]]) -> bytes:
     import struct
 
     return b"".join(bid + struct.pack("<I", len(data)) + data for bid, data in blocks)
+
+
+@contextmanager
+def live_server_and_key(data_dir: Path, *, admin: bool = False) -> Iterator[tuple[str, str]]:
+    """A real ``ckptstore serve`` on ``data_dir`` (ckptstore.testing.live_server) and a
+    key of tenant acme made with the CLI: (base URL, key)."""
+    import json
+    import subprocess
+    import sys
+
+    from ckptstore.testing.live_server import live_server
+
+    command = [str(Path(sys.executable).parent / "ckptstore"), "keys", "create"]
+    command += ["--tenant", "acme", "--data", str(data_dir), "--json"]
+    made = subprocess.run(
+        command + (["--admin"] if admin else []), capture_output=True, text=True, check=True
+    )
+    with live_server(data_dir) as base:
+        yield base, json.loads(made.stdout)["key"]

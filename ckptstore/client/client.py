@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ckptstore.client.cache import DownloadCache, default_cache_dir
 from ckptstore.client.pull import Download
 from ckptstore.client.push import BlockPush, Progress
 from ckptstore.client.reader import RemoteReader
@@ -258,6 +259,61 @@ class Client:
                 if progress:
                     progress(len(chunk))
         return total
+
+    def download(
+        self,
+        checkpoint_id: str,
+        cache_dir: str | os.PathLike[str] | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> Path:
+        """The checkpoint in the local download cache (``cache.py``; by default
+        ``~/.cache/ckptstore``): the path of its file, or of a folder checkpoint's folder.
+        Files already there, under any checkpoint, are not fetched again; a checkpoint
+        already there is answered without a request."""
+        cache = DownloadCache(cache_dir or default_cache_dir(), self._transport.base_url)
+        if (hit := cache.cached(checkpoint_id)) is not None:
+            return hit
+        body = self._json("GET", _checkpoint(checkpoint_id))  # an alias resolves here
+        record = record_of(body)
+        if (hit := cache.cached(record.checkpoint_id)) is not None:
+            return hit
+        if record.status != "ready":
+            raise CheckpointNotReady(record.checkpoint_id)
+        checkpoint_id = record.checkpoint_id
+        if record.layout == "tree":
+            listed = self._json("GET", f"{_checkpoint(checkpoint_id)}/files")["files"]
+            blobs = {
+                str(entry["path"]): self._cached_blob(
+                    cache,
+                    self._url_source(checkpoint_id, str(entry["path"]), str(entry["downloadUrl"])),
+                    checkpoint_id,
+                    progress,
+                )
+                for entry in listed
+            }
+            return cache.link_folder(checkpoint_id, blobs)
+        url_of = lambda: self.download_url(checkpoint_id)  # noqa: E731
+        blob = self._cached_blob(cache, url_of, checkpoint_id, progress)
+        return cache.link_file(checkpoint_id, self.files(checkpoint_id)[0].path, blob)
+
+    def _cached_blob(
+        self,
+        cache: DownloadCache,
+        url_of: Callable[[], str],
+        checkpoint_id: str,
+        progress: Progress | None,
+    ) -> Path:
+        """The blob of the bytes behind ``url_of()`` (a signed URL), fetched if missing."""
+        first = url_of()
+        urls = iter([first])  # the URL asked for the ETag, then fresh ones
+        fresh = lambda: next(urls, None) or url_of()  # noqa: E731
+        etag = self._transport.request("HEAD", first).headers["etag"]
+
+        def fetch(path: Path) -> None:
+            Download(self._transport, checkpoint_id, fresh, self.chunker(), path, progress).run()
+
+        return cache.blob(etag, fetch)
 
     def _url_source(self, checkpoint_id: str, path: str, first: str) -> Callable[[], str]:
         """The URL listed first, then a fresh one on each call (an old one may expire)."""

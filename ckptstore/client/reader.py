@@ -10,11 +10,17 @@ from ckptstore.store.restore import SeekableReader
 if TYPE_CHECKING:
     from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
+# A request asks for what the read wants, or more: FIRST_CHUNK_BYTES after a seek,
+# doubling while the reads go on where the last request ended, up to CHUNK_BYTES. A
+# reader that jumps (a safetensors header, then one tensor; a zip's directory at the
+# end) fetches little beyond what it reads; one reading straight through soon asks
+# for large ranges.
+FIRST_CHUNK_BYTES = 64 * 1024
 CHUNK_BYTES = 8 * 1024 * 1024
 
 
 class RemoteReader(SeekableReader):
-    """Random access to a remote checkpoint; fetches ``CHUNK_BYTES`` at a time."""
+    """Random access to a remote checkpoint with HTTP Range requests."""
 
     def __init__(self, transport: Transport, url: str, size: int) -> None:
         super().__init__(size)
@@ -22,6 +28,7 @@ class RemoteReader(SeekableReader):
         self._url = url
         self._chunk_start = 0
         self._chunk = b""
+        self._ahead_bytes = 0  # what the last request asked for beyond the read
 
     def readinto(self, buffer: Buffer) -> int:
         out = memoryview(buffer).cast("B")
@@ -38,7 +45,10 @@ class RemoteReader(SeekableReader):
         return done
 
     def _fetch(self, start: int, wanted: int) -> None:
-        end = min(self._size, start + max(wanted, CHUNK_BYTES))
+        onward = bool(self._chunk) and start == self._chunk_start + len(self._chunk)
+        first = min(FIRST_CHUNK_BYTES, CHUNK_BYTES)
+        self._ahead_bytes = min(CHUNK_BYTES, self._ahead_bytes * 2) if onward else first
+        end = min(self._size, start + max(wanted, self._ahead_bytes))
         response = self._transport.request(
             "GET", self._url, headers={"Range": f"bytes={start}-{end - 1}"}
         )

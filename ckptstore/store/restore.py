@@ -93,6 +93,9 @@ class CheckpointReader(SeekableReader):
         # task's list (a task fetches consecutive blocks)
         self._fetched: dict[int, tuple[Future[list[Loaded]], int]] = {}
         self._low = self._ahead = 0
+        # how far past the read position blocks are decoded; a caller that knows where
+        # its read stops (one tensor of a file) lowers it to that
+        self.readahead_bytes = ctx.config.readahead_bytes
 
     def readinto(self, buffer: Buffer) -> int:
         out = memoryview(buffer).cast("B")
@@ -148,7 +151,7 @@ class CheckpointReader(SeekableReader):
             self._low += 1
             if self._fetched.get(self._low, (None, 0))[0] is not task:
                 task.cancel()  # no later block needs it
-        limit = self._offsets[index] + self._ctx.config.readahead_bytes
+        limit = self._offsets[index] + self.readahead_bytes
         stop = max(index + 1, bisect.bisect_left(self._offsets, limit, lo=index))
         while self._ahead < stop:
             first, raw = self._ahead, 0

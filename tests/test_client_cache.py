@@ -1,0 +1,193 @@
+"""Client.download: a content-addressed cache, reused across calls and processes, resumable."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ckptstore.client import Client
+from ckptstore.client.cache import DownloadCache, _locked
+from ckptstore.errors import CheckpointNotReady, IntegrityError
+from tests.conftest import random_bytes
+from tests.server_helpers import live_server_and_key, make_server
+
+DATA = random_bytes(3 * 1024 * 1024 + 17, seed=4)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """An in-process server, a client of it, and the list of requests the client made."""
+    srv = make_server(tmp_path / "server")
+    requests: list[httpx.Request] = []
+    srv.client.event_hooks["request"].append(requests.append)
+    with srv.client:
+        key = srv.acme["Authorization"].split()[1]
+        with Client("http://testserver", key, http=srv.client) as client:
+            yield client, requests
+
+
+def content_gets(requests: list[httpx.Request]) -> list[httpx.Request]:
+    return [r for r in requests if r.method == "GET" and r.url.path.startswith("/signed/")]
+
+
+def test_download_returns_the_bytes_and_the_second_call_asks_nothing(served, tmp_path):
+    client, requests = served
+    record = client.put("job_c", DATA)
+    path = client.download(record.checkpoint_id, cache_dir=tmp_path / "cache")
+    assert path.read_bytes() == DATA
+    assert path.parent.name == record.checkpoint_id  # under its own file name
+    assert path.name == client.files(record.checkpoint_id)[0].path
+    requests.clear()
+    again = client.download(record.checkpoint_id, cache_dir=tmp_path / "cache")
+    assert again == path and requests == []
+
+
+def test_equal_bytes_under_another_checkpoint_are_not_fetched_again(served, tmp_path):
+    client, requests = served
+    first = client.put("job_c", DATA)
+    second = client.put("job_d", DATA)
+    one = client.download(first.checkpoint_id, cache_dir=tmp_path)
+    requests.clear()
+    two = client.download(second.checkpoint_id, cache_dir=tmp_path)
+    assert two != one and two.read_bytes() == DATA
+    assert two.resolve() == one.resolve()  # one blob
+    assert content_gets(requests) == []
+    assert len(list((tmp_path / "blobs").glob("*[0-9a-f]"))) == 1
+
+
+def test_an_interrupted_download_is_resumed_from_its_part_file(served, tmp_path):
+    client, requests = served
+    record = client.put("job_c", DATA)
+    etag = client._transport.request("HEAD", client.download_url(record.checkpoint_id))
+    digest = etag.headers["etag"].strip('"')
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    half = len(DATA) // 2
+    (blobs / f"{digest}.part").write_bytes(DATA[:half])  # what a killed process left
+    (blobs / f"{digest}.part.etag").write_text(etag.headers["etag"])
+    requests.clear()
+    path = client.download(record.checkpoint_id, cache_dir=tmp_path)
+    assert path.read_bytes() == DATA
+    (get,) = content_gets(requests)
+    assert get.headers["range"] == f"bytes={half}-"
+    assert not (blobs / f"{digest}.part").exists()
+
+
+def test_a_corrupt_part_file_is_refused_and_removed(served, tmp_path):
+    client, _ = served
+    record = client.put("job_c", DATA)
+    etag = client._transport.request("HEAD", client.download_url(record.checkpoint_id))
+    digest = etag.headers["etag"].strip('"')
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / f"{digest}.part").write_bytes(b"\0" * 1000)  # not the bytes
+    (tmp_path / "blobs" / f"{digest}.part.etag").write_text(etag.headers["etag"])
+    with pytest.raises(IntegrityError):
+        client.download(record.checkpoint_id, cache_dir=tmp_path)
+    assert not (tmp_path / "blobs" / digest).exists()
+    assert client.download(record.checkpoint_id, cache_dir=tmp_path).read_bytes() == DATA
+
+
+def test_a_pending_checkpoint_cannot_be_downloaded(served, tmp_path):
+    client, _ = served
+    pending = client.create_pending("job_c")
+    with pytest.raises(CheckpointNotReady):
+        client.download(pending.checkpoint_id, cache_dir=tmp_path)
+    assert not (tmp_path / "blobs").exists() or not any((tmp_path / "blobs").iterdir())
+
+
+def test_a_folder_entry_refuses_paths_that_leave_it(tmp_path):
+    cache = DownloadCache(tmp_path, "http://host:1")
+    blob = tmp_path / "blobs" / "ab"
+    blob.parent.mkdir()
+    blob.write_bytes(b"x")
+    with pytest.raises(ValueError, match="inside the checkpoint"):
+        cache.link_folder("ckpt_1", {"../escape": blob})
+    linked = cache.link_folder("ckpt_1", {"a/b.bin": blob, "c.json": blob})
+    assert (linked / "a" / "b.bin").read_bytes() == b"x"
+    assert not list(cache.folders.glob(".*tmp"))
+
+
+def test_a_folder_checkpoint_is_a_folder_of_links_and_shares_unchanged_files(served, tmp_path):
+    client, requests = served
+    folder = tmp_path / "run" / "checkpoint-2"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "model.bin").write_bytes(DATA)
+    (folder / "sub" / "state.json").write_text('{"step": 2}')
+    first = client.put("job_f", folder)
+    path = client.download(first.checkpoint_id, cache_dir=tmp_path / "cache")
+    assert path.is_dir() and path.name == first.checkpoint_id
+    assert (path / "model.bin").read_bytes() == DATA
+    assert (path / "sub" / "state.json").read_text() == '{"step": 2}'
+
+    (folder / "sub" / "state.json").write_text('{"step": 4}')  # the weights unchanged
+    second = client.put("job_f", folder)
+    requests.clear()
+    again = client.download(second.checkpoint_id, cache_dir=tmp_path / "cache")
+    assert (again / "sub" / "state.json").read_text() == '{"step": 4}'
+    assert (again / "model.bin").resolve() == (path / "model.bin").resolve()
+    (fetched,) = content_gets(requests)  # the one changed file
+    assert fetched.url.path.endswith("/files/sub/state.json")
+
+
+DOWNLOAD = """
+import sys
+import time
+from ckptstore.client import Client
+with Client(sys.argv[1], sys.argv[2]) as client:
+    print(client.download(sys.argv[3], cache_dir=sys.argv[4]))
+"""
+
+
+def wait_for_heads(client: Client, count: int) -> None:
+    """Until the server has answered ``count`` HEAD requests for signed URLs."""
+    deadline = time.monotonic() + 60
+    pattern = re.compile(
+        r'^ckptstore_requests_total\{method="HEAD",route="/signed/.*\} (\S+)$', re.M
+    )
+    while time.monotonic() < deadline:
+        text = client._transport.request("GET", "/metrics").text
+        if sum(float(n) for n in pattern.findall(text)) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the server did not see {count} HEAD requests:\n{text}")
+
+
+def test_processes_downloading_at_once_fetch_the_bytes_once(tmp_path):
+    cache_dir = tmp_path / "cache"
+    with (
+        live_server_and_key(tmp_path / "data", admin=True) as (base, key),
+        Client(base, key) as client,
+    ):
+        record = client.put("job_c", DATA)
+        head = client._transport.request("HEAD", client.download_url(record.checkpoint_id))
+        digest = head.headers["etag"].strip('"')
+        (cache_dir / "blobs").mkdir(parents=True)
+        args = [base, key, record.checkpoint_id, str(cache_dir)]
+        # the test holds the blob's lock until all three have asked for the bytes' ETag
+        # (after which each waits for the lock)
+        with _locked(cache_dir / "blobs" / f"{digest}.lock"):
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, "-c", DOWNLOAD, *args],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, "PYTHONPATH": os.getcwd()},
+                )
+                for _ in range(3)
+            ]
+            wait_for_heads(client, 1 + 3)
+        outputs = [proc.communicate(timeout=120)[0].strip() for proc in procs]
+        metrics = client._transport.request("GET", "/metrics").text
+    assert all(proc.returncode == 0 for proc in procs)
+    assert len(set(outputs)) == 1 and Path(outputs[0]).read_bytes() == DATA
+    assert sorted(p.name for p in (cache_dir / "blobs").iterdir()) == [digest, f"{digest}.lock"]
+    # the server sent the bytes once: the other two found the blob when the lock let them in
+    sent = re.search(r"^ckptstore_downloaded_bytes_total (\S+)$", metrics, re.M)
+    assert sent is not None and float(sent.group(1)) == len(DATA)
