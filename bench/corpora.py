@@ -1,7 +1,7 @@
 """Stored bytes and speed on the checkpoint corpora of bench/corpus.py, beside the peers.
 
     python -m bench.corpora [--scale small|medium|large] [--checkpoints 6] [--no-peers]
-                            [--corpora pretrain ...]
+                            [--no-variants] [--corpora pretrain ...] [--report NAME]
 
 For each corpus, in one run on this machine:
 
@@ -15,7 +15,7 @@ For each corpus, in one run on this machine:
   BLAKE3, zstd-1 compression and decompression;
 - the peers of bench/peers.py that are installed.
 
-Writes bench/results/<date>-<host>-corpora-<scale>.{md,json} and two plots.
+Writes bench/results/<date>-<host>-corpora-<scale>.{md,json} (or -NAME) and two plots.
 """
 
 from __future__ import annotations
@@ -135,12 +135,16 @@ def limits(files: list[Path]) -> dict[str, float]:
     return out
 
 
-def run_corpus(corpus: str, out: Path, scale: str, checkpoints: int, peers: bool) -> dict:
+def run_corpus(
+    corpus: str, out: Path, scale: str, checkpoints: int, peers: bool, variants: bool = True
+) -> dict:
     files = write(corpus, out, scale, checkpoints)
     logical = sum(f.stat().st_size for f in files)
     row: dict = {"logical_mb": logical / MB, "files": len(files)}
     row["ckptstore"] = ckptstore_default(files)
-    row["variants"] = {name: variant_ratio(files, cfg) for name, cfg in VARIANTS.items()}
+    row["variants"] = {
+        name: variant_ratio(files, cfg) if variants else None for name, cfg in VARIANTS.items()
+    }
     row["limits"] = limits(files)
     row["peers"] = {}
     for name, result in (run_peers(files, corpus) if peers else {}).items():
@@ -352,20 +356,27 @@ def main() -> None:
     parser.add_argument("--scale", choices=("small", "medium", "large"), default="small")
     parser.add_argument("--checkpoints", type=int, default=6)
     parser.add_argument("--no-peers", action="store_true", help="skip the peer tools")
+    parser.add_argument(
+        "--no-variants", action="store_true", help="skip ckptstore with techniques turned off"
+    )
     parser.add_argument("--corpora", nargs="+", choices=CORPORA, default=list(CORPORA))
+    parser.add_argument("--report", help="name of the report (default: corpora-SCALE)")
     args = parser.parse_args()
+    name = args.report or f"corpora-{args.scale}"
     out = WORK / f"corpus-{args.scale}"
     rows = {}
     for corpus in args.corpora:
         print(f"{corpus} ...", flush=True)
-        rows[corpus] = run_corpus(corpus, out, args.scale, args.checkpoints, not args.no_peers)
+        rows[corpus] = run_corpus(
+            corpus, out, args.scale, args.checkpoints, not args.no_peers, not args.no_variants
+        )
     for r in rows.values():
         r["comparisons"] = comparisons(r)
     lines = report_lines(rows, args)
-    md = save_report(f"corpora-{args.scale}", "Checkpoint corpora", lines, rows)
+    md = save_report(name, "Checkpoint corpora", lines, rows)
     pngs = plot(rows, md.stem)
     lines += ["", "## Plots", "", *(f"![{p.stem}]({p.name})" for p in pngs)]
-    md = save_report(f"corpora-{args.scale}", "Checkpoint corpora", lines, rows)
+    md = save_report(name, "Checkpoint corpora", lines, rows)
     print("\n".join(lines))
     print(f"\nreport: {md}")
 

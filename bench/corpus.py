@@ -13,12 +13,16 @@ Everything is seeded, so the same command writes the same bytes. Corpora:
   safetensors each time.
 - ``bf16``: model-only bf16 safetensors of a run like ``pretrain``.
 - ``opaque``: non-tensor data with insertions and deletions between versions.
+- ``opaque-scattered``: a pickled training state (per-sample losses and counts,
+  sampler state) where a few hundred values change in place per save, a few of
+  them growing by a byte in the pickle.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import struct
 from pathlib import Path
 
@@ -31,7 +35,7 @@ SCALES = {
     "medium": {"d_model": 768, "layers": 6, "vocab": 8192, "seq": 64, "steps": 3},
     "large": {"d_model": 1024, "layers": 12, "vocab": 32000, "seq": 128, "steps": 3},
 }
-CORPORA = ("pretrain", "finetune-frozen", "lora", "bf16", "opaque")
+CORPORA = ("pretrain", "finetune-frozen", "lora", "bf16", "opaque", "opaque-scattered")
 
 
 class Block(nn.Module):
@@ -175,6 +179,24 @@ def opaque(out: Path, cfg: dict, n: int) -> None:
         (out / f"state_{i + 1}.bin").write_bytes(bytes(data))
 
 
+def opaque_scattered(out: Path, cfg: dict, n: int) -> None:
+    rng = np.random.default_rng(5)
+    values = cfg["d_model"] * cfg["layers"] * 256  # about 18 pickled bytes each
+    losses = rng.standard_normal(values)
+    counts = rng.integers(0, 200, values)
+    for i in range(n):
+        at = rng.integers(0, values, 300)  # values changed in place since the last save
+        losses[at] += rng.standard_normal(len(at))
+        counts[at[:100]] += 300  # these now pickle one byte wider
+        state = {
+            "step": (i + 1) * 100,
+            "sampler": {"epoch": i // 3, "seed": 5, "position": (i + 1) * 6400},
+            "losses": losses.tolist(),
+            "counts": counts.tolist(),
+        }
+        (out / f"trainer_state_{i + 1}.pkl").write_bytes(pickle.dumps(state, protocol=4))
+
+
 def write(corpus: str, out: Path, scale: str, n: int) -> list[Path]:
     """Write one corpus into ``out/corpus`` (reused if complete); its files in save order."""
     target = out / corpus
@@ -191,6 +213,7 @@ def write(corpus: str, out: Path, scale: str, n: int) -> list[Path]:
             "lora": lambda: lora(target, cfg, n),
             "bf16": lambda: pretrain(target, cfg, n, bf16=True),
             "opaque": lambda: opaque(target, cfg, n),
+            "opaque-scattered": lambda: opaque_scattered(target, cfg, n),
         }[corpus]()
         marker.write_text(f"{scale} {n}\n")
     return sorted(

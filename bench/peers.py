@@ -43,6 +43,7 @@ DTYPES = {
     "lora": ("float32", "fp32"),
     "bf16": ("bfloat16", "bf16"),
     "opaque": ("float32", None),
+    "opaque-scattered": ("float32", None),
 }
 
 

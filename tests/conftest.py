@@ -33,6 +33,7 @@ BOTH_CATALOGS = {
     "test_deltas",
     "test_folders",
     "test_gc",
+    "test_opaque_deltas",
     "test_policies",
     "test_refs",
     "test_roundtrip",

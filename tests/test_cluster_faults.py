@@ -173,8 +173,10 @@ def test_a_replica_killed_mid_gc_leaves_the_other_a_working_store(
         _client(b, cluster.key) as other,
     ):
         kept = other.put("job_gc", live, epoch=0)
+        # each in a job of its own: in one job, `kept` would become a delta on the
+        # next save, and GC would first store it whole again in a new pack
         garbage = [
-            other.put("job_gc", live[:MB] + random_bytes(MB, seed=100 + i), epoch=i + 1)
+            other.put(f"job_gc_{i}", live[:MB] + random_bytes(MB, seed=100 + i), epoch=i + 1)
             for i in range(24)
         ]
         for record in garbage:

@@ -1,8 +1,8 @@
 """Committer: makes a checkpoint visible, then runs what follows a commit.
 
 Every ingest and upload ends here. One catalog transaction records the
-checkpoint with its manifest and, for a checkpoint of tensor blocks, the rebase
-of the job's previous checkpoint onto it (the rule: rebase.choose_rebase_parent).
+checkpoint with its manifest and the rebase of the job's previous checkpoint
+onto it (the rule: rebase.choose_rebase_parent).
 The job's policies then run (policies.py), and the rebase is queued on one
 background thread, in commit order, so a training loop waits only for its own
 save and each rebase sees the chains the last one made.
@@ -19,6 +19,7 @@ from dataclasses import replace
 from ckptstore.errors import CheckpointNotFound
 from ckptstore.store.catalog.records import CheckpointRecord, FileRecord
 from ckptstore.store.context import StoreContext
+from ckptstore.store.counterparts import counterparts, placed
 from ckptstore.store.digests import digest_checkpoint
 from ckptstore.store.files import checkpoint_digest
 from ckptstore.store.gc import GcLock, compact_packs
@@ -96,14 +97,12 @@ class Committer:
             created_at=draft.created_at or self._ctx.clock(),
             sha256=checkpoint_digest(draft.layout, files),
         )
-        tensors = slots is not None and any(slot is not None for slot in slots)
-        rule = choose_rebase_parent if tensors else None  # rebases pair blocks by slot
         parent_id = self._ctx.catalog.commit_checkpoint(
             record,
             manifest,
             holder,
             slots,
-            rule,
+            choose_rebase_parent,
             fills_pending=draft.status == "pending",
             files=files,
         )
@@ -147,10 +146,15 @@ class Committer:
         catalog = self._ctx.catalog
         try:
             parent, child = catalog.slots(parent_id), catalog.slots(checkpoint_id)
+            old, new = placed(catalog, parent_id), placed(catalog, checkpoint_id)
         except CheckpointNotFound:  # deleted since; the catalog dropped the pending row
             return
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception("rebasing checkpoint %s onto %s failed", parent_id, checkpoint_id)
+            return
         try:
-            report = rebase_parent(self._ctx, parent, child, parent_id)
+            opaque = counterparts(old, new, {record.block_id for record in parent.values()})
+            report = rebase_parent(self._ctx, parent, child, parent_id, opaque)
             if report.packs_emptied:
                 emptied = report.packs_emptied
                 self._gc_lock.run(lambda: compact_packs(self._ctx, emptied), wait=False)

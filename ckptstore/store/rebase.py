@@ -8,6 +8,13 @@ stored smaller than X is (codecs.encode_delta). Resuming a run reads the newest 
 which then decodes no chain at all; a checkpoint k saves older than a whole
 block decodes k + 1 payloads per block.
 
+Every other block X of P (bytes that are not a tensor's: pickled state, JSON) is
+likewise re-encoded against the block Y of C at the same place of the same file
+(counterparts.py), as one zstd frame with Y's bytes as its prefix (codec 8,
+``codecs.encode_prefixed``), when that is OPAQUE_MAX_RATIO of X's stored size or
+less: scattered edits to such a file leave most of its blocks changed, so without
+it every save stored them whole again.
+
 Chains stay bounded: X is left whole (a keyframe) when blocks already depend
 on it ``delta_max_depth`` deep, so no read decodes more than
 ``delta_max_depth + 1`` payloads.
@@ -43,7 +50,7 @@ import numpy as np
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockIndex
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
-from ckptstore.store.codecs.ids import DELTA_WIDTHS, PLANE_WIDTHS, WIDTH_PREFIXED
+from ckptstore.store.codecs.ids import DELTA_WIDTHS, PLANE_WIDTHS, WIDTH_PREFIXED, Codec
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id
 from ckptstore.store.packs.entries import load_block
@@ -56,6 +63,9 @@ log = logging.getLogger("ckptstore.rebase")
 IN_FLIGHT_BYTES = 16 * 1024 * 1024  # raw bytes of blocks being re-encoded at once
 WIDTHS_SETTING = "legacy_widths"  # set once no block row lacks its width
 WIDTH_BATCH = 10_000  # block rows whose width is read per catalog round trip
+# A delta of opaque bytes is kept only when it stores clearly less than the whole
+# block: reading it decodes its base first.
+OPAQUE_MAX_RATIO = 0.9
 
 
 def choose_rebase_parent(others: Iterable[CheckpointRecord]) -> str | None:
@@ -70,8 +80,8 @@ class Pair:
     """A block to re-encode: as a delta on ``onto``, or whole when that is None."""
 
     block: BlockRecord  # X, as stored now
-    onto: BlockRecord | None  # Y: the newer checkpoint's block at X's slot
-    width: int | None  # element width (None: let the codec judge)
+    onto: BlockRecord | None  # Y: the newer checkpoint's block at X's slot or place
+    width: int | None  # element width (None: opaque bytes, or whole: let the codec judge)
 
 
 @dataclass
@@ -89,13 +99,16 @@ def rebase_parent(
     parent: dict[str, BlockRecord],
     child: dict[str, BlockRecord],
     parent_id: str | None = None,
+    opaque: Iterable[tuple[BlockRecord, BlockRecord]] = (),
 ) -> RebaseReport:
     """Re-encode the parent checkpoint's tensor blocks as deltas on the child's (both by
-    slot). The bytes saved come off the stored bytes of checkpoint ``parent_id``."""
+    slot), and its ``opaque`` blocks on their counterparts (counterparts.py). The bytes
+    saved come off the stored bytes of checkpoint ``parent_id``."""
     limit = ctx.config.delta_max_depth
-    if limit <= 0 or not ctx.codec.byte_planes or not parent:
+    opaque = list(opaque)
+    if limit <= 0 or not ctx.codec.byte_planes or not (parent or opaque):
         return RebaseReport()
-    pairs = _freeing(ctx, _pairs(ctx, parent, child, limit))
+    pairs = _freeing(ctx, _pairs(ctx, parent, child, opaque, limit))
     return _reencode(ctx, pairs, parent_id)
 
 
@@ -185,24 +198,26 @@ def _pairs(
     ctx: StoreContext,
     parent: dict[str, BlockRecord],
     child: dict[str, BlockRecord],
+    opaque: list[tuple[BlockRecord, BlockRecord]],
     limit: int,
 ) -> list[Pair]:
     candidates = [
-        (record, target)
+        Pair(record, target, target.width)
         for slot, record in parent.items()
         if (target := child.get(slot)) is not None
         and record.base_id is None
         and target.base_id is None
         and target.block_id != record.block_id
         and target.raw_len == record.raw_len
+        and target.width in DELTA_WIDTHS
     ]
-    heights = chain_heights(ctx.catalog, [record.block_id for record, _ in candidates], limit)
+    candidates += [Pair(record, target, None) for record, target in opaque]
+    heights = chain_heights(ctx.catalog, [p.block.block_id for p in candidates], limit)
     pairs: list[Pair] = []
-    for record, target in candidates:
-        if heights[record.block_id] >= limit:
+    for pair in candidates:
+        if heights[pair.block.block_id] >= limit:
             continue  # older blocks already hang this deep below it: it stays a keyframe
-        if target.width in DELTA_WIDTHS:
-            pairs.append(Pair(record, target, target.width))
+        pairs.append(pair)
     pairs.sort(key=lambda p: (p.block.pack_id, p.block.offset))  # read packs in order
     return pairs
 
@@ -273,8 +288,12 @@ def _encode(ctx: StoreContext, pair: Pair) -> tuple[int, bytes | memoryview] | N
     except (CorruptBlockError, MissingBlockError) as exc:
         log.warning("not re-encoding block %s: %s", pair.block.block_id.hex(), exc)
         return None
-    assert pair.width is not None
-    encoded = ctx.codec.encode_delta(memoryview(raw), base, pair.width, pair.block.stored_len)
+    encoded: tuple[Codec, bytes | memoryview] | None
+    if pair.width is None:
+        limit = int(OPAQUE_MAX_RATIO * pair.block.stored_len)
+        encoded = ctx.codec.encode_prefixed(memoryview(raw), base, limit)
+    else:
+        encoded = ctx.codec.encode_delta(memoryview(raw), base, pair.width, pair.block.stored_len)
     if encoded is None:
         return None
     # The whole copy is about to be dropped: keep the delta only if it gives the block back.

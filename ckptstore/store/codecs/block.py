@@ -4,7 +4,9 @@ stored payload turns back into them (FORMAT.md, "Codecs").
 
 Whole blocks: zstd of the bytes (codec 1), or of their byte planes for numeric
 data (codec 4), grouped by exponent where a tensor block makes two groups or
-more (codec 7). Deltas on a base block: codec 6. Every codec id ever written is
+more (codec 7). Deltas on a base block: codec 6 for a tensor block, whose base
+holds the same tensor; codec 8 for other bytes, whose base is the block at the
+same place of the same file, any length. Every codec id ever written is
 decoded through one table, DECODERS.
 """
 
@@ -52,6 +54,8 @@ EXPONENT_GROUP_LOG = 11
 # A grouped delta decodes slower than an ungrouped one (its elements are scattered
 # back one by one): it is kept only when this much smaller (bench: entropy).
 GROUPING_MIN_GAIN = 0.02
+
+PREFIX_MIN_BYTES = 8  # zstd refuses a shorter dictionary
 
 # A width-prefixed payload's decoder: (work, payload, width, base, out), raw bytes to out.
 PlanesDecoder = Callable[[ZstdWork, memoryview, int, Base | None, np.ndarray], None]
@@ -186,6 +190,17 @@ class BlockCodec:
         saved_bits = grouping_gain_bits(raw, base, width, groups, biases) * (len(raw) // width)
         return saved_bits >= GROUPING_MIN_GAIN / 2 * 8 * payload_len
 
+    def encode_prefixed(
+        self, raw: memoryview, base: bytes | memoryview, limit: int
+    ) -> tuple[Codec, bytes] | None:
+        """Codec 8: one zstd frame of a block's bytes with ``base`` (any block's raw
+        bytes, of any length) as its prefix, or None unless smaller than ``limit`` (or
+        the base is shorter than zstd takes a dictionary: PREFIX_MIN_BYTES)."""
+        if len(base) < PREFIX_MIN_BYTES:
+            return None
+        payload = self._work.compress_prefixed(raw, base)
+        return (Codec.ZSTD_PREFIX, payload) if len(payload) < limit else None
+
     def _delta_payload(
         self,
         raw: memoryview,
@@ -223,7 +238,7 @@ class BlockCodec:
         out: np.ndarray | None = None,
     ) -> bytes | memoryview:
         """The raw bytes of a payload (``base``: the raw bytes of its base block, for
-        codecs 3, 5 and 6), written into ``out`` (a uint8 array of ``raw_len``) when given,
+        codecs 3, 5, 6 and 8), written into ``out`` (a uint8 array of ``raw_len``) when given,
         else into memory of their own. Raises DecodeError if the payload cannot be decoded,
         FormatError if the codec id is unknown.
 
@@ -240,6 +255,11 @@ class BlockCodec:
         if codec == Codec.ZSTD:
             out = np.empty(raw_len, np.uint8) if out is None else out
             return self._work.unzstd_into(payload, raw_len, out).data
+        if codec == Codec.ZSTD_PREFIX:
+            if base is None:
+                raise DecodeError("delta block decoded without its base block")
+            out = np.empty(raw_len, np.uint8) if out is None else out
+            return self._work.unzstd_prefixed_into(payload, base, raw_len, out).data
         if codec not in DECODERS:
             raise FormatError(
                 f"unknown codec id {codec}; this ckptstore knows {[c.value for c in Codec]}"

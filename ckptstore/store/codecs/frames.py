@@ -6,6 +6,7 @@ memory costs page faults on every use)."""
 from __future__ import annotations
 
 import struct
+import sys
 import threading
 from collections.abc import Callable
 
@@ -13,6 +14,11 @@ import numpy as np
 import zstandard
 
 from ckptstore.store.codecs.ids import DecodeError
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 # Level 1: the same ratio as 3 on float tensors, faster (bench/results/*-engine.md).
 DEFAULT_ZSTD_LEVEL = 1  # for bytes that are not planes (codec 1)
@@ -27,6 +33,15 @@ DEFAULT_ZSTD_LEVEL = 1  # for bytes that are not planes (codec 1)
 PLANE_ZSTD_PARAMS = zstandard.ZstdCompressionParameters(
     window_log=17, hash_log=6, min_match=7, strategy=zstandard.STRATEGY_FAST
 )
+
+# Codec 8 (a delta of bytes that are not a tensor's) is written as `zstd -3
+# --patch-from` writes: the base as a prefix (ZSTD_CCtx_refPrefix, which zstandard
+# does not offer) and long-distance matching, whose 64-byte matches find the base's
+# copy of each run where the usual match search, on repetitive bytes such as text or
+# a pickle, takes a nearer copy that soon diverges (bench/results/2026-12-06-vm-opaque.md).
+# The window reaches back over the whole base.
+PREFIX_ZSTD_LEVEL = 3
+MAX_PREFIX_WINDOW_LOG = 27  # the largest window zstd decoders accept by default
 
 Compress = Callable[[np.ndarray], bytes]
 # Decodes one zstd frame of exactly n bytes into the given array (raises DecodeError).
@@ -118,6 +133,28 @@ class ZstdWork:
             self._local.plane_compressor = compressor
         return compressor.compress(plane.data)
 
+    def compress_prefixed(self, data: bytes | memoryview, base: bytes | memoryview) -> bytes:
+        """One zstd frame of ``data`` that refers back to ``base`` (as a prefix: any zstd
+        decoder given ``base`` as a raw-content dictionary decodes it)."""
+        window_log = min(MAX_PREFIX_WINDOW_LOG, max(10, (len(base) + len(data)).bit_length()))
+        compressor = zstd.ZstdCompressor(
+            options={
+                zstd.CompressionParameter.compression_level: PREFIX_ZSTD_LEVEL,
+                zstd.CompressionParameter.window_log: window_log,
+                zstd.CompressionParameter.enable_long_distance_matching: 1,
+                zstd.CompressionParameter.checksum_flag: 0,
+            },
+            zstd_dict=zstd.ZstdDict(bytes(base), is_raw=True).as_prefix,
+        )
+        return compressor.compress(data, mode=zstd.ZstdCompressor.FLUSH_FRAME)
+
+    def unzstd_prefixed_into(
+        self, payload: bytes | memoryview, base: bytes | memoryview, raw_len: int, out: np.ndarray
+    ) -> np.ndarray:
+        """``compress_prefixed``'s frame of exactly ``raw_len`` bytes, decoded into ``out``."""
+        decompressor = zstandard.ZstdDecompressor(dict_data=_prefix(base))
+        return _read_frame(decompressor, payload, raw_len, out)
+
     def _decompressor(self) -> zstandard.ZstdDecompressor:
         decompressor = getattr(self._local, "decompressor", None)
         if decompressor is None:
@@ -132,20 +169,35 @@ class ZstdWork:
         this thread's scratch buffer (valid until this thread's next call)."""
         if out is None:
             out = self.scratch("zstd", raw_len)
-        target = out.data
-        got = 0
-        try:
-            with self._decompressor().stream_reader(payload) as reader:
-                while got < raw_len:
-                    n = reader.readinto(target[got:])
-                    if not n:
-                        break
-                    got += n
-                longer = got == raw_len and reader.readinto(bytearray(1)) > 0
-        except zstandard.ZstdError as exc:
-            raise DecodeError(f"zstd: {exc}") from exc
-        if got != raw_len or longer:
-            raise DecodeError(
-                f"decoded {'more than ' if longer else ''}{got} bytes, expected {raw_len}"
-            )
-        return out
+        return _read_frame(self._decompressor(), payload, raw_len, out)
+
+
+def _prefix(base: bytes | memoryview) -> zstandard.ZstdCompressionDict:
+    """``base`` as a zstd dictionary of raw content (no header, no entropy tables)."""
+    return zstandard.ZstdCompressionDict(bytes(base), dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+
+
+def _read_frame(
+    decompressor: zstandard.ZstdDecompressor,
+    payload: bytes | memoryview,
+    raw_len: int,
+    out: np.ndarray,
+) -> np.ndarray:
+    """One zstd frame of exactly ``raw_len`` bytes, decoded into ``out``."""
+    target = out.data
+    got = 0
+    try:
+        with decompressor.stream_reader(payload) as reader:
+            while got < raw_len:
+                n = reader.readinto(target[got:])
+                if not n:
+                    break
+                got += n
+            longer = got == raw_len and reader.readinto(bytearray(1)) > 0
+    except zstandard.ZstdError as exc:
+        raise DecodeError(f"zstd: {exc}") from exc
+    if got != raw_len or longer:
+        raise DecodeError(
+            f"decoded {'more than ' if longer else ''}{got} bytes, expected {raw_len}"
+        )
+    return out

@@ -18,6 +18,7 @@ class Codec(IntEnum):
     GROUPED_DELTA = 5  # codec 4's frames of delta_of(raw, base), grouped (read only)
     BIASED_DELTA = 6  # codec 5 with a bias per group taken off the differences
     EXPONENT_PLANES = 7  # codec 4 with the elements grouped by their own exponent
+    ZSTD_PREFIX = 8  # one zstd frame of the raw bytes with the base block as its prefix
 
 
 # Codecs whose payload starts with the element width, and those that need a base block.
