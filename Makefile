@@ -56,6 +56,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.byte_planes
 	$(BIN)/python -m bench.entropy
 	$(BIN)/python -m bench.s3_endpoint
+	$(BIN)/python -m bench.sha256
+	$(BIN)/python -m bench.integrations
+	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.summary
 
 # The peer tools bench.corpora compares with (it skips those not installed).
