@@ -14,7 +14,7 @@ import pytest
 
 from ckptstore.client import Client
 from ckptstore.client.cache import DownloadCache, _locked
-from ckptstore.errors import CheckpointNotReady, IntegrityError
+from ckptstore.errors import CheckpointNotFound, CheckpointNotReady, IntegrityError
 from tests.conftest import random_bytes
 from tests.server_helpers import live_server_and_key, make_server
 
@@ -37,7 +37,7 @@ def content_gets(requests: list[httpx.Request]) -> list[httpx.Request]:
     return [r for r in requests if r.method == "GET" and r.url.path.startswith("/signed/")]
 
 
-def test_download_returns_the_bytes_and_the_second_call_asks_nothing(served, tmp_path):
+def test_download_returns_the_bytes_and_the_second_call_fetches_none(served, tmp_path):
     client, requests = served
     record = client.put("job_c", DATA)
     path = client.download(record.checkpoint_id, cache_dir=tmp_path / "cache")
@@ -46,7 +46,24 @@ def test_download_returns_the_bytes_and_the_second_call_asks_nothing(served, tmp
     assert path.name == client.files(record.checkpoint_id)[0].path
     requests.clear()
     again = client.download(record.checkpoint_id, cache_dir=tmp_path / "cache")
-    assert again == path and requests == []
+    # the server is asked whether this key may read it; its bytes come from the cache
+    assert again == path and content_gets(requests) == []
+    assert [r.url.path for r in requests] == [f"/v2/training/checkpoints/{record.checkpoint_id}"]
+
+
+def test_a_cached_checkpoint_is_not_given_to_a_key_that_may_not_read_it(tmp_path):
+    srv = make_server(tmp_path / "server")
+    cache = tmp_path / "cache"  # one directory both tenants' processes use
+    with srv.client:
+        acme = Client("http://testserver", srv.acme["Authorization"].split()[1], http=srv.client)
+        other = Client("http://testserver", srv.other["Authorization"].split()[1], http=srv.client)
+        record = acme.put("job_c", DATA)
+        assert acme.download(record.checkpoint_id, cache_dir=cache).read_bytes() == DATA
+        with pytest.raises(CheckpointNotFound):
+            other.download(record.checkpoint_id, cache_dir=cache)
+        acme.delete(record.checkpoint_id)
+        with pytest.raises(CheckpointNotFound):  # deleted: the cache does not answer for it
+            acme.download(record.checkpoint_id, cache_dir=cache)
 
 
 def test_equal_bytes_under_another_checkpoint_are_not_fetched_again(served, tmp_path):

@@ -222,7 +222,8 @@ def test_upload_commit_refuses_files_that_cut_a_block_or_escape(store):
 
 
 @pytest.mark.parametrize(
-    "path", ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/", "a\\b", "a\0b"]
+    "path",
+    ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/", "a\\b", "a\0b", "a\nb", "a\x7fb"],
 )
 def test_unsafe_paths_are_refused(path):
     with pytest.raises(InvalidPath):
@@ -259,3 +260,34 @@ def test_a_checkpoint_committed_without_digests_gets_them_in_the_background(stor
     store.settle()
     assert store.get(record.checkpoint_id).sha256 == hashlib.sha256(data).hexdigest()
     assert store.files(record.checkpoint_id)[0].sha256 == hashlib.sha256(data).hexdigest()
+
+
+def test_upload_commit_refuses_a_file_inside_another_files_path(store):
+    """ "a" and "a/b" could be stored but never written back as one folder."""
+    from tests.conftest import client_blocks
+
+    data = np.random.default_rng(2).bytes(300_000)
+    blocks = client_blocks(store, data)
+    with store.begin_upload("job") as upload:
+        for bid, block in blocks:
+            upload.put_block(bid, block)
+        ids = [bid for bid, _ in blocks] * 3
+        files = [("a", len(data), 0o644), ("a-b", len(data), 0o644), ("a/b", len(data), 0o644)]
+        with pytest.raises(InvalidArgument, match="a/b"):
+            upload.commit(ids, None, files, tree=True)
+    assert store.list("job").total_count == 0
+
+
+def test_a_single_file_name_holds_no_folder(store, tmp_path):
+    from tests.conftest import client_blocks
+
+    with pytest.raises(InvalidPath):
+        store.put("job", b"data", file_name="sub/x.bin")
+    data = np.random.default_rng(3).bytes(100_000)
+    blocks = client_blocks(store, data)
+    with store.begin_upload("job") as upload:
+        for bid, block in blocks:
+            upload.put_block(bid, block)
+        with pytest.raises(InvalidPath):
+            upload.commit([b for b, _ in blocks], None, [("sub/x.bin", len(data), 0o644)])
+    assert store.list("job").total_count == 0

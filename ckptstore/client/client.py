@@ -269,11 +269,10 @@ class Client:
     ) -> Path:
         """The checkpoint in the local download cache (``cache.py``; by default
         ``~/.cache/ckptstore``): the path of its file, or of a folder checkpoint's folder.
-        Files already there, under any checkpoint, are not fetched again; a checkpoint
-        already there is answered without a request."""
+        Files already there, under any checkpoint, are not fetched again. The server is
+        asked first every time, so a key that may not read the checkpoint (another
+        tenant's sharing the cache directory, or after a delete) gets nothing from it."""
         cache = DownloadCache(cache_dir or default_cache_dir(), self._transport.base_url)
-        if (hit := cache.cached(checkpoint_id)) is not None:
-            return hit
         body = self._json("GET", _checkpoint(checkpoint_id))  # an alias resolves here
         record = record_of(body)
         if (hit := cache.cached(record.checkpoint_id)) is not None:

@@ -26,7 +26,13 @@ from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.chunking.fingerprint import iter_blocks
 from ckptstore.store.chunking.sources import Source
 from ckptstore.store.drafts import ProgressFields
-from ckptstore.store.files import DEFAULT_MODE, check_path, is_tree, qualified_slot, walk_tree
+from ckptstore.store.files import (
+    DEFAULT_MODE,
+    check_file_name,
+    is_tree,
+    qualified_slot,
+    walk_tree,
+)
 from ckptstore.store.ids import content_digest
 from ckptstore.store.ingest import Part
 
@@ -175,7 +181,7 @@ class BlockPush:
             name = file_name or (
                 Path(source).name if isinstance(source, str | os.PathLike) else None
             )
-            parts = [Part(check_path(name) if name else "", DEFAULT_MODE, source)]
+            parts = [Part(check_file_name(name) if name else "", DEFAULT_MODE, source)]
             layout = "file"
         return self._fill(
             checkpoint_id, parts, layout, chunker, max_batch_bytes, progress, fields or {}

@@ -34,8 +34,9 @@ def check_path(path: str) -> str:
     """``path`` if it is a safe relative POSIX path; raises InvalidPath otherwise."""
     if not isinstance(path, str) or not path:
         raise InvalidPath(path, "not empty")
-    if "\0" in path or "\\" in path:
-        raise InvalidPath(path, "no NUL or backslash")
+    if "\\" in path or any(ord(c) < 0x20 or c == "\x7f" for c in path):
+        # a newline would also make two listings of files digest alike (listing_digest)
+        raise InvalidPath(path, "no control characters (NUL, newline...) or backslash")
     if path.startswith("/"):
         raise InvalidPath(path, "not absolute")
     try:
@@ -48,6 +49,13 @@ def check_path(path: str) -> str:
         if part in ("", ".", ".."):
             raise InvalidPath(path, "no empty, '.' or '..' component")
     return path
+
+
+def check_file_name(name: str) -> str:
+    """``name`` if it is a safe name for a single-file checkpoint (no folder in it)."""
+    if "/" in check_path(name):
+        raise InvalidPath(name, "a file name, without '/'")
+    return name
 
 
 def qualified_slot(path: str, slot: str | None) -> str | None:
@@ -133,10 +141,16 @@ def check_layout(files: list[FileRecord], size_bytes: int) -> None:
     and tile ``[0, size_bytes)`` end to end."""
     offset = 0
     previous: str | None = None
+    seen: set[str] = set()
     for record in files:
         check_path(record.path)
         if previous is not None and record.path <= previous:
             raise InvalidArgument("files", record.path, "distinct paths in sorted order")
+        parts = record.path.split("/")
+        for depth in range(1, len(parts)):
+            if "/".join(parts[:depth]) in seen:  # "a" and "a/b": no folder could hold both
+                raise InvalidArgument("files", record.path, "no file inside another file's path")
+        seen.add(record.path)
         if record.offset != offset or record.size_bytes < 0:
             raise InvalidArgument("files", record.path, "files end to end from offset 0")
         if not 0 <= record.mode <= 0o777:

@@ -41,7 +41,7 @@ from ckptstore.store.commit import Committer
 from ckptstore.store.context import StoreContext
 from ckptstore.store.files import (
     DEFAULT_MODE,
-    check_path,
+    check_file_name,
     default_name,
     is_tree,
     qualified_slot,
@@ -122,7 +122,7 @@ def ingest(
         layout = "tree"
     else:
         name = file_name or _base_name(source) or default_name(draft.checkpoint_id)
-        parts = [Part(check_path(name), _mode_of(source), source)]
+        parts = [Part(check_file_name(name), _mode_of(source), source)]
         layout = "file"
     try:
         result = Ingest(ctx, holder).run(parts, ctx.config.window_bytes, tree=layout == "tree")

@@ -22,7 +22,7 @@ from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, FileR
 from ckptstore.store.codecs.encoder import BlockEncoder
 from ckptstore.store.commit import Committer
 from ckptstore.store.context import StoreContext
-from ckptstore.store.files import DEFAULT_MODE, check_layout, default_name
+from ckptstore.store.files import DEFAULT_MODE, check_file_name, check_layout, default_name
 from ckptstore.store.ids import block_id
 from ckptstore.store.ingest import LeaseKeeper
 from ckptstore.store.packs.writer import PackWriter
@@ -187,6 +187,8 @@ class Upload:
             offset += found[bid].raw_len
         records = _file_records(files, self._draft.checkpoint_id, offset)
         check_layout(records, offset)
+        if not tree:
+            check_file_name(records[0].path)
         edges = {start for start, _ in manifest} | {offset}
         for file in records:
             if file.offset not in edges:
