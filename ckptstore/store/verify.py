@@ -77,8 +77,61 @@ def verify_store(ctx: StoreContext, read_data: bool) -> VerifyReport:
             )
         if read_data:
             bad.extend(_check_pack_data(ctx, pack_id, records, size, report))
-    _attach_checkpoints(ctx, bad, report)
+    _attach_checkpoints(ctx, _still_bad(ctx, bad, read_data), report)
     return report
+
+
+def _still_bad(
+    ctx: StoreContext, bad: list[tuple[str, BlockRecord, str]], read_data: bool
+) -> list[tuple[str, BlockRecord, str]]:
+    """The findings that stand once looked at again: a rebase, compaction or pack merge
+    in another thread or process may have moved a block (and deleted its old pack)
+    while verify went through the store. A block still where it was found bad stays
+    a finding; one that moved is checked again where it is now; one that GC removed
+    meanwhile was used by no checkpoint."""
+    if not bad:
+        return bad
+    current = ctx.catalog.get_blocks([record.block_id for _, record, _ in bad])
+    standing: list[tuple[str, BlockRecord, str]] = []
+    for kind, record, detail in bad:
+        now = current.get(record.block_id)
+        if now == record:
+            standing.append((kind, record, detail))
+        elif now is not None and (again := _check_block(ctx, now, read_data)) is not None:
+            standing.append(again)
+    return standing
+
+
+def _check_block(
+    ctx: StoreContext, record: BlockRecord, read_data: bool
+) -> tuple[str, BlockRecord, str] | None:
+    """One block checked on its own: its pack's bytes read whole."""
+    try:
+        pack = memoryview(ctx.blocks.get(record.pack_id))
+    except PackNotFound:
+        return ("missing_pack", record, "pack object is missing")
+    if record.entry_end > len(pack):
+        return (
+            "truncated_pack",
+            record,
+            f"pack is {len(pack)} bytes, entries reach {record.entry_end}",
+        )
+    return _check_entry(ctx, record, pack) if read_data else None
+
+
+def _check_entry(
+    ctx: StoreContext, record: BlockRecord, pack: memoryview
+) -> tuple[str, BlockRecord, str] | None:
+    try:
+        base = load_base(ctx, record)
+    except (CorruptBlockError, MissingBlockError) as exc:
+        base_name = (record.base_id or b"").hex()
+        return ("corrupt_base", record, f"its delta base {base_name} is unreadable: {exc}")
+    try:
+        decode_entry(ctx, record, pack[record.offset : record.entry_end], base)
+    except CorruptBlockError as exc:
+        return ("corrupt_block", record, exc.reason)
+    return None
 
 
 def _check_pack_data(
@@ -90,19 +143,9 @@ def _check_pack_data(
         return [("missing_pack", r, "pack object vanished") for r in records]
 
     def check(record: BlockRecord) -> tuple[str, BlockRecord, str] | None:
-        end = record.entry_end
-        if end > size:
+        if record.entry_end > size:
             return None  # reported as truncated already
-        try:
-            base = load_base(ctx, record)
-        except (CorruptBlockError, MissingBlockError) as exc:
-            base_name = (record.base_id or b"").hex()
-            return ("corrupt_base", record, f"its delta base {base_name} is unreadable: {exc}")
-        try:
-            decode_entry(ctx, record, pack[record.offset : end], base)
-        except CorruptBlockError as exc:
-            return ("corrupt_block", record, exc.reason)
-        return None
+        return _check_entry(ctx, record, pack)
 
     results = list(ctx.pool.map(check, records))
     report.blocks_checked += len(records)
