@@ -74,6 +74,23 @@ def test_range_requests_return_206_with_the_slice(srv, ready, header, start, end
     assert r.headers["content-length"] == str(end - start)
 
 
+def test_a_range_request_decodes_only_the_blocks_under_it(srv, ready, monkeypatch):
+    import ckptstore.store.restore as restore
+
+    assert srv.store.context.config.readahead_bytes > len(DATA)  # would decode it all
+    decoded: list[int] = []
+    load_each = restore.load_each
+
+    def counting(ctx, records):
+        decoded.extend(r.raw_len for r in records)
+        return load_each(ctx, records)
+
+    monkeypatch.setattr(restore, "load_each", counting)
+    r = srv.client.get(ready["downloadUrl"], headers={"Range": "bytes=100-199"})
+    assert r.status_code == 206 and r.content == DATA[100:200]
+    assert 0 < sum(decoded) < len(DATA) / 4  # the first block(s), not the whole download
+
+
 def test_download_resumes_in_several_pieces(srv, ready):
     got = bytearray()
     for piece in range(4):

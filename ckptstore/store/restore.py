@@ -96,6 +96,7 @@ class CheckpointReader(SeekableReader):
         # how far past the read position blocks are decoded; a caller that knows where
         # its read stops (one tensor of a file) lowers it to that
         self.readahead_bytes = ctx.config.readahead_bytes
+        self._read_end = size  # no block starting here or later is decoded ahead
 
     def readinto(self, buffer: Buffer) -> int:
         out = memoryview(buffer).cast("B")
@@ -151,7 +152,7 @@ class CheckpointReader(SeekableReader):
             self._low += 1
             if self._fetched.get(self._low, (None, 0))[0] is not task:
                 task.cancel()  # no later block needs it
-        limit = self._offsets[index] + self.readahead_bytes
+        limit = min(self._offsets[index] + self.readahead_bytes, self._read_end)
         stop = max(index + 1, bisect.bisect_left(self._offsets, limit, lo=index))
         while self._ahead < stop:
             first, raw = self._ahead, 0
@@ -175,6 +176,7 @@ class CheckpointReader(SeekableReader):
     def iter_range(self, start: int = 0, end: int | None = None) -> Iterator[memoryview]:
         """The bytes ``[start, end)`` as a sequence of views, block by block."""
         end = self._size if end is None else min(end, self._size)
+        self._read_end = end  # a range (an HTTP Range request) decodes nothing past it
         self.seek(start)
         while self._pos < end:
             index = bisect.bisect_right(self._offsets, self._pos) - 1
