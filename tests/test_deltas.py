@@ -386,11 +386,12 @@ def test_a_delta_that_does_not_decode_back_is_never_kept(store, monkeypatch, cap
 
     real = BlockCodec.decode
 
-    def corrupting(self, codec, payload, raw_len, base=None):
-        out = bytearray(real(self, codec, payload, raw_len, base))
+    def corrupting(self, codec, payload, raw_len, base=None, out=None):
+        # the same signature as the real one: readers pass a buffer to decode into
+        decoded = bytearray(real(self, codec, payload, raw_len, base, out))
         if codec == Codec.BIASED_DELTA:
-            out[0] ^= 1
-        return out
+            decoded[0] ^= 1
+        return decoded
 
     monkeypatch.setattr(BlockCodec, "decode", corrupting)
     (first, data1), _ = put_steps(store, 2)
