@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.s3_endpoint
 	$(BIN)/python -m bench.sha256
 	$(BIN)/python -m bench.integrations
+	$(BIN)/python -m bench.ingest_stages
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.summary
 
