@@ -9,7 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ckptstore import CheckpointStore
+from ckptstore.store.catalog.postgres import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
 from ckptstore.store.catalog.records import ListQuery
+from ckptstore.store.catalog.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from ckptstore.store.codecs.ids import WIDTH_PREFIXED, Codec
 from ckptstore.store.rebase import WIDTHS_SETTING
 from tests.conftest import TEST_CONFIG, restore_bytes
@@ -18,9 +20,30 @@ from tests.crash_child import tensor_data_for
 NO_DELTAS = dataclasses.replace(TEST_CONFIG, delta_max_depth=0)
 
 
+def as_schema_10(root: Path) -> None:
+    """Turn a store's catalog into what the code of schema 10 wrote: each best copy with
+    manifest rows of its own."""
+    with sqlite3.connect(root / "catalog.sqlite") as conn:
+        conn.execute(
+            "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
+            " SELECT c.checkpoint_id, m.seq, m.block_id, m.logical_offset, m.slot"
+            " FROM checkpoints c JOIN manifests m ON m.checkpoint_id = c.manifest_of"
+        )
+        conn.execute(
+            "UPDATE blocks SET refcount = refcount + (SELECT COUNT(*) FROM checkpoints c"
+            " JOIN manifests m ON m.checkpoint_id = c.manifest_of"
+            " WHERE m.block_id = blocks.block_id)"
+        )
+        conn.execute("DROP INDEX checkpoints_manifest_of")
+        conn.execute("ALTER TABLE checkpoints DROP COLUMN manifest_of")
+        conn.execute("PRAGMA user_version = 10")
+    conn.close()
+
+
 def as_schema_9(root: Path) -> None:
     """Turn a store's catalog into what the code of schema 9 wrote: no metric order or
     counts kept per job (nor the triggers that keep them)."""
+    as_schema_10(root)
     with sqlite3.connect(root / "catalog.sqlite") as conn:
         for trigger in ("metrics_insert", "metrics_delete", "metrics_update"):
             conn.execute(f"DROP TRIGGER checkpoints_{trigger}")
@@ -160,6 +183,31 @@ def test_a_schema_9_store_lists_its_checkpoints_by_metric_and_counts_them(tmp_pa
         assert [record.epoch for record in page] == [9, 1, 3] and total == 5
 
 
+def test_best_copies_of_a_schema_10_store_keep_their_own_rows_and_new_ones_share(tmp_path, clock):
+    root = tmp_path / "store"
+    with CheckpointStore.open(root, config=NO_DELTAS, clock=clock) as store:
+        first = store.put("job", tensor_data_for(0), epoch=0, metrics={"validationLoss": 0.5})
+    as_schema_10(root)
+    with CheckpointStore.open(root, config=NO_DELTAS, clock=clock) as store:
+        catalog = store.context.catalog
+        (old_best,) = [c for c in store.list("job").checkpoints if c.type == "best"]
+        store.delete(first.checkpoint_id)
+        assert restore_bytes(store, old_best.checkpoint_id) == tensor_data_for(0)
+        clock.advance(1)
+        second = store.put("job", tensor_data_for(1), epoch=1, metrics={"validationLoss": 0.1})
+        (new_best,) = [c for c in store.list("job").checkpoints if c.type == "best"]
+        assert new_best.parent_id == second.checkpoint_id
+        rows = "SELECT COUNT(*) FROM manifests WHERE checkpoint_id = ?"
+        assert catalog._conn().execute(rows, (new_best.checkpoint_id,)).fetchone() == (0,)
+        store.delete(second.checkpoint_id)
+        assert restore_bytes(store, new_best.checkpoint_id) == tensor_data_for(1)
+        assert store.verify(read_data=True).ok
+        store.delete(new_best.checkpoint_id)
+        clock.advance(TEST_CONFIG.gc_grace_s + 1)
+        store.gc()
+        assert store.stats().blocks == 0
+
+
 def as_schema_7(root: Path) -> None:
     """Turn a store's catalog into what the code of schema 7 wrote: no file rows, no
     digests, no layouts."""
@@ -181,7 +229,7 @@ def test_checkpoints_from_schema_7_read_as_one_file_beside_new_folders(tmp_path,
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(tensor_data_for(1))
     with CheckpointStore.open(root, config=TEST_CONFIG, clock=clock) as store:
-        assert store.context.catalog.schema_version() == 10
+        assert store.context.catalog.schema_version() == SQLITE_SCHEMA_VERSION
         record = store.get(old.checkpoint_id)
         assert (record.layout, record.sha256) == ("file", None)
         (only,) = store.files(old.checkpoint_id)
@@ -205,7 +253,8 @@ def test_a_postgres_catalog_of_schema_2_migrates_to_folders(tmp_path, clock, pos
     with CheckpointStore.open(root, catalog=postgres_url, config=TEST_CONFIG, clock=clock) as s:
         old = s.put("job", tensor_data_for(0), epoch=0)
     with psycopg.connect(postgres_url, autocommit=True) as conn:  # as schema 2 left it
-        for statement in (  # schemas 4 and 5
+        for statement in (  # schemas 4 to 6
+            "ALTER TABLE checkpoints DROP COLUMN manifest_of",
             "DROP TABLE metric_order",
             "DROP TABLE job_counts",
             "DROP TRIGGER checkpoints_listing ON checkpoints",
@@ -225,7 +274,7 @@ def test_a_postgres_catalog_of_schema_2_migrates_to_folders(tmp_path, clock, pos
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(tensor_data_for(1))
     with CheckpointStore.open(root, catalog=postgres_url, config=TEST_CONFIG, clock=clock) as s:
-        assert s.context.catalog.schema_version() == 5
+        assert s.context.catalog.schema_version() == POSTGRES_SCHEMA_VERSION
         (only,) = s.files(old.checkpoint_id)
         assert (only.path, only.sha256) == (f"{old.checkpoint_id}.ckpt", None)
         new = s.put("job", folder, epoch=1)

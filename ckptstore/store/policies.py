@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ckptstore.errors import CheckpointPinned, InvalidArgument
+from ckptstore.errors import CheckpointNotFound, CheckpointPinned, InvalidArgument
 from ckptstore.store.catalog.base import CheckpointRecord, ListQuery
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import new_checkpoint_id
@@ -99,7 +99,12 @@ def _update_best(ctx: StoreContext, settings: JobSettings, record: CheckpointRec
         parent_id=record.checkpoint_id,
     )
     replaceable = current if current is not None and not _pinned(ctx, current) else None
-    ctx.catalog.replace_best(best, replaceable.checkpoint_id if replaceable else None)
+    try:
+        ctx.catalog.replace_best(best, replaceable.checkpoint_id if replaceable else None)
+    except CheckpointNotFound as exc:
+        if exc.checkpoint_id != record.checkpoint_id:
+            raise
+        return []  # deleted since it was saved: there is nothing to copy
     return [replaceable.checkpoint_id] if replaceable else []
 
 

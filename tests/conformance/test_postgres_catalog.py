@@ -12,7 +12,7 @@ from ckptstore.store.catalog.postgres import maintenance as removal
 from ckptstore.store.catalog.postgres.schema import MIGRATIONS
 from ckptstore.store.catalog.records import ListQuery
 from ckptstore.testing.catalog import CatalogTests
-from ckptstore.testing.catalog.helpers import bid
+from ckptstore.testing.catalog.helpers import NOW, bid, checkpoint
 
 
 class TestPostgresCatalog(CatalogTests):
@@ -26,6 +26,19 @@ class TestPostgresCatalog(CatalogTests):
         catalog = PostgresCatalog(postgres_url, pool_size=2)
         yield catalog
         catalog.close()
+
+    def test_a_best_copy_writes_no_manifest_rows(
+        self, catalog: PostgresCatalog, postgres_url: str
+    ) -> None:
+        self.add(catalog, 1, 2)
+        catalog.commit_checkpoint(checkpoint("src"), [(0, bid(1)), (1000, bid(2))], "h")
+        catalog.replace_best(checkpoint("copy", type="best", parent_id="src"), None)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            count = "SELECT COUNT(*) FROM manifests"
+            assert conn.execute(count).fetchone() == (2,)
+            catalog.delete_checkpoint("src", NOW)  # its rows pass to the copy
+            assert conn.execute(count).fetchone() == (2,)
+        assert [r.block_id for _, r in catalog.manifest("copy")] == [bid(1), bid(2)]
 
     def test_schema_version_is_recorded(self, catalog: PostgresCatalog) -> None:
         assert catalog.schema_version() == SCHEMA_VERSION

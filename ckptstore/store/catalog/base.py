@@ -166,7 +166,9 @@ class Checkpoints(Protocol):
 
     def replace_best(self, record: CheckpointRecord, old_best_id: str | None) -> None:
         """Add ``record`` (type best) sharing the manifest and files of ``record.parent_id``
-        and delete ``old_best_id``, in one transaction: a best copy costs no block storage."""
+        and delete ``old_best_id``, in one transaction: a best copy costs no block storage
+        and writes no manifest rows (it reads its source's; when the source is deleted,
+        its rows pass to the copy). Raises CheckpointNotFound if the source is gone."""
         ...
 
     def get_checkpoint(self, checkpoint_id: str) -> CheckpointRecord:

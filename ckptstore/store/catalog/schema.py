@@ -1,6 +1,6 @@
 """The catalog schema, as numbered migrations (FORMAT.md describes the tables)."""
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 # Shared by the SQLite and PostgreSQL catalogs (the same SQL in both).
 ID_PREFIX_AND_ENDPOINT_NAME_INDEXES = [
@@ -10,6 +10,13 @@ ID_PREFIX_AND_ENDPOINT_NAME_INDEXES = [
         AND e.name = endpoints.name AND (e.created_at < endpoints.created_at
         OR (e.created_at = endpoints.created_at AND e.endpoint_id < endpoints.endpoint_id)))""",
     "CREATE UNIQUE INDEX endpoints_name ON endpoints (tenant_id, name)",
+]
+
+# Shared by the SQLite and PostgreSQL catalogs: best copies share manifests.
+MANIFEST_SHARING = [
+    "ALTER TABLE checkpoints ADD COLUMN manifest_of TEXT",
+    "CREATE INDEX checkpoints_manifest_of ON checkpoints (manifest_of)"
+    " WHERE manifest_of IS NOT NULL",
 ]
 
 # The rows of metric_order for checkpoint ``row`` and each number ``j`` of its metrics.
@@ -239,4 +246,7 @@ MIGRATIONS: dict[int, list[str]] = {
             {_COUNT_UP.format(row="NEW")};
         END""",
     ],
+    # 11: a best copy reads its source's manifest rows (``manifest_of``) instead of a
+    # copy of them; when the source goes, its rows pass to a copy (catalog/sharing.py).
+    11: MANIFEST_SHARING,
 }

@@ -142,6 +142,38 @@ class CheckpointTests(CatalogFixture):
         catalog.delete_checkpoint("best2", NOW)
         assert len(catalog.remove_dead_blocks(NOW + 1, 0)) == 2
 
+    def test_best_copies_outlive_the_checkpoint_they_share_blocks_with(
+        self, catalog: Catalog
+    ) -> None:
+        self.add(catalog, 1, 2, 3)
+        catalog.commit_checkpoint(
+            checkpoint("src"), [(0, bid(1)), (1000, bid(2))], "h", slots=["w#0", None]
+        )
+        catalog.commit_checkpoint(checkpoint("other"), [(0, bid(3))], "h")
+        catalog.replace_best(checkpoint("copy1", type="best", parent_id="src"), None)
+        catalog.replace_best(checkpoint("copy2", type="best", parent_id="src"), None)
+        catalog.delete_checkpoint("src", NOW)
+        for copy in ("copy1", "copy2"):
+            assert [(o, r.block_id) for o, r in catalog.manifest(copy)] == [
+                (0, bid(1)),
+                (1000, bid(2)),
+            ]
+            assert list(catalog.slots(copy)) == ["w#0"]
+        assert catalog.checkpoints_using([bid(2)]) == {bid(2): ["copy1", "copy2"]}
+        catalog.delete_checkpoint("copy1", NOW)
+        assert [r.block_id for _, r in catalog.manifest("copy2")] == [bid(1), bid(2)]
+        assert catalog.remove_dead_blocks(NOW + 1, 0) == []
+        catalog.delete_checkpoint("copy2", NOW)
+        removed = catalog.remove_dead_blocks(NOW + 1, 0)
+        assert sorted(r.block_id for r in removed) == [bid(1), bid(2)]
+        assert catalog.get_block(bid(3)) is not None
+
+    def test_a_best_copy_of_a_deleted_checkpoint_is_refused(self, catalog: Catalog) -> None:
+        with pytest.raises(CheckpointNotFound):
+            catalog.replace_best(checkpoint("copy", type="best", parent_id="gone"), None)
+        with pytest.raises(CheckpointNotFound):
+            catalog.get_checkpoint("copy")
+
     def test_lists_and_jobs_are_per_tenant(self, catalog: Catalog) -> None:
         catalog.commit_checkpoint(checkpoint("a1", tenant_id="a", metrics={"m": 1.0}), [], "h")
         catalog.commit_checkpoint(checkpoint("b1", tenant_id="b"), [], "h")

@@ -109,17 +109,14 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
         with self._write() as conn:
             if _locked_checkpoint(conn, record.checkpoint_id) is not None:
                 raise CheckpointExists(record.checkpoint_id)
+            if record.parent_id is None:
+                raise ValueError("a best copy names the checkpoint it copies (parent_id)")
             # the checkpoint copied stays until this commits (a delete waits for it)
-            conn.execute(
-                "SELECT 1 FROM checkpoints WHERE checkpoint_id = %s FOR SHARE", (record.parent_id,)
-            )
-            add_references(conn, _reference_counts(conn, record.parent_id))
+            source = _manifest_key(conn, record.parent_id, lock=" FOR SHARE")
             _insert(conn, record)
             conn.execute(
-                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
-                " SELECT %s, seq, block_id, logical_offset, slot FROM manifests"
-                " WHERE checkpoint_id = %s",
-                (record.checkpoint_id, record.parent_id),
+                "UPDATE checkpoints SET manifest_of = %s WHERE checkpoint_id = %s",
+                (source, record.checkpoint_id),
             )
             copy_files(conn, record.checkpoint_id, record.parent_id)
             if old_best_id is not None:
@@ -157,18 +154,12 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
 
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
         with self._read() as conn:
-            if (
-                conn.execute(
-                    "SELECT 1 FROM checkpoints WHERE checkpoint_id = %s", (checkpoint_id,)
-                ).fetchone()
-                is None
-            ):
-                raise CheckpointNotFound(checkpoint_id)
+            key = _manifest_key(conn, checkpoint_id)
             found = conn.execute(
                 f"SELECT m.logical_offset, m.block_id, {block_columns('b', without_id=True)}"
                 " FROM manifests m LEFT JOIN blocks b ON b.block_id = m.block_id"
                 " WHERE m.checkpoint_id = %s ORDER BY m.seq",
-                (checkpoint_id,),
+                (key,),
             ).fetchall()
         missing = [row[1].hex() for row in found if row[2] is None]
         if missing:
@@ -177,18 +168,12 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
 
     def slots(self, checkpoint_id: str) -> dict[str, BlockRecord]:
         with self._read() as conn:
-            if (
-                conn.execute(
-                    "SELECT 1 FROM checkpoints WHERE checkpoint_id = %s", (checkpoint_id,)
-                ).fetchone()
-                is None
-            ):
-                raise CheckpointNotFound(checkpoint_id)
+            key = _manifest_key(conn, checkpoint_id)
             found = conn.execute(
                 f"SELECT m.slot, {block_columns('b')}"
                 " FROM manifests m JOIN blocks b ON b.block_id = m.block_id"
                 " WHERE m.checkpoint_id = %s AND m.slot IS NOT NULL",
-                (checkpoint_id,),
+                (key,),
             ).fetchall()
         return {row[0]: rows.block(row[1:]) for row in found}
 
@@ -389,6 +374,44 @@ def _others(conn: Connection, record: CheckpointRecord) -> Iterator[CheckpointRe
         offset += len(page)
 
 
+def _manifest_key(conn: Connection, checkpoint_id: str, lock: str = "") -> str:
+    """The checkpoint whose manifest rows ``checkpoint_id`` reads: its own, or for a best
+    copy its source's (``manifest_of``). Raises CheckpointNotFound."""
+    row = conn.execute(
+        "SELECT COALESCE(manifest_of, checkpoint_id) FROM checkpoints"
+        f" WHERE checkpoint_id = %s{lock}",
+        (checkpoint_id,),
+    ).fetchone()
+    if row is None:
+        raise CheckpointNotFound(checkpoint_id)
+    key: str = row[0]
+    return key
+
+
+def _release_manifest(conn: Connection, checkpoint_id: str, now: float) -> None:
+    """The manifest rows of ``checkpoint_id``, which is being deleted: passed to the oldest
+    best copy that reads them (the other copies then read that one's), else dropped
+    with their blocks' references. A copy keeps its blocks referenced either way, and
+    no row is copied."""
+    copies = conn.execute(
+        "SELECT checkpoint_id FROM checkpoints WHERE manifest_of = %s"
+        " ORDER BY created_at, checkpoint_id FOR UPDATE",
+        (checkpoint_id,),
+    ).fetchall()
+    if not copies:
+        drop_references(conn, _reference_counts(conn, checkpoint_id), now)
+        conn.execute("DELETE FROM manifests WHERE checkpoint_id = %s", (checkpoint_id,))
+        return
+    heir = copies[0][0]
+    conn.execute(
+        "UPDATE manifests SET checkpoint_id = %s WHERE checkpoint_id = %s", (heir, checkpoint_id)
+    )
+    conn.execute("UPDATE checkpoints SET manifest_of = NULL WHERE checkpoint_id = %s", (heir,))
+    conn.execute(
+        "UPDATE checkpoints SET manifest_of = %s WHERE manifest_of = %s", (heir, checkpoint_id)
+    )
+
+
 def _reference_counts(conn: Connection, checkpoint_id: str | None) -> dict[bytes, int]:
     found = conn.execute(
         "SELECT block_id, COUNT(*) FROM manifests WHERE checkpoint_id = %s GROUP BY block_id",
@@ -415,8 +438,8 @@ def _delete(conn: Connection, checkpoint_id: str, now: float) -> CheckpointRecor
     ).fetchall()
     if pins:
         raise CheckpointPinned(checkpoint_id, [row[0] for row in pins])
-    drop_references(conn, _reference_counts(conn, checkpoint_id), now)
-    conn.execute("DELETE FROM manifests WHERE checkpoint_id = %s", (checkpoint_id,))
+    if _manifest_key(conn, checkpoint_id) == checkpoint_id:
+        _release_manifest(conn, checkpoint_id, now)
     delete_files(conn, checkpoint_id)
     conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = %s", (checkpoint_id,))
     conn.execute(

@@ -156,9 +156,12 @@ class PostgresMaintenance(PostgresDatabase, Maintenance):
     # -- verify ----------------------------------------------------------------
     def missing_manifest_blocks(self) -> list[tuple[str, bytes]]:
         found = self._all(
-            "SELECT DISTINCT m.checkpoint_id, m.block_id FROM manifests m"
-            " WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE b.block_id = m.block_id)"
-            " ORDER BY m.checkpoint_id, m.block_id"
+            "SELECT DISTINCT c.checkpoint_id, x.block_id FROM ("
+            " SELECT m.checkpoint_id, m.block_id FROM manifests m WHERE NOT EXISTS"
+            "  (SELECT 1 FROM blocks b WHERE b.block_id = m.block_id)) AS x"
+            " JOIN checkpoints c"  # the manifest's owner and the best copies reading it
+            " ON c.checkpoint_id = x.checkpoint_id OR c.manifest_of = x.checkpoint_id"
+            " ORDER BY c.checkpoint_id, x.block_id"
         )
         return [(row[0], row[1]) for row in found]
 
@@ -181,8 +184,10 @@ class PostgresMaintenance(PostgresDatabase, Maintenance):
             "WITH RECURSIVE dependents(root, id) AS ("
             " SELECT r, r FROM unnest(%s::bytea[]) AS r"
             " UNION SELECT d.root, b.block_id FROM blocks b JOIN dependents d ON b.base_id = d.id)"
-            " SELECT DISTINCT d.root, m.checkpoint_id FROM dependents d"
-            " JOIN manifests m ON m.block_id = d.id ORDER BY 1, 2",
+            " , owners(root, id) AS (SELECT DISTINCT d.root, m.checkpoint_id"
+            "  FROM dependents d JOIN manifests m ON m.block_id = d.id)"
+            " SELECT root, id FROM owners UNION SELECT o.root, c.checkpoint_id"
+            " FROM owners o JOIN checkpoints c ON c.manifest_of = o.id ORDER BY 1, 2",
             (list(set(block_ids)),),
         )
         for root, checkpoint_id in found:

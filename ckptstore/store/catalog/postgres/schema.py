@@ -9,9 +9,9 @@ so listings come in byte order, as from SQLite, whatever the database's locale. 
 The version is a row of ``ckptstore_schema``; its numbering is this backend's own.
 """
 
-from ckptstore.store.catalog.schema import ID_PREFIX_AND_ENDPOINT_NAME_INDEXES
+from ckptstore.store.catalog.schema import ID_PREFIX_AND_ENDPOINT_NAME_INDEXES, MANIFEST_SHARING
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 _ID = 'TEXT COLLATE "C"'
 
@@ -238,4 +238,6 @@ MIGRATIONS: dict[int, list[str]] = {
             OR UPDATE OF checkpoint_id, tenant_id, job_id, type, metrics, created_at
             ON checkpoints FOR EACH ROW EXECUTE FUNCTION checkpoints_listing()""",
     ],
+    # 6: best copies read their source's manifest rows (as SQLite's schema 11)
+    6: MANIFEST_SHARING,
 }

@@ -105,16 +105,16 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
         with self._write() as conn:
             if rows.checkpoint_row(conn, record.checkpoint_id) is not None:
                 raise CheckpointExists(record.checkpoint_id)
-            _add_references_of(conn, record.parent_id)
+            if record.parent_id is None:
+                raise ValueError("a best copy names the checkpoint it copies (parent_id)")
+            source = _manifest_key(conn, record.parent_id)
             conn.execute(
                 f"INSERT INTO checkpoints ({CHECKPOINT_COLUMNS}) VALUES ({CHECKPOINT_MARKS})",
                 rows.checkpoint_values(record),
             )
             conn.execute(
-                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
-                " SELECT ?, seq, block_id, logical_offset, slot FROM manifests"
-                " WHERE checkpoint_id = ?",
-                (record.checkpoint_id, record.parent_id),
+                "UPDATE checkpoints SET manifest_of = ? WHERE checkpoint_id = ?",
+                (source, record.checkpoint_id),
             )
             copy_files(conn, record.checkpoint_id, record.parent_id)
             if old_best_id is not None:
@@ -152,13 +152,11 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
 
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
         with self._read() as conn:
-            if rows.checkpoint_row(conn, checkpoint_id) is None:
-                raise CheckpointNotFound(checkpoint_id)
             found = conn.execute(
                 f"SELECT m.logical_offset, m.block_id, {block_columns('b', without_id=True)}"
                 " FROM manifests m LEFT JOIN blocks b ON b.block_id = m.block_id"
                 " WHERE m.checkpoint_id = ? ORDER BY m.seq",
-                (checkpoint_id,),
+                (_manifest_key(conn, checkpoint_id),),
             ).fetchall()
         missing = [row[1].hex() for row in found if row[2] is None]
         if missing:
@@ -167,13 +165,11 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
 
     def slots(self, checkpoint_id: str) -> dict[str, BlockRecord]:
         with self._read() as conn:
-            if rows.checkpoint_row(conn, checkpoint_id) is None:
-                raise CheckpointNotFound(checkpoint_id)
             found = conn.execute(
                 f"SELECT m.slot, {block_columns('b')}"
                 " FROM manifests m JOIN blocks b ON b.block_id = m.block_id"
                 " WHERE m.checkpoint_id = ? AND m.slot IS NOT NULL",
-                (checkpoint_id,),
+                (_manifest_key(conn, checkpoint_id),),
             ).fetchall()
         return {row[0]: rows.block(row[1:]) for row in found}
 
@@ -386,15 +382,40 @@ def _add_references(conn: sqlite3.Connection, counts: dict[bytes, int]) -> None:
         raise MissingBlockError([b.hex() for b in counts if not _has_block(conn, b)])
 
 
-def _add_references_of(conn: sqlite3.Connection, checkpoint_id: str | None) -> None:
-    """Increment the refcount of every block of ``checkpoint_id``'s manifest once per entry."""
-    _stage_references(conn)
-    conn.execute(
-        "INSERT INTO temp.ref_changes SELECT block_id, COUNT(*) FROM manifests"
-        " WHERE checkpoint_id = ? GROUP BY block_id",
+def _manifest_key(conn: sqlite3.Connection, checkpoint_id: str) -> str:
+    """The checkpoint whose manifest rows ``checkpoint_id`` reads: its own, or for a best
+    copy its source's (``manifest_of``). Raises CheckpointNotFound."""
+    row = conn.execute(
+        "SELECT COALESCE(manifest_of, checkpoint_id) FROM checkpoints WHERE checkpoint_id = ?",
         (checkpoint_id,),
+    ).fetchone()
+    if row is None:
+        raise CheckpointNotFound(checkpoint_id)
+    key: str = row[0]
+    return key
+
+
+def _release_manifest(conn: sqlite3.Connection, checkpoint_id: str, now: float) -> None:
+    """The manifest rows of ``checkpoint_id``, which is being deleted: passed to the oldest
+    best copy that reads them (the other copies then read that one's), else dropped
+    with their blocks' references. A copy keeps its blocks referenced either way, and
+    no row is copied."""
+    heir = conn.execute(
+        "SELECT checkpoint_id FROM checkpoints WHERE manifest_of = ?"
+        " ORDER BY created_at, checkpoint_id LIMIT 1",
+        (checkpoint_id,),
+    ).fetchone()
+    if heir is None:
+        _drop_references_of(conn, checkpoint_id, now)
+        conn.execute("DELETE FROM manifests WHERE checkpoint_id = ?", (checkpoint_id,))
+        return
+    conn.execute(
+        "UPDATE manifests SET checkpoint_id = ? WHERE checkpoint_id = ?", (heir[0], checkpoint_id)
     )
-    _apply_references(conn, None)
+    conn.execute("UPDATE checkpoints SET manifest_of = NULL WHERE checkpoint_id = ?", heir)
+    conn.execute(
+        "UPDATE checkpoints SET manifest_of = ? WHERE manifest_of = ?", (heir[0], checkpoint_id)
+    )
 
 
 def _drop_references_of(conn: sqlite3.Connection, checkpoint_id: str, now: float) -> None:
@@ -455,8 +476,8 @@ def _delete(conn: sqlite3.Connection, checkpoint_id: str, now: float) -> Checkpo
     ).fetchall()
     if pins:
         raise CheckpointPinned(checkpoint_id, [row[0] for row in pins])
-    _drop_references_of(conn, checkpoint_id, now)
-    conn.execute("DELETE FROM manifests WHERE checkpoint_id = ?", (checkpoint_id,))
+    if _manifest_key(conn, checkpoint_id) == checkpoint_id:
+        _release_manifest(conn, checkpoint_id, now)
     delete_files(conn, checkpoint_id)
     conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,))
     conn.execute(

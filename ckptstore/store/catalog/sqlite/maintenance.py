@@ -114,9 +114,12 @@ class SQLiteMaintenance(SQLiteDatabase, Maintenance):
         found = (
             self._conn()
             .execute(
-                "SELECT DISTINCT m.checkpoint_id, m.block_id FROM manifests m"
-                " WHERE NOT EXISTS (SELECT 1 FROM blocks b WHERE b.block_id = m.block_id)"
-                " ORDER BY m.checkpoint_id"
+                "SELECT DISTINCT c.checkpoint_id, x.block_id FROM ("
+                " SELECT m.checkpoint_id, m.block_id FROM manifests m WHERE NOT EXISTS"
+                "  (SELECT 1 FROM blocks b WHERE b.block_id = m.block_id)) x"
+                " JOIN checkpoints c"  # the manifest's owner and the best copies reading it
+                " ON c.checkpoint_id = x.checkpoint_id OR c.manifest_of = x.checkpoint_id"
+                " ORDER BY c.checkpoint_id, x.block_id"
             )
             .fetchall()
         )
@@ -146,8 +149,10 @@ class SQLiteMaintenance(SQLiteDatabase, Maintenance):
             found = conn.execute(
                 "WITH RECURSIVE dependents(id) AS (VALUES (?)"
                 " UNION SELECT b.block_id FROM blocks b JOIN dependents d ON b.base_id = d.id)"
-                " SELECT DISTINCT checkpoint_id FROM manifests"
-                " WHERE block_id IN (SELECT id FROM dependents) ORDER BY checkpoint_id",
+                " , owners(id) AS (SELECT DISTINCT checkpoint_id FROM manifests"
+                "  WHERE block_id IN (SELECT id FROM dependents))"
+                " SELECT id FROM owners UNION SELECT checkpoint_id FROM checkpoints"
+                " WHERE manifest_of IN (SELECT id FROM owners) ORDER BY 1",
                 (block,),
             ).fetchall()
             result[block] = [row[0] for row in found]
