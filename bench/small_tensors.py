@@ -12,7 +12,8 @@ of each ``--group-bytes`` size, in turn (the order reversed in even runs), each 
 fresh process started in its own tree (as bench.ab does), on a new local store, the
 two files are put as one job, each put timed once the previous rebase is done:
 
-- put MB/s: the first file (a store with nothing in it yet);
+- put MB/s: the first file (a store with nothing in it yet), and the CPU time the
+  put took on all the process's threads (less hurt than MB/s by a busy machine);
 - second save, put MB/s: the second file;
 - two saves, stored ratio: both files' bytes over the store's stored bytes, every
   rebase done; second save, stored MB: what the second save added to the store.
@@ -87,7 +88,7 @@ def _write_safetensors(path: Path, names: list[str], arrays: list[np.ndarray]) -
 # GROUP_BYTES < 0: the tree's default chunker (a tree without tensor groups has no
 # such parameter).
 _CHILD = """
-import dataclasses, json, sys, time
+import dataclasses, json, resource, sys, time
 from concurrent.futures import ThreadPoolExecutor
 from ckptstore import CheckpointStore
 from ckptstore.store.chunking.cutter import DEFAULT_CHUNKER
@@ -101,9 +102,11 @@ out = {}
 with CheckpointStore.open(root, config=StoreConfig(chunker=params)) as store:
     for i, path in enumerate((first, second), 1):
         store.settle()
-        start = time.perf_counter()
+        start, used = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         record = store.put("small", path, epoch=i)
         out[f"put{i}_seconds"] = time.perf_counter() - start
+        now = resource.getrusage(resource.RUSAGE_SELF)
+        out[f"put{i}_cpu"] = now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime
         out[f"logical{i}"] = record.size_bytes
         store.settle()
         out[f"stored{i}"] = store.stats().stored_bytes
@@ -137,6 +140,7 @@ def run_side(code: Path, group: int, first: Path, second: Path, store: Path) -> 
     shutil.rmtree(store, ignore_errors=True)
     return {
         "put MB/s": got["logical1"] / MB / got["put1_seconds"],
+        "put, CPU seconds (all threads)": got["put1_cpu"],
         "second save, put MB/s": got["logical2"] / MB / got["put2_seconds"],
         "two saves, stored ratio": (got["logical1"] + got["logical2"]) / got["stored2"],
         "second save, stored MB": (got["stored2"] - got["stored1"]) / MB,
