@@ -26,12 +26,21 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from bench.common import MB, WORK, save_report
 from bench.rss_child import peak_rss_bytes
 from ckptstore import CheckpointStore, StoreConfig
-from ckptstore.store.catalog.records import CheckpointRecord
+from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
+from ckptstore.store.codecs.frames import unframe_planes
+from ckptstore.store.codecs.grouping import grouping
+from ckptstore.store.codecs.ids import UINTS, Codec
+from ckptstore.store.codecs.planes import join_planes
+from ckptstore.store.ids import block_id
+from ckptstore.store.packs.format import parse_entry
 from ckptstore.store.rebase import chain_depths
 
 JOB = "corpus"
@@ -68,13 +77,15 @@ def newest_and_deepest(store: CheckpointStore) -> tuple[CheckpointRecord, Checkp
 def restores(root: Path, repeats: int) -> dict[str, float]:
     """The best MB/s of the newest and of the deepest checkpoint, restored in turns."""
     best = {"newest": float("inf"), "deepest": float("inf")}
+    cpu = dict(best)  # CPU seconds of the process (all threads): the work, whatever the load
     with CheckpointStore.open(root) as store:
         newest, deepest, depth = newest_and_deepest(store)
         for _ in range(repeats):
             for label, record in (("newest", newest), ("deepest", deepest)):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 store.restore(record.checkpoint_id, "/dev/null")
                 best[label] = min(best[label], time.perf_counter() - start)
+                cpu[label] = min(cpu[label], time.process_time() - start_cpu)
     newest_mb_s = newest.size_bytes / MB / best["newest"]
     deepest_mb_s = deepest.size_bytes / MB / best["deepest"]
     return {
@@ -82,6 +93,77 @@ def restores(root: Path, repeats: int) -> dict[str, float]:
         "deepest_mb_s": deepest_mb_s,
         "depth": depth,
         "deepest_over_newest": deepest_mb_s / newest_mb_s,
+        # per byte, the newest's CPU time over the deepest's
+        "cpu_deepest_over_newest": (cpu["newest"] / newest.size_bytes)
+        / (cpu["deepest"] / deepest.size_bytes),
+    }
+
+
+def cpu_ms(fn: Callable[[], object], runs: int = 20) -> float:
+    """The least CPU milliseconds of ``runs`` calls (the machine is shared)."""
+    best = float("inf")
+    for _ in range(runs):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best * 1e3
+
+
+def payload_costs(root: Path) -> dict[str, float]:
+    """CPU ms per MiB of raw bytes, on the largest delta block of the deepest checkpoint:
+    decoding the whole block its chain starts from, one delta level (and the parts of
+    it: zstd frames, the grouping of the base, the planes joined onto the base), and
+    hashing the result."""
+    with CheckpointStore.open(root) as store:
+        ctx = store.context
+        _, deepest, _ = newest_and_deepest(store)
+        blocks = [b for _, b in ctx.catalog.manifest(deepest.checkpoint_id)]
+        chain: list[BlockRecord] = [max(blocks, key=lambda b: (b.base_id is not None, b.raw_len))]
+        while chain[-1].base_id is not None:
+            base_record = ctx.catalog.get_block(chain[-1].base_id)
+            assert base_record is not None
+            chain.append(base_record)
+        payloads = [
+            parse_entry(ctx.blocks.get(r.pack_id, r.offset, r.entry_len)) for r in chain[-2:]
+        ]
+        (delta, delta_payload), (whole, whole_payload) = payloads
+        raw_len = whole.raw_len
+        base = bytes(ctx.codec.decode(whole.codec, whole_payload, raw_len))
+        out = np.empty(raw_len, np.uint8)
+        out_costs = {
+            "whole": cpu_ms(lambda: ctx.codec.decode(whole.codec, whole_payload, raw_len)),
+            "delta level": cpu_ms(
+                lambda: ctx.codec.decode(delta.codec, delta_payload, raw_len, base, out)
+            ),
+            "hash": cpu_ms(lambda: block_id(out)),
+        }
+        view = memoryview(delta_payload)
+        width, group_log = view[0], view[1]
+        groups = grouping(base, width, group_log) if delta.codec == Codec.BIASED_DELTA else None
+        if groups is not None:  # the parts of a grouped codec 6 level
+            count, n = len(groups.sizes), raw_len // width
+            biases = np.frombuffer(view, f"<u{width}", count, 2).astype(UINTS[width])
+            offset, planes = 2 + count * width, np.empty(n * width, np.uint8)
+            decompress = ctx.codec._work.unzstd_into  # noqa: SLF001 - the codec's own zstd
+            scratch = np.empty(n * width, np.uint8)
+            out_costs |= {
+                "of which zstd frames": cpu_ms(
+                    lambda: unframe_planes(
+                        view, offset, width, list(groups.sizes), decompress, planes
+                    )
+                ),
+                "of which grouping": cpu_ms(lambda: grouping(base, width, group_log)),
+                "of which joining planes": cpu_ms(
+                    lambda: join_planes(
+                        planes, width, out[: n * width], base, groups, biases, scratch
+                    )
+                ),
+            }
+    scale = MIB / raw_len
+    return {name: ms * scale for name, ms in out_costs.items()} | {
+        "delta codec": delta.codec,
+        "whole codec": whole.codec,
+        "raw_len": raw_len,
     }
 
 
@@ -96,6 +178,8 @@ def restore_rows(corpora: list[str], scale: str, depths: list[int], repeats: int
             print(f"restore: {corpus}, delta_max_depth {depth} ...", flush=True)
             row = ingest(root, files, StoreConfig(delta_max_depth=depth))
             row |= restores(root, repeats)
+            if depth == depths[0]:
+                row["payload_ms_per_mib"] = payload_costs(root)
             rows[f"{corpus}, {depth}"] = {"corpus": corpus, "max_depth": depth, **row}
     shutil.rmtree(root, ignore_errors=True)
     return rows
@@ -145,17 +229,40 @@ def report_lines(restore: dict, rss: dict, args: argparse.Namespace) -> list[str
         " checkpoint with the longest delta chains, *depth* deltas on a whole block."
         f" Best of {args.repeats} restores to /dev/null each, newest and deepest in"
         " turns in one process; MB/s of 10^6 bytes. The machine is shared: the ratio"
-        " is steadier than either speed.",
+        " is steadier than either speed, and the ratio of the CPU time per byte (all"
+        " threads of the process, least of the runs) steadier still.",
         "",
         "| corpus | delta_max_depth | ratio | ingest MB/s | newest MB/s | deepest MB/s"
-        " | depth | deepest / newest |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        " | depth | deepest / newest | same, by CPU time |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in restore.values():
         lines.append(
             f"| {r['corpus']} | {r['max_depth']} | {r['ratio']:.2f}x | {r['ingest_mb_s']:,.0f}"
             f" | {r['newest_mb_s']:,.0f} | {r['deepest_mb_s']:,.0f} | {r['depth']}"
-            f" | {r['deepest_over_newest']:.2f} |"
+            f" | {r['deepest_over_newest']:.2f} | {r['cpu_deepest_over_newest']:.2f} |"
+        )
+    lines += [
+        "",
+        "CPU ms per MiB of raw bytes of each payload a read decodes (one thread, least"
+        " of 20), on the largest delta block of the deepest checkpoint, at the first"
+        " delta_max_depth above: the whole block its chain starts from, one delta"
+        " level on it and, for a grouped delta, its parts; then the hash of the block."
+        " A block k deltas deep costs about whole + k x delta level + hash.",
+        "",
+    ]
+    costs = {
+        r["corpus"]: r["payload_ms_per_mib"] for r in restore.values() if "payload_ms_per_mib" in r
+    }
+    names = list(dict.fromkeys(k for c in costs.values() for k in c if isinstance(c[k], float)))
+    lines += [
+        "| corpus | " + " | ".join(names) + " | codecs (whole, delta) |",
+        "|---|" + "---:|" * len(names) + "---|",
+    ]
+    for corpus, c in costs.items():
+        cells = [f"{c[k]:.2f}" if k in c else "-" for k in names]
+        lines.append(
+            f"| {corpus} | " + " | ".join(cells) + f" | {c['whole codec']}, {c['delta codec']} |"
         )
     lines += [
         "",
