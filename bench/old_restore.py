@@ -168,19 +168,23 @@ def payload_costs(root: Path) -> dict[str, float]:
 
 
 def restore_rows(corpora: list[str], scale: str, depths: list[int], repeats: int) -> dict:
+    """Each corpus at each depth, and at the first depth with deltas not grouped."""
     from bench.corpus import write  # imports torch: not in the children, whose RSS counts
 
     rows: dict = {}
     root = WORK / "old-restore-store"
     for corpus in corpora:
         files = write(corpus, WORK / f"corpus-{scale}", scale, 6)
-        for depth in depths:
-            print(f"restore: {corpus}, delta_max_depth {depth} ...", flush=True)
-            row = ingest(root, files, StoreConfig(delta_max_depth=depth))
+        runs = [(f"{depth}", StoreConfig(delta_max_depth=depth)) for depth in depths]
+        ungrouped = StoreConfig(delta_max_depth=depths[0], delta_group_log=0)
+        runs.append((f"{depths[0]}, deltas not grouped", ungrouped))
+        for label, config in runs:
+            print(f"restore: {corpus}, delta_max_depth {label} ...", flush=True)
+            row = ingest(root, files, config)
             row |= restores(root, repeats)
-            if depth == depths[0]:
+            if label == runs[0][0]:
                 row["payload_ms_per_mib"] = payload_costs(root)
-            rows[f"{corpus}, {depth}"] = {"corpus": corpus, "max_depth": depth, **row}
+            rows[f"{corpus}, {label}"] = {"corpus": corpus, "max_depth": label, **row}
     shutil.rmtree(root, ignore_errors=True)
     return rows
 
