@@ -18,7 +18,7 @@ import struct
 from typing import NamedTuple
 
 from ckptstore.errors import BadBlockFrame
-from ckptstore.store.codecs.ids import DELTA_CODECS, Codec
+from ckptstore.store.codecs.ids import Codec
 
 FRAME = struct.Struct("<32sI")
 FRAME_V2 = struct.Struct("<32sIBH")
@@ -26,8 +26,19 @@ FRAMES_V2 = "application/x-ckptstore-blocks; version=2"
 FRAME_V3 = struct.Struct("<32sIIBBH")
 FRAMES_V3 = "application/x-ckptstore-blocks; version=3"
 WIDTHS = (1, 2, 4, 8)  # element widths a version-2 or 3 frame may name
-BASED_CODECS = frozenset((*DELTA_CODECS, Codec.ZSTD_PREFIX))  # payloads decoded on a base
-_CODECS = frozenset(int(codec) for codec in Codec)
+# The codecs a frame may name: those the store writes (not the read-only legacy ones),
+# and of them those whose payload decodes against a base block.
+SENDABLE = frozenset(
+    (
+        Codec.RAW,
+        Codec.ZSTD,
+        Codec.FRAMED_PLANES,
+        Codec.BIASED_DELTA,
+        Codec.EXPONENT_PLANES,
+        Codec.ZSTD_PREFIX,
+    )
+)
+BASED_CODECS = frozenset((Codec.BIASED_DELTA, Codec.ZSTD_PREFIX))
 
 # block id, its bytes (a view into the body), element width or None, slot or None
 Frame = tuple[bytes, bytes | memoryview, int | None, str | None]
@@ -133,8 +144,8 @@ def parse_frames_v3(body: bytes | bytearray) -> list[SentBlock]:
         if len(view) - offset < FRAME_V3.size:
             raise BadBlockFrame(offset, "truncated frame header")
         claimed_id, length, raw_len, codec, width, slot_len = FRAME_V3.unpack_from(view, offset)
-        if codec not in _CODECS:
-            raise BadBlockFrame(offset, f"codec {codec} is not one of {[c.value for c in Codec]}")
+        if codec not in SENDABLE:
+            raise BadBlockFrame(offset, f"codec {codec} is not one of {sorted(SENDABLE)}")
         base_len = 32 if codec in BASED_CODECS else 0
         at = offset + FRAME_V3.size + base_len
         start = at + slot_len

@@ -145,6 +145,7 @@ GOOD_V3 = frames_v3([DELTA])
 MALFORMED_V3 = [
     ("truncated header", GOOD_V3 + BID, len(GOOD_V3), "truncated frame header"),
     ("unknown codec", v3_header(99, 1, 1) + b"x", 0, "codec 99"),
+    ("read-only codec", v3_header(Codec.DELTA_PLANES, 1, 1) + BID + b"x", 0, "codec 3"),
     ("raw of another length", v3_header(Codec.RAW, 1, 2) + b"x", 0, "raw payload of 1 bytes"),
     ("base cut short", v3_header(Codec.BIASED_DELTA, 0, 8) + BID[:5], 0, "past the end"),
     ("payload past the end", GOOD_V3[:-1], 0, "past the end"),

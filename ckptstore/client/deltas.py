@@ -15,6 +15,12 @@ from ckptstore.client.bases import BaseBlock, LocalBase
 from ckptstore.store.codecs.block import BlockCodec
 from ckptstore.store.codecs.ids import DELTA_WIDTHS
 
+# A tensor block's delta at most this fraction of its raw bytes is sent without
+# encoding the block whole to compare (which costs as much again): a tensor block of
+# trained weights is rarely stored that small whole, and if it is, a delta this
+# small still costs little.
+SURELY_SMALLER = 0.25
+
 
 def encode_block(
     codec: BlockCodec,
@@ -30,19 +36,36 @@ def encode_block(
     the block's file ("" for a single file) and offset in it."""
     raw = memoryview(data)
     tensor = slot is not None
+    delta = _delta(codec, bid, raw, width, slot, place, base)
+    if delta is not None and tensor and len(delta.payload) <= SURELY_SMALLER * len(raw):
+        return delta
     whole_codec, whole = codec.encode(raw, width if tensor else None, aligned=tensor)
-    found = _base_of(base, len(raw), width, slot, place)
-    if found is not None and (base_raw := base.read(found)) is not None:
-        if tensor:
-            delta = codec.encode_delta(raw, base_raw, width, len(whole))
-        else:
-            delta = codec.encode_prefixed(raw, base_raw, len(whole))
-        if delta is not None:
-            delta_codec, payload = delta
-            return SentBlock(
-                bid, payload, len(raw), delta_codec, found.block_id, width or None, slot
-            )
+    if delta is not None and len(delta.payload) < len(whole):
+        return delta
     return SentBlock(bid, whole, len(raw), whole_codec, None, width or None, slot)
+
+
+def _delta(
+    codec: BlockCodec,
+    bid: bytes,
+    raw: memoryview,
+    width: int,
+    slot: str | None,
+    place: tuple[str, int],
+    base: LocalBase,
+) -> SentBlock | None:
+    """The block as a delta on its base, if it has one and the delta is smaller than
+    its raw bytes."""
+    found = _base_of(base, len(raw), width, slot, place)
+    if found is None or (base_raw := base.read(found)) is None:
+        return None
+    if slot is not None:
+        delta = codec.encode_delta(raw, base_raw, width, len(raw))
+    else:
+        delta = codec.encode_prefixed(raw, base_raw, len(raw))
+    if delta is None:
+        return None
+    return SentBlock(bid, delta[1], len(raw), delta[0], found.block_id, width or None, slot)
 
 
 def _base_of(
