@@ -19,6 +19,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -91,12 +92,28 @@ def unchanged_push_s(base: str, key: str, path: Path, job: str, deltas: bool) ->
     return min(times)
 
 
+def unchanged_on_off(base: str, key: str, path: Path, job: str, rounds: int) -> dict[str, float]:
+    """Median times of pushes of ``path`` (the job's latest) by clients with deltas on and
+    off, taking turns, so that both see the same load."""
+    times: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(rounds):
+        for mode in ("on", "off"):
+            with client_for(base, key, mode == "on") as client:
+                start = time.perf_counter()
+                client.put(job, path)
+                times[mode].append(time.perf_counter() - start)
+    return {mode: statistics.median(t) for mode, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", default="small")
     parser.add_argument("--saves", type=int, default=3)
     parser.add_argument("--no-deltas", action="store_true")
     parser.add_argument("--name", default="push-deltas")
+    parser.add_argument(
+        "--turns", type=int, default=0, help="then time unchanged pushes, deltas on and off"
+    )
     args = parser.parse_args()
     deltas = not args.no_deltas
     root = WORK / "push_deltas"
@@ -121,6 +138,9 @@ def main() -> None:
             rows = push_corpus(base, key, files, f"bench_{corpus}", deltas)
             again = unchanged_push_s(base, key, files[-1], f"bench_{corpus}", deltas)
             results[corpus] = rows, again
+            if args.turns:
+                turns = unchanged_on_off(base, key, files[-1], f"bench_{corpus}", args.turns)
+                data[f"{corpus}_unchanged_median_s"] = turns
     for corpus, (rows, again) in results.items():
         data[corpus] = {"saves": rows, "unchanged_push_s": again}
         for i, row in enumerate(rows, 1):
@@ -131,6 +151,13 @@ def main() -> None:
                 f" {ratio:.2f} | {row['push_s']:.2f} s |"
             )
         lines.append(f"| {corpus} | last, unchanged | | 0 | | | | {again:.3f} s |")
+    for corpus in CORPORA:
+        if (turns := data.get(f"{corpus}_unchanged_median_s")) is not None:
+            assert isinstance(turns, dict)
+            lines.append(
+                f"\n{corpus}, last save pushed again unchanged, {args.turns} turns each:"
+                f" median {turns['on']:.3f} s with deltas on, {turns['off']:.3f} s off."
+            )
     shutil.rmtree(root, ignore_errors=True)
     md = save_report(args.name, "Bytes sent per push beside bytes stored", lines, data)
     print("\n".join(lines))

@@ -9,8 +9,9 @@ import struct
 import numpy as np
 import pytest
 
-from ckptstore.blockframes import FRAMES_V3, SentBlock, frames_v3
+from ckptstore.blockframes import FRAMES_V3, SENDABLE, SentBlock, frames_v3
 from ckptstore.client import Client
+from ckptstore.errors import BlockHashMismatch, UndecodableBlock
 from ckptstore.store.codecs.block import BlockCodec
 from ckptstore.store.codecs.ids import Codec
 from ckptstore.store.ids import block_id
@@ -230,3 +231,36 @@ def test_raw_lengths_past_the_batch_limit_are_413(srv):
     zeros = SentBlock(block_id(b"z"), b"", 0, Codec.ZSTD, None, None, None)
     header = struct.pack("<32sIIBBH", zeros.block_id, 0, cap + 1, Codec.ZSTD, 0, 0)
     assert put_v3(srv, srv.acme, cid, header).status_code == 413
+
+
+@pytest.mark.parametrize("codec", sorted(SENDABLE - {Codec.RAW}))
+def test_junk_payloads_of_every_codec_are_refused_not_crashed_on(store, codec):
+    """A client's payload is untrusted input to the decoders: cut-short, bit-flipped
+    and random payloads give UndecodableBlock or BlockHashMismatch, and nothing stored."""
+    pending = store.create_pending("job_junk", tenant="t")
+    upload = store.resume_upload(pending.checkpoint_id, tenant="t")
+    upload.put_blocks([(block_id(BLOCK), BLOCK, 4, "w#0")])
+    upload.flush()
+    good_codec, good = (
+        BlockCodec().encode_delta(memoryview(CHANGED), BLOCK, 4)
+        if codec == Codec.BIASED_DELTA
+        else BlockCodec().encode_prefixed(memoryview(CHANGED), BLOCK, len(CHANGED))
+        if codec == Codec.ZSTD_PREFIX
+        else BlockCodec().encode(memoryview(CHANGED), 4, aligned=True)
+    )
+    rng = np.random.default_rng(codec)
+    junk = [bytes(good[:cut]) for cut in (0, 1, 2, 7, len(good) // 2, len(good) - 1)]
+    for _ in range(20):
+        flipped = bytearray(good)
+        flipped[int(rng.integers(0, len(flipped)))] ^= 1 << int(rng.integers(0, 8))
+        junk.append(bytes(flipped))
+    junk += [rng.integers(0, 256, n, dtype=np.uint8).tobytes() for n in (3, 40, 5000)]
+    base = block_id(BLOCK) if codec in (Codec.BIASED_DELTA, Codec.ZSTD_PREFIX) else None
+    for payload in junk:
+        sent = SentBlock(block_id(CHANGED), payload, len(CHANGED), codec, base, 4, "w#0")
+        with pytest.raises((UndecodableBlock, BlockHashMismatch)):
+            upload.put_sent([sent])
+    assert good_codec in SENDABLE
+    upload.put_sent([SentBlock(block_id(CHANGED), good, len(CHANGED), good_codec, base, 4, "w#0")])
+    upload.flush()
+    assert store.context.catalog.get_block(block_id(CHANGED)) is not None

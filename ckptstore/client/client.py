@@ -98,7 +98,8 @@ class Client:
 
     @property
     def bytes_sent(self) -> int:
-        """Block bytes sent by ``put`` and ``fill`` so far, before compression."""
+        """Block bytes sent by ``put`` and ``fill`` so far, as the frames carry them (a
+        delta's payload where one was sent), before the body's compression."""
         return self._push.bytes_sent
 
     # -- write -----------------------------------------------------------------
