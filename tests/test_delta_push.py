@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 
@@ -113,13 +114,17 @@ def test_a_folder_and_the_download_cache_serve_as_bases(client, srv, tmp_path):
     assert (out / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
 
 
-def test_a_changed_local_base_is_not_used(client, srv, tmp_path):
+@pytest.mark.parametrize("same_mtime", [False, True], ids=["touched", "mtime-kept"])
+def test_a_changed_local_base_is_not_used(client, srv, tmp_path, same_mtime):
     first, second = tmp_path / "step_1.safetensors", tmp_path / "step_2.safetensors"
     save(first, 1)
     data = save(second, 2)
     client.put(JOB, first)
     sent = client.bytes_sent
-    save(first, 3)  # the file pushed before, written over since
+    pushed = first.stat()
+    save(first, 3)  # the file pushed before, written over since (same size)
+    if same_mtime:  # as a copy that keeps times would: only its bytes tell
+        os.utime(first, ns=(pushed.st_atime_ns, pushed.st_mtime_ns))
     record = client.put(JOB, second)
     assert client.bytes_sent - sent > 0.9 * sent
     assert restored(client, record.checkpoint_id, tmp_path) == data
