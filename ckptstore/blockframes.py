@@ -25,6 +25,7 @@ FRAME_V2 = struct.Struct("<32sIBH")
 FRAMES_V2 = "application/x-ckptstore-blocks; version=2"
 FRAME_V3 = struct.Struct("<32sIIBBH")
 FRAMES_V3 = "application/x-ckptstore-blocks; version=3"
+FRAME_VERSIONS = (1, 2, 3)  # what a server takes (GET /v2/store: blockFrameVersions)
 WIDTHS = (1, 2, 4, 8)  # element widths a version-2 or 3 frame may name
 # The codecs a frame may name: those the store writes (not the read-only legacy ones),
 # and of them those whose payload decodes against a base block.

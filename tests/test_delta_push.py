@@ -269,3 +269,16 @@ def test_junk_payloads_of_every_codec_are_refused_not_crashed_on(store, codec):
     upload.put_sent([SentBlock(block_id(CHANGED), good, len(CHANGED), good_codec, base, 4, "w#0")])
     upload.flush()
     assert store.context.catalog.get_block(block_id(CHANGED)) is not None
+
+
+def test_a_server_that_takes_no_version_3_frames_gets_whole_blocks(client, srv, tmp_path):
+    first, second = tmp_path / "step_1.safetensors", tmp_path / "step_2.safetensors"
+    save(first, 1)
+    data = save(second, 2)
+    client.put(JOB, first)
+    sent = client.bytes_sent
+    assert 3 in client.info()["blockFrameVersions"]
+    client.info()["blockFrameVersions"] = [1, 2]  # as an older server answers
+    record = client.put(JOB, second)
+    assert client.bytes_sent - sent > 0.9 * sent
+    assert restored(client, record.checkpoint_id, tmp_path) == data

@@ -150,7 +150,7 @@ class Client:
         a file or folder pushed is noted as the job's latest copy."""
         max_batch = int(self.info()["maxBlockBatchBytes"])
         finder = None
-        if self._memory is not None:
+        if self._memory is not None and 3 in self.info().get("blockFrameVersions", ()):
             cache = DownloadCache(self._cache_root(), self._transport.base_url)
             finder = BaseFinder(
                 self._transport, self._memory, cache, self.chunker, checkpoint_id, job_id
