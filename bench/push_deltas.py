@@ -1,6 +1,7 @@
 """Bytes a push sends per save beside what the store keeps of that save.
 
-    python -m bench.push_deltas [--scale small] [--saves 3] [--no-deltas] [--name NAME]
+    python -m bench.push_deltas [--scale small] [--saves 3] [--no-deltas] [--turns N]
+        [--corpora bf16 pretrain] [--name NAME]
 
 The bf16 and pretrain corpora (bench/corpus.py) are pushed save after save from
 their files, as a trainer's uploader would, to a real server on loopback. For
@@ -94,10 +95,11 @@ def unchanged_push_s(base: str, key: str, path: Path, job: str, deltas: bool) ->
 
 def unchanged_on_off(base: str, key: str, path: Path, job: str, rounds: int) -> dict[str, float]:
     """Median times of pushes of ``path`` (the job's latest) by clients with deltas on and
-    off, taking turns, so that both see the same load."""
+    off, taking turns (each going first every other turn), so that both see the same
+    load, the server's work after the last push included."""
     times: dict[str, list[float]] = {"on": [], "off": []}
-    for _ in range(rounds):
-        for mode in ("on", "off"):
+    for turn in range(rounds):
+        for mode in ("on", "off") if turn % 2 else ("off", "on"):  # each goes first by turns
             with client_for(base, key, mode == "on") as client:
                 start = time.perf_counter()
                 client.put(job, path)
@@ -110,6 +112,7 @@ def main() -> None:
     parser.add_argument("--scale", default="small")
     parser.add_argument("--saves", type=int, default=3)
     parser.add_argument("--no-deltas", action="store_true")
+    parser.add_argument("--corpora", nargs="+", default=list(CORPORA), choices=CORPORA)
     parser.add_argument("--name", default="push-deltas")
     parser.add_argument(
         "--turns", type=int, default=0, help="then time unchanged pushes, deltas on and off"
@@ -133,7 +136,7 @@ def main() -> None:
     data: dict[str, object] = {"scale": args.scale, "deltas": deltas}
     results = {}
     with live_server(root / "data") as base:
-        for corpus in CORPORA:
+        for corpus in args.corpora:
             files = write(corpus, WORK / f"corpus-{args.scale}", args.scale, 6)[: args.saves]
             rows = push_corpus(base, key, files, f"bench_{corpus}", deltas)
             again = unchanged_push_s(base, key, files[-1], f"bench_{corpus}", deltas)
@@ -151,7 +154,7 @@ def main() -> None:
                 f" {ratio:.2f} | {row['push_s']:.2f} s |"
             )
         lines.append(f"| {corpus} | last, unchanged | | 0 | | | | {again:.3f} s |")
-    for corpus in CORPORA:
+    for corpus in args.corpora:
         if (turns := data.get(f"{corpus}_unchanged_median_s")) is not None:
             assert isinstance(turns, dict)
             lines.append(
