@@ -4,8 +4,9 @@ that is smaller than the block's own encoding, else whole.
 
 A tensor block's base is the block of the same slot and length (codec 6, by the
 tensor's element width); any other block's, the block covering the same place of
-the same file (codec 8). The whole encoding is the store's own (BlockCodec.encode),
-so what is sent is about what the store keeps of the block.
+the same file (codec 8). The whole encoding is the store's (BlockCodec.encode),
+as the caller's codec makes it: the push leaves out exponent groups (codec 4 for
+codec 7), a little larger for much less work.
 """
 
 from __future__ import annotations
