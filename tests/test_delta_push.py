@@ -12,7 +12,7 @@ import pytest
 
 from ckptstore.blockframes import FRAMES_V3, SENDABLE, SentBlock, frames_v3
 from ckptstore.client import Client
-from ckptstore.errors import BlockHashMismatch, UndecodableBlock
+from ckptstore.errors import BlockHashMismatch, DeltaBaseUnavailable, UndecodableBlock
 from ckptstore.store.codecs.block import BlockCodec
 from ckptstore.store.codecs.ids import Codec
 from ckptstore.store.ids import block_id
@@ -281,4 +281,27 @@ def test_a_server_that_takes_no_version_3_frames_gets_whole_blocks(client, srv, 
     client.info()["blockFrameVersions"] = [1, 2]  # as an older server answers
     record = client.put(JOB, second)
     assert client.bytes_sent - sent > 0.9 * sent
+    assert restored(client, record.checkpoint_id, tmp_path) == data
+
+
+def test_deltas_the_server_refuses_are_sent_again_whole(client, srv, tmp_path, monkeypatch):
+    from ckptstore.store.uploads import Upload
+
+    first, second = tmp_path / "step_1.safetensors", tmp_path / "step_2.safetensors"
+    save(first, 1)
+    data = save(second, 2)
+    client.put(JOB, first)
+    sent = client.bytes_sent
+    refused = []
+
+    def refuse(self, blocks):  # as for a base the server no longer has
+        for block in blocks:
+            if block.base_id is not None:
+                refused.append(block.block_id)
+                raise DeltaBaseUnavailable(block.block_id.hex(), block.base_id.hex())
+        return {}
+
+    monkeypatch.setattr(Upload, "_bases", refuse)
+    record = client.put(JOB, second)
+    assert refused and client.bytes_sent - sent > 0.9 * sent
     assert restored(client, record.checkpoint_id, tmp_path) == data
