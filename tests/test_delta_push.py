@@ -85,7 +85,7 @@ def test_second_push_of_a_changed_file_sends_deltas(client, srv, tmp_path):
     assert srv.store.verify().ok
 
 
-def test_push_without_deltas_sends_whole_blocks(srv, tmp_path):
+def test_push_without_deltas_sends_raw_blocks(srv, tmp_path):
     """The comparison the test above rests on: the same two pushes, deltas off."""
     first, second = tmp_path / "step_1.safetensors", tmp_path / "step_2.safetensors"
     save(first, 1)
@@ -273,7 +273,7 @@ def test_junk_payloads_of_every_codec_are_refused_not_crashed_on(store, codec):
     assert store.context.catalog.get_block(block_id(CHANGED)) is not None
 
 
-def test_a_server_that_takes_no_version_3_frames_gets_whole_blocks(client, srv, tmp_path):
+def test_a_server_that_takes_no_version_3_frames_gets_raw_blocks(client, srv, tmp_path):
     first, second = tmp_path / "step_1.safetensors", tmp_path / "step_2.safetensors"
     save(first, 1)
     data = save(second, 2)
@@ -286,7 +286,7 @@ def test_a_server_that_takes_no_version_3_frames_gets_whole_blocks(client, srv, 
     assert restored(client, record.checkpoint_id, tmp_path) == data
 
 
-def test_deltas_the_server_refuses_are_sent_again_whole(client, srv, tmp_path, monkeypatch):
+def test_deltas_the_server_refuses_are_sent_again_raw(client, srv, tmp_path, monkeypatch):
     from ckptstore.store.uploads import Upload
 
     first, second = tmp_path / "step_1.safetensors", tmp_path / "step_2.safetensors"
