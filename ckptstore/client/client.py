@@ -13,6 +13,7 @@ import builtins
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Unpack
 from urllib.parse import quote
@@ -20,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from ckptstore.client.cache import DownloadCache, default_cache_dir
-from ckptstore.client.pull import Download
+from ckptstore.client.pull import BlockPull, HeldBytes, RemoteListing
 from ckptstore.client.push import BlockPush, Progress
 from ckptstore.client.reader import RemoteReader
 from ckptstore.client.records import (
@@ -33,7 +34,7 @@ from ckptstore.client.records import (
     usage_of,
 )
 from ckptstore.client.transport import Payload, RetryPolicy, Transport
-from ckptstore.errors import CheckpointNotReady, InvalidArgument, InvalidLimit
+from ckptstore.errors import CheckpointNotReady, InvalidArgument, InvalidLimit, NotFound
 from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord, FileRecord
 from ckptstore.store.checkpoints import CheckpointFields, CheckpointPage, JobSummary
 from ckptstore.store.chunking.cutter import ChunkerParams
@@ -44,6 +45,7 @@ from ckptstore.store.gc import GcReport
 from ckptstore.store.policies import JobSettings
 
 MAX_PAGE = 1000  # checkpoints per list answer: the server's limit
+HELD_CANDIDATES = 20  # a job's newest checkpoints looked for in the download cache
 
 
 class Client:
@@ -64,6 +66,7 @@ class Client:
         retry = RetryPolicy(attempts=attempts, sleep=sleep)
         self._transport = Transport(base_url, api_key, http=http, retry=retry)
         self._push = BlockPush(self._transport, in_flight)
+        self._pull = BlockPull(self._transport, in_flight)
         self._info: dict[str, Any] | None = None
 
     @classmethod
@@ -89,6 +92,11 @@ class Client:
     def bytes_sent(self) -> int:
         """Block bytes sent by ``put`` and ``fill`` so far, before compression."""
         return self._push.bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        """Block frame bytes received by ``restore`` and ``download`` so far."""
+        return self._pull.bytes_received
 
     # -- write -----------------------------------------------------------------
     def put(
@@ -237,20 +245,19 @@ class Client:
         a folder checkpoint's files under their paths, each resumable and checked);
         returns the byte count."""
         if isinstance(dest, str | os.PathLike):
-            # the reference is resolved once: a pull of JOB:latest that resumes or
-            # re-signs keeps fetching the checkpoint it started with
-            record = self.get(checkpoint_id)
-            resolved = record.checkpoint_id
-            if record.layout == "tree":
-                return self._restore_tree(resolved, Path(dest), progress)
+            # the reference is resolved once: a pull of JOB:latest that resumes keeps
+            # fetching the checkpoint it started with
+            listing = self._pull.listing(checkpoint_id)
             target = Path(dest)
+            if listing.layout == "tree":
+                targets = [(f, restore_path(target, f.path)) for f in listing.files]
+                total = self._pull.pull(listing, targets, progress=progress)
+                for f, path in targets:
+                    os.chmod(path, f.mode)
+                return total
             if target.is_dir():
-                target = target / self.files(resolved)[0].path
-            fresh_url = lambda: self.download_url(resolved)  # noqa: E731
-            download = Download(
-                self._transport, resolved, fresh_url, self.chunker(), target, progress
-            )
-            return download.run()
+                target = target / listing.files[0].path
+            return self._pull.pull(listing, [(listing.files[0], target)], progress=progress)
         total = 0
         with self.open_reader(checkpoint_id) as reader:
             while chunk := reader.read(8 << 20):
@@ -279,61 +286,49 @@ class Client:
             return hit
         if record.status != "ready":
             raise CheckpointNotReady(record.checkpoint_id)
-        checkpoint_id = record.checkpoint_id
-        if record.layout == "tree":
-            listed = self._json("GET", f"{_checkpoint(checkpoint_id)}/files")["files"]
-            blobs = {
-                str(entry["path"]): self._cached_blob(
-                    cache,
-                    self._url_source(checkpoint_id, str(entry["path"]), str(entry["downloadUrl"])),
-                    checkpoint_id,
-                    progress,
-                )
-                for entry in listed
-            }
-            return cache.link_folder(checkpoint_id, blobs)
-        url_of = lambda: self.download_url(checkpoint_id)  # noqa: E731
-        blob = self._cached_blob(cache, url_of, checkpoint_id, progress)
-        return cache.link_file(checkpoint_id, self.files(checkpoint_id)[0].path, blob)
+        held = self._held(cache, record)
+        held_id = None if held is None else held.listing.checkpoint_id
+        listing = self._pull.listing(record.checkpoint_id, held_id)
+        blobs = {
+            file.path: cache.blob(
+                f'"{listing.digest_of(file)}"',
+                partial(self._fetch_blob, listing, file, held=held, progress=progress),
+            )
+            for file in listing.files
+        }
+        if listing.layout == "tree":
+            return cache.link_folder(record.checkpoint_id, blobs)
+        (only,) = listing.files
+        return cache.link_file(record.checkpoint_id, only.path, blobs[only.path])
 
-    def _cached_blob(
+    def _fetch_blob(
         self,
-        cache: DownloadCache,
-        url_of: Callable[[], str],
-        checkpoint_id: str,
+        listing: RemoteListing,
+        file: FileRecord,
+        path: Path,
+        *,
+        held: HeldBytes | None,
         progress: Progress | None,
-    ) -> Path:
-        """The blob of the bytes behind ``url_of()`` (a signed URL), fetched if missing."""
-        first = url_of()
-        urls = iter([first])  # the URL asked for the ETag, then fresh ones
-        fresh = lambda: next(urls, None) or url_of()  # noqa: E731
-        etag = self._transport.request("HEAD", first).headers["etag"]
+    ) -> None:
+        """Write the blob of one file of the listing (every block checked)."""
+        self._pull.pull(listing, [(file, path)], held, progress)
 
-        def fetch(path: Path) -> None:
-            Download(self._transport, checkpoint_id, fresh, self.chunker(), path, progress).run()
-
-        return cache.blob(etag, fetch)
-
-    def _url_source(self, checkpoint_id: str, path: str, first: str) -> Callable[[], str]:
-        """The URL listed first, then a fresh one on each call (an old one may expire)."""
-        urls = iter([first])
-        return lambda: next(urls, None) or self._file_url(checkpoint_id, path)
-
-    def _restore_tree(self, checkpoint_id: str, dest: Path, progress: Progress | None) -> int:
-        """Each file of a folder checkpoint through its own signed URL."""
-        listed = self._json("GET", f"{_checkpoint(checkpoint_id)}/files")["files"]
-        dest.mkdir(parents=True, exist_ok=True)
-        total = 0
-        for entry in listed:
-            path = str(entry["path"])
-            target = restore_path(dest, path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fresh = self._url_source(checkpoint_id, path, str(entry["downloadUrl"]))
-            total += Download(
-                self._transport, checkpoint_id, fresh, self.chunker(), target, progress
-            ).run()
-            os.chmod(target, int(entry["mode"]))
-        return total
+    def _held(self, cache: DownloadCache, record: CheckpointRecord) -> HeldBytes | None:
+        """The newest other checkpoint of the job that the cache holds, to pull deltas
+        on; None if there is none among the job's newest."""
+        for other in self.list(record.job_id, limit=HELD_CANDIDATES).checkpoints:
+            if other.checkpoint_id == record.checkpoint_id or other.status != "ready":
+                continue
+            path = cache.cached(other.checkpoint_id)
+            if path is None:
+                continue
+            try:
+                listing = self._pull.listing(other.checkpoint_id)
+            except NotFound:
+                continue  # deleted since it was listed
+            tree = listing.layout == "tree"
+            return HeldBytes(listing, [path / f.path for f in listing.files] if tree else [path])
+        return None
 
     # -- settings, endpoints ------------------------------------------------------
     def job_settings(self, job_id: str) -> JobSettings:
