@@ -15,7 +15,7 @@ import pytest
 
 from ckptstore.client import Client
 from ckptstore.client.cache import DownloadCache, _locked
-from ckptstore.errors import CheckpointNotFound, CheckpointNotReady, IntegrityError
+from ckptstore.errors import CheckpointNotFound, CheckpointNotReady
 from tests.conftest import random_bytes
 from tests.server_helpers import live_server_and_key, make_server
 

@@ -24,7 +24,7 @@ from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound,
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, FileRecord
 from ckptstore.store.context import StoreContext
 from ckptstore.store.counterparts import Placed, counterparts
-from ckptstore.store.fetchframes import frame_head
+from ckptstore.store.fetchframes import HEAD, frame_head
 from ckptstore.store.files import files_of
 from ckptstore.store.ids import content_digest
 from ckptstore.store.packs.entries import MAX_CHAIN, load_block
@@ -32,6 +32,11 @@ from ckptstore.store.packs.format import parse_entry
 
 MAX_FETCH_BLOCKS = 4096  # blocks one request may ask for
 NO_BASE = -1
+# A stored chain is sent while it costs at most this much more than the block is
+# estimated to take encoded whole (its chain's whole block); past that the block is
+# decoded and encoded whole for the answer (docs/design.md, "Pulls").
+CHAIN_SLACK = 0.05
+HEAD_BYTES = HEAD.size
 
 
 @dataclass(frozen=True)
@@ -140,19 +145,36 @@ class BlockFetch:
             yield self._stored(record)  # a delta on a block the client has: as stored
             return
         chain = self._chain(record)
-        cost = sum(r.stored_len for r in chain) if chain is not None else record.raw_len
+        cost = record.raw_len if chain is None else sum(r.stored_len for r in chain)
         if base is not None and base != record.block_id:
             fresh = self._fresh_delta(record, self._records[base], cost)
             if fresh is not None:
                 self._sent.add(record.block_id)
                 yield fresh
                 return
-        if chain is None:
-            yield self._whole(record)
+        if chain is not None and cost <= (1 + CHAIN_SLACK) * self._whole_estimate(chain):
+            yield from self._chain_frames(chain)
             return
+        whole = self._whole(record)
+        if chain is not None and len(whole) > cost + len(chain) * HEAD_BYTES:
+            yield from self._chain_frames(chain)  # encoded whole it came out larger
+            return
+        self._sent.add(record.block_id)
+        yield whole
+
+    def _chain_frames(self, chain: list[BlockRecord]) -> Iterator[bytes]:
         for link in reversed(chain):
             if link.block_id not in self._sent:
                 yield self._stored(link)
+
+    def _whole_estimate(self, chain: list[BlockRecord]) -> int:
+        """What the chain's block may take encoded whole: as much as the whole block its
+        chain ends on (the same tensor, or the same place of a file, a save apart)."""
+        bottom = chain[-1]
+        if bottom.base_id is not None:
+            below = self._records.get(bottom.base_id)
+            bottom = below if below is not None and below.base_id is None else chain[0]
+        return bottom.stored_len if bottom.base_id is None else bottom.raw_len
 
     def _chain(self, record: BlockRecord) -> list[BlockRecord] | None:
         """``record`` and the bases below it, down to a whole block or one the client
@@ -182,19 +204,18 @@ class BlockFetch:
             raise CorruptBlockError(record.block_id.hex(), record.pack_id, str(exc)) from None
         if parsed.block_id != record.block_id:
             raise CorruptBlockError(record.block_id.hex(), record.pack_id, "entry names another")
+        self._sent.add(record.block_id)
         if parsed.base_id is not None and parsed.base_id not in self._held | self._sent:
             return self._whole(record)  # re-encoded on another base since it was looked up
-        self._sent.add(record.block_id)
         head = frame_head(
             record.block_id, parsed.codec, parsed.raw_len, len(payload), parsed.base_id
         )
         return head + payload
 
     def _whole(self, record: BlockRecord) -> bytes:
-        """The block decoded and encoded whole again (its stored chain is not sendable)."""
+        """The block's frame decoded and encoded whole again."""
         raw = memoryview(load_block(self._ctx, record))
         codec, payload = self._ctx.codec.encode(raw, record.width, aligned=record.width is not None)
-        self._sent.add(record.block_id)
         return frame_head(record.block_id, codec, len(raw), len(payload)) + bytes(payload)
 
     def _fresh_delta(self, record: BlockRecord, base: BlockRecord, limit: int) -> bytes | None:
