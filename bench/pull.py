@@ -1,0 +1,150 @@
+"""Pulls by blocks beside a plain download of the bytes.
+
+    python -m bench.pull [--size-mb 64]
+
+Two saves of a job (bf16 weights, the second changing a third of the values a
+little) are pushed to a real server on loopback; the older is then stored as
+deltas on the newer. Reported, each as bytes received against the stored size
+and the raw size, with the pull's speed: the newest through its signed URL (raw
+bytes), the newest pulled by blocks cold, the older pulled cold, and the newest
+pulled with the older in the download cache. Then the older checkpoint's frames
+as a local store sends them, with stored chains allowed whatever they cost
+against the default rule (chains over 5% dearer than whole go whole).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from bench.common import MB, WORK, save_report
+from ckptstore import CheckpointStore
+from ckptstore.client import Client
+from ckptstore.server.auth import create_api_key
+from ckptstore.store import blockfetch
+from ckptstore.testing.formats import safetensors_bytes
+from ckptstore.testing.live_server import live_server
+
+
+def weights(step: int, size_bytes: int) -> bytes:
+    tensors = {}
+    per = 4_000_000
+    for i in range(max(1, size_bytes // (2 * per))):
+        values = np.random.default_rng(i).standard_normal(per).astype(np.float32) * 0.02
+        if step:
+            rng = np.random.default_rng(1000 * step + i)
+            changed = rng.random(per) < 0.3
+            values[changed] += rng.standard_normal(int(changed.sum())).astype(np.float32) * 1e-3
+        tensors[f"layer{i}.weight"] = (values.view(np.uint32) >> 16).astype(np.uint16)
+    return safetensors_bytes(tensors)
+
+
+def stored_of(store: CheckpointStore, checkpoint_id: str) -> int:
+    blocks = {r.block_id: r.stored_len for _, r in store.context.catalog.manifest(checkpoint_id)}
+    return sum(blocks.values())
+
+
+def frames_of(store: CheckpointStore, checkpoint_id: str) -> tuple[int, float]:
+    """Bytes and seconds of the frames a cold pull of the checkpoint gets."""
+    manifest = store.context.catalog.manifest(checkpoint_id)
+    start = time.perf_counter()
+    fetch = blockfetch.BlockFetch(store.context, "bench", [(r.block_id, None) for _, r in manifest])
+    sent = sum(len(frame) for frame in fetch.frames())
+    return sent, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size-mb", type=int, default=64)
+    args = parser.parse_args()
+    root = WORK / "pull"
+    shutil.rmtree(root, ignore_errors=True)
+    old, new = weights(0, args.size_mb * MB), weights(1, args.size_mb * MB)
+    with CheckpointStore.open(root / "data") as store:
+        _, key = create_api_key(store.context.catalog, "bench", "bench", time.time())
+    rows: list[tuple[str, int, float, str]] = []
+    with live_server(root / "data", workers=2) as base, Client(base, key) as client:
+        first = client.put("bench_pull", old)
+        second = client.put("bench_pull", new)
+        with CheckpointStore.open(root / "data") as store:
+            stored_new = stored_of(store, second.checkpoint_id)
+            deadline = time.monotonic() + 300
+            # the server stores the older as deltas on the newer in the background
+            while (stored_old := stored_of(store, first.checkpoint_id)) > 0.9 * stored_new:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the server did not rebase the older checkpoint")
+                time.sleep(0.5)
+        start = time.perf_counter()
+        plain = len(httpx.get(client.download_url(second.checkpoint_id), timeout=600).content)
+        rows.append(("newest, signed URL (before)", plain, time.perf_counter() - start, "newest"))
+        for name, record, kind in (
+            ("newest, by blocks, cold", second, "newest"),
+            ("older (stored as deltas), by blocks, cold", first, "older"),
+        ):
+            before, start = client.bytes_received, time.perf_counter()
+            client.restore(record.checkpoint_id, root / "out.bin")
+            got = client.bytes_received - before
+            rows.append((name, got, time.perf_counter() - start, kind))
+        cache = root / "cache"
+        client.download(first.checkpoint_id, cache_dir=cache)
+        before, start = client.bytes_received, time.perf_counter()
+        client.download(second.checkpoint_id, cache_dir=cache)
+        got = client.bytes_received - before
+        rows.append(("newest, the older in the cache", got, time.perf_counter() - start, "delta"))
+    with CheckpointStore.open(root / "data") as store:
+        chosen, chosen_s = frames_of(store, first.checkpoint_id)
+        blockfetch.CHAIN_SLACK = math.inf
+        chains, chains_s = frames_of(store, first.checkpoint_id)
+    shutil.rmtree(root, ignore_errors=True)
+    raw = len(new)
+    against = {"newest": stored_new, "older": stored_old, "delta": stored_old}
+    lines = [
+        f"Two saves of {raw / MB:,.0f} MB of bf16 weights, the second changing 30% of the"
+        f" values a little. Stored: newest {stored_new / MB:,.1f} MB (whole), older"
+        f" {stored_old / MB:,.1f} MB (deltas on the newest). Server: 2 uvicorn workers on"
+        " loopback, sharing the 2 cores with the client (and other work: noisy).",
+        "",
+        "| pull | received | / stored | / raw | MB/s (raw) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, got, seconds, kind in rows:
+        lines.append(
+            f"| {name} | {got / MB:,.2f} MB | {got / against[kind]:.3f} | {got / raw:.3f} |"
+            f" {raw / seconds / MB:,.0f} |"
+        )
+    lines += [
+        "",
+        "Stored for the older one: its deltas. For the pull with the older in the cache:"
+        " the stored delta between them (the older's blocks).",
+        "",
+        f"Older checkpoint, frames from a local store: chains whatever they cost"
+        f" {chains / MB:,.2f} MB in {chains_s:.2f} s; the default rule"
+        f" {chosen / MB:,.2f} MB in {chosen_s:.2f} s ({chains / chosen:.2f}x the bytes with"
+        " chains).",
+    ]
+    md = save_report(
+        "pull",
+        "Pulls by blocks",
+        lines,
+        {
+            "raw": raw,
+            "stored_newest": stored_new,
+            "stored_older": stored_old,
+            "pulls": [{"name": n, "received": g, "seconds": s} for n, g, s, _ in rows],
+            "older_frames_chains": chains,
+            "older_frames_chains_s": chains_s,
+            "older_frames_default": chosen,
+            "older_frames_default_s": chosen_s,
+        },
+    )
+    print(Path(md).read_text())
+
+
+if __name__ == "__main__":
+    main()
