@@ -3,8 +3,8 @@
 The same methods, parameters, return types and exceptions as ``CheckpointStore``
 (``ckptstore/api.py``), plus what only a remote store has: signed download
 URLs, upload progress, the caller's usage. ``put`` sends only the blocks the
-server lacks (``push.py``); ``restore`` resumes an interrupted download and
-checks it against the ETag (``pull.py``).
+server lacks (``push.py``); ``restore`` and ``download`` fetch the blocks as the
+store keeps them, check each and resume an interrupted pull (``pull.py``).
 """
 
 from __future__ import annotations
