@@ -1,13 +1,15 @@
 """Pulls by blocks beside a plain download of the bytes.
 
-    python -m bench.pull [--size-mb 64]
+    python -m bench.pull [--size-mb 64] [--corpus pretrain]
 
 Two saves of a job (bf16 weights, the second changing a third of the values a
 little) are pushed to a real server on loopback; the older is then stored as
 deltas on the newer. Reported, each as bytes received against the stored size
 and the raw size, with the pull's speed: the newest through its signed URL (raw
 bytes), the newest pulled by blocks cold, the older pulled cold, and the newest
-pulled with the older in the download cache. Then the older checkpoint's frames
+pulled with the older in the download cache. With ``--corpus``, the last two saves
+of that bench corpus (torch.save files, scale small) instead. Then the older
+checkpoint's frames
 as a local store sends them, with stored chains allowed whatever they cost
 against the default rule (chains over 5% dearer than whole go whole).
 """
@@ -24,6 +26,7 @@ import httpx
 import numpy as np
 
 from bench.common import MB, WORK, save_report
+from bench.corpus import write
 from ckptstore import CheckpointStore
 from ckptstore.client import Client
 from ckptstore.server.auth import create_api_key
@@ -62,10 +65,17 @@ def frames_of(store: CheckpointStore, checkpoint_id: str) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mb", type=int, default=64)
+    parser.add_argument("--corpus", default=None)
     args = parser.parse_args()
     root = WORK / "pull"
     shutil.rmtree(root, ignore_errors=True)
-    old, new = weights(0, args.size_mb * MB), weights(1, args.size_mb * MB)
+    if args.corpus:
+        *_, before, after = write(args.corpus, WORK / "corpus-small", "small", 3)
+        old, new = before.read_bytes(), after.read_bytes()
+        what = f"The last two of three saves of the {args.corpus} corpus (scale small)"
+    else:
+        old, new = weights(0, args.size_mb * MB), weights(1, args.size_mb * MB)
+        what = "Two saves of bf16 weights, the second changing 30% of the values a little"
     with CheckpointStore.open(root / "data") as store:
         _, key = create_api_key(store.context.catalog, "bench", "bench", time.time())
     rows: list[tuple[str, int, float, str]] = []
@@ -105,8 +115,7 @@ def main() -> None:
     raw = len(new)
     against = {"newest": stored_new, "older": stored_old, "delta": stored_old}
     lines = [
-        f"Two saves of {raw / MB:,.0f} MB of bf16 weights, the second changing 30% of the"
-        f" values a little. Stored: newest {stored_new / MB:,.1f} MB (whole), older"
+        f"{what}: {raw / MB:,.0f} MB. Stored: newest {stored_new / MB:,.1f} MB (whole), older"
         f" {stored_old / MB:,.1f} MB (deltas on the newest). Server: 2 uvicorn workers on"
         " loopback, sharing the 2 cores with the client (and other work: noisy).",
         "",
@@ -129,7 +138,7 @@ def main() -> None:
         " chains).",
     ]
     md = save_report(
-        "pull",
+        "pull" + (f"-{args.corpus}" if args.corpus else ""),
         "Pulls by blocks",
         lines,
         {

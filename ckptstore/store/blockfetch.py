@@ -21,7 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound, UnknownBlocks
-from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, FileRecord
+from ckptstore.store.catalog.records import (
+    BlockRecord,
+    CheckpointRecord,
+    FileRecord,
+    adjacent_runs,
+)
 from ckptstore.store.context import StoreContext
 from ckptstore.store.counterparts import Placed, counterparts
 from ckptstore.store.fetchframes import HEAD, frame_head
@@ -129,10 +134,12 @@ class BlockFetch:
         self._wanted = list(dict.fromkeys(wanted))
         self._held = {base for _, base in wanted if base is not None}
         self._sent: set[bytes] = set()
+        self._read: dict[bytes, memoryview] = {}  # entries read ahead, by block id
         self.sent_bytes = 0  # frame bytes produced so far
 
     def frames(self) -> Iterator[bytes]:
         """The frames, each a bytes object (a header and a payload)."""
+        self._read_runs()
         for bid, base in self._wanted:
             if bid in self._sent:
                 continue
@@ -235,8 +242,26 @@ class BlockFetch:
         head = frame_head(record.block_id, kind, len(raw), len(payload), base.block_id)
         return head + bytes(payload)
 
-    def _entry(self, record: BlockRecord) -> tuple[BlockRecord, bytes]:
+    def _read_runs(self) -> None:
+        """Read the entries of wanted blocks that follow one another in a pack, a run
+        at a time: a torch.save file's hundreds of small blocks cost a read each."""
+        records = [self._records[bid] for bid, _ in self._wanted]
+        for run in adjacent_runs(records):
+            if len(run) < 2:
+                continue
+            start, end = run[0].offset, run[-1].entry_end
+            try:
+                data = memoryview(self._ctx.blocks.get(run[0].pack_id, start, end - start))
+            except (PackNotFound, OSError):
+                continue  # each is read alone, which follows a block GC moved
+            if len(data) == end - start:
+                for r in run:
+                    self._read[r.block_id] = data[r.offset - start : r.entry_end - start]
+
+    def _entry(self, record: BlockRecord) -> tuple[BlockRecord, bytes | memoryview]:
         """The block's pack entry; follows a block that GC moved meanwhile."""
+        if (read := self._read.pop(record.block_id, None)) is not None:
+            return record, read
         try:
             return record, self._ctx.blocks.get(record.pack_id, record.offset, record.entry_len)
         except PackNotFound:
