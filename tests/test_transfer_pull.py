@@ -260,3 +260,23 @@ def test_a_damaged_frame_is_detected_and_nothing_is_written(srv, tmp_path):
         client.download(record.checkpoint_id, cache_dir=tmp_path / "cache")
     blobs = tmp_path / "cache" / "blobs"
     assert [p.name for p in blobs.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_restore_with_a_cache_pulls_deltas_and_checks_the_cached_bytes(srv, tmp_path):
+    client, counting = client_of(srv, srv.acme)
+    old, new = safetensors_bytes(weights(0)), safetensors_bytes(weights(1))
+    first = client.put(JOB, old)
+    second = client.put(JOB, new)
+    srv.store.settle()
+    cache = tmp_path / "cache"
+    client.download(first.checkpoint_id, cache_dir=cache)
+    cold = counting.received
+    out = tmp_path / "new.safetensors"
+    client.restore(second.checkpoint_id, out, cache_dir=cache)
+    assert out.read_bytes() == new
+    assert counting.received - cold <= 1.15 * stored_len(srv, first.checkpoint_id)
+    # a cached blob changed behind the cache's back: its blocks are not taken as bases
+    (blob,) = [p for p in (cache / "blobs").iterdir() if "." not in p.name]
+    blob.write_bytes(bytes(len(old)))
+    client.restore(second.checkpoint_id, tmp_path / "again.bin", cache_dir=cache)
+    assert (tmp_path / "again.bin").read_bytes() == new

@@ -239,25 +239,35 @@ class Client:
         dest: str | os.PathLike[str] | BinaryIO,
         *,
         progress: Progress | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> int:
         """Write the checkpoint's bytes to a path (resuming ``<path>.part`` if one is
         there) or a binary file, or into a folder (a single file under its own name,
         a folder checkpoint's files under their paths, each resumable and checked);
-        returns the byte count."""
+        returns the byte count. ``cache_dir``: a download cache (``download``) whose
+        checkpoint of the same job the pull fetches deltas on."""
         if isinstance(dest, str | os.PathLike):
             # the reference is resolved once: a pull of JOB:latest that resumes keeps
             # fetching the checkpoint it started with
-            listing = self._pull.listing(checkpoint_id)
+            held = None
+            if cache_dir is not None:
+                cache = DownloadCache(cache_dir, self._transport.base_url)
+                record = self.get(checkpoint_id)
+                checkpoint_id = record.checkpoint_id
+                held_id, held_path = self._held_candidate(cache, record)
+                held = None if held_id is None else self._held(held_id, held_path)
+            held_id = None if held is None else held.listing.checkpoint_id
+            listing = self._pull.listing(checkpoint_id, held_id)
             target = Path(dest)
             if listing.layout == "tree":
                 targets = [(f, restore_path(target, f.path)) for f in listing.files]
-                total = self._pull.pull(listing, targets, progress=progress)
+                total = self._pull.pull(listing, targets, held, progress)
                 for f, path in targets:
                     os.chmod(path, f.mode)
                 return total
             if target.is_dir():
                 target = target / listing.files[0].path
-            return self._pull.pull(listing, [(listing.files[0], target)], progress=progress)
+            return self._pull.pull(listing, [(listing.files[0], target)], held, progress)
         total = 0
         with self.open_reader(checkpoint_id) as reader:
             while chunk := reader.read(8 << 20):
@@ -286,9 +296,11 @@ class Client:
             return hit
         if record.status != "ready":
             raise CheckpointNotReady(record.checkpoint_id)
-        held = self._held(cache, record)
-        held_id = None if held is None else held.listing.checkpoint_id
+        held_id, held_path = self._held_candidate(cache, record)
         listing = self._pull.listing(record.checkpoint_id, held_id)
+        missing = [f for f in listing.files if not cache.has_blob(listing.digest_of(f))]
+        # the held checkpoint's list only when some bytes are to be fetched
+        held = self._held(held_id, held_path) if missing and held_id is not None else None
         blobs = {
             file.path: cache.blob(
                 f'"{listing.digest_of(file)}"',
@@ -313,22 +325,28 @@ class Client:
         """Write the blob of one file of the listing (every block checked)."""
         self._pull.pull(listing, [(file, path)], held, progress)
 
-    def _held(self, cache: DownloadCache, record: CheckpointRecord) -> HeldBytes | None:
-        """The newest other checkpoint of the job that the cache holds, to pull deltas
-        on; None if there is none among the job's newest."""
+    def _held_candidate(
+        self, cache: DownloadCache, record: CheckpointRecord
+    ) -> tuple[str | None, Path | None]:
+        """The newest other ready checkpoint of the job that the cache holds (to pull
+        deltas on) and its path there; None among the job's newest."""
         for other in self.list(record.job_id, limit=HELD_CANDIDATES).checkpoints:
             if other.checkpoint_id == record.checkpoint_id or other.status != "ready":
                 continue
-            path = cache.cached(other.checkpoint_id)
-            if path is None:
-                continue
-            try:
-                listing = self._pull.listing(other.checkpoint_id)
-            except NotFound:
-                continue  # deleted since it was listed
-            tree = listing.layout == "tree"
-            return HeldBytes(listing, [path / f.path for f in listing.files] if tree else [path])
-        return None
+            if (path := cache.cached(other.checkpoint_id)) is not None:
+                return other.checkpoint_id, path
+        return None, None
+
+    def _held(self, checkpoint_id: str, path: Path | None) -> HeldBytes | None:
+        """The cached checkpoint's bytes by block id; None if it is gone meanwhile."""
+        try:
+            listing = self._pull.listing(checkpoint_id)
+        except NotFound:
+            return None
+        if path is None:
+            return None
+        tree = listing.layout == "tree"
+        return HeldBytes(listing, [path / f.path for f in listing.files] if tree else [path])
 
     # -- settings, endpoints ------------------------------------------------------
     def job_settings(self, job_id: str) -> JobSettings:

@@ -128,6 +128,7 @@ class HeldBytes:
         self._index: dict[bytes, int] = {}
         for i in range(len(listing)):
             self._index.setdefault(listing.block_id(i), i)
+        self.damaged = False  # a block read back did not hash right: name no more bases
 
     def index_of(self, bid: bytes) -> int | None:
         return self._index.get(bid)
@@ -144,8 +145,11 @@ class HeldBytes:
                 f.seek(at - self._starts[file])
                 data = f.read(size)
         except OSError:
-            return None
-        return data if len(data) == size and block_id(data) == listing.block_id(index) else None
+            data = b""
+        if len(data) == size and block_id(data) == listing.block_id(index):
+            return data
+        self.damaged = True
+        return None
 
 
 @dataclass(frozen=True)
@@ -218,9 +222,10 @@ class BlockPull:
         path = f"/v2/training/checkpoints/{quote(listing.checkpoint_id, safe='')}/blocks/fetch"
 
         def attempt() -> None:
+            damaged = held is not None and held.damaged
             body = {
                 "blocks": [bid.hex() for bid in missing],
-                "bases": [None if b is None else b.hex() for b in missing.values()],
+                "bases": [None if b is None or damaged else b.hex() for b in missing.values()],
             }
             response = self._transport.stream("POST", path, {}, json=body)
             reader = FrameReader(MAX_BLOCK_BYTES)
@@ -238,7 +243,11 @@ class BlockPull:
             if missing:
                 raise ServerUnavailable(0, "short_body", f"{len(missing)} block(s) not received")
 
-        self._transport.retry.call(attempt)
+        while True:
+            try:
+                return self._transport.retry.call(attempt)
+            except _HeldDamaged:
+                continue  # asked again, naming no base: the cached copy is not trusted
 
     def _decode(
         self, frame: Frame, decoded: dict[bytes, bytes | memoryview], held: HeldBytes | None
@@ -250,6 +259,8 @@ class BlockPull:
             if base is None and held is not None:
                 index = held.index_of(frame.base_id)
                 base = None if index is None else held.read(index)
+            if base is None and held is not None and held.damaged:
+                raise _HeldDamaged(name)
             if base is None:
                 raise IntegrityError(f"block {name} came as a delta on a block not held")
         try:
@@ -259,6 +270,10 @@ class BlockPull:
         if block_id(raw) != frame.block_id:
             raise IntegrityError(f"block {name} received does not hash to its id")
         return raw
+
+
+class _HeldDamaged(Exception):
+    """A delta's base, in the cached checkpoint, no longer hashes to its id."""
 
 
 def _frames(reader: FrameReader, chunk: bytes) -> Iterator[Frame]:
