@@ -122,7 +122,14 @@ async def block_list(
     checkpointId: str,  # noqa: N803
     svc: ServicesDep,
     tenant: TenantDep,
-    held: Annotated[str | None, Query(max_length=256)] = None,
+    held: Annotated[
+        str | None,
+        Query(
+            max_length=256,
+            description="A checkpoint of the caller's that the client holds (its id or a"
+            " reference): heldBases then pairs each block with one of its blocks.",
+        ),
+    ] = None,
 ) -> JSONResponse:
     def load() -> Listing:
         record = _ready(svc, checkpointId, tenant)
