@@ -280,3 +280,28 @@ def test_restore_with_a_cache_pulls_deltas_and_checks_the_cached_bytes(srv, tmp_
     blob.write_bytes(bytes(len(old)))
     client.restore(second.checkpoint_id, tmp_path / "again.bin", cache_dir=cache)
     assert (tmp_path / "again.bin").read_bytes() == new
+
+
+def test_a_block_the_server_cannot_read_mid_answer_ends_it_with_its_error(
+    srv, tmp_path, monkeypatch
+):
+    from ckptstore.errors import MissingBlockError, PackNotFound
+
+    client, _ = client_of(srv, srv.acme)
+    data = safetensors_bytes(weights(0))
+    record = client.put(JOB, data)
+    manifest = srv.store.context.catalog.manifest(record.checkpoint_id)
+    lost = manifest[len(manifest) // 2][1].pack_id  # a pack the answer reaches midway
+    blocks = srv.store.context.blocks
+    real_get = blocks.get
+
+    def get(pack_id: str, *args: object) -> bytes:
+        if pack_id == lost:
+            raise PackNotFound(pack_id)
+        return real_get(pack_id, *args)
+
+    monkeypatch.setattr(blocks, "get", get)
+    out = tmp_path / "out" / "model.safetensors"
+    with pytest.raises(MissingBlockError):
+        client.restore(record.checkpoint_id, out)
+    assert list(out.parent.iterdir()) == []

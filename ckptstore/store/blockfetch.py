@@ -32,7 +32,7 @@ from ckptstore.store.counterparts import Placed, counterparts
 from ckptstore.store.fetchframes import HEAD, frame_head
 from ckptstore.store.files import files_of
 from ckptstore.store.ids import content_digest
-from ckptstore.store.packs.entries import MAX_CHAIN, load_block
+from ckptstore.store.packs.entries import MAX_CHAIN, decode_entry, load_block
 from ckptstore.store.packs.format import parse_entry
 
 MAX_FETCH_BLOCKS = 4096  # blocks one request may ask for
@@ -229,7 +229,7 @@ class BlockFetch:
         """A delta of the block on ``base`` (a block the client holds), encoded now, if
         smaller than ``limit`` bytes."""
         raw = memoryview(load_block(self._ctx, record))
-        base_raw = load_block(self._ctx, base)
+        base_raw = self._base_raw(base, record, raw)
         codec = self._ctx.codec
         encoded = None
         if record.width is not None and base.raw_len == record.raw_len:
@@ -257,6 +257,18 @@ class BlockFetch:
             if len(data) == end - start:
                 for r in run:
                     self._read[r.block_id] = data[r.offset - start : r.entry_end - start]
+
+    def _base_raw(
+        self, base: BlockRecord, record: BlockRecord, raw: memoryview
+    ) -> bytes | memoryview:
+        """The raw bytes of ``base``. The held block is most often the same tensor a save
+        earlier, stored as a delta on this very block: decoded on ``raw`` then, rather
+        than reading and decoding the block a second time."""
+        if base.base_id == record.block_id:
+            base, entry = self._entry(base)
+            if base.base_id == record.block_id:
+                return decode_entry(self._ctx, base, entry, raw)
+        return load_block(self._ctx, base)
 
     def _entry(self, record: BlockRecord) -> tuple[BlockRecord, bytes | memoryview]:
         """The block's pack entry; follows a block that GC moved meanwhile."""
