@@ -148,7 +148,7 @@ class BlockFetch:
                 yield frame
 
     def _frames_of(self, record: BlockRecord, base: bytes | None) -> Iterator[bytes]:
-        if record.base_id is not None and record.base_id in self._held | self._sent:
+        if record.base_id is not None and self._has(record.base_id):
             yield self._stored(record)  # a delta on a block the client has: as stored
             return
         chain = self._chain(record)
@@ -169,6 +169,10 @@ class BlockFetch:
         self._sent.add(record.block_id)
         yield whole
 
+    def _has(self, block_id: bytes) -> bool:
+        """Whether the client has the block: held, or sent earlier in this answer."""
+        return block_id in self._held or block_id in self._sent
+
     def _chain_frames(self, chain: list[BlockRecord]) -> Iterator[bytes]:
         for link in reversed(chain):
             if link.block_id not in self._sent:
@@ -187,7 +191,7 @@ class BlockFetch:
         """``record`` and the bases below it, down to a whole block or one the client
         has; None if one is not the tenant's to see (or the catalog lost one)."""
         chain = [record]
-        while (base_id := chain[-1].base_id) is not None and base_id not in self._held | self._sent:
+        while (base_id := chain[-1].base_id) is not None and not self._has(base_id):
             if len(chain) > MAX_CHAIN:
                 return None
             base = self._records.get(base_id) or self._visible(base_id)
@@ -212,7 +216,7 @@ class BlockFetch:
         if parsed.block_id != record.block_id:
             raise CorruptBlockError(record.block_id.hex(), record.pack_id, "entry names another")
         self._sent.add(record.block_id)
-        if parsed.base_id is not None and parsed.base_id not in self._held | self._sent:
+        if parsed.base_id is not None and not self._has(parsed.base_id):
             return self._whole(record)  # re-encoded on another base since it was looked up
         head = frame_head(
             record.block_id, parsed.codec, parsed.raw_len, len(payload), parsed.base_id
