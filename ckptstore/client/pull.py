@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import bisect
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -176,7 +177,17 @@ class BlockPull:
         self._transport = transport
         self.in_flight = max(1, in_flight)
         self._codec = BlockCodec()
-        self.bytes_received = 0  # frame bytes, all pulls so far
+        self._received = 0
+        self._count_lock = threading.Lock()  # batches count from several threads
+
+    @property
+    def bytes_received(self) -> int:
+        """Frame bytes received by all pulls so far."""
+        return self._received
+
+    def _count(self, n: int) -> None:
+        with self._count_lock:
+            self._received += n
 
     def listing(self, checkpoint_id: str, held: str | None = None) -> RemoteListing:
         """The block list of ``checkpoint_id`` (paired with ``held``'s when given)."""
@@ -231,7 +242,7 @@ class BlockPull:
             reader = FrameReader(MAX_BLOCK_BYTES)
             try:
                 for chunk in response.iter_bytes(READ_BYTES):
-                    self.bytes_received += len(chunk)
+                    self._count(len(chunk))
                     for frame in _frames(reader, chunk):
                         raw = self._decode(frame, decoded, held)
                         decoded[frame.block_id] = raw
