@@ -27,6 +27,7 @@ from ckptstore.store.catalog.records import (
     FileRecord,
     adjacent_runs,
 )
+from ckptstore.store.codecs.block import BlockCodec
 from ckptstore.store.context import StoreContext
 from ckptstore.store.counterparts import Placed, counterparts
 from ckptstore.store.fetchframes import HEAD, frame_head
@@ -42,6 +43,9 @@ NO_BASE = -1
 # decoded and encoded whole for the answer (docs/design.md, "Pulls").
 CHAIN_SLACK = 0.05
 HEAD_BYTES = HEAD.size
+# Deltas encoded for an answer are not grouped by exponent: grouping made them a few
+# percent smaller and several times slower to encode (bench/results/, "pull").
+DELTA_GROUP_LOG = 0
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,10 @@ class BlockFetch:
         self._held = {base for _, base in wanted if base is not None}
         self._sent: set[bytes] = set()
         self._read: dict[bytes, memoryview] = {}  # entries read ahead, by block id
+        store = ctx.codec
+        self._delta_codec = BlockCodec(
+            store.zstd_level, store.byte_planes, DELTA_GROUP_LOG, store.exponent_group_log
+        )
         self.sent_bytes = 0  # frame bytes produced so far
 
     def frames(self) -> Iterator[bytes]:
@@ -234,7 +242,7 @@ class BlockFetch:
         smaller than ``limit`` bytes."""
         raw = memoryview(load_block(self._ctx, record))
         base_raw = self._base_raw(base, record, raw)
-        codec = self._ctx.codec
+        codec = self._delta_codec
         encoded = None
         if record.width is not None and base.raw_len == record.raw_len:
             encoded = codec.encode_delta(raw, base_raw, record.width, limit)
