@@ -305,3 +305,27 @@ def test_a_block_the_server_cannot_read_mid_answer_ends_it_with_its_error(
     with pytest.raises(MissingBlockError):
         client.restore(record.checkpoint_id, out)
     assert list(out.parent.iterdir()) == []
+
+
+def test_stored_chains_come_bases_first_and_decode_on_the_client(srv, tmp_path, monkeypatch):
+    from ckptstore.store import blockfetch
+
+    monkeypatch.setattr(blockfetch, "CHAIN_SLACK", float("inf"))  # chains whatever they cost
+    client, counting = client_of(srv, srv.acme)
+    old, new = safetensors_bytes(weights(0)), safetensors_bytes(weights(1))
+    first = client.put(JOB, old)
+    second = client.put(JOB, new)
+    srv.store.settle()
+    manifest = [r for _, r in srv.store.context.catalog.manifest(first.checkpoint_id)]
+    fetch = BlockFetch(srv.store.context, "acme", [(r.block_id, None) for r in manifest])
+    reader = FrameReader(1 << 30)
+    sent = [frame for chunk in fetch.frames() for frame in reader.feed(chunk)]
+    seen: set[bytes] = set()
+    for frame in sent:  # every delta's base came before it
+        assert frame.base_id is None or frame.base_id in seen
+        seen.add(frame.block_id)
+    assert any(f.base_id is not None for f in sent)
+    client.restore(first.checkpoint_id, tmp_path / "old.bin")
+    assert (tmp_path / "old.bin").read_bytes() == old
+    chains = stored_len(srv, first.checkpoint_id) + stored_len(srv, second.checkpoint_id)
+    assert counting.received <= 1.05 * chains
