@@ -243,9 +243,11 @@ class Client:
     ) -> int:
         """Write the checkpoint's bytes to a path (resuming ``<path>.part`` if one is
         there) or a binary file, or into a folder (a single file under its own name,
-        a folder checkpoint's files under their paths, each resumable and checked);
-        returns the byte count. ``cache_dir``: a download cache (``download``) whose
-        checkpoint of the same job the pull fetches deltas on."""
+        a folder checkpoint's files under their paths). To a path the blocks come as
+        the store keeps them and each is checked against its id (``pull.py``); to a
+        binary file, through the signed URL. Returns the byte count. ``cache_dir``: a
+        download cache (``download``) whose checkpoint of the same job the pull
+        fetches deltas on."""
         if isinstance(dest, str | os.PathLike):
             # the reference is resolved once: a pull of JOB:latest that resumes keeps
             # fetching the checkpoint it started with
