@@ -84,9 +84,11 @@ class Bench:
         self.catalog = catalog
 
     def settle(self) -> int:
-        """Wait until no rebase is pending and no compaction runs; the stored bytes."""
+        """Wait until no rebase is pending, no compaction runs and every upload's
+        SHA-256 is known (the server reads an upload back for it: work that would
+        otherwise overlap the next timed transfer); the stored bytes."""
         deadline = time.monotonic() + SETTLE_TIMEOUT_S
-        while self.catalog.stats().pending_rebases:
+        while self.catalog.stats().pending_rebases or self.catalog.undigested():
             if time.monotonic() > deadline:
                 raise TimeoutError("rebases still pending")
             time.sleep(0.05)
