@@ -224,3 +224,21 @@ def test_processes_downloading_at_once_fetch_the_bytes_once(tmp_path):
     # the server sent the bytes once: the other two found the blob when the lock let them in
     sent = re.search(r"^ckptstore_downloaded_bytes_total (\S+)$", metrics, re.M)
     assert sent is not None and len(DATA) <= float(sent.group(1)) < 1.05 * len(DATA)
+
+
+def test_the_clients_cache_directory_is_where_downloads_and_restores_look(tmp_path):
+    srv = make_server(tmp_path / "server")
+    key = srv.acme["Authorization"].split()[1]
+    cache = tmp_path / "cache"
+    with srv.client, Client("http://testserver", key, http=srv.client, cache_dir=cache) as client:
+        old = client.put("job_d", DATA)
+        path = client.download(old.checkpoint_id)
+        assert path.is_relative_to(cache) and path.read_bytes() == DATA
+        changed = bytearray(DATA)
+        changed[:1000] = bytes(1000)
+        new = client.put("job_d", bytes(changed))
+        received = client.bytes_received
+        client.restore(new.checkpoint_id, tmp_path / "out")
+        assert (tmp_path / "out").read_bytes() == changed
+        # only what changed came: the rest was rebuilt from the cached checkpoint
+        assert client.bytes_received - received < len(DATA) // 4

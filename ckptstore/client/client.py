@@ -66,8 +66,9 @@ class Client:
         cache_dir: str | os.PathLike[str] | None = None,
         push_deltas: bool = True,
     ) -> None:
-        """``cache_dir``: the download cache (``cache.py``), which also notes what was
-        pushed last per job; ``push_deltas``: send blocks encoded, as deltas on the
+        """``cache_dir``: the download cache (``cache.py``; by default ``~/.cache/ckptstore``)
+        of ``download``, and of ``restore``, whose pulls fetch deltas on a checkpoint of
+        the job cached there, when given; it also notes what was pushed last per job; ``push_deltas``: send blocks encoded, as deltas on the
         job's previous checkpoint when it is on disk (False: raw blocks, as before
         version-3 frames; no previous checkpoint read, no push noted)."""
         if not base_url.startswith(("http://", "https://")):
@@ -292,6 +293,7 @@ class Client:
             # the reference is resolved once: a pull of JOB:latest that resumes keeps
             # fetching the checkpoint it started with
             held = None
+            cache_dir = cache_dir if cache_dir is not None else self._cache_dir
             if cache_dir is not None:
                 cache = DownloadCache(cache_dir, self._transport.base_url)
                 record = self.get(checkpoint_id)
@@ -326,12 +328,12 @@ class Client:
         *,
         progress: Progress | None = None,
     ) -> Path:
-        """The checkpoint in the local download cache (``cache.py``; by default
-        ``~/.cache/ckptstore``): the path of its file, or of a folder checkpoint's folder.
+        """The checkpoint in the local download cache (``cache_dir``, else the client's:
+        ``cache.py``): the path of its file, or of a folder checkpoint's folder.
         Files already there, under any checkpoint, are not fetched again. The server is
         asked first every time, so a key that may not read the checkpoint (another
         tenant's sharing the cache directory, or after a delete) gets nothing from it."""
-        cache = DownloadCache(cache_dir or default_cache_dir(), self._transport.base_url)
+        cache = DownloadCache(cache_dir or self._cache_root(), self._transport.base_url)
         body = self._json("GET", _checkpoint(checkpoint_id))  # an alias resolves here
         record = record_of(body)
         if (hit := cache.cached(record.checkpoint_id)) is not None:
