@@ -67,10 +67,11 @@ class Client:
         push_deltas: bool = True,
     ) -> None:
         """``cache_dir``: the download cache (``cache.py``; by default ``~/.cache/ckptstore``)
-        of ``download``, and of ``restore``, whose pulls fetch deltas on a checkpoint of
-        the job cached there, when given; it also notes what was pushed last per job; ``push_deltas``: send blocks encoded, as deltas on the
-        job's previous checkpoint when it is on disk (False: raw blocks, as before
-        version-3 frames; no previous checkpoint read, no push noted)."""
+        of ``download``, and of ``restore`` when given (a pull then fetches deltas on a
+        checkpoint of the job cached there); it also notes what was pushed last per job.
+        ``push_deltas``: send blocks encoded, as deltas on the job's previous checkpoint
+        when it is on disk (False: raw blocks, as before version-3 frames; no previous
+        checkpoint read, no push noted)."""
         if not base_url.startswith(("http://", "https://")):
             raise InvalidArgument("server", base_url, "an http:// or https:// URL")
         retry = RetryPolicy(attempts=attempts, sleep=sleep)
