@@ -109,6 +109,7 @@ def test_client_folder_round_trip_sends_only_missing_blocks(srv, client, folder,
     assert client.bytes_sent - sent < 1000  # only the changed file's block
     assert client.restore(second.checkpoint_id, tmp_path / "out") == second.size_bytes
     assert tree_of(tmp_path / "out") == tree_of(folder)
+    srv.store.settle()  # the files' SHA-256 are read back after the commit
     assert client.files(second.checkpoint_id) == srv.store.files(
         second.checkpoint_id, tenant="acme"
     )
