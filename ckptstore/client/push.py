@@ -50,6 +50,7 @@ log = logging.getLogger("ckptstore.client")
 Progress = Callable[[int], None]
 ASK_BYTES = 32 * 1024 * 1024  # block bytes per "which are missing?" request
 SEND_BYTES = 8 * 1024 * 1024  # block bytes per upload request
+ASKS_AHEAD = 2  # full batches asked about while the cutting goes on
 FILES_IN_FLIGHT = 4  # files of a folder cut and hashed at once
 
 
@@ -92,7 +93,9 @@ class WireCompression:
 class _Offers:
     """The blocks offered to the server so far, shared by the threads that cut the
     files of a folder: a new block joins the batch, and a full batch is asked about
-    ("which are missing?") and its missing blocks sent, one batch at a time."""
+    ("which are missing?") and its missing blocks sent, one batch at a time, by the
+    ``asker`` thread while the cutting goes on (each answer waits on the server's
+    catalog: asked in line, they added up to most of an unchanged push)."""
 
     def __init__(
         self,
@@ -101,18 +104,20 @@ class _Offers:
         limit: int,
         senders: ThreadPoolExecutor,
         finder: BaseFinder | None,
+        asker: ThreadPoolExecutor,
     ) -> None:
         self._push = push
         self._base = base
         self._finder = finder
         self._limit = limit
         self._senders = senders
+        self._asker = asker
         self._lock = threading.Lock()
-        self._asking = threading.Lock()
         self._offered: set[bytes] = set()
         self._batch: dict[bytes, Block] = {}
         self._batch_bytes = 0
-        self.sends: deque[Future[None]] = deque()
+        self._asks: deque[Future[None]] = deque()
+        self.sends: deque[Future[None]] = deque()  # the asker's
 
     def add(self, blocks: list[tuple[bytes, memoryview, int, str | None, str, int]]) -> None:
         """Offer ``(id, bytes, width, slot, file, offset)`` of one window; copies the new
@@ -126,21 +131,26 @@ class _Offers:
                     self._batch_bytes += len(view)
             if self._batch_bytes >= ASK_BYTES:
                 full, self._batch, self._batch_bytes = self._batch, {}, 0
-        if full:
-            self._ask(full)
+                self._asks.append(self._asker.submit(self._ask, full))
+            # at most ASKS_AHEAD batches wait for their answer: their bytes are held
+            waited = self._asks.popleft() if len(self._asks) > ASKS_AHEAD else None
+        if waited is not None:
+            waited.result()
 
     def flush(self) -> None:
-        """Ask about (and send) what the last batch holds."""
+        """Ask about (and send) what the last batch holds; wait for every answer."""
         with self._lock:
             batch, self._batch, self._batch_bytes = self._batch, {}, 0
-        if batch:
-            self._ask(batch)
+            if batch:
+                self._asks.append(self._asker.submit(self._ask, batch))
+            asks, self._asks = self._asks, deque()
+        for ask in asks:
+            ask.result()
 
     def _ask(self, batch: dict[bytes, Block]) -> None:
-        with self._asking:
-            self._push._send_missing(
-                self._base, batch, self._limit, self._senders, self.sends, self._finder
-            )
+        self._push._send_missing(
+            self._base, batch, self._limit, self._senders, self.sends, self._finder
+        )
 
 
 def _cut_file(
@@ -235,8 +245,9 @@ class BlockPush:
             ThreadPoolExecutor(2) as hashers,
             ThreadPoolExecutor(self._in_flight) as senders,
             ThreadPoolExecutor(min(FILES_IN_FLIGHT, len(parts))) as cutters,
+            ThreadPoolExecutor(1) as asker,
         ):
-            offers = _Offers(self, base, limit, senders, finder)
+            offers = _Offers(self, base, limit, senders, finder, asker)
 
             def cut(part: Part) -> tuple[list[bytes], list[str | None], int]:
                 tree = layout == "tree"
