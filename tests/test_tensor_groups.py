@@ -117,6 +117,8 @@ def test_groups_close_at_gaps_dtype_changes_and_large_tensors():
         (548, None, 1),
     ]
     assert grouped[1].slot(0) == "t100#0+2" and grouped[3].slot(0) == "t200#0"
+    capped = group_small_tensors(regions, 100, max_bytes=110)  # a group stays one block
+    assert [(r.start, r.end) for r in capped[6:8]] == [(420, 480), (480, 548)]
 
 
 @settings(max_examples=20, deadline=None)

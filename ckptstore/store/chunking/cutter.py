@@ -96,7 +96,7 @@ DEFAULT_CHUNKER = ChunkerParams(
     avg_size=256 * 1024,
     max_size=1024 * 1024,
     tensor_block_bytes=1024 * 1024,
-    tensor_group_bytes=64 * 1024,
+    tensor_group_bytes=256 * 1024,
 )
 
 
@@ -167,7 +167,7 @@ class BlockCutter:
             else:
                 self._regions = sniff_regions(buf)
                 if self._group:
-                    self._regions = group_small_tensors(self._regions, self._group)
+                    self._regions = group_small_tensors(self._regions, self._group, self._block)
         regions, still_open, known = self._regions, None, offset + len(buf)
         if self._zip is not None:
             known = self._zip.advance(buf, offset, final)

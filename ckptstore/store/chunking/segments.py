@@ -14,9 +14,12 @@ goes by, in torchzip.py).
 from __future__ import annotations
 
 import ast
+import contextlib
+import gc
 import json
 import math
 import struct
+from collections.abc import Iterator
 from typing import NamedTuple
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -88,16 +91,20 @@ def header_bytes_needed(head: memoryview) -> int:
     return 8 + header_len if 8 + header_len > len(head) else 0
 
 
-def group_small_tensors(regions: list[Region], group_bytes: int) -> list[Region]:
+def group_small_tensors(
+    regions: list[Region], group_bytes: int, max_bytes: int | None = None
+) -> list[Region]:
     """``regions`` with each run of small tensors merged into groups of about
     ``group_bytes``.
 
     A tensor smaller than ``group_bytes`` joins the open group when it follows the
     group's last tensor directly (no opaque bytes between) with the same dtype and
-    width; a group closes once it holds ``group_bytes`` or more, and before any
-    other region. Groups depend only on the layout (names, dtypes and sizes in
+    width, and the group stays within ``max_bytes`` (a tensor block: a group is then
+    one block); a group closes once it holds ``group_bytes`` or more, and before
+    any other region. Groups depend only on the layout (names, dtypes and sizes in
     order), so a later save of the same tensors has the same groups.
     """
+    limit = max_bytes or 2 * group_bytes
     out: list[Region] = []
     run: list[Region] = []
     total = 0
@@ -123,6 +130,7 @@ def group_small_tensors(regions: list[Region], group_bytes: int) -> list[Region]
         if run and (
             run[-1].end != region.start
             or (run[-1].width, run[-1].dtype) != (region.width, region.dtype)
+            or total + region.nbytes > limit
         ):
             close()
         run.append(region)
@@ -181,6 +189,25 @@ def _safetensors(head: memoryview) -> list[Region] | None:
     (header_len,) = struct.unpack_from("<Q", head)
     if not 2 <= header_len <= min(MAX_HEADER_BYTES, len(head) - 8) or head[8] != ord("{"):
         return None
+    with _collector_paused():
+        return _safetensors_layout(head, header_len)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: a header of many tensors makes a dict
+    and a tuple per tensor, none of them cyclic, and the collector would go through
+    them all again and again as they are made."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _safetensors_layout(head: memoryview, header_len: int) -> list[Region] | None:
     try:
         header = json.loads(bytes(head[8 : 8 + header_len]))
     except (UnicodeDecodeError, ValueError):
