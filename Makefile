@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sha256
 	$(BIN)/python -m bench.integrations
 	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.small_tensors
 	$(BIN)/python -m bench.summary
 
 # The peer tools bench.corpora compares with (it skips those not installed).
