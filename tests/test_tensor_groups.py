@@ -104,7 +104,7 @@ def test_groups_close_at_gaps_dtype_changes_and_large_tensors():
         t(540, 8),
         Region(548, None, 0),
     ]
-    grouped = group_small_tensors(regions, 100)
+    grouped = group_small_tensors(regions, 100, 100, 200)
     assert [(r.start, r.end, r.tensors) for r in grouped] == [
         (0, 100, 1),
         (100, 180, 2),
@@ -117,7 +117,10 @@ def test_groups_close_at_gaps_dtype_changes_and_large_tensors():
         (548, None, 1),
     ]
     assert grouped[1].slot(0) == "t100#0+2" and grouped[3].slot(0) == "t200#0"
-    capped = group_small_tensors(regions, 100, max_bytes=110)  # a group stays one block
+    capped = group_small_tensors(regions, 100, 100, max_bytes=110)  # a group stays one block
+    # tensors of 60 bytes are not small under 50: alone, though under the group size
+    fewer = group_small_tensors(regions, 50, 100, 200)
+    assert [r.tensors for r in fewer] == [1, 2, 1, 1, 2, 1, 1, 1, 1, 1]
     assert [(r.start, r.end) for r in capped[6:8]] == [(420, 480), (480, 548)]
 
 

@@ -36,9 +36,9 @@ class ChunkerParams:
     set): tensors of a recognised format (segments.py) are cut into blocks of that
     size aligned to each tensor's start; everything else keeps FastCDC. Algorithm 3
     (``tensor_group_bytes`` set too): as 2, but consecutive tensors smaller than
-    ``tensor_group_bytes`` are grouped into blocks of about that size
-    (``segments.group_small_tensors``), and a safetensors header longer than the
-    first window is read whole before the stream is cut.
+    ``min_size`` (no FastCDC block is smaller) are grouped into blocks of about
+    ``tensor_group_bytes`` (``segments.group_small_tensors``), and a safetensors
+    header longer than the first window is read whole before the stream is cut.
     """
 
     min_size: int
@@ -151,6 +151,7 @@ class BlockCutter:
         self._chunker = Chunker(params)
         self._block = params.tensor_block_bytes
         self._group = params.tensor_group_bytes if params.algorithm_version == 3 else 0
+        self._small = params.min_size  # a tensor under the smallest FastCDC block is small
         self._regions: list[Region] | None = None if self._block else WHOLE_STREAM
         self._zip: ZipSegmenter | None = None
         self._passed = 0  # regions before this index ended before the current buffer
@@ -167,7 +168,9 @@ class BlockCutter:
             else:
                 self._regions = sniff_regions(buf)
                 if self._group:
-                    self._regions = group_small_tensors(self._regions, self._group, self._block)
+                    self._regions = group_small_tensors(
+                        self._regions, self._small, self._group, self._block
+                    )
         regions, still_open, known = self._regions, None, offset + len(buf)
         if self._zip is not None:
             known = self._zip.advance(buf, offset, final)

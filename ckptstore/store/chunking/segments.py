@@ -92,19 +92,18 @@ def header_bytes_needed(head: memoryview) -> int:
 
 
 def group_small_tensors(
-    regions: list[Region], group_bytes: int, max_bytes: int | None = None
+    regions: list[Region], small_bytes: int, group_bytes: int, max_bytes: int
 ) -> list[Region]:
-    """``regions`` with each run of small tensors merged into groups of about
-    ``group_bytes``.
+    """``regions`` with each run of small tensors (under ``small_bytes``) merged into
+    groups of about ``group_bytes``.
 
-    A tensor smaller than ``group_bytes`` joins the open group when it follows the
-    group's last tensor directly (no opaque bytes between) with the same dtype and
-    width, and the group stays within ``max_bytes`` (a tensor block: a group is then
-    one block); a group closes once it holds ``group_bytes`` or more, and before
-    any other region. Groups depend only on the layout (names, dtypes and sizes in
-    order), so a later save of the same tensors has the same groups.
+    A small tensor joins the open group when it follows the group's last tensor
+    directly (no opaque bytes between) with the same dtype and width, and the group
+    stays within ``max_bytes`` (a tensor block: a group is then one block); a group
+    closes once it holds ``group_bytes`` or more, and before any other region.
+    Groups depend only on the layout (names, dtypes and sizes in order), so a later
+    save of the same tensors has the same groups.
     """
-    limit = max_bytes or 2 * group_bytes
     out: list[Region] = []
     run: list[Region] = []
     total = 0
@@ -122,7 +121,7 @@ def group_small_tensors(
         total = 0
 
     for region in regions:
-        small = region.width and region.end is not None and region.nbytes < group_bytes
+        small = region.width and region.end is not None and region.nbytes < small_bytes
         if not small:
             close()
             out.append(region)
@@ -130,7 +129,7 @@ def group_small_tensors(
         if run and (
             run[-1].end != region.start
             or (run[-1].width, run[-1].dtype) != (region.width, region.dtype)
-            or total + region.nbytes > limit
+            or total + region.nbytes > max_bytes
         ):
             close()
         run.append(region)
