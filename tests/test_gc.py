@@ -7,7 +7,13 @@ import dataclasses
 import pytest
 
 from ckptstore.store.packs.format import HEADER
-from tests.conftest import TEST_CONFIG, client_blocks, random_bytes, restore_bytes
+from tests.conftest import (
+    PER_TENSOR_CONFIG,
+    TEST_CONFIG,
+    client_blocks,
+    random_bytes,
+    restore_bytes,
+)
 
 MB = 1_000_000
 GRACE = TEST_CONFIG.gc_grace_s
@@ -186,11 +192,7 @@ def _block(data: bytes) -> tuple[bytes, bytes]:
     return block_id(data), data
 
 
-# A block per tensor (chunker version 2, how stores made before tensor groups cut):
-# the small tensors below are then hundreds of small blocks in a row.
-PER_TENSOR = dataclasses.replace(
-    TEST_CONFIG, chunker=dataclasses.replace(TEST_CONFIG.chunker, tensor_group_bytes=0)
-)
+PER_TENSOR = PER_TENSOR_CONFIG  # the small tensors below: hundreds of tiny blocks in a row
 
 
 def small_tensors(seed: int, count: int = 300, scratch: int = 0) -> bytes:
