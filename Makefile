@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.integrations
 	$(BIN)/python -m bench.ingest_stages
 	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.small_tensors
 	$(BIN)/python -m bench.summary
 
 # The peer tools bench.corpora compares with (it skips those not installed).

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,11 @@ TEST_CONFIG = StoreConfig(
     workers=2,
     gc_grace_s=60.0,
     lease_ttl_s=600.0,
+)
+# A block per tensor (chunker version 2, as stores made before tensor groups cut): for
+# tests of runs of tiny blocks, which version 3 makes of a file of small tensors.
+PER_TENSOR_CONFIG = dataclasses.replace(
+    TEST_CONFIG, chunker=dataclasses.replace(TEST_CONFIG.chunker, tensor_group_bytes=0)
 )
 
 

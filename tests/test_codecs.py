@@ -16,6 +16,7 @@ from ckptstore.store.codecs.block import DELTA_GROUP_LOG, BlockCodec
 from ckptstore.store.codecs.estimate import grouping_gain_bits, plane_width
 from ckptstore.store.codecs.grouping import (
     CONTEXTS,
+    SAMPLE_STRIDE,
     exponent_bounds,
     exponent_keys,
     group_bounds,
@@ -537,3 +538,27 @@ def test_codec_7_payloads_with_huffman_key_frames_still_decode():
     raw = ((signs << 31) | (exponents << 23) | mantissas).astype("<u4").tobytes()
     assert bytes(codec.decode(Codec.EXPONENT_PLANES, payload, len(raw))) == raw
     assert codec.encode(memoryview(raw), 4, aligned=True)[1] != payload  # zstd's frame now
+
+
+def _group_bounds_by_key(sampled: list[int], minimum: int) -> list[int]:
+    """group_bounds as its docstring says it, one key at a time."""
+    bounds: list[int] = []
+    held = 0
+    for key, count in enumerate(sampled):
+        held += count * SAMPLE_STRIDE
+        if held >= minimum:
+            bounds.append(key + 1)
+            held = 0
+    if len(bounds) < 2:
+        return []
+    bounds[-1] = len(sampled)
+    return bounds
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sampled=st.lists(st.sampled_from([0, 0, 0, 1, 2, 7, 60, 1000]), max_size=256),
+    minimum=st.integers(0, 40_000),
+)
+def test_group_bounds_close_each_group_once_it_holds_the_minimum(sampled, minimum):
+    assert group_bounds(sampled, minimum) == _group_bounds_by_key(sampled, minimum)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ckptstore.store.packs.format import HEADER
-from tests.conftest import TEST_CONFIG, client_blocks, random_bytes, restore_bytes
+from tests.conftest import (
+    PER_TENSOR_CONFIG,
+    TEST_CONFIG,
+    client_blocks,
+    random_bytes,
+    restore_bytes,
+)
 
 MB = 1_000_000
 GRACE = TEST_CONFIG.gc_grace_s
@@ -184,6 +192,9 @@ def _block(data: bytes) -> tuple[bytes, bytes]:
     return block_id(data), data
 
 
+PER_TENSOR = PER_TENSOR_CONFIG  # the small tensors below: hundreds of tiny blocks in a row
+
+
 def small_tensors(seed: int, count: int = 300, scratch: int = 0) -> bytes:
     """A safetensors file of many small tensors (hundreds of small blocks in a row),
     then ``scratch`` random bytes as one more tensor."""
@@ -201,7 +212,8 @@ def small_tensors(seed: int, count: int = 300, scratch: int = 0) -> bytes:
     return safetensors_bytes(tensors)
 
 
-def test_small_blocks_in_a_row_are_read_at_once(store, monkeypatch):
+def test_small_blocks_in_a_row_are_read_at_once(open_store, monkeypatch):
+    store = open_store(config=PER_TENSOR)
     data = small_tensors(seed=40)
     record = store.put("job", data)
     blocks = store.context.catalog.manifest(record.checkpoint_id)
@@ -218,9 +230,8 @@ def test_small_blocks_in_a_row_are_read_at_once(store, monkeypatch):
 
 
 def test_reader_of_small_blocks_survives_compaction_of_their_pack(open_store, clock):
-    from dataclasses import replace
-
-    store = open_store(config=replace(TEST_CONFIG, pack_target_bytes=64 * MB, readahead_bytes=0))
+    config = dataclasses.replace(PER_TENSOR, pack_target_bytes=64 * MB, readahead_bytes=0)
+    store = open_store(config=config)
     keep_part = small_tensors(seed=41)
     both = store.put("job", small_tensors(seed=41, scratch=2 * MB))  # one pack: both
     keep = store.put("job", keep_part)  # the same small blocks, deduplicated
@@ -233,11 +244,12 @@ def test_reader_of_small_blocks_survives_compaction_of_their_pack(open_store, cl
 
 
 @pytest.mark.local_blocks_only  # reaches into the pack files
-def test_a_damaged_block_in_a_run_fails_alone(store):
+def test_a_damaged_block_in_a_run_fails_alone(open_store):
     from ckptstore.errors import CorruptBlockError
     from ckptstore.store.packs.entries import load_each
     from ckptstore.store.packs.format import ENTRY
 
+    store = open_store(config=PER_TENSOR)
     record = store.put("job", small_tensors(seed=43))
     blocks = [block for _, block in store.context.catalog.manifest(record.checkpoint_id)]
     run = blocks[10:40]

@@ -138,5 +138,5 @@ def test_stores_made_with_algorithm_1_keep_plain_cdc():
     }
     assert ChunkerParams.from_dict(v1).tensor_block_bytes == 0
     assert ChunkerParams.from_dict(DEFAULT_CHUNKER.as_dict()) == DEFAULT_CHUNKER
-    with pytest.raises(ValueError, match="version 3"):
-        ChunkerParams.from_dict({**v1, "algorithm_version": 3})
+    with pytest.raises(ValueError, match="version 4"):
+        ChunkerParams.from_dict({**v1, "algorithm_version": 4})

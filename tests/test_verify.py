@@ -6,7 +6,7 @@ import pytest
 
 from ckptstore.errors import CorruptBlockError, MissingBlockError
 from ckptstore.store.packs.format import ENTRY
-from tests.conftest import random_bytes, restore_bytes
+from tests.conftest import PER_TENSOR_CONFIG, random_bytes, restore_bytes
 
 MB = 1_000_000
 
@@ -101,9 +101,10 @@ def test_healthy_store_verifies_every_block(store):
     assert report.blocks_checked == store.stats().blocks
 
 
-def test_a_damaged_tiny_block_fails_only_its_own_reads(store):
+def test_a_damaged_tiny_block_fails_only_its_own_reads(open_store):
     """Small blocks are fetched several to a task: a damaged one must not fail reads of
     the others, and reading it must name it."""
+    store = open_store(config=PER_TENSOR_CONFIG)  # a block per tensor: tiny blocks
     import numpy as np
 
     from ckptstore.store import restore

@@ -430,12 +430,13 @@ class StoreInfo(BaseModel):
                 {
                     "formatVersion": 1,
                     "chunker": {
-                        "algorithm_version": 2,
+                        "algorithm_version": 3,
                         "min_size": 65536,
                         "avg_size": 262144,
                         "max_size": 1048576,
                         "normalized_chunking": 1,
                         "tensor_block_bytes": 1048576,
+                        "tensor_group_bytes": 262144,
                     },
                     "maxBlockBatchBytes": 67108864,
                     "blockBatchEncodings": ["identity", "zstd"],

@@ -15,7 +15,13 @@ from typing import Literal, NamedTuple
 
 from pyfastcdc import FastCDC
 
-from ckptstore.store.chunking.segments import WHOLE_STREAM, Region, sniff_regions
+from ckptstore.store.chunking.segments import (
+    WHOLE_STREAM,
+    Region,
+    group_small_tensors,
+    header_bytes_needed,
+    sniff_regions,
+)
 from ckptstore.store.chunking.torchzip import ZipSegmenter
 
 NormalizationLevel = Literal[0, 1, 2, 3]  # FastCDC's normalized chunking levels
@@ -28,7 +34,11 @@ class ChunkerParams:
 
     Algorithm 1: FastCDC over the whole stream. Algorithm 2 (``tensor_block_bytes``
     set): tensors of a recognised format (segments.py) are cut into blocks of that
-    size aligned to each tensor's start; everything else keeps FastCDC.
+    size aligned to each tensor's start; everything else keeps FastCDC. Algorithm 3
+    (``tensor_group_bytes`` set too): as 2, but consecutive tensors smaller than
+    ``min_size`` (no FastCDC block is smaller) are grouped into blocks of about
+    ``tensor_group_bytes`` (``segments.group_small_tensors``), and a safetensors
+    header longer than the first window is read whole before the stream is cut.
     """
 
     min_size: int
@@ -36,9 +46,12 @@ class ChunkerParams:
     max_size: int
     normalized_chunking: NormalizationLevel = 1
     tensor_block_bytes: int = 0
+    tensor_group_bytes: int = 0
 
     @property
     def algorithm_version(self) -> int:
+        if self.tensor_block_bytes and self.tensor_group_bytes:
+            return 3
         return 2 if self.tensor_block_bytes else 1
 
     def as_dict(self) -> dict[str, int]:
@@ -51,31 +64,39 @@ class ChunkerParams:
         }
         if self.tensor_block_bytes:
             fields["tensor_block_bytes"] = self.tensor_block_bytes
+        if self.algorithm_version == 3:
+            fields["tensor_group_bytes"] = self.tensor_group_bytes
         return fields
 
     @classmethod
     def from_dict(cls, data: dict[str, int]) -> ChunkerParams:
         version = data.get("algorithm_version")
-        if version not in (1, 2):
+        if version not in (1, 2, 3):
             raise ValueError(f"unknown chunker algorithm version {version}")
         level = _LEVELS.get(data["normalized_chunking"])
         if level is None:
             raise ValueError(f"unknown FastCDC normalization level {data['normalized_chunking']}")
-        return cls(
+        params = cls(
             min_size=data["min_size"],
             avg_size=data["avg_size"],
             max_size=data["max_size"],
             normalized_chunking=level,
-            tensor_block_bytes=data.get("tensor_block_bytes", 0) if version == 2 else 0,
+            tensor_block_bytes=data.get("tensor_block_bytes", 0) if version != 1 else 0,
+            tensor_group_bytes=data.get("tensor_group_bytes", 0) if version == 3 else 0,
         )
+        if params.algorithm_version != version:
+            raise ValueError(f"chunker algorithm version {version} lacks its block sizes")
+        return params
 
 
-# FastCDC sizes chosen by bench/chunk_params.py (report in bench/results/*-chunk-params.md).
+# FastCDC sizes chosen by bench/chunk_params.py (report in bench/results/*-chunk-params.md);
+# the group size by bench/small_tensors.py.
 DEFAULT_CHUNKER = ChunkerParams(
     min_size=64 * 1024,
     avg_size=256 * 1024,
     max_size=1024 * 1024,
     tensor_block_bytes=1024 * 1024,
+    tensor_group_bytes=256 * 1024,
 )
 
 
@@ -108,8 +129,9 @@ class Chunker:
 
 class Cut(NamedTuple):
     """One block: where it ends in the buffer, its element width (0: opaque bytes) and
-    its slot, ``"<tensor>#<block index>"``, which names the same place in the next
-    checkpoint of a job (None for opaque bytes)."""
+    its slot, ``"<tensor>#<block index>"`` (of a group of small tensors,
+    ``"<first tensor>#<block index>+<tensors>"``), which names the same place in the
+    next checkpoint of a job (None for opaque bytes)."""
 
     end: int
     width: int
@@ -122,11 +144,14 @@ class BlockCutter:
     Region edges are always cuts; opaque regions are cut by FastCDC, tensor
     regions into ``tensor_block_bytes`` blocks counted from the tensor's start,
     so an unchanged tensor gives the same blocks wherever it sits in the file.
+    A group of small tensors is one region, cut the same way.
     """
 
     def __init__(self, params: ChunkerParams) -> None:
         self._chunker = Chunker(params)
         self._block = params.tensor_block_bytes
+        self._group = params.tensor_group_bytes if params.algorithm_version == 3 else 0
+        self._small = params.min_size  # a tensor under the smallest FastCDC block is small
         self._regions: list[Region] | None = None if self._block else WHOLE_STREAM
         self._zip: ZipSegmenter | None = None
         self._passed = 0  # regions before this index ended before the current buffer
@@ -135,11 +160,17 @@ class BlockCutter:
         """The complete blocks in ``buf``, which starts at stream ``offset``; ends are
         relative to ``buf``."""
         if self._regions is None:
+            if self._group and not final and header_bytes_needed(buf) > len(buf):
+                return []  # the header goes on: carry it all into the next window
             if ZipSegmenter.matches(buf):
                 self._zip = ZipSegmenter()
                 self._regions = []
             else:
                 self._regions = sniff_regions(buf)
+                if self._group:
+                    self._regions = group_small_tensors(
+                        self._regions, self._small, self._group, self._block
+                    )
         regions, still_open, known = self._regions, None, offset + len(buf)
         if self._zip is not None:
             known = self._zip.advance(buf, offset, final)
@@ -180,7 +211,7 @@ class BlockCutter:
                 ends = self._fixed(len(piece), into, done)
                 first = into // self._block
                 cuts += [
-                    Cut(pos + end, region.width, f"{region.name}#{first + i}")
+                    Cut(pos + end, region.width, region.slot(first + i))
                     for i, end in enumerate(ends)
                 ]
             else:

@@ -14,10 +14,13 @@ goes by, in torchzip.py).
 from __future__ import annotations
 
 import ast
+import contextlib
+import gc
 import json
 import math
 import struct
-from dataclasses import dataclass
+from collections.abc import Iterator
+from typing import NamedTuple
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 SAFETENSORS_WIDTHS = {
@@ -39,12 +42,29 @@ SAFETENSORS_WIDTHS = {
 }
 
 
-@dataclass(frozen=True)
-class Region:
+class Region(NamedTuple):
+    """A stretch of the stream (a tuple: a file of many tensors makes one per tensor)."""
+
     start: int
     end: int | None  # None: to the end of the stream
     width: int  # bytes per element of tensor data; 0 for opaque bytes
-    name: str = ""
+    name: str = ""  # a tensor's name; of a group, its first tensor's
+    dtype: str = ""  # the format's name for the tensors' type, where it gives one
+    tensors: int = 1  # how many tensors lie in the region (more than one: a group)
+
+    @property
+    def nbytes(self) -> int:
+        """The region's length (0 for one that runs to the end of the stream)."""
+        return 0 if self.end is None else self.end - self.start
+
+    def slot(self, index: int) -> str:
+        """The slot of the region's block ``index``: ``<name>#<index>`` for a tensor,
+        ``<first tensor>#<index>+<tensors>`` for a group. The part after the last ``#``
+        is digits only for a tensor and holds a ``+`` for a group, so the two never
+        name the same slot, and first tensor names are unique within a file."""
+        if self.tensors == 1:
+            return f"{self.name}#{index}"
+        return f"{self.name}#{index}+{self.tensors}"
 
 
 WHOLE_STREAM = [Region(0, None, 0)]
@@ -57,6 +77,67 @@ MAX_NPY_HEADER = 64 * 1024
 def sniff_regions(head: memoryview) -> list[Region]:
     """The regions of a stream, judged from its first bytes (as many as are at hand)."""
     return _safetensors(head) or _npy(head) or WHOLE_STREAM
+
+
+def header_bytes_needed(head: memoryview) -> int:
+    """How many bytes from the stream's start ``sniff_regions`` needs to see the whole
+    header of a safetensors stream that ``head`` begins (0: not one, or none beyond
+    ``head``): a header may run past the first window of a stream."""
+    if len(head) < 9:
+        return 0
+    (header_len,) = struct.unpack_from("<Q", head)
+    if not 2 <= header_len <= MAX_HEADER_BYTES or head[8] != ord("{"):
+        return 0
+    return 8 + header_len if 8 + header_len > len(head) else 0
+
+
+def group_small_tensors(
+    regions: list[Region], small_bytes: int, group_bytes: int, max_bytes: int
+) -> list[Region]:
+    """``regions`` with each run of small tensors (under ``small_bytes``) merged into
+    groups of about ``group_bytes``.
+
+    A small tensor joins the open group when it follows the group's last tensor
+    directly (no opaque bytes between) with the same dtype and width, and the group
+    stays within ``max_bytes`` (a tensor block: a group is then one block); a group
+    closes once it holds ``group_bytes`` or more, and before any other region.
+    Groups depend only on the layout (names, dtypes and sizes in order), so a later
+    save of the same tensors has the same groups.
+    """
+    out: list[Region] = []
+    run: list[Region] = []
+    total = 0
+
+    def close() -> None:
+        nonlocal total
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            first, last = run[0], run[-1]
+            out.append(
+                Region(first.start, last.end, first.width, first.name, first.dtype, len(run))
+            )
+        run.clear()
+        total = 0
+
+    for region in regions:
+        small = region.width and region.end is not None and region.nbytes < small_bytes
+        if not small:
+            close()
+            out.append(region)
+            continue
+        if run and (
+            run[-1].end != region.start
+            or (run[-1].width, run[-1].dtype) != (region.width, region.dtype)
+            or total + region.nbytes > max_bytes
+        ):
+            close()
+        run.append(region)
+        total += region.nbytes
+        if total >= group_bytes:
+            close()
+    close()
+    return out
 
 
 def npy_layout(head: bytes | memoryview) -> tuple[int, int, int] | None:
@@ -107,6 +188,25 @@ def _safetensors(head: memoryview) -> list[Region] | None:
     (header_len,) = struct.unpack_from("<Q", head)
     if not 2 <= header_len <= min(MAX_HEADER_BYTES, len(head) - 8) or head[8] != ord("{"):
         return None
+    with _collector_paused():
+        return _safetensors_layout(head, header_len)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: a header of many tensors makes a dict
+    and a tuple per tensor, none of them cyclic, and the collector would go through
+    them all again and again as they are made."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _safetensors_layout(head: memoryview, header_len: int) -> list[Region] | None:
     try:
         header = json.loads(bytes(head[8 : 8 + header_len]))
     except (UnicodeDecodeError, ValueError):
@@ -114,28 +214,30 @@ def _safetensors(head: memoryview) -> list[Region] | None:
     if not isinstance(header, dict):
         return None
     base = 8 + header_len
-    tensors: list[Region] = []
+    tensors: list[tuple[int, int, int, str, str]] = []
     for name, info in header.items():
         if name == "__metadata__":
             continue
         try:
-            width = SAFETENSORS_WIDTHS.get(info["dtype"], 1)
-            start, end = (int(x) for x in info["data_offsets"])
+            dtype = info["dtype"]
+            width = SAFETENSORS_WIDTHS.get(dtype, 1)
+            start, end = info["data_offsets"]
+            start, end = int(start), int(end)
         except (TypeError, KeyError, ValueError):
             return None
         if not 0 <= start <= end:
             return None
         if end > start:
-            tensors.append(Region(base + start, base + end, width, str(name)))
-    tensors.sort(key=lambda r: r.start)
+            tensors.append((base + start, base + end, width, str(name), str(dtype)))
+    tensors.sort()
     regions = [Region(0, base, 0)]
-    for tensor in tensors:
-        last_end = regions[-1].end
-        assert last_end is not None
-        if tensor.start < last_end:
+    last_end = base
+    for start, end, width, name, dtype in tensors:
+        if start < last_end:
             return None  # overlapping tensors: not a layout we trust
-        if tensor.start > last_end:
-            regions.append(Region(last_end, tensor.start, 0))
-        regions.append(tensor)
-    regions.append(Region(regions[-1].end or base, None, 0))
+        if start > last_end:
+            regions.append(Region(last_end, start, 0))
+        regions.append(Region(start, end, width, name, dtype))
+        last_end = end
+    regions.append(Region(last_end, None, 0))
     return regions

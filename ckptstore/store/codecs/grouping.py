@@ -12,7 +12,9 @@ a minimum of elements.
 
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,13 +102,18 @@ def group_bounds(sampled: list[int], minimum: int) -> list[int]:
     last group (fewer, larger groups: each frame costs a header and a Huffman
     table). Empty when there is one group."""
     keys = len(sampled)
+    # A group closing at key k holds the count of the keys since the last close: the
+    # running total's rise since then. Found by search, not by a loop over every key
+    # (which cost about as much as compressing a small block).
+    held = list(itertools.accumulate(sampled))
     bounds: list[int] = []
-    held = 0
-    for key, count in enumerate(sampled):
-        held += count * SAMPLE_STRIDE
-        if held >= minimum:
-            bounds.append(key + 1)
-            held = 0
+    start, before = 0, 0
+    while start < keys:
+        key = bisect.bisect_left(held, before + -(-minimum // SAMPLE_STRIDE), lo=start)
+        if key >= keys:
+            break
+        bounds.append(key + 1)
+        start, before = key + 1, held[key]
     if len(bounds) < 2:
         return []
     bounds[-1] = keys
