@@ -68,6 +68,9 @@ class ServerSettings(BaseSettings):
     min_free_bytes: int = Field(64 * 1024 * 1024, ge=0)  # /healthz answers 507 below this
     anonymous_tenant: str | None = None  # requests without a key act as this tenant (dev only)
     delta_max_depth: int = Field(8, ge=0)  # StoreConfig.delta_max_depth: ratio against speed
+    # raw bytes of just-stored tensor blocks kept for the rebases (StoreConfig.delta_cache_bytes):
+    # memory against decoding bases from packs
+    delta_cache_bytes: int = Field(StoreConfig.delta_cache_bytes, ge=0)
 
     @property
     def base_url(self) -> str:
@@ -87,6 +90,7 @@ class ServerSettings(BaseSettings):
         """The engine's settings that the server's own settings decide."""
         return StoreConfig(
             delta_max_depth=self.delta_max_depth,
+            delta_cache_bytes=self.delta_cache_bytes,
             gc_grace_s=self.gc_grace_s,
             pending_ttl_s=self.pending_ttl_s,
         )

@@ -584,3 +584,18 @@ def test_store_settings_come_from_the_environment(monkeypatch, tmp_path):
         ServerSettings.from_env()
     assert "CKPTSTORE_DELTA_MAX_DEPTH='deep'" in str(bad.value)
     assert "CKPTSTORE_GC_GRACE='-1'" in str(bad.value)
+
+
+def test_base_cache_size_comes_from_the_environment(monkeypatch, tmp_path):
+    from ckptstore.config import ServerSettings
+    from ckptstore.server.app import app_from_env
+
+    monkeypatch.setenv("CKPTSTORE_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("CKPTSTORE_DELTA_CACHE_BYTES", str(3 << 20))
+    store = app_from_env().state.services.store
+    assert store.context.config.delta_cache_bytes == 3 << 20
+    assert store.context.base_cache.capacity == 3 << 20
+    store.close()
+    monkeypatch.setenv("CKPTSTORE_DELTA_CACHE_BYTES", "-1")
+    with pytest.raises(ValueError, match="CKPTSTORE_DELTA_CACHE_BYTES='-1'"):
+        ServerSettings.from_env()
