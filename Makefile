@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.server --workers 2
 	$(BIN)/python -m bench.catalogs
 	$(BIN)/python -m bench.client
+	$(BIN)/python -m bench.transfer
 	$(BIN)/python -m bench.corpora
 	$(BIN)/python -m bench.byte_planes
 	$(BIN)/python -m bench.entropy

@@ -62,3 +62,28 @@ def test_log_lines_never_carry_a_signature_and_json_lines_parse():
     )
     assert line["time"].endswith("Z")
     assert "Ab-_9" not in TextFormatter().format(record)
+
+
+@pytest.mark.parametrize("key", ["k", "a-longer-signing-key-" * 5, "clé-ünïcode"])
+def test_url_signatures_equal_itsdangerous_for_any_key_checkpoint_and_file(key):
+    signer = UrlSigner((key,), "http://h", 3600, lambda: 1_700_000_000.0)
+    for checkpoint_id, path in [("ckpt_1", None), ("ckpt_a b%", None), ("ckpt_2", "d/é f.bin")]:
+        expires, signature = signature_of(signer.sign("acme", checkpoint_id, path).url)
+        message = f"acme\n{checkpoint_id}\n{expires}".encode()
+        if path is not None:
+            message += f"\nfile\n{path}".encode()
+        assert signature.encode() == Signer(key, salt=SALT).get_signature(message)
+        signer.verify("acme", checkpoint_id, expires, signature, path)
+
+
+def test_padded_hmac_is_hmac_sha1_for_keys_of_any_length():
+    import hashlib
+    import hmac
+    from base64 import urlsafe_b64encode
+
+    from ckptstore.server.signing import _PaddedHmac
+
+    for key in [b"", b"k", b"x" * 64, b"y" * 65, bytes(range(200))]:
+        for message in [b"", b"acme\nckpt_1\n1700003600", b"m" * 1000]:
+            expected = urlsafe_b64encode(hmac.digest(key, message, hashlib.sha1))
+            assert _PaddedHmac(key).signature(message) == expected.rstrip(b"=").decode()

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from base64 import urlsafe_b64encode
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote
 
 from itsdangerous import Signer
@@ -63,6 +65,9 @@ class UrlSigner:
         self, keys: tuple[str, ...], base_url: str, ttl_s: int, clock: Callable[[], float]
     ):
         self._signer = _KeyCachingSigner(list(keys))
+        # ``sign`` makes what the signer's get_signature makes with the newest key, from
+        # that key's HMAC pads hashed once (a page of 50 URLs is signed per list request)
+        self._hmac = _PaddedHmac(self._signer.derive_key())
         self._base_url = base_url
         self._ttl_s = ttl_s
         self._clock = clock
@@ -78,11 +83,11 @@ class UrlSigner:
         """The URL of the checkpoint's download, or with ``path`` of one of its files."""
         expires_at = int(self._clock()) + self._ttl_s
         message = self._message(tenant_id, checkpoint_id, expires_at, path)
-        signature = self._signer.get_signature(message)
-        where = quote(checkpoint_id)
+        signature = self._hmac.signature(message)
+        where = _quoted(checkpoint_id)
         if path is not None:
             where += f"/files/{quote(path, safe='/')}"
-        url = f"{self._base_url}/signed/{where}?expires={expires_at}&signature={signature.decode()}"
+        url = f"{self._base_url}/signed/{where}?expires={expires_at}&signature={signature}"
         return SignedUrl(url, expires_at)
 
     def verify(
@@ -105,6 +110,35 @@ class UrlSigner:
             raise SignatureInvalid("signature does not match")
         if self._clock() > expires_at:
             raise SignatureExpired(f"expired at {expires_at}")
+
+
+class _PaddedHmac:
+    """HMAC-SHA1 (RFC 2104) under one key, in URL-safe base64 without padding: what
+    itsdangerous' ``Signer.get_signature`` gives for the key it derived. The hashes of
+    the key's inner and outer pads are computed once and copied for each message,
+    where OpenSSL's one-shot HMAC sets the key up again on every call."""
+
+    BLOCK_BYTES = 64  # SHA-1's block
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > self.BLOCK_BYTES:
+            key = hashlib.sha1(key).digest()
+        key = key.ljust(self.BLOCK_BYTES, b"\0")
+        self._inner = hashlib.sha1(key.translate(_XOR_INNER))
+        self._outer = hashlib.sha1(key.translate(_XOR_OUTER))
+
+    def signature(self, message: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return urlsafe_b64encode(outer.digest()).rstrip(b"=").decode()
+
+
+_XOR_INNER = bytes(x ^ 0x36 for x in range(256))
+_XOR_OUTER = bytes(x ^ 0x5C for x in range(256))
+# checkpoint ids repeat from one list answer to the next
+_quoted = lru_cache(maxsize=4096)(quote)
 
 
 def _canonical(signature: str) -> bool:

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ckptstore.errors import InvalidLimit
 from ckptstore.formatting import human_size
-from ckptstore.server.deps import ServicesDep, TenantDep
+from ckptstore.server.deps import ServicesDep, TenantDep, catalog_read
 from ckptstore.server.schemas import (
     Checkpoint,
     CheckpointList,
@@ -70,7 +70,7 @@ async def list_checkpoints(
         )
         return page, svc.store.job_summary(jobId, tenant=tenant)
 
-    page, summary = await run_in_threadpool(load)
+    page, summary = await catalog_read(svc, load)
     return JSONResponse(
         {
             "checkpoints": [
@@ -115,7 +115,7 @@ async def get_checkpoint(
     svc: ServicesDep,
     tenant: TenantDep,
 ) -> JSONResponse:
-    record = await run_in_threadpool(svc.store.get, checkpointId, tenant=tenant)
+    record = await catalog_read(svc, lambda: svc.store.get(checkpointId, tenant=tenant))
     return JSONResponse(checkpoint_view(record, svc.signer))
 
 
@@ -150,7 +150,7 @@ async def delete_checkpoint(
     summary="The job's best and latest checkpoints, their count and total size",
 )
 async def job_summary(jobId: str, svc: ServicesDep, tenant: TenantDep) -> JSONResponse:  # noqa: N803
-    summary = await run_in_threadpool(svc.store.job_summary, jobId, tenant=tenant)
+    summary = await catalog_read(svc, lambda: svc.store.job_summary(jobId, tenant=tenant))
 
     def view(record: CheckpointRecord | None) -> dict[str, object] | None:
         return None if record is None else checkpoint_view(record, svc.signer)
@@ -167,7 +167,7 @@ async def job_summary(jobId: str, svc: ServicesDep, tenant: TenantDep) -> JSONRe
 
 @router.get("/jobs", tags=["jobs"], response_model=JobList, summary="The caller's job ids")
 async def list_jobs(svc: ServicesDep, tenant: TenantDep) -> dict[str, list[str]]:
-    return {"jobs": await run_in_threadpool(svc.store.jobs, tenant=tenant)}
+    return {"jobs": await catalog_read(svc, lambda: svc.store.jobs(tenant=tenant))}
 
 
 @router.get("/jobs/{jobId}/settings", response_model=JobSettingsBody, tags=["jobs"])

@@ -188,18 +188,17 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
     def job_extremes(
         self, tenant_id: str, job_id: str
     ) -> tuple[CheckpointRecord | None, CheckpointRecord | None]:
+        # one statement, so one snapshot and one round trip (every list answer asks)
         where = "WHERE tenant_id = %s AND job_id = %s"
-        with self._read() as conn:
-            best = conn.execute(
-                f"{_SELECT} {where} AND type = 'best' {_NEWEST} LIMIT 1", (tenant_id, job_id)
-            ).fetchone()
-            latest = conn.execute(
-                f"{_SELECT} {where} {_NEWEST} LIMIT 1", (tenant_id, job_id)
-            ).fetchone()
-        return (
-            rows.checkpoint(best) if best else None,
-            rows.checkpoint(latest) if latest else None,
+        found = self._all(
+            f"(SELECT TRUE, {CHECKPOINT_COLUMNS} FROM checkpoints {where} AND type = 'best'"
+            f" {_NEWEST} LIMIT 1) UNION ALL"
+            f" (SELECT FALSE, {CHECKPOINT_COLUMNS} FROM checkpoints {where} {_NEWEST} LIMIT 1)",
+            (tenant_id, job_id, tenant_id, job_id),
         )
+        best = next((rows.checkpoint(row[1:]) for row in found if row[0]), None)
+        latest = next((rows.checkpoint(row[1:]) for row in found if not row[0]), None)
+        return best, latest
 
     def tenant_totals(self, tenant_id: str) -> tuple[int, int, int]:
         row = self._one(

@@ -17,6 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import psycopg
 import psycopg.errors
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from ckptstore.errors import FormatError, InvalidArgument
@@ -86,16 +87,27 @@ class PostgresDatabase:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield conn
 
+    @contextmanager
+    def _single(self) -> Iterator[Connection]:
+        """A connection for one statement, in autocommit: no BEGIN and COMMIT round
+        trips around it (the key of every request is looked up so)."""
+        with self._pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                yield conn
+            finally:
+                _restore(conn)
+
     def _one(self, query: str, params: tuple[object, ...] | list[object] = ()) -> Any:
         """The first row of a single read (None if there is none)."""
-        with self._pool.connection() as conn:
+        with self._single() as conn:
             return conn.execute(query, params).fetchone()
 
     def _all(
         self, query: str, params: tuple[object, ...] | list[object] = ()
     ) -> list[tuple[Any, ...]]:
         """Every row of a single read."""
-        with self._pool.connection() as conn:
+        with self._single() as conn:
             return conn.execute(query, params).fetchall()
 
     # -- schema ----------------------------------------------------------------
@@ -160,6 +172,13 @@ def plain_index_scans(conn: Connection) -> None:
     bitmap scan visits them all again at every GC."""
     conn.execute("SET LOCAL enable_bitmapscan = off")
     conn.execute("SET LOCAL enable_seqscan = off")
+
+
+def _restore(conn: Connection) -> None:
+    """Give a pooled connection back as the pool hands it out: not in autocommit. One
+    whose state is unknown (broken) is left alone: the pool discards it."""
+    if conn.pgconn.transaction_status == TransactionStatus.IDLE:
+        conn.autocommit = False
 
 
 def _configure(conn: Connection) -> None:

@@ -17,6 +17,7 @@ from ckptstore.store.catalog.sqlite.rows import (
     block,
     block_columns,
     block_values,
+    record_of_row,
 )
 
 CHECKPOINT_COLUMNS = ", ".join(CHECKPOINT_FIELDS)
@@ -25,8 +26,7 @@ BLOCK_MARKS = ", ".join(["%s"] * len(BLOCK_COLUMNS.split(", ")))
 
 
 def checkpoint(row: Row) -> CheckpointRecord:
-    fields: dict[str, Any] = dict(zip(CHECKPOINT_FIELDS, row, strict=True))
-    return CheckpointRecord(**fields)
+    return record_of_row(row, row[7])  # JSONB metrics arrive as a dict
 
 
 def checkpoint_values(record: CheckpointRecord) -> Row:

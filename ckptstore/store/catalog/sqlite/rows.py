@@ -64,9 +64,33 @@ def block_values(b: BlockRecord) -> Row:
 
 
 def checkpoint(row: Row) -> CheckpointRecord:
-    fields = dict(zip(CHECKPOINT_FIELDS, row, strict=True))
-    fields["metrics"] = json.loads(fields["metrics"])
-    return CheckpointRecord(**fields)
+    """The record of a row of CHECKPOINT_COLUMNS (in the record's field order)."""
+    return record_of_row(row, json.loads(row[7]))
+
+
+def record_of_row(row: Row, metrics: dict[str, float]) -> CheckpointRecord:
+    """The record of a row of CHECKPOINT_COLUMNS, with its metrics decoded; argument by
+    argument (a page of 50 records is made per list request)."""
+    if len(row) != len(CHECKPOINT_FIELDS):
+        raise ValueError(f"a checkpoint row has {len(CHECKPOINT_FIELDS)} columns, not {len(row)}")
+    return CheckpointRecord(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        metrics,
+        row[8],
+        row[9],
+        row[10],
+        row[11],
+        row[12],
+        row[13],
+        row[14],
+        row[15],
+    )
 
 
 def checkpoint_values(record: CheckpointRecord) -> Row:

@@ -1,0 +1,84 @@
+"""List throughput alone, on SQLite and PostgreSQL, several runs each.
+
+    python -m bench.list_load [--catalogs sqlite postgres] [--runs 3] [--seconds 5]
+
+The list load of bench/server.py (a job of 1,000 checkpoints, pages of 50, 32
+clients, wrk when installed) against ``ckptstore serve --workers 2``, repeated
+``--runs`` times on one populated store per catalog, so that a change to the
+list path can be compared run against run on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import uuid
+
+from bench.catalogs import DEFAULT_POSTGRES, _admin, _with_schema
+from bench.common import WORK, save_report
+from bench.server import list_load, list_load_wrk, populate
+from ckptstore.testing.live_server import live_server
+
+CLIENTS = 32
+
+
+def runs(catalog_kind: str, postgres: str, count: int, seconds: float) -> list[dict[str, float]]:
+    """``count`` list loads against one populated store."""
+    root = WORK / f"list-load-{catalog_kind}"
+    shutil.rmtree(root, ignore_errors=True)
+    schema = f"ckpt_bench_{uuid.uuid4().hex[:10]}"
+    catalog = None
+    if catalog_kind == "postgres":
+        _admin(postgres, f"CREATE SCHEMA {schema}")
+        catalog = _with_schema(postgres, schema)
+    try:
+        key = populate(root / "data", catalog)
+        env = {"CKPTSTORE_CATALOG": catalog} if catalog else {}
+        headers = {"Authorization": f"Bearer {key}"}
+        found = []
+        with live_server(root / "data", workers=2, env=env) as base:
+            for _ in range(count):
+                if shutil.which("wrk"):
+                    found.append(list_load_wrk(base, headers, CLIENTS, seconds))
+                else:
+                    found.append(asyncio.run(list_load(base, headers, CLIENTS, seconds)))
+        return found
+    finally:
+        if catalog_kind == "postgres":
+            _admin(postgres, f"DROP SCHEMA {schema} CASCADE")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--catalogs", nargs="+", default=["sqlite", "postgres"])
+    parser.add_argument("--postgres", default=DEFAULT_POSTGRES)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--name", default="list-load", help="the report's name suffix")
+    args = parser.parse_args()
+    found = {kind: runs(kind, args.postgres, args.runs, args.seconds) for kind in args.catalogs}
+    lines = [
+        f"`ckptstore serve --workers 2` on loopback, {CLIENTS} clients listing a job of 1,000"
+        " checkpoints (pages of 50); the load generator shares the server's cores.",
+        "",
+        "| catalog | run | req/s | p50 ms | p99 ms | client |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for kind, results in found.items():
+        for i, r in enumerate(results):
+            lines.append(
+                f"| {kind} | {i + 1} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f}"
+                f" | {r['client']} |"
+            )
+        median_rps = statistics.median(r["rps"] for r in results)
+        median_p99 = statistics.median(r["p99_ms"] for r in results)
+        lines.append(f"| {kind} | median | {median_rps:,.0f} | | {median_p99:.1f} | |")
+    md = save_report(args.name, "List throughput", lines, {"runs": found, "args": vars(args)})
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()
