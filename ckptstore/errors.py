@@ -27,7 +27,10 @@
     │   └── UnreadableBlockError              the block store failed to read a block (I/O)
     ├── UploadError                           a dedup-aware upload cannot commit
     │   ├── BlockHashMismatch                 bytes sent do not hash to the id claimed
-    │   └── BlocksNotUploaded                 the manifest names blocks never sent
+    │   ├── BlocksNotUploaded                 the manifest names blocks never sent
+    │   ├── DeltaBaseUnavailable              a block sent as a delta names a base the
+    │   │                                     tenant cannot see (absent or another's)
+    │   └── UndecodableBlock                  a block sent encoded does not decode
     ├── FormatError                           data written by a format this code does not know
     ├── StorageFull                           the store's disk (or quota) has no room left
     └── RemoteError                           a ckptstore server answered with an error
@@ -296,6 +299,34 @@ class BlocksNotUploaded(UploadError):
         super().__init__(
             f"manifest names {len(block_ids)} block(s) neither stored nor uploaded: {shown}"
         )
+
+
+class DeltaBaseUnavailable(UploadError):
+    """A block sent as a delta on a base block that this upload may not use: one the
+    tenant's checkpoints do not reference and the upload did not send. The same answer
+    whether the base is absent or another tenant's, so it tells nothing about either."""
+
+    code = "delta_base_unavailable"
+
+    def __init__(self, block_id: str, base_id: str) -> None:
+        self.block_id = block_id
+        self.base_id = base_id
+        super().__init__(
+            f"block {block_id} is sent as a delta on {base_id}, which is not a block of"
+            " this tenant's checkpoints nor of this upload: send it whole"
+        )
+
+
+class UndecodableBlock(UploadError):
+    """A block sent encoded whose payload does not decode by the codec it names."""
+
+    code = "undecodable_block"
+
+    def __init__(self, block_id: str, codec: int, problem: str) -> None:
+        self.block_id = block_id
+        self.codec = codec
+        self.problem = problem
+        super().__init__(f"block {block_id} does not decode by codec {codec}: {problem}")
 
 
 class FormatError(CkptStoreError):

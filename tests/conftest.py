@@ -152,6 +152,15 @@ def store(open_store: Callable[..., CheckpointStore]) -> CheckpointStore:
     return open_store()
 
 
+@pytest.fixture(autouse=True)
+def _client_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients keep their cache (downloads, what each job pushed last) in a folder of
+    the test's, never in the user's."""
+    monkeypatch.setenv("CKPTSTORE_CACHE", str(tmp_path_factory.mktemp("client-cache")))
+
+
 def random_bytes(n: int, seed: int = 0) -> bytes:
     import numpy as np
 

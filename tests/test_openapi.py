@@ -92,8 +92,13 @@ def test_raw_upload_bodies_are_documented(schema):
     assert "zstd" in data["description"]
     blocks = schema["paths"]["/v2/training/checkpoints/{checkpointId}/blocks"]["put"]
     content = blocks["requestBody"]["content"]
-    assert set(content) == {"application/octet-stream", "application/x-ckptstore-blocks; version=2"}
-    assert "little-endian" in blocks["requestBody"]["description"]
+    assert set(content) == {
+        "application/octet-stream",
+        "application/x-ckptstore-blocks; version=2",
+        "application/x-ckptstore-blocks; version=3",
+    }
+    described = blocks["requestBody"]["description"]
+    assert "little-endian" in described and "base block id" in described
 
 
 def test_bodies_and_answers_have_examples_their_models_accept(schema):

@@ -75,6 +75,11 @@ def push(
         stdin = str(file) == "-"
         if not stdin and file.is_dir():
             record = handle.put(job, file, **fields)
+        elif not stdin and isinstance(handle, Client):
+            # by its path: the client notes it, to send the next save as deltas on it
+            with progress_bar() as bar:
+                task = bar.add_task("push", total=file.stat().st_size)
+                record = handle.put(job, file, progress=lambda n: bar.advance(task, n), **fields)
         else:
             with progress_bar() as bar, sys.stdin.buffer if stdin else open(file, "rb") as raw:
                 task = bar.add_task("push", total=None if stdin else file.stat().st_size)

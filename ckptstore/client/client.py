@@ -3,8 +3,9 @@
 The same methods, parameters, return types and exceptions as ``CheckpointStore``
 (``ckptstore/api.py``), plus what only a remote store has: signed download
 URLs, upload progress, the caller's usage. ``put`` sends only the blocks the
-server lacks (``push.py``); ``restore`` resumes an interrupted download and
-checks it against the ETag (``pull.py``).
+server lacks (``push.py``), as deltas on the job's previous checkpoint when a
+copy of it is on disk (``bases.py``); ``restore`` resumes an interrupted
+download and checks it against the ETag (``pull.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ckptstore.client.bases import BaseFinder, PushMemory
 from ckptstore.client.cache import DownloadCache, default_cache_dir
 from ckptstore.client.pull import Download
 from ckptstore.client.push import BlockPush, Progress
@@ -58,13 +60,22 @@ class Client:
         in_flight: int = 4,
         attempts: int = 6,
         sleep: Callable[[float], None] = time.sleep,
+        cache_dir: str | os.PathLike[str] | None = None,
+        push_deltas: bool = True,
     ) -> None:
+        """``cache_dir``: the download cache (``cache.py``), which also notes what was
+        pushed last per job; ``push_deltas``: send deltas on the job's previous
+        checkpoint when it is on disk (False: never read it, nor note pushes)."""
         if not base_url.startswith(("http://", "https://")):
             raise InvalidArgument("server", base_url, "an http:// or https:// URL")
         retry = RetryPolicy(attempts=attempts, sleep=sleep)
         self._transport = Transport(base_url, api_key, http=http, retry=retry)
         self._push = BlockPush(self._transport, in_flight)
         self._info: dict[str, Any] | None = None
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._memory: PushMemory | None = None
+        if push_deltas:
+            self._memory = PushMemory(self._cache_root(), self._transport.base_url, api_key)
 
     @classmethod
     def from_env(cls) -> Client:
@@ -87,7 +98,8 @@ class Client:
 
     @property
     def bytes_sent(self) -> int:
-        """Block bytes sent by ``put`` and ``fill`` so far, before compression."""
+        """Block bytes sent by ``put`` and ``fill`` so far, as the frames carry them (a
+        delta's payload where one was sent), before the body's compression."""
         return self._push.bytes_sent
 
     # -- write -----------------------------------------------------------------
@@ -105,7 +117,7 @@ class Client:
         blocks the server lacks."""
         fields.setdefault("type", "automatic")
         pending = self.create_pending(job_id, **fields)
-        return self.fill(pending.checkpoint_id, source, progress=progress, file_name=file_name)
+        return self._fill(pending.checkpoint_id, job_id, source, progress, file_name, {})
 
     def create_pending(self, job_id: str, **fields: Unpack[CheckpointFields]) -> CheckpointRecord:
         """Record a checkpoint whose data comes later (``fill``); type ``manual`` by default."""
@@ -123,8 +135,27 @@ class Client:
     ) -> CheckpointRecord:
         """Upload the data of a pending checkpoint (dedup-aware; a file or a folder),
         with the epoch, step and metrics of the training that fills it, if given."""
+        return self._fill(checkpoint_id, None, source, progress, file_name, fields)
+
+    def _fill(
+        self,
+        checkpoint_id: str,
+        job_id: str | None,
+        source: Source,
+        progress: Progress | None,
+        file_name: str | None,
+        fields: ProgressFields,
+    ) -> CheckpointRecord:
+        """``fill``, as deltas on the job's previous checkpoint where a copy is on disk;
+        a file or folder pushed is noted as the job's latest copy."""
         max_batch = int(self.info()["maxBlockBatchBytes"])
-        return self._push.fill(
+        finder = None
+        if self._memory is not None and 3 in self.info().get("blockFrameVersions", ()):
+            cache = DownloadCache(self._cache_root(), self._transport.base_url)
+            finder = BaseFinder(
+                self._transport, self._memory, cache, self.chunker, checkpoint_id, job_id
+            )
+        record = self._push.fill(
             quote(checkpoint_id, safe=""),
             source,
             self.chunker(),
@@ -132,7 +163,14 @@ class Client:
             progress,
             fields,
             file_name,
+            finder,
         )
+        if self._memory is not None and isinstance(source, str | os.PathLike):
+            self._memory.remember(record.job_id, record.checkpoint_id, Path(source))
+        return record
+
+    def _cache_root(self) -> Path:
+        return self._cache_dir if self._cache_dir is not None else default_cache_dir()
 
     # -- read ------------------------------------------------------------------
     def get(self, checkpoint_id: str) -> CheckpointRecord:

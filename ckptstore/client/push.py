@@ -2,11 +2,16 @@
 chunker, ask which blocks the server lacks, send only those (compressed while it
 pays, several requests in flight), then commit the block list.
 
+When the client holds the job's previous checkpoint (bases.py), the missing
+blocks go as version-3 frames, each a delta on that checkpoint's block at the
+same place where that is smaller (deltas.py), encoded on the sending threads.
+
 The protocol is described in ``ckptstore/server/routes/uploads.py``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import deque
@@ -17,14 +22,17 @@ from pathlib import Path
 
 import zstandard
 
-from ckptstore.blockframes import FRAMES_V2, frames_v2
+from ckptstore.blockframes import FRAMES_V2, FRAMES_V3, frames_v2, frames_v3
+from ckptstore.client.bases import BaseFinder, LocalBase
+from ckptstore.client.deltas import encode_block
 from ckptstore.client.records import record_of
 from ckptstore.client.transport import Transport
-from ckptstore.errors import CheckpointExists
+from ckptstore.errors import CheckpointExists, DeltaBaseUnavailable, UndecodableBlock
 from ckptstore.store.catalog.base import CheckpointRecord
 from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.chunking.fingerprint import iter_blocks
 from ckptstore.store.chunking.sources import Source
+from ckptstore.store.codecs.block import BlockCodec
 from ckptstore.store.drafts import ProgressFields
 from ckptstore.store.files import (
     DEFAULT_MODE,
@@ -35,6 +43,8 @@ from ckptstore.store.files import (
 )
 from ckptstore.store.ids import content_digest
 from ckptstore.store.ingest import Part
+
+log = logging.getLogger("ckptstore.client")
 
 Progress = Callable[[int], None]
 ASK_BYTES = 32 * 1024 * 1024  # block bytes per "which are missing?" request
@@ -49,6 +59,8 @@ class Block:
     data: bytes
     width: int  # tensor element width; 0 for opaque bytes
     slot: str | None  # "<tensor>#<index>": pairs blocks of consecutive checkpoints for deltas
+    path: str  # the file it is in ("" for a single file)
+    offset: int  # where it starts in that file
 
 
 class WireCompression:
@@ -81,9 +93,17 @@ class _Offers:
     files of a folder: a new block joins the batch, and a full batch is asked about
     ("which are missing?") and its missing blocks sent, one batch at a time."""
 
-    def __init__(self, push: BlockPush, base: str, limit: int, senders: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        push: BlockPush,
+        base: str,
+        limit: int,
+        senders: ThreadPoolExecutor,
+        finder: BaseFinder | None,
+    ) -> None:
         self._push = push
         self._base = base
+        self._finder = finder
         self._limit = limit
         self._senders = senders
         self._lock = threading.Lock()
@@ -93,15 +113,15 @@ class _Offers:
         self._batch_bytes = 0
         self.sends: deque[Future[None]] = deque()
 
-    def add(self, blocks: list[tuple[bytes, memoryview, int, str | None]]) -> None:
-        """Offer ``(id, bytes, width, slot)`` of one window; copies the new ones (the
-        window's buffer is reused soon)."""
+    def add(self, blocks: list[tuple[bytes, memoryview, int, str | None, str, int]]) -> None:
+        """Offer ``(id, bytes, width, slot, file, offset)`` of one window; copies the new
+        ones (the window's buffer is reused soon)."""
         full: dict[bytes, Block] | None = None
         with self._lock:
-            for bid, view, width, slot in blocks:
+            for bid, view, width, slot, path, offset in blocks:
                 if bid not in self._offered:
                     self._offered.add(bid)
-                    self._batch[bid] = Block(bytes(view), width, slot)
+                    self._batch[bid] = Block(bytes(view), width, slot, path, offset)
                     self._batch_bytes += len(view)
             if self._batch_bytes >= ASK_BYTES:
                 full, self._batch, self._batch_bytes = self._batch, {}, 0
@@ -117,7 +137,9 @@ class _Offers:
 
     def _ask(self, batch: dict[bytes, Block]) -> None:
         with self._asking:
-            self._push._send_missing(self._base, batch, self._limit, self._senders, self.sends)
+            self._push._send_missing(
+                self._base, batch, self._limit, self._senders, self.sends, self._finder
+            )
 
 
 def _cut_file(
@@ -133,15 +155,17 @@ def _cut_file(
     ids: list[bytes] = []
     slots: list[str | None] = []
     size = 0
+    file = part.path if tree else ""
     for blocks in iter_blocks(part.source, chunker, hashers):
-        window: list[tuple[bytes, memoryview, int, str | None]] = []
+        window: list[tuple[bytes, memoryview, int, str | None, str, int]] = []
+        window_bytes = 0
         for bid, view, cut in blocks:
             slot = qualified_slot(part.path, cut.slot) if tree else cut.slot
             ids.append(bid)
             slots.append(slot)
-            window.append((bid, view, cut.width, slot))
+            window.append((bid, view, cut.width, slot, file, size + window_bytes))
+            window_bytes += len(view)
         offers.add(window)
-        window_bytes = sum(len(view) for _, view, _, _ in window)
         size += window_bytes
         if progress is not None:
             progress(window_bytes)
@@ -149,7 +173,8 @@ def _cut_file(
 
 
 class BlockPush:
-    """Uploads of one client; counts the block bytes it sent, before compression."""
+    """Uploads of one client; counts the block bytes it sent (as encoded in the frames:
+    a delta's payload), before the body's compression."""
 
     def __init__(self, transport: Transport, in_flight: int) -> None:
         self._transport = transport
@@ -157,6 +182,9 @@ class BlockPush:
         self._local = threading.local()
         self._sent_lock = threading.Lock()
         self._wire = WireCompression()
+        # whole blocks without exponent groups (codec 4): a cheaper encoding than the
+        # store's, a little larger, to compare deltas with and send when none is smaller
+        self._codec = BlockCodec(exponent_group_log=0)
         self.bytes_sent = 0
 
     def fill(
@@ -168,11 +196,13 @@ class BlockPush:
         progress: Progress | None = None,
         fields: ProgressFields | None = None,
         file_name: str | None = None,
+        finder: BaseFinder | None = None,
     ) -> CheckpointRecord:
         """Send the blocks of ``source`` the server lacks, then commit the checkpoint
         (with ``fields``: the epoch, step and metrics of the training that fills it).
         A folder's files are cut each on its own, as the store cuts them (files.py),
-        several at once; their blocks share the batches sent."""
+        several at once; their blocks share the batches sent. ``finder``: asked for
+        the local copy of the job's previous checkpoint once a block is missing."""
         if is_tree(source):
             assert isinstance(source, str | os.PathLike)
             parts = [Part(f.path, f.mode, f.source) for f in walk_tree(source)]
@@ -184,7 +214,7 @@ class BlockPush:
             parts = [Part(check_file_name(name) if name else "", DEFAULT_MODE, source)]
             layout = "file"
         return self._fill(
-            checkpoint_id, parts, layout, chunker, max_batch_bytes, progress, fields or {}
+            checkpoint_id, parts, layout, chunker, max_batch_bytes, progress, fields or {}, finder
         )
 
     def _fill(
@@ -196,6 +226,7 @@ class BlockPush:
         max_batch_bytes: int,
         progress: Progress | None,
         fields: ProgressFields,
+        finder: BaseFinder | None,
     ) -> CheckpointRecord:
         base = f"/v2/training/checkpoints/{checkpoint_id}"
         limit = min(SEND_BYTES, max_batch_bytes // 2)
@@ -204,7 +235,7 @@ class BlockPush:
             ThreadPoolExecutor(self._in_flight) as senders,
             ThreadPoolExecutor(min(FILES_IN_FLIGHT, len(parts))) as cutters,
         ):
-            offers = _Offers(self, base, limit, senders)
+            offers = _Offers(self, base, limit, senders, finder)
 
             def cut(part: Part) -> tuple[list[bytes], list[str | None], int]:
                 tree = layout == "tree"
@@ -231,10 +262,12 @@ class BlockPush:
         limit: int,
         senders: ThreadPoolExecutor,
         sends: deque[Future[None]],
+        finder: BaseFinder | None,
     ) -> None:
         answer = self._transport.request(
             "POST", f"{base}/blocks/missing", json={"blockIds": [b.hex() for b in batch]}
         ).json()
+        local = finder.get() if finder is not None and answer["missing"] else None
         group: list[tuple[bytes, Block]] = []
         group_bytes = 0
         for hex_id in answer["missing"]:
@@ -242,16 +275,33 @@ class BlockPush:
             group.append((bid, batch[bid]))
             group_bytes += len(batch[bid].data)
             if group_bytes >= limit:
-                sends.append(senders.submit(self._send_blocks, base, group))
+                sends.append(senders.submit(self._send_blocks, base, group, local))
                 group, group_bytes = [], 0
         if group:
-            sends.append(senders.submit(self._send_blocks, base, group))
+            sends.append(senders.submit(self._send_blocks, base, group, local))
         while len(sends) > self._in_flight:
             sends.popleft().result()
 
-    def _send_blocks(self, base: str, blocks: list[tuple[bytes, Block]]) -> None:
+    def _send_blocks(
+        self, base: str, blocks: list[tuple[bytes, Block]], local: LocalBase | None
+    ) -> None:
+        """Send one group: encoded against ``local`` (version 3) when there is one; as
+        raw frames if the server refuses those deltas (its copy of a base is gone)."""
+        if local is not None:
+            sent = [
+                encode_block(self._codec, bid, b.data, b.width, b.slot, (b.path, b.offset), local)
+                for bid, b in blocks
+            ]
+            try:
+                self._put(base, frames_v3(sent), FRAMES_V3, sum(len(s.payload) for s in sent))
+                return
+            except (DeltaBaseUnavailable, UndecodableBlock) as exc:
+                log.warning("sending %d blocks whole: %s", len(blocks), exc)
         body = frames_v2([(bid, b.data, b.width, b.slot) for bid, b in blocks])
-        headers = {"Content-Type": FRAMES_V2}
+        self._put(base, body, FRAMES_V2, sum(len(b.data) for _, b in blocks))
+
+    def _put(self, base: str, body: bytes, content_type: str, block_bytes: int) -> None:
+        headers = {"Content-Type": content_type}
         if self._wire.should_compress():
             compressor = getattr(self._local, "zstd", None)
             if compressor is None:
@@ -262,7 +312,7 @@ class BlockPush:
                 body, headers["Content-Encoding"] = packed, "zstd"
         self._transport.request("PUT", f"{base}/blocks", content=body, headers=headers)
         with self._sent_lock:
-            self.bytes_sent += sum(len(block.data) for _, block in blocks)
+            self.bytes_sent += block_bytes
 
     def _commit(
         self,

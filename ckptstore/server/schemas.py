@@ -440,6 +440,7 @@ class StoreInfo(BaseModel):
                     },
                     "maxBlockBatchBytes": 67108864,
                     "blockBatchEncodings": ["identity", "zstd"],
+                    "blockFrameVersions": [1, 2, 3],
                 }
             ]
         }
@@ -449,6 +450,8 @@ class StoreInfo(BaseModel):
     chunker: dict[str, object]
     maxBlockBatchBytes: int  # noqa: N815
     blockBatchEncodings: list[str]  # noqa: N815
+    # the versions of PUT .../blocks frames the server takes (blockframes.py)
+    blockFrameVersions: list[int]  # noqa: N815
 
 
 class GcResult(BaseModel):

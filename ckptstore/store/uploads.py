@@ -11,23 +11,60 @@ For a tenant other than the embedded default (``""``), ``missing`` counts as
 present only blocks that the tenant's own checkpoints reference: the answer
 never reveals that another tenant stored some bytes. A block that exists but
 is hidden is uploaded, verified and then simply leased, not stored twice.
+
+A block may also arrive encoded (``put_sent``): whole by a codec of the store's,
+or as a delta on a base block. The store rebuilds it from its own copy of the
+base, which must be visible to the tenant by the same rule as ``missing`` (leased
+to this upload or referenced by the tenant's own checkpoints; any block for the
+embedded store), checks the id, then stores it as if it had come raw.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import Protocol
 
-from ckptstore.errors import BlockHashMismatch, BlocksNotUploaded, InvalidArgument
+from ckptstore.errors import (
+    BlockHashMismatch,
+    BlocksNotUploaded,
+    DeltaBaseUnavailable,
+    FormatError,
+    InvalidArgument,
+    UndecodableBlock,
+)
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, FileRecord
 from ckptstore.store.codecs.encoder import BlockEncoder
+from ckptstore.store.codecs.ids import Codec, DecodeError
 from ckptstore.store.commit import Committer
 from ckptstore.store.context import StoreContext
 from ckptstore.store.files import DEFAULT_MODE, check_file_name, check_layout, default_name
 from ckptstore.store.ids import block_id
 from ckptstore.store.ingest import LeaseKeeper
+from ckptstore.store.packs.entries import load_block
 from ckptstore.store.packs.writer import PackWriter
 
 Received = tuple[bytes | memoryview, int | None, str | None]  # data, width, slot
+Raw = bytes | memoryview
+
+
+class Sent(Protocol):
+    """A block as a client sent it encoded (blockframes.py ``SentBlock``)."""
+
+    @property
+    def block_id(self) -> bytes: ...
+    @property
+    def payload(self) -> Raw: ...
+    @property
+    def raw_len(self) -> int: ...
+    @property
+    def codec(self) -> int: ...
+    @property
+    def base_id(self) -> bytes | None: ...
+    @property
+    def width(self) -> int | None: ...
+    @property
+    def slot(self) -> str | None: ...
 
 
 def _file_records(
@@ -114,6 +151,51 @@ class Upload:
             # stored already (perhaps hidden from this tenant): lease it at flush
             self._stored_elsewhere[bid] = fresh.pop(bid)
         self._write(fresh)
+
+    def put_sent(self, blocks: Sequence[Sent]) -> None:
+        """``put_blocks`` for blocks sent encoded: each is decoded (a delta on the store's
+        own copy of its base) on the store's pool and checked against its id before any
+        is stored. A base this upload may not use raises ``DeltaBaseUnavailable`` (the
+        same whether it is absent or another tenant's); a payload that does not decode,
+        ``UndecodableBlock``."""
+        bases = self._bases(blocks)
+
+        def rebuild(sent: Sent) -> Raw:
+            if sent.codec == Codec.RAW:
+                return sent.payload
+            base = None if sent.base_id is None else bases[sent.base_id]
+            try:
+                return self._ctx.codec.decode(sent.codec, sent.payload, sent.raw_len, base)
+            except (DecodeError, FormatError, ValueError) as exc:
+                raise UndecodableBlock(sent.block_id.hex(), sent.codec, str(exc)) from None
+
+        raws = list(self._ctx.pool.map(rebuild, blocks))
+        self.put_blocks(
+            [(s.block_id, raw, s.width, s.slot) for s, raw in zip(blocks, raws, strict=True)]
+        )
+
+    def _bases(self, blocks: Sequence[Sent]) -> dict[bytes, Raw]:
+        """The raw bytes of the base blocks ``blocks`` name, each checked visible to the
+        tenant (and leased to this upload, so GC keeps it while the upload runs)."""
+        wanted = list(dict.fromkeys(s.base_id for s in blocks if s.base_id is not None))
+        if not wanted:
+            return {}
+        visible = self._visible(wanted) if self._tenant_id else self._leases.lease_existing(wanted)
+        records = self._ctx.catalog.get_blocks([bid for bid in wanted if bid in visible])
+        for sent in blocks:
+            if sent.base_id is not None and sent.base_id not in records:
+                raise DeltaBaseUnavailable(sent.block_id.hex(), sent.base_id.hex())
+
+        def read(record: BlockRecord) -> Raw:
+            cached = self._ctx.base_cache.peek(record.block_id)  # an upload just before
+            if cached is not None and block_id(cached) == record.block_id:
+                return cached
+            return load_block(self._ctx, record)
+
+        ordered = sorted(records.values(), key=lambda r: (r.pack_id, r.offset))
+        return dict(
+            zip((r.block_id for r in ordered), self._ctx.pool.map(read, ordered), strict=True)
+        )
 
     def _write(self, blocks: dict[bytes, Received]) -> None:
         if not blocks:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
+from ckptstore.blockframes import FRAME_VERSIONS
 from ckptstore.server.deps import AdminDep, ServicesDep, TenantDep
 from ckptstore.server.schemas import GcResult, Health, Stats, StoreInfo
 from ckptstore.store.checkpoints import FORMAT_VERSION
@@ -72,6 +73,7 @@ async def store_info(svc: ServicesDep, tenant: TenantDep) -> JSONResponse:
             "chunker": svc.store.context.chunker.as_dict(),
             "maxBlockBatchBytes": svc.settings.max_block_batch_bytes,
             "blockBatchEncodings": ["identity", "zstd"],
+            "blockFrameVersions": list(FRAME_VERSIONS),
         }
     )
 

@@ -11,7 +11,12 @@ Dedup-aware protocol (the client cuts with the store's chunker and hashes):
    is ``block_id[32] | u32 length | u8 width | u16 slot length | slot (UTF-8) |
    bytes``: a tensor block's element width and slot, as the store's cutter
    gives them, so it is encoded by its dtype and as a delta against the job's
-   previous checkpoint when that is smaller.
+   previous checkpoint when that is smaller. With ``version=3`` each block comes
+   encoded by one of the store's codecs, raw or as a delta on a base block
+   (blockframes.py): the server rebuilds it from its own copy of the base, which
+   must be a block of the tenant's own checkpoints or of this upload (else 422
+   ``delta_base_unavailable``, whether it is absent or another tenant's), and the
+   blocks' raw lengths count against ``max_block_batch_bytes``.
 3. ``POST .../commit`` ``{"blockIds": [...], "slots": [...]}`` (the checkpoint's
    blocks in order; ``slots`` optional, one per block, null for opaque ones), and
    optionally ``"files": [{"path", "sizeBytes", "mode"}]`` with ``"layout":
@@ -35,7 +40,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ckptstore.blockframes import FRAMES_V2, is_v2, parse_frames
+from ckptstore.blockframes import (
+    FRAMES_V2,
+    FRAMES_V3,
+    is_v2,
+    is_v3,
+    parse_frames,
+    parse_frames_v3,
+)
 from ckptstore.errors import InvalidArgument
 from ckptstore.server.admission import UploadAdmission
 from ckptstore.server.deps import ServicesDep, TenantDep
@@ -53,6 +65,7 @@ from ckptstore.server.schemas import (
 from ckptstore.server.views import checkpoint_view
 from ckptstore.store.catalog import CheckpointRecord
 from ckptstore.store.ids import parse_block_id
+from ckptstore.store.uploads import Upload
 
 router = APIRouter(prefix="/v2/training/checkpoints", tags=["uploads"])
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Error}}
@@ -75,10 +88,22 @@ BLOCKS_BODY = {
         " block id (32 bytes, BLAKE3 of the block) | length (u32, little-endian) |"
         " the block's bytes. With Content-Type " + FRAMES_V2 + " each frame is"
         " block id (32) | length (u32 LE) | element width (u8, 0: opaque bytes) |"
-        " slot length (u16 LE) | slot (UTF-8, <tensor>#<index>) | the block's bytes." + _ENCODING,
+        " slot length (u16 LE) | slot (UTF-8, <tensor>#<index>) | the block's bytes."
+        " With Content-Type " + FRAMES_V3 + " each frame is block id (32) | payload length"
+        " (u32 LE) | raw length (u32 LE) | codec (u8: the store's codec id of the payload,"
+        " one of 0 (the raw bytes), 1, 4, 6, 7, 8; FORMAT.md, Codecs) | element width (u8) |"
+        " slot length (u16 LE) | base block id (32 bytes, only for a codec that decodes"
+        " against a base: 6, 8) | slot | payload. The server rebuilds each block (a delta"
+        " from its own copy of the base) and checks its id; the base must be a block of the"
+        " caller's"
+        " own checkpoints or of this upload, else 422 delta_base_unavailable (the same"
+        " answer for an absent block and for another tenant's); a payload that does not"
+        " decode is 422 undecodable_block. The raw lengths of a request's blocks count"
+        " against maxBlockBatchBytes." + _ENCODING,
         "content": {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
             FRAMES_V2: {"schema": {"type": "string", "format": "binary"}},
+            FRAMES_V3: {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }
@@ -217,11 +242,11 @@ async def put_blocks(
         svc.metrics.add_uploaded(len(body))
         if encoding == "zstd":
             body = await svc.uploads.run(lambda: _unzstd(body, cap))
-        frames = parse_frames(body, v2=is_v2(request.headers.get("content-type", "")))
+        put = _putter(body, request.headers.get("content-type", ""), cap)
 
         def store_blocks() -> None:
             upload = svc.store.resume_upload(checkpointId, tenant=tenant)
-            upload.put_blocks(frames)
+            put(upload)
             upload.flush()
 
         await svc.uploads.run(store_blocks)
@@ -253,6 +278,19 @@ async def commit(
     async with svc.uploads.slot(tenant):
         record = await svc.uploads.run(finish)
     return JSONResponse(checkpoint_view(record, svc.signer))
+
+
+def _putter(body: bytearray, content_type: str, cap: int) -> Callable[[Upload], None]:
+    """How to store the frames of ``body``, parsed now (400 if malformed): as sent raw
+    (versions 1 and 2), or encoded (version 3: 413 if they hold more than ``cap`` raw
+    bytes)."""
+    if not is_v3(content_type):
+        frames = parse_frames(body, v2=is_v2(content_type))
+        return lambda upload: upload.put_blocks(frames)
+    sent = parse_frames_v3(body)
+    if sum(block.raw_len for block in sent) > cap:
+        raise ApiError(413, "body_too_large", f"a block batch may hold at most {cap} raw bytes")
+    return lambda upload: upload.put_sent(sent)
 
 
 def _metrics(text: str | None) -> dict[str, float] | None:
