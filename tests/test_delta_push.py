@@ -12,7 +12,7 @@ import pytest
 
 from ckptstore.blockframes import FRAMES_V3, SENDABLE, SentBlock, frames_v3
 from ckptstore.client import Client
-from ckptstore.errors import BlockHashMismatch, UndecodableBlock
+from ckptstore.errors import BlockHashMismatch, DeltaBaseUnavailable, UndecodableBlock
 from ckptstore.store.codecs.block import BlockCodec
 from ckptstore.store.codecs.ids import Codec
 from ckptstore.store.ids import block_id
@@ -75,15 +75,17 @@ def test_second_push_of_a_changed_file_sends_deltas(client, srv, tmp_path):
     data = save(second, 2)
     client.put(JOB, first)
     sent, received = client.bytes_sent, uploaded(client)
+    assert sent < 0.9 * first.stat().st_size  # encoded, though there was no base yet
     record = client.put(JOB, second)
-    assert client.bytes_sent - sent < 0.45 * sent  # whole tensors were sent before
-    assert uploaded(client) - received < 0.45 * received  # counted on the server
+    # whole blocks, each encoded as the store would, were sent before
+    assert client.bytes_sent - sent < 0.6 * sent and client.bytes_sent - sent < 0.45 * len(data)
+    assert uploaded(client) - received < 0.6 * received  # counted on the server
     assert restored(client, record.checkpoint_id, tmp_path) == data
     srv.store.settle()
     assert srv.store.verify().ok
 
 
-def test_push_without_deltas_sends_whole_blocks(srv, tmp_path):
+def test_push_without_deltas_sends_raw_blocks(srv, tmp_path):
     """The comparison the test above rests on: the same two pushes, deltas off."""
     first, second = tmp_path / "step_1.safetensors", tmp_path / "step_2.safetensors"
     save(first, 1)
@@ -108,7 +110,7 @@ def test_a_folder_and_the_download_cache_serve_as_bases(client, srv, tmp_path):
         other.download(first.checkpoint_id, cache)
         save(folder / "model.safetensors", 2)
         record = other.put(JOB, folder)
-        assert other.bytes_sent < 0.45 * client.bytes_sent
+        assert other.bytes_sent < 0.6 * client.bytes_sent
     out = tmp_path / "out"
     client.restore(record.checkpoint_id, out)
     assert (out / "model.safetensors").read_bytes() == (folder / "model.safetensors").read_bytes()
@@ -271,7 +273,7 @@ def test_junk_payloads_of_every_codec_are_refused_not_crashed_on(store, codec):
     assert store.context.catalog.get_block(block_id(CHANGED)) is not None
 
 
-def test_a_server_that_takes_no_version_3_frames_gets_whole_blocks(client, srv, tmp_path):
+def test_a_server_that_takes_no_version_3_frames_gets_raw_blocks(client, srv, tmp_path):
     first, second = tmp_path / "step_1.safetensors", tmp_path / "step_2.safetensors"
     save(first, 1)
     data = save(second, 2)
@@ -281,4 +283,27 @@ def test_a_server_that_takes_no_version_3_frames_gets_whole_blocks(client, srv, 
     client.info()["blockFrameVersions"] = [1, 2]  # as an older server answers
     record = client.put(JOB, second)
     assert client.bytes_sent - sent > 0.9 * sent
+    assert restored(client, record.checkpoint_id, tmp_path) == data
+
+
+def test_deltas_the_server_refuses_are_sent_again_raw(client, srv, tmp_path, monkeypatch):
+    from ckptstore.store.uploads import Upload
+
+    first, second = tmp_path / "step_1.safetensors", tmp_path / "step_2.safetensors"
+    save(first, 1)
+    data = save(second, 2)
+    client.put(JOB, first)
+    sent = client.bytes_sent
+    refused = []
+
+    def refuse(self, blocks):  # as for a base the server no longer has
+        for block in blocks:
+            if block.base_id is not None:
+                refused.append(block.block_id)
+                raise DeltaBaseUnavailable(block.block_id.hex(), block.base_id.hex())
+        return {}
+
+    monkeypatch.setattr(Upload, "_bases", refuse)
+    record = client.put(JOB, second)
+    assert refused and client.bytes_sent - sent > 0.9 * sent
     assert restored(client, record.checkpoint_id, tmp_path) == data

@@ -64,8 +64,9 @@ class Client:
         push_deltas: bool = True,
     ) -> None:
         """``cache_dir``: the download cache (``cache.py``), which also notes what was
-        pushed last per job; ``push_deltas``: send deltas on the job's previous
-        checkpoint when it is on disk (False: never read it, nor note pushes)."""
+        pushed last per job; ``push_deltas``: send blocks encoded, as deltas on the
+        job's previous checkpoint when it is on disk (False: raw blocks, as before
+        version-3 frames; no previous checkpoint read, no push noted)."""
         if not base_url.startswith(("http://", "https://")):
             raise InvalidArgument("server", base_url, "an http:// or https:// URL")
         retry = RetryPolicy(attempts=attempts, sleep=sleep)

@@ -1,6 +1,6 @@
-"""How a push encodes a block the server lacks, when it holds the job's previous
-checkpoint (bases.py): as a delta on that checkpoint's block at the same place when
-that is smaller than the block's own encoding, else whole.
+"""How a push encodes a block the server lacks: whole, or when it holds the job's
+previous checkpoint (bases.py) as a delta on that checkpoint's block at the same
+place when that is smaller than the block's own encoding.
 
 A tensor block's base is the block of the same slot and length (codec 6, by the
 tensor's element width); any other block's, the block covering the same place of
@@ -30,14 +30,14 @@ def encode_block(
     width: int,
     slot: str | None,
     place: tuple[str, int],
-    base: LocalBase,
+    base: LocalBase | None,
 ) -> SentBlock:
-    """The frame of one block: a delta on its base in ``base`` where that is smaller
-    than its whole encoding, else the whole encoding (or the raw bytes). ``place``:
-    the block's file ("" for a single file) and offset in it."""
+    """The frame of one block: a delta on its base in ``base`` (if given) where that is
+    smaller than its whole encoding, else the whole encoding (or the raw bytes).
+    ``place``: the block's file ("" for a single file) and offset in it."""
     raw = memoryview(data)
     tensor = slot is not None
-    delta = _delta(codec, bid, raw, width, slot, place, base)
+    delta = None if base is None else _delta(codec, bid, raw, width, slot, place, base)
     if delta is not None and tensor and len(delta.payload) <= SURELY_SMALLER * len(raw):
         return delta
     whole_codec, whole = codec.encode(raw, width if tensor else None, aligned=tensor)

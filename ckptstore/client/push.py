@@ -2,9 +2,10 @@
 chunker, ask which blocks the server lacks, send only those (compressed while it
 pays, several requests in flight), then commit the block list.
 
-When the client holds the job's previous checkpoint (bases.py), the missing
-blocks go as version-3 frames, each a delta on that checkpoint's block at the
-same place where that is smaller (deltas.py), encoded on the sending threads.
+To a server that takes version-3 frames the missing blocks go encoded, on the
+sending threads: whole by the store's codecs, or when the client holds the job's
+previous checkpoint (bases.py) as a delta on its block at the same place where
+that is smaller (deltas.py).
 
 The protocol is described in ``ckptstore/server/routes/uploads.py``.
 """
@@ -267,6 +268,9 @@ class BlockPush:
         answer = self._transport.request(
             "POST", f"{base}/blocks/missing", json={"blockIds": [b.hex() for b in batch]}
         ).json()
+        # with a finder (the server takes version 3), blocks go encoded, as deltas on
+        # the local copy of the previous checkpoint where there is one
+        encode = finder is not None
         local = finder.get() if finder is not None and answer["missing"] else None
         group: list[tuple[bytes, Block]] = []
         group_bytes = 0
@@ -275,19 +279,24 @@ class BlockPush:
             group.append((bid, batch[bid]))
             group_bytes += len(batch[bid].data)
             if group_bytes >= limit:
-                sends.append(senders.submit(self._send_blocks, base, group, local))
+                sends.append(senders.submit(self._send_blocks, base, group, encode, local))
                 group, group_bytes = [], 0
         if group:
-            sends.append(senders.submit(self._send_blocks, base, group, local))
+            sends.append(senders.submit(self._send_blocks, base, group, encode, local))
         while len(sends) > self._in_flight:
             sends.popleft().result()
 
     def _send_blocks(
-        self, base: str, blocks: list[tuple[bytes, Block]], local: LocalBase | None
+        self,
+        base: str,
+        blocks: list[tuple[bytes, Block]],
+        encode: bool,
+        local: LocalBase | None,
     ) -> None:
-        """Send one group: encoded against ``local`` (version 3) when there is one; as
-        raw frames if the server refuses those deltas (its copy of a base is gone)."""
-        if local is not None:
+        """Send one group: with ``encode``, each block encoded (version 3), as a delta on
+        ``local`` where that is smaller; raw frames otherwise, or if the server refuses
+        those deltas (its copy of a base is gone)."""
+        if encode:
             sent = [
                 encode_block(self._codec, bid, b.data, b.width, b.slot, (b.path, b.offset), local)
                 for bid, b in blocks
