@@ -11,7 +11,8 @@
     │   ├── InvalidPath                       a file path of a folder checkpoint that is unsafe
     │   ├── UnknownAlias                      JOB:NAME, NAME not latest, best or final
     │   ├── AmbiguousCheckpointId             a prefix several of the caller's checkpoints share
-    │   └── BadBlockFrame                     an uploaded batch of block frames is malformed
+    │   ├── BadBlockFrame                     an uploaded batch of block frames is malformed
+    │   └── UnknownBlocks                     block ids none of the caller's checkpoints hold
     ├── NotFound (KeyError)                   the thing named does not exist
     │   ├── CheckpointNotFound
     │   ├── EndpointNotFound
@@ -179,6 +180,23 @@ class BadBlockFrame(InvalidArgument):
         self.value = offset
         self.allowed = "frames of block id, length and bytes"
         CkptStoreError.__init__(self, f"frame at byte {offset}: {problem}")
+
+
+class UnknownBlocks(InvalidArgument):
+    """Block ids named in a block fetch that the caller's checkpoints do not reference:
+    absent ones and another tenant's get this same answer."""
+
+    code = "unknown_blocks"
+
+    def __init__(self, block_ids: list[str]) -> None:
+        self.block_ids = block_ids
+        self.parameter = "blocks"
+        self.value = block_ids[:5]
+        self.allowed = "ids of blocks of the caller's checkpoints"
+        shown = ", ".join(block_ids[:5]) + (" ..." if len(block_ids) > 5 else "")
+        CkptStoreError.__init__(
+            self, f"{len(block_ids)} block id(s) not among the caller's blocks: {shown}"
+        )
 
 
 class NotFound(CkptStoreError, KeyError):

@@ -3,6 +3,7 @@ resumed under it; sleeps are injected, so nothing here waits."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -130,19 +131,19 @@ class _CutBody(httpx.SyncByteStream):
 
 
 class BreaksDownloads(httpx.BaseTransport):
-    """The in-process server, but the first ``breaks`` signed downloads stop half way
-    through their body; records the Range of each download."""
+    """The in-process server, but the first ``breaks`` block fetches stop half way
+    through their body; records how many blocks each fetch asked for."""
 
     def __init__(self, inner: httpx.BaseTransport, breaks: int) -> None:
         self._inner = inner
         self.breaks = breaks
-        self.ranges: list[str | None] = []
+        self.asked: list[int] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self._inner.handle_request(request)
-        if request.method != "GET" or not request.url.path.startswith("/signed/"):
+        if request.method != "POST" or not request.url.path.endswith("/blocks/fetch"):
             return response
-        self.ranges.append(request.headers.get("range"))
+        self.asked.append(len(json.loads(request.content)["blocks"]))
         if self.breaks == 0:
             return response
         self.breaks -= 1
@@ -180,24 +181,24 @@ def test_download_cut_off_resumes_under_the_policy(pushed, tmp_path: Path) -> No
         out = tmp_path / "model.bin"
         assert client.restore(checkpoint_id, out, progress=seen.append) == len(DATA)
     assert out.read_bytes() == DATA and len(pauses) == 2
-    # each attempt asked for what the part file lacked, and fetched only that
-    assert flaky.ranges[0] is None and flaky.ranges[1] is not None
-    assert sum(seen) == len(DATA) and len(flaky.ranges) == 3
+    # each attempt asked for the blocks not received yet, and fetched only those
+    assert len(flaky.asked) == 3 and flaky.asked[0] > flaky.asked[1] > flaky.asked[2] > 0
+    assert sum(seen) == len(DATA)
 
 
 def test_download_failing_every_attempt_keeps_its_part_for_later(pushed, tmp_path: Path) -> None:
     server, key, checkpoint_id = pushed
     out = tmp_path / "model.bin"
-    client, _ = breaking_client(server, key, 2, [], attempts=2)
+    client, first = breaking_client(server, key, 2, [], attempts=2)
     with client, pytest.raises(ServerUnavailable):
         client.restore(checkpoint_id, out)
     part = tmp_path / "model.bin.part"
-    kept = part.stat().st_size
-    assert 0 < kept < len(DATA) and not out.exists()
+    assert part.exists() and not out.exists()
     client, flaky = breaking_client(server, key, 0, [], attempts=2)
     with client:
         assert client.restore(checkpoint_id, out) == len(DATA)
-    assert flaky.ranges == [f"bytes={kept}-"]
+    # the blocks the part file held were not asked for again
+    assert len(flaky.asked) == 1 and 0 < flaky.asked[0] < first.asked[-1] < first.asked[0]
     assert out.read_bytes() == DATA and not part.exists()
 
 

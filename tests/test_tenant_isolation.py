@@ -323,6 +323,28 @@ def _signed_file(method: str) -> Call:
     return call
 
 
+def _held_list(world: World, target: Target) -> Request:
+    """B's own checkpoint's block list, paired with the target as the checkpoint held."""
+    url = f"{CKPT_OF}{world.ids['B.sharedByData']}/blocks"
+    return {"method": "GET", "url": url, "headers": world.b, "params": {"held": target.id}}
+
+
+def _fetch_blocks(world: World, target: Target) -> Request:
+    """A block fetch: of A's blocks from B's own checkpoint, else of B's own blocks from
+    the target's checkpoint."""
+    own = client_blocks(world.server.store, SHARED_BY_DATA)[0][0].hex()
+    if target.kind == "blocks":
+        url = f"{CKPT_OF}{world.ids['B.sharedByData']}/blocks/fetch"
+        return {
+            "method": "POST",
+            "url": url,
+            "headers": world.b,
+            "json": {"blocks": target.block_ids},
+        }
+    url = f"{CKPT_OF}{target.id}/blocks/fetch"
+    return {"method": "POST", "url": url, "headers": world.b, "json": {"blocks": [own]}}
+
+
 def _deploy(world: World, target: Target) -> Request:
     body = {"name": "b-serving", "checkpointId": target.id}
     return {"method": "POST", "url": "/v2/endpoints", "headers": world.b, "json": body}
@@ -358,6 +380,13 @@ ROUTES: dict[tuple[str, str], Probe] = {
     ("POST", f"{CKPT}/commit"): Probe(
         # A's blocks named, not sent: refused as for blocks nobody has
         _blocks_route("commit", "POST", lambda t: {"json": {"blockIds": t.block_ids}}),
+        404,
+        block_status=422,
+    ),
+    ("GET", f"{CKPT}/blocks"): Probe(_held_list, 404),
+    ("POST", f"{CKPT}/blocks/fetch"): Probe(
+        # A's blocks named in a fetch on B's own checkpoint: refused as blocks nobody has
+        _fetch_blocks,
         404,
         block_status=422,
     ),

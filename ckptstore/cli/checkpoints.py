@@ -113,8 +113,8 @@ def pull(
     """Fetch a checkpoint: a file under its own name, a folder checkpoint into the
     folder ID (its full id), unless -o is given.
 
-    From a server, an interrupted pull resumes where it stopped and the result
-    is checked against the server's ETag."""
+    From a server, the blocks come as stored (compressed) and each is checked
+    against its id; an interrupted pull resumes where it stopped."""
     with target(store, server, api_key, catalog, blocks) as handle, progress_bar() as bar:
         task = bar.add_task("pull", total=None)
 

@@ -10,12 +10,14 @@
       <server>/folders/<id>/...      a folder checkpoint: a link per file
 
 The digest is the ETag a server sends for the bytes (``ids.content_digest``, the
-BLAKE3 of the block ids in order), and every download is checked against it before
-it becomes a blob: equal bytes share one blob whichever checkpoint, job or server
-they came from. A checkpoint's bytes never change, so a checkpoint already linked
-is answered from disk without asking the server. Two processes wanting the same
+BLAKE3 of the block ids in order); a download fetches the blocks and checks each
+against its id, so what becomes a blob is the content of its digest: equal bytes
+share one blob whichever checkpoint, job or server they came from. The server is
+asked first every time (whether the key may read the checkpoint), then a
+checkpoint already linked is answered from disk. Two processes wanting the same
 blob take turns on its lock file (the second finds it done); a process killed
-mid-download leaves the part file, which the next download resumes with ``Range``.
+mid-download leaves the part file, whose blocks that hash right the next download
+keeps. A job's checkpoint linked here lets a pull of another fetch deltas on it.
 Links are made under a temporary name and renamed into place, so a reader never
 sees half a checkpoint. Nothing is evicted: delete the directory to empty it.
 """
@@ -65,6 +67,10 @@ class DownloadCache:
             (path,) = single.iterdir()  # made whole by a rename: exactly one link
             return path
         return None
+
+    def has_blob(self, digest: str) -> bool:
+        """Whether the bytes of content digest ``digest`` are here."""
+        return all(c in "0123456789abcdef" for c in digest) and (self.blobs / digest).exists()
 
     def blob(self, etag: str, fetch: Callable[[Path], None]) -> Path:
         """The blob of ``etag``'s bytes; ``fetch(path)`` writes and verifies it when it is

@@ -4,8 +4,9 @@ The same methods, parameters, return types and exceptions as ``CheckpointStore``
 (``ckptstore/api.py``), plus what only a remote store has: signed download
 URLs, upload progress, the caller's usage. ``put`` sends only the blocks the
 server lacks (``push.py``), as deltas on the job's previous checkpoint when a
-copy of it is on disk (``bases.py``); ``restore`` resumes an interrupted
-download and checks it against the ETag (``pull.py``).
+copy of it is on disk (``bases.py``); ``restore`` and ``download`` fetch the
+blocks as the store keeps them, check each and resume an interrupted pull
+(``pull.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import builtins
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Unpack
 from urllib.parse import quote
@@ -22,7 +24,7 @@ import httpx
 
 from ckptstore.client.bases import BaseFinder, PushMemory
 from ckptstore.client.cache import DownloadCache, default_cache_dir
-from ckptstore.client.pull import Download
+from ckptstore.client.pull import BlockPull, HeldBytes, RemoteListing
 from ckptstore.client.push import BlockPush, Progress
 from ckptstore.client.reader import RemoteReader
 from ckptstore.client.records import (
@@ -35,7 +37,7 @@ from ckptstore.client.records import (
     usage_of,
 )
 from ckptstore.client.transport import Payload, RetryPolicy, Transport
-from ckptstore.errors import CheckpointNotReady, InvalidArgument, InvalidLimit
+from ckptstore.errors import CheckpointNotReady, InvalidArgument, InvalidLimit, NotFound
 from ckptstore.store.catalog.base import CheckpointRecord, EndpointRecord, FileRecord
 from ckptstore.store.checkpoints import CheckpointFields, CheckpointPage, JobSummary
 from ckptstore.store.chunking.cutter import ChunkerParams
@@ -46,6 +48,7 @@ from ckptstore.store.gc import GcReport
 from ckptstore.store.policies import JobSettings
 
 MAX_PAGE = 1000  # checkpoints per list answer: the server's limit
+HELD_CANDIDATES = 20  # a job's newest checkpoints looked for in the download cache
 
 
 class Client:
@@ -72,6 +75,7 @@ class Client:
         retry = RetryPolicy(attempts=attempts, sleep=sleep)
         self._transport = Transport(base_url, api_key, http=http, retry=retry)
         self._push = BlockPush(self._transport, in_flight)
+        self._pull = BlockPull(self._transport, in_flight)
         self._info: dict[str, Any] | None = None
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._memory: PushMemory | None = None
@@ -102,6 +106,11 @@ class Client:
         """Block bytes sent by ``put`` and ``fill`` so far, as the frames carry them (a
         delta's payload where one was sent), before the body's compression."""
         return self._push.bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        """Block frame bytes received by ``restore`` and ``download`` so far."""
+        return self._pull.bytes_received
 
     # -- write -----------------------------------------------------------------
     def put(
@@ -270,26 +279,37 @@ class Client:
         dest: str | os.PathLike[str] | BinaryIO,
         *,
         progress: Progress | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
     ) -> int:
         """Write the checkpoint's bytes to a path (resuming ``<path>.part`` if one is
         there) or a binary file, or into a folder (a single file under its own name,
-        a folder checkpoint's files under their paths, each resumable and checked);
-        returns the byte count."""
+        a folder checkpoint's files under their paths). To a path the blocks come as
+        the store keeps them and each is checked against its id (``pull.py``); to a
+        binary file, through the signed URL. Returns the byte count. ``cache_dir``: a
+        download cache (``download``) whose checkpoint of the same job the pull
+        fetches deltas on."""
         if isinstance(dest, str | os.PathLike):
-            # the reference is resolved once: a pull of JOB:latest that resumes or
-            # re-signs keeps fetching the checkpoint it started with
-            record = self.get(checkpoint_id)
-            resolved = record.checkpoint_id
-            if record.layout == "tree":
-                return self._restore_tree(resolved, Path(dest), progress)
+            # the reference is resolved once: a pull of JOB:latest that resumes keeps
+            # fetching the checkpoint it started with
+            held = None
+            if cache_dir is not None:
+                cache = DownloadCache(cache_dir, self._transport.base_url)
+                record = self.get(checkpoint_id)
+                checkpoint_id = record.checkpoint_id
+                held_id, held_path = self._held_candidate(cache, record)
+                held = None if held_id is None else self._held(held_id, held_path)
+            held_id = None if held is None else held.listing.checkpoint_id
+            listing = self._pull.listing(checkpoint_id, held_id)
             target = Path(dest)
+            if listing.layout == "tree":
+                targets = [(f, restore_path(target, f.path)) for f in listing.files]
+                total = self._pull.pull(listing, targets, held, progress)
+                for f, path in targets:
+                    os.chmod(path, f.mode)
+                return total
             if target.is_dir():
-                target = target / self.files(resolved)[0].path
-            fresh_url = lambda: self.download_url(resolved)  # noqa: E731
-            download = Download(
-                self._transport, resolved, fresh_url, self.chunker(), target, progress
-            )
-            return download.run()
+                target = target / listing.files[0].path
+            return self._pull.pull(listing, [(listing.files[0], target)], held, progress)
         total = 0
         with self.open_reader(checkpoint_id) as reader:
             while chunk := reader.read(8 << 20):
@@ -318,61 +338,57 @@ class Client:
             return hit
         if record.status != "ready":
             raise CheckpointNotReady(record.checkpoint_id)
-        checkpoint_id = record.checkpoint_id
-        if record.layout == "tree":
-            listed = self._json("GET", f"{_checkpoint(checkpoint_id)}/files")["files"]
-            blobs = {
-                str(entry["path"]): self._cached_blob(
-                    cache,
-                    self._url_source(checkpoint_id, str(entry["path"]), str(entry["downloadUrl"])),
-                    checkpoint_id,
-                    progress,
-                )
-                for entry in listed
-            }
-            return cache.link_folder(checkpoint_id, blobs)
-        url_of = lambda: self.download_url(checkpoint_id)  # noqa: E731
-        blob = self._cached_blob(cache, url_of, checkpoint_id, progress)
-        return cache.link_file(checkpoint_id, self.files(checkpoint_id)[0].path, blob)
+        held_id, held_path = self._held_candidate(cache, record)
+        listing = self._pull.listing(record.checkpoint_id, held_id)
+        missing = [f for f in listing.files if not cache.has_blob(listing.digest_of(f))]
+        # the held checkpoint's list only when some bytes are to be fetched
+        held = self._held(held_id, held_path) if missing and held_id is not None else None
+        blobs = {
+            file.path: cache.blob(
+                f'"{listing.digest_of(file)}"',
+                partial(self._fetch_blob, listing, file, held=held, progress=progress),
+            )
+            for file in listing.files
+        }
+        if listing.layout == "tree":
+            return cache.link_folder(record.checkpoint_id, blobs)
+        (only,) = listing.files
+        return cache.link_file(record.checkpoint_id, only.path, blobs[only.path])
 
-    def _cached_blob(
+    def _fetch_blob(
         self,
-        cache: DownloadCache,
-        url_of: Callable[[], str],
-        checkpoint_id: str,
+        listing: RemoteListing,
+        file: FileRecord,
+        path: Path,
+        *,
+        held: HeldBytes | None,
         progress: Progress | None,
-    ) -> Path:
-        """The blob of the bytes behind ``url_of()`` (a signed URL), fetched if missing."""
-        first = url_of()
-        urls = iter([first])  # the URL asked for the ETag, then fresh ones
-        fresh = lambda: next(urls, None) or url_of()  # noqa: E731
-        etag = self._transport.request("HEAD", first).headers["etag"]
+    ) -> None:
+        """Write the blob of one file of the listing (every block checked)."""
+        self._pull.pull(listing, [(file, path)], held, progress)
 
-        def fetch(path: Path) -> None:
-            Download(self._transport, checkpoint_id, fresh, self.chunker(), path, progress).run()
+    def _held_candidate(
+        self, cache: DownloadCache, record: CheckpointRecord
+    ) -> tuple[str | None, Path | None]:
+        """The newest other ready checkpoint of the job that the cache holds (to pull
+        deltas on) and its path there; None among the job's newest."""
+        for other in self.list(record.job_id, limit=HELD_CANDIDATES).checkpoints:
+            if other.checkpoint_id == record.checkpoint_id or other.status != "ready":
+                continue
+            if (path := cache.cached(other.checkpoint_id)) is not None:
+                return other.checkpoint_id, path
+        return None, None
 
-        return cache.blob(etag, fetch)
-
-    def _url_source(self, checkpoint_id: str, path: str, first: str) -> Callable[[], str]:
-        """The URL listed first, then a fresh one on each call (an old one may expire)."""
-        urls = iter([first])
-        return lambda: next(urls, None) or self._file_url(checkpoint_id, path)
-
-    def _restore_tree(self, checkpoint_id: str, dest: Path, progress: Progress | None) -> int:
-        """Each file of a folder checkpoint through its own signed URL."""
-        listed = self._json("GET", f"{_checkpoint(checkpoint_id)}/files")["files"]
-        dest.mkdir(parents=True, exist_ok=True)
-        total = 0
-        for entry in listed:
-            path = str(entry["path"])
-            target = restore_path(dest, path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fresh = self._url_source(checkpoint_id, path, str(entry["downloadUrl"]))
-            total += Download(
-                self._transport, checkpoint_id, fresh, self.chunker(), target, progress
-            ).run()
-            os.chmod(target, int(entry["mode"]))
-        return total
+    def _held(self, checkpoint_id: str, path: Path | None) -> HeldBytes | None:
+        """The cached checkpoint's bytes by block id; None if it is gone meanwhile."""
+        try:
+            listing = self._pull.listing(checkpoint_id)
+        except NotFound:
+            return None
+        if path is None:
+            return None
+        tree = listing.layout == "tree"
+        return HeldBytes(listing, [path / f.path for f in listing.files] if tree else [path])
 
     # -- settings, endpoints ------------------------------------------------------
     def job_settings(self, job_id: str) -> JobSettings:

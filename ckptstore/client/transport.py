@@ -108,11 +108,13 @@ class Transport:
 
         return self.retry.call(once)
 
-    def stream(self, method: str, path: str, headers: dict[str, str]) -> httpx.Response:
+    def stream(
+        self, method: str, path: str, headers: dict[str, str], **payload: Unpack[Payload]
+    ) -> httpx.Response:
         """An open streaming response (the caller closes it); one attempt, for a caller
         that runs its whole transfer under ``retry.call``; an error answer raises."""
         request = self._http.build_request(
-            method, self.url(path), headers={**self._headers, **headers}
+            method, self.url(path), headers={**self._headers, **headers}, **payload
         )
         response = self._http.send(request, stream=True)
         if response.status_code >= 400:

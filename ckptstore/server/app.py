@@ -17,7 +17,7 @@ from ckptstore.server.gc_worker import GcWorker
 from ckptstore.server.limits import JsonBodyLimit
 from ckptstore.server.methods import MethodTable, OptionsAnswer
 from ckptstore.server.metrics import Metrics
-from ckptstore.server.routes import checkpoints, downloads, endpoints, files, ops, uploads
+from ckptstore.server.routes import checkpoints, downloads, endpoints, files, ops, transfer, uploads
 from ckptstore.server.signing import UrlSigner
 from ckptstore.server.ui import install_ui
 from ckptstore.store.checkpoints import CheckpointStore
@@ -63,7 +63,7 @@ def create_app(
     )
     app.state.services = services
     install_error_handlers(app)
-    for module in (checkpoints, files, uploads, downloads, endpoints, ops):
+    for module in (checkpoints, files, uploads, downloads, transfer, endpoints, ops):
         app.include_router(module.router)
     install_ui(app, signing_keys, clock)
 

@@ -43,10 +43,12 @@ def placed(catalog: Catalog, checkpoint_id: str) -> Placed:
 
 
 def counterparts(
-    old: Placed, new: Placed, tensor_ids: set[bytes]
+    old: Placed, new: Placed, tensor_ids: set[bytes], *, any_storage: bool = False
 ) -> list[tuple[BlockRecord, BlockRecord]]:
     """``(block of old, block of new at its place)`` for each whole block of ``old``
-    that is neither a tensor's (``tensor_ids``) nor held by ``new``."""
+    that is neither a tensor's (``tensor_ids``) nor held by ``new``, paired with a
+    whole block. ``any_storage``: blocks stored as deltas too, on either side (a pull
+    sends a delta on the block a client holds, whatever the store keeps)."""
     found: list[tuple[BlockRecord, BlockRecord]] = []
     paired: set[bytes] = set()  # a block the file holds twice is re-encoded once
     for old_file, new_file in _paired_files(old, new):
@@ -65,13 +67,13 @@ def counterparts(
             if moved_to is not None:
                 shift = moved_to - start
                 continue
-            if record.base_id is not None or record.block_id in tensor_ids:
+            if (record.base_id is not None and not any_storage) or record.block_id in tensor_ids:
                 continue
             if record.block_id in paired or (record.codec == Codec.RAW and not shared):
                 continue
             middle = min(max(start + shift + record.raw_len // 2, 0), new_file.size_bytes - 1)
             target = new_blocks[bisect.bisect_right(starts, middle) - 1][1]
-            if target.base_id is None:
+            if target.base_id is None or any_storage:
                 found.append((record, target))
                 paired.add(record.block_id)
     return found
