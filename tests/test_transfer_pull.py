@@ -329,3 +329,32 @@ def test_stored_chains_come_bases_first_and_decode_on_the_client(srv, tmp_path, 
     assert (tmp_path / "old.bin").read_bytes() == old
     chains = stored_len(srv, first.checkpoint_id) + stored_len(srv, second.checkpoint_id)
     assert counting.received <= 1.05 * chains
+
+
+def test_a_fetch_of_many_adjacent_blocks_reads_them_a_bounded_piece_at_a_time(srv, monkeypatch):
+    """Blocks that follow one another in a pack are read together, a piece of at most
+    READ_AHEAD_BYTES when its first block is wanted: a request naming thousands of
+    blocks would otherwise hold all of their bytes in memory before the first frame."""
+    from ckptstore.store import blockfetch
+
+    monkeypatch.setattr(blockfetch, "READ_AHEAD_BYTES", 1 << 20, raising=False)
+    data = np.random.default_rng(7).bytes(12 << 20)
+    record = srv.store.put(JOB, data)  # one writer: its blocks follow one another
+    manifest = [r for _, r in srv.store.context.catalog.manifest(record.checkpoint_id)]
+    blocks = srv.store.context.blocks
+    real_get = blocks.get
+    reads: list[int] = []
+
+    def get(pack_id, offset, length):
+        reads.append(length)
+        return real_get(pack_id, offset, length)
+
+    monkeypatch.setattr(blocks, "get", get)
+    fetch = BlockFetch(srv.store.context, "", [(r.block_id, None) for r in manifest])
+    frames = fetch.frames()
+    first = next(frames)
+    assert len(reads) < 4 and sum(reads) <= (1 << 20) + len(first)  # not every run at once
+    reader = FrameReader(1 << 30)
+    sent = [frame for chunk in (first, *frames) for frame in reader.feed(chunk)]
+    assert [f.block_id for f in sent] == [r.block_id for r in manifest]
+    assert len(set(r.pack_id for r in manifest)) > 8
