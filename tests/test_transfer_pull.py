@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ckptstore.client import Client
-from ckptstore.errors import IntegrityError
+from ckptstore.errors import IntegrityError, InvalidPath
 from ckptstore.store.blockfetch import BlockFetch
 from ckptstore.store.fetchframes import FrameReader
 from ckptstore.testing.formats import safetensors_bytes
@@ -358,3 +358,30 @@ def test_a_fetch_of_many_adjacent_blocks_reads_them_a_bounded_piece_at_a_time(sr
     sent = [frame for chunk in (first, *frames) for frame in reader.feed(chunk)]
     assert [f.block_id for f in sent] == [r.block_id for r in manifest]
     assert len(set(r.pack_id for r in manifest)) > 8
+
+
+@pytest.mark.parametrize("name", ["../escaped.bin", "absolute", "sub/../../escaped.bin"])
+def test_a_single_file_name_from_the_server_cannot_lead_out_of_the_folder(
+    srv, tmp_path, monkeypatch, name
+):
+    """A restore into a folder names the file as the server lists it: a name with a
+    folder, ".." or a leading "/" is refused before anything is written."""
+    import dataclasses
+
+    if name == "absolute":
+        name = str(tmp_path / "a" / "escaped.bin")
+    client, _ = client_of(srv, srv.acme)
+    record = client.put(JOB, b"x" * 1000)
+    real_listing = client._pull.listing
+
+    def listing(checkpoint_id, held=None):
+        found = real_listing(checkpoint_id, held)
+        files = [dataclasses.replace(found.files[0], path=name)]
+        return dataclasses.replace(found, files=files)
+
+    monkeypatch.setattr(client._pull, "listing", listing)
+    folder = tmp_path / "a" / "out"
+    folder.mkdir(parents=True)
+    with pytest.raises(InvalidPath):
+        client.restore(record.checkpoint_id, folder)
+    assert not (tmp_path / "a" / "escaped.bin").exists() and list(folder.iterdir()) == []
