@@ -385,3 +385,27 @@ def test_a_single_file_name_from_the_server_cannot_lead_out_of_the_folder(
     with pytest.raises(InvalidPath):
         client.restore(record.checkpoint_id, folder)
     assert not (tmp_path / "a" / "escaped.bin").exists() and list(folder.iterdir()) == []
+
+
+def test_a_folder_restore_sets_permission_bits_only(srv, tmp_path, monkeypatch):
+    """The mode a server lists for a file of a folder is applied as permission bits: a
+    setuid or setgid bit in it is not set on the restored file."""
+    import dataclasses
+    import stat
+
+    client, _ = client_of(srv, srv.acme)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.sh").write_bytes(b"echo hi\n")
+    record = client.put(JOB, folder)
+    real_listing = client._pull.listing
+
+    def listing(checkpoint_id, held=None):
+        found = real_listing(checkpoint_id, held)
+        files = [dataclasses.replace(f, mode=0o6755) for f in found.files]
+        return dataclasses.replace(found, files=files)
+
+    monkeypatch.setattr(client._pull, "listing", listing)
+    client.restore(record.checkpoint_id, tmp_path / "out")
+    mode = stat.S_IMODE((tmp_path / "out" / "run.sh").stat().st_mode)
+    assert mode == 0o755

@@ -305,7 +305,7 @@ class Client:
                 targets = [(f, restore_path(target, f.path)) for f in listing.files]
                 total = self._pull.pull(listing, targets, held, progress)
                 for f, path in targets:
-                    os.chmod(path, f.mode)
+                    os.chmod(path, f.mode & 0o777)  # permission bits only: no setuid from a server
                 return total
             if target.is_dir():  # the server's name is checked: no folder, no "..", not absolute
                 target = target / check_file_name(listing.files[0].path)
