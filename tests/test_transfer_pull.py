@@ -409,3 +409,14 @@ def test_a_folder_restore_sets_permission_bits_only(srv, tmp_path, monkeypatch):
     client.restore(record.checkpoint_id, tmp_path / "out")
     mode = stat.S_IMODE((tmp_path / "out" / "run.sh").stat().st_mode)
     assert mode == 0o755
+
+
+def test_an_error_frame_longer_than_any_error_answer_is_refused_at_its_head():
+    """A frame's length bounds what the reader buffers: a block's by its raw length, an
+    error answer's by MAX_ERROR_BYTES, not by whatever length the server states."""
+    from ckptstore.errors import FormatError
+    from ckptstore.store.fetchframes import ERROR, HEAD
+
+    reader = FrameReader(1 << 20)
+    with pytest.raises(FormatError):
+        list(reader.feed(HEAD.pack(ERROR, 0, 0, 0, 1 << 31, bytes(32))))
