@@ -420,3 +420,57 @@ def test_an_error_frame_longer_than_any_error_answer_is_refused_at_its_head():
     reader = FrameReader(1 << 20)
     with pytest.raises(FormatError):
         list(reader.feed(HEAD.pack(ERROR, 0, 0, 0, 1 << 31, bytes(32))))
+
+
+def test_deltas_on_a_damaged_held_block_sent_again_unasked_end_the_pull(tmp_path):
+    """Once the cached checkpoint is found damaged the batch is asked for again naming no
+    base; a server that still sends deltas on held blocks gets an IntegrityError, not
+    the same request again and again."""
+    from ckptstore.client.pull import BlockPull, HeldBytes, RemoteListing
+    from ckptstore.client.transport import RetryPolicy
+    from ckptstore.store.catalog.records import FileRecord
+    from ckptstore.store.codecs.block import BlockCodec
+    from ckptstore.store.fetchframes import frame_head
+    from ckptstore.store.ids import block_id
+
+    held_raw = np.random.default_rng(1).standard_normal(50_000).astype(np.float32).tobytes()
+    wanted_raw = (np.frombuffer(held_raw, np.float32) + np.float32(1e-6)).tobytes()
+    held_path = tmp_path / "held.bin"
+    held_path.write_bytes(b"\0" * len(held_raw))  # changed on disk since it was cached
+
+    def listing_of(raw: bytes) -> RemoteListing:
+        size = len(raw)
+        files = [FileRecord("f.bin", 0, size, 0o644)]
+        lens, offsets = np.array([size], np.int64), np.array([0], np.int64)
+        return RemoteListing(
+            "c" * 32, "file", size, files, block_id(raw), lens, offsets, None, None
+        )
+
+    codec, payload = BlockCodec().encode_delta(memoryview(wanted_raw), held_raw, 4)
+    frame = frame_head(
+        block_id(wanted_raw), codec, len(wanted_raw), len(payload), block_id(held_raw)
+    )
+
+    class Answer:
+        def iter_bytes(self, size):
+            yield frame + bytes(payload)
+
+        def close(self):
+            pass
+
+    class Transport:
+        retry = RetryPolicy(sleep=lambda s: None)
+        asked = 0
+
+        def stream(self, method, path, headers, json):
+            Transport.asked += 1
+            if Transport.asked > 5:
+                raise RuntimeError("the same batch asked for again and again")
+            return Answer()
+
+    pull = BlockPull(Transport())  # type: ignore[arg-type]
+    held = HeldBytes(listing_of(held_raw), [held_path])
+    wanted = {block_id(wanted_raw): block_id(held_raw)}
+    with pytest.raises(IntegrityError):
+        pull.fetch_batch(listing_of(wanted_raw), wanted, held, lambda bid, raw: None)
+    assert Transport.asked == 2
