@@ -335,6 +335,23 @@ class DeltaBaseUnavailable(UploadError):
         )
 
 
+class DeltaBasesTooLarge(DeltaBaseUnavailable):
+    """A batch whose deltas name more bytes of base blocks than a batch may hold: the
+    server would read them all into memory to rebuild the batch. Send those blocks
+    whole, or in smaller batches."""
+
+    code = "delta_bases_too_large"
+
+    def __init__(self, block_id: str, base_id: str, limit: int) -> None:
+        super().__init__(block_id, base_id)
+        self.limit = limit
+        Exception.__init__(
+            self,
+            f"block {block_id} is sent as a delta on {base_id}, past the {limit} bytes of"
+            " base blocks a batch may name: send it whole or in a smaller batch",
+        )
+
+
 class UndecodableBlock(UploadError):
     """A block sent encoded whose payload does not decode by the codec it names."""
 

@@ -296,7 +296,7 @@ def test_deltas_the_server_refuses_are_sent_again_raw(client, srv, tmp_path, mon
     sent = client.bytes_sent
     refused = []
 
-    def refuse(self, blocks):  # as for a base the server no longer has
+    def refuse(self, blocks, max_bytes):  # as for a base the server no longer has
         for block in blocks:
             if block.base_id is not None:
                 refused.append(block.block_id)
@@ -307,3 +307,31 @@ def test_deltas_the_server_refuses_are_sent_again_raw(client, srv, tmp_path, mon
     record = client.put(JOB, second)
     assert refused and client.bytes_sent - sent > 0.9 * sent
     assert restored(client, record.checkpoint_id, tmp_path) == data
+
+
+def test_deltas_naming_more_base_bytes_than_a_batch_may_hold_are_refused(tmp_path):
+    """Every base a batch names is read into memory to rebuild it: tiny deltas on many
+    large bases of the tenant's own would make a small request cost the server their
+    whole size. The bases' raw bytes count against the batch limit too."""
+    server = make_server(tmp_path, max_block_batch_bytes=2_500_000)
+    with server.client:
+        bases = [
+            np.random.default_rng(10 + i).standard_normal(250_000).astype(np.float32).tobytes()
+            for i in range(3)
+        ]
+        for base in bases:
+            committed(server, server.acme, base)
+        cid = pending(server, server.acme)
+        sent = []
+        for base in bases:
+            data = base[:5000]
+            codec, payload = BlockCodec().encode_prefixed(memoryview(data), base, len(data))
+            sent.append(
+                SentBlock(block_id(data), payload, len(data), codec, block_id(base), 4, "w#0")
+            )
+        r = put_v3(server, server.acme, cid, frames_v3(sent))
+        assert r.status_code == 422 and r.json()["error"]["code"] == "delta_bases_too_large"
+        assert all(server.store.context.catalog.get_block(s.block_id) is None for s in sent)
+        # two bases fit: the same deltas in two batches are taken
+        assert put_v3(server, server.acme, cid, frames_v3(sent[:2])).status_code == 204
+        assert put_v3(server, server.acme, cid, frames_v3(sent[2:])).status_code == 204

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ckptstore.client import Client
-from ckptstore.errors import IntegrityError
+from ckptstore.errors import IntegrityError, InvalidPath
 from ckptstore.store.blockfetch import BlockFetch
 from ckptstore.store.fetchframes import FrameReader
 from ckptstore.testing.formats import safetensors_bytes
@@ -329,3 +329,148 @@ def test_stored_chains_come_bases_first_and_decode_on_the_client(srv, tmp_path, 
     assert (tmp_path / "old.bin").read_bytes() == old
     chains = stored_len(srv, first.checkpoint_id) + stored_len(srv, second.checkpoint_id)
     assert counting.received <= 1.05 * chains
+
+
+def test_a_fetch_of_many_adjacent_blocks_reads_them_a_bounded_piece_at_a_time(srv, monkeypatch):
+    """Blocks that follow one another in a pack are read together, a piece of at most
+    READ_AHEAD_BYTES when its first block is wanted: a request naming thousands of
+    blocks would otherwise hold all of their bytes in memory before the first frame."""
+    from ckptstore.store import blockfetch
+
+    monkeypatch.setattr(blockfetch, "READ_AHEAD_BYTES", 1 << 20, raising=False)
+    data = np.random.default_rng(7).bytes(12 << 20)
+    record = srv.store.put(JOB, data)  # one writer: its blocks follow one another
+    manifest = [r for _, r in srv.store.context.catalog.manifest(record.checkpoint_id)]
+    blocks = srv.store.context.blocks
+    real_get = blocks.get
+    reads: list[int] = []
+
+    def get(pack_id, offset, length):
+        reads.append(length)
+        return real_get(pack_id, offset, length)
+
+    monkeypatch.setattr(blocks, "get", get)
+    fetch = BlockFetch(srv.store.context, "", [(r.block_id, None) for r in manifest])
+    frames = fetch.frames()
+    first = next(frames)
+    assert len(reads) < 4 and sum(reads) <= (1 << 20) + len(first)  # not every run at once
+    reader = FrameReader(1 << 30)
+    sent = [frame for chunk in (first, *frames) for frame in reader.feed(chunk)]
+    assert [f.block_id for f in sent] == [r.block_id for r in manifest]
+    assert len(set(r.pack_id for r in manifest)) > 8
+
+
+@pytest.mark.parametrize("name", ["../escaped.bin", "absolute", "sub/../../escaped.bin"])
+def test_a_single_file_name_from_the_server_cannot_lead_out_of_the_folder(
+    srv, tmp_path, monkeypatch, name
+):
+    """A restore into a folder names the file as the server lists it: a name with a
+    folder, ".." or a leading "/" is refused before anything is written."""
+    import dataclasses
+
+    if name == "absolute":
+        name = str(tmp_path / "a" / "escaped.bin")
+    client, _ = client_of(srv, srv.acme)
+    record = client.put(JOB, b"x" * 1000)
+    real_listing = client._pull.listing
+
+    def listing(checkpoint_id, held=None):
+        found = real_listing(checkpoint_id, held)
+        files = [dataclasses.replace(found.files[0], path=name)]
+        return dataclasses.replace(found, files=files)
+
+    monkeypatch.setattr(client._pull, "listing", listing)
+    folder = tmp_path / "a" / "out"
+    folder.mkdir(parents=True)
+    with pytest.raises(InvalidPath):
+        client.restore(record.checkpoint_id, folder)
+    assert not (tmp_path / "a" / "escaped.bin").exists() and list(folder.iterdir()) == []
+
+
+def test_a_folder_restore_sets_permission_bits_only(srv, tmp_path, monkeypatch):
+    """The mode a server lists for a file of a folder is applied as permission bits: a
+    setuid or setgid bit in it is not set on the restored file."""
+    import dataclasses
+    import stat
+
+    client, _ = client_of(srv, srv.acme)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.sh").write_bytes(b"echo hi\n")
+    record = client.put(JOB, folder)
+    real_listing = client._pull.listing
+
+    def listing(checkpoint_id, held=None):
+        found = real_listing(checkpoint_id, held)
+        files = [dataclasses.replace(f, mode=0o6755) for f in found.files]
+        return dataclasses.replace(found, files=files)
+
+    monkeypatch.setattr(client._pull, "listing", listing)
+    client.restore(record.checkpoint_id, tmp_path / "out")
+    mode = stat.S_IMODE((tmp_path / "out" / "run.sh").stat().st_mode)
+    assert mode == 0o755
+
+
+def test_an_error_frame_longer_than_any_error_answer_is_refused_at_its_head():
+    """A frame's length bounds what the reader buffers: a block's by its raw length, an
+    error answer's by MAX_ERROR_BYTES, not by whatever length the server states."""
+    from ckptstore.errors import FormatError
+    from ckptstore.store.fetchframes import ERROR, HEAD
+
+    reader = FrameReader(1 << 20)
+    with pytest.raises(FormatError):
+        list(reader.feed(HEAD.pack(ERROR, 0, 0, 0, 1 << 31, bytes(32))))
+
+
+def test_deltas_on_a_damaged_held_block_sent_again_unasked_end_the_pull(tmp_path):
+    """Once the cached checkpoint is found damaged the batch is asked for again naming no
+    base; a server that still sends deltas on held blocks gets an IntegrityError, not
+    the same request again and again."""
+    from ckptstore.client.pull import BlockPull, HeldBytes, RemoteListing
+    from ckptstore.client.transport import RetryPolicy
+    from ckptstore.store.catalog.records import FileRecord
+    from ckptstore.store.codecs.block import BlockCodec
+    from ckptstore.store.fetchframes import frame_head
+    from ckptstore.store.ids import block_id
+
+    held_raw = np.random.default_rng(1).standard_normal(50_000).astype(np.float32).tobytes()
+    wanted_raw = (np.frombuffer(held_raw, np.float32) + np.float32(1e-6)).tobytes()
+    held_path = tmp_path / "held.bin"
+    held_path.write_bytes(b"\0" * len(held_raw))  # changed on disk since it was cached
+
+    def listing_of(raw: bytes) -> RemoteListing:
+        size = len(raw)
+        files = [FileRecord("f.bin", 0, size, 0o644)]
+        lens, offsets = np.array([size], np.int64), np.array([0], np.int64)
+        return RemoteListing(
+            "c" * 32, "file", size, files, block_id(raw), lens, offsets, None, None
+        )
+
+    codec, payload = BlockCodec().encode_delta(memoryview(wanted_raw), held_raw, 4)
+    frame = frame_head(
+        block_id(wanted_raw), codec, len(wanted_raw), len(payload), block_id(held_raw)
+    )
+
+    class Answer:
+        def iter_bytes(self, size):
+            yield frame + bytes(payload)
+
+        def close(self):
+            pass
+
+    class Transport:
+        retry = RetryPolicy(sleep=lambda s: None)
+        asked = 0
+
+        def stream(self, method, path, headers, json):
+            Transport.asked += 1
+            if Transport.asked > 5:
+                raise RuntimeError("the same batch asked for again and again")
+            return Answer()
+
+    pull = BlockPull(Transport())  # type: ignore[arg-type]
+    held = HeldBytes(listing_of(held_raw), [held_path])
+    wanted = {block_id(wanted_raw): block_id(held_raw)}
+    with pytest.raises(IntegrityError):
+        pull.fetch_batch(listing_of(wanted_raw), wanted, held, lambda bid, raw: None)
+    assert Transport.asked == 2

@@ -43,7 +43,7 @@ from ckptstore.store.checkpoints import CheckpointFields, CheckpointPage, JobSum
 from ckptstore.store.chunking.cutter import ChunkerParams
 from ckptstore.store.chunking.sources import Source
 from ckptstore.store.drafts import MAX_LIST_LIMIT, ProgressFields
-from ckptstore.store.files import restore_path
+from ckptstore.store.files import check_file_name, restore_path
 from ckptstore.store.gc import GcReport
 from ckptstore.store.policies import JobSettings
 
@@ -308,10 +308,10 @@ class Client:
                 targets = [(f, restore_path(target, f.path)) for f in listing.files]
                 total = self._pull.pull(listing, targets, held, progress)
                 for f, path in targets:
-                    os.chmod(path, f.mode)
+                    os.chmod(path, f.mode & 0o777)  # permission bits only: no setuid from a server
                 return total
-            if target.is_dir():
-                target = target / listing.files[0].path
+            if target.is_dir():  # the server's name is checked: no folder, no "..", not absolute
+                target = target / check_file_name(listing.files[0].path)
             return self._pull.pull(listing, [(listing.files[0], target)], held, progress)
         total = 0
         with self.open_reader(checkpoint_id) as reader:

@@ -254,11 +254,14 @@ class BlockPull:
             if missing:
                 raise ServerUnavailable(0, "short_body", f"{len(missing)} block(s) not received")
 
-        while True:
-            try:
-                return self._transport.retry.call(attempt)
-            except _HeldDamaged:
-                continue  # asked again, naming no base: the cached copy is not trusted
+        try:
+            return self._transport.retry.call(attempt)
+        except _HeldDamaged:
+            pass  # asked again, naming no base: the cached copy is not trusted
+        try:
+            return self._transport.retry.call(attempt)
+        except _HeldDamaged as exc:  # a delta on a held block that was not named
+            raise IntegrityError(f"block {exc} came as a delta on a block not named") from None
 
     def _decode(
         self, frame: Frame, decoded: dict[bytes, bytes | memoryview], held: HeldBytes | None

@@ -46,6 +46,10 @@ HEAD_BYTES = HEAD.size
 # Deltas encoded for an answer are not grouped by exponent: grouping made them a few
 # percent smaller and several times slower to encode (bench/results/, "pull").
 DELTA_GROUP_LOG = 0
+# Entries of wanted blocks that follow one another in a pack are read together, in
+# pieces of at most this many bytes, one piece held at a time: a request's memory does
+# not grow with the number of blocks it names.
+READ_AHEAD_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,8 @@ class BlockFetch:
         self._held = {base for _, base in wanted if base is not None}
         self._sent: set[bytes] = set()
         self._read: dict[bytes, memoryview] = {}  # entries read ahead, by block id
+        self._pieces: list[list[BlockRecord]] = []  # runs to read ahead, [] once read
+        self._piece_of: dict[bytes, int] = {}  # block id -> its piece
         store = ctx.codec
         self._delta_codec = BlockCodec(
             store.zstd_level, store.byte_planes, DELTA_GROUP_LOG, store.exponent_group_log
@@ -255,20 +261,39 @@ class BlockFetch:
         return head + bytes(payload)
 
     def _read_runs(self) -> None:
-        """Read the entries of wanted blocks that follow one another in a pack, a run
-        at a time: a torch.save file's hundreds of small blocks cost a read each."""
+        """Cut the entries of wanted blocks that follow one another in a pack into
+        pieces of at most READ_AHEAD_BYTES, each read with one read when its first
+        block is wanted (``_entry``): a torch.save file's hundreds of small blocks cost
+        a read each."""
         records = [self._records[bid] for bid, _ in self._wanted]
         for run in adjacent_runs(records):
-            if len(run) < 2:
-                continue
-            start, end = run[0].offset, run[-1].entry_end
-            try:
-                data = memoryview(self._ctx.blocks.get(run[0].pack_id, start, end - start))
-            except (PackNotFound, OSError):
-                continue  # each is read alone, which follows a block GC moved
-            if len(data) == end - start:
-                for r in run:
-                    self._read[r.block_id] = data[r.offset - start : r.entry_end - start]
+            piece: list[BlockRecord] = []
+            for record in run:
+                if piece and record.entry_end - piece[0].offset > READ_AHEAD_BYTES:
+                    self._add_piece(piece)
+                    piece = []
+                piece.append(record)
+            self._add_piece(piece)
+
+    def _add_piece(self, piece: list[BlockRecord]) -> None:
+        if len(piece) < 2:
+            return
+        for record in piece:
+            self._piece_of.setdefault(record.block_id, len(self._pieces))
+        self._pieces.append(piece)
+
+    def _read_piece(self, index: int) -> None:
+        """Read piece ``index``, dropping what is left of the piece read before."""
+        run, self._pieces[index] = self._pieces[index], []
+        self._read.clear()
+        start, end = run[0].offset, run[-1].entry_end
+        try:
+            data = memoryview(self._ctx.blocks.get(run[0].pack_id, start, end - start))
+        except (PackNotFound, OSError):
+            return  # each is read alone, which follows a block GC moved
+        if len(data) == end - start:
+            for r in run:
+                self._read[r.block_id] = data[r.offset - start : r.entry_end - start]
 
     def _base_raw(
         self, base: BlockRecord, record: BlockRecord, raw: memoryview
@@ -284,6 +309,9 @@ class BlockFetch:
 
     def _entry(self, record: BlockRecord) -> tuple[BlockRecord, bytes | memoryview]:
         """The block's pack entry; follows a block that GC moved meanwhile."""
+        index = self._piece_of.pop(record.block_id, None)
+        if index is not None and self._pieces[index]:
+            self._read_piece(index)
         if (read := self._read.pop(record.block_id, None)) is not None:
             return record, read
         try:

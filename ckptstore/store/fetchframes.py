@@ -30,6 +30,7 @@ ERROR = 0x80
 # A block's raw length fits a pack entry's u32; a payload larger than its block by more
 # than this is not one any codec writes (bounds what a receiver buffers).
 PAYLOAD_SLACK = 1 << 16
+MAX_ERROR_BYTES = 1 << 20  # an error frame's JSON answer is never longer
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,8 @@ class FrameReader:
                     raise FormatError(f"not a block frame (flags {flags}, {raw_len} bytes)")
                 if not flags & ERROR and payload_len > raw_len + PAYLOAD_SLACK:
                     raise FormatError(f"frame of {payload_len} bytes for a {raw_len}-byte block")
+                if flags & ERROR and payload_len > MAX_ERROR_BYTES:
+                    raise FormatError(f"error frame of {payload_len} bytes")
                 end = start + HEAD.size + base_len + payload_len
                 if len(view) < end:
                     break

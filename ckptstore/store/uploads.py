@@ -28,6 +28,7 @@ from typing import Protocol
 from ckptstore.errors import (
     BlockHashMismatch,
     BlocksNotUploaded,
+    DeltaBasesTooLarge,
     DeltaBaseUnavailable,
     FormatError,
     InvalidArgument,
@@ -152,13 +153,14 @@ class Upload:
             self._stored_elsewhere[bid] = fresh.pop(bid)
         self._write(fresh)
 
-    def put_sent(self, blocks: Sequence[Sent]) -> None:
+    def put_sent(self, blocks: Sequence[Sent], max_base_bytes: int | None = None) -> None:
         """``put_blocks`` for blocks sent encoded: each is decoded (a delta on the store's
         own copy of its base) on the store's pool and checked against its id before any
         is stored. A base this upload may not use raises ``DeltaBaseUnavailable`` (the
         same whether it is absent or another tenant's); a payload that does not decode,
-        ``UndecodableBlock``."""
-        bases = self._bases(blocks)
+        ``UndecodableBlock``; bases whose raw bytes add up to more than
+        ``max_base_bytes`` (all are read into memory), ``DeltaBasesTooLarge``."""
+        bases = self._bases(blocks, max_base_bytes)
 
         def rebuild(sent: Sent) -> Raw:
             if sent.codec == Codec.RAW:
@@ -174,7 +176,7 @@ class Upload:
             [(s.block_id, raw, s.width, s.slot) for s, raw in zip(blocks, raws, strict=True)]
         )
 
-    def _bases(self, blocks: Sequence[Sent]) -> dict[bytes, Raw]:
+    def _bases(self, blocks: Sequence[Sent], max_bytes: int | None) -> dict[bytes, Raw]:
         """The raw bytes of the base blocks ``blocks`` name, each checked visible to the
         tenant (and leased to this upload, so GC keeps it while the upload runs)."""
         wanted = list(dict.fromkeys(s.base_id for s in blocks if s.base_id is not None))
@@ -185,6 +187,15 @@ class Upload:
         for sent in blocks:
             if sent.base_id is not None and sent.base_id not in records:
                 raise DeltaBaseUnavailable(sent.block_id.hex(), sent.base_id.hex())
+        total = 0
+        counted: set[bytes] = set()
+        for sent in blocks:
+            if max_bytes is None or sent.base_id is None or sent.base_id in counted:
+                continue
+            counted.add(sent.base_id)
+            total += records[sent.base_id].raw_len
+            if total > max_bytes:
+                raise DeltaBasesTooLarge(sent.block_id.hex(), sent.base_id.hex(), max_bytes)
 
         def read(record: BlockRecord) -> Raw:
             cached = self._ctx.base_cache.peek(record.block_id)  # an upload just before

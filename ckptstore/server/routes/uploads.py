@@ -99,7 +99,8 @@ BLOCKS_BODY = {
         " own checkpoints or of this upload, else 422 delta_base_unavailable (the same"
         " answer for an absent block and for another tenant's); a payload that does not"
         " decode is 422 undecodable_block. The raw lengths of a request's blocks count"
-        " against maxBlockBatchBytes." + _ENCODING,
+        " against maxBlockBatchBytes, and so do those of the distinct bases its deltas"
+        " name (else 422 delta_bases_too_large)." + _ENCODING,
         "content": {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
             FRAMES_V2: {"schema": {"type": "string", "format": "binary"}},
@@ -283,14 +284,14 @@ async def commit(
 def _putter(body: bytearray, content_type: str, cap: int) -> Callable[[Upload], None]:
     """How to store the frames of ``body``, parsed now (400 if malformed): as sent raw
     (versions 1 and 2), or encoded (version 3: 413 if they hold more than ``cap`` raw
-    bytes)."""
+    bytes; 422 delta_bases_too_large if their bases do)."""
     if not is_v3(content_type):
         frames = parse_frames(body, v2=is_v2(content_type))
         return lambda upload: upload.put_blocks(frames)
     sent = parse_frames_v3(body)
     if sum(block.raw_len for block in sent) > cap:
         raise ApiError(413, "body_too_large", f"a block batch may hold at most {cap} raw bytes")
-    return lambda upload: upload.put_sent(sent)
+    return lambda upload: upload.put_sent(sent, max_base_bytes=cap)
 
 
 def _metrics(text: str | None) -> dict[str, float] | None:
