@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ckptstore.store.chunking import segments
 from ckptstore.store.chunking.cutter import DEFAULT_CHUNKER, BlockCutter, ChunkerParams, Cut
 from ckptstore.store.chunking.fingerprint import iter_blocks
 from ckptstore.store.chunking.segments import Region, group_small_tensors, sniff_regions
@@ -140,6 +141,13 @@ def test_a_header_longer_than_the_first_window_still_finds_the_tensors():
     assert cutter.cut(memoryview(data)[:50_000], 0, final=False) == []  # wait for it all
     cuts = cutter.cut(memoryview(data), 0, final=True)
     assert sum(1 for c in cuts if c.width) < 200
+
+
+def test_a_header_longer_than_the_carried_limit_leaves_the_stream_opaque(monkeypatch):
+    data = safetensors_bytes(small_model(2_500, seed=3))  # a header of about 200 KB
+    monkeypatch.setattr(segments, "MAX_CARRIED_HEADER_BYTES", 100_000)
+    cuts = cuts_of(data, DEFAULT_CHUNKER, 50_000)
+    assert not any(c.width for _, c in cuts)  # cut as bytes, the way any window sees it
 
 
 @pytest.fixture

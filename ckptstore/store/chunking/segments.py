@@ -23,6 +23,9 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+# A header longer than the window at hand is waited for up to this length (parsed, it
+# costs several times its size in memory); a longer one leaves the stream opaque.
+MAX_CARRIED_HEADER_BYTES = 16 * 1024 * 1024
 SAFETENSORS_WIDTHS = {
     "F64": 8,
     "F32": 4,
@@ -86,7 +89,7 @@ def header_bytes_needed(head: memoryview) -> int:
     if len(head) < 9:
         return 0
     (header_len,) = struct.unpack_from("<Q", head)
-    if not 2 <= header_len <= MAX_HEADER_BYTES or head[8] != ord("{"):
+    if not 2 <= header_len <= MAX_CARRIED_HEADER_BYTES or head[8] != ord("{"):
         return 0
     return 8 + header_len if 8 + header_len > len(head) else 0
 
