@@ -60,6 +60,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sha256
 	$(BIN)/python -m bench.integrations
 	$(BIN)/python -m bench.ingest_stages
+	$(BIN)/python -m bench.block_size --scale medium --corpora bf16
+	$(BIN)/python -m bench.old_restore
+	$(BIN)/python -m bench.list_load
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.small_tensors
 	$(BIN)/python -m bench.summary
