@@ -141,10 +141,6 @@ class BlockFetch:
         self._read: dict[bytes, memoryview] = {}  # entries read ahead, by block id
         self._pieces: list[list[BlockRecord]] = []  # runs to read ahead, [] once read
         self._piece_of: dict[bytes, int] = {}  # block id -> its piece
-        # deltas encoded for an answer are grouped by exponent as the store's own are:
-        # ungrouped, a bf16 save's came 16% over its stored delta (grouped: 0%), for a
-        # third less of the server's time (docs/design.md, "Pulls")
-        self._delta_codec = ctx.codec
         self.sent_bytes = 0  # frame bytes produced so far
 
     def frames(self) -> Iterator[bytes]:
@@ -244,7 +240,7 @@ class BlockFetch:
         smaller than ``limit`` bytes."""
         raw = memoryview(load_block(self._ctx, record))
         base_raw = self._base_raw(base, record, raw)
-        codec = self._delta_codec
+        codec = self._ctx.codec  # deltas grouped as the store's are (docs/design.md, "Pulls")
         encoded = None
         if record.width is not None and base.raw_len == record.raw_len:
             encoded = codec.encode_delta(raw, base_raw, record.width, limit)
