@@ -9,8 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from ckptstore import CheckpointStore
+from ckptstore.store.catalog.manifestpages import PAGE_ENTRIES, decode_page
 from ckptstore.store.catalog.postgres import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
 from ckptstore.store.catalog.records import ListQuery
+from ckptstore.store.catalog.schema import MIGRATIONS
 from ckptstore.store.catalog.sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from ckptstore.store.codecs.ids import WIDTH_PREFIXED, Codec
 from ckptstore.store.rebase import WIDTHS_SETTING
@@ -20,9 +22,77 @@ from tests.crash_child import tensor_data_for
 NO_DELTAS = dataclasses.replace(TEST_CONFIG, delta_max_depth=0)
 
 
+def as_schema_11(root: Path) -> None:
+    """Turn a store's catalog into what the code of schema 11 wrote: blocks and packs
+    keyed by their ids, a manifest row per entry naming its block's id, no per-tenant
+    references."""
+    with sqlite3.connect(root / "catalog.sqlite") as conn:
+        for trigger in ("live_insert", "live_delete", "live_update", "lost"):
+            conn.execute(f"DROP TRIGGER blocks_{trigger}")
+        conn.execute("DROP VIEW block_rows")
+        conn.execute("ALTER TABLE packs RENAME TO packs_12")
+        conn.execute("ALTER TABLE blocks RENAME TO blocks_12")
+        for index in ("blocks_pack", "blocks_base", "blocks_dead"):
+            conn.execute(f"DROP INDEX {index}")
+        conn.execute(
+            "CREATE TABLE packs (pack_id TEXT PRIMARY KEY, size INTEGER NOT NULL,"
+            " created_at REAL NOT NULL, live_bytes INTEGER NOT NULL DEFAULT 0)"
+        )
+        conn.execute(
+            "CREATE TABLE blocks (block_id BLOB PRIMARY KEY, pack_id TEXT NOT NULL,"
+            " pack_offset INTEGER NOT NULL, stored_len INTEGER NOT NULL,"
+            " raw_len INTEGER NOT NULL, codec INTEGER NOT NULL, base_id BLOB,"
+            " refcount INTEGER NOT NULL DEFAULT 0, dead_since REAL,"
+            " header_len INTEGER NOT NULL DEFAULT 76, width INTEGER DEFAULT -1) WITHOUT ROWID"
+        )
+        conn.execute("CREATE INDEX blocks_pack ON blocks (pack_id, pack_offset)")
+        conn.execute("CREATE INDEX blocks_base ON blocks (base_id) WHERE base_id IS NOT NULL")
+        conn.execute("CREATE INDEX blocks_dead ON blocks (dead_since) WHERE refcount = 0")
+        conn.execute(
+            "CREATE TABLE manifests (checkpoint_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " block_id BLOB NOT NULL, logical_offset INTEGER NOT NULL, slot TEXT,"
+            " PRIMARY KEY (checkpoint_id, seq)) WITHOUT ROWID"
+        )
+        conn.execute("CREATE INDEX manifests_block ON manifests (block_id)")
+        conn.execute(
+            "INSERT INTO packs (pack_id, size, created_at, live_bytes)"
+            " SELECT pack_id, size, created_at, live_bytes FROM packs_12"
+        )
+        conn.execute(
+            "INSERT INTO blocks (block_id, pack_id, pack_offset, stored_len, raw_len, codec,"
+            " base_id, refcount, dead_since, header_len, width)"
+            " SELECT b.block_id, p.pack_id, b.pack_offset, b.stored_len, b.raw_len, b.codec,"
+            " base.block_id, b.refcount, b.dead_since, b.header_len, b.width FROM blocks_12 b"
+            " JOIN packs_12 p ON p.pack_key = b.pack_key"
+            " LEFT JOIN blocks_12 base ON base.block_key = b.base_key"
+        )
+        ids = dict(conn.execute("SELECT block_key, block_id FROM blocks_12").fetchall())
+        pages = conn.execute("SELECT checkpoint_id, page, entries FROM manifest_pages")
+        for checkpoint_id, number, data in pages.fetchall():
+            page = decode_page(data)
+            conn.executemany(
+                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [
+                    (checkpoint_id, number * PAGE_ENTRIES + i, ids[key], offset, slot)
+                    for i, (key, offset, slot) in enumerate(
+                        zip(page.keys, page.offsets, page.slots, strict=True)
+                    )
+                ],
+            )
+        for table in ("blocks_12", "packs_12", "manifest_pages", "tenant_refs", "lost_blocks"):
+            conn.execute(f"DROP TABLE {table}")
+        for statement in MIGRATIONS[9]:
+            if isinstance(statement, str) and statement.startswith("CREATE TRIGGER"):
+                conn.execute(statement)  # the live bytes are copied: kept from here on
+        conn.execute("PRAGMA user_version = 11")
+    conn.close()
+
+
 def as_schema_10(root: Path) -> None:
     """Turn a store's catalog into what the code of schema 10 wrote: each best copy with
     manifest rows of its own."""
+    as_schema_11(root)
     with sqlite3.connect(root / "catalog.sqlite") as conn:
         conn.execute(
             "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
@@ -197,7 +267,7 @@ def test_best_copies_of_a_schema_10_store_keep_their_own_rows_and_new_ones_share
         second = store.put("job", tensor_data_for(1), epoch=1, metrics={"validationLoss": 0.1})
         (new_best,) = [c for c in store.list("job").checkpoints if c.type == "best"]
         assert new_best.parent_id == second.checkpoint_id
-        rows = "SELECT COUNT(*) FROM manifests WHERE checkpoint_id = ?"
+        rows = "SELECT COUNT(*) FROM manifest_pages WHERE checkpoint_id = ?"
         assert catalog._conn().execute(rows, (new_best.checkpoint_id,)).fetchone() == (0,)
         store.delete(second.checkpoint_id)
         assert restore_bytes(store, new_best.checkpoint_id) == tensor_data_for(1)
@@ -281,3 +351,53 @@ def test_a_postgres_catalog_of_schema_2_migrates_to_folders(tmp_path, clock, pos
         assert [f.path for f in s.files(new.checkpoint_id)] == ["model.safetensors"]
         assert restore_bytes(s, old.checkpoint_id) == tensor_data_for(0)
         assert s.verify(read_data=True).ok
+
+
+def test_a_schema_11_catalog_keeps_each_tenants_blocks_and_its_lost_ids(tmp_path):
+    """Migrating to integer keys and manifest pages keeps what each tenant sees, the
+    shared manifest of a best copy, delta bases, and the id of a block whose row a
+    damaged catalog lost."""
+    from ckptstore.store.catalog.sqlite import SQLiteCatalog
+    from ckptstore.testing.catalog.helpers import NOW, TTL, bid, checkpoint, record
+
+    path = tmp_path / "catalog.sqlite"
+    catalog = SQLiteCatalog(path)
+    blocks = [record(1), record(2), record(3, base=bid(1)), record(4)]
+    catalog.add_pack("pack0001", 4096, blocks, NOW, "h", NOW + TTL)
+    catalog.commit_checkpoint(checkpoint("a"), [(0, bid(1)), (1000, bid(3))], "h", ["t#0", None])
+    catalog.commit_checkpoint(
+        checkpoint("b", tenant_id="other"), [(0, bid(2)), (1000, bid(1))], "h"
+    )
+    catalog.commit_checkpoint(checkpoint("c"), [(0, bid(4))], "h")
+    catalog.replace_best(checkpoint("copy", type="best", parent_id="a"), None)
+    catalog.close()
+    as_schema_11(tmp_path)
+    with sqlite3.connect(path) as conn:  # a damaged catalog: a referenced block's row is gone
+        conn.execute("DELETE FROM blocks WHERE block_id = ?", (bid(4),))
+    conn.close()
+
+    catalog = SQLiteCatalog(path)
+    try:
+        assert catalog.schema_version() == SQLITE_SCHEMA_VERSION
+        assert [(o, r.block_id) for o, r in catalog.manifest("copy")] == [
+            (0, bid(1)),
+            (1000, bid(3)),
+        ]
+        assert list(catalog.slots("a")) == ["t#0"]
+        assert catalog.get_block(bid(3)).base_id == bid(1)
+        assert catalog.lease_visible([bid(1), bid(2), bid(3)], "", "x", NOW + TTL) == {
+            bid(1),
+            bid(3),
+        }
+        assert catalog.lease_visible([bid(1), bid(2), bid(3)], "other", "y", NOW + TTL) == {
+            bid(1),
+            bid(2),
+        }
+        assert catalog.missing_manifest_blocks() == [("c", bid(4))]
+        catalog.release_leases("x")
+        catalog.release_leases("y")
+        catalog.delete_checkpoint("b", NOW)
+        assert catalog.lease_visible([bid(1), bid(2)], "other", "y", NOW + TTL) == set()
+        assert [r.block_id for r in catalog.unreferenced([bid(1), bid(2)])] == [bid(2)]
+    finally:
+        catalog.close()

@@ -40,10 +40,10 @@ class TestSQLiteCatalog(CatalogTests):
         self.add(catalog, 1, 2)
         catalog.commit_checkpoint(checkpoint("src"), [(0, bid(1)), (1000, bid(2))], "h")
         catalog.replace_best(checkpoint("copy", type="best", parent_id="src"), None)
-        count = "SELECT COUNT(*) FROM manifests"
-        assert catalog._conn().execute(count).fetchone()[0] == 2
-        catalog.delete_checkpoint("src", NOW)  # its rows pass to the copy
-        assert catalog._conn().execute(count).fetchone()[0] == 2
+        count = "SELECT COUNT(*) FROM manifest_pages"
+        assert catalog._conn().execute(count).fetchone()[0] == 1  # a page holds both entries
+        catalog.delete_checkpoint("src", NOW)  # its page passes to the copy
+        assert catalog._conn().execute(count).fetchone()[0] == 1
         assert [r.block_id for _, r in catalog.manifest("copy")] == [bid(1), bid(2)]
 
     def test_schema_version_is_recorded(self, catalog: SQLiteCatalog) -> None:

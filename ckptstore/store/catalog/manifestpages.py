@@ -14,7 +14,7 @@ Both catalogs store the same bytes; this module is their only reader and writer.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,7 +107,7 @@ def encode_pages(
         yield page, encode_page(keys[start:end], offsets[start:end], slots[start:end])
 
 
-def key_ranges(keys: Sequence[int], max_gap: int = 64) -> Iterator[tuple[int, int]]:
+def key_ranges(keys: Iterable[int], max_gap: int = 64) -> Iterator[tuple[int, int]]:
     """Inclusive ``(low, high)`` ranges covering the distinct ``keys``, a new range
     wherever two sorted keys are more than ``max_gap`` apart: a checkpoint's blocks
     mostly have consecutive keys, so a few range reads fetch them all."""

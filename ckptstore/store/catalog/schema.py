@@ -1,6 +1,13 @@
 """The catalog schema, as numbered migrations (FORMAT.md describes the tables)."""
 
-SCHEMA_VERSION = 11
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ckptstore.store.catalog.compact_schema import MIGRATION as COMPACT_CATALOG
+from ckptstore.store.catalog.compact_schema import Step
+
+SCHEMA_VERSION = 12
 
 # Shared by the SQLite and PostgreSQL catalogs (the same SQL in both).
 ID_PREFIX_AND_ENDPOINT_NAME_INDEXES = [
@@ -35,7 +42,7 @@ _COUNT_DOWN = (
 )
 
 # MIGRATIONS[n] takes a catalog from schema version n-1 to n.
-MIGRATIONS: dict[int, list[str]] = {
+MIGRATIONS: dict[int, Sequence[Step]] = {
     1: [
         "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         """CREATE TABLE jobs (
@@ -249,4 +256,7 @@ MIGRATIONS: dict[int, list[str]] = {
     # 11: a best copy reads its source's manifest rows (``manifest_of``) instead of a
     # copy of them; when the source goes, its rows pass to a copy (catalog/sharing.py).
     11: MANIFEST_SHARING,
+    # 12: blocks and packs keyed by integers in insertion order, manifests as pages of
+    # entries instead of a row per block, references counted per tenant (compact_schema.py).
+    12: COMPACT_CATALOG,
 }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 
+from ckptstore.errors import MissingBlockError
 from ckptstore.store.catalog.base import BlockIndex
 from ckptstore.store.catalog.records import BlockRecord
-from ckptstore.store.catalog.sqlite import rows
+from ckptstore.store.catalog.sqlite import manifests, rows
 from ckptstore.store.catalog.sqlite.database import SQLiteDatabase, batches
 from ckptstore.store.catalog.sqlite.rows import BLOCK_COLUMNS
 
@@ -24,15 +26,28 @@ class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
         lease_expires_at: float,
     ) -> int:
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO packs (pack_id, size, created_at) VALUES (?, ?, ?)",
-                (pack_id, size, now),
-            )
+            pack_key = insert_pack(conn, pack_id, size, now)
             added: int = conn.executemany(
-                f"INSERT OR IGNORE INTO blocks ({BLOCK_COLUMNS}, refcount, dead_since)"
+                "INSERT OR IGNORE INTO blocks (block_id, pack_key, pack_offset, stored_len,"
+                " raw_len, codec, base_key, header_len, width, refcount, dead_since)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
-                [(*rows.block_values(b), now) for b in blocks],
+                [
+                    (
+                        b.block_id,
+                        pack_key,
+                        b.offset,
+                        b.stored_len,
+                        b.raw_len,
+                        b.codec,
+                        None,  # set below: a base may be in this very pack
+                        b.header_len,
+                        b.width,
+                        now,
+                    )
+                    for b in blocks
+                ],
             ).rowcount  # summed over the rows, not counting what the triggers change
+            _point_at_bases(conn, pack_key, [b for b in blocks if b.base_id is not None])
             conn.executemany(
                 "INSERT OR REPLACE INTO leases (block_id, holder, expires_at) VALUES (?, ?, ?)",
                 [(b.block_id, lease_holder, lease_expires_at) for b in blocks],
@@ -42,7 +57,7 @@ class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
     def get_block(self, block_id: bytes) -> BlockRecord | None:
         row = (
             self._conn()
-            .execute(f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE block_id = ?", (block_id,))
+            .execute(f"SELECT {BLOCK_COLUMNS} FROM block_rows WHERE block_id = ?", (block_id,))
             .fetchone()
         )
         return rows.block(row) if row else None
@@ -54,13 +69,14 @@ class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
         return self._blocks_where("block_id IN ({}) AND refcount = 0", block_ids)
 
     def deltas_on(self, block_ids: list[bytes]) -> list[BlockRecord]:
-        return self._blocks_where("base_id IN ({})", block_ids)
+        return self._blocks_where(
+            "base_key IN (SELECT block_key FROM blocks WHERE block_id IN ({}))", block_ids
+        )
 
     def new_to_tenant(self, tenant_id: str, block_ids: list[bytes]) -> list[BlockRecord]:
         return self._blocks_where(
-            "block_id IN ({}) AND NOT EXISTS (SELECT 1 FROM manifests m"
-            " JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
-            " WHERE m.block_id = blocks.block_id AND c.tenant_id = ?)",
+            "block_id IN ({}) AND NOT EXISTS (SELECT 1 FROM tenant_refs t"
+            " WHERE t.block_key = block_rows.block_key AND t.tenant_id = ?)",
             block_ids,
             tenant_id,
         )
@@ -75,7 +91,7 @@ class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
             for batch in batches(list(set(block_ids))):
                 where = condition.format(",".join("?" * len(batch)))
                 found = conn.execute(
-                    f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE {where}", (*batch, *after)
+                    f"SELECT {BLOCK_COLUMNS} FROM block_rows WHERE {where}", (*batch, *after)
                 )
                 out += [rows.block(row) for row in found.fetchall()]
         return out
@@ -84,7 +100,7 @@ class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
         found = (
             self._conn()
             .execute(
-                f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE pack_id = ? ORDER BY pack_offset",
+                f"SELECT {BLOCK_COLUMNS} FROM block_rows WHERE pack_id = ? ORDER BY pack_offset",
                 (pack_id,),
             )
             .fetchall()
@@ -95,18 +111,45 @@ class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
         # a page at a time, each read whole, after the last row of the one before: memory
         # stays bounded and no statement stays open between pages
         conn = self._conn()
-        page = conn.execute(
-            f"SELECT {BLOCK_COLUMNS} FROM blocks ORDER BY pack_id, pack_offset, block_id LIMIT ?",
-            (ITER_PAGE,),
-        ).fetchall()
-        while page:
-            yield from (rows.block(row) for row in page)
+        query = (
+            f"SELECT {BLOCK_COLUMNS}, pack_key, block_key FROM block_rows"
+            " WHERE (pack_key, pack_offset, block_key) > (?, ?, ?)"
+            " ORDER BY pack_key, pack_offset, block_key LIMIT ?"
+        )
+        after: tuple[int, int, int] = (-1, -1, -(2**62))
+        while True:
+            page = conn.execute(query, (*after, ITER_PAGE)).fetchall()
+            yield from (rows.block(row[:-2]) for row in page)
             if len(page) < ITER_PAGE:
                 return
             last = page[-1]
-            page = conn.execute(
-                f"SELECT {BLOCK_COLUMNS} FROM blocks"
-                " WHERE (pack_id, pack_offset, block_id) > (?, ?, ?)"
-                " ORDER BY pack_id, pack_offset, block_id LIMIT ?",
-                (last[1], last[2], last[0], ITER_PAGE),
-            ).fetchall()
+            after = (last[-2], last[2], last[-1])
+
+
+def _point_at_bases(conn: sqlite3.Connection, pack_key: int, deltas: list[BlockRecord]) -> None:
+    """Set the base key of the rows just inserted for ``deltas`` (rows of another pack,
+    already stored, keep theirs); MissingBlockError (to roll back) for a base not stored."""
+    bases = manifests.block_keys(conn, {b.base_id for b in deltas if b.base_id is not None})
+    missing = {b.base_id.hex() for b in deltas if b.base_id is not None and b.base_id not in bases}
+    if missing:
+        raise MissingBlockError(sorted(missing))
+    conn.executemany(
+        "UPDATE blocks SET base_key = ? WHERE block_id = ? AND pack_key = ?",
+        [(bases[b.base_id], b.block_id, pack_key) for b in deltas if b.base_id is not None],
+    )
+
+
+def insert_pack(conn: sqlite3.Connection, pack_id: str, size: int, now: float) -> int:
+    """Record a pack; its key."""
+    cursor = conn.execute(
+        "INSERT INTO packs (pack_id, size, created_at) VALUES (?, ?, ?)", (pack_id, size, now)
+    )
+    key = cursor.lastrowid
+    assert key is not None
+    return key
+
+
+def pack_key(conn: sqlite3.Connection, pack_id: str) -> int | None:
+    """The key of a recorded pack, or None."""
+    row = conn.execute("SELECT pack_key FROM packs WHERE pack_id = ?", (pack_id,)).fetchone()
+    return None if row is None else int(row[0])

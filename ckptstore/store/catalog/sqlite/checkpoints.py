@@ -6,7 +6,6 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
-from operator import itemgetter
 
 from ckptstore.errors import (
     CheckpointExists,
@@ -17,7 +16,7 @@ from ckptstore.errors import (
 from ckptstore.store.catalog import cursors
 from ckptstore.store.catalog.base import Checkpoints, ParentRule
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, FileRecord, ListQuery
-from ckptstore.store.catalog.sqlite import rows
+from ckptstore.store.catalog.sqlite import manifests, rows
 from ckptstore.store.catalog.sqlite.database import SQLiteDatabase
 from ckptstore.store.catalog.sqlite.files import copy_files, delete_files, insert_files
 from ckptstore.store.catalog.sqlite.rows import (
@@ -25,7 +24,6 @@ from ckptstore.store.catalog.sqlite.rows import (
     CHECKPOINT_FIELDS,
     CHECKPOINT_MARKS,
     Row,
-    block_columns,
 )
 
 _FIELD_COLUMNS = {"createdAt": "created_at", "epoch": "epoch", "step": "step"}
@@ -58,9 +56,21 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
     ) -> str | None:
         if slots is not None and len(slots) != len(manifest):
             raise ValueError(f"{len(slots)} slots for {len(manifest)} manifest entries")
-        counts = Counter(block for _, block in manifest)
+        # keys are read before the write lock: a block's key never changes while its row
+        # lives, and the write below checks that every row is still there
+        with self._read() as conn:
+            keys = manifests.block_keys(conn, (block for _, block in manifest))
+        missing = sorted({block.hex() for _, block in manifest if block not in keys})
+        if missing:
+            raise MissingBlockError(missing)
+        entry_keys = [keys[block] for _, block in manifest]
+        pages = manifests.encode_manifest(
+            entry_keys, [offset for offset, _ in manifest], slots or [None] * len(manifest)
+        )
+        counts = Counter(entry_keys)
         with self._write() as conn:
-            _add_references(conn, counts)
+            ids = {key: block for block, key in keys.items()}
+            manifests.add_references(conn, record.tenant_id, counts, ids)
             existing = rows.checkpoint_row(conn, record.checkpoint_id)
             if existing is None and fills_pending:
                 raise CheckpointNotFound(record.checkpoint_id)  # rolls back the references
@@ -78,19 +88,7 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
                 )
             else:
                 raise CheckpointExists(record.checkpoint_id)  # rolls back the references
-            slot_of = slots or [None] * len(manifest)
-            entries = [
-                (record.checkpoint_id, seq, block, offset, slot)
-                for seq, ((offset, block), slot) in enumerate(zip(manifest, slot_of, strict=True))
-            ]
-            # in block id order: the inserts into manifests_block then walk that index
-            # once, instead of landing on random pages of it
-            entries.sort(key=itemgetter(2))
-            conn.executemany(
-                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
-                " VALUES (?, ?, ?, ?, ?)",
-                entries,
-            )
+            manifests.write_pages(conn, record.checkpoint_id, pages)
             insert_files(conn, record.checkpoint_id, files or [])
             conn.execute("DELETE FROM leases WHERE holder = ?", (lease_holder,))
             parent = None if rebase_parent is None else rebase_parent(_others(conn, record))
@@ -152,26 +150,22 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
 
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
         with self._read() as conn:
-            found = conn.execute(
-                f"SELECT m.logical_offset, m.block_id, {block_columns('b', without_id=True)}"
-                " FROM manifests m LEFT JOIN blocks b ON b.block_id = m.block_id"
-                " WHERE m.checkpoint_id = ? ORDER BY m.seq",
-                (_manifest_key(conn, checkpoint_id),),
-            ).fetchall()
-        missing = [row[1].hex() for row in found if row[2] is None]
-        if missing:
-            raise MissingBlockError(missing)
-        return [(row[0], rows.block(row[1:])) for row in found]
+            entries = manifests.read_manifest(conn, _manifest_key(conn, checkpoint_id))
+            found = manifests.blocks_by_key(conn, entries.keys)
+            gone = [key for key in entries.keys if key not in found]
+            if gone:
+                lost = manifests.lost_ids(conn, gone)
+                raise MissingBlockError(list(dict.fromkeys(lost[key].hex() for key in gone)))
+        return [
+            (offset, found[key]) for key, offset in zip(entries.keys, entries.offsets, strict=True)
+        ]
 
     def slots(self, checkpoint_id: str) -> dict[str, BlockRecord]:
         with self._read() as conn:
-            found = conn.execute(
-                f"SELECT m.slot, {block_columns('b')}"
-                " FROM manifests m JOIN blocks b ON b.block_id = m.block_id"
-                " WHERE m.checkpoint_id = ? AND m.slot IS NOT NULL",
-                (_manifest_key(conn, checkpoint_id),),
-            ).fetchall()
-        return {row[0]: rows.block(row[1:]) for row in found}
+            entries = manifests.read_manifest(conn, _manifest_key(conn, checkpoint_id))
+            slotted = [(s, k) for s, k in zip(entries.slots, entries.keys, strict=True) if s]
+            found = manifests.blocks_by_key(conn, (key for _, key in slotted))
+        return {slot: found[key] for slot, key in slotted if key in found}
 
     def job_totals(self, tenant_id: str, job_id: str) -> tuple[int, int]:
         row = (
@@ -371,17 +365,6 @@ def _others(conn: sqlite3.Connection, record: CheckpointRecord) -> Iterator[Chec
         offset += len(page)
 
 
-def _add_references(conn: sqlite3.Connection, counts: dict[bytes, int]) -> None:
-    """Increment refcounts; MissingBlockError (rolling back) if any block is gone."""
-    if not counts:
-        return
-    _stage_references(conn)
-    conn.executemany("INSERT INTO temp.ref_changes VALUES (?, ?)", sorted(counts.items()))
-    changed = _apply_references(conn, None)
-    if changed != len(counts):
-        raise MissingBlockError([b.hex() for b in counts if not _has_block(conn, b)])
-
-
 def _manifest_key(conn: sqlite3.Connection, checkpoint_id: str) -> str:
     """The checkpoint whose manifest rows ``checkpoint_id`` reads: its own, or for a best
     copy its source's (``manifest_of``). Raises CheckpointNotFound."""
@@ -395,68 +378,29 @@ def _manifest_key(conn: sqlite3.Connection, checkpoint_id: str) -> str:
     return key
 
 
-def _release_manifest(conn: sqlite3.Connection, checkpoint_id: str, now: float) -> None:
-    """The manifest rows of ``checkpoint_id``, which is being deleted: passed to the oldest
-    best copy that reads them (the other copies then read that one's), else dropped
-    with their blocks' references. A copy keeps its blocks referenced either way, and
-    no row is copied."""
+def _release_manifest(conn: sqlite3.Connection, record: CheckpointRecord, now: float) -> None:
+    """The manifest pages of ``record``'s checkpoint, which is being deleted: passed to the
+    oldest best copy that reads them (the other copies then read that one's), else
+    dropped with their blocks' references. A copy keeps its blocks referenced either
+    way, and no page is copied."""
+    checkpoint_id = record.checkpoint_id
     heir = conn.execute(
         "SELECT checkpoint_id FROM checkpoints WHERE manifest_of = ?"
         " ORDER BY created_at, checkpoint_id LIMIT 1",
         (checkpoint_id,),
     ).fetchone()
     if heir is None:
-        _drop_references_of(conn, checkpoint_id, now)
-        conn.execute("DELETE FROM manifests WHERE checkpoint_id = ?", (checkpoint_id,))
+        manifests.drop_references(conn, record.tenant_id, checkpoint_id, now)
+        conn.execute("DELETE FROM manifest_pages WHERE checkpoint_id = ?", (checkpoint_id,))
         return
     conn.execute(
-        "UPDATE manifests SET checkpoint_id = ? WHERE checkpoint_id = ?", (heir[0], checkpoint_id)
+        "UPDATE manifest_pages SET checkpoint_id = ? WHERE checkpoint_id = ?",
+        (heir[0], checkpoint_id),
     )
     conn.execute("UPDATE checkpoints SET manifest_of = NULL WHERE checkpoint_id = ?", heir)
     conn.execute(
         "UPDATE checkpoints SET manifest_of = ? WHERE manifest_of = ?", (heir[0], checkpoint_id)
     )
-
-
-def _drop_references_of(conn: sqlite3.Connection, checkpoint_id: str, now: float) -> None:
-    """Decrement the refcounts of ``checkpoint_id``'s manifest; a block left with none is
-    dead from ``now``."""
-    _stage_references(conn)
-    conn.execute(
-        "INSERT INTO temp.ref_changes SELECT block_id, -COUNT(*) FROM manifests"
-        " WHERE checkpoint_id = ? GROUP BY block_id",
-        (checkpoint_id,),
-    )
-    _apply_references(conn, now)
-
-
-def _stage_references(conn: sqlite3.Connection) -> None:
-    """An empty ``temp.ref_changes`` (block id, refcount change), private to the connection."""
-    conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS ref_changes"
-        " (block_id BLOB PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID"
-    )
-    conn.execute("DELETE FROM temp.ref_changes")
-
-
-def _apply_references(conn: sqlite3.Connection, now: float | None) -> int:
-    """Apply the staged refcount changes in one statement (the blocks are visited in id
-    order, each once); a block left with none is dead from ``now``. How many rows changed."""
-    changed: int = conn.execute(
-        "UPDATE blocks SET refcount = refcount + (SELECT n FROM temp.ref_changes c"
-        "  WHERE c.block_id = blocks.block_id),"
-        " dead_since = CASE WHEN refcount + (SELECT n FROM temp.ref_changes c"
-        "  WHERE c.block_id = blocks.block_id) <= 0 THEN ? ELSE NULL END"
-        " WHERE block_id IN (SELECT block_id FROM temp.ref_changes)",
-        (now,),
-    ).rowcount
-    conn.execute("DELETE FROM temp.ref_changes")
-    return changed
-
-
-def _has_block(conn: sqlite3.Connection, block_id: bytes) -> bool:
-    row = conn.execute("SELECT 1 FROM blocks WHERE block_id = ?", (block_id,)).fetchone()
-    return row is not None
 
 
 def _ensure_job(conn: sqlite3.Connection, tenant_id: str, job_id: str, now: float) -> None:
@@ -477,7 +421,7 @@ def _delete(conn: sqlite3.Connection, checkpoint_id: str, now: float) -> Checkpo
     if pins:
         raise CheckpointPinned(checkpoint_id, [row[0] for row in pins])
     if _manifest_key(conn, checkpoint_id) == checkpoint_id:
-        _release_manifest(conn, checkpoint_id, now)
+        _release_manifest(conn, record, now)
     delete_files(conn, checkpoint_id)
     conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = ?", (checkpoint_id,))
     conn.execute(

@@ -20,9 +20,9 @@ class SQLiteLeases(SQLiteDatabase, Leases):
         self, block_ids: list[bytes], tenant_id: str, lease_holder: str, expires_at: float
     ) -> set[bytes]:
         query = (
-            "SELECT DISTINCT m.block_id FROM manifests m"
-            " JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
-            " WHERE m.block_id IN ({marks}) AND c.tenant_id = ?"
+            "SELECT b.block_id FROM blocks b"
+            " JOIN tenant_refs t ON t.block_key = b.block_key AND t.tenant_id = ?"
+            " WHERE b.block_id IN ({marks})"
         )
         return self._lease_found(query, (tenant_id,), block_ids, lease_holder, expires_at)
 
@@ -41,7 +41,7 @@ class SQLiteLeases(SQLiteDatabase, Leases):
         def find(conn: sqlite3.Connection, ids: list[bytes]) -> Iterator[list[bytes]]:
             for batch in batches(ids):
                 sql = query.format(marks=",".join("?" * len(batch)))
-                yield [row[0] for row in conn.execute(sql, [*batch, *extra]).fetchall()]
+                yield [row[0] for row in conn.execute(sql, [*extra, *batch]).fetchall()]
 
         with self._read() as conn:
             candidates = [block for rows in find(conn, list(set(block_ids))) for block in rows]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection
 
 from ckptstore.store.catalog.base import Maintenance
 from ckptstore.store.catalog.records import UNKNOWN_WIDTH, BlockRecord, CatalogStats, PackUsage
-from ckptstore.store.catalog.sqlite import rows
+from ckptstore.store.catalog.sqlite import manifests, rows
+from ckptstore.store.catalog.sqlite.blocks import insert_pack, pack_key
 from ckptstore.store.catalog.sqlite.database import SQLiteDatabase, batches
 from ckptstore.store.catalog.sqlite.rows import BLOCK_COLUMNS
 
@@ -25,19 +27,19 @@ class SQLiteMaintenance(SQLiteDatabase, Maintenance):
             # a batch per transaction: writers wait for one batch, never for the whole GC
             with self._write() as conn:
                 found = conn.execute(
-                    f"SELECT {BLOCK_COLUMNS} FROM blocks b"
+                    f"SELECT {BLOCK_COLUMNS}, block_key FROM block_rows b"
                     " WHERE b.refcount = 0 AND b.dead_since <= ?"
                     " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.block_id = b.block_id)"
-                    " AND NOT EXISTS (SELECT 1 FROM blocks d WHERE d.base_id = b.block_id)"
+                    " AND NOT EXISTS (SELECT 1 FROM blocks d WHERE d.base_key = b.block_key)"
                     " LIMIT ?",
                     (now - grace_s, REMOVAL_BATCH),
                 ).fetchall()
                 if not found:
                     return removed
                 conn.executemany(
-                    "DELETE FROM blocks WHERE block_id = ?", sorted((r[0],) for r in found)
+                    "DELETE FROM blocks WHERE block_key = ?", sorted((r[-1],) for r in found)
                 )
-            removed.extend(rows.block(row) for row in found)
+            removed.extend(rows.block(row[:-1]) for row in found)
 
     def pack_usage(self, pack_ids: Collection[str] | None = None) -> list[PackUsage]:
         # live_bytes is kept by the blocks_live_* triggers (schema 9): one row per pack
@@ -61,101 +63,81 @@ class SQLiteMaintenance(SQLiteDatabase, Maintenance):
         now: float,
     ) -> None:
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO packs (pack_id, size, created_at) VALUES (?, ?, ?)",
-                (new_pack_id, new_size, now),
-            )
-            conn.executemany(
-                "UPDATE blocks SET pack_id = ?, pack_offset = ?, header_len = ?"
-                " WHERE block_id = ? AND pack_id = ?",
-                [(new_pack_id, b.offset, b.header_len, b.block_id, old_pack_id) for b in moved],
-            )
-            left = conn.execute(
-                "SELECT COUNT(*) FROM blocks WHERE pack_id = ?", (old_pack_id,)
-            ).fetchone()[0]
-            if left:
-                raise RuntimeError(f"{left} block(s) of pack {old_pack_id} were not relocated")
-            conn.execute("DELETE FROM packs WHERE pack_id = ?", (old_pack_id,))
+            new_key = insert_pack(conn, new_pack_id, new_size, now)
+            _move_from(conn, old_pack_id, new_key, moved)
 
     def relocate_packs(
         self, moves: dict[str, list[BlockRecord]], new_pack_id: str, new_size: int, now: float
     ) -> None:
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO packs (pack_id, size, created_at) VALUES (?, ?, ?)",
-                (new_pack_id, new_size, now),
-            )
+            new_key = insert_pack(conn, new_pack_id, new_size, now)
             for old_pack_id, moved in moves.items():
-                conn.executemany(
-                    "UPDATE blocks SET pack_id = ?, pack_offset = ?, header_len = ?"
-                    " WHERE block_id = ? AND pack_id = ?",
-                    [(new_pack_id, b.offset, b.header_len, b.block_id, old_pack_id) for b in moved],
-                )
-                left = conn.execute(
-                    "SELECT COUNT(*) FROM blocks WHERE pack_id = ?", (old_pack_id,)
-                ).fetchone()[0]
-                if left:
-                    raise RuntimeError(f"{left} block(s) of pack {old_pack_id} were not relocated")
-                conn.execute("DELETE FROM packs WHERE pack_id = ?", (old_pack_id,))
+                _move_from(conn, old_pack_id, new_key, moved)
 
     def remove_pack(self, pack_id: str) -> bool:
         with self._write() as conn:
             return (
                 conn.execute(
                     "DELETE FROM packs WHERE pack_id = ?"
-                    " AND NOT EXISTS (SELECT 1 FROM blocks WHERE pack_id = ?)",
-                    (pack_id, pack_id),
+                    " AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.pack_key = packs.pack_key)",
+                    (pack_id,),
                 ).rowcount
                 > 0
             )
 
     # -- verify ----------------------------------------------------------------
     def missing_manifest_blocks(self) -> list[tuple[str, bytes]]:
-        found = (
-            self._conn()
-            .execute(
-                "SELECT DISTINCT c.checkpoint_id, x.block_id FROM ("
-                " SELECT m.checkpoint_id, m.block_id FROM manifests m WHERE NOT EXISTS"
-                "  (SELECT 1 FROM blocks b WHERE b.block_id = m.block_id)) x"
-                " JOIN checkpoints c"  # the manifest's owner and the best copies reading it
-                " ON c.checkpoint_id = x.checkpoint_id OR c.manifest_of = x.checkpoint_id"
-                " ORDER BY c.checkpoint_id, x.block_id"
-            )
-            .fetchall()
-        )
-        return [(row[0], row[1]) for row in found]
+        found: set[tuple[str, bytes]] = set()
+        with self._read() as conn:
+            for manifest_key, page in manifests.all_pages(conn):
+                gone = set(page.keys) - manifests.existing_keys(conn, page.keys)
+                if not gone:
+                    continue
+                ids = manifests.lost_ids(conn, gone).values()
+                found.update(
+                    (owner, block) for owner in _readers(conn, manifest_key) for block in ids
+                )
+        return sorted(found)
 
     def manifest_gaps(self) -> list[tuple[str, bytes, int, int]]:
-        found = (
-            self._conn()
-            .execute(
-                "SELECT checkpoint_id, block_id, logical_offset, span FROM ("
-                " SELECT m.checkpoint_id, m.block_id, m.logical_offset, b.raw_len,"
-                "  COALESCE(LEAD(m.logical_offset) OVER ("
-                "   PARTITION BY m.checkpoint_id ORDER BY m.seq), c.size_bytes)"
-                "  - m.logical_offset AS span"
-                " FROM manifests m JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
-                " JOIN blocks b ON b.block_id = m.block_id WHERE c.status = 'ready')"
-                " WHERE span != raw_len ORDER BY checkpoint_id, logical_offset"
+        gaps: list[tuple[str, bytes, int, int]] = []
+        with self._read() as conn:
+            sizes: dict[str, int] = dict(
+                conn.execute(
+                    "SELECT checkpoint_id, size_bytes FROM checkpoints WHERE status = 'ready'"
+                ).fetchall()
             )
-            .fetchall()
-        )
-        return [(row[0], row[1], row[2], row[3]) for row in found]
+            # each entry's span is known at the next entry, or at its manifest's end
+            held: tuple[str, int, BlockRecord | None] | None = None
+            for manifest_key, page in manifests.all_pages(conn):
+                if manifest_key not in sizes:
+                    continue
+                found = manifests.blocks_by_key(conn, page.keys)
+                for key, offset in zip(page.keys, page.offsets, strict=True):
+                    if held is not None:
+                        end = offset if held[0] == manifest_key else sizes[held[0]]
+                        _check_span(gaps, held, end)
+                    held = (manifest_key, offset, found.get(key))
+            if held is not None:
+                _check_span(gaps, held, sizes[held[0]])
+        return sorted(gaps)
 
     def checkpoints_using(self, block_ids: list[bytes]) -> dict[bytes, list[str]]:
+        # a scan of every manifest page: only verify asks, and only about damaged blocks
+        with self._read() as conn:
+            keys = manifests.block_keys(conn, block_ids)
+            dependents = {block: _dependents(conn, key) for block, key in keys.items()}
+            wanted = set().union(*dependents.values()) if dependents else set()
+            users: dict[int, set[str]] = {}
+            for manifest_key, page in manifests.all_pages(conn):
+                for key in wanted.intersection(page.keys):
+                    users.setdefault(key, set()).update(_readers(conn, manifest_key))
         result: dict[bytes, list[str]] = {}
-        conn = self._conn()
         for block in block_ids:
-            found = conn.execute(
-                "WITH RECURSIVE dependents(id) AS (VALUES (?)"
-                " UNION SELECT b.block_id FROM blocks b JOIN dependents d ON b.base_id = d.id)"
-                " , owners(id) AS (SELECT DISTINCT checkpoint_id FROM manifests"
-                "  WHERE block_id IN (SELECT id FROM dependents))"
-                " SELECT id FROM owners UNION SELECT checkpoint_id FROM checkpoints"
-                " WHERE manifest_of IN (SELECT id FROM owners) ORDER BY 1",
-                (block,),
-            ).fetchall()
-            result[block] = [row[0] for row in found]
+            found: set[str] = set()
+            for key in dependents.get(block, ()):
+                found |= users.get(key, set())
+            result[block] = sorted(found)
         return result
 
     def stats(self) -> CatalogStats:
@@ -177,7 +159,7 @@ class SQLiteMaintenance(SQLiteDatabase, Maintenance):
         found = (
             self._conn()
             .execute(
-                f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE block_id > ? AND width = ?"
+                f"SELECT {BLOCK_COLUMNS} FROM block_rows WHERE block_id > ? AND width = ?"
                 " ORDER BY block_id LIMIT ?",
                 (after, UNKNOWN_WIDTH, limit),
             )
@@ -199,3 +181,50 @@ class SQLiteMaintenance(SQLiteDatabase, Maintenance):
         if free_pages > 64 and free_pages * 4 > all_pages:
             conn.execute("VACUUM")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _move_from(
+    conn: sqlite3.Connection, old_pack_id: str, new_key: int, moved: list[BlockRecord]
+) -> None:
+    """Point ``moved`` (blocks of ``old_pack_id``, as they are in the new pack) at the new
+    pack, then forget the old pack; RuntimeError if a block of it was left behind."""
+    old_key = pack_key(conn, old_pack_id)
+    conn.executemany(
+        "UPDATE blocks SET pack_key = ?, pack_offset = ?, header_len = ?"
+        " WHERE block_id = ? AND pack_key = ?",
+        [(new_key, b.offset, b.header_len, b.block_id, old_key) for b in moved],
+    )
+    left = conn.execute("SELECT COUNT(*) FROM blocks WHERE pack_key = ?", (old_key,)).fetchone()[0]
+    if left:
+        raise RuntimeError(f"{left} block(s) of pack {old_pack_id} were not relocated")
+    conn.execute("DELETE FROM packs WHERE pack_key = ?", (old_key,))
+
+
+def _readers(conn: sqlite3.Connection, manifest_key: str) -> list[str]:
+    """The checkpoints that read the manifest stored under ``manifest_key``: its owner
+    and the best copies sharing it."""
+    found = conn.execute(
+        "SELECT checkpoint_id FROM checkpoints WHERE checkpoint_id = ? OR manifest_of = ?",
+        (manifest_key, manifest_key),
+    ).fetchall()
+    return [row[0] for row in found]
+
+
+def _dependents(conn: sqlite3.Connection, key: int) -> set[int]:
+    """A block's key and the keys of every block stored as a delta on it, at any depth."""
+    found = conn.execute(
+        "WITH RECURSIVE dependents(k) AS (VALUES (?)"
+        " UNION SELECT b.block_key FROM blocks b JOIN dependents d ON b.base_key = d.k)"
+        " SELECT k FROM dependents",
+        (key,),
+    ).fetchall()
+    return {row[0] for row in found}
+
+
+def _check_span(
+    gaps: list[tuple[str, bytes, int, int]], entry: tuple[str, int, BlockRecord | None], end: int
+) -> None:
+    """Add the entry to ``gaps`` if the bytes up to ``end`` are not its block's length."""
+    manifest_key, offset, block = entry
+    if block is not None and end - offset != block.raw_len:
+        gaps.append((manifest_key, block.block_id, offset, end - offset))

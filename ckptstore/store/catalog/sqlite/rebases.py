@@ -7,6 +7,7 @@ import sqlite3
 from ckptstore.store.catalog.base import Rebases
 from ckptstore.store.catalog.records import BlockRecord
 from ckptstore.store.catalog.sqlite import rows
+from ckptstore.store.catalog.sqlite.blocks import insert_pack
 from ckptstore.store.catalog.sqlite.database import SQLiteDatabase
 from ckptstore.store.catalog.sqlite.rows import block_columns
 
@@ -54,10 +55,7 @@ class SQLiteRebases(SQLiteDatabase, Rebases):
     ) -> set[bytes]:
         applied: set[bytes] = set()
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO packs (pack_id, size, created_at) VALUES (?, ?, ?)",
-                (pack_id, size, now),
-            )
+            new_pack_key = insert_pack(conn, pack_id, size, now)
             for old, new in moves:
                 if (
                     max_height is not None
@@ -66,21 +64,24 @@ class SQLiteRebases(SQLiteDatabase, Rebases):
                 ):
                     continue
                 changed = conn.execute(
-                    "UPDATE blocks SET pack_id = ?, pack_offset = ?, header_len = ?,"
-                    " stored_len = ?, codec = ?, base_id = ?"
-                    " WHERE block_id = ? AND pack_id = ? AND pack_offset = ?"
-                    " AND base_id IS ? AND (? IS NULL OR EXISTS"
-                    " (SELECT 1 FROM blocks y WHERE y.block_id = ? AND y.base_id IS NULL))",
+                    "UPDATE blocks SET pack_key = ?, pack_offset = ?, header_len = ?,"
+                    " stored_len = ?, codec = ?,"
+                    " base_key = (SELECT y.block_key FROM blocks y WHERE y.block_id = ?)"
+                    " WHERE block_id = ? AND pack_offset = ?"
+                    " AND pack_key = (SELECT pack_key FROM packs WHERE pack_id = ?)"
+                    " AND base_key IS (SELECT y.block_key FROM blocks y WHERE y.block_id = ?)"
+                    " AND (? IS NULL OR EXISTS"
+                    " (SELECT 1 FROM blocks y WHERE y.block_id = ? AND y.base_key IS NULL))",
                     (
-                        new.pack_id,
+                        new_pack_key,
                         new.offset,
                         new.header_len,
                         new.stored_len,
                         new.codec,
                         new.base_id,
                         old.block_id,
-                        old.pack_id,
                         old.offset,
+                        old.pack_id,
                         old.base_id,
                         new.base_id,
                         new.base_id,
@@ -105,7 +106,8 @@ class SQLiteRebases(SQLiteDatabase, Rebases):
         found = (
             self._conn()
             .execute(
-                f"SELECT {block_columns('x')} FROM blocks x JOIN blocks y ON y.block_id = x.base_id"
+                f"SELECT {block_columns('x')} FROM block_rows x JOIN blocks y"
+                " ON y.block_key = x.base_key"
                 " WHERE y.refcount = 0 AND y.dead_since <= ?"
                 " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.block_id = y.block_id)"
                 " AND (x.refcount > 0"
@@ -120,10 +122,11 @@ class SQLiteRebases(SQLiteDatabase, Rebases):
 def _height(conn: sqlite3.Connection, block_id: bytes, limit: int) -> int:
     """How many deltas deep blocks hang below ``block_id`` (``limit``: at least that)."""
     row = conn.execute(
-        "WITH RECURSIVE below(block_id, depth) AS ("
-        " SELECT block_id, 1 FROM blocks WHERE base_id = ?"
-        " UNION ALL SELECT b.block_id, below.depth + 1 FROM blocks b"
-        " JOIN below ON b.base_id = below.block_id WHERE below.depth < ?)"
+        "WITH RECURSIVE below(block_key, depth) AS ("
+        " SELECT block_key, 1 FROM blocks"
+        "  WHERE base_key = (SELECT block_key FROM blocks WHERE block_id = ?)"
+        " UNION ALL SELECT b.block_key, below.depth + 1 FROM blocks b"
+        " JOIN below ON b.base_key = below.block_key WHERE below.depth < ?)"
         " SELECT COALESCE(MAX(depth), 0) FROM below",
         (block_id, limit),
     ).fetchone()

@@ -8,6 +8,7 @@ from typing import Any
 
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
 
+# the columns of the ``block_rows`` view (schema 12: the pack and base by their ids)
 BLOCK_COLUMNS = (
     "block_id, pack_id, pack_offset, stored_len, raw_len, codec, base_id, header_len, width"
 )
