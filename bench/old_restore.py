@@ -3,13 +3,18 @@
     python -m bench.old_restore [--corpora pretrain bf16] [--scale small]
                                 [--depths 8 3 2 1] [--repeats 3]
                                 [--rss-scale medium] [--rss-corpora pretrain ...]
-                                [--cache-mib 128 64 32 0] [--report NAME]
+                                [--cache-mib 128 64 32 0] [--scalar-loops]
+                                [--report NAME]
 
 Restore: for each corpus and each ``delta_max_depth``, the corpus is ingested
 as one job (bench/corpus.py, six saves), then the newest checkpoint and the one
 with the longest delta chains are restored to /dev/null in turns, ``--repeats``
 times each, in one process; the best run of each, and their ratio (the
 machine is shared: a ratio measured in turns is steadier than either speed).
+
+``--scalar-loops``: the first depth's store is restored again, in turns as
+above, with the C loops' vector instructions off (what the loops were before
+them, on the same bytes).
 
 Memory: for each corpus of ``--rss-scale`` and each base cache size, the
 corpus is ingested (every put and rebase) in a fresh process, which reports
@@ -21,12 +26,13 @@ Writes bench/results/<date>-<host>-old-restore.{md,json} (or -NAME).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +41,7 @@ from bench.common import MB, WORK, save_report
 from bench.rss_child import peak_rss_bytes
 from ckptstore import CheckpointStore, StoreConfig
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
+from ckptstore.store.codecs import native
 from ckptstore.store.codecs.frames import unframe_planes
 from ckptstore.store.codecs.grouping import grouping
 from ckptstore.store.codecs.ids import UINTS, Codec
@@ -167,8 +174,12 @@ def payload_costs(root: Path) -> dict[str, float]:
     }
 
 
-def restore_rows(corpora: list[str], scale: str, depths: list[int], repeats: int) -> dict:
-    """Each corpus at each depth, and at the first depth with deltas not grouped."""
+def restore_rows(
+    corpora: list[str], scale: str, depths: list[int], repeats: int, scalar_loops: bool = False
+) -> dict:
+    """Each corpus at each depth, and at the first depth with deltas not grouped (and,
+    with ``scalar_loops``, the first depth's store read again without the C loops'
+    vector instructions: the same bytes, the loops before them)."""
     from bench.corpus import write  # imports torch: not in the children, whose RSS counts
 
     rows: dict = {}
@@ -181,12 +192,35 @@ def restore_rows(corpora: list[str], scale: str, depths: list[int], repeats: int
         for label, config in runs:
             print(f"restore: {corpus}, delta_max_depth {label} ...", flush=True)
             row = ingest(root, files, config)
+            ingested = dict(row)
             row |= restores(root, repeats)
             if label == runs[0][0]:
                 row["payload_ms_per_mib"] = payload_costs(root)
             rows[f"{corpus}, {label}"] = {"corpus": corpus, "max_depth": label, **row}
+            if label == runs[0][0] and scalar_loops:
+                scalar = f"{label}, scalar loops"
+                with vector_loops_off():
+                    rows[f"{corpus}, {scalar}"] = {
+                        "corpus": corpus,
+                        "max_depth": scalar,
+                        **ingested,
+                        **restores(root, repeats),
+                    }
     shutil.rmtree(root, ignore_errors=True)
     return rows
+
+
+@contextlib.contextmanager
+def vector_loops_off() -> Iterator[None]:
+    """The C loops without their vector instructions (the same bytes), for the while."""
+    kernels = native.kernels
+    if kernels is None:
+        raise SystemExit("--scalar-loops needs the C loops (ckptstore.store.codecs._kernels)")
+    was = kernels.vector_loops(False)
+    try:
+        yield
+    finally:
+        kernels.vector_loops(was)
 
 
 def rss_rows(corpora: list[str], scale: str, caches_mib: list[float]) -> dict:
@@ -234,7 +268,13 @@ def report_lines(restore: dict, rss: dict, args: argparse.Namespace) -> list[str
         f" Best of {args.repeats} restores to /dev/null each, newest and deepest in"
         " turns in one process; MB/s of 10^6 bytes. The machine is shared: the ratio"
         " is steadier than either speed, and the ratio of the CPU time per byte (all"
-        " threads of the process, least of the runs) steadier still.",
+        " threads of the process, least of the runs) steadier still."
+        + (
+            " *scalar loops*: the row above's store read again with the C loops' vector"
+            " instructions off."
+            if args.scalar_loops
+            else ""
+        ),
         "",
         "| corpus | delta_max_depth | ratio | ingest MB/s | newest MB/s | deepest MB/s"
         " | depth | deepest / newest | same, by CPU time |",
@@ -300,9 +340,14 @@ def main() -> None:
     parser.add_argument("--rss-scale", choices=("small", "medium", "large"), default="medium")
     parser.add_argument("--rss-corpora", nargs="*", choices=CORPORA, default=["pretrain"])
     parser.add_argument("--cache-mib", nargs="+", type=float, default=[128, 64, 32, 0])
+    parser.add_argument(
+        "--scalar-loops",
+        action="store_true",
+        help="also restore the first depth's store without the C loops' vector instructions",
+    )
     parser.add_argument("--report", default="old-restore")
     args = parser.parse_args()
-    restore = restore_rows(args.corpora, args.scale, args.depths, args.repeats)
+    restore = restore_rows(args.corpora, args.scale, args.depths, args.repeats, args.scalar_loops)
     rss = rss_rows(args.rss_corpora, args.rss_scale, args.cache_mib)
     lines = report_lines(restore, rss, args)
     md = save_report(

@@ -44,6 +44,11 @@ static int vector_cpu(void)
     return known;
 }
 
+/* Every group takes a compare and an expanding load per vector, whether or not any lane
+   falls in it (branching on that mispredicts, as the groups of neighbouring elements
+   vary): past half a vector's lanes of groups, the scalar loop is faster. */
+#define VECTOR_MAX_GROUPS(width) (32 / (width))
+
 /* The upper key bound of each group to ``high`` and the group count, or 0 when the
    groups are not ranges of keys in ascending order. */
 static int key_ranges(const uint8_t group_of_key[CONTEXTS], int high[CONTEXTS])
@@ -79,11 +84,9 @@ static int key_ranges(const uint8_t group_of_key[CONTEXTS], int high[CONTEXTS])
             __m512i key = _mm512_and_si512(_mm512_srli_epi##BITS(base, 8 * W - 8), key_bits); \
             __m512i code = zero, bias = zero;                                              \
             MASK left = (MASK)~(MASK)0;                                                    \
-            for (int g = 0; left && g < groups; g++) {                                     \
+            for (int g = 0; g < groups; g++) {                                             \
                 __m512i bound = _mm512_set1_epi##BITS(high[g]);                            \
                 MASK in = _mm512_mask_cmplt_epu##BITS##_mask(left, key, bound);            \
-                if (!in)                                                                   \
-                    continue;                                                              \
                 ptrdiff_t count = __builtin_popcountll(in), j = layout->cursor[g];         \
                 if (j + count > layout->end[g])                                            \
                     return -1;                                                             \
@@ -139,7 +142,7 @@ static int assemble_vector(int width, const uint8_t *codes, const uint8_t *bases
 #if HAVE_VECTOR_LOOPS
     int high[CONTEXTS], groups;
     if (!vector_loops || (width != 2 && width != 4) || !vector_cpu() ||
-        !(groups = key_ranges(layout->group_of_key, high)))
+        !(groups = key_ranges(layout->group_of_key, high)) || groups > VECTOR_MAX_GROUPS(width))
         return 0;
     if (width == 2)
         return assemble_vector_2(codes, bases, outs, n, layout, high, groups, done);
@@ -467,7 +470,7 @@ void group_sizes_loop(const uint8_t *bases, int width, ptrdiff_t n,
     int high[CONTEXTS], ranges = 0;
     if (vector_loops && (width == 2 || width == 4) && vector_cpu())
         ranges = key_ranges(group_of_key, high);
-    if (ranges) { /* each below groups: the binding checked the table */
+    if (ranges && ranges <= VECTOR_MAX_GROUPS(width)) { /* the binding checked the table */
         ptrdiff_t below[CONTEXTS] = {0};
         start = width == 2 ? count_below_2(bases, n, high, ranges, below)
                            : count_below_4(bases, n, high, ranges, below);
