@@ -28,7 +28,9 @@ static inline ptrdiff_t place(Layout *layout, const uint8_t *bases, int width, p
    other shape takes the scalar loop. Either loop writes the same bytes. */
 int vector_loops = 1;
 
-#if defined(__GNUC__) && defined(__x86_64__)
+/* GCC 8 and clang 8 were the first to know VBMI2; older ones build the scalar loops. */
+#if defined(__x86_64__) && \
+    (defined(__clang__) ? __clang_major__ >= 8 : defined(__GNUC__) && __GNUC__ >= 8)
 #include <immintrin.h>
 #define HAVE_VECTOR_LOOPS 1
 #define VECTOR_TARGET __attribute__((target("avx512f,avx512bw,avx512vbmi2,popcnt")))
