@@ -14,7 +14,8 @@ machine is shared: a ratio measured in turns is steadier than either speed).
 
 ``--scalar-loops``: the first depth's store is restored again, in turns as
 above, with the C loops' vector instructions off (what the loops were before
-them, on the same bytes).
+them, on the same bytes), and both checkpoints are read on one thread both
+ways, in turns (CPU time per MiB).
 
 Memory: for each corpus of ``--rss-scale`` and each base cache size, the
 corpus is ingested (every put and rebase) in a fresh process, which reports
@@ -47,6 +48,7 @@ from ckptstore.store.codecs.grouping import grouping
 from ckptstore.store.codecs.ids import UINTS, Codec
 from ckptstore.store.codecs.planes import join_planes
 from ckptstore.store.ids import block_id
+from ckptstore.store.packs.entries import load_each
 from ckptstore.store.packs.format import parse_entry
 from ckptstore.store.rebase import chain_depths
 
@@ -206,8 +208,33 @@ def restore_rows(
                         **ingested,
                         **restores(root, repeats),
                     }
+                rows[f"{corpus}, {label}"]["one_thread_ms_per_mib"] = one_thread_costs(root, 7)
     shutil.rmtree(root, ignore_errors=True)
     return rows
+
+
+def one_thread_costs(root: Path, runs: int) -> dict[str, float]:
+    """CPU ms per MiB of loading every block of the newest and of the deepest
+    checkpoint in order on this thread (no pool, nothing written), with the C loops'
+    vector instructions and without, in turns; the least of ``runs`` each. Steadier
+    than a restore on a shared machine: one thread, no handoffs."""
+    best: dict[str, float] = {}
+    with CheckpointStore.open(root) as store:
+        ctx = store.context
+        newest, deepest, _ = newest_and_deepest(store)
+        for _ in range(runs):
+            for loops in ("vector", "scalar"):
+                for label, record in (("newest", newest), ("deepest", deepest)):
+                    blocks = [b for _, b in ctx.catalog.manifest(record.checkpoint_id)]
+                    with contextlib.nullcontext() if loops == "vector" else vector_loops_off():
+                        start = time.process_time()
+                        load_each(ctx, blocks)
+                        seconds = time.process_time() - start
+                    key = f"{label}, {loops}"
+                    best[key] = min(
+                        best.get(key, float("inf")), seconds * 1e3 * MIB / record.size_bytes
+                    )
+    return best
 
 
 @contextlib.contextmanager
@@ -308,6 +335,30 @@ def report_lines(restore: dict, rss: dict, args: argparse.Namespace) -> list[str
         lines.append(
             f"| {corpus} | " + " | ".join(cells) + f" | {c['whole codec']}, {c['delta codec']} |"
         )
+    threads = {
+        r["corpus"]: r["one_thread_ms_per_mib"]
+        for r in restore.values()
+        if "one_thread_ms_per_mib" in r
+    }
+    if threads:
+        lines += [
+            "",
+            "CPU ms per MiB of reading every block of the checkpoint in order on one thread"
+            " (no pool, nothing written), with the C loops' vector instructions and"
+            " without, in turns; least of 7. Steadier than the restores above on a"
+            " shared machine.",
+            "",
+            "| corpus | newest | deepest | deepest / newest (by speed) | newest, scalar loops"
+            " | deepest, scalar loops | deepest / newest, scalar loops |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for corpus, t in threads.items():
+            lines.append(
+                f"| {corpus} | {t['newest, vector']:.2f} | {t['deepest, vector']:.2f}"
+                f" | {t['newest, vector'] / t['deepest, vector']:.2f}"
+                f" | {t['newest, scalar']:.2f} | {t['deepest, scalar']:.2f}"
+                f" | {t['newest, scalar'] / t['deepest, scalar']:.2f} |"
+            )
     lines += [
         "",
         f"## Peak RSS of an ingest by base cache size (scale {args.rss_scale})",
