@@ -118,11 +118,12 @@ def cpu_ms(fn: Callable[[], object], runs: int = 20) -> float:
     return best * 1e3
 
 
-def payload_costs(root: Path) -> dict[str, float]:
+def payload_costs(root: Path, scalar_loops: bool = False) -> dict[str, float]:
     """CPU ms per MiB of raw bytes, on the largest delta block of the deepest checkpoint:
     decoding the whole block its chain starts from, one delta level (and the parts of
     it: zstd frames, the grouping of the base, the planes joined onto the base), and
-    hashing the result."""
+    hashing the result; with ``scalar_loops``, the level and the parts the C loops
+    do again without their vector instructions."""
     with CheckpointStore.open(root) as store:
         ctx = store.context
         _, deepest, _ = newest_and_deepest(store)
@@ -168,6 +169,20 @@ def payload_costs(root: Path) -> dict[str, float]:
                     )
                 ),
             }
+        if scalar_loops:
+            with vector_loops_off():
+                out_costs["delta level, scalar loops"] = cpu_ms(
+                    lambda: ctx.codec.decode(delta.codec, delta_payload, raw_len, base, out)
+                )
+                if groups is not None:
+                    out_costs["grouping, scalar loops"] = cpu_ms(
+                        lambda: grouping(base, width, group_log)
+                    )
+                    out_costs["joining planes, scalar loops"] = cpu_ms(
+                        lambda: join_planes(
+                            planes, width, out[: n * width], base, groups, biases, scratch
+                        )
+                    )
     scale = MIB / raw_len
     return {name: ms * scale for name, ms in out_costs.items()} | {
         "delta codec": delta.codec,
@@ -197,7 +212,7 @@ def restore_rows(
             ingested = dict(row)
             row |= restores(root, repeats)
             if label == runs[0][0]:
-                row["payload_ms_per_mib"] = payload_costs(root)
+                row["payload_ms_per_mib"] = payload_costs(root, scalar_loops)
             rows[f"{corpus}, {label}"] = {"corpus": corpus, "max_depth": label, **row}
             if label == runs[0][0] and scalar_loops:
                 scalar = f"{label}, scalar loops"
