@@ -20,12 +20,12 @@ static inline ptrdiff_t place(Layout *layout, const uint8_t *bases, int width, p
 }
 
 /* Grouped assembly in vectors where the CPU has AVX-512 (with VBMI2's 16-bit expand):
-   the scalar loop places one element at a time, each waiting on its group's cursor;
-   here 64 bytes of elements at once, each group in turn taking its next elements
-   of the grouped codes into the lanes whose key falls in it (an expanding load).
-   The groups of codecs 5 and 6 are ranges of keys in ascending order, so a lane's
-   group is the first whose upper key bound is above the lane's key; a layout of any
-   other shape takes the scalar loop. Either loop writes the same bytes. */
+   the scalar loop places one element at a time; here 64 bytes of elements at once,
+   each group in turn taking its next elements of the grouped codes into the lanes
+   whose key falls in it (an expanding load). The groups of codecs 5 and 6 are ranges
+   of keys in ascending order, so a lane's group is the first whose upper key bound
+   is above the lane's key; a layout of any other shape takes the scalar loop. Either
+   loop writes the same bytes. */
 int vector_loops = 1;
 
 /* GCC 8 and clang 8 were the first to know VBMI2; older ones build the scalar loops. */
