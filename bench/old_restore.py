@@ -3,13 +3,19 @@
     python -m bench.old_restore [--corpora pretrain bf16] [--scale small]
                                 [--depths 8 3 2 1] [--repeats 3]
                                 [--rss-scale medium] [--rss-corpora pretrain ...]
-                                [--cache-mib 128 64 32 0] [--report NAME]
+                                [--cache-mib 128 64 32 0] [--scalar-loops]
+                                [--report NAME]
 
 Restore: for each corpus and each ``delta_max_depth``, the corpus is ingested
 as one job (bench/corpus.py, six saves), then the newest checkpoint and the one
 with the longest delta chains are restored to /dev/null in turns, ``--repeats``
 times each, in one process; the best run of each, and their ratio (the
 machine is shared: a ratio measured in turns is steadier than either speed).
+
+``--scalar-loops``: the first depth's store is restored again, in turns as
+above, with the C loops' vector instructions off (what the loops were before
+them, on the same bytes), and both checkpoints are read on one thread both
+ways, in turns (CPU time per MiB).
 
 Memory: for each corpus of ``--rss-scale`` and each base cache size, the
 corpus is ingested (every put and rebase) in a fresh process, which reports
@@ -21,12 +27,13 @@ Writes bench/results/<date>-<host>-old-restore.{md,json} (or -NAME).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +42,13 @@ from bench.common import MB, WORK, save_report
 from bench.rss_child import peak_rss_bytes
 from ckptstore import CheckpointStore, StoreConfig
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
+from ckptstore.store.codecs import native
 from ckptstore.store.codecs.frames import unframe_planes
 from ckptstore.store.codecs.grouping import grouping
 from ckptstore.store.codecs.ids import UINTS, Codec
 from ckptstore.store.codecs.planes import join_planes
 from ckptstore.store.ids import block_id
+from ckptstore.store.packs.entries import load_each
 from ckptstore.store.packs.format import parse_entry
 from ckptstore.store.rebase import chain_depths
 
@@ -109,11 +118,12 @@ def cpu_ms(fn: Callable[[], object], runs: int = 20) -> float:
     return best * 1e3
 
 
-def payload_costs(root: Path) -> dict[str, float]:
+def payload_costs(root: Path, scalar_loops: bool = False) -> dict[str, float]:
     """CPU ms per MiB of raw bytes, on the largest delta block of the deepest checkpoint:
     decoding the whole block its chain starts from, one delta level (and the parts of
     it: zstd frames, the grouping of the base, the planes joined onto the base), and
-    hashing the result."""
+    hashing the result; with ``scalar_loops``, the level and the parts the C loops
+    do again without their vector instructions."""
     with CheckpointStore.open(root) as store:
         ctx = store.context
         _, deepest, _ = newest_and_deepest(store)
@@ -159,6 +169,20 @@ def payload_costs(root: Path) -> dict[str, float]:
                     )
                 ),
             }
+        if scalar_loops:
+            with vector_loops_off():
+                out_costs["delta level, scalar loops"] = cpu_ms(
+                    lambda: ctx.codec.decode(delta.codec, delta_payload, raw_len, base, out)
+                )
+                if groups is not None:
+                    out_costs["grouping, scalar loops"] = cpu_ms(
+                        lambda: grouping(base, width, group_log)
+                    )
+                    out_costs["joining planes, scalar loops"] = cpu_ms(
+                        lambda: join_planes(
+                            planes, width, out[: n * width], base, groups, biases, scratch
+                        )
+                    )
     scale = MIB / raw_len
     return {name: ms * scale for name, ms in out_costs.items()} | {
         "delta codec": delta.codec,
@@ -167,8 +191,12 @@ def payload_costs(root: Path) -> dict[str, float]:
     }
 
 
-def restore_rows(corpora: list[str], scale: str, depths: list[int], repeats: int) -> dict:
-    """Each corpus at each depth, and at the first depth with deltas not grouped."""
+def restore_rows(
+    corpora: list[str], scale: str, depths: list[int], repeats: int, scalar_loops: bool = False
+) -> dict:
+    """Each corpus at each depth, and at the first depth with deltas not grouped (and,
+    with ``scalar_loops``, the first depth's store read again without the C loops'
+    vector instructions: the same bytes, the loops before them)."""
     from bench.corpus import write  # imports torch: not in the children, whose RSS counts
 
     rows: dict = {}
@@ -181,12 +209,60 @@ def restore_rows(corpora: list[str], scale: str, depths: list[int], repeats: int
         for label, config in runs:
             print(f"restore: {corpus}, delta_max_depth {label} ...", flush=True)
             row = ingest(root, files, config)
+            ingested = dict(row)
             row |= restores(root, repeats)
             if label == runs[0][0]:
-                row["payload_ms_per_mib"] = payload_costs(root)
+                row["payload_ms_per_mib"] = payload_costs(root, scalar_loops)
             rows[f"{corpus}, {label}"] = {"corpus": corpus, "max_depth": label, **row}
+            if label == runs[0][0] and scalar_loops:
+                scalar = f"{label}, scalar loops"
+                with vector_loops_off():
+                    rows[f"{corpus}, {scalar}"] = {
+                        "corpus": corpus,
+                        "max_depth": scalar,
+                        **ingested,
+                        **restores(root, repeats),
+                    }
+                rows[f"{corpus}, {label}"]["one_thread_ms_per_mib"] = one_thread_costs(root, 7)
     shutil.rmtree(root, ignore_errors=True)
     return rows
+
+
+def one_thread_costs(root: Path, runs: int) -> dict[str, float]:
+    """CPU ms per MiB of loading every block of the newest and of the deepest
+    checkpoint in order on this thread (no pool, nothing written), with the C loops'
+    vector instructions and without, in turns; the least of ``runs`` each. Steadier
+    than a restore on a shared machine: one thread, no handoffs."""
+    best: dict[str, float] = {}
+    with CheckpointStore.open(root) as store:
+        ctx = store.context
+        newest, deepest, _ = newest_and_deepest(store)
+        for _ in range(runs):
+            for loops in ("vector", "scalar"):
+                for label, record in (("newest", newest), ("deepest", deepest)):
+                    blocks = [b for _, b in ctx.catalog.manifest(record.checkpoint_id)]
+                    with contextlib.nullcontext() if loops == "vector" else vector_loops_off():
+                        start = time.process_time()
+                        load_each(ctx, blocks)
+                        seconds = time.process_time() - start
+                    key = f"{label}, {loops}"
+                    best[key] = min(
+                        best.get(key, float("inf")), seconds * 1e3 * MIB / record.size_bytes
+                    )
+    return best
+
+
+@contextlib.contextmanager
+def vector_loops_off() -> Iterator[None]:
+    """The C loops without their vector instructions (the same bytes), for the while."""
+    kernels = native.kernels
+    if kernels is None:
+        raise SystemExit("--scalar-loops needs the C loops (ckptstore.store.codecs._kernels)")
+    was = kernels.vector_loops(False)
+    try:
+        yield
+    finally:
+        kernels.vector_loops(was)
 
 
 def rss_rows(corpora: list[str], scale: str, caches_mib: list[float]) -> dict:
@@ -234,7 +310,13 @@ def report_lines(restore: dict, rss: dict, args: argparse.Namespace) -> list[str
         f" Best of {args.repeats} restores to /dev/null each, newest and deepest in"
         " turns in one process; MB/s of 10^6 bytes. The machine is shared: the ratio"
         " is steadier than either speed, and the ratio of the CPU time per byte (all"
-        " threads of the process, least of the runs) steadier still.",
+        " threads of the process, least of the runs) steadier still."
+        + (
+            " *scalar loops*: the row above's store read again with the C loops' vector"
+            " instructions off."
+            if args.scalar_loops
+            else ""
+        ),
         "",
         "| corpus | delta_max_depth | ratio | ingest MB/s | newest MB/s | deepest MB/s"
         " | depth | deepest / newest | same, by CPU time |",
@@ -268,6 +350,30 @@ def report_lines(restore: dict, rss: dict, args: argparse.Namespace) -> list[str
         lines.append(
             f"| {corpus} | " + " | ".join(cells) + f" | {c['whole codec']}, {c['delta codec']} |"
         )
+    threads = {
+        r["corpus"]: r["one_thread_ms_per_mib"]
+        for r in restore.values()
+        if "one_thread_ms_per_mib" in r
+    }
+    if threads:
+        lines += [
+            "",
+            "CPU ms per MiB of reading every block of the checkpoint in order on one thread"
+            " (no pool, nothing written), with the C loops' vector instructions and"
+            " without, in turns; least of 7. Steadier than the restores above on a"
+            " shared machine.",
+            "",
+            "| corpus | newest | deepest | deepest / newest (by speed) | newest, scalar loops"
+            " | deepest, scalar loops | deepest / newest, scalar loops |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for corpus, t in threads.items():
+            lines.append(
+                f"| {corpus} | {t['newest, vector']:.2f} | {t['deepest, vector']:.2f}"
+                f" | {t['newest, vector'] / t['deepest, vector']:.2f}"
+                f" | {t['newest, scalar']:.2f} | {t['deepest, scalar']:.2f}"
+                f" | {t['newest, scalar'] / t['deepest, scalar']:.2f} |"
+            )
     lines += [
         "",
         f"## Peak RSS of an ingest by base cache size (scale {args.rss_scale})",
@@ -300,9 +406,14 @@ def main() -> None:
     parser.add_argument("--rss-scale", choices=("small", "medium", "large"), default="medium")
     parser.add_argument("--rss-corpora", nargs="*", choices=CORPORA, default=["pretrain"])
     parser.add_argument("--cache-mib", nargs="+", type=float, default=[128, 64, 32, 0])
+    parser.add_argument(
+        "--scalar-loops",
+        action="store_true",
+        help="also restore the first depth's store without the C loops' vector instructions",
+    )
     parser.add_argument("--report", default="old-restore")
     args = parser.parse_args()
-    restore = restore_rows(args.corpora, args.scale, args.depths, args.repeats)
+    restore = restore_rows(args.corpora, args.scale, args.depths, args.repeats, args.scalar_loops)
     rss = rss_rows(args.rss_corpora, args.rss_scale, args.cache_mib)
     lines = report_lines(restore, rss, args)
     md = save_report(

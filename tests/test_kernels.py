@@ -3,6 +3,8 @@ their numpy twins."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,10 +20,14 @@ from ckptstore.store.codecs.grouping import (
     exponent_counts,
     exponent_keys,
     group_biases,
+    group_keys,
+    group_sizes,
     grouping,
 )
 from ckptstore.store.codecs.ids import UINTS, Codec
 from ckptstore.store.codecs.planes import join_planes, split_planes
+from ckptstore.store.packs.format import parse_entry
+from ckptstore.store.rebase import chain_depths
 from tests.conftest import require_kernels, restore_bytes
 from tests.test_deltas import CONFIG, codecs_of, put_steps
 
@@ -82,8 +88,98 @@ def test_c_loops_and_numpy_agree_byte_for_byte(width, n, delta, group_log, seed)
     )
 
 
-def test_c_loops_check_what_they_are_given():
+def vector_and_scalar(function):
+    """What ``function()`` returns with the C loops' vector instructions (where the CPU
+    has them) and without."""
     kernels = require_kernels()
+    results = []
+    for enabled in (True, False):
+        was = kernels.vector_loops(enabled)
+        try:
+            results.append(function())
+        finally:
+            kernels.vector_loops(was)
+    return results
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    width=st.sampled_from([1, 2, 4, 8]),
+    n=st.integers(0, 3000),
+    group_log=st.integers(1, 8),
+    biased=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_vector_and_scalar_loops_ungroup_deltas_alike(width, n, group_log, biased, seed):
+    """The grouped delta loops and the group counts give the same bytes with vector
+    instructions as without, on any keys and drifts (a partial vector at the end too)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, n * width, dtype=np.uint8)
+    base[width - 1 :: width][rng.random(n) < 0.6] &= 0x87  # few keys: groups form
+    base = base.tobytes()
+    groups = grouping(base, width, group_log)
+    if groups is None:
+        return
+    keys = np.frombuffer(groups.group_of_key, np.uint8)[group_keys(base, width)]
+    assert list(groups.sizes) == np.bincount(keys, minlength=len(groups.sizes)).tolist()
+    assert (
+        vector_and_scalar(lambda: group_sizes(base, width, list(groups.bounds)))
+        == [list(groups.sizes)] * 2
+    )
+    biases = None
+    if biased:
+        biases = rng.integers(0, 256, (len(groups.sizes), width), dtype=np.uint8)
+        biases = biases.view(f"<u{width}").ravel().astype(UINTS[width])
+    codes = rng.integers(0, 256, n * width, dtype=np.uint8)
+    codes[n * width // 2 :] = 0  # codes of zero among others: elements equal to the base's
+
+    def join() -> bytes:
+        out = np.zeros(n * width, np.uint8)
+        join_planes(codes, width, out, base, groups, biases)
+        return out.tobytes()
+
+    in_vectors, scalar = vector_and_scalar(join)
+    assert in_vectors == scalar
+    planes_back = np.zeros(n * width, np.uint8)
+    split_planes(in_vectors, width, planes_back, base, groups, biases)
+    assert planes_back.tobytes() == codes.tobytes()
+
+
+def test_groups_that_are_not_ranges_of_keys_ungroup_as_before():
+    """A layout whose groups interleave keys (no codec writes one) takes the scalar
+    loop, with or without vector instructions."""
+    kernels = require_kernels()
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 256, 4096 * 4, dtype=np.uint8).tobytes()
+    table = bytes(key % 3 for key in range(CONTEXTS))  # keys 0, 3, 6... in group 0
+    keys = np.frombuffer(table, np.uint8)[group_keys(base, 4)]
+    sizes = np.bincount(keys, minlength=3).tolist()
+    assert vector_and_scalar(lambda: kernels.group_sizes(base, 4, table, 3)) == [sizes] * 2
+    raw = rng.integers(0, 256, len(base), dtype=np.uint8).tobytes()
+    planes_out = np.zeros(len(base), np.uint8)
+    kernels.split(raw, 4, base, table, sizes, None, planes_out, np.empty(len(base), np.uint8))
+
+    def join() -> bytes:
+        out = np.zeros(len(base), np.uint8)
+        kernels.assemble(
+            planes_out, 4, base, table, sizes, None, out, np.empty(len(base), np.uint8)
+        )
+        return out.tobytes()
+
+    assert vector_and_scalar(join) == [raw] * 2
+
+
+@pytest.mark.parametrize("vector", [True, False])
+def test_c_loops_check_what_they_are_given(vector):
+    kernels = require_kernels()
+    was = kernels.vector_loops(vector)
+    try:
+        check_what_they_are_given(kernels)
+    finally:
+        kernels.vector_loops(was)
+
+
+def check_what_they_are_given(kernels):
     base = bytes(range(256)) * 16
     planes_out = np.zeros(len(base), np.uint8)
     with pytest.raises(ValueError, match="width"):
@@ -112,6 +208,12 @@ def test_c_loops_check_what_they_are_given():
     wrong = Grouping((64, CONTEXTS), (1, 1023), bytes([0] * 64 + [1] * 64))
     with pytest.raises(ValueError, match="more elements of a group"):
         join_planes(planes_out, 4, np.zeros(len(base), np.uint8), base, wrong)
+    with pytest.raises(ValueError, match="width"):
+        kernels.group_sizes(base, 3, bytes(CONTEXTS), 1)
+    with pytest.raises(ValueError, match="each below groups"):
+        kernels.group_sizes(base, 4, bytes([1]) * CONTEXTS, 1)
+    with pytest.raises(ValueError, match="each below groups"):
+        kernels.group_sizes(base, 4, bytes(5), 1)
 
 
 @settings(max_examples=120, deadline=None)
@@ -262,3 +364,27 @@ def test_a_store_written_by_either_loops_reads_back_with_the_other(open_store, w
         assert store.verify(read_data=True).ok
         saved += put_steps(store, 1, start=3)  # rebases the third onto the fourth
         assert restore_bytes(store, saved[2][0]) == saved[2][1]
+
+
+@pytest.mark.parametrize("vector", [True, False])
+def test_the_oldest_of_deep_chains_restores_byte_exact(open_store, vector):
+    """Six saves of one job leave the oldest five deltas deep, grouped (small groups on
+    the test's small blocks); every checkpoint reads back byte for byte, with the vector
+    loops and without."""
+    kernels = require_kernels()
+    store = open_store(config=dataclasses.replace(CONFIG, delta_group_log=6))
+    saved = put_steps(store, 6)
+    oldest = [r for _, r in store.context.catalog.manifest(saved[0][0])]
+    assert max(chain_depths(store.context.catalog, oldest, limit=100).values()) == 5
+    payloads = [
+        parse_entry(store.context.blocks.get(r.pack_id, r.offset, r.entry_len))[1]
+        for r in oldest
+        if r.codec == Codec.BIASED_DELTA
+    ]
+    assert any(payload[0] in (2, 4) and payload[1] for payload in payloads)  # grouped
+    was = kernels.vector_loops(vector)
+    try:
+        for checkpoint_id, data in saved:
+            assert restore_bytes(store, checkpoint_id) == data
+    finally:
+        kernels.vector_loops(was)

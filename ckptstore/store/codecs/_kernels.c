@@ -263,6 +263,50 @@ static PyObject *key_counts(PyObject *self, PyObject *args) { return count_keys(
    EXPONENT_KEYS ints. */
 static PyObject *exponent_counts(PyObject *self, PyObject *args) { return count_keys(args, 1); }
 
+/* group_sizes(base, width, group_of_key, groups): how many of the base's whole
+   elements fall in each group (a list of ``groups`` ints), their group keys'
+   groups given by ``group_of_key`` (CONTEXTS bytes, each below ``groups``). */
+static PyObject *group_sizes(PyObject *self, PyObject *args)
+{
+    Py_buffer base, table;
+    int width;
+    Py_ssize_t groups;
+    if (!PyArg_ParseTuple(args, "y*iy*n", &base, &width, &table, &groups))
+        return NULL;
+    PyObject *result = NULL;
+    int valid = table.len == CONTEXTS && groups >= 1 && groups <= CONTEXTS;
+    for (int key = 0; valid && key < CONTEXTS; key++)
+        valid = ((const uint8_t *)table.buf)[key] < groups;
+    if (width != 1 && width != 2 && width != 4 && width != 8)
+        PyErr_SetString(PyExc_ValueError, "width must be 1, 2, 4 or 8");
+    else if (!valid)
+        PyErr_SetString(PyExc_ValueError, "group_of_key must be 128 bytes, each below groups "
+                                          "(1 to 128)");
+    else {
+        ptrdiff_t sizes[CONTEXTS];
+        Py_BEGIN_ALLOW_THREADS
+        group_sizes_loop(base.buf, width, base.len / width, table.buf, groups, sizes);
+        Py_END_ALLOW_THREADS
+        if ((result = PyList_New(groups)))
+            for (Py_ssize_t g = 0; g < groups; g++)
+                PyList_SET_ITEM(result, g, PyLong_FromSsize_t(sizes[g]));
+    }
+    PyBuffer_Release(&base);
+    PyBuffer_Release(&table);
+    return result;
+}
+
+/* vector_loops(enabled) -> whether they were: the loops' vector instructions on or
+   off (where the CPU has them; tests compare both ways). */
+static PyObject *set_vector_loops(PyObject *self, PyObject *args)
+{
+    int enabled, was = vector_loops;
+    if (!PyArg_ParseTuple(args, "p", &enabled))
+        return NULL;
+    vector_loops = enabled;
+    return PyBool_FromLong(was);
+}
+
 /* gain_counts(raw, base, width, stride, group_of_key, groups, biases): what
    grouping_gain_bits (estimate.py) needs of the elements 0, stride, 2 * stride...: the
    bit length (0 to CODE_LENGTHS - 1) of each one's zigzag code against the base
@@ -349,6 +393,10 @@ static PyMethodDef methods[] = {
      "planes of elements."},
     {"exponent_counts", exponent_counts, METH_VARARGS,
      "exponent_counts(raw, width, stride): counts of codec 7's keys, every stride-th element."},
+    {"group_sizes", group_sizes, METH_VARARGS,
+     "group_sizes(base, width, group_of_key, groups): how many elements fall in each group."},
+    {"vector_loops", set_vector_loops, METH_VARARGS,
+     "vector_loops(enabled) -> bool: vector instructions on or off; returns the last setting."},
     {"gain_counts", gain_counts, METH_VARARGS,
      "gain_counts(raw, base, width, stride, group_of_key, groups, biases): the counts "
      "grouping_gain_bits judges by."},

@@ -129,7 +129,20 @@ def grouping(base: memoryview | bytes, width: int, group_log: int) -> Grouping |
     bounds = group_bounds(key_counts(base, width, SAMPLE_STRIDE), 1 << group_log)
     if not bounds:
         return None
-    return Grouping.of(bounds, key_counts(base, width))
+    return Grouping.sized(bounds, group_sizes(base, width, bounds))
+
+
+def group_sizes(base: memoryview | bytes, width: int, bounds: list[int]) -> list[int]:
+    """How many of the base's elements fall in each group closing at ``bounds``. The
+    C loop compares keys with the bounds in vectors where it can: a decode of a
+    delta groups by its base each time, and counting every key cost as much as
+    un-grouping the elements (bench: old_restore)."""
+    if native.kernels is not None:
+        sizes: list[int] = native.kernels.group_sizes(
+            base, width, key_table(tuple(bounds)), len(bounds)
+        )
+        return sizes
+    return list(Grouping.of(bounds, key_counts(base, width)).sizes)
 
 
 def exponent_bounds(raw: memoryview | bytes, width: int, group_log: int) -> list[int] | None:

@@ -19,6 +19,142 @@ static inline ptrdiff_t place(Layout *layout, const uint8_t *bases, int width, p
     return j < layout->end[g] ? j : -1;
 }
 
+/* Grouped assembly in vectors where the CPU has AVX-512 (with VBMI2's 16-bit expand):
+   the scalar loop places one element at a time; here 64 bytes of elements at once,
+   each group in turn taking its next elements of the grouped codes into the lanes
+   whose key falls in it (an expanding load). The groups of codecs 5 and 6 are ranges
+   of keys in ascending order, so a lane's group is the first whose upper key bound
+   is above the lane's key; a layout of any other shape takes the scalar loop. Either
+   loop writes the same bytes. */
+int vector_loops = 1;
+
+/* GCC 8 and clang 8 were the first to know VBMI2; older ones build the scalar loops. */
+#if defined(__x86_64__) && \
+    (defined(__clang__) ? __clang_major__ >= 8 : defined(__GNUC__) && __GNUC__ >= 8)
+#include <immintrin.h>
+#define HAVE_VECTOR_LOOPS 1
+#define VECTOR_TARGET __attribute__((target("avx512f,avx512bw,avx512vbmi2,popcnt")))
+
+static int vector_cpu(void)
+{
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("popcnt");
+    }
+    return known;
+}
+
+/* Every group takes a compare and an expanding load per vector, whether or not any lane
+   falls in it (branching on that mispredicts, as the groups of neighbouring elements
+   vary): past half a vector's lanes of groups, the scalar loop is faster. */
+#define VECTOR_MAX_GROUPS(width) (32 / (width))
+
+/* The upper key bound of each group to ``high`` and the group count, or 0 when the
+   groups are not ranges of keys in ascending order. */
+static int key_ranges(const uint8_t group_of_key[CONTEXTS], int high[CONTEXTS])
+{
+    int groups = group_of_key[0] + 1;
+    if (groups != 1)
+        return 0;
+    for (int key = 1; key < CONTEXTS; key++) {
+        int g = group_of_key[key];
+        if (g == groups)
+            high[groups++ - 1] = key;
+        else if (g != groups - 1)
+            return 0;
+    }
+    high[groups - 1] = CONTEXTS;
+    return groups;
+}
+
+/* Elements [0, *done) of assemble_W's grouped loop, for W 2 and 4; the caller's scalar
+   loop does the rest with the cursors as left. -1 as there. */
+#define DEFINE_VECTOR_LOOP(W, LANES, MASK, BITS, CAST)                                     \
+    VECTOR_TARGET static int assemble_vector_##W(const uint8_t *restrict codes,            \
+                                                 const uint8_t *restrict bases,            \
+                                                 uint8_t *restrict outs, ptrdiff_t n,      \
+                                                 Layout *layout, const int *high,          \
+                                                 int groups, ptrdiff_t *done)              \
+    {                                                                                      \
+        const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi##BITS(1);       \
+        const __m512i key_bits = _mm512_set1_epi##BITS(CONTEXTS - 1);                      \
+        ptrdiff_t i = 0;                                                                   \
+        for (; i + LANES <= n; i += LANES) {                                               \
+            __m512i base = _mm512_loadu_si512(bases + i * W);                              \
+            __m512i key = _mm512_and_si512(_mm512_srli_epi##BITS(base, 8 * W - 8), key_bits); \
+            __m512i code = zero, bias = zero;                                              \
+            MASK left = (MASK)~(MASK)0;                                                    \
+            for (int g = 0; g < groups; g++) {                                             \
+                __m512i bound = _mm512_set1_epi##BITS(high[g]);                            \
+                MASK in = _mm512_mask_cmplt_epu##BITS##_mask(left, key, bound);            \
+                ptrdiff_t count = __builtin_popcountll(in), j = layout->cursor[g];         \
+                if (j + count > layout->end[g])                                            \
+                    return -1;                                                             \
+                code = _mm512_mask_expandloadu_epi##BITS(code, in, codes + j * W);         \
+                __m512i drift = _mm512_set1_epi##BITS((CAST)layout->bias[g]);              \
+                bias = _mm512_mask_mov_epi##BITS(bias, in, drift);                         \
+                layout->cursor[g] = j + count;                                             \
+                left &= (MASK)~in;                                                         \
+            }                                                                              \
+            __m512i sign = _mm512_sub_epi##BITS(zero, _mm512_and_si512(code, one));        \
+            __m512i value = _mm512_xor_si512(_mm512_srli_epi##BITS(code, 1), sign);        \
+            value = _mm512_add_epi##BITS(_mm512_add_epi##BITS(value, base), bias);         \
+            _mm512_storeu_si512(outs + i * W, value);                                      \
+        }                                                                                  \
+        *done = i;                                                                         \
+        return 0;                                                                          \
+    }
+
+DEFINE_VECTOR_LOOP(2, 32, __mmask32, 16, short)
+DEFINE_VECTOR_LOOP(4, 16, __mmask16, 32, int)
+
+/* How many of the elements [0, returned) have a key below each group's upper bound
+   (the last group's, every key, is not counted), added to ``below``; for W 2 and 4. */
+#define DEFINE_VECTOR_COUNT(W, LANES, BITS)                                                \
+    VECTOR_TARGET static ptrdiff_t count_below_##W(const uint8_t *restrict bases,          \
+                                                   ptrdiff_t n, const int *high,           \
+                                                   int groups, ptrdiff_t *below)           \
+    {                                                                                      \
+        const __m512i key_bits = _mm512_set1_epi##BITS(CONTEXTS - 1);                      \
+        ptrdiff_t i = 0;                                                                   \
+        for (; i + LANES <= n; i += LANES) {                                               \
+            __m512i base = _mm512_loadu_si512(bases + i * W);                              \
+            __m512i key = _mm512_and_si512(_mm512_srli_epi##BITS(base, 8 * W - 8), key_bits); \
+            for (int g = 0; g + 1 < groups; g++)                                           \
+                below[g] += __builtin_popcountll(                                          \
+                    _mm512_cmplt_epu##BITS##_mask(key, _mm512_set1_epi##BITS(high[g])));   \
+        }                                                                                  \
+        return i;                                                                          \
+    }
+
+DEFINE_VECTOR_COUNT(2, 32, 16)
+DEFINE_VECTOR_COUNT(4, 16, 32)
+#else
+#define HAVE_VECTOR_LOOPS 0
+#endif
+
+/* assemble_W's grouped elements [0, *done) in vectors where they can be (W 2 and 4);
+   *done 0 where not. -1 as there. */
+static int assemble_vector(int width, const uint8_t *codes, const uint8_t *bases,
+                           uint8_t *outs, ptrdiff_t n, Layout *layout, ptrdiff_t *done)
+{
+    *done = 0;
+#if HAVE_VECTOR_LOOPS
+    int high[CONTEXTS], groups;
+    if (!vector_loops || (width != 2 && width != 4) || !vector_cpu() ||
+        !(groups = key_ranges(layout->group_of_key, high)) || groups > VECTOR_MAX_GROUPS(width))
+        return 0;
+    if (width == 2)
+        return assemble_vector_2(codes, bases, outs, n, layout, high, groups, done);
+    return assemble_vector_4(codes, bases, outs, n, layout, high, groups, done);
+#else
+    (void)width, (void)codes, (void)bases, (void)outs, (void)n, (void)layout;
+    return 0;
+#endif
+}
+
 /* For each width W: assemble_W (planes -> elements) and split_W (elements -> planes),
    element i taking place j of the planes (grouped, with a width above 1, through
    layout->scratch). Both return 0, or -1 when a group holds
@@ -84,7 +220,10 @@ static inline ptrdiff_t place(Layout *layout, const uint8_t *bases, int width, p
             T code = gather_##W(planes, n, j);                                             \
             memcpy(codes + j * W, &code, W);                                               \
         }                                                                                  \
-        for (ptrdiff_t i = 0; i < n; i++) {                                                \
+        ptrdiff_t i = 0;                                                                   \
+        if (assemble_vector(W, codes, bases, outs, n, layout, &i))                         \
+            return -1;                                                                     \
+        for (; i < n; i++) {                                                               \
             uint8_t g;                                                                     \
             ptrdiff_t j = place(layout, bases, W, i, &g);                                  \
             if (j < 0)                                                                     \
@@ -318,4 +457,31 @@ void gain_counts_loop(const uint8_t *ours, const uint8_t *theirs, int width, ptr
     }
     *below_plain_sum = below_plain;
     *below_shifted_sum = below_shifted;
+}
+
+/* Counting each group's elements by comparing keys with the groups' bounds takes a
+   few vector compares per 64 bytes where the groups are ranges of keys (as they are
+   when grouping.py makes them); elsewhere, the keys are counted, then summed. */
+void group_sizes_loop(const uint8_t *bases, int width, ptrdiff_t n,
+                      const uint8_t group_of_key[CONTEXTS], ptrdiff_t groups, ptrdiff_t *sizes)
+{
+    ptrdiff_t start = 0;
+    for (ptrdiff_t g = 0; g < groups; g++)
+        sizes[g] = 0;
+#if HAVE_VECTOR_LOOPS
+    int high[CONTEXTS], ranges = 0;
+    if (vector_loops && (width == 2 || width == 4) && vector_cpu())
+        ranges = key_ranges(group_of_key, high);
+    if (ranges && ranges <= VECTOR_MAX_GROUPS(width)) { /* the binding checked the table */
+        ptrdiff_t below[CONTEXTS] = {0};
+        start = width == 2 ? count_below_2(bases, n, high, ranges, below)
+                           : count_below_4(bases, n, high, ranges, below);
+        for (int g = 0; g < ranges; g++)
+            sizes[g] = (g + 1 < ranges ? below[g] : start) - (g ? below[g - 1] : 0);
+    }
+#endif
+    ptrdiff_t counts[EXPONENT_KEYS];
+    count_keys_loop(bases + start * width, width, n - start, 1, 0, counts);
+    for (int key = 0; key < CONTEXTS; key++)
+        sizes[group_of_key[key]] += counts[key];
 }

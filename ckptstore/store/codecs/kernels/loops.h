@@ -49,6 +49,15 @@ int split_exponents_loop(const uint8_t *raws, int width, ptrdiff_t n, ptrdiff_t 
 void count_keys_loop(const uint8_t *data, int width, ptrdiff_t n, ptrdiff_t stride,
                      int exponents, ptrdiff_t counts[EXPONENT_KEYS]);
 
+/* How many of n elements fall in each group (its base key's group in group_of_key,
+   each below ``groups``), to sizes. */
+void group_sizes_loop(const uint8_t *bases, int width, ptrdiff_t n,
+                      const uint8_t group_of_key[CONTEXTS], ptrdiff_t groups, ptrdiff_t *sizes);
+
+/* Nonzero (the default): the loops above take vector instructions where the CPU has
+   them; zero: scalar loops alone (tests compare the two). */
+extern int vector_loops;
+
 /* What grouping_gain_bits (estimate.py) counts on the elements 0, stride, 2 * stride...
    of n (width 1, 2, 4 or 8): the bit length of each one's zigzag code against the base
    element, plain and less its group's bias, as joint (groups x CODE_LENGTHS counts
