@@ -101,7 +101,11 @@ class Rig:
         self.clock = Clock()
         self.packs = LocalBlockStore(root / "packs")
         self.catalog: Catalog = open_catalog(self.catalog_location)
-        config = StoreConfig(gc_grace_s=GRACE_S, compact_dead_fraction=0.99)
+        # the packs are sparse files, with no entries to copy: GC must neither compact
+        # nor merge them (every pack here is large next to a 1 MiB target)
+        config = StoreConfig(
+            gc_grace_s=GRACE_S, compact_dead_fraction=0.99, pack_target_bytes=1 << 20
+        )
         self.store = CheckpointStore(
             self.catalog, self.packs, config=config, clock=self.clock, lock_dir=root
         )
