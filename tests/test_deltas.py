@@ -249,6 +249,25 @@ def test_verify_decodes_chains_and_names_checkpoints_hurt_by_a_bad_base(store):
         assert info.value.block_id == victim.block_id.hex()
 
 
+def test_verify_decodes_each_block_of_a_chain_once(store, monkeypatch):
+    """verify with data walks each chain from its whole block, decoding every delta on
+    its base's bytes just decoded: as many decodes as blocks, however deep the chains."""
+    put_steps(store, 5)
+    assert max(depths_of(store, store.list("run").checkpoints[-1].checkpoint_id)) >= 3
+    codec = store.context.codec
+    decodes = []
+    original = codec.decode
+
+    def counting(*args, **kwargs):
+        decodes.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(codec, "decode", counting)
+    report = store.verify(read_data=True)
+    assert report.ok and report.blocks_checked == store.stats().blocks
+    assert len(decodes) == store.stats().blocks
+
+
 def test_reads_after_compaction_follow_moved_bases(store, clock):
     data = safetensors_bytes(model(1, 0))
     first = store.put("run", data)
