@@ -1,7 +1,8 @@
 """Schema 12 of the SQLite catalog (schema.py): integer keys and manifest pages (FORMAT.md).
 
 Blocks are keyed by an integer given in insertion order, so that one checkpoint's
-blocks sit on few pages of the table and its indexes; packs likewise. A checkpoint's
+blocks sit on few pages of the table and its indexes; packs likewise. Block ids are
+found through an index of their first 8 bytes (a block's row holds the whole id). A checkpoint's
 manifest is a few rows of manifest pages (``manifestpages.py``) instead of a row per
 block, and ``tenant_refs`` says which tenants' checkpoints reference each block (what
 the upload's "which blocks do you have" answers from, for that tenant alone).
@@ -81,7 +82,7 @@ _BEFORE = [
         GROUP BY pack_id ORDER BY pack_id""",
     """CREATE TABLE blocks (
         block_key INTEGER PRIMARY KEY AUTOINCREMENT,
-        block_id BLOB NOT NULL UNIQUE,
+        block_id BLOB NOT NULL,
         pack_key INTEGER NOT NULL,
         pack_offset INTEGER NOT NULL,
         stored_len INTEGER NOT NULL,
@@ -98,6 +99,8 @@ _BEFORE = [
             b.refcount, b.dead_since, b.header_len, b.width
         FROM blocks_11 b JOIN packs p ON p.pack_id = b.pack_id
         ORDER BY p.pack_key, b.pack_offset, b.block_id""",
+    # whole ids, for the joins below only (blocks_id, made at the end, holds prefixes)
+    "CREATE UNIQUE INDEX blocks_migrating ON blocks (block_id)",
     "CREATE TABLE lost_blocks (block_key INTEGER PRIMARY KEY, block_id BLOB NOT NULL)",
     """INSERT INTO lost_blocks (block_key, block_id)
         SELECT -ROW_NUMBER() OVER (ORDER BY id), id FROM (
@@ -128,6 +131,11 @@ _BEFORE = [
 ]
 
 _AFTER = [
+    "DROP INDEX blocks_migrating",
+    # the first 8 bytes of each id: a lookup by id names them (sqlite/rows.py, id_is)
+    "CREATE INDEX blocks_id ON blocks (substr(block_id, 1, 8))",
+    # rows from before schema 4 whose width is still to be read: none once read
+    "CREATE INDEX blocks_unknown_width ON blocks (block_id) WHERE width = -1",
     "DROP TABLE manifests",
     "DROP TABLE blocks_11",
     "DROP TABLE packs_11",

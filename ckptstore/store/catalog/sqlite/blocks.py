@@ -27,10 +27,15 @@ class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
     ) -> int:
         with self._write() as conn:
             pack_key = insert_pack(conn, pack_id, size, now)
-            added: int = conn.executemany(
-                "INSERT OR IGNORE INTO blocks (block_id, pack_key, pack_offset, stored_len,"
-                " raw_len, codec, base_key, header_len, width, refcount, dead_since)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+            present = manifests.block_keys(conn, (b.block_id for b in blocks))
+            fresh: dict[bytes, BlockRecord] = {}
+            for b in blocks:  # a block already stored, or twice in the pack: its first entry
+                if b.block_id not in present:
+                    fresh.setdefault(b.block_id, b)
+            conn.executemany(
+                "INSERT INTO blocks (block_id, pack_key, pack_offset, stored_len,"
+                " raw_len, codec, header_len, width, refcount, dead_since)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
                 [
                     (
                         b.block_id,
@@ -39,43 +44,46 @@ class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
                         b.stored_len,
                         b.raw_len,
                         b.codec,
-                        None,  # set below: a base may be in this very pack
                         b.header_len,
                         b.width,
                         now,
                     )
-                    for b in blocks
+                    for b in fresh.values()
                 ],
-            ).rowcount  # summed over the rows, not counting what the triggers change
-            _point_at_bases(conn, pack_key, [b for b in blocks if b.base_id is not None])
+            )
+            # after every row: a base may be in this very pack
+            _point_at_bases(conn, [b for b in fresh.values() if b.base_id is not None])
             conn.executemany(
                 "INSERT OR REPLACE INTO leases (block_id, holder, expires_at) VALUES (?, ?, ?)",
                 [(b.block_id, lease_holder, lease_expires_at) for b in blocks],
             )
-            return added
+            return len(fresh)
 
     def get_block(self, block_id: bytes) -> BlockRecord | None:
         row = (
             self._conn()
-            .execute(f"SELECT {BLOCK_COLUMNS} FROM block_rows WHERE block_id = ?", (block_id,))
+            .execute(
+                f"SELECT {BLOCK_COLUMNS} FROM block_rows WHERE {rows.id_is()}",
+                rows.id_values([block_id]),
+            )
             .fetchone()
         )
         return rows.block(row) if row else None
 
     def get_blocks(self, block_ids: list[bytes]) -> dict[bytes, BlockRecord]:
-        return {r.block_id: r for r in self._blocks_where("block_id IN ({})", block_ids)}
+        return {r.block_id: r for r in self._blocks_where("{ids}", block_ids)}
 
     def unreferenced(self, block_ids: list[bytes]) -> list[BlockRecord]:
-        return self._blocks_where("block_id IN ({}) AND refcount = 0", block_ids)
+        return self._blocks_where("{ids} AND refcount = 0", block_ids)
 
     def deltas_on(self, block_ids: list[bytes]) -> list[BlockRecord]:
         return self._blocks_where(
-            "base_key IN (SELECT block_key FROM blocks WHERE block_id IN ({}))", block_ids
+            "base_key IN (SELECT block_key FROM blocks WHERE {ids})", block_ids
         )
 
     def new_to_tenant(self, tenant_id: str, block_ids: list[bytes]) -> list[BlockRecord]:
         return self._blocks_where(
-            "block_id IN ({}) AND NOT EXISTS (SELECT 1 FROM tenant_refs t"
+            "{ids} AND NOT EXISTS (SELECT 1 FROM tenant_refs t"
             " WHERE t.block_key = block_rows.block_key AND t.tenant_id = ?)",
             block_ids,
             tenant_id,
@@ -84,14 +92,16 @@ class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
     def _blocks_where(
         self, condition: str, block_ids: list[bytes], *after: object
     ) -> list[BlockRecord]:
-        """The block rows matching ``condition``, whose ``{}`` stands for the ids (distinct),
-        asked for in batches; ``after``: the values of the parameters that follow."""
+        """The block rows matching ``condition``, whose ``{ids}`` stands for a match of the
+        ids (distinct), asked for in batches; ``after``: the values of the parameters
+        that follow."""
         out: list[BlockRecord] = []
         with self._read() as conn:
             for batch in batches(list(set(block_ids))):
-                where = condition.format(",".join("?" * len(batch)))
+                where = condition.format(ids=rows.ids_in(len(batch)))
                 found = conn.execute(
-                    f"SELECT {BLOCK_COLUMNS} FROM block_rows WHERE {where}", (*batch, *after)
+                    f"SELECT {BLOCK_COLUMNS} FROM block_rows WHERE {where}",
+                    (*rows.id_values(batch), *after),
                 )
                 out += [rows.block(row) for row in found.fetchall()]
         return out
@@ -126,16 +136,17 @@ class SQLiteBlockIndex(SQLiteDatabase, BlockIndex):
             after = (last[-2], last[2], last[-1])
 
 
-def _point_at_bases(conn: sqlite3.Connection, pack_key: int, deltas: list[BlockRecord]) -> None:
-    """Set the base key of the rows just inserted for ``deltas`` (rows of another pack,
-    already stored, keep theirs); MissingBlockError (to roll back) for a base not stored."""
-    bases = manifests.block_keys(conn, {b.base_id for b in deltas if b.base_id is not None})
-    missing = {b.base_id.hex() for b in deltas if b.base_id is not None and b.base_id not in bases}
+def _point_at_bases(conn: sqlite3.Connection, deltas: list[BlockRecord]) -> None:
+    """Set the base key of the rows just inserted for ``deltas``; MissingBlockError (to
+    roll back) for a base not stored."""
+    bases = {b.base_id for b in deltas if b.base_id is not None}
+    keys = manifests.block_keys(conn, [*bases, *(b.block_id for b in deltas)])
+    missing = {base.hex() for base in bases if base not in keys}
     if missing:
         raise MissingBlockError(sorted(missing))
     conn.executemany(
-        "UPDATE blocks SET base_key = ? WHERE block_id = ? AND pack_key = ?",
-        [(bases[b.base_id], b.block_id, pack_key) for b in deltas if b.base_id is not None],
+        "UPDATE blocks SET base_key = ? WHERE block_key = ?",
+        [(keys[b.base_id], keys[b.block_id]) for b in deltas if b.base_id is not None],
     )
 
 

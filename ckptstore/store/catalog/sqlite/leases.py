@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 
 from ckptstore.store.catalog.base import Leases
+from ckptstore.store.catalog.sqlite import rows
 from ckptstore.store.catalog.sqlite.database import SQLiteDatabase, batches
 
 
@@ -13,7 +14,7 @@ class SQLiteLeases(SQLiteDatabase, Leases):
     def lease_existing(
         self, block_ids: list[bytes], lease_holder: str, expires_at: float
     ) -> set[bytes]:
-        query = "SELECT block_id FROM blocks WHERE block_id IN ({marks})"
+        query = "SELECT b.block_id FROM blocks b WHERE {ids}"
         return self._lease_found(query, (), block_ids, lease_holder, expires_at)
 
     def lease_visible(
@@ -22,7 +23,7 @@ class SQLiteLeases(SQLiteDatabase, Leases):
         query = (
             "SELECT b.block_id FROM blocks b"
             " JOIN tenant_refs t ON t.block_key = b.block_key AND t.tenant_id = ?"
-            " WHERE b.block_id IN ({marks})"
+            " WHERE {ids}"
         )
         return self._lease_found(query, (tenant_id,), block_ids, lease_holder, expires_at)
 
@@ -40,21 +41,22 @@ class SQLiteLeases(SQLiteDatabase, Leases):
 
         def find(conn: sqlite3.Connection, ids: list[bytes]) -> Iterator[list[bytes]]:
             for batch in batches(ids):
-                sql = query.format(marks=",".join("?" * len(batch)))
-                yield [row[0] for row in conn.execute(sql, [*extra, *batch]).fetchall()]
+                sql = query.format(ids=rows.ids_in(len(batch), "b.block_id"))
+                found = conn.execute(sql, [*extra, *rows.id_values(batch)])
+                yield [row[0] for row in found.fetchall()]
 
         with self._read() as conn:
-            candidates = [block for rows in find(conn, list(set(block_ids))) for block in rows]
+            candidates = [block for got in find(conn, list(set(block_ids))) for block in got]
         found: set[bytes] = set()
         if not candidates:
             return found
         with self._write() as conn:  # GC may have taken some since
-            for rows in find(conn, candidates):
+            for got in find(conn, candidates):
                 conn.executemany(
                     "INSERT OR REPLACE INTO leases (block_id, holder, expires_at) VALUES (?, ?, ?)",
-                    [(block, lease_holder, expires_at) for block in rows],
+                    [(block, lease_holder, expires_at) for block in got],
                 )
-                found.update(rows)
+                found.update(got)
         return found
 
     def leased_to(self, lease_holder: str, block_ids: list[bytes]) -> set[bytes]:

@@ -159,9 +159,9 @@ class SQLiteMaintenance(SQLiteDatabase, Maintenance):
         found = (
             self._conn()
             .execute(
-                f"SELECT {BLOCK_COLUMNS} FROM block_rows WHERE block_id > ? AND width = ?"
-                " ORDER BY block_id LIMIT ?",
-                (after, UNKNOWN_WIDTH, limit),
+                f"SELECT {BLOCK_COLUMNS} FROM block_rows"
+                f" WHERE width = {UNKNOWN_WIDTH} AND block_id > ? ORDER BY block_id LIMIT ?",
+                (after, limit),
             )
             .fetchall()
         )
@@ -170,8 +170,8 @@ class SQLiteMaintenance(SQLiteDatabase, Maintenance):
     def record_widths(self, widths: dict[bytes, int | None]) -> None:
         with self._write() as conn:
             conn.executemany(
-                "UPDATE blocks SET width = ? WHERE block_id = ? AND width = ?",
-                [(width, block, UNKNOWN_WIDTH) for block, width in widths.items()],
+                f"UPDATE blocks SET width = ? WHERE {rows.id_is()} AND width = {UNKNOWN_WIDTH}",
+                [(width, *rows.id_values([block])) for block, width in widths.items()],
             )
 
     def maintenance(self) -> None:
@@ -191,8 +191,8 @@ def _move_from(
     old_key = pack_key(conn, old_pack_id)
     conn.executemany(
         "UPDATE blocks SET pack_key = ?, pack_offset = ?, header_len = ?"
-        " WHERE block_id = ? AND pack_key = ?",
-        [(new_key, b.offset, b.header_len, b.block_id, old_key) for b in moved],
+        f" WHERE {rows.id_is()} AND pack_key = ?",
+        [(new_key, b.offset, b.header_len, *rows.id_values([b.block_id]), old_key) for b in moved],
     )
     left = conn.execute("SELECT COUNT(*) FROM blocks WHERE pack_key = ?", (old_key,)).fetchone()[0]
     if left:

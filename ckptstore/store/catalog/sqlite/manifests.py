@@ -33,9 +33,8 @@ def block_keys(conn: sqlite3.Connection, block_ids: Iterable[bytes]) -> dict[byt
     """The key of each of ``block_ids`` that has a block row."""
     found: dict[bytes, int] = {}
     for batch in batches(sorted(set(block_ids))):
-        marks = ",".join("?" * len(batch))
-        query = f"SELECT block_id, block_key FROM blocks WHERE block_id IN ({marks})"
-        found.update(conn.execute(query, batch).fetchall())
+        query = f"SELECT block_id, block_key FROM blocks WHERE {rows.ids_in(len(batch))}"
+        found.update(conn.execute(query, rows.id_values(batch)).fetchall())
     return found
 
 

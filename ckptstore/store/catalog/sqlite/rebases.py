@@ -6,7 +6,7 @@ import sqlite3
 
 from ckptstore.store.catalog.base import Rebases
 from ckptstore.store.catalog.records import BlockRecord
-from ckptstore.store.catalog.sqlite import rows
+from ckptstore.store.catalog.sqlite import manifests, rows
 from ckptstore.store.catalog.sqlite.blocks import insert_pack
 from ckptstore.store.catalog.sqlite.database import SQLiteDatabase
 from ckptstore.store.catalog.sqlite.rows import block_columns
@@ -56,35 +56,40 @@ class SQLiteRebases(SQLiteDatabase, Rebases):
         applied: set[bytes] = set()
         with self._write() as conn:
             new_pack_key = insert_pack(conn, pack_id, size, now)
+            named = {old.block_id for old, _ in moves}
+            named |= {b.base_id for pair in moves for b in pair if b.base_id is not None}
+            keys = manifests.block_keys(conn, named)
             for old, new in moves:
-                if (
+                key = keys.get(old.block_id)
+                if key is None or (
                     max_height is not None
                     and new.base_id is not None
-                    and _height(conn, old.block_id, max_height) >= max_height
+                    and _height(conn, key, max_height) >= max_height
                 ):
                     continue
+                old_base = None if old.base_id is None else keys.get(old.base_id, 0)
+                new_base = None if new.base_id is None else keys.get(new.base_id, 0)
                 changed = conn.execute(
                     "UPDATE blocks SET pack_key = ?, pack_offset = ?, header_len = ?,"
-                    " stored_len = ?, codec = ?,"
-                    " base_key = (SELECT y.block_key FROM blocks y WHERE y.block_id = ?)"
-                    " WHERE block_id = ? AND pack_offset = ?"
+                    " stored_len = ?, codec = ?, base_key = ?"
+                    " WHERE block_key = ? AND pack_offset = ?"
                     " AND pack_key = (SELECT pack_key FROM packs WHERE pack_id = ?)"
-                    " AND base_key IS (SELECT y.block_key FROM blocks y WHERE y.block_id = ?)"
+                    " AND base_key IS ?"
                     " AND (? IS NULL OR EXISTS"
-                    " (SELECT 1 FROM blocks y WHERE y.block_id = ? AND y.base_key IS NULL))",
+                    " (SELECT 1 FROM blocks y WHERE y.block_key = ? AND y.base_key IS NULL))",
                     (
                         new_pack_key,
                         new.offset,
                         new.header_len,
                         new.stored_len,
                         new.codec,
-                        new.base_id,
-                        old.block_id,
+                        new_base,
+                        key,
                         old.offset,
                         old.pack_id,
-                        old.base_id,
-                        new.base_id,
-                        new.base_id,
+                        old_base,
+                        new_base,
+                        new_base,
                     ),
                 ).rowcount
                 if changed:
@@ -119,16 +124,16 @@ class SQLiteRebases(SQLiteDatabase, Rebases):
         return [rows.block(row) for row in found]
 
 
-def _height(conn: sqlite3.Connection, block_id: bytes, limit: int) -> int:
-    """How many deltas deep blocks hang below ``block_id`` (``limit``: at least that)."""
+def _height(conn: sqlite3.Connection, block_key: int, limit: int) -> int:
+    """How many deltas deep blocks hang below block ``block_key`` (``limit``: at least
+    that)."""
     row = conn.execute(
         "WITH RECURSIVE below(block_key, depth) AS ("
-        " SELECT block_key, 1 FROM blocks"
-        "  WHERE base_key = (SELECT block_key FROM blocks WHERE block_id = ?)"
+        " SELECT block_key, 1 FROM blocks WHERE base_key = ?"
         " UNION ALL SELECT b.block_key, below.depth + 1 FROM blocks b"
         " JOIN below ON b.base_key = below.block_key WHERE below.depth < ?)"
         " SELECT COALESCE(MAX(depth), 0) FROM below",
-        (block_id, limit),
+        (block_key, limit),
     ).fetchone()
     height: int = row[0]
     return height
