@@ -131,8 +131,11 @@ class PostgresDatabase:
                     f"catalog schema version {version}; this ckptstore knows up to {SCHEMA_VERSION}"
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target]:
-                    conn.execute(statement)
+                for step in MIGRATIONS[target]:
+                    if isinstance(step, str):
+                        conn.execute(step)
+                    else:
+                        step(conn)
                 conn.execute("INSERT INTO ckptstore_schema (version) VALUES (%s)", (target,))
 
     def schema_version(self) -> int:
