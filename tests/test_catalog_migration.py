@@ -339,7 +339,9 @@ def as_postgres_schema_6(url: str) -> None:
         packs = conn.execute("SELECT pack_id, size, created_at FROM packs").fetchall()
         blocks = conn.execute(
             "SELECT block_id, pack_id, pack_offset, stored_len, raw_len, codec, base_id,"
-            " refcount, dead_since, header_len, width FROM block_rows"
+            " COALESCE((SELECT SUM(refs) FROM tenant_refs t WHERE t.block_key = b.block_key), 0),"
+            " (SELECT dead_since FROM unreferenced_blocks u WHERE u.block_key = b.block_key),"
+            " header_len, width FROM block_rows b"
         ).fetchall()
         ids = dict(conn.execute("SELECT block_key, block_id FROM blocks").fetchall())
         manifests = []
@@ -355,7 +357,8 @@ def as_postgres_schema_6(url: str) -> None:
                 )
             ]
         conn.execute("DROP VIEW block_rows")
-        for table in ("blocks", "packs", "tenant_refs", "manifest_pages", "lost_blocks"):
+        tables = ("blocks", "packs", "tenant_refs", "unreferenced_blocks", "manifest_pages")
+        for table in (*tables, "lost_blocks"):
             conn.execute(f"DROP TABLE {table}")
         conn.execute("DROP FUNCTION blocks_live_change(), blocks_live_move()")
         for statement in POSTGRES_MIGRATIONS[1]:
@@ -417,11 +420,11 @@ def test_a_postgres_catalog_of_schema_6_reads_the_same_as_manifest_pages(
         assert catalog.schema_version() == POSTGRES_SCHEMA_VERSION
         assert _catalog_view(store, ["", "other"]) == before
         with psycopg.connect(postgres_url) as conn:
-            # refcounts are the sums of the per-tenant references; both tenants see the
-            # blocks they share
+            # a block is unreferenced if and only if no tenant references it
             assert conn.execute(
-                "SELECT COUNT(*) FROM blocks b WHERE refcount != COALESCE("
-                " (SELECT SUM(refs) FROM tenant_refs t WHERE t.block_key = b.block_key), 0)"
+                "SELECT COUNT(*) FROM blocks b WHERE"
+                " EXISTS (SELECT 1 FROM tenant_refs t WHERE t.block_key = b.block_key)"
+                " = EXISTS (SELECT 1 FROM unreferenced_blocks u WHERE u.block_key = b.block_key)"
             ).fetchone() == (0,)
         (theirs,) = store.list("job", tenant="other").checkpoints
         shared = [record.block_id for _, record in catalog.manifest(theirs.checkpoint_id)]

@@ -12,14 +12,17 @@ from ckptstore.store.catalog.postgres.rows import BLOCK_ARRAY_TYPES, BLOCK_COLUM
 from ckptstore.store.catalog.records import BlockRecord
 
 # A pack's new block rows (schema 7): the values of BLOCK_COLUMNS as arrays, the pack
-# and the base given by key, keys handed out in the order of the arrays.
+# and the base given by key, keys handed out in the order of the arrays; each new
+# block unreferenced from the time given.
 _INSERT_BLOCKS = (
-    "INSERT INTO blocks (block_id, pack_key, pack_offset, stored_len, raw_len, codec,"
-    " base_key, header_len, width, refcount, dead_since)"
-    " SELECT v.id, %s, v.off, v.stored, v.raw, v.codec, y.block_key, v.hl, v.w, 0, %s"
+    "WITH added AS (INSERT INTO blocks (block_id, pack_key, pack_offset, stored_len, raw_len,"
+    " codec, base_key, header_len, width)"
+    " SELECT v.id, %s, v.off, v.stored, v.raw, v.codec, y.block_key, v.hl, v.w"
     " FROM unnest(" + ", ".join(f"%s::{t}" for t in BLOCK_ARRAY_TYPES) + ") WITH ORDINALITY"
     " AS v(id, pack, off, stored, raw, codec, base, hl, w, n)"
     " LEFT JOIN blocks y ON y.block_id = v.base ORDER BY v.n ON CONFLICT (block_id) DO NOTHING"
+    " RETURNING block_key)"
+    " INSERT INTO unreferenced_blocks (block_key, dead_since) SELECT block_key, %s FROM added"
 )
 
 
@@ -92,7 +95,7 @@ class PostgresBlockIndex(PostgresDatabase, BlockIndex):
             added = 0
             for turn in insert_order(blocks, present):
                 added += conn.execute(
-                    _INSERT_BLOCKS, (row[0], now, *rows.block_arrays(turn))
+                    _INSERT_BLOCKS, (row[0], *rows.block_arrays(turn), now)
                 ).rowcount
             lease(conn, sorted({b.block_id for b in blocks}), lease_holder, lease_expires_at)
             return added
@@ -105,7 +108,11 @@ class PostgresBlockIndex(PostgresDatabase, BlockIndex):
         return {r.block_id: r for r in self._blocks_where("block_id = ANY(%s)", block_ids)}
 
     def unreferenced(self, block_ids: list[bytes]) -> list[BlockRecord]:
-        return self._blocks_where("block_id = ANY(%s) AND refcount = 0", block_ids)
+        return self._blocks_where(
+            "block_id = ANY(%s) AND NOT EXISTS (SELECT 1 FROM tenant_refs t"
+            " WHERE t.block_key = block_rows.block_key)",
+            block_ids,
+        )
 
     def deltas_on(self, block_ids: list[bytes]) -> list[BlockRecord]:
         return self._blocks_where(

@@ -8,6 +8,14 @@ rows of manifest pages (``manifestpages.py``) instead of a row per block, and
 blocks do you have" answers from). Reads see the columns of the catalog API through
 the view ``block_rows``.
 
+Unlike SQLite's, a block row here holds no refcount: a block is referenced while it
+has a ``tenant_refs`` row, and one without any is in ``unreferenced_blocks`` (since
+when: what GC's grace period counts from). An update of a row in PostgreSQL writes a
+new version of it and of every index entry pointing at it, so a refcount in the row
+would rewrite every block of a checkpoint, and its entry in the index of block ids (at
+random places), at each commit and delete; this way block rows are only written when
+they come, move or go.
+
 ``MIGRATION`` converts a schema-6 catalog in the migration's one transaction, keeping
 every row's meaning; entries naming a block whose row is gone (only a damaged catalog
 has them) keep its id in ``lost_blocks``, under a negative key.
@@ -27,8 +35,9 @@ from ckptstore.store.catalog.postgres.pages import INSERT_PAGES, page_rows
 _ID = 'TEXT COLLATE "C"'
 
 # Each pack's live bytes, kept as block rows come, go and move (as since schema 4, on
-# pack keys now); and the ids of referenced blocks (or bases) whose rows go, which the
-# store's own code never deletes: a damaged or hand-edited catalog still names them.
+# pack keys now); the ids of referenced blocks (or bases) whose rows go, which the
+# store's own code never deletes: a damaged or hand-edited catalog still names them;
+# and no unreferenced_blocks row outlives its block's.
 _LIVE_BYTES = [
     """CREATE OR REPLACE FUNCTION blocks_live_change() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
@@ -44,8 +53,10 @@ _LIVE_BYTES = [
             WHERE p.pack_key = s.pack_key;
             INSERT INTO lost_blocks (block_key, block_id)
             SELECT o.block_key, o.block_id FROM old_rows o
-            WHERE o.refcount > 0 OR EXISTS (SELECT 1 FROM blocks d WHERE d.base_key = o.block_key)
+            WHERE EXISTS (SELECT 1 FROM tenant_refs t WHERE t.block_key = o.block_key)
+            OR EXISTS (SELECT 1 FROM blocks d WHERE d.base_key = o.block_key)
             ON CONFLICT (block_key) DO UPDATE SET block_id = EXCLUDED.block_id;
+            DELETE FROM unreferenced_blocks u USING old_rows o WHERE u.block_key = o.block_key;
         END IF;
         RETURN NULL;
     END $$""",
@@ -55,8 +66,8 @@ _LIVE_BYTES = [
     """CREATE TRIGGER blocks_live_delete AFTER DELETE ON blocks
         REFERENCING OLD TABLE AS old_rows
         FOR EACH STATEMENT EXECUTE FUNCTION blocks_live_change()""",
-    # A move is a row trigger named by its columns: refcount updates (every commit
-    # and delete) neither fire it nor collect their rows for it.
+    # A move is a row trigger named by its columns: other updates neither fire it
+    # nor collect their rows for it.
     """CREATE OR REPLACE FUNCTION blocks_live_move() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         UPDATE packs SET live_bytes = live_bytes - OLD.header_len - OLD.stored_len
@@ -78,7 +89,7 @@ _BLOCK_ROWS_VIEW = """CREATE VIEW block_rows AS SELECT
     b.block_key, b.block_id, p.pack_id, b.pack_offset, b.stored_len, b.raw_len, b.codec,
     CASE WHEN b.base_key IS NULL THEN NULL ELSE COALESCE(base.block_id,
         (SELECT l.block_id FROM lost_blocks l WHERE l.block_key = b.base_key)) END AS base_id,
-    b.header_len, b.width, b.refcount, b.dead_since, b.pack_key, b.base_key
+    b.header_len, b.width, b.pack_key, b.base_key
     FROM blocks b JOIN packs p ON p.pack_key = b.pack_key
     LEFT JOIN blocks base ON base.block_key = b.base_key"""
 
@@ -126,8 +137,6 @@ _BEFORE = [
         stored_len BIGINT NOT NULL,
         raw_len BIGINT NOT NULL,
         base_key BIGINT,
-        refcount BIGINT NOT NULL DEFAULT 0,
-        dead_since DOUBLE PRECISION,
         codec INTEGER NOT NULL,
         header_len INTEGER NOT NULL,
         width INTEGER,
@@ -144,10 +153,10 @@ _BEFORE = [
             p.pack_key, o.*
         FROM blocks_6 o JOIN packs p ON p.pack_id = o.pack_id)
     INSERT INTO blocks (block_key, pack_key, pack_offset, stored_len, raw_len, base_key,
-        refcount, dead_since, codec, header_len, width, block_id)
+        codec, header_len, width, block_id)
     OVERRIDING SYSTEM VALUE
     SELECT k.block_key, k.pack_key, k.pack_offset, k.stored_len, k.raw_len,
-        COALESCE(base.block_key, l.block_key), k.refcount, k.dead_since, k.codec,
+        COALESCE(base.block_key, l.block_key), k.codec,
         k.header_len, k.width, k.block_id
     FROM keyed k LEFT JOIN keyed base ON base.block_id = k.base_id
     LEFT JOIN lost_blocks l ON l.block_id = k.base_id
@@ -163,6 +172,16 @@ _BEFORE = [
         JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id
         JOIN blocks n ON n.block_id = m.block_id
         GROUP BY n.block_key, c.tenant_id ORDER BY n.block_key""",
+    """CREATE TABLE unreferenced_blocks (
+        block_key BIGINT PRIMARY KEY,
+        dead_since DOUBLE PRECISION NOT NULL)""",
+    # the blocks no manifest names, dead since their refcount reached 0 (or now, for
+    # one whose refcount said otherwise)
+    """INSERT INTO unreferenced_blocks (block_key, dead_since)
+        SELECT n.block_key, COALESCE(o.dead_since, EXTRACT(EPOCH FROM now())::double precision)
+        FROM blocks n JOIN blocks_6 o ON o.block_id = n.block_id
+        WHERE NOT EXISTS (SELECT 1 FROM tenant_refs t WHERE t.block_key = n.block_key)
+        ORDER BY n.block_key""",
     f"""CREATE TABLE manifest_pages (
         checkpoint_id {_ID} NOT NULL,
         page INTEGER NOT NULL,
@@ -178,10 +197,11 @@ _AFTER = [
     "DROP TABLE packs_6",
     "CREATE INDEX blocks_pack ON blocks (pack_key, pack_offset)",
     "CREATE INDEX blocks_base ON blocks (base_key) WHERE base_key IS NOT NULL",
-    "CREATE INDEX blocks_dead ON blocks (dead_since) WHERE refcount = 0",
+    "CREATE INDEX unreferenced_since ON unreferenced_blocks (dead_since)",
     "CREATE INDEX blocks_unknown_width ON blocks (block_id) WHERE width = -1",
-    # vacuumed sooner than the default fifth of the table (as since schema 4)
-    "ALTER TABLE blocks SET (autovacuum_vacuum_scale_factor = 0.02)",
+    # every new block is in it until its commit: vacuumed after a fiftieth of it
+    # changed, GC's scans of unreferenced_since skip fewer stale entries
+    "ALTER TABLE unreferenced_blocks SET (autovacuum_vacuum_scale_factor = 0.02)",
     *_LIVE_BYTES,
     _BLOCK_ROWS_VIEW,
 ]

@@ -12,17 +12,22 @@ from ckptstore.store.catalog.postgres.database import (
     plain_index_scans,
     retried,
 )
+from ckptstore.store.catalog.postgres.references import hold_keys
 from ckptstore.store.catalog.postgres.rows import BLOCK_COLUMNS
 from ckptstore.store.catalog.postgres.verify import ManifestChecks
 from ckptstore.store.catalog.records import UNKNOWN_WIDTH, BlockRecord, CatalogStats, PackUsage
 
-# A dead block: no references for the grace period, no lease, no delta on it. Checked
-# once to pick the rows to lock, and again once they are locked (a statement that
-# starts after the locks sees every lease and delta committed before them).
+# A dead block (``u``, its unreferenced_blocks row): no references for the grace
+# period, no lease, no delta on it. Checked once to pick the rows to lock, and again
+# once they are locked (a statement that starts after the locks sees every reference,
+# lease and delta committed before them). Every other table is reached from ``u``'s
+# row, so that the scan runs along unreferenced_since whatever the statistics say.
 _DEAD = (
-    "b.refcount = 0 AND b.dead_since <= %s"
-    " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.block_id = b.block_id)"
-    " AND NOT EXISTS (SELECT 1 FROM blocks d WHERE d.base_key = b.block_key)"
+    "u.dead_since <= %s"
+    " AND NOT EXISTS (SELECT 1 FROM tenant_refs t WHERE t.block_key = u.block_key)"
+    " AND NOT EXISTS (SELECT 1 FROM blocks y JOIN leases l ON l.block_id = y.block_id"
+    "  WHERE y.block_key = u.block_key)"
+    " AND NOT EXISTS (SELECT 1 FROM blocks d WHERE d.base_key = u.block_key)"
 )
 
 # A removed row's columns, as BLOCK_COLUMNS (its pack and base by id)
@@ -100,19 +105,22 @@ class PostgresMaintenance(ManifestChecks, PostgresDatabase, Maintenance):
         the packs they leave, for one batch only); those removed."""
         with self._write() as conn:
             plain_index_scans(conn)
+            candidates = conn.execute(
+                f"SELECT u.block_key FROM unreferenced_blocks u WHERE {_DEAD} LIMIT %s",
+                (cutoff, REMOVAL_BATCH),
+            ).fetchall()
             # SKIP LOCKED: a block some transaction holds is being leased or
             # referenced, so it is not dead; GC does not wait for it (nor can it
             # deadlock on it).
-            candidates = conn.execute(
-                f"SELECT b.block_key FROM blocks b WHERE {_DEAD} LIMIT %s FOR UPDATE SKIP LOCKED",
-                (cutoff, REMOVAL_BATCH),
-            ).fetchall()
-            if not candidates:
+            locked = hold_keys(conn, sorted(row[0] for row in candidates), "UPDATE SKIP LOCKED")
+            if not locked:
                 return []
+            # (the delete trigger drops their unreferenced_blocks rows)
             found = conn.execute(
-                f"DELETE FROM blocks b USING packs p WHERE p.pack_key = b.pack_key"
+                "DELETE FROM blocks b USING packs p, unreferenced_blocks u"
+                " WHERE p.pack_key = b.pack_key AND u.block_key = b.block_key"
                 f" AND b.block_key = ANY(%s) AND {_DEAD} RETURNING {_REMOVED}",
-                ([row[0] for row in candidates], cutoff),
+                (sorted(locked), cutoff),
             ).fetchall()
             return [rows.block(row) for row in found]
 

@@ -133,18 +133,19 @@ class PostgresRebases(PostgresDatabase, Rebases):
     def orphaned_deltas(self, dead_before: float) -> list[BlockRecord]:
         with self._read() as conn:
             plain_index_scans(conn)
-            # the dead bases first (blocks_dead), then the deltas on them (blocks_base):
+            # the dead bases first (unreferenced_since), then the deltas on them (blocks_base):
             # each an index scan whatever the planner's estimates
             bases = conn.execute(
-                "SELECT y.block_key FROM blocks y WHERE y.refcount = 0 AND y.dead_since <= %s"
-                " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.block_id = y.block_id)",
+                "SELECT u.block_key FROM unreferenced_blocks u WHERE u.dead_since <= %s"
+                " AND NOT EXISTS (SELECT 1 FROM blocks y JOIN leases l"
+                "  ON l.block_id = y.block_id WHERE y.block_key = u.block_key)",
                 (dead_before,),
             ).fetchall()
             if not bases:
                 return []
             found = conn.execute(
                 f"SELECT {block_columns('x')} FROM block_rows x WHERE x.base_key = ANY(%s)"
-                " AND (x.refcount > 0"
+                " AND (EXISTS (SELECT 1 FROM tenant_refs t WHERE t.block_key = x.block_key)"
                 " OR EXISTS (SELECT 1 FROM leases l WHERE l.block_id = x.block_id))",
                 ([row[0] for row in bases],),
             ).fetchall()

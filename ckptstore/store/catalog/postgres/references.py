@@ -1,6 +1,12 @@
-"""Refcounts in PostgreSQL: the increments of a commit and the decrements of a delete,
-by block key, kept per tenant in ``tenant_refs`` as well (schema 7): a block's
-refcount is the sum of its tenants' references."""
+"""References in PostgreSQL: the increments of a commit and the decrements of a delete,
+by block key and tenant (schema 7).
+
+A block is referenced while it has a ``tenant_refs`` row (its count of references by
+one tenant's manifests); one with none is in ``unreferenced_blocks``, since when. Block
+rows are locked, never written: a commit holds its blocks in share mode (commits do
+not wait on each other; a GC deleting one waits, then finds it referenced), a delete
+holds its blocks exclusively, so that a commit and a delete of one block take turns
+and each sees what the other did."""
 
 from __future__ import annotations
 
@@ -8,66 +14,61 @@ from ckptstore.errors import MissingBlockError
 from ckptstore.store.catalog.postgres.database import Connection
 from ckptstore.store.catalog.postgres.pages import ids_of_keys
 
+_STAGED = "unnest(%s::bigint[], %s::bigint[]) AS v(k, n)"
 
-def hold_keys(conn: Connection, keys: list[int]) -> set[int]:
+
+def hold_keys(conn: Connection, keys: list[int], mode: str) -> set[int]:
     """Lock the rows of those of ``keys`` (distinct, sorted) present, in key order (two
-    transactions never wait on each other in a cycle); the keys found. A GC deleting
-    one waits until this transaction ends, then sees what it did."""
+    transactions never wait on each other in a cycle); the keys found."""
     found = conn.execute(
-        "SELECT block_key FROM blocks WHERE block_key = ANY(%s)"
-        " ORDER BY block_key FOR NO KEY UPDATE",
+        f"SELECT block_key FROM blocks WHERE block_key = ANY(%s) ORDER BY block_key FOR {mode}",
         (keys,),
     ).fetchall()
     return {row[0] for row in found}
 
 
 def add_references(conn: Connection, counts: dict[int, int], tenant_id: str) -> None:
-    """Increment the refcounts of blocks (by key) for a checkpoint of ``tenant_id``;
+    """Count references to blocks (by key) from a checkpoint of ``tenant_id``;
     MissingBlockError (rolling back) if any block's row is gone."""
     if not counts:
         return
     keys = sorted(counts)
-    found = hold_keys(conn, keys)
+    found = hold_keys(conn, keys, "SHARE")
     if len(found) != len(keys):
         gone = ids_of_keys(conn, [key for key in keys if key not in found])
         raise MissingBlockError([block_id.hex() for block_id in gone.values()])
-    values = [counts[key] for key in keys]
-    conn.execute(
-        "UPDATE blocks b SET refcount = b.refcount + v.n, dead_since = NULL"
-        " FROM unnest(%s::bigint[], %s::bigint[]) AS v(k, n) WHERE b.block_key = v.k",
-        (keys, values),
-    )
     conn.execute(
         "INSERT INTO tenant_refs (block_key, tenant_id, refs)"
-        " SELECT v.k, %s, v.n FROM unnest(%s::bigint[], %s::bigint[]) AS v(k, n)"
+        f" SELECT v.k, %s, v.n FROM {_STAGED}"
         " ON CONFLICT (block_key, tenant_id) DO UPDATE SET refs = tenant_refs.refs + EXCLUDED.refs",
-        (tenant_id, keys, values),
+        (tenant_id, keys, [counts[key] for key in keys]),
     )
+    conn.execute("DELETE FROM unreferenced_blocks WHERE block_key = ANY(%s)", (keys,))
 
 
 def drop_references(conn: Connection, counts: dict[int, int], tenant_id: str, now: float) -> None:
-    """Decrement the refcounts of blocks (by key) of a checkpoint of ``tenant_id``; a
-    block left with none is dead from ``now``. Keys whose row is gone are passed over."""
-    if not counts:
-        return
+    """Take away references to blocks (by key) of a checkpoint of ``tenant_id``; a block
+    left with none is unreferenced from ``now``. Keys whose row is gone are passed over."""
     keys = sorted(key for key in counts if key > 0)
-    hold_keys(conn, keys)
+    if not keys:
+        return
+    hold_keys(conn, keys, "NO KEY UPDATE")
     values = [counts[key] for key in keys]
+    # The tenant's rows that reach 0 go, and their blocks are unreferenced unless
+    # another tenant's row remains (the statement sees the rows as they were before
+    # it: the tenant's own row is left out).
     conn.execute(
-        "UPDATE blocks b SET refcount = b.refcount - v.n,"
-        " dead_since = CASE WHEN b.refcount - v.n <= 0 THEN %s ELSE NULL END"
-        " FROM unnest(%s::bigint[], %s::bigint[]) AS v(k, n) WHERE b.block_key = v.k",
-        (now, keys, values),
+        "WITH gone AS ("
+        f" DELETE FROM tenant_refs t USING {_STAGED}"
+        " WHERE t.block_key = v.k AND t.tenant_id = %s AND t.refs <= v.n RETURNING t.block_key)"
+        " INSERT INTO unreferenced_blocks (block_key, dead_since) SELECT g.block_key, %s"
+        " FROM gone g WHERE NOT EXISTS (SELECT 1 FROM tenant_refs o"
+        "  WHERE o.block_key = g.block_key AND o.tenant_id != %s)"
+        " ORDER BY g.block_key ON CONFLICT (block_key) DO NOTHING",
+        (keys, values, tenant_id, now, tenant_id),
     )
-    # the tenant's rows that reach 0 go, the others count down
-    staged = "unnest(%s::bigint[], %s::bigint[]) AS v(k, n)"
     conn.execute(
-        f"DELETE FROM tenant_refs t USING {staged}"
-        " WHERE t.block_key = v.k AND t.tenant_id = %s AND t.refs <= v.n",
-        (keys, values, tenant_id),
-    )
-    conn.execute(
-        f"UPDATE tenant_refs t SET refs = t.refs - v.n FROM {staged}"
+        f"UPDATE tenant_refs t SET refs = t.refs - v.n FROM {_STAGED}"
         " WHERE t.block_key = v.k AND t.tenant_id = %s",
         (keys, values, tenant_id),
     )
