@@ -1,5 +1,5 @@
 """Manifest pages in PostgreSQL: a checkpoint's manifest written as pages, read back,
-and the block rows its entries name found by key (FORMAT.md, "Manifest pages").
+and the block rows its entries name found by key (FORMAT.md, "Catalog").
 
 Pages are ``manifestpages.py``'s bytes, in BYTEA; the block rows are read from the
 ``block_rows`` view a range of keys at a time, since a checkpoint's blocks mostly have
@@ -19,6 +19,7 @@ from ckptstore.store.catalog.manifestpages import (
     key_ranges,
 )
 
+# database.py's (which imports the schema, which imports this module)
 Connection = psycopg.Connection[tuple[Any, ...]]
 
 KEY_BYTES = 8  # a key whose block id nobody knows is named by its key, big-endian
@@ -41,17 +42,6 @@ INSERT_PAGES = (
     "INSERT INTO manifest_pages (checkpoint_id, page, entries)"
     " SELECT %s, p, e FROM unnest(%s::int[], %s::bytea[]) AS v(p, e)"
 )
-
-
-def insert_pages(
-    conn: Connection,
-    checkpoint_id: str,
-    keys: Sequence[int],
-    offsets: Sequence[int],
-    slots: Sequence[str | None],
-) -> None:
-    """Write a checkpoint's manifest as pages."""
-    conn.execute(INSERT_PAGES, page_rows(checkpoint_id, keys, offsets, slots))
 
 
 def read_pages(conn: Connection, checkpoint_id: str) -> list[ManifestPage]:

@@ -4,7 +4,8 @@ The same tables as the SQLite catalog (FORMAT.md describes them) in PostgreSQL's
 types: BYTEA ids, BIGINT counts and offsets, DOUBLE PRECISION times, JSONB metrics
 (sorted on and listed by key in SQL). Text that the catalog sorts on is ``COLLATE "C"``,
 so listings come in byte order, as from SQLite, whatever the database's locale. A
-``seq`` column gives the insertion order that SQLite's rowid gives.
+``seq`` column gives the insertion order that SQLite's rowid gives. Since schema 7 a
+block row holds no refcount (``unreferenced_blocks`` instead: compact_schema.py).
 
 The version is a row of ``ckptstore_schema``; its numbering is this backend's own.
 """
