@@ -85,7 +85,8 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
                     "SELECT 1 FROM jobs WHERE tenant_id = %s AND job_id = %s FOR UPDATE",
                     (record.tenant_id, record.job_id),
                 )
-            add_references(conn, Counter(entry_keys), record.tenant_id)
+            ids = {key: block for block, key in keys.items()}
+            add_references(conn, Counter(entry_keys), record.tenant_id, ids)
             existing = _locked_checkpoint(conn, record.checkpoint_id)
             if existing is None and fills_pending:
                 raise CheckpointNotFound(record.checkpoint_id)  # rolls back the references

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from ckptstore.errors import MissingBlockError
 from ckptstore.store.catalog.postgres.database import Connection
-from ckptstore.store.catalog.postgres.pages import ids_of_keys
 
 _STAGED = "unnest(%s::bigint[], %s::bigint[]) AS v(k, n)"
 
@@ -27,16 +26,18 @@ def hold_keys(conn: Connection, keys: list[int], mode: str) -> set[int]:
     return {row[0] for row in found}
 
 
-def add_references(conn: Connection, counts: dict[int, int], tenant_id: str) -> None:
+def add_references(
+    conn: Connection, counts: dict[int, int], tenant_id: str, ids: dict[int, bytes]
+) -> None:
     """Count references to blocks (by key) from a checkpoint of ``tenant_id``;
-    MissingBlockError (rolling back) if any block's row is gone."""
+    MissingBlockError (rolling back) if any block's row is gone, naming its id
+    (``ids``: the id of each key, as read before the transaction)."""
     if not counts:
         return
     keys = sorted(counts)
     found = hold_keys(conn, keys, "SHARE")
     if len(found) != len(keys):
-        gone = ids_of_keys(conn, [key for key in keys if key not in found])
-        raise MissingBlockError([block_id.hex() for block_id in gone.values()])
+        raise MissingBlockError([ids[key].hex() for key in keys if key not in found])
     conn.execute(
         "INSERT INTO tenant_refs (block_key, tenant_id, refs)"
         f" SELECT v.k, %s, v.n FROM {_STAGED}"
