@@ -316,12 +316,160 @@ def test_checkpoints_from_schema_7_read_as_one_file_beside_new_folders(tmp_path,
         assert store.verify(read_data=True).ok
 
 
+# The statements of PostgreSQL schemas 1 and 4 that made the block tables of schema 6.
+_POSTGRES_BLOCK_TABLES = (
+    "CREATE TABLE packs",
+    "CREATE TABLE blocks",
+    "CREATE INDEX blocks_",
+    "CREATE TABLE manifests",
+    "CREATE INDEX manifests_",
+)
+
+
+def as_postgres_schema_6(url: str) -> None:
+    """Turn a PostgreSQL catalog into what the code of its schema 6 wrote: a manifest row
+    per entry, blocks and packs keyed by id (made by the statements of schemas 1 and 4
+    themselves), no per-tenant references."""
+    import psycopg
+
+    from ckptstore.store.catalog.manifestpages import decode_page
+    from ckptstore.store.catalog.postgres.schema import MIGRATIONS as POSTGRES_MIGRATIONS
+
+    with psycopg.connect(url) as conn:  # one transaction
+        packs = conn.execute("SELECT pack_id, size, created_at FROM packs").fetchall()
+        blocks = conn.execute(
+            "SELECT block_id, pack_id, pack_offset, stored_len, raw_len, codec, base_id,"
+            " COALESCE((SELECT SUM(refs) FROM tenant_refs t WHERE t.block_key = b.block_key), 0),"
+            " (SELECT dead_since FROM unreferenced_blocks u WHERE u.block_key = b.block_key),"
+            " header_len, width FROM block_rows b"
+        ).fetchall()
+        ids = dict(conn.execute("SELECT block_key, block_id FROM blocks").fetchall())
+        manifests = []
+        for checkpoint_id, entries in conn.execute(
+            "SELECT checkpoint_id, entries FROM manifest_pages ORDER BY checkpoint_id, page"
+        ).fetchall():
+            page = decode_page(entries)
+            first = sum(1 for row in manifests if row[0] == checkpoint_id)
+            manifests += [
+                (checkpoint_id, first + n, ids[key], offset, slot)
+                for n, (key, offset, slot) in enumerate(
+                    zip(page.keys, page.offsets, page.slots, strict=True)
+                )
+            ]
+        conn.execute("DROP VIEW block_rows")
+        tables = ("blocks", "packs", "tenant_refs", "unreferenced_blocks", "manifest_pages")
+        for table in (*tables, "lost_blocks"):
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute("DROP FUNCTION blocks_live_change(), blocks_live_move()")
+        for statement in POSTGRES_MIGRATIONS[1]:
+            if isinstance(statement, str) and statement.startswith(_POSTGRES_BLOCK_TABLES):
+                conn.execute(statement)
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO packs VALUES (%s, %s, %s)", packs)
+            cur.executemany(
+                "INSERT INTO blocks (block_id, pack_id, pack_offset, stored_len, raw_len, codec,"
+                " base_id, refcount, dead_since, header_len, width)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                blocks,
+            )
+            cur.executemany("INSERT INTO manifests VALUES (%s, %s, %s, %s, %s)", manifests)
+        for statement in POSTGRES_MIGRATIONS[4]:  # live bytes, and the triggers keeping them
+            assert isinstance(statement, str)
+            conn.execute(statement)
+        conn.execute("DELETE FROM ckptstore_schema WHERE version > 6")
+
+
+def _catalog_view(store: CheckpointStore, tenants: list[str]) -> dict[str, object]:
+    """What a catalog says of its checkpoints and blocks, through the catalog API."""
+    catalog = store.context.catalog
+    ids = sorted(c.checkpoint_id for t in tenants for c in store.list("job", tenant=t).checkpoints)
+    return {
+        "manifests": {i: catalog.manifest(i) for i in ids},
+        "slots": {i: catalog.slots(i) for i in ids},
+        "files": {i: catalog.files(i) for i in ids},
+        # by pack and offset: packs in the order of their keys since schema 7
+        "blocks": sorted(catalog.iter_blocks(), key=lambda r: (r.pack_id, r.offset)),
+        "packs": catalog.pack_usage(),
+        "stats": catalog.stats(),
+    }
+
+
+def test_a_postgres_catalog_of_schema_6_reads_the_same_as_manifest_pages(
+    tmp_path, clock, postgres_url
+):
+    import psycopg
+
+    root = tmp_path / "store"
+    open_store = lambda: CheckpointStore.open(  # noqa: E731
+        root, catalog=postgres_url, config=TEST_CONFIG, clock=clock
+    )
+    with open_store() as store:
+        for step in range(2):  # the first is re-encoded as deltas on the second
+            store.put(
+                "job", tensor_data_for(step), epoch=step, metrics={"validationLoss": 1 - step}
+            )
+            clock.advance(1)
+        store.put("job", tensor_data_for(1), tenant="other", epoch=1)  # the same blocks
+        store.settle()
+        before = _catalog_view(store, ["", "other"])
+        bases = [r.base_id for _, m in before["manifests"].items() for _, r in m if r.base_id]
+        assert bases  # a delta block
+    as_postgres_schema_6(postgres_url)
+    with open_store() as store:
+        catalog = store.context.catalog
+        assert catalog.schema_version() == POSTGRES_SCHEMA_VERSION
+        assert _catalog_view(store, ["", "other"]) == before
+        with psycopg.connect(postgres_url) as conn:
+            # a block is unreferenced if and only if no tenant references it
+            assert conn.execute(
+                "SELECT COUNT(*) FROM blocks b WHERE"
+                " EXISTS (SELECT 1 FROM tenant_refs t WHERE t.block_key = b.block_key)"
+                " = EXISTS (SELECT 1 FROM unreferenced_blocks u WHERE u.block_key = b.block_key)"
+            ).fetchone() == (0,)
+        (theirs,) = store.list("job", tenant="other").checkpoints
+        shared = [record.block_id for _, record in catalog.manifest(theirs.checkpoint_id)]
+        for tenant in ("", "other"):
+            assert catalog.new_to_tenant(tenant, shared) == []
+        assert len(catalog.new_to_tenant("third", shared)) == len(set(shared))
+        assert store.verify(read_data=True).ok
+        (copy,) = [c for c in store.list("job").checkpoints if c.type == "best"]
+        store.delete(copy.parent_id)  # its pages pass to the best copy
+        assert restore_bytes(store, copy.checkpoint_id) == tensor_data_for(1)
+        assert store.verify(read_data=True).ok
+        for tenant in ("", "other"):
+            for record in store.list("job", tenant=tenant).checkpoints:
+                store.delete(record.checkpoint_id, tenant=tenant)
+        clock.advance(TEST_CONFIG.gc_grace_s + 1)
+        store.gc()
+        assert store.stats().blocks == 0
+
+
+def test_entries_of_a_postgres_schema_6_catalog_whose_block_row_is_gone_keep_its_id(
+    tmp_path, clock, postgres_url
+):
+    import psycopg
+
+    root = tmp_path / "store"
+    with CheckpointStore.open(root, catalog=postgres_url, config=NO_DELTAS, clock=clock) as s:
+        record = s.put("job", tensor_data_for(0), epoch=0)
+        _, first = s.context.catalog.manifest(record.checkpoint_id)[0]
+    as_postgres_schema_6(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:  # a damaged catalog
+        conn.execute("DELETE FROM blocks WHERE block_id = %s", (first.block_id,))
+    with CheckpointStore.open(root, catalog=postgres_url, config=NO_DELTAS, clock=clock) as s:
+        report = s.verify()
+        assert [(f.kind, f.block_id, f.checkpoints) for f in report.findings] == [
+            ("missing_block", first.block_id.hex(), (record.checkpoint_id,))
+        ]
+
+
 def test_a_postgres_catalog_of_schema_2_migrates_to_folders(tmp_path, clock, postgres_url):
     import psycopg
 
     root = tmp_path / "store"
     with CheckpointStore.open(root, catalog=postgres_url, config=TEST_CONFIG, clock=clock) as s:
         old = s.put("job", tensor_data_for(0), epoch=0)
+    as_postgres_schema_6(postgres_url)
     with psycopg.connect(postgres_url, autocommit=True) as conn:  # as schema 2 left it
         for statement in (  # schemas 4 to 6
             "ALTER TABLE checkpoints DROP COLUMN manifest_of",

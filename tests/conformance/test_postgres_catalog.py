@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from ckptstore.errors import FormatError, InvalidArgument
+from ckptstore.errors import CheckpointNotFound, FormatError, InvalidArgument, MissingBlockError
 from ckptstore.store.catalog.postgres import SCHEMA_VERSION, PostgresCatalog
 from ckptstore.store.catalog.postgres import maintenance as removal
 from ckptstore.store.catalog.postgres.schema import MIGRATIONS
@@ -34,11 +34,44 @@ class TestPostgresCatalog(CatalogTests):
         catalog.commit_checkpoint(checkpoint("src"), [(0, bid(1)), (1000, bid(2))], "h")
         catalog.replace_best(checkpoint("copy", type="best", parent_id="src"), None)
         with psycopg.connect(postgres_url, autocommit=True) as conn:
-            count = "SELECT COUNT(*) FROM manifests"
-            assert conn.execute(count).fetchone() == (2,)
+            count = "SELECT COUNT(*) FROM manifest_pages"
+            assert conn.execute(count).fetchone() == (1,)
             catalog.delete_checkpoint("src", NOW)  # its rows pass to the copy
-            assert conn.execute(count).fetchone() == (2,)
+            assert conn.execute(count).fetchone() == (1,)
         assert [r.block_id for _, r in catalog.manifest("copy")] == [bid(1), bid(2)]
+
+    def test_a_block_row_deleted_by_hand_is_still_named_by_its_id(
+        self, catalog: PostgresCatalog, postgres_url: str
+    ) -> None:
+        self.add(catalog, 1, 2)
+        catalog.commit_checkpoint(checkpoint("c"), [(0, bid(1)), (1000, bid(2))], "h")
+        catalog.replace_best(checkpoint("copy", type="best", parent_id="c"), None)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM blocks WHERE block_id = %s", (bid(1),))
+        with pytest.raises(MissingBlockError) as missing:
+            catalog.manifest("copy")
+        assert missing.value.block_ids == [bid(1).hex()]
+        assert catalog.missing_manifest_blocks() == [("c", bid(1)), ("copy", bid(1))]
+        assert catalog.checkpoints_using([bid(1)]) == {bid(1): ["c", "copy"]}
+
+    def test_a_block_gone_after_its_key_was_read_fails_the_commit_naming_its_id(
+        self, catalog: PostgresCatalog, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        self.add(catalog, 1, 2)
+        read = catalog._keys_of
+
+        def then_gone(block_ids: list[bytes]) -> dict[bytes, int]:
+            keys = read(block_ids)  # read before the commit's transaction, as always
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                conn.execute("DELETE FROM blocks WHERE block_id = %s", (bid(2),))
+            return keys
+
+        monkeypatch.setattr(catalog, "_keys_of", then_gone)
+        with pytest.raises(MissingBlockError) as missing:
+            catalog.commit_checkpoint(checkpoint("c"), [(0, bid(1)), (1000, bid(2))], "h")
+        assert missing.value.block_ids == [bid(2).hex()]
+        with pytest.raises(CheckpointNotFound):
+            catalog.get_checkpoint("c")
 
     def test_schema_version_is_recorded(self, catalog: PostgresCatalog) -> None:
         assert catalog.schema_version() == SCHEMA_VERSION

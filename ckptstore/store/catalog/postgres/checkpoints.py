@@ -1,4 +1,5 @@
-"""Checkpoints in PostgreSQL: checkpoints, manifests, slots, jobs and their settings."""
+"""Checkpoints in PostgreSQL: checkpoints, manifests (as pages), slots, jobs and their
+settings."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ from ckptstore.store.catalog.base import Checkpoints, ParentRule
 from ckptstore.store.catalog.postgres import rows
 from ckptstore.store.catalog.postgres.database import Connection, PostgresDatabase, retried
 from ckptstore.store.catalog.postgres.files import copy_files, delete_files, insert_files
+from ckptstore.store.catalog.postgres.pages import (
+    INSERT_PAGES,
+    ids_of_keys,
+    keys_of_ids,
+    page_rows,
+    read_pages,
+    rows_by_key,
+)
 from ckptstore.store.catalog.postgres.references import add_references, drop_references
 from ckptstore.store.catalog.postgres.rows import (
     CHECKPOINT_COLUMNS,
@@ -57,6 +66,16 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
     ) -> str | None:
         if slots is not None and len(slots) != len(manifest):
             raise ValueError(f"{len(slots)} slots for {len(manifest)} manifest entries")
+        # The blocks' keys are read before the transaction (a leased block keeps its
+        # key), and so are the pages made: the transaction only writes.
+        keys = self._keys_of([block for _, block in manifest])
+        entry_keys = [keys[block] for _, block in manifest]
+        pages = page_rows(
+            record.checkpoint_id,
+            entry_keys,
+            [offset for offset, _ in manifest],
+            slots or [None] * len(manifest),
+        )
         with self._write() as conn:
             _ensure_job(conn, record.tenant_id, record.job_id, record.created_at)
             if rebase_parent is not None:
@@ -66,7 +85,8 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
                     "SELECT 1 FROM jobs WHERE tenant_id = %s AND job_id = %s FOR UPDATE",
                     (record.tenant_id, record.job_id),
                 )
-            add_references(conn, Counter(block for _, block in manifest))
+            ids = {key: block for block, key in keys.items()}
+            add_references(conn, Counter(entry_keys), record.tenant_id, ids)
             existing = _locked_checkpoint(conn, record.checkpoint_id)
             if existing is None and fills_pending:
                 raise CheckpointNotFound(record.checkpoint_id)  # rolls back the references
@@ -80,20 +100,7 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
                 )
             else:
                 raise CheckpointExists(record.checkpoint_id)  # rolls back the references
-            slot_of = slots or [None] * len(manifest)
-            conn.execute(
-                "INSERT INTO manifests (checkpoint_id, seq, block_id, logical_offset, slot)"
-                " SELECT %s, s, b, o, sl FROM unnest("
-                "  %s::bigint[], %s::bytea[], %s::bigint[], %s::text[]) AS v(s, b, o, sl)"
-                " ORDER BY b",  # manifests_block is then filled in order, not at random
-                (
-                    record.checkpoint_id,
-                    list(range(len(manifest))),
-                    [block for _, block in manifest],
-                    [offset for offset, _ in manifest],
-                    slot_of,
-                ),
-            )
+            conn.execute(INSERT_PAGES, pages)
             insert_files(conn, record.checkpoint_id, files or [])
             conn.execute("DELETE FROM leases WHERE holder = %s", (lease_holder,))
             parent = None if rebase_parent is None else rebase_parent(_others(conn, record))
@@ -103,6 +110,15 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
                     (record.checkpoint_id, parent),
                 )
             return parent
+
+    def _keys_of(self, block_ids: list[bytes]) -> dict[bytes, int]:
+        """The key of each of ``block_ids``; MissingBlockError if any has no row."""
+        with self._single() as conn:
+            keys = keys_of_ids(conn, block_ids)
+        missing = [block.hex() for block in dict.fromkeys(block_ids) if block not in keys]
+        if missing:
+            raise MissingBlockError(missing)
+        return keys
 
     @retried
     def replace_best(self, record: CheckpointRecord, old_best_id: str | None) -> None:
@@ -154,28 +170,31 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
 
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
         with self._read() as conn:
-            key = _manifest_key(conn, checkpoint_id)
-            found = conn.execute(
-                f"SELECT m.logical_offset, m.block_id, {block_columns('b', without_id=True)}"
-                " FROM manifests m LEFT JOIN blocks b ON b.block_id = m.block_id"
-                " WHERE m.checkpoint_id = %s ORDER BY m.seq",
-                (key,),
-            ).fetchall()
-        missing = [row[1].hex() for row in found if row[2] is None]
-        if missing:
-            raise MissingBlockError(missing)
-        return [(row[0], rows.block(row[1:])) for row in found]
+            pages = read_pages(conn, _manifest_key(conn, checkpoint_id))
+            keys = [key for page in pages for key in page.keys]
+            found = rows_by_key(conn, keys, block_columns("b"))
+            missing = [key for key in dict.fromkeys(keys) if key not in found]
+            if missing:
+                ids = ids_of_keys(conn, missing)
+                raise MissingBlockError([ids[key].hex() for key in missing])
+        records = {key: rows.block(row) for key, row in found.items()}
+        return [
+            (offset, records[key])
+            for page in pages
+            for key, offset in zip(page.keys, page.offsets, strict=True)
+        ]
 
     def slots(self, checkpoint_id: str) -> dict[str, BlockRecord]:
         with self._read() as conn:
-            key = _manifest_key(conn, checkpoint_id)
-            found = conn.execute(
-                f"SELECT m.slot, {block_columns('b')}"
-                " FROM manifests m JOIN blocks b ON b.block_id = m.block_id"
-                " WHERE m.checkpoint_id = %s AND m.slot IS NOT NULL",
-                (key,),
-            ).fetchall()
-        return {row[0]: rows.block(row[1:]) for row in found}
+            pages = read_pages(conn, _manifest_key(conn, checkpoint_id))
+            tensors = [
+                (slot, key)
+                for page in pages
+                for key, slot in zip(page.keys, page.slots, strict=True)
+                if slot is not None
+            ]
+            found = rows_by_key(conn, [key for _, key in tensors], block_columns("b"))
+        return {slot: rows.block(found[key]) for slot, key in tensors if key in found}
 
     def job_totals(self, tenant_id: str, job_id: str) -> tuple[int, int]:
         row = self._one(
@@ -387,36 +406,31 @@ def _manifest_key(conn: Connection, checkpoint_id: str, lock: str = "") -> str:
     return key
 
 
-def _release_manifest(conn: Connection, checkpoint_id: str, now: float) -> None:
-    """The manifest rows of ``checkpoint_id``, which is being deleted: passed to the oldest
+def _release_manifest(conn: Connection, record: CheckpointRecord, now: float) -> None:
+    """The manifest pages of ``record``, which is being deleted: passed to the oldest
     best copy that reads them (the other copies then read that one's), else dropped
     with their blocks' references. A copy keeps its blocks referenced either way, and
-    no row is copied."""
+    no page is copied."""
+    checkpoint_id = record.checkpoint_id
     copies = conn.execute(
         "SELECT checkpoint_id FROM checkpoints WHERE manifest_of = %s"
         " ORDER BY created_at, checkpoint_id FOR UPDATE",
         (checkpoint_id,),
     ).fetchall()
     if not copies:
-        drop_references(conn, _reference_counts(conn, checkpoint_id), now)
-        conn.execute("DELETE FROM manifests WHERE checkpoint_id = %s", (checkpoint_id,))
+        counts = Counter(key for page in read_pages(conn, checkpoint_id) for key in page.keys)
+        drop_references(conn, counts, record.tenant_id, now)
+        conn.execute("DELETE FROM manifest_pages WHERE checkpoint_id = %s", (checkpoint_id,))
         return
     heir = copies[0][0]
     conn.execute(
-        "UPDATE manifests SET checkpoint_id = %s WHERE checkpoint_id = %s", (heir, checkpoint_id)
+        "UPDATE manifest_pages SET checkpoint_id = %s WHERE checkpoint_id = %s",
+        (heir, checkpoint_id),
     )
     conn.execute("UPDATE checkpoints SET manifest_of = NULL WHERE checkpoint_id = %s", (heir,))
     conn.execute(
         "UPDATE checkpoints SET manifest_of = %s WHERE manifest_of = %s", (heir, checkpoint_id)
     )
-
-
-def _reference_counts(conn: Connection, checkpoint_id: str | None) -> dict[bytes, int]:
-    found = conn.execute(
-        "SELECT block_id, COUNT(*) FROM manifests WHERE checkpoint_id = %s GROUP BY block_id",
-        (checkpoint_id,),
-    ).fetchall()
-    return {row[0]: row[1] for row in found}
 
 
 def _ensure_job(conn: Connection, tenant_id: str, job_id: str, now: float) -> None:
@@ -438,7 +452,7 @@ def _delete(conn: Connection, checkpoint_id: str, now: float) -> CheckpointRecor
     if pins:
         raise CheckpointPinned(checkpoint_id, [row[0] for row in pins])
     if _manifest_key(conn, checkpoint_id) == checkpoint_id:
-        _release_manifest(conn, checkpoint_id, now)
+        _release_manifest(conn, record, now)
     delete_files(conn, checkpoint_id)
     conn.execute("DELETE FROM checkpoints WHERE checkpoint_id = %s", (checkpoint_id,))
     conn.execute(

@@ -131,8 +131,11 @@ class PostgresDatabase:
                     f"catalog schema version {version}; this ckptstore knows up to {SCHEMA_VERSION}"
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target]:
-                    conn.execute(statement)
+                for step in MIGRATIONS[target]:
+                    if isinstance(step, str):
+                        conn.execute(step)
+                    else:
+                        step(conn)
                 conn.execute("INSERT INTO ckptstore_schema (version) VALUES (%s)", (target,))
 
     def schema_version(self) -> int:
@@ -165,13 +168,16 @@ class PostgresDatabase:
 
 def plain_index_scans(conn: Connection) -> None:
     """Have this transaction's queries (GC's, over indexes of the few rows it looks
-    for) read by plain index scans: neither a table scan, which stale statistics of a
-    fast-growing table can make look cheaper, nor a bitmap scan. Entries of blocks_dead
-    and leases_expiry whose rows commits have since updated or deleted stay until a
-    vacuum; a plain scan marks each it finds dead so that later scans skip it, where a
-    bitmap scan visits them all again at every GC."""
+    for) read by plain index scans, joined row by row: neither a table scan, nor a
+    merge or hash join over a whole index, which stale statistics of a fast-growing
+    table can make look cheaper, nor a bitmap scan. Entries of unreferenced_since and
+    leases_expiry whose rows commits have since deleted stay until a vacuum; a plain
+    scan marks each it finds dead so that later scans skip it, where a bitmap scan
+    visits them all again at every GC."""
     conn.execute("SET LOCAL enable_bitmapscan = off")
     conn.execute("SET LOCAL enable_seqscan = off")
+    conn.execute("SET LOCAL enable_hashjoin = off")
+    conn.execute("SET LOCAL enable_mergejoin = off")
 
 
 def _restore(conn: Connection) -> None:

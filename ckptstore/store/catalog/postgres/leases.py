@@ -29,9 +29,8 @@ class PostgresLeases(PostgresDatabase, Leases):
                 row[0]
                 for row in conn.execute(
                     "SELECT b.block_id FROM blocks b WHERE b.block_id = ANY(%s)"
-                    " AND EXISTS (SELECT 1 FROM manifests m"
-                    " JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
-                    " WHERE m.block_id = b.block_id AND c.tenant_id = %s)"
+                    " AND EXISTS (SELECT 1 FROM tenant_refs t"  # the tenant's own references
+                    " WHERE t.block_key = b.block_key AND t.tenant_id = %s)"
                     " ORDER BY b.block_id FOR SHARE OF b",
                     (sorted(set(block_ids)), tenant_id),
                 ).fetchall()

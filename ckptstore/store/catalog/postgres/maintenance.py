@@ -7,27 +7,82 @@ from collections.abc import Collection
 from ckptstore.store.catalog.base import Maintenance
 from ckptstore.store.catalog.postgres import rows
 from ckptstore.store.catalog.postgres.database import (
+    Connection,
     PostgresDatabase,
     plain_index_scans,
     retried,
 )
+from ckptstore.store.catalog.postgres.references import hold_keys
 from ckptstore.store.catalog.postgres.rows import BLOCK_COLUMNS
+from ckptstore.store.catalog.postgres.verify import ManifestChecks
 from ckptstore.store.catalog.records import UNKNOWN_WIDTH, BlockRecord, CatalogStats, PackUsage
 
-# A dead block: no references for the grace period, no lease, no delta on it. Checked
-# once to pick the rows to lock, and again once they are locked (a statement that
-# starts after the locks sees every lease and delta committed before them).
+# A dead block (``u``, its unreferenced_blocks row): no references for the grace
+# period, no lease, no delta on it. Checked once to pick the rows to lock, and again
+# once they are locked (a statement that starts after the locks sees every reference,
+# lease and delta committed before them). Every other table is reached from ``u``'s
+# row, so that the scan runs along unreferenced_since whatever the statistics say.
 _DEAD = (
-    "b.refcount = 0 AND b.dead_since <= %s"
-    " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.block_id = b.block_id)"
-    " AND NOT EXISTS (SELECT 1 FROM blocks d WHERE d.base_id = b.block_id)"
+    "u.dead_since <= %s"
+    " AND NOT EXISTS (SELECT 1 FROM tenant_refs t WHERE t.block_key = u.block_key)"
+    " AND NOT EXISTS (SELECT 1 FROM blocks y JOIN leases l ON l.block_id = y.block_id"
+    "  WHERE y.block_key = u.block_key)"
+    " AND NOT EXISTS (SELECT 1 FROM blocks d WHERE d.base_key = u.block_key)"
+)
+
+# A removed row's columns, as BLOCK_COLUMNS (its pack and base by id)
+_REMOVED = (
+    "b.block_id, p.pack_id, b.pack_offset, b.stored_len, b.raw_len, b.codec,"
+    " COALESCE((SELECT y.block_id FROM blocks y WHERE y.block_key = b.base_key),"
+    "  (SELECT l.block_id FROM lost_blocks l WHERE l.block_key = b.base_key)),"
+    " b.header_len, b.width"
+)
+
+# The blocks of ``moves`` (ids, new offsets and header lengths) still in the old pack
+# (a key) moved to the new one (a key).
+_MOVE = (
+    "UPDATE blocks b SET pack_key = %s, pack_offset = v.off, header_len = v.hl"
+    " FROM unnest(%s::bytea[], %s::bigint[], %s::int[]) AS v(id, off, hl)"
+    " WHERE b.block_id = v.id AND b.pack_key = %s"
 )
 
 # Dead block rows removed per transaction: large removals lock rows in short turns.
 REMOVAL_BATCH = 5_000
 
 
-class PostgresMaintenance(PostgresDatabase, Maintenance):
+def _new_pack(conn: Connection, pack_id: str, size: int, now: float) -> int:
+    """Record a pack; its key."""
+    row = conn.execute(
+        "INSERT INTO packs (pack_id, size, created_at) VALUES (%s, %s, %s) RETURNING pack_key",
+        (pack_id, size, now),
+    ).fetchone()
+    assert row is not None
+    key: int = row[0]
+    return key
+
+
+def _move_out(conn: Connection, old_pack_id: str, new_key: int, moved: list[BlockRecord]) -> int:
+    """Point ``moved`` (the blocks as they are in the new pack) at pack ``new_key`` where
+    they are still in ``old_pack_id``; how many blocks the old pack is left with."""
+    row = conn.execute("SELECT pack_key FROM packs WHERE pack_id = %s", (old_pack_id,)).fetchone()
+    if row is None:
+        return 0
+    ordered = sorted(moved, key=lambda b: b.block_id)
+    conn.execute(
+        _MOVE,
+        (
+            new_key,
+            [b.block_id for b in ordered],
+            [b.offset for b in ordered],
+            [b.header_len for b in ordered],
+            row[0],
+        ),
+    )
+    left = conn.execute("SELECT COUNT(*) FROM blocks WHERE pack_key = %s", (row[0],)).fetchone()
+    return int(left[0]) if left else 0
+
+
+class PostgresMaintenance(ManifestChecks, PostgresDatabase, Maintenance):
     # -- GC --------------------------------------------------------------------
     def remove_dead_blocks(self, now: float, grace_s: float) -> list[BlockRecord]:
         self._expire_leases(now)
@@ -50,19 +105,22 @@ class PostgresMaintenance(PostgresDatabase, Maintenance):
         the packs they leave, for one batch only); those removed."""
         with self._write() as conn:
             plain_index_scans(conn)
+            candidates = conn.execute(
+                f"SELECT u.block_key FROM unreferenced_blocks u WHERE {_DEAD} LIMIT %s",
+                (cutoff, REMOVAL_BATCH),
+            ).fetchall()
             # SKIP LOCKED: a block some transaction holds is being leased or
             # referenced, so it is not dead; GC does not wait for it (nor can it
             # deadlock on it).
-            candidates = conn.execute(
-                f"SELECT b.block_id FROM blocks b WHERE {_DEAD} LIMIT %s FOR UPDATE SKIP LOCKED",
-                (cutoff, REMOVAL_BATCH),
-            ).fetchall()
-            if not candidates:
+            locked = hold_keys(conn, sorted(row[0] for row in candidates), "UPDATE SKIP LOCKED")
+            if not locked:
                 return []
+            # (the delete trigger drops their unreferenced_blocks rows)
             found = conn.execute(
-                f"DELETE FROM blocks b WHERE b.block_id = ANY(%s) AND {_DEAD}"
-                f" RETURNING {rows.block_columns('b')}",
-                ([row[0] for row in candidates], cutoff),
+                "DELETE FROM blocks b USING packs p, unreferenced_blocks u"
+                " WHERE p.pack_key = b.pack_key AND u.block_key = b.block_key"
+                f" AND b.block_key = ANY(%s) AND {_DEAD} RETURNING {_REMOVED}",
+                (sorted(locked), cutoff),
             ).fetchall()
             return [rows.block(row) for row in found]
 
@@ -85,28 +143,9 @@ class PostgresMaintenance(PostgresDatabase, Maintenance):
         now: float,
     ) -> None:
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO packs (pack_id, size, created_at) VALUES (%s, %s, %s)",
-                (new_pack_id, new_size, now),
-            )
-            ordered = sorted(moved, key=lambda b: b.block_id)
-            conn.execute(
-                "UPDATE blocks b SET pack_id = %s, pack_offset = v.off, header_len = v.hl"
-                " FROM unnest(%s::bytea[], %s::bigint[], %s::int[]) AS v(id, off, hl)"
-                " WHERE b.block_id = v.id AND b.pack_id = %s",
-                (
-                    new_pack_id,
-                    [b.block_id for b in ordered],
-                    [b.offset for b in ordered],
-                    [b.header_len for b in ordered],
-                    old_pack_id,
-                ),
-            )
-            left = conn.execute(
-                "SELECT COUNT(*) FROM blocks WHERE pack_id = %s", (old_pack_id,)
-            ).fetchone()
-            if left and left[0]:
-                raise RuntimeError(f"{left[0]} block(s) of pack {old_pack_id} were not relocated")
+            left = _move_out(conn, old_pack_id, _new_pack(conn, new_pack_id, new_size, now), moved)
+            if left:
+                raise RuntimeError(f"{left} block(s) of pack {old_pack_id} were not relocated")
             conn.execute("DELETE FROM packs WHERE pack_id = %s", (old_pack_id,))
 
     @retried
@@ -114,31 +153,11 @@ class PostgresMaintenance(PostgresDatabase, Maintenance):
         self, moves: dict[str, list[BlockRecord]], new_pack_id: str, new_size: int, now: float
     ) -> None:
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO packs (pack_id, size, created_at) VALUES (%s, %s, %s)",
-                (new_pack_id, new_size, now),
-            )
+            new_key = _new_pack(conn, new_pack_id, new_size, now)
             for old_pack_id in sorted(moves):  # row locks in one order: no deadlock
-                ordered = sorted(moves[old_pack_id], key=lambda b: b.block_id)
-                conn.execute(
-                    "UPDATE blocks b SET pack_id = %s, pack_offset = v.off, header_len = v.hl"
-                    " FROM unnest(%s::bytea[], %s::bigint[], %s::int[]) AS v(id, off, hl)"
-                    " WHERE b.block_id = v.id AND b.pack_id = %s",
-                    (
-                        new_pack_id,
-                        [b.block_id for b in ordered],
-                        [b.offset for b in ordered],
-                        [b.header_len for b in ordered],
-                        old_pack_id,
-                    ),
-                )
-                left = conn.execute(
-                    "SELECT COUNT(*) FROM blocks WHERE pack_id = %s", (old_pack_id,)
-                ).fetchone()
-                if left and left[0]:
-                    raise RuntimeError(
-                        f"{left[0]} block(s) of pack {old_pack_id} were not relocated"
-                    )
+                left = _move_out(conn, old_pack_id, new_key, moves[old_pack_id])
+                if left:
+                    raise RuntimeError(f"{left} block(s) of pack {old_pack_id} were not relocated")
                 conn.execute("DELETE FROM packs WHERE pack_id = %s", (old_pack_id,))
 
     @retried
@@ -147,52 +166,11 @@ class PostgresMaintenance(PostgresDatabase, Maintenance):
             # the pack row is locked first: a block moved into it meanwhile is seen
             conn.execute("SELECT 1 FROM packs WHERE pack_id = %s FOR UPDATE", (pack_id,))
             deleted = conn.execute(
-                "DELETE FROM packs WHERE pack_id = %s"
-                " AND NOT EXISTS (SELECT 1 FROM blocks WHERE pack_id = %s)",
-                (pack_id, pack_id),
+                "DELETE FROM packs p WHERE p.pack_id = %s"
+                " AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.pack_key = p.pack_key)",
+                (pack_id,),
             ).rowcount
             return deleted > 0
-
-    # -- verify ----------------------------------------------------------------
-    def missing_manifest_blocks(self) -> list[tuple[str, bytes]]:
-        found = self._all(
-            "SELECT DISTINCT c.checkpoint_id, x.block_id FROM ("
-            " SELECT m.checkpoint_id, m.block_id FROM manifests m WHERE NOT EXISTS"
-            "  (SELECT 1 FROM blocks b WHERE b.block_id = m.block_id)) AS x"
-            " JOIN checkpoints c"  # the manifest's owner and the best copies reading it
-            " ON c.checkpoint_id = x.checkpoint_id OR c.manifest_of = x.checkpoint_id"
-            " ORDER BY c.checkpoint_id, x.block_id"
-        )
-        return [(row[0], row[1]) for row in found]
-
-    def manifest_gaps(self) -> list[tuple[str, bytes, int, int]]:
-        found = self._all(
-            "SELECT checkpoint_id, block_id, logical_offset, span FROM ("
-            " SELECT m.checkpoint_id, m.block_id, m.logical_offset, b.raw_len,"
-            "  COALESCE(LEAD(m.logical_offset) OVER ("
-            "   PARTITION BY m.checkpoint_id ORDER BY m.seq), c.size_bytes)"
-            "  - m.logical_offset AS span"
-            " FROM manifests m JOIN checkpoints c ON c.checkpoint_id = m.checkpoint_id"
-            " JOIN blocks b ON b.block_id = m.block_id WHERE c.status = 'ready') AS entries"
-            " WHERE span != raw_len ORDER BY checkpoint_id, logical_offset"
-        )
-        return [(row[0], row[1], row[2], row[3]) for row in found]
-
-    def checkpoints_using(self, block_ids: list[bytes]) -> dict[bytes, list[str]]:
-        result: dict[bytes, list[str]] = {block: [] for block in block_ids}
-        found = self._all(
-            "WITH RECURSIVE dependents(root, id) AS ("
-            " SELECT r, r FROM unnest(%s::bytea[]) AS r"
-            " UNION SELECT d.root, b.block_id FROM blocks b JOIN dependents d ON b.base_id = d.id)"
-            " , owners(root, id) AS (SELECT DISTINCT d.root, m.checkpoint_id"
-            "  FROM dependents d JOIN manifests m ON m.block_id = d.id)"
-            " SELECT root, id FROM owners UNION SELECT o.root, c.checkpoint_id"
-            " FROM owners o JOIN checkpoints c ON c.manifest_of = o.id ORDER BY 1, 2",
-            (list(set(block_ids)),),
-        )
-        for root, checkpoint_id in found:
-            result[root].append(checkpoint_id)
-        return result
 
     def stats(self) -> CatalogStats:
         with self._read() as conn:
@@ -212,7 +190,7 @@ class PostgresMaintenance(PostgresDatabase, Maintenance):
     # -- rows from before schema 4 of the SQLite catalog -------------------------
     def unknown_widths(self, after: bytes, limit: int) -> list[BlockRecord]:
         found = self._all(
-            f"SELECT {BLOCK_COLUMNS} FROM blocks WHERE block_id > %s AND width = %s"
+            f"SELECT {BLOCK_COLUMNS} FROM block_rows WHERE block_id > %s AND width = %s"
             " ORDER BY block_id LIMIT %s",
             (after, UNKNOWN_WIDTH, limit),
         )

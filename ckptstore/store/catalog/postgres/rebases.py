@@ -11,15 +11,18 @@ from ckptstore.store.catalog.postgres.database import (
     plain_index_scans,
     retried,
 )
+from ckptstore.store.catalog.postgres.pages import keys_of_ids
 from ckptstore.store.catalog.postgres.rows import block_columns
 from ckptstore.store.catalog.records import BlockRecord
 
+# A block moved to its new entry (pack and bases by key) if it is still where and as
+# the old record says, and its new base (if any) is whole.
 _REPOINT = (
-    "UPDATE blocks SET pack_id = %s, pack_offset = %s, header_len = %s,"
-    " stored_len = %s, codec = %s, base_id = %s"
-    " WHERE block_id = %s AND pack_id = %s AND pack_offset = %s"
-    " AND base_id IS NOT DISTINCT FROM %s AND (%s::bytea IS NULL OR EXISTS"
-    " (SELECT 1 FROM blocks y WHERE y.block_id = %s AND y.base_id IS NULL))"
+    "UPDATE blocks SET pack_key = %s, pack_offset = %s, header_len = %s,"
+    " stored_len = %s, codec = %s, base_key = %s"
+    " WHERE block_id = %s AND pack_key = %s AND pack_offset = %s"
+    " AND base_key IS NOT DISTINCT FROM %s AND (%s::bigint IS NULL OR EXISTS"
+    " (SELECT 1 FROM blocks y WHERE y.block_key = %s AND y.base_key IS NULL))"
 )
 
 
@@ -63,38 +66,53 @@ class PostgresRebases(PostgresDatabase, Rebases):
     ) -> set[bytes]:
         applied: set[bytes] = set()
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO packs (pack_id, size, created_at) VALUES (%s, %s, %s)",
+            row = conn.execute(
+                "INSERT INTO packs (pack_id, size, created_at) VALUES (%s, %s, %s)"
+                " RETURNING pack_key",
                 (pack_id, size, now),
-            )
+            ).fetchone()
+            assert row is not None
+            new_pack = row[0]
             # Every block moved and every new base is locked first: a rebase in another
             # process that would hang a delta below one of them, or make one a delta,
             # waits for this one and then sees what it did, so the checks below (the
             # base is whole; the height below a block) cannot both pass on stale views.
             bases = [new.base_id for _, new in moves if new.base_id is not None]
             hold_blocks(conn, [old.block_id for old, _ in moves] + bases, "NO KEY UPDATE")
+            old_bases = [old.base_id for old, _ in moves if old.base_id is not None]
+            keys = keys_of_ids(conn, [old.block_id for old, _ in moves] + bases + old_bases)
+            packs = _pack_keys(conn, {old.pack_id for old, _ in moves})
             for old, new in moves:
+                old_base = None if old.base_id is None else keys.get(old.base_id)
+                new_base = None if new.base_id is None else keys.get(new.base_id)
+                if (
+                    old.block_id not in keys
+                    or old.pack_id not in packs
+                    or (old.base_id is not None and old_base is None)
+                    or (new.base_id is not None and new_base is None)
+                ):
+                    continue  # gone, or stored otherwise: not as ``old`` says
                 if (
                     max_height is not None
-                    and new.base_id is not None
-                    and _height(conn, old.block_id, max_height) >= max_height
+                    and new_base is not None
+                    and _height(conn, keys[old.block_id], max_height) >= max_height
                 ):
                     continue
                 changed = conn.execute(
                     _REPOINT,
                     (
-                        new.pack_id,
+                        new_pack,
                         new.offset,
                         new.header_len,
                         new.stored_len,
                         new.codec,
-                        new.base_id,
+                        new_base,
                         old.block_id,
-                        old.pack_id,
+                        packs[old.pack_id],
                         old.offset,
-                        old.base_id,
-                        new.base_id,
-                        new.base_id,
+                        old_base,
+                        new_base,
+                        new_base,
                     ),
                 ).rowcount
                 if changed:
@@ -115,33 +133,41 @@ class PostgresRebases(PostgresDatabase, Rebases):
     def orphaned_deltas(self, dead_before: float) -> list[BlockRecord]:
         with self._read() as conn:
             plain_index_scans(conn)
-            # the dead bases first (blocks_dead), then the deltas on them (blocks_base):
+            # the dead bases first (unreferenced_since), then the deltas on them (blocks_base):
             # each an index scan whatever the planner's estimates
             bases = conn.execute(
-                "SELECT y.block_id FROM blocks y WHERE y.refcount = 0 AND y.dead_since <= %s"
-                " AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.block_id = y.block_id)",
+                "SELECT u.block_key FROM unreferenced_blocks u WHERE u.dead_since <= %s"
+                " AND NOT EXISTS (SELECT 1 FROM blocks y JOIN leases l"
+                "  ON l.block_id = y.block_id WHERE y.block_key = u.block_key)",
                 (dead_before,),
             ).fetchall()
             if not bases:
                 return []
             found = conn.execute(
-                f"SELECT {block_columns('x')} FROM blocks x WHERE x.base_id = ANY(%s)"
-                " AND (x.refcount > 0"
+                f"SELECT {block_columns('x')} FROM block_rows x WHERE x.base_key = ANY(%s)"
+                " AND (EXISTS (SELECT 1 FROM tenant_refs t WHERE t.block_key = x.block_key)"
                 " OR EXISTS (SELECT 1 FROM leases l WHERE l.block_id = x.block_id))",
                 ([row[0] for row in bases],),
             ).fetchall()
         return [rows.block(row) for row in found]
 
 
-def _height(conn: Connection, block_id: bytes, limit: int) -> int:
-    """How many deltas deep blocks hang below ``block_id`` (``limit``: at least that)."""
+def _pack_keys(conn: Connection, pack_ids: set[str]) -> dict[str, int]:
+    found = conn.execute(
+        "SELECT pack_id, pack_key FROM packs WHERE pack_id = ANY(%s)", (sorted(pack_ids),)
+    ).fetchall()
+    return {row[0]: row[1] for row in found}
+
+
+def _height(conn: Connection, block_key: int, limit: int) -> int:
+    """How many deltas deep blocks hang below ``block_key`` (``limit``: at least that)."""
     row = conn.execute(
-        "WITH RECURSIVE below(block_id, depth) AS ("
-        " SELECT block_id, 1 FROM blocks WHERE base_id = %s"
-        " UNION ALL SELECT b.block_id, below.depth + 1 FROM blocks b"
-        " JOIN below ON b.base_id = below.block_id WHERE below.depth < %s)"
+        "WITH RECURSIVE below(block_key, depth) AS ("
+        " SELECT block_key, 1 FROM blocks WHERE base_key = %s"
+        " UNION ALL SELECT b.block_key, below.depth + 1 FROM blocks b"
+        " JOIN below ON b.base_key = below.block_key WHERE below.depth < %s)"
         " SELECT COALESCE(MAX(depth), 0) FROM below",
-        (block_id, limit),
+        (block_key, limit),
     ).fetchone()
     height: int = row[0] if row else 0
     return height

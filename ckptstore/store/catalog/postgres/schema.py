@@ -4,14 +4,17 @@ The same tables as the SQLite catalog (FORMAT.md describes them) in PostgreSQL's
 types: BYTEA ids, BIGINT counts and offsets, DOUBLE PRECISION times, JSONB metrics
 (sorted on and listed by key in SQL). Text that the catalog sorts on is ``COLLATE "C"``,
 so listings come in byte order, as from SQLite, whatever the database's locale. A
-``seq`` column gives the insertion order that SQLite's rowid gives.
+``seq`` column gives the insertion order that SQLite's rowid gives. Since schema 7 a
+block row holds no refcount (``unreferenced_blocks`` instead: compact_schema.py).
 
 The version is a row of ``ckptstore_schema``; its numbering is this backend's own.
 """
 
+from ckptstore.store.catalog.postgres.compact_schema import MIGRATION as COMPACT_CATALOG
+from ckptstore.store.catalog.postgres.compact_schema import Step
 from ckptstore.store.catalog.schema import ID_PREFIX_AND_ENDPOINT_NAME_INDEXES, MANIFEST_SHARING
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _ID = 'TEXT COLLATE "C"'
 
@@ -22,8 +25,9 @@ _METRIC_ROWS = (
 )
 _NUMBER = "jsonb_typeof(j.value) = 'number'"
 
-# MIGRATIONS[n] takes a catalog from schema version n-1 to n.
-MIGRATIONS: dict[int, list[str]] = {
+# MIGRATIONS[n] takes a catalog from schema version n-1 to n: SQL statements, and
+# functions of the connection where a step is done in Python.
+MIGRATIONS: dict[int, list[Step]] = {
     1: [
         f"CREATE TABLE settings (key {_ID} PRIMARY KEY, value TEXT NOT NULL)",
         f"""CREATE TABLE jobs (
@@ -117,7 +121,7 @@ MIGRATIONS: dict[int, list[str]] = {
     ],
     # 2: the SQLite catalog's schema 7: a tenant's checkpoints by id prefix (refs.py)
     # through an index, endpoint names unique per tenant
-    2: ID_PREFIX_AND_ENDPOINT_NAME_INDEXES,
+    2: [*ID_PREFIX_AND_ENDPOINT_NAME_INDEXES],
     # 3: folders of files and SHA-256 digests (the SQLite catalog's schema 8)
     3: [
         "ALTER TABLE checkpoints ADD COLUMN sha256 TEXT",
@@ -239,5 +243,9 @@ MIGRATIONS: dict[int, list[str]] = {
             ON checkpoints FOR EACH ROW EXECUTE FUNCTION checkpoints_listing()""",
     ],
     # 6: best copies read their source's manifest rows (as SQLite's schema 11)
-    6: MANIFEST_SHARING,
+    6: [*MANIFEST_SHARING],
+    # 7: blocks and packs keyed by integers in insertion order, manifests as pages of
+    # entries instead of a row per block, references counted per tenant (as SQLite's
+    # schema 12; compact_schema.py)
+    7: COMPACT_CATALOG,
 }
