@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from ckptstore.config import ServerSettings
 from ckptstore.server.access import RequestObserver
 from ckptstore.server.admission import UploadAdmission
+from ckptstore.server.auth import KeyCache
 from ckptstore.server.deps import Services
 from ckptstore.server.errors import install_error_handlers
 from ckptstore.server.gc_worker import GcWorker
@@ -40,7 +41,8 @@ def create_app(
     )
     metrics = Metrics()
     metrics.watch_store(store.stats, lambda: gc.runs)
-    services = Services(store, signer, settings, gc, metrics, admission)
+    keys = KeyCache(store.context.catalog, settings.api_key_cache_s, clock)
+    services = Services(store, signer, settings, gc, metrics, admission, keys)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
