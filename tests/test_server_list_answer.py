@@ -11,7 +11,10 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from ckptstore.server import listing
 from ckptstore.store.catalog import CheckpointRecord
 from ckptstore.store.policies import JobSettings
 from tests.server_helpers import JOB, Server, make_server
@@ -138,3 +141,87 @@ def test_list_answers_hold_what_they_pin(srv: Server) -> None:
     assert pinned[(f"{LIST}?limit=0", "acme")]["status"] == 422
     assert pinned[(LIST, "none")]["status"] == 401
     assert json.loads(pinned[(LIST, "other")]["body"])["totalCount"] == 0
+
+
+def _json_module(body: object) -> bytes:
+    """What Starlette's JSONResponse renders."""
+    return json.dumps(
+        body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode()
+
+
+_TEXT = st.text(st.characters(exclude_categories=("Cs",)))
+_NUMBER = st.floats() | st.integers(min_value=-(2**70), max_value=2**70)
+
+
+@given(
+    metrics=st.dictionaries(_TEXT, _NUMBER, max_size=6),
+    name=_TEXT,
+    size=st.integers(min_value=0, max_value=2**70),
+)
+def test_list_encoding_spells_as_the_json_module(metrics, name, size) -> None:
+    body = {"checkpoints": [{"name": name, "metrics": metrics, "sizeBytes": size}], "x": None}
+    try:
+        expected = _json_module(body)
+    except ValueError:  # NaN or an infinity: refused by both
+        with pytest.raises(ValueError):
+            listing.encode(body, [metrics])
+        return
+    assert listing.encode(body, [metrics]) == expected
+
+
+@pytest.mark.parametrize(
+    "query, params",
+    [
+        (b"", listing.ListParams()),
+        (b"includeMetrics=false&limit=2", listing.ListParams(include_metrics=False, limit=2)),
+        (
+            b"sortBy=loss&sortOrder=asc&type=manual&type=best&cursor=abc&limit=1000",
+            listing.ListParams(True, "loss", "asc", 1000, ("manual", "best"), "abc"),
+        ),
+        (b"other=1&includeMetrics=true", listing.ListParams()),
+        (b"sortBy=val%20loss", listing.ListParams(sort_by="val loss")),
+    ],
+)
+def test_plain_queries_are_read_by_the_list_route(query, params) -> None:
+    assert listing.plain_params(query) == params
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"limit=3&limit=1",  # repeated
+        b"includeMetrics=0",  # converted by FastAPI
+        b"includeMetrics=False",
+        b"includeMetrics=maybe",
+        b"limit=+2",
+        b"limit=02",
+        b"limit=0",
+        b"limit=1001",
+        b"limit=ten",
+        b"limit=",
+        b"sortBy=",
+        b"type=",
+        b"cursor=",
+        b"cursor=" + b"x" * 513,
+    ],
+)
+def test_other_queries_are_left_to_the_api_route(query) -> None:
+    assert listing.plain_params(query) is None
+
+
+def test_plain_queries_skip_fastapi_parameter_handling(srv: Server, monkeypatch) -> None:
+    """The list route answers plain queries; FastAPI's route answers the others."""
+    import fastapi.routing
+
+    solved: list[str] = []
+    solve = fastapi.routing.solve_dependencies
+
+    async def counting(*args, **kwargs):
+        solved.append(kwargs["request"].url.query)
+        return await solve(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    for query in ("", "limit=2&includeMetrics=false", "limit=02", "limit=0"):
+        srv.client.get(f"{LIST}?{query}", headers=srv.acme)
+    assert solved == ["limit=02", "limit=0"]
