@@ -151,7 +151,13 @@ def _json_module(body: object) -> bytes:
 
 
 _TEXT = st.text(st.characters(exclude_categories=("Cs",)))
-_NUMBER = st.floats() | st.integers(min_value=-(2**70), max_value=2**70)
+_NUMBER = (
+    st.floats()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.booleans()
+    | st.none()
+    | _TEXT
+)
 
 
 @given(

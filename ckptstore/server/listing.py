@@ -97,7 +97,7 @@ def encode(body: dict[str, Any], metrics: list[dict[str, float]]) -> bytes:
     it writes smaller floats without an exponent (``0.00001``, not ``1e-05``), so
     metrics with one, or anything but numbers, go through the json module. The
     only floats of a list answer are those of its ``metrics``."""
-    if all(_spelled_alike(values) for values in metrics):
+    if _spelled_alike(metrics):
         try:
             return orjson.dumps(body)
         except orjson.JSONEncodeError:  # an integer past 64 bits
@@ -107,14 +107,16 @@ def encode(body: dict[str, Any], metrics: list[dict[str, float]]) -> bytes:
     ).encode()
 
 
-def _spelled_alike(metrics: dict[str, float]) -> bool:
-    for value in metrics.values():
-        if type(value) is float:
-            if not (_FLOAT_LOW <= abs(value) < _FLOAT_HIGH or value == 0.0):
-                return False  # NaN and infinities too
-        elif type(value) is not int:
-            return False
-    return True
+def _spelled_alike(metrics: list[dict[str, float]]) -> bool:
+    """Whether every value is a number that orjson spells as the json module does:
+    zero, or of [1e-4, 1e16) (larger integers go to the json module too). NaN and
+    the infinities fail every comparison; text and None fail ``abs``."""
+    try:
+        return all(
+            _FLOAT_LOW <= abs(v) < _FLOAT_HIGH or v == 0 for m in metrics for v in m.values()
+        )
+    except TypeError:
+        return False
 
 
 # where Python's repr of a float and orjson's agree: repr uses an exponent below
