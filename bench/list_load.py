@@ -5,7 +5,9 @@
 The list load of bench/server.py (a job of 1,000 checkpoints, pages of 50, 32
 clients, wrk when installed) against ``ckptstore serve --workers 2``, repeated
 ``--runs`` times on one populated store per catalog, so that a change to the
-list path can be compared run against run on a shared machine.
+list path can be compared run against run on a shared machine. Each run also
+reports the server processes' CPU time per request (user and system, all
+workers): on a shared machine a steadier figure than the request rate.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ import asyncio
 import shutil
 import statistics
 import uuid
+from pathlib import Path
+
+import psutil
 
 from bench.catalogs import DEFAULT_POSTGRES, _admin, _with_schema
 from bench.common import WORK, save_report
@@ -22,6 +27,20 @@ from bench.server import list_load, list_load_wrk, populate
 from ckptstore.testing.live_server import live_server
 
 CLIENTS = 32
+
+
+def server_cpu_s(data_dir: Path) -> float:
+    """CPU seconds used so far by the ``ckptstore serve`` of ``data_dir`` and its workers."""
+    (serve,) = (
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "serve" in (p.info["cmdline"] or []) and str(data_dir) in (p.info["cmdline"] or [])
+    )
+    total = 0.0
+    for proc in [serve, *serve.children(recursive=True)]:
+        times = proc.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def runs(catalog_kind: str, postgres: str, count: int, seconds: float) -> list[dict[str, float]]:
@@ -40,10 +59,14 @@ def runs(catalog_kind: str, postgres: str, count: int, seconds: float) -> list[d
         found = []
         with live_server(root / "data", workers=2, env=env) as base:
             for _ in range(count):
+                cpu_before = server_cpu_s(root / "data")
                 if shutil.which("wrk"):
-                    found.append(list_load_wrk(base, headers, CLIENTS, seconds))
+                    result = list_load_wrk(base, headers, CLIENTS, seconds)
                 else:
-                    found.append(asyncio.run(list_load(base, headers, CLIENTS, seconds)))
+                    result = asyncio.run(list_load(base, headers, CLIENTS, seconds))
+                cpu_s = server_cpu_s(root / "data") - cpu_before
+                result["server_cpu_ms"] = 1000 * cpu_s / result["requests"]
+                found.append(result)
         return found
     finally:
         if catalog_kind == "postgres":
@@ -64,18 +87,24 @@ def main() -> None:
         f"`ckptstore serve --workers 2` on loopback, {CLIENTS} clients listing a job of 1,000"
         " checkpoints (pages of 50); the load generator shares the server's cores.",
         "",
-        "| catalog | run | req/s | p50 ms | p99 ms | client |",
-        "|---|---:|---:|---:|---:|---|",
+        "Server CPU: the server processes' CPU time (user and system, all workers) per"
+        " request answered.",
+        "",
+        "| catalog | run | req/s | p50 ms | p99 ms | server CPU ms/req | client |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for kind, results in found.items():
         for i, r in enumerate(results):
             lines.append(
                 f"| {kind} | {i + 1} | {r['rps']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f}"
-                f" | {r['client']} |"
+                f" | {r['server_cpu_ms']:.2f} | {r['client']} |"
             )
         median_rps = statistics.median(r["rps"] for r in results)
         median_p99 = statistics.median(r["p99_ms"] for r in results)
-        lines.append(f"| {kind} | median | {median_rps:,.0f} | | {median_p99:.1f} | |")
+        median_cpu = statistics.median(r["server_cpu_ms"] for r in results)
+        lines.append(
+            f"| {kind} | median | {median_rps:,.0f} | | {median_p99:.1f} | {median_cpu:.2f} | |"
+        )
     md = save_report(args.name, "List throughput", lines, {"runs": found, "args": vars(args)})
     print(md.read_text())
 

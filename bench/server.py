@@ -74,9 +74,16 @@ def list_load_wrk(base: str, headers: dict, clients: int, seconds: float) -> dic
         return float(value[: -len(unit)]) * scale[unit]
 
     rps = float(text.split("Requests/sec:")[1].split()[0])
+    requests = int(text.split(" requests in ")[0].split()[-1])
     if "Non-2xx" in text:
         raise RuntimeError(f"wrk saw errors:\n{text}")
-    return {"rps": rps, "p50_ms": latency_ms("50"), "p99_ms": latency_ms("99"), "client": "wrk"}
+    return {
+        "rps": rps,
+        "p50_ms": latency_ms("50"),
+        "p99_ms": latency_ms("99"),
+        "client": "wrk",
+        "requests": requests,
+    }
 
 
 async def list_load(base: str, headers: dict, clients: int, seconds: float) -> dict[str, float]:
@@ -102,6 +109,7 @@ async def list_load(base: str, headers: dict, clients: int, seconds: float) -> d
         "rps": len(latencies) / elapsed,
         "p50_ms": 1000 * latencies[len(latencies) // 2],
         "p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
+        "requests": len(latencies),
     }
 
 

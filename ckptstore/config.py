@@ -48,6 +48,9 @@ class ServerSettings(BaseSettings):
     public_url: str | None = None  # base of signed URLs; default http://host:port
     signing_keys: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)] = ()
     url_ttl_s: int = Field(3600, ge=1)
+    # how long a server process trusts an API key it found valid before it looks it up
+    # again: a revoked key is refused at most this long after `keys revoke` (0: at once)
+    api_key_cache_s: float = Field(1.0, ge=0, le=60)
     gc_interval_s: float = Field(600.0, gt=0)
     gc_after_delete_s: float = Field(5.0, ge=0)
     # how long a block no checkpoint uses stays before GC may take it (CKPTSTORE_GC_GRACE)

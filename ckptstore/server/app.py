@@ -12,10 +12,12 @@ from fastapi import FastAPI
 from ckptstore.config import ServerSettings
 from ckptstore.server.access import RequestObserver
 from ckptstore.server.admission import UploadAdmission
+from ckptstore.server.auth import KeyCache
 from ckptstore.server.deps import Services
 from ckptstore.server.errors import install_error_handlers
 from ckptstore.server.gc_worker import GcWorker
 from ckptstore.server.limits import JsonBodyLimit
+from ckptstore.server.listing import ListRoute
 from ckptstore.server.methods import MethodTable, OptionsAnswer
 from ckptstore.server.metrics import Metrics
 from ckptstore.server.routes import checkpoints, downloads, endpoints, files, ops, transfer, uploads
@@ -40,7 +42,8 @@ def create_app(
     )
     metrics = Metrics()
     metrics.watch_store(store.stats, lambda: gc.runs)
-    services = Services(store, signer, settings, gc, metrics, admission)
+    keys = KeyCache(store.context.catalog, settings.api_key_cache_s, clock)
+    services = Services(store, signer, settings, gc, metrics, admission, keys)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,6 +69,8 @@ def create_app(
     install_error_handlers(app)
     for module in (checkpoints, files, uploads, downloads, transfer, endpoints, ops):
         app.include_router(module.router)
+    # plain list queries go to a route of their own first (listing.py)
+    app.router.routes.insert(0, ListRoute(checkpoints.list_route()))
     install_ui(app, signing_keys, clock)
 
     app.state.methods = MethodTable(app)

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 
 from ckptstore.config import ServerSettings
 from ckptstore.server.admission import UploadAdmission
-from ckptstore.server.auth import key_for
+from ckptstore.server.auth import KeyCache
 from ckptstore.server.errors import ApiError
 from ckptstore.server.gc_worker import GcWorker
 from ckptstore.server.metrics import Metrics
@@ -25,6 +25,7 @@ class Services:
     gc: GcWorker
     metrics: Metrics
     uploads: UploadAdmission
+    keys: KeyCache
 
 
 # Both dependencies are async on purpose: FastAPI runs a sync dependency in the thread
@@ -37,7 +38,7 @@ async def services(request: Request) -> Services:
 async def tenant(request: Request) -> str:
     """The tenant of the request's API key; 401 without a valid one."""
     svc: Services = request.app.state.services
-    found = key_for(svc.store.context.catalog, request.headers.get("authorization"))
+    found = svc.keys.key_for(request.headers.get("authorization"))
     if found is not None:
         request.state.tenant = found.tenant_id  # for the request's log line
         return found.tenant_id
@@ -52,7 +53,7 @@ async def admin(request: Request) -> str:
     tenant's. Store-wide figures and operations tell one tenant about the others'
     data, so only an operator gets them."""
     svc: Services = request.app.state.services
-    found = key_for(svc.store.context.catalog, request.headers.get("authorization"))
+    found = svc.keys.key_for(request.headers.get("authorization"))
     if found is None:
         raise _unauthorized()
     request.state.tenant = found.tenant_id

@@ -43,10 +43,21 @@ class Metrics:
             "ckptstore_downloaded_bytes", "Checkpoint bytes sent.", registry=self.registry
         )
         self._store_collector: _StoreCollector | None = None
+        # the counter and histogram of each method, route and status, found once:
+        # labels() checks and locks on every call (this holds one entry per child
+        # that prometheus_client holds anyway)
+        self._by_request: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def count_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self._requests.labels(method, route, str(status)).inc()
-        self._latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        found = self._by_request.get(key)
+        if found is None:
+            found = self._by_request[key] = (
+                self._requests.labels(method, route, str(status)),
+                self._latency.labels(method, route),
+            )
+        found[0].inc()
+        found[1].observe(seconds)
 
     def add_uploaded(self, n: int) -> None:
         self._uploaded.inc(n)

@@ -61,6 +61,11 @@ class _KeyCachingSigner(Signer):
 
 
 class UrlSigner:
+    # URLs signed in the current second, kept until the clock's second moves on: a URL
+    # depends only on what it opens and its expiry, and a list polled by several
+    # clients signs the same page again within that second
+    MAX_CACHED = 8192
+
     def __init__(
         self, keys: tuple[str, ...], base_url: str, ttl_s: int, clock: Callable[[], float]
     ):
@@ -71,6 +76,8 @@ class UrlSigner:
         self._base_url = base_url
         self._ttl_s = ttl_s
         self._clock = clock
+        self._signed: dict[tuple[str, str, str | None, int], SignedUrl] = {}
+        self._signed_for = 0  # the expiry of the URLs in _signed
 
     @staticmethod
     def _message(tenant_id: str, checkpoint_id: str, expires_at: int, path: str | None) -> bytes:
@@ -82,6 +89,22 @@ class UrlSigner:
     def sign(self, tenant_id: str, checkpoint_id: str, path: str | None = None) -> SignedUrl:
         """The URL of the checkpoint's download, or with ``path`` of one of its files."""
         expires_at = int(self._clock()) + self._ttl_s
+        if expires_at != self._signed_for:
+            self._signed = {}
+            self._signed_for = expires_at
+        # the expiry is part of the key: a thread that signs as the second turns may
+        # store a URL of the second before, which then is never handed out
+        key = (tenant_id, checkpoint_id, path, expires_at)
+        signed = self._signed.get(key)
+        if signed is None:
+            signed = self._new_url(tenant_id, checkpoint_id, path, expires_at)
+            if len(self._signed) < self.MAX_CACHED:
+                self._signed[key] = signed
+        return signed
+
+    def _new_url(
+        self, tenant_id: str, checkpoint_id: str, path: str | None, expires_at: int
+    ) -> SignedUrl:
         message = self._message(tenant_id, checkpoint_id, expires_at, path)
         signature = self._hmac.signature(message)
         where = _quoted(checkpoint_id)

@@ -19,29 +19,26 @@ def checkpoint_view(
         "name": record.name,
         "epoch": record.epoch,
         "step": record.step,
+        "metrics": record.metrics,
+        "size": human_size(record.size_bytes),
+        "type": record.type,
+        "downloadUrl": url.url if url else None,
+        "deployable": ready,
+        "createdAt": iso_time(record.created_at),
+        "jobId": record.job_id,
+        "description": record.description,
+        "status": record.status,
+        "sizeBytes": record.size_bytes,
+        "storedBytes": record.stored_bytes,
+        "downloadUrlExpiresAt": iso_time(url.expires_at) if url else None,
+        "parentId": record.parent_id,  # a best checkpoint: the checkpoint it copies
+        # "file", or "tree": a folder, whose downloadUrl gives a tar of its files
+        "layout": record.layout,
+        # of the file's bytes; of a tree, of its sha256sum listing (FORMAT.md)
+        "sha256": record.sha256,
     }
-    if include_metrics:
-        view["metrics"] = record.metrics
-    view.update(
-        {
-            "size": human_size(record.size_bytes),
-            "type": record.type,
-            "downloadUrl": url.url if url else None,
-            "deployable": ready,
-            "createdAt": iso_time(record.created_at),
-            "jobId": record.job_id,
-            "description": record.description,
-            "status": record.status,
-            "sizeBytes": record.size_bytes,
-            "storedBytes": record.stored_bytes,
-            "downloadUrlExpiresAt": iso_time(url.expires_at) if url else None,
-            "parentId": record.parent_id,  # a best checkpoint: the checkpoint it copies
-            # "file", or "tree": a folder, whose downloadUrl gives a tar of its files
-            "layout": record.layout,
-            # of the file's bytes; of a tree, of its sha256sum listing (FORMAT.md)
-            "sha256": record.sha256,
-        }
-    )
+    if not include_metrics:
+        del view["metrics"]  # the others keep their order
     return view
 
 

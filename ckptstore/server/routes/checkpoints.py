@@ -6,11 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from ckptstore.errors import InvalidLimit
-from ckptstore.formatting import human_size
+from ckptstore.server import listing
 from ckptstore.server.deps import ServicesDep, TenantDep
+from ckptstore.server.listing import MAX_CURSOR, MAX_PAGE, ListParams
 from ckptstore.server.schemas import (
     Checkpoint,
     CheckpointList,
@@ -20,16 +22,12 @@ from ckptstore.server.schemas import (
     JobSettingsBody,
     JobSummary,
 )
-from ckptstore.server.views import best_summary, checkpoint_view, latest_summary
-from ckptstore.store import checkpoints as engine
+from ckptstore.server.views import checkpoint_view
 from ckptstore.store.catalog import CHECKPOINT_TYPES, CheckpointRecord
 from ckptstore.store.policies import JobSettings
 
 router = APIRouter(prefix="/v2/training", tags=["checkpoints"])
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Error} for code in (401, 404, 422)}
-# checkpoints per list answer: the API names 1-100; more is allowed, and pages beyond
-# go by cursor
-MAX_PAGE = 1000
 # sortOrder and type are validated by the store, so a bad one is the store's own error
 # class (InvalidArgument, InvalidCheckpointType); the schema still lists what they allow
 SORT_ORDER = Query(json_schema_extra={"enum": ["asc", "desc"]})
@@ -52,39 +50,18 @@ async def list_checkpoints(
     # extension: only checkpoints of these types (the parameter may repeat)
     type: Annotated[list[str] | None, TYPES] = None,  # noqa: A002
     # extension: the nextCursor of the page before (same sort and filter)
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-) -> JSONResponse:
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
+) -> Response:
+    # (not a docstring: FastAPI would publish it) queries with plain parameters are
+    # answered by listing.ListRoute before this route; both answer with list_answer
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidLimit(limit, 1, MAX_PAGE)
-    types = tuple(type) if type else None
-
-    def load() -> tuple[engine.CheckpointPage, engine.JobSummary]:
-        page = svc.store.list(
-            jobId,
-            sort_by=sortBy,
-            order=sortOrder,
-            limit=limit,
-            tenant=tenant,
-            types=types,
-            cursor=cursor,
-        )
-        return page, svc.store.job_summary(jobId, tenant=tenant)
-
-    page, summary = await run_in_threadpool(load)
-    return JSONResponse(
-        {
-            "checkpoints": [
-                checkpoint_view(r, svc.signer, includeMetrics) for r in page.checkpoints
-            ],
-            "totalCount": page.total_count,
-            "nextCursor": page.next_cursor,
-            "summary": {
-                "bestCheckpoint": best_summary(summary.best),
-                "latestCheckpoint": latest_summary(summary.latest),
-                "totalSize": human_size(summary.total_size_bytes),
-            },
-        }
+    params = ListParams(
+        includeMetrics, sortBy, sortOrder, limit, tuple(type) if type else None, cursor
     )
+    page, summary = await run_in_threadpool(listing.load, svc, jobId, tenant, params)
+    body = listing.list_answer(page, summary, svc.signer, includeMetrics)
+    return Response(body, media_type="application/json")
 
 
 @router.post(
@@ -191,3 +168,10 @@ async def put_job_settings(
     settings = JobSettings.from_dict(body.model_dump())
     await run_in_threadpool(svc.store.set_job_settings, jobId, settings, tenant=tenant)
     return settings.as_dict()
+
+
+def list_route() -> APIRoute:
+    """The API route of ``list_checkpoints``."""
+    (route,) = (r for r in router.routes if getattr(r, "endpoint", None) is list_checkpoints)
+    assert isinstance(route, APIRoute)
+    return route
