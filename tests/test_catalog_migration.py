@@ -22,10 +22,25 @@ from tests.crash_child import tensor_data_for
 NO_DELTAS = dataclasses.replace(TEST_CONFIG, delta_max_depth=0)
 
 
+def as_schema_12(root: Path) -> None:
+    """Turn a store's catalog into what the code of schema 12 wrote: job counts without
+    sizes (and the triggers that kept them)."""
+    with sqlite3.connect(root / "catalog.sqlite") as conn:
+        for trigger in ("insert", "delete", "update"):
+            conn.execute(f"DROP TRIGGER checkpoints_count_{trigger}")
+        conn.execute("ALTER TABLE job_counts DROP COLUMN size_bytes")
+        for statement in MIGRATIONS[10]:
+            if isinstance(statement, str) and "TRIGGER checkpoints_count" in statement:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 12")
+    conn.close()
+
+
 def as_schema_11(root: Path) -> None:
     """Turn a store's catalog into what the code of schema 11 wrote: blocks and packs
     keyed by their ids, a manifest row per entry naming its block's id, no per-tenant
     references."""
+    as_schema_12(root)
     with sqlite3.connect(root / "catalog.sqlite") as conn:
         for trigger in ("live_insert", "live_delete", "live_update", "lost"):
             conn.execute(f"DROP TRIGGER blocks_{trigger}")
@@ -336,6 +351,13 @@ def as_postgres_schema_6(url: str) -> None:
     from ckptstore.store.catalog.postgres.schema import MIGRATIONS as POSTGRES_MIGRATIONS
 
     with psycopg.connect(url) as conn:  # one transaction
+        # schema 8's job sizes go, with the trigger function that kept them
+        conn.execute("DROP TRIGGER checkpoints_listing ON checkpoints")
+        conn.execute("DROP FUNCTION checkpoints_listing()")
+        conn.execute("ALTER TABLE job_counts DROP COLUMN size_bytes")
+        for statement in POSTGRES_MIGRATIONS[5]:
+            if isinstance(statement, str) and "checkpoints_listing()" in statement:
+                conn.execute(statement)
         packs = conn.execute("SELECT pack_id, size, created_at FROM packs").fetchall()
         blocks = conn.execute(
             "SELECT block_id, pack_id, pack_offset, stored_len, raw_len, codec, base_id,"
@@ -499,6 +521,20 @@ def test_a_postgres_catalog_of_schema_2_migrates_to_folders(tmp_path, clock, pos
         assert [f.path for f in s.files(new.checkpoint_id)] == ["model.safetensors"]
         assert restore_bytes(s, old.checkpoint_id) == tensor_data_for(0)
         assert s.verify(read_data=True).ok
+
+
+def test_a_schema_12_store_gets_its_jobs_sizes(tmp_path, clock):
+    root = tmp_path / "store"
+    with CheckpointStore.open(root, config=NO_DELTAS, clock=clock) as store:
+        first = store.put("job", tensor_data_for(0))
+        store.put("job", tensor_data_for(1))
+    as_schema_12(root)
+    with CheckpointStore.open(root, config=NO_DELTAS, clock=clock) as store:
+        catalog = store.context.catalog
+        sizes = len(tensor_data_for(0)) + len(tensor_data_for(1))
+        assert catalog.job_totals("", "job") == (2, sizes)
+        store.delete(first.checkpoint_id)
+        assert catalog.job_totals("", "job") == (1, len(tensor_data_for(1)))
 
 
 def test_a_schema_11_catalog_keeps_each_tenants_blocks_and_its_lost_ids(tmp_path):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from ckptstore.store.catalog.compact_schema import MIGRATION as COMPACT_CATALOG
 from ckptstore.store.catalog.compact_schema import Step
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 # Shared by the SQLite and PostgreSQL catalogs (the same SQL in both).
 ID_PREFIX_AND_ENDPOINT_NAME_INDEXES = [
@@ -38,6 +38,16 @@ _COUNT_UP = (
 )
 _COUNT_DOWN = (
     "UPDATE job_counts SET checkpoints = checkpoints - 1"
+    " WHERE tenant_id = {row}.tenant_id AND job_id = {row}.job_id AND type = {row}.type"
+)
+_SIZED_UP = (
+    "INSERT INTO job_counts VALUES ({row}.tenant_id, {row}.job_id, {row}.type, 1,"
+    " {row}.size_bytes) ON CONFLICT (tenant_id, job_id, type) DO UPDATE"
+    " SET checkpoints = checkpoints + 1, size_bytes = size_bytes + excluded.size_bytes"
+)
+_SIZED_DOWN = (
+    "UPDATE job_counts SET checkpoints = checkpoints - 1,"
+    " size_bytes = size_bytes - {row}.size_bytes"
     " WHERE tenant_id = {row}.tenant_id AND job_id = {row}.job_id AND type = {row}.type"
 )
 
@@ -259,4 +269,26 @@ MIGRATIONS: dict[int, Sequence[Step]] = {
     # 12: blocks and packs keyed by integers in insertion order, manifests as pages of
     # entries instead of a row per block, references counted per tenant (compact_schema.py).
     12: COMPACT_CATALOG,
+    # 13: each job's total size by type beside its count, kept by the same triggers, so
+    # a listing's summary reads a few rows instead of summing the job's checkpoints.
+    13: [
+        "ALTER TABLE job_counts ADD COLUMN size_bytes INTEGER NOT NULL DEFAULT 0",
+        """UPDATE job_counts SET size_bytes = COALESCE((SELECT SUM(c.size_bytes)
+            FROM checkpoints c WHERE c.tenant_id = job_counts.tenant_id
+            AND c.job_id = job_counts.job_id AND c.type = job_counts.type), 0)""",
+        "DROP TRIGGER checkpoints_count_insert",
+        "DROP TRIGGER checkpoints_count_delete",
+        "DROP TRIGGER checkpoints_count_update",
+        f"""CREATE TRIGGER checkpoints_count_insert AFTER INSERT ON checkpoints BEGIN
+            {_SIZED_UP.format(row="NEW")};
+        END""",
+        f"""CREATE TRIGGER checkpoints_count_delete AFTER DELETE ON checkpoints BEGIN
+            {_SIZED_DOWN.format(row="OLD")};
+        END""",
+        f"""CREATE TRIGGER checkpoints_count_update
+        AFTER UPDATE OF tenant_id, job_id, type, size_bytes ON checkpoints BEGIN
+            {_SIZED_DOWN.format(row="OLD")};
+            {_SIZED_UP.format(row="NEW")};
+        END""",
+    ],
 }

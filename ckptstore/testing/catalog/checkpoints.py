@@ -184,6 +184,20 @@ class CheckpointTests(CatalogFixture):
         assert catalog.job_totals("a", "nope") == (0, 0)
         assert catalog.tenant_totals("a") == (1, 1000, 0)
 
+    def test_job_totals_follow_commits_fills_copies_and_deletes(self, catalog: Catalog) -> None:
+        self.add(catalog, 1, 2)
+        catalog.commit_checkpoint(checkpoint("c1", size_bytes=1000), [(0, bid(1))], "h")
+        catalog.create_checkpoint(checkpoint("c2", status="pending", size_bytes=0))
+        assert catalog.job_totals("", "job") == (2, 1000)
+        filled = checkpoint("c2", size_bytes=2000, created=NOW + 1)
+        catalog.commit_checkpoint(filled, [(0, bid(1)), (1000, bid(2))], "h", fills_pending=True)
+        assert catalog.job_totals("", "job") == (2, 3000)
+        catalog.replace_best(checkpoint("b", type="best", parent_id="c2", size_bytes=2000), None)
+        assert catalog.job_totals("", "job") == (3, 5000)
+        catalog.delete_checkpoint("c1", NOW)
+        assert catalog.job_totals("", "job") == (2, 4000)
+        assert catalog.job_totals("", "other") == (0, 0)
+
     def test_job_extremes_are_the_newest_best_and_newest_overall(self, catalog: Catalog) -> None:
         assert catalog.job_extremes("", "job") == (None, None)
         catalog.commit_checkpoint(checkpoint("b1", type="best", created=NOW + 1), [], "h")

@@ -197,9 +197,10 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
         return {slot: rows.block(found[key]) for slot, key in tensors if key in found}
 
     def job_totals(self, tenant_id: str, job_id: str) -> tuple[int, int]:
+        # job_counts holds both per type, kept by the checkpoints_listing trigger
         row = self._one(
-            "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0)::bigint FROM checkpoints"
-            " WHERE tenant_id = %s AND job_id = %s",
+            "SELECT COALESCE(SUM(checkpoints), 0)::bigint, COALESCE(SUM(size_bytes), 0)::bigint"
+            " FROM job_counts WHERE tenant_id = %s AND job_id = %s",
             (tenant_id, job_id),
         )
         return row[0], row[1]

@@ -14,7 +14,7 @@ from ckptstore.store.catalog.postgres.compact_schema import MIGRATION as COMPACT
 from ckptstore.store.catalog.postgres.compact_schema import Step
 from ckptstore.store.catalog.schema import ID_PREFIX_AND_ENDPOINT_NAME_INDEXES, MANIFEST_SHARING
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _ID = 'TEXT COLLATE "C"'
 
@@ -248,4 +248,35 @@ MIGRATIONS: dict[int, list[Step]] = {
     # entries instead of a row per block, references counted per tenant (as SQLite's
     # schema 12; compact_schema.py)
     7: COMPACT_CATALOG,
+    # 8: each job's total size by type beside its count (as SQLite's schema 13)
+    8: [
+        "ALTER TABLE job_counts ADD COLUMN size_bytes BIGINT NOT NULL DEFAULT 0",
+        """UPDATE job_counts SET size_bytes = COALESCE((SELECT SUM(c.size_bytes)
+            FROM checkpoints c WHERE c.tenant_id = job_counts.tenant_id
+            AND c.job_id = job_counts.job_id AND c.type = job_counts.type), 0)""",
+        f"""CREATE OR REPLACE FUNCTION checkpoints_listing() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                DELETE FROM metric_order WHERE checkpoint_id = OLD.checkpoint_id;
+                UPDATE job_counts SET checkpoints = checkpoints - 1,
+                    size_bytes = size_bytes - OLD.size_bytes
+                WHERE tenant_id = OLD.tenant_id AND job_id = OLD.job_id AND type = OLD.type;
+            END IF;
+            IF TG_OP IN ('UPDATE', 'INSERT') THEN
+                INSERT INTO metric_order SELECT {_METRIC_ROWS.format(row="NEW")}
+                FROM jsonb_each(NEW.metrics) j WHERE {_NUMBER};
+                INSERT INTO job_counts VALUES (NEW.tenant_id, NEW.job_id, NEW.type, 1,
+                    NEW.size_bytes)
+                ON CONFLICT (tenant_id, job_id, type)
+                DO UPDATE SET checkpoints = job_counts.checkpoints + 1,
+                    size_bytes = job_counts.size_bytes + EXCLUDED.size_bytes;
+            END IF;
+            RETURN NULL;
+        END $$""",
+        "DROP TRIGGER checkpoints_listing ON checkpoints",
+        """CREATE TRIGGER checkpoints_listing AFTER INSERT OR DELETE
+            OR UPDATE OF checkpoint_id, tenant_id, job_id, type, metrics, created_at, size_bytes
+            ON checkpoints FOR EACH ROW EXECUTE FUNCTION checkpoints_listing()""",
+    ],
 }

@@ -168,11 +168,12 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
         return {slot: found[key] for slot, key in slotted if key in found}
 
     def job_totals(self, tenant_id: str, job_id: str) -> tuple[int, int]:
+        # job_counts holds both per type, kept by the checkpoints_count_* triggers
         row = (
             self._conn()
             .execute(
-                "SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM checkpoints"
-                " WHERE tenant_id = ? AND job_id = ?",
+                "SELECT COALESCE(SUM(checkpoints), 0), COALESCE(SUM(size_bytes), 0)"
+                " FROM job_counts WHERE tenant_id = ? AND job_id = ?",
                 (tenant_id, job_id),
             )
             .fetchone()
