@@ -144,7 +144,9 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
             else:
                 found = _list_by_metric(conn, query)
             total = _count(conn, query)
-        records = [rows.checkpoint(row[1:]) for row in found]
+        # the page's metrics decoded in one call, not one per row
+        metrics = json.loads("[" + ",".join(row[8] for row in found) + "]")
+        records = [rows.record_of_row(row[1:], m) for row, m in zip(found, metrics, strict=True)]
         page, next_cursor = cursors.page(records, [row[0] for row in found], query)
         return page, total, next_cursor
 
