@@ -236,3 +236,13 @@ def test_an_opaque_delta_that_does_not_decode_back_is_never_kept(store, monkeypa
     assert "does not decode back" in caplog.text
     assert Codec.ZSTD_PREFIX not in codecs_of(store, first)
     assert restore_bytes(store, first) == data1
+
+
+def test_counterparts_never_pair_with_a_tensor_block():
+    """A small header whose place moved into a tensor's block: zstd would read the
+    whole tensor block as a prefix for a few bytes that it cannot hold."""
+    header, tensor = record(1, 100), record(2, 1000)
+    old = placed([header, record(3, 1000)])
+    new = placed([tensor, record(4, 100)])
+    assert [y.block_id[-1] for _, y in counterparts(old, new, set())] == [2, 2]
+    assert counterparts(old, new, {tensor.block_id, record(3, 1000).block_id}) == []
