@@ -66,6 +66,11 @@ WIDTH_BATCH = 10_000  # block rows whose width is read per catalog round trip
 # A delta of opaque bytes is kept only when it stores clearly less than the whole
 # block: reading it decodes its base first.
 OPAQUE_MAX_RATIO = 0.9
+# The smallest zstd frame that names a match in its prefix holds 16 bytes (frame and
+# block headers, one sequence): a block stored in that much or less cannot be stored
+# smaller as codec 8, and is not read and compressed to find out (the small headers
+# between the tensors of a torch.save file).
+OPAQUE_MIN_STORED = 16
 
 
 def choose_rebase_parent(others: Iterable[CheckpointRecord]) -> str | None:
@@ -211,7 +216,11 @@ def _pairs(
         and target.raw_len == record.raw_len
         and target.width in DELTA_WIDTHS
     ]
-    candidates += [Pair(record, target, None) for record, target in opaque]
+    candidates += [
+        Pair(record, target, None)
+        for record, target in opaque
+        if record.stored_len > OPAQUE_MIN_STORED
+    ]
     heights = chain_heights(ctx.catalog, [p.block.block_id for p in candidates], limit)
     pairs: list[Pair] = []
     for pair in candidates:
