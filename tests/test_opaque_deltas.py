@@ -249,7 +249,7 @@ def test_counterparts_never_pair_with_a_tensor_block():
 
 
 def test_blocks_stored_in_a_few_bytes_are_not_tried(store, tmp_path, monkeypatch):
-    """No zstd frame that refers to its prefix is as small as a block stored in
+    """A zstd frame that refers to its prefix is not smaller than a block stored in
     OPAQUE_MIN_STORED bytes: such a block (a zip header between tensors) is left as it
     is, its base not read and compressed for nothing."""
     tried: list[int] = []
