@@ -50,6 +50,7 @@ import numpy as np
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockIndex
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
+from ckptstore.store.codecs.block import min_delta_len
 from ckptstore.store.codecs.ids import DELTA_WIDTHS, PLANE_WIDTHS, WIDTH_PREFIXED, Codec
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id
@@ -215,6 +216,8 @@ def _pairs(
         and target.block_id != record.block_id
         and target.raw_len == record.raw_len
         and target.width in DELTA_WIDTHS
+        # no delta is that short (a scalar such as a step count): not read to find out
+        and record.stored_len > min_delta_len(target.width)
     ]
     candidates += [
         Pair(record, target, None)

@@ -59,6 +59,17 @@ GROUPING_MIN_GAIN = 0.02
 GROUPING_SURE_GAIN = 0.04
 
 PREFIX_MIN_BYTES = 8  # zstd refuses a shorter dictionary
+# The shortest zstd frame: magic number (4 bytes), frame header (2 at the least) and
+# one block header (3), for no content at all.
+MIN_ZSTD_FRAME = 9
+
+
+def min_delta_len(width: int) -> int:
+    """The length no codec 6 payload of ``width``-byte elements is shorter than: two
+    header bytes, then for each byte plane a frame-table entry and a frame (grouped
+    payloads hold more of both, and the group biases)."""
+    return 2 + width * (4 + MIN_ZSTD_FRAME)
+
 
 # A width-prefixed payload's decoder: (work, payload, width, base, out), raw bytes to out.
 PlanesDecoder = Callable[[ZstdWork, memoryview, int, Base | None, np.ndarray], None]
