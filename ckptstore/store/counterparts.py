@@ -9,8 +9,8 @@ both checkpoints hold says how far the bytes after it moved. A block is paired w
 the newer block that covers its middle, once shifted, unless that block is a
 tensor's: a tensor's bytes hold nothing of a zip header or a pickle, and zstd
 would read its whole block as a prefix to encode a few bytes against it (a
-small header whose place moved into a tensor: most pairs of a torch.save file,
-and none of them paid).
+small header whose place moved into a tensor, as happens in a torch.save file
+at every save; none of them paid).
 
 A block stored raw (codec 0) did not compress alone: a delta helps it only where
 the newer file holds the same bytes, which then shows as blocks both files hold.

@@ -195,7 +195,8 @@ class BlockCodec:
         GROUPING_SURE_GAIN up, by the estimate with the group biases and by the one
         without them (the biases alone can mislead it, as on a change in proportion
         to each value), the grouped payload is encoded alone: every such block of
-        the bench corpora gained more than GROUPING_MIN_GAIN (bench: ingest_stages)."""
+        the bench corpora gained more than GROUPING_MIN_GAIN
+        (bench/results/2026-12-06-vm-ingest-speed.md)."""
         biases = group_biases(raw, base, width, groups)
         gain_bits, plain_bits = grouping_gain(raw, base, width, groups, biases)
         sure = GROUPING_SURE_GAIN * plain_bits
