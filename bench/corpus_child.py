@@ -6,9 +6,10 @@
 ``ingest`` puts the files in order as one job: ``seconds`` is the whole
 work, each put and the rebase of its parent; ``put_seconds`` sums the time
 the puts took with the previous rebase done, what a training loop that saves
-now and then waits for. ``restore`` reads back the last checkpoint and the
-one with the longest delta chains. Each prints one
-JSON line.
+now and then waits for; ``cpu_seconds`` is the process's CPU time for the
+whole work (all threads), steadier than wall time on a shared machine.
+``restore`` reads back the last checkpoint and the one with the longest delta
+chains. Each prints one JSON line.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ JOB = "corpus"
 
 def ingest(root: str, paths: list[str]) -> dict[str, float]:
     with CheckpointStore.open(root) as store:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         put_seconds = 0.0
         records = []
         for i, path in enumerate(paths):
@@ -36,12 +37,14 @@ def ingest(root: str, paths: list[str]) -> dict[str, float]:
             put_seconds += time.perf_counter() - begin
         store.settle()  # the last rebase: the stored bytes are final
         seconds = time.perf_counter() - start
+        cpu_seconds = time.process_time() - cpu_start
         stats = store.stats()
     return {
         "logical_bytes": sum(r.size_bytes for r in records),
         "stored_bytes": stats.stored_bytes,
         "seconds": seconds,
         "put_seconds": put_seconds,
+        "cpu_seconds": cpu_seconds,
         "peak_rss_bytes": peak_rss_bytes(),
     }
 

@@ -1,6 +1,7 @@
 """Where the work of ingesting a run of saves goes: CPU seconds per stage, all threads.
 
     python -m bench.ingest_stages [--scale small|medium] [--corpora pretrain bf16 ...]
+                                  [--runs N]
 
 Ingests each corpus of bench/corpus.py in save order as one job (every put and
 every rebase, as bench.corpora's "ingest, with rebases"), with the store's
@@ -9,7 +10,9 @@ runs them (``time.thread_time``). A stage's time excludes the stages it calls,
 so the rows add up to the CPU the measured functions took; "elsewhere" is the
 rest of the process's CPU (Python glue, the catalog, the operating system's
 share of file writes). Wall time and total CPU time are given beside them, so
-the table also shows how busy the two cores were.
+the table also shows how busy the two cores were. With ``--runs N`` each corpus is
+ingested N times and each figure is the median of the runs (one run moves by a
+tenth or more on a shared machine).
 
 Writes bench/results/<date>-<host>-ingest-stages.{md,json} (or -NAME).
 """
@@ -21,6 +24,7 @@ import functools
 import inspect
 import os
 import shutil
+import statistics
 import threading
 import time
 from collections import defaultdict
@@ -126,6 +130,24 @@ def measure(paths: list[Path], root: Path) -> dict[str, Any]:
     }
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result whose every figure is the median of ``runs`` (the runs kept beside)."""
+    stages = {stage for run in runs for stage in run["stages"]}
+
+    def median(key: str, stage: str | None = None) -> Any:
+        if stage is None:
+            return statistics.median(run[key] for run in runs)
+        return statistics.median(run[key].get(stage, 0) for run in runs)
+
+    return {
+        **{key: median(key) for key in ("logical_bytes", "stored_bytes")},
+        **{key: median(key) for key in ("wall_seconds", "cpu_seconds")},
+        "stages": {stage: median("stages", stage) for stage in stages},
+        "calls": {stage: round(median("calls", stage)) for stage in stages},
+        "runs": runs,
+    }
+
+
 def report(results: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
         "`python -m bench.ingest_stages` (module docstring). CPU seconds of each stage,"
@@ -160,14 +182,17 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, default=6)
     parser.add_argument("--corpora", nargs="+", default=["pretrain", "bf16", "opaque-scattered"])
     parser.add_argument("--report", default="ingest-stages")
+    parser.add_argument("--runs", type=int, default=1, help="ingests per corpus (medians)")
     args = parser.parse_args()
     work = WORK / "ingest-stages"
     results: dict[str, dict[str, Any]] = {}
     for corpus in args.corpora:
         paths = write(corpus, work / "corpora" / args.scale, args.scale, args.checkpoints)
-        results[corpus] = measure(paths, work / "store")
+        runs = [measure(paths, work / "store") for _ in range(args.runs)]
+        results[corpus] = runs[0] if args.runs == 1 else median_run(runs)
         print(corpus, f"{results[corpus]['wall_seconds']:.2f} s", flush=True)
-    title = f"Ingest by stage ({args.scale} corpora)"
+    medians = f", medians of {args.runs} runs" if args.runs > 1 else ""
+    title = f"Ingest by stage ({args.scale} corpora{medians})"
     save_report(args.report, title, report(results), {"scale": args.scale, **results})
     shutil.rmtree(work / "store", ignore_errors=True)
 

@@ -346,6 +346,26 @@ def test_grouping_shrinks_float_deltas_that_span_exponents():
     assert len(grouped) < 0.95 * len(ungrouped)
 
 
+def test_a_sure_grouping_gain_encodes_the_grouped_delta_alone(monkeypatch):
+    """Where both estimates say grouping saves GROUPING_SURE_GAIN or more, the
+    ungrouped payload is not encoded only to be beaten (a rebase's largest cost)."""
+    n = 300_000
+    values = (rng.standard_normal(n) * 10.0 ** rng.uniform(-3, 1, n)).astype(np.float32)
+    base, raw = values.tobytes(), memoryview(stepped(values).tobytes())
+    encoded: list[int] = []
+    payload_of = BlockCodec._delta_payload
+
+    def counted(self, *args, **kwargs):
+        payload = payload_of(self, *args, **kwargs)
+        encoded.append(payload[1])
+        return payload
+
+    monkeypatch.setattr(BlockCodec, "_delta_payload", counted)
+    kind, payload = codec.encode_delta(raw, base, 4)
+    assert encoded == [DELTA_GROUP_LOG] and payload[1] == DELTA_GROUP_LOG
+    assert codec.decode(kind, payload, len(raw), base) == raw.tobytes()
+
+
 def test_grouping_gain_estimate_follows_how_magnitude_depends_on_the_base():
     values = wide_floats(300_000, np.float32)
     base = values.tobytes()

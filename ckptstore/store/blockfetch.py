@@ -92,7 +92,7 @@ def _held_bases(
         first.setdefault(block.block_id, index)
     held_slots = ctx.catalog.slots(held.checkpoint_id)
     pair: dict[bytes, bytes] = {}
-    tensor_ids: set[bytes] = set()
+    tensor_ids = {block.block_id for block in held_slots.values()}
     for slot, block in ctx.catalog.slots(wanted_id).items():
         tensor_ids.add(block.block_id)
         if (base := held_slots.get(slot)) is not None:

@@ -153,7 +153,8 @@ class Committer:
             log.exception("rebasing checkpoint %s onto %s failed", parent_id, checkpoint_id)
             return
         try:
-            opaque = counterparts(old, new, {record.block_id for record in parent.values()})
+            tensor_ids = {r.block_id for slots in (parent, child) for r in slots.values()}
+            opaque = counterparts(old, new, tensor_ids)
             report = rebase_parent(self._ctx, parent, child, parent_id, opaque)
             if report.packs_emptied:
                 emptied = report.packs_emptied

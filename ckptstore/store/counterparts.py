@@ -6,7 +6,11 @@ The same place is the same offset in the file of the same path (for a checkpoint
 one file, in that file, whatever its name), shifted by what was inserted or deleted
 before it: blocks cut by content come back whole after an edit, so each block that
 both checkpoints hold says how far the bytes after it moved. A block is paired with
-the newer block that covers its middle, once shifted.
+the newer block that covers its middle, once shifted, unless that block is a
+tensor's: a tensor's bytes hold nothing of a zip header or a pickle, and zstd
+would read its whole block as a prefix to encode a few bytes against it (a
+small header whose place moved into a tensor, as happens in a torch.save file
+at every save; none of them paid).
 
 A block stored raw (codec 0) did not compress alone: a delta helps it only where
 the newer file holds the same bytes, which then shows as blocks both files hold.
@@ -46,8 +50,9 @@ def counterparts(
     old: Placed, new: Placed, tensor_ids: set[bytes], *, any_storage: bool = False
 ) -> list[tuple[BlockRecord, BlockRecord]]:
     """``(block of old, block of new at its place)`` for each whole block of ``old``
-    that is neither a tensor's (``tensor_ids``) nor held by ``new``, paired with a
-    whole block. ``any_storage``: blocks stored as deltas too, on either side (a pull
+    that is neither a tensor's (``tensor_ids``: the tensor blocks of either
+    checkpoint) nor held by ``new``, paired with a whole block that is not a
+    tensor's either. ``any_storage``: blocks stored as deltas too, on either side (a pull
     sends a delta on the block a client holds, whatever the store keeps)."""
     found: list[tuple[BlockRecord, BlockRecord]] = []
     paired: set[bytes] = set()  # a block the file holds twice is re-encoded once
@@ -73,6 +78,8 @@ def counterparts(
                 continue
             middle = min(max(start + shift + record.raw_len // 2, 0), new_file.size_bytes - 1)
             target = new_blocks[bisect.bisect_right(starts, middle) - 1][1]
+            if target.block_id in tensor_ids:
+                continue
             if target.base_id is None or any_storage:
                 found.append((record, target))
                 paired.add(record.block_id)

@@ -24,7 +24,7 @@ from ckptstore.store.codecs.decode import (
     decode_exponents,
     decode_framed,
 )
-from ckptstore.store.codecs.estimate import grouping_gain_bits, plane_width
+from ckptstore.store.codecs.estimate import grouping_gain, grouping_gain_bits, plane_width
 from ckptstore.store.codecs.frames import (
     DEFAULT_ZSTD_LEVEL,
     FrameLayoutError,
@@ -54,8 +54,22 @@ EXPONENT_GROUP_LOG = 11
 # A grouped delta decodes slower than an ungrouped one (its elements are scattered
 # back one by one): it is kept only when this much smaller (bench: entropy).
 GROUPING_MIN_GAIN = 0.02
+# Where the estimate says grouping saves this share of the ungrouped payload or more,
+# the grouped payload is encoded without the other to compare.
+GROUPING_SURE_GAIN = 0.04
 
 PREFIX_MIN_BYTES = 8  # zstd refuses a shorter dictionary
+# The shortest zstd frame: magic number (4 bytes), frame header (2 at the least) and
+# one block header (3), for no content at all.
+MIN_ZSTD_FRAME = 9
+
+
+def min_delta_len(width: int) -> int:
+    """The length no codec 6 payload of ``width``-byte elements is shorter than: two
+    header bytes, then for each byte plane a frame-table entry and a frame (grouped
+    payloads hold more of both, and the group biases)."""
+    return 2 + width * (4 + MIN_ZSTD_FRAME)
+
 
 # A width-prefixed payload's decoder: (work, payload, width, base, out), raw bytes to out.
 PlanesDecoder = Callable[[ZstdWork, memoryview, int, Base | None, np.ndarray], None]
@@ -161,34 +175,39 @@ class BlockCodec:
         GROUPING_MIN_GAIN smaller: grouped deltas decode slower."""
         if width not in DELTA_WIDTHS or len(base) != len(raw) or not self.byte_planes:
             return None
-        payload = self._delta_payload(raw, base, width)
         groups = grouping(base, width, self.delta_group_log)
-        if groups is not None:
-            biases = group_biases(raw, base, width, groups)
-            if self._grouping_may_pay(raw, base, width, groups, biases, len(payload)):
-                grouped = self._delta_payload(
-                    raw, base, width, self.delta_group_log, groups, biases
-                )
-                if len(grouped) <= (1 - GROUPING_MIN_GAIN) * len(payload):
-                    payload = grouped
+        if groups is None:
+            payload = self._delta_payload(raw, base, width)
+        else:
+            payload = self._grouped_or_not(raw, base, width, groups)
         if len(payload) >= (len(raw) if limit is None else limit):
             return None
         return Codec.BIASED_DELTA, payload
 
-    @staticmethod
-    def _grouping_may_pay(
-        raw: memoryview,
-        base: bytes | memoryview,
-        width: int,
-        groups: Grouping,
-        biases: np.ndarray,
-        payload_len: int,
-    ) -> bool:
-        """Whether to encode the grouped payload to compare: not where the estimate
-        says it saves less than half GROUPING_MIN_GAIN (on the bench corpora no block
-        estimated below that gained GROUPING_MIN_GAIN; bench: entropy)."""
-        saved_bits = grouping_gain_bits(raw, base, width, groups, biases) * (len(raw) // width)
-        return saved_bits >= GROUPING_MIN_GAIN / 2 * 8 * payload_len
+    def _grouped_or_not(
+        self, raw: memoryview, base: bytes | memoryview, width: int, groups: Grouping
+    ) -> bytes:
+        """Codec 6's payload with the elements grouped or not: both are encoded to
+        compare, but not where the estimate settles it.
+
+        Below half GROUPING_MIN_GAIN grouping is not tried (on the bench corpora no
+        block estimated below that gained GROUPING_MIN_GAIN; bench: entropy). From
+        GROUPING_SURE_GAIN up, by the estimate with the group biases and by the one
+        without them (the biases alone can mislead it, as on a change in proportion
+        to each value), the grouped payload is encoded alone: every such block of
+        the bench corpora gained more than GROUPING_MIN_GAIN
+        (bench/results/2026-12-06-vm-ingest-speed.md)."""
+        biases = group_biases(raw, base, width, groups)
+        gain_bits, plain_bits = grouping_gain(raw, base, width, groups, biases)
+        sure = GROUPING_SURE_GAIN * plain_bits
+        if 0 < sure <= gain_bits and sure <= grouping_gain_bits(raw, base, width, groups):
+            return self._delta_payload(raw, base, width, self.delta_group_log, groups, biases)
+        payload = self._delta_payload(raw, base, width)
+        if gain_bits * (len(raw) // width) >= GROUPING_MIN_GAIN / 2 * 8 * len(payload):
+            grouped = self._delta_payload(raw, base, width, self.delta_group_log, groups, biases)
+            if len(grouped) <= (1 - GROUPING_MIN_GAIN) * len(payload):
+                return grouped
+        return payload
 
     def encode_prefixed(
         self, raw: memoryview, base: bytes | memoryview, limit: int

@@ -81,17 +81,31 @@ def grouping_gain_bits(
     grouping pays through knowing the bit length better (the mutual information of
     group and length), a bias through shorter codes. Cheap next to encoding the
     grouped payload to find out."""
+    return grouping_gain(raw, base, width, groups, biases)[0]
+
+
+def grouping_gain(
+    raw: memoryview | bytes,
+    base: memoryview | bytes,
+    width: int,
+    groups: Grouping,
+    biases: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """``grouping_gain_bits``, and by the same model what a delta's code costs without
+    grouping (bits per element): their ratio is the share of an ungrouped payload
+    that grouping may save, known before either payload is encoded."""
     joint, plain, below_plain, below_shifted = gain_counts(raw, base, width, groups, biases)
     samples = int(plain.sum())
     if not samples:
-        return 0.0
+        return 0.0, 0.0
 
     def entropy(counts: np.ndarray) -> float:
         p = counts[counts > 0] / samples
         return float(-(p * np.log2(p)).sum())
 
     given_group = entropy(joint.ravel()) - entropy(joint.sum(axis=1))
-    return entropy(plain) - given_group + (below_plain - below_shifted) / samples
+    gain = entropy(plain) - given_group + (below_plain - below_shifted) / samples
+    return gain, entropy(plain) + below_plain / samples
 
 
 CODE_LENGTHS = 66  # bit lengths of a delta's code counted apart: 0 to 64 (numpy's frexp: 65)
