@@ -62,26 +62,20 @@ def verify_store(ctx: StoreContext, read_data: bool) -> VerifyReport:
                 (checkpoint_id,),
             )
         )
-    objects = {obj.name: obj.size for obj in ctx.blocks.list()}
+    # with read_data each pack is read whole, and its size is what was read
+    objects = {} if read_data else {obj.name: obj.size for obj in ctx.blocks.list()}
     bad: list[Bad] = []
     # blocks come ordered by pack: one pack's records are held at a time
     for pack_id, group in groupby(ctx.catalog.iter_blocks(), key=attrgetter("pack_id")):
         records = list(group)
+        if read_data:
+            bad.extend(_check_pack_data(ctx, pack_id, records, report))
+            continue
         size = objects.get(pack_id)
         if size is None:
             bad.extend(("missing_pack", r, "pack object is missing") for r in records)
-            if read_data:
-                bad.extend(_unreadable_roots(ctx, records, objects, "pack object is missing"))
             continue
-        end = max(r.entry_end for r in records)
-        if end > size:
-            bad.extend(
-                ("truncated_pack", r, f"pack is {size} bytes, entries reach {end}")
-                for r in records
-                if r.entry_end > size
-            )
-        if read_data:
-            bad.extend(_check_pack_data(ctx, pack_id, records, objects, report))
+        bad.extend(_truncated(records, size))
     _attach_checkpoints(ctx, _still_bad(ctx, bad, read_data), report)
     return report
 
@@ -148,12 +142,15 @@ class _Checked:
     bytes: int = 0
 
 
+def _truncated(records: list[BlockRecord], size: int) -> list[Bad]:
+    """The records whose entries reach past the end of their pack, ``size`` bytes."""
+    end = max(r.entry_end for r in records)
+    detail = f"pack is {size} bytes, entries reach {end}"
+    return [("truncated_pack", r, detail) for r in records if r.entry_end > size]
+
+
 def _check_pack_data(
-    ctx: StoreContext,
-    pack_id: str,
-    records: list[BlockRecord],
-    objects: dict[str, int],
-    report: VerifyReport,
+    ctx: StoreContext, pack_id: str, records: list[BlockRecord], report: VerifyReport
 ) -> list[Bad]:
     """Decode the pack's whole blocks, and from each the chain of deltas resting on it,
     each delta decoded once on its base's bytes (a delta is checked from its chain's
@@ -162,32 +159,38 @@ def _check_pack_data(
     try:
         pack = memoryview(ctx.blocks.get(pack_id))
     except PackNotFound:
-        return [("missing_pack", r, "pack object vanished") for r in records]
-    size = objects[pack_id]
+        # blocks that moved meanwhile (a rebase or GC deleted the pack after moving
+        # them) are checked again where they are (_still_bad); the chains resting on
+        # those still pointing here are unreadable
+        current = ctx.catalog.get_blocks([r.block_id for r in records])
+        stuck = [r for r in records if current.get(r.block_id) == r]
+        missing = [("missing_pack", r, "pack object is missing") for r in records]
+        return missing + _unreadable_roots(ctx, stuck, "pack object is missing")
+    truncated = _truncated(records, len(pack))
     whole = [r for r in records if r.base_id is None]
     has_deltas = {d.base_id for d in ctx.catalog.deltas_on([r.block_id for r in whole])}
 
     def check(record: BlockRecord) -> _Checked:
         checked = _Checked()
-        if record.entry_end > size:  # reported as truncated already
-            _check_chain(ctx, record, None, f"pack {pack_id} is truncated", objects, checked)
+        if record.entry_end > len(pack):  # reported as truncated
+            _check_chain(ctx, record, None, f"pack {pack_id} is truncated", checked)
             return checked
         checked.blocks, checked.bytes = 1, record.raw_len
         try:
             raw = decode_entry(ctx, record, pack[record.offset : record.entry_end])
         except CorruptBlockError as exc:
             checked.bad.append(("corrupt_block", record, exc.reason))
-            _check_chain(ctx, record, None, str(exc), objects, checked)
+            _check_chain(ctx, record, None, str(exc), checked)
             return checked
         if record.block_id in has_deltas:
-            _check_chain(ctx, record, raw, "", objects, checked)
+            _check_chain(ctx, record, raw, "", checked)
         return checked
 
     results = list(ctx.pool.map(check, whole))
-    results.append(_check_lost_bases(ctx, [r for r in records if r.base_id], objects))
+    results.append(_check_lost_bases(ctx, [r for r in records if r.base_id]))
     report.blocks_checked += sum(c.blocks for c in results)
     report.bytes_checked += sum(c.bytes for c in results)
-    return [bad for checked in results for bad in checked.bad]
+    return truncated + [bad for checked in results for bad in checked.bad]
 
 
 def _check_chain(
@@ -195,52 +198,60 @@ def _check_chain(
     base: BlockRecord,
     raw: bytes | memoryview | None,
     error: str,
-    objects: dict[str, int],
     checked: _Checked,
 ) -> None:
     """Check every delta resting on ``base`` (its bytes ``raw``, or None with ``error``
     when they could not be read), and those resting on them, depth first: one chain's
-    bytes in memory at a time."""
+    bytes in memory at a time. A delta whose entry cannot be read (its pack missing or
+    short) is reported with its pack, not here; the deltas on it are."""
     for delta in ctx.catalog.deltas_on([base.block_id]):
         if raw is None:
             detail = f"its delta base {base.block_id.hex()} is unreadable: {error}"
             checked.bad.append(("corrupt_base", delta, detail))
-            _check_chain(ctx, delta, None, error, objects, checked)
+            _check_chain(ctx, delta, None, error, checked)
             continue
-        size = objects.get(delta.pack_id)
-        if size is None or delta.entry_end > size:  # reported with its pack already
-            _check_chain(ctx, delta, None, f"pack {delta.pack_id} is damaged", objects, checked)
+        try:
+            delta, entry = _entry(ctx, delta)
+        except (PackNotFound, OSError) as exc:
+            _check_chain(ctx, delta, None, f"pack {delta.pack_id}: {exc}", checked)
+            continue
+        if len(entry) < delta.entry_len:
+            _check_chain(ctx, delta, None, f"pack {delta.pack_id} is truncated", checked)
             continue
         checked.blocks += 1
         checked.bytes += delta.raw_len
         try:
-            entry = ctx.blocks.get(delta.pack_id, delta.offset, delta.entry_len)
             decoded = decode_entry(ctx, delta, entry, raw)
-        except (CorruptBlockError, PackNotFound, OSError) as exc:
-            if isinstance(exc, CorruptBlockError):
-                checked.bad.append(("corrupt_block", delta, exc.reason))
-            else:
-                checked.bad.append(("missing_pack", delta, f"pack object vanished: {exc}"))
-            _check_chain(ctx, delta, None, str(exc), objects, checked)
+        except CorruptBlockError as exc:
+            checked.bad.append(("corrupt_block", delta, exc.reason))
+            _check_chain(ctx, delta, None, str(exc), checked)
             continue
-        _check_chain(ctx, delta, decoded, "", objects, checked)
+        _check_chain(ctx, delta, decoded, "", checked)
 
 
-def _unreadable_roots(
-    ctx: StoreContext, records: list[BlockRecord], objects: dict[str, int], error: str
-) -> list[Bad]:
+def _entry(ctx: StoreContext, record: BlockRecord) -> tuple[BlockRecord, bytes]:
+    """A block's pack entry, following the block to its new pack if GC moved it since
+    its record was read; PackNotFound if its pack is gone and it did not move."""
+    try:
+        return record, ctx.blocks.get(record.pack_id, record.offset, record.entry_len)
+    except PackNotFound:
+        moved = ctx.catalog.get_block(record.block_id)
+        if moved is None or moved.pack_id == record.pack_id:
+            raise
+        return moved, ctx.blocks.get(moved.pack_id, moved.offset, moved.entry_len)
+
+
+def _unreadable_roots(ctx: StoreContext, records: list[BlockRecord], error: str) -> list[Bad]:
     """The deltas resting, at any depth, on the whole blocks among ``records``, whose
     bytes cannot be read (``error``)."""
     checked = _Checked()
     for record in records:
         if record.base_id is None:
-            _check_chain(ctx, record, None, error, objects, checked)
+            _check_chain(ctx, record, None, error, checked)
     return checked.bad
 
 
-def _check_lost_bases(
-    ctx: StoreContext, deltas: list[BlockRecord], objects: dict[str, int]
-) -> _Checked:
+def _check_lost_bases(ctx: StoreContext, deltas: list[BlockRecord]) -> _Checked:
     """The deltas among a pack's blocks whose base has no row (no chain reaches them),
     and the deltas resting on them."""
     checked = _Checked()
@@ -250,7 +261,7 @@ def _check_lost_bases(
             missing = MissingBlockError([delta.base_id.hex()])
             detail = f"its delta base {delta.base_id.hex()} is unreadable: {missing}"
             checked.bad.append(("corrupt_base", delta, detail))
-            _check_chain(ctx, delta, None, str(missing), objects, checked)
+            _check_chain(ctx, delta, None, str(missing), checked)
     return checked
 
 
