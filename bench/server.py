@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -68,10 +69,13 @@ def list_load_wrk(base: str, headers: dict, clients: int, seconds: float) -> dic
     text = done.stdout
 
     def latency_ms(label: str) -> float:
-        value = text.split(f"{label}%")[1].split()[0]
+        # a line of wrk's "Latency Distribution", such as "     99%   12.34ms" (not the
+        # "+/- Stdev" column of its thread stats, which may also end in "50%")
+        found = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", text, re.MULTILINE)
+        if found is None:
+            raise RuntimeError(f"no {label}% latency in wrk's output:\n{text}")
         scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-        unit = next(u for u in ("us", "ms", "s") if value.endswith(u))
-        return float(value[: -len(unit)]) * scale[unit]
+        return float(found.group(1)) * scale[found.group(2)]
 
     rps = float(text.split("Requests/sec:")[1].split()[0])
     requests = int(text.split(" requests in ")[0].split()[-1])
