@@ -87,14 +87,17 @@ def _still_bad(
     in another thread or process may have moved a block (and deleted its old pack)
     while verify went through the store. A block still where it was found bad stays
     a finding; one that moved is checked again where it is now; one that GC removed
-    meanwhile was used by no checkpoint."""
+    meanwhile was used by no checkpoint. A block whose base was unreadable is checked
+    again even where it did not move: the finding is about the blocks below it, which
+    GC may have stored otherwise meanwhile (a delta on a dead base stored whole, and
+    the base removed, while this block rests on it unchanged)."""
     if not bad:
         return bad
     current = ctx.catalog.get_blocks([record.block_id for _, record, _ in bad])
     standing: list[tuple[str, BlockRecord, str]] = []
     for kind, record, detail in bad:
         now = current.get(record.block_id)
-        if now == record:
+        if now == record and kind != "corrupt_base":
             standing.append((kind, record, detail))
         elif now is not None and (again := _check_block(ctx, now, read_data)) is not None:
             standing.append(again)
