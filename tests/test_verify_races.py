@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 
 from tests.test_deltas import CONFIG, bases_of, put_steps
 
@@ -28,3 +29,23 @@ def test_verify_beside_gc_storing_an_orphaned_chain_whole(open_store, clock, tmp
     catalog.iter_blocks = lambda: iter(before)
     report = store.verify(read_data=True)
     assert report.ok, report.findings
+
+
+def test_verify_reports_deltas_whose_chain_never_reaches_a_whole_block(open_store):
+    """A damaged catalog whose delta bases go round in a loop: the blocks of the loop,
+    and the checkpoints using them, are reported (a read of them fails)."""
+    store = open_store(config=CONFIG)
+    (first, _), (second, _) = put_steps(store, 2)
+    catalog = store.context.catalog
+    delta = next(r for _, r in catalog.manifest(first) if r.base_id is not None)
+    with sqlite3.connect(catalog.path) as conn:  # the base now rests on its delta
+        conn.execute(
+            "UPDATE blocks SET base_key = (SELECT block_key FROM blocks WHERE block_id = ?)"
+            " WHERE block_id = ?",
+            (delta.block_id, delta.base_id),
+        )
+    conn.close()
+    report = store.verify(read_data=True)
+    looped = {f.block_id for f in report.findings if f.kind == "corrupt_base"}
+    assert {delta.block_id.hex(), delta.base_id.hex()} <= looped
+    assert {first, second} <= set(report.affected_checkpoints)

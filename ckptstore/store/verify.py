@@ -13,7 +13,7 @@ from operator import attrgetter
 from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.context import StoreContext
-from ckptstore.store.packs.entries import decode_entry, load_base
+from ckptstore.store.packs.entries import MAX_CHAIN, decode_entry, load_base
 
 
 @dataclass(frozen=True)
@@ -265,7 +265,28 @@ def _check_lost_bases(ctx: StoreContext, deltas: list[BlockRecord]) -> _Checked:
             detail = f"its delta base {delta.base_id.hex()} is unreadable: {missing}"
             checked.bad.append(("corrupt_base", delta, detail))
             _check_chain(ctx, delta, None, str(missing), checked)
+    for delta in _rootless(ctx, [d for d in deltas if d.base_id in present]):
+        detail = f"its chain of delta bases reaches no whole block in {MAX_CHAIN} steps"
+        checked.bad.append(("corrupt_base", delta, detail))
     return checked
+
+
+def _rootless(ctx: StoreContext, deltas: list[BlockRecord]) -> list[BlockRecord]:
+    """Those of ``deltas`` whose chain of bases reaches no whole block in MAX_CHAIN
+    steps: a loop, which only a damaged catalog holds. No chain from a whole block
+    reaches them, so they are checked here, a level of bases per catalog query. A
+    chain that meets a base with no row is left to the check of the delta on it."""
+    base_of = {d.block_id: d.base_id for d in deltas if d.base_id is not None}
+    for _ in range(MAX_CHAIN):
+        if not base_of:
+            return []
+        found = ctx.catalog.get_blocks(list(set(base_of.values())))
+        base_of = {
+            block: below
+            for block, base in base_of.items()
+            if base in found and (below := found[base].base_id) is not None
+        }
+    return [d for d in deltas if d.block_id in base_of]
 
 
 def _attach_checkpoints(
