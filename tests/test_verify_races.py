@@ -49,3 +49,22 @@ def test_verify_reports_deltas_whose_chain_never_reaches_a_whole_block(open_stor
     looped = {f.block_id for f in report.findings if f.kind == "corrupt_base"}
     assert {delta.block_id.hex(), delta.base_id.hex()} <= looped
     assert {first, second} <= set(report.affected_checkpoints)
+
+
+def test_verify_without_data_beside_an_ingest(store):
+    """A checkpoint saved while verify runs (without reading data): its pack is written
+    after verify listed the objects and its rows are there when verify reads them. No
+    finding."""
+    from tests.conftest import random_bytes
+
+    store.put("job", random_bytes(200_000, seed=1))
+    catalog = store.context.catalog
+    rows_of = catalog.iter_blocks
+
+    def ingest_then_rows():
+        store.put("job", random_bytes(200_000, seed=2))  # after verify listed the packs
+        return rows_of()
+
+    catalog.iter_blocks = ingest_then_rows
+    report = store.verify(read_data=False)
+    assert report.ok, report.findings
