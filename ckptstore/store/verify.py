@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from operator import attrgetter
 
-from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
+from ckptstore.errors import (
+    CorruptBlockError,
+    MissingBlockError,
+    PackNotFound,
+    UnreadableBlockError,
+)
 from ckptstore.store.catalog.base import BlockRecord
 from ckptstore.store.context import StoreContext
 from ckptstore.store.packs.entries import MAX_CHAIN, decode_entry, load_base
@@ -108,11 +113,34 @@ def _still_bad(
                 standing.append((kind, record, detail))
             else:
                 standing.extend(_truncated([record], size))
-        elif now == record and kind != "corrupt_base":
+        elif now == record and kind == "corrupt_base":
+            if (again := _recheck_delta(ctx, record)) is not None:
+                standing.append(again if again[0] != "corrupt_base" else (kind, record, detail))
+        elif now == record:
             standing.append((kind, record, detail))
         elif now is not None and (again := _check_block(ctx, now, read_data)) is not None:
             standing.append(again)
     return standing
+
+
+def _recheck_delta(ctx: StoreContext, record: BlockRecord) -> Bad | None:
+    """A delta whose base was unreadable, checked on the chain of bases the catalog
+    gives now, its own entry read alone (one finding per delta: no pack read whole)."""
+    try:
+        base = load_base(ctx, record)
+    except (CorruptBlockError, MissingBlockError, UnreadableBlockError) as exc:
+        return ("corrupt_base", record, str(exc))
+    try:
+        entry = ctx.blocks.get(record.pack_id, record.offset, record.entry_len)
+    except PackNotFound:
+        return ("missing_pack", record, "pack object is missing")
+    if len(entry) < record.entry_len:
+        return ("truncated_pack", record, f"pack ends inside the entry at {record.offset}")
+    try:
+        decode_entry(ctx, record, entry, base)
+    except CorruptBlockError as exc:
+        return ("corrupt_block", record, exc.reason)
+    return None
 
 
 def _check_block(
