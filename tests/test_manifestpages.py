@@ -60,3 +60,31 @@ def test_manifestpages_damaged_page_is_refused(damage):
 def test_manifestpages_key_ranges_cover_runs():
     assert list(key_ranges([5, 1, 2, 3, 500, 501, 3])) == [(1, 5), (500, 501)]
     assert list(key_ranges([])) == []
+
+
+def test_manifestpages_a_damaged_page_is_refused_not_read_as_other_entries():
+    """A page's keys are differences: a damaged byte read without complaint would name
+    other blocks, which hash right. Every single-bit change is refused or harmless."""
+    keys = list(range(1000, 1300))
+    offsets = [i * 1_048_576 for i in range(300)]
+    slots = [f"model.layers.{i // 8}.weight#{i % 8}" for i in range(300)]
+    data = encode_page(keys, offsets, slots)
+    for position in range(len(data)):
+        for bit in range(8):
+            damaged = bytearray(data)
+            damaged[position] ^= 1 << bit
+            try:
+                page = decode_page(bytes(damaged))
+            except ManifestPageError:
+                continue
+            assert (page.keys, page.offsets, page.slots) == (keys, offsets, slots)
+
+
+def test_manifestpages_pages_written_without_a_checksum_still_read():
+    import zstandard
+
+    data = encode_page([5, 6, 9], [0, 10, 20], ["a#0", None, "b#0"])
+    body = zstandard.ZstdDecompressor().decompress(data[5:])
+    unchecked = data[:5] + zstandard.ZstdCompressor(level=3).compress(body)
+    page = decode_page(unchecked)
+    assert (page.keys, page.offsets, page.slots) == ([5, 6, 9], [0, 10, 20], ["a#0", None, "b#0"])

@@ -64,7 +64,7 @@ def encode_page(keys: Sequence[int], offsets: Sequence[int], slots: Sequence[str
             b"".join(s for s in encoded if s is not None),
         )
     )
-    frame = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(body)
+    frame = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compress(body)
     return _HEADER.pack(FORMAT_VERSION, count) + frame
 
 
@@ -74,7 +74,12 @@ def decode_page(data: bytes) -> ManifestPage:
         version, count = _HEADER.unpack_from(data)
         if version != FORMAT_VERSION:
             raise ManifestPageError(f"manifest page format {version}, not {FORMAT_VERSION}")
-        body = zstandard.ZstdDecompressor().decompress(bytes(data[_HEADER.size :]))
+        # streamed: memory grows with the bytes the frame gives, not with the size its
+        # header states (which a damaged page may make anything)
+        frame = zstandard.ZstdDecompressor().decompressobj()
+        body = frame.decompress(bytes(data[_HEADER.size :]))
+        if not frame.eof or frame.unused_data:
+            raise ManifestPageError("damaged manifest page: its frame does not end where it does")
     except (struct.error, zstandard.ZstdError) as exc:
         raise ManifestPageError(f"damaged manifest page: {exc}") from exc
     end_keys = 4 + 8 * count
@@ -91,7 +96,10 @@ def decode_page(data: bytes) -> ManifestPage:
         if length == _NO_SLOT:
             slots.append(None)
             continue
-        slots.append(body[at : at + length].decode())
+        try:
+            slots.append(body[at : at + length].decode())
+        except UnicodeDecodeError as exc:
+            raise ManifestPageError(f"damaged manifest page: {exc}") from exc
         at += length
     if at != len(body):
         raise ManifestPageError("damaged manifest page: its slots do not match their lengths")

@@ -189,9 +189,11 @@ def _move_from(
     """Point ``moved`` (blocks of ``old_pack_id``, as they are in the new pack) at the new
     pack, then forget the old pack; RuntimeError if a block of it was left behind."""
     old_key = pack_key(conn, old_pack_id)
+    # each row found by its id (``+``: the pack index, which SQLite would otherwise
+    # pick, walks the old pack's rows for every block moved)
     conn.executemany(
         "UPDATE blocks SET pack_key = ?, pack_offset = ?, header_len = ?"
-        f" WHERE {rows.id_is()} AND pack_key = ?",
+        f" WHERE {rows.id_is()} AND +pack_key = ?",
         [(new_key, b.offset, b.header_len, *rows.id_values([b.block_id]), old_key) for b in moved],
     )
     left = conn.execute("SELECT COUNT(*) FROM blocks WHERE pack_key = ?", (old_key,)).fetchone()[0]
