@@ -18,7 +18,9 @@ T = TypeVar("T")
 
 
 def bid(n: int) -> bytes:
-    return n.to_bytes(32, "big")
+    """A block id whose first 8 bytes hold ``n`` (ids in the order of ``n``): ids differ
+    in the prefix the catalog's index of ids holds, as real ids do."""
+    return n.to_bytes(8, "big") + bytes(24)
 
 
 def block(
