@@ -12,7 +12,6 @@ PostgreSQL runs in a fresh schema, dropped after.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import time
@@ -20,7 +19,7 @@ import uuid
 
 from bench.common import MB, WORK, save_report
 from bench.corpus import write
-from bench.server import JOB, list_load, list_load_wrk, populate
+from bench.server import JOB, measure_list_load, populate
 from ckptstore import CheckpointStore
 from ckptstore.testing.live_server import live_server
 
@@ -54,10 +53,7 @@ def run(catalog_kind: str, postgres: str, seconds: float) -> dict[str, float]:
         env = {"CKPTSTORE_CATALOG": catalog} if catalog else {}
         headers = {"Authorization": f"Bearer {key}"}
         with live_server(root / "data", workers=2, env=env) as base:
-            if shutil.which("wrk"):
-                listing = list_load_wrk(base, headers, 32, seconds)
-            else:
-                listing = asyncio.run(list_load(base, headers, 32, seconds))
+            listing = measure_list_load(base, headers, 32, seconds)
         files = write("pretrain", WORK / "corpus-small", "small", 6)
         logical = sum(f.stat().st_size for f in files)
         ingest_root = root / "ingest"

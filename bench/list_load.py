@@ -13,7 +13,6 @@ workers): on a shared machine a steadier figure than the request rate.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import statistics
 import uuid
@@ -23,7 +22,7 @@ import psutil
 
 from bench.catalogs import DEFAULT_POSTGRES, _admin, _with_schema
 from bench.common import WORK, save_report
-from bench.server import list_load, list_load_wrk, populate
+from bench.server import measure_list_load, populate
 from ckptstore.testing.live_server import live_server
 
 CLIENTS = 32
@@ -60,10 +59,7 @@ def runs(catalog_kind: str, postgres: str, count: int, seconds: float) -> list[d
         with live_server(root / "data", workers=2, env=env) as base:
             for _ in range(count):
                 cpu_before = server_cpu_s(root / "data")
-                if shutil.which("wrk"):
-                    result = list_load_wrk(base, headers, CLIENTS, seconds)
-                else:
-                    result = asyncio.run(list_load(base, headers, CLIENTS, seconds))
+                result = measure_list_load(base, headers, CLIENTS, seconds)
                 cpu_s = server_cpu_s(root / "data") - cpu_before
                 result["server_cpu_ms"] = 1000 * cpu_s / result["requests"]
                 found.append(result)

@@ -90,6 +90,14 @@ def list_load_wrk(base: str, headers: dict, clients: int, seconds: float) -> dic
     }
 
 
+def measure_list_load(base: str, headers: dict, clients: int, seconds: float) -> dict:
+    """The list load by wrk where it is installed (``make bench-peers``), else by the
+    Python client (heavier: it takes CPU from the server it measures)."""
+    if shutil.which("wrk"):
+        return list_load_wrk(base, headers, clients, seconds)
+    return asyncio.run(list_load(base, headers, clients, seconds))
+
+
 async def list_load(base: str, headers: dict, clients: int, seconds: float) -> dict[str, float]:
     latencies: list[float] = []
     url = f"{base}/v2/training/jobs/{JOB}/checkpoints"
@@ -183,10 +191,7 @@ def main() -> None:
     os.sync()
     headers = {"Authorization": f"Bearer {key}"}
     with live_server(data_dir, workers=args.workers) as base:
-        if shutil.which("wrk"):
-            listing = list_load_wrk(base, headers, 32, args.seconds)
-        else:
-            listing = asyncio.run(list_load(base, headers, 32, args.seconds))
+        listing = measure_list_load(base, headers, 32, args.seconds)
         upload_mb_s, url = raw_upload(base, headers, path)
         download_mb_s = download(url, path.stat().st_size)
         with CheckpointStore.open(data_dir) as store:
