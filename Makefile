@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.client
 	$(BIN)/python -m bench.transfer
 	$(BIN)/python -m bench.corpora
+	$(BIN)/python -m bench.corpora --scale medium --no-variants
 	$(BIN)/python -m bench.byte_planes
 	$(BIN)/python -m bench.entropy
 	$(BIN)/python -m bench.s3_endpoint
@@ -63,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.block_size --scale medium --corpora bf16
 	$(BIN)/python -m bench.old_restore
 	$(BIN)/python -m bench.list_load
+	$(BIN)/python -m bench.targets
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.small_tensors
 	$(BIN)/python -m bench.summary

@@ -153,6 +153,9 @@ def run_corpus(
             "ratio": logical / result.stored_bytes if ok else None,
             "stored_bytes": result.stored_bytes,
             "mb_s": logical / MB / result.seconds if ok and result.seconds else None,
+            "restore_mb_s": files[-1].stat().st_size / MB / result.restore_seconds
+            if ok and result.restore_seconds
+            else None,
             "note": result.note,
             "round_trip": result.round_trip,
         }

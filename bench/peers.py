@@ -7,16 +7,18 @@ installs them all: restic, borg and zstd from the OS packages, ZipNN and
 z4ai from PyPI).
 
 - store peers: restic (repository v2, zstd auto), borg (``zstd,3``);
-- per-file codecs: ``zstd -3``; ``zstd -3 --patch-from`` the previous file;
+- per-file codecs: ``zstd -3`` (and ``-T2``, for its speed on two cores);
+  ``zstd -3 --patch-from`` the previous file;
   ZipNN per file and in its delta mode against the previous file (same
   length only: ZipNN refuses others, which are then compressed alone);
   z4ai, the first file compressed and each later one as ``compress_delta``
   against the previous (the same rule for lengths).
 
-The codec peers' output for the last file is decoded again and compared with
-it; a peer that does not give it back is reported as such and left out of
-every comparison (ZipNN 0.5.4 from PyPI fails this here, on plain float32
-and bfloat16 buffers too).
+The store peers read the last file back (timed: the restore speed the newest
+checkpoint's is held against), and the codec peers' output for the last file
+is decoded again; each is compared with the file. A peer that does not give
+it back is reported as such and left out of every comparison (ZipNN 0.5.4
+from PyPI fails this here, on plain float32 and bfloat16 buffers too).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class PeerResult:
     seconds: float
     note: str = ""
     round_trip: bool = True  # False: the last file did not decode back; ratio not comparable
+    restore_seconds: float | None = None  # reading the last file back (store peers)
 
 
 def tree_bytes(root: Path) -> int:
@@ -71,8 +74,28 @@ def restic(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
     _run(["restic", "-r", str(repo), "init", "--repository-version", "2"], env)
     start = time.perf_counter()
     for path in files:
-        _run(["restic", "-r", str(repo), "backup", "-q", "--compression", "auto", str(path)], env)
-    return PeerResult(tree_bytes(repo), time.perf_counter() - start)
+        _run(
+            [
+                "restic",
+                "-r",
+                str(repo),
+                "backup",
+                "-q",
+                "--compression",
+                "auto",
+                os.path.abspath(path),
+            ],
+            env,
+        )
+    seconds = time.perf_counter() - start
+    last = os.path.abspath(files[-1])
+    back, restore_seconds = _read_back(["restic", "-r", str(repo), "dump", "latest", last], env)
+    return PeerResult(
+        tree_bytes(repo),
+        seconds,
+        round_trip=back == files[-1].read_bytes(),
+        restore_seconds=restore_seconds,
+    )
 
 
 def borg(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
@@ -87,8 +110,28 @@ def borg(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
     _run(["borg", "init", "--encryption", "none", str(repo)], env)
     start = time.perf_counter()
     for i, path in enumerate(files):
-        _run(["borg", "create", "--compression", "zstd,3", f"{repo}::ck{i}", str(path)], env)
-    return PeerResult(tree_bytes(repo), time.perf_counter() - start)
+        _run(
+            ["borg", "create", "--compression", "zstd,3", f"{repo}::ck{i}", os.path.abspath(path)],
+            env,
+        )
+    seconds = time.perf_counter() - start
+    last = os.path.abspath(files[-1]).lstrip("/")  # borg stores paths without the root
+    archive = f"{repo}::ck{len(files) - 1}"
+    back, restore_seconds = _read_back(["borg", "extract", "--stdout", archive, last], env)
+    return PeerResult(
+        tree_bytes(repo),
+        seconds,
+        round_trip=back == files[-1].read_bytes(),
+        restore_seconds=restore_seconds,
+    )
+
+
+def _read_back(cmd: list[str], env: dict[str, str]) -> tuple[bytes, float]:
+    """A store peer's copy of a file, written to its standard output, and the seconds
+    that took (ckptstore's restore is timed the same way, writing nowhere)."""
+    start = time.perf_counter()
+    done = subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, **env})
+    return done.stdout, time.perf_counter() - start
 
 
 def zstd_files(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
@@ -97,6 +140,16 @@ def zstd_files(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
     start = time.perf_counter()
     for path in files:
         _run(["zstd", "-3", "-q", "-f", str(path), "-o", str(work / f"{path.name}.zst")])
+    return PeerResult(tree_bytes(work), time.perf_counter() - start)
+
+
+def zstd_two_threads(files: list[Path], work: Path, corpus: str) -> PeerResult | None:
+    """``zstd -3 -T2`` per file: the speed a save is held against."""
+    if shutil.which("zstd") is None:
+        return None
+    start = time.perf_counter()
+    for path in files:
+        _run(["zstd", "-3", "-T2", "-q", "-f", str(path), "-o", str(work / f"{path.name}.zst")])
     return PeerResult(tree_bytes(work), time.perf_counter() - start)
 
 
@@ -190,6 +243,7 @@ PEERS: dict[str, Callable[[list[Path], Path, str], PeerResult | None]] = {
     "restic": restic,
     "borg zstd,3": borg,
     "zstd -3": zstd_files,
+    "zstd -3 -T2": zstd_two_threads,
     "zstd -3 --patch-from": zstd_patch_from,
     "ZipNN": zipnn_files,
     "ZipNN delta": zipnn_delta,
