@@ -61,7 +61,8 @@ def link(path: Path) -> str:
 
 
 def engine_lines(path: Path, data: dict) -> list[str]:
-    engine = data["engine"]["zstd-1 + byte planes (default)"]
+    runs = data["engine"]
+    engine = runs.get("default") or runs["zstd-1 + byte planes (default)"]
     return [
         f"Engine, 1 GB of unique float32 weights ({link(path)}):"
         f" unique ingest {engine['unique']:,.0f} MB/s, duplicate ingest"

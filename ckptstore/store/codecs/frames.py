@@ -20,8 +20,11 @@ if sys.version_info >= (3, 14):
 else:
     from backports import zstd
 
-# Level 1: the same ratio as 3 on float tensors, faster (bench/results/*-engine.md).
-DEFAULT_ZSTD_LEVEL = 1  # for bytes that are not planes (codec 1)
+# Bytes that are not planes (codec 1): text, pickles, headers, compressed files. Level
+# 3 stores text-like bytes smaller than level 1 at about the same CPU on the corpora,
+# and like level 1 passes over bytes that do not compress at memory speed; from level
+# 5 up zstd searches those too (bench/results/*-zstd-level.md).
+DEFAULT_ZSTD_LEVEL = 3
 # Byte planes hold few long repeats: zstd serves as an entropy coder there, and its
 # usual match search finds short matches that cost more than the literals they
 # replace. A tiny hash table and 7-byte minimum matches keep only the long runs
