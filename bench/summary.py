@@ -2,7 +2,7 @@
 
     python -m bench.summary
 
-Reads the newest ``bench/results/*-{engine,server-w2,client,corpora-small}.json``,
+Reads the newest ``bench/results/*-{corpora-small,targets,engine,server-w2,client}.json``,
 writes ``bench/results/<date>-<host>.md`` and ``.json``, and rewrites the part
 of README.md between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``.
 """
@@ -17,11 +17,13 @@ from bench.common import RESULTS, save_report
 
 README = Path(__file__).parent.parent / "README.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-PARTS = ("engine", "server-w2", "client", "corpora-small")
 
 
 def newest(part: str) -> tuple[Path, dict] | None:
-    found = sorted(RESULTS.glob(f"????-??-??-*-{part}.json"))
+    """The newest report of a bench (by date, then by when it was written), or None."""
+    found = sorted(
+        RESULTS.glob(f"????-??-??-*-{part}.json"), key=lambda p: (p.name[:10], p.stat().st_mtime)
+    )
     if not found:
         return None
     return found[-1], json.loads(found[-1].read_text())
@@ -32,7 +34,9 @@ def corpora_lines(path: Path, data: dict) -> list[str]:
     lines = [
         f"Checkpoint corpora ({link(path)}): six saves"
         " per corpus from real, seeded training runs, ingested as one job. Ratio = logical /"
-        " stored bytes; speeds in MB/s on a 2-core x86_64 machine.",
+        " stored bytes; speeds in MB/s on a 2-core x86_64 machine. *put*: a save; *ingest,"
+        " with rebases*: every save and re-encoding back to back; *deepest*: a checkpoint k"
+        " saves old decodes k + 1 payloads per block.",
         "",
         "| corpus | ckptstore | "
         + " | ".join(show)
@@ -91,8 +95,18 @@ def client_lines(path: Path, data: dict) -> list[str]:
     ]
 
 
+def targets_lines(path: Path, data: dict) -> list[str]:
+    targets = data["targets"]
+    met = sum(t["met"] is True for t in targets)
+    return [
+        f"Performance targets, each beside the peer it is held against ({link(path)}):"
+        f" {met} of {len(targets)} met.",
+    ]
+
+
 def main() -> None:
     render = {
+        "targets": targets_lines,
         "corpora-small": corpora_lines,
         "engine": engine_lines,
         "server-w2": server_lines,
@@ -100,7 +114,7 @@ def main() -> None:
     }
     lines: list[str] = []
     combined: dict[str, dict] = {}
-    for part in ("corpora-small", "engine", "server-w2", "client"):
+    for part in ("corpora-small", "targets", "engine", "server-w2", "client"):
         found = newest(part)
         if found is None:
             lines += [f"No {part} result yet.", ""]
