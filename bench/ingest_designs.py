@@ -74,7 +74,7 @@ from ckptstore.store.packs.entries import load_block
 MIB = 1 << 20
 GB = 1_000_000_000
 CACHE_BYTES = 32 * MIB  # the store's default base cache
-ESTIMATE_MARGIN = 0.97  # a delta below this share of the estimate is kept unchecked
+ESTIMATE_MARGIN = 0.6  # a delta below this share of the estimate is kept unchecked
 SAMPLE_BYTES = 16 * 1024  # sample of a block the full codec's size is estimated on
 
 
@@ -107,6 +107,8 @@ class Replay:
     put_stages: tuple[str, ...] = ()
     mistakes: int = 0  # deltas kept by the estimate though the full codec was smaller
     mistake_bytes: int = 0
+    # (delta payload, estimated full payload, full payload) of each delta judged
+    judged: list[tuple[int, float, int]] = field(default_factory=list)
 
     def timed(self, stage: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)``, its thread CPU time added to ``stage``."""
@@ -186,8 +188,9 @@ class Designs:
             memoryview(x.raw),
             raw_y,
             x.width,
-            int(est) + 1,
         )
+        if enc is not None:
+            replay.judged.append((len(enc[1]), est, oracle))
         if enc is not None and len(enc[1]) < ESTIMATE_MARGIN * est:
             replay.timed(stage + "delta check", self.full.decode, enc[0], enc[1], len(x.raw), raw_y)
             if len(enc[1]) > oracle:
@@ -370,6 +373,22 @@ def depth(stored: dict[bytes, Stored], blocks: list[Block]) -> int:
     return longest
 
 
+def margins(judged: list[tuple[int, float, int]]) -> dict[str, Any]:
+    """Of the deltas judged against the estimate: the share of the estimate below which
+    no delta was larger than the full payload, and how many deltas came at or above it
+    (those a rule with that margin encodes with the full codec too)."""
+    if not judged:
+        return {"judged": 0}
+    wrong = [d / e for d, e, f in judged if d > f]
+    safe = min(wrong) if wrong else max(d / e for d, e, _ in judged)
+    return {
+        "judged": len(judged),
+        "safe_margin": safe,
+        "at_or_above_safe_margin": sum(d / e >= safe for d, e, _ in judged),
+        "at_or_above_margin": sum(d >= ESTIMATE_MARGIN * e for d, e, _ in judged),
+    }
+
+
 def tensor_bytes(stored: dict[bytes, Stored]) -> int:
     return sum(len(s.payload) for s in stored.values())
 
@@ -475,20 +494,23 @@ def measure_corpus(corpus: str, paths: list[Path], runs: int, peers: bool) -> di
     work = WORK / "ingest-designs"
     logical = sum(p.stat().st_size for p in paths)
     real = [real_ingest(paths, work / "store") for _ in range(runs)]
-    real_cpu = statistics.median(r["cpu_seconds"] for r in real)
+    real_cpu = min(r["cpu_seconds"] for r in real)
     real_stored = statistics.median(r["stored_bytes"] for r in real)
     run, put_cpu = load_run(paths, work / "store")
     tensor_logical = sum(len(b.raw) for blocks in run for b in blocks)
     designs = Designs()
     full_len = {b.block_id: len(designs.encode_full(b).payload) for blocks in run for b in blocks}
+    # Runs of every design in turn; of each design, the run that took the least CPU (on
+    # a machine shared with other work, contention only ever adds CPU time).
+    best: dict[str, Replay] = {}
+    for _ in range(runs):
+        for name, replay_of in DESIGNS:
+            sample = replay_of(designs, run, full_len)
+            if name not in best or sum(sample.seconds.values()) < sum(best[name].seconds.values()):
+                best[name] = sample
     replays: dict[str, dict[str, Any]] = {}
-    for name, replay_of in DESIGNS:
-        samples = [replay_of(designs, run, full_len) for _ in range(runs)]
-        replay = samples[0]
-        seconds = {
-            stage: statistics.median(s.seconds.get(stage, 0.0) for s in samples)
-            for stage in {k for s in samples for k in s.seconds}
-        }
+    for name, replay in best.items():
+        seconds = dict(replay.seconds)
         newest, oldest = run[-1], run[0]
         deepest = max(run, key=lambda blocks: depth(replay.stored, blocks))
         replays[name] = {
@@ -498,12 +520,15 @@ def measure_corpus(corpus: str, paths: list[Path], runs: int, peers: bool) -> di
             "tensor_stored_bytes": tensor_bytes(replay.stored),
             "mistakes": replay.mistakes,
             "mistake_bytes": replay.mistake_bytes,
+            **margins(replay.judged),
             "newest_depth": depth(replay.stored, newest),
-            "newest_ms_per_mib": statistics.median(
+            "newest_ms_per_mib": min(
                 designs.restore_ms_per_mib(replay.stored, newest) for _ in range(3)
             ),
             "deepest_depth": depth(replay.stored, deepest),
-            "deepest_ms_per_mib": designs.restore_ms_per_mib(replay.stored, deepest),
+            "deepest_ms_per_mib": min(
+                designs.restore_ms_per_mib(replay.stored, deepest) for _ in range(3)
+            ),
             "oldest_depth": depth(replay.stored, oldest),
         }
         print(corpus, name, f"{replays[name]['replay_seconds']:.2f} s", flush=True)
@@ -568,6 +593,16 @@ def report(results: dict[str, dict[str, Any]]) -> list[str]:
                 f" | {d['deepest_ms_per_mib']:.2f} ({d['deepest_depth']})"
                 f" | {d['mistakes']} ({d['mistake_bytes']:,}) |"
             )
+        lines += [""]
+        for name, d in result["designs"].items():
+            if d.get("judged"):
+                lines.append(
+                    f"- {name}: {d['judged']} deltas judged against the estimate; below"
+                    f" {d['safe_margin']:.3f} of it none was larger than the full payload"
+                    f" ({d['at_or_above_safe_margin']} at or above that share,"
+                    f" {d['at_or_above_margin']} at or above the margin used,"
+                    f" {ESTIMATE_MARGIN})"
+                )
         lines += ["", "CPU seconds of each replayed stage:", ""]
         stages = sorted({s for d in result["designs"].values() for s in d["seconds"]})
         lines += [
