@@ -26,7 +26,8 @@ thread per stage:
 - ``forward K``: each new block stored as a delta on the previous save's block
   of its slot, a whole block (keyframe) every K saves; the previous save's raw
   bytes decoded through their chain (``forward K``) or, as a bound, taken from
-  memory (``forward K, previous in memory``).
+  memory (``forward K, previous in memory``). A delta is judged as for the
+  cheap newest (the block's whole payload is not known before it is encoded).
 
 Work the designs share (reading and cutting the files, BLAKE3 and SHA-256,
 opaque blocks and their deltas, pack writes, the catalog) is not replayed: it
