@@ -83,6 +83,7 @@ def measure(paths: list[Path], root: Path, block_bytes: int) -> dict[str, Any]:
             records.append(store.put(JOB, path, epoch=i))
             put_seconds += time.perf_counter() - begin
         store.settle()
+        store.encode_deferred()  # the last save's raw blocks
         out["ingest_seconds"] = time.perf_counter() - start
         out["put_seconds"] = put_seconds
         stats = store.stats()

@@ -90,6 +90,7 @@ def variant_ratio(files: list[Path], config: StoreConfig) -> float:
     with CheckpointStore.open(root, config=config) as store:
         logical = sum(store.put("corpus", path).size_bytes for path in files)
         store.settle()
+        store.encode_deferred()  # the last save's raw blocks
         stored = store.stats().stored_bytes
     shutil.rmtree(root, ignore_errors=True)
     return logical / stored

@@ -1,6 +1,7 @@
 """One ckptstore ingest or restore of a corpus in a fresh process, with its peak RSS.
 
     python -m bench.corpus_child ingest STORE_DIR FILE...
+    python -m bench.corpus_child ingest-whole STORE_DIR FILE...
     python -m bench.corpus_child restore STORE_DIR
 
 ``ingest`` puts the files in order as one job: ``seconds`` is the whole
@@ -9,7 +10,9 @@ the puts took with the previous rebase done, what a training loop that saves
 now and then waits for; ``cpu_seconds`` is the process's CPU time for the
 whole work (all threads), steadier than wall time on a shared machine.
 ``restore`` reads back the last checkpoint and the one with the longest delta
-chains. Each prints one JSON line.
+chains. ``ingest-whole`` ingests with puts that encode every block whole
+(``StoreConfig(defer_whole_encode=False)``), the design before deferred
+encoding, for pairs with and without it. Each prints one JSON line.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import time
 
 from bench.rss_child import peak_rss_bytes
 from ckptstore import CheckpointStore
+from ckptstore.store.context import StoreConfig
 from ckptstore.store.rebase import chain_depths
 
 JOB = "corpus"
 
 
-def ingest(root: str, paths: list[str]) -> dict[str, float]:
-    with CheckpointStore.open(root) as store:
+def ingest(root: str, paths: list[str], config: StoreConfig | None = None) -> dict[str, float]:
+    with CheckpointStore.open(root, config=config) as store:
         start, cpu_start = time.perf_counter(), time.process_time()
         put_seconds = 0.0
         records = []
@@ -35,7 +39,8 @@ def ingest(root: str, paths: list[str]) -> dict[str, float]:
             begin = time.perf_counter()
             records.append(store.put(JOB, path, epoch=i))
             put_seconds += time.perf_counter() - begin
-        store.settle()  # the last rebase: the stored bytes are final
+        store.settle()  # the last rebase
+        store.encode_deferred()  # the last save's raw blocks: the stored bytes are final
         seconds = time.perf_counter() - start
         cpu_seconds = time.process_time() - cpu_start
         stats = store.stats()
@@ -72,7 +77,12 @@ def restore(root: str) -> dict[str, float]:
 
 def main() -> None:
     command, root, *paths = sys.argv[1:]
-    result = ingest(root, paths) if command == "ingest" else restore(root)
+    if command == "ingest":
+        result = ingest(root, paths)
+    elif command == "ingest-whole":
+        result = ingest(root, paths, StoreConfig(defer_whole_encode=False))
+    else:
+        result = restore(root)
     print(json.dumps(result))
 
 

@@ -433,6 +433,7 @@ def test_a_postgres_catalog_of_schema_6_reads_the_same_as_manifest_pages(
             clock.advance(1)
         store.put("job", tensor_data_for(1), tenant="other", epoch=1)  # the same blocks
         store.settle()
+        store.encode_deferred()  # as closing would, before the view
         before = _catalog_view(store, ["", "other"])
         bases = [r.base_id for _, m in before["manifests"].items() for _, r in m if r.base_id]
         assert bases  # a delta block

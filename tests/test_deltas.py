@@ -139,7 +139,11 @@ def test_blocks_whose_whole_copies_would_stay_on_disk_are_not_rebased(open_store
     """A frozen base saved with a small changing adapter: the first checkpoint's pack
     holds both, and rebasing the adapter would leave its whole copy in a pack GC does
     not compact, so only later checkpoints' adapters (packs of their own) become deltas."""
-    config = dataclasses.replace(CONFIG, pack_target_bytes=32 * 1024 * 1024)
+    # With puts that store tensor blocks raw no whole copy stays behind (every raw
+    # block of the pack is re-encoded, so the pack goes): puts that encode whole here.
+    config = dataclasses.replace(
+        CONFIG, pack_target_bytes=32 * 1024 * 1024, defer_whole_encode=False
+    )
     store = open_store(config=config)
     frozen = special_floats(np.float32, 1_000_000, seed=7)  # 4 MB, stored once
 
@@ -323,9 +327,11 @@ def test_a_rebase_left_by_a_dead_process_is_taken_up_once_its_claim_lapses(
     assert restore_bytes(other_process, second) == data2
 
 
-def test_a_store_written_with_the_older_plane_codecs_keeps_working(store, monkeypatch):
+def test_a_store_written_with_the_older_plane_codecs_keeps_working(open_store, monkeypatch):
     """Blocks stored as codec 2 (before codecs 4 and 5) read back, rebase onto new
     blocks as codec 5, verify and survive GC."""
+    # puts that encode whole, as the stores that wrote codec 2 did
+    store = open_store(config=dataclasses.replace(CONFIG, defer_whole_encode=False))
     import zstandard
 
     from ckptstore.store.codecs.planes import to_planes

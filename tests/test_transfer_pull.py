@@ -97,6 +97,7 @@ def test_pull_of_a_file_receives_its_stored_size_not_its_raw_size(srv, tmp_path)
     client, counting = client_of(srv, srv.acme)
     data = safetensors_bytes(weights(0))
     record = client.put(JOB, data)
+    srv.store.encode_deferred()  # its tensor blocks, stored raw, encoded whole
     out = tmp_path / "model.safetensors"
     assert client.restore(record.checkpoint_id, out) == len(data)
     assert out.read_bytes() == data and not (tmp_path / "model.safetensors.part").exists()
@@ -104,6 +105,17 @@ def test_pull_of_a_file_receives_its_stored_size_not_its_raw_size(srv, tmp_path)
     assert stored < 0.8 * len(data)  # the weights compress
     assert counting.received <= 1.05 * stored
     assert client.bytes_received == counting.received
+
+
+def test_pull_of_a_newest_checkpoint_stored_raw_receives_it_encoded(srv, tmp_path):
+    client, counting = client_of(srv, srv.acme)
+    data = safetensors_bytes(weights(0))
+    record = client.put(JOB, data)
+    assert stored_len(srv, record.checkpoint_id) >= 0.95 * len(data)  # raw until rebased
+    out = tmp_path / "model.safetensors"
+    assert client.restore(record.checkpoint_id, out) == len(data)
+    assert out.read_bytes() == data
+    assert counting.received < 0.8 * len(data)  # the weights compress on the way
 
 
 def test_pull_of_a_folder_writes_each_file_where_it_starts(srv, tmp_path):

@@ -3,12 +3,13 @@ decodes them itself (``fetchframes.py`` holds the frame layout).
 
 A client asks for a checkpoint's block list (``listing``) and then for batches of its
 blocks (``BlockFetch``). A block stored whole goes as its stored payload, read from
-its pack without decoding. A block stored as a delta goes as its chain, bases first,
-each base once per answer (``docs/design.md``, "Pulls"). A client that holds an
-earlier checkpoint of the job names, with each block it wants, the block of that
-checkpoint at the same place (the listing pairs them); the block then goes as
-whichever is smallest of its stored frame, its chain, or a delta on that base encoded
-for this answer.
+its pack without decoding, except a tensor block its put stored raw (rebase.py), which
+is encoded for the answer as its rebase would encode it whole. A block stored as a
+delta goes as its chain, bases first, each base once per answer (``docs/design.md``,
+"Pulls"). A client that holds an earlier checkpoint of the job names, with each block
+it wants, the block of that checkpoint at the same place (the listing pairs them); the
+block then goes as whichever is smallest of its stored frame, its chain, or a delta on
+that base encoded for this answer.
 
 Every block id a request names, wanted or base, must be one the tenant's own
 checkpoints reference, as uploads require (``uploads.py``); a base of a stored chain
@@ -34,6 +35,7 @@ from ckptstore.store.files import files_of
 from ckptstore.store.ids import content_digest
 from ckptstore.store.packs.entries import MAX_CHAIN, decode_entry, load_block
 from ckptstore.store.packs.format import parse_entry
+from ckptstore.store.rebase import deferred
 
 MAX_FETCH_BLOCKS = 4096  # blocks one request may ask for
 NO_BASE = -1
@@ -224,6 +226,8 @@ class BlockFetch:
         self._sent.add(record.block_id)
         if parsed.base_id is not None and not self._has(parsed.base_id):
             return self._whole(record)  # re-encoded on another base since it was looked up
+        if deferred(record):
+            return self._whole(record)  # stored raw until its rebase: encoded for the answer
         head = frame_head(
             record.block_id, parsed.codec, parsed.raw_len, len(payload), parsed.base_id
         )

@@ -158,7 +158,8 @@ class CheckpointStore:
         return self._ctx
 
     def close(self) -> None:
-        """Finish the pending rebases, then release the store."""
+        """Finish the pending rebases, encode the blocks stored raw that are left
+        (``encode_deferred``), then release the store."""
         self._committer.close()
         self._ctx.pool.shutdown(wait=True, cancel_futures=True)
         self._ctx.catalog.close()
@@ -235,6 +236,14 @@ class CheckpointStore:
         (the one that commits may give the epoch, step and metrics)."""
         pending = with_progress(self._pending(checkpoint_id, tenant), fields)
         return Upload(self._ctx, upload_holder(pending.checkpoint_id), pending, self._committer)
+
+    def encode_deferred(self) -> None:
+        """Encode whole, with the full codec, the tensor blocks that puts of this store
+        stored raw (``StoreConfig.defer_whole_encode``) and no rebase has encoded yet:
+        those of each job's newest checkpoint. ``close`` does it, and ``gc`` for
+        checkpoints older than its grace time; a training run's last save is stored at
+        its final size once this has run."""
+        self._committer.encode_deferred()
 
     def settle(self) -> None:
         """Wait until every checkpoint committed so far has had its parent rebased
@@ -472,6 +481,8 @@ class CheckpointStore:
         report = self._gc_lock.run(lambda: collect_garbage(self._ctx, grace_s), wait=True)
         assert report is not None
         self._committer.resume()
+        grace = self._ctx.config.gc_grace_s if grace_s is None else grace_s
+        self._committer.encode_deferred(committed_before=self._ctx.clock() - grace)
         return report
 
     def verify(self, *, read_data: bool = False) -> VerifyReport:

@@ -15,6 +15,7 @@ import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 
 from ckptstore.errors import CheckpointNotFound
 from ckptstore.store.catalog.records import CheckpointRecord, FileRecord
@@ -24,7 +25,7 @@ from ckptstore.store.digests import digest_checkpoint
 from ckptstore.store.files import checkpoint_digest
 from ckptstore.store.gc import GcLock, compact_packs
 from ckptstore.store.policies import apply_policies
-from ckptstore.store.rebase import choose_rebase_parent, rebase_parent
+from ckptstore.store.rebase import choose_rebase_parent, encode_deferred, rebase_parent
 
 log = logging.getLogger("ckptstore.store")
 
@@ -43,6 +44,10 @@ class Committer:
         # exactly one runs each; a claim lapses after the lease time, so the work of a
         # process that died is taken up by another (at its next GC or open).
         self._owner = f"rebaser_{secrets.token_hex(8)}"
+        # Checkpoints committed here whose raw blocks (StoreConfig.defer_whole_encode)
+        # no rebase has encoded yet: the newest of each job, by commit time.
+        self._unencoded: dict[str, float] = {}
+        self._closed = False
 
     def resume(self) -> None:
         """Queue the pending rebases no process holds: those a crash, an error or a
@@ -109,6 +114,7 @@ class Committer:
         if record.sha256 is None:
             self._queue_digest(record.checkpoint_id)
         apply_policies(self._ctx, record)
+        self._unencoded[record.checkpoint_id] = record.created_at
         if parent_id is not None and self._claim(record.checkpoint_id) is not None:
             self._rebaser.submit(self._rebase, record.checkpoint_id, parent_id)
         return record
@@ -119,8 +125,36 @@ class Committer:
         self._rebaser.submit(lambda: None).result()
         self._digester.submit(lambda: None).result()
 
+    def encode_deferred(self, committed_before: float | None = None) -> None:
+        """Encode whole the raw blocks of the checkpoints committed here that no rebase
+        encoded (committed before ``committed_before``, when given), after the queued
+        rebases; waits until done."""
+        self._rebaser.submit(self._encode_deferred, committed_before).result()
+
+    def _encode_deferred(self, committed_before: float | None) -> None:
+        due = [
+            checkpoint_id
+            for checkpoint_id, committed in list(self._unencoded.items())
+            if committed_before is None or committed < committed_before
+        ]
+        for checkpoint_id in due:
+            self._unencoded.pop(checkpoint_id, None)
+            try:
+                report = encode_deferred(self._ctx, checkpoint_id)
+                if emptied := report.packs_emptied:
+                    self._gc_lock.run(partial(compact_packs, self._ctx, emptied), wait=True)
+            except CheckpointNotFound:
+                pass  # deleted since
+            except Exception:  # noqa: BLE001 - its blocks stay raw: readable, larger
+                log.exception("encoding the raw blocks of checkpoint %s failed", checkpoint_id)
+
     def close(self) -> None:
-        """Finish the queued rebases and digests."""
+        """Finish the queued rebases, encode the raw blocks no rebase took, finish the
+        digests."""
+        if self._closed:
+            return
+        self._closed = True
+        self.encode_deferred()
         self._rebaser.shutdown(wait=True)
         self._digester.shutdown(wait=True)
 
@@ -160,5 +194,6 @@ class Committer:
                 emptied = report.packs_emptied
                 self._gc_lock.run(lambda: compact_packs(self._ctx, emptied), wait=False)
             catalog.finish_rebase(checkpoint_id)
+            self._unencoded.pop(parent_id, None)  # its raw blocks were encoded
         except Exception:  # noqa: BLE001 - see the docstring
             log.exception("rebasing checkpoint %s onto %s failed", parent_id, checkpoint_id)

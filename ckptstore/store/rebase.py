@@ -15,6 +15,12 @@ likewise re-encoded against the block Y of C at the same place of the same file
 less: scattered edits to such a file leave most of its blocks changed, so without
 it every save stored them whole again.
 
+A block X stored raw by its put (``StoreConfig.defer_whole_encode``: a tensor
+block that was never encoded) is always re-encoded: as a delta where one is
+found clearly smaller than an estimate of its whole payload
+(DEFERRED_DELTA_MARGIN), else whole with the full codec and the smaller of the
+two kept. Whatever it becomes, it is encoded once.
+
 Chains stay bounded: X is left whole (a keyframe) when blocks already depend
 on it ``delta_max_depth`` deep, so no read decodes more than
 ``delta_max_depth + 1`` payloads.
@@ -51,7 +57,15 @@ from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
 from ckptstore.store.catalog.base import BlockIndex
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
 from ckptstore.store.codecs.block import min_delta_len
-from ckptstore.store.codecs.ids import DELTA_WIDTHS, PLANE_WIDTHS, WIDTH_PREFIXED, Codec
+from ckptstore.store.codecs.encoder import deferrable
+from ckptstore.store.codecs.estimate import whole_estimate
+from ckptstore.store.codecs.ids import (
+    DELTA_CODECS,
+    DELTA_WIDTHS,
+    PLANE_WIDTHS,
+    WIDTH_PREFIXED,
+    Codec,
+)
 from ckptstore.store.context import StoreContext
 from ckptstore.store.ids import block_id
 from ckptstore.store.packs.entries import load_block
@@ -72,6 +86,11 @@ OPAQUE_MAX_RATIO = 0.9
 # block stored in 16 bytes or fewer is not read and compressed to find out (the
 # small headers between the tensors of a torch.save file, none of which paid).
 OPAQUE_MIN_STORED = 16
+# A block stored raw by its put keeps a delta found below this share of the estimate
+# of its whole payload without encoding it whole to compare: on the bench corpora no
+# delta below it was larger than the whole payload (bench: ingest_designs).
+DEFERRED_DELTA_MARGIN = 0.6
+BASED_CODECS = (*DELTA_CODECS, Codec.ZSTD_PREFIX)  # payloads that name a base block
 
 
 def choose_rebase_parent(others: Iterable[CheckpointRecord]) -> str | None:
@@ -88,6 +107,15 @@ class Pair:
     block: BlockRecord  # X, as stored now
     onto: BlockRecord | None  # Y: the newer checkpoint's block at X's slot or place
     width: int | None  # element width (None: opaque bytes, or whole: let the codec judge)
+
+
+def deferred(record: BlockRecord) -> bool:
+    """Whether a block is a tensor block its put stored raw, still to be encoded."""
+    return (
+        record.codec == Codec.RAW
+        and record.base_id is None
+        and deferrable(record.raw_len, record.width)
+    )
 
 
 @dataclass
@@ -116,6 +144,16 @@ def rebase_parent(
         return RebaseReport()
     pairs = _freeing(ctx, _pairs(ctx, parent, child, opaque, limit))
     return _reencode(ctx, pairs, parent_id)
+
+
+def encode_deferred(ctx: StoreContext, checkpoint_id: str) -> RebaseReport:
+    """Encode whole, with the full codec, the blocks of a checkpoint that its put
+    stored raw (``StoreConfig.defer_whole_encode``) and no rebase has encoded since:
+    those of a job's newest checkpoint, when no newer save came to rebase it."""
+    raw = {r.block_id: r for r in ctx.catalog.slots(checkpoint_id).values() if deferred(r)}
+    pairs = [Pair(record, None, record.width) for record in raw.values()]
+    pairs.sort(key=lambda p: (p.block.pack_id, p.block.offset))
+    return _reencode(ctx, pairs, checkpoint_id)
 
 
 def materialize_orphans(ctx: StoreContext, dead_before: float) -> RebaseReport:
@@ -169,7 +207,7 @@ class _PackSink:
         encoded = future.result()
         if encoded is not None:
             codec, payload = encoded
-            base_id = None if pair.onto is None else pair.onto.block_id
+            base_id = None if pair.onto is None or codec not in BASED_CODECS else pair.onto.block_id
             self._old[pair.block.block_id] = pair.block
             self._writer.add(pair.block.block_id, codec, pair.block.raw_len, payload, base_id)
         return pair.block.raw_len
@@ -228,8 +266,18 @@ def _pairs(
     pairs: list[Pair] = []
     for pair in candidates:
         if heights[pair.block.block_id] >= limit:
+            if deferred(pair.block):  # a keyframe: encoded whole
+                pairs.append(Pair(pair.block, None, pair.block.width))
             continue  # older blocks already hang this deep below it: it stays a keyframe
         pairs.append(pair)
+    # Raw blocks with no delta to try are encoded whole (each once: a block held by
+    # several checkpoints is no longer raw by the next rebase).
+    paired = {pair.block.block_id for pair in pairs}
+    pairs += [
+        Pair(record, None, record.width)
+        for record in {r.block_id: r for r in parent.values()}.values()
+        if deferred(record) and record.block_id not in paired
+    ]
     pairs.sort(key=lambda p: (p.block.pack_id, p.block.offset))  # read packs in order
     return pairs
 
@@ -247,7 +295,8 @@ def _freeing(ctx: StoreContext, pairs: list[Pair]) -> list[Pair]:
         for usage in ctx.catalog.pack_usage(dying)
         if reclaimable(usage, fraction, dying[usage.pack_id])
     }
-    return [pair for pair in pairs if pair.block.pack_id in kept]
+    # A raw block is encoded whatever its pack: left raw, it would stay so.
+    return [pair for pair in pairs if pair.block.pack_id in kept or deferred(pair.block)]
 
 
 def record_legacy_widths(ctx: StoreContext) -> int:
@@ -294,26 +343,67 @@ def _encode(ctx: StoreContext, pair: Pair) -> tuple[int, bytes | memoryview] | N
     try:
         raw = _raw(ctx, pair.block, keep=False)
         if pair.onto is None:  # whole, from a delta (a tensor block): its bytes were just checked
-            width = pair.width if pair.width in PLANE_WIDTHS else None
-            return ctx.codec.encode(memoryview(raw), width, aligned=width is not None)
+            return _whole(ctx, pair, raw)
         base = _raw(ctx, pair.onto, keep=True)  # the next rebase re-encodes this one
     except (CorruptBlockError, MissingBlockError) as exc:
         log.warning("not re-encoding block %s: %s", pair.block.block_id.hex(), exc)
         return None
+    if deferred(pair.block):
+        return _deferred(ctx, pair, raw, base)
     encoded: tuple[Codec, bytes | memoryview] | None
     if pair.width is None:
         limit = int(OPAQUE_MAX_RATIO * pair.block.stored_len)
         encoded = ctx.codec.encode_prefixed(memoryview(raw), base, limit)
     else:
         encoded = ctx.codec.encode_delta(memoryview(raw), base, pair.width, pair.block.stored_len)
-    if encoded is None:
+    if encoded is None or not _decodes_back(ctx, pair, encoded, raw, base):
         return None
-    # The whole copy is about to be dropped: keep the delta only if it gives the block back.
+    return encoded
+
+
+def _whole(
+    ctx: StoreContext, pair: Pair, raw: bytes | memoryview
+) -> tuple[int, bytes | memoryview] | None:
+    """The block encoded whole; None where that stores it no smaller than it is."""
+    width = pair.width if pair.width in PLANE_WIDTHS else None
+    codec, payload = ctx.codec.encode(memoryview(raw), width, aligned=width is not None)
+    if codec == pair.block.codec and len(payload) >= pair.block.stored_len:
+        return None
+    return codec, payload
+
+
+def _deferred(
+    ctx: StoreContext, pair: Pair, raw: bytes | memoryview, base: bytes | memoryview
+) -> tuple[int, bytes | memoryview] | None:
+    """A raw block encoded once: the delta where it is clearly smaller than an estimate
+    of the whole payload, else the smaller of the delta and the whole payload."""
+    assert pair.width is not None  # a deferred block is a tensor block
+    estimate = whole_estimate(raw, pair.width)
+    # Not bounded by the estimate: on short blocks it is too low (a small sample).
+    delta = ctx.codec.encode_delta(memoryview(raw), base, pair.width)
+    if delta is not None and len(delta[1]) < DEFERRED_DELTA_MARGIN * estimate:
+        if _decodes_back(ctx, pair, delta, raw, base):
+            return delta
+        delta = None
+    whole = _whole(ctx, pair, raw)
+    if delta is None or (whole is not None and len(whole[1]) <= len(delta[1])):
+        return whole
+    return delta if _decodes_back(ctx, pair, delta, raw, base) else whole
+
+
+def _decodes_back(
+    ctx: StoreContext,
+    pair: Pair,
+    encoded: tuple[int, bytes | memoryview],
+    raw: bytes | memoryview,
+    base: bytes | memoryview,
+) -> bool:
+    """Whether a delta gives the block back: the whole copy is about to be dropped."""
     decoded = ctx.codec.decode(encoded[0], encoded[1], len(raw), base)
     if not same_bytes(decoded, raw):
         log.error("delta of block %s does not decode back; kept whole", pair.block.block_id.hex())
-        return None
-    return encoded
+        return False
+    return True
 
 
 def same_bytes(a: bytes | memoryview, b: bytes | memoryview) -> bool:

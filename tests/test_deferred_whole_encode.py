@@ -1,0 +1,117 @@
+"""Tensor blocks stored raw by the put and encoded once, by the rebase that follows
+the next save (as deltas or whole), or whole when no save follows."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ckptstore.store.codecs.ids import DELTA_CODECS, Codec
+from ckptstore.store.rebase import chain_depths, deferred
+from ckptstore.testing.formats import safetensors_bytes
+from tests.conftest import restore_bytes
+from tests.test_deltas import CONFIG, model
+
+WHOLE = dataclasses.replace(CONFIG, defer_whole_encode=False)
+
+
+def tensor_codecs(store, checkpoint_id: str) -> list[int]:
+    return [r.codec for r in store.context.catalog.slots(checkpoint_id).values()]
+
+
+def raw_left(store, checkpoint_id: str) -> int:
+    """How many of a checkpoint's tensor blocks are stored raw, still to be encoded."""
+    return sum(deferred(r) for r in store.context.catalog.slots(checkpoint_id).values())
+
+
+def save(store, step: int, job: str = "run") -> tuple[str, bytes]:
+    data = safetensors_bytes(model(1, step), {"step": str(step)})
+    return store.put(job, data, step=step).checkpoint_id, data
+
+
+def test_put_stores_tensor_blocks_raw_and_the_rebase_encodes_them(open_store):
+    store = open_store(config=CONFIG)
+    first, data1 = save(store, 0)
+    assert raw_left(store, first) > 0
+    assert restore_bytes(store, first) == data1
+    second, data2 = save(store, 1)
+    store.settle()
+    after = tensor_codecs(store, first)
+    assert raw_left(store, first) == 0  # each block a delta or whole with the full codec
+    assert any(codec in DELTA_CODECS for codec in after)
+    assert raw_left(store, second) > 0  # the newest: until encoded
+    assert restore_bytes(store, first) == data1
+    assert restore_bytes(store, second) == data2
+    assert store.verify(read_data=True).ok
+
+
+def test_encode_deferred_encodes_the_newest_checkpoint_whole(open_store):
+    store = open_store(config=CONFIG)
+    ids = [save(store, step) for step in range(3)]
+    store.settle()
+    before = store.stats().stored_bytes
+    store.encode_deferred()
+    newest, data = ids[-1]
+    assert raw_left(store, newest) == 0
+    depths = chain_depths(store.context.catalog, store.context.catalog.slots(newest).values(), 8)
+    assert set(depths.values()) == {0}  # the newest decodes no chain
+    assert store.stats().stored_bytes < before
+    for checkpoint_id, saved in ids:
+        assert restore_bytes(store, checkpoint_id) == saved
+    assert store.verify(read_data=True).ok
+
+
+def test_close_encodes_the_raw_blocks_left(open_store, tmp_path):
+    store = open_store(tmp_path / "s", config=CONFIG)
+    newest, data = save(store, 0)
+    store.close()
+    store = open_store(tmp_path / "s", config=CONFIG)
+    assert raw_left(store, newest) == 0
+    assert restore_bytes(store, newest) == data
+
+
+def test_gc_encodes_raw_blocks_of_checkpoints_older_than_its_grace(open_store, clock):
+    store = open_store(config=CONFIG)
+    newest, _ = save(store, 0)
+    store.gc()
+    assert raw_left(store, newest) > 0  # saved just now
+    clock.advance(CONFIG.gc_grace_s + 1)
+    store.gc()
+    assert raw_left(store, newest) == 0
+    assert store.verify(read_data=True).ok
+
+
+def test_deferring_stores_each_block_in_no_more_bytes_than_encoding_at_each_put(
+    open_store, tmp_path
+):
+    """Block by block (the packs around them may number one more or less)."""
+    stored = {}
+    for name, config in (("deferred", CONFIG), ("whole", WHOLE)):
+        store = open_store(tmp_path / name, config=config)
+        ids = [save(store, step)[0] for step in range(4)]
+        store.settle()
+        store.encode_deferred()
+        catalog = store.context.catalog
+        stored[name] = {r.block_id: r.stored_len for c in ids for _, r in catalog.manifest(c)}
+    assert stored["deferred"].keys() == stored["whole"].keys()
+    assert all(stored["deferred"][b] <= stored["whole"][b] for b in stored["whole"])
+    assert sum(stored["deferred"].values()) <= sum(stored["whole"].values())
+
+
+def test_a_raw_block_whose_delta_does_not_pay_is_encoded_whole(open_store):
+    """Two unrelated tensors in one slot: no delta pays, so the older is stored whole
+    with the full codec, as a put that encodes whole would have stored it."""
+    stored = {}
+    for name, config in (("deferred", CONFIG), ("whole", WHOLE)):
+        store = open_store(config=config)
+        rng = np.random.default_rng(0)
+        tensors = [(rng.standard_normal(100_000) * 0.02).astype(np.float32) for _ in range(2)]
+        first = store.put("run", safetensors_bytes({"w": tensors[0]}), step=0).checkpoint_id
+        store.put("run", safetensors_bytes({"w": tensors[1]}), step=1)
+        store.settle()
+        stored[name] = store.context.catalog.slots(first)
+        assert not any(r.codec in (*DELTA_CODECS, Codec.RAW) for r in stored[name].values())
+    assert {s: r.stored_len for s, r in stored["deferred"].items()} == {
+        s: r.stored_len for s, r in stored["whole"].items()
+    }
