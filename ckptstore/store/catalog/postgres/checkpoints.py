@@ -34,6 +34,7 @@ from ckptstore.store.catalog.postgres.rows import (
     CHECKPOINT_COLUMNS,
     CHECKPOINT_FIELDS,
     CHECKPOINT_MARKS,
+    CHECKPOINT_TEXT_COLUMNS,
     block_columns,
 )
 from ckptstore.store.catalog.records import (
@@ -180,7 +181,7 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
             page, page_params = _column_page(query, numbered=True)
             with self._single() as conn:
                 found = conn.execute(
-                    f"WITH page AS ({page}) SELECT {_PAGE}, n, seq, {CHECKPOINT_COLUMNS},"
+                    f"WITH page AS ({page}) SELECT {_PAGE}, n, seq, {CHECKPOINT_TEXT_COLUMNS},"
                     " NULL::bigint, NULL::bigint, NULL::bigint FROM page"
                     f" UNION ALL {summary} ORDER BY 1, 2",
                     [*page_params, *summary_params],
@@ -349,9 +350,9 @@ def _summary_select(query: ListQuery) -> tuple[str, list[object]]:
     nothing = ", ".join(["NULL"] * (1 + len(CHECKPOINT_FIELDS)))
     no_totals = "NULL::bigint, NULL::bigint, NULL::bigint"
     sql = (
-        f"(SELECT {_BEST}, 0, seq, {CHECKPOINT_COLUMNS}, {no_totals} FROM checkpoints"
+        f"(SELECT {_BEST}, 0, seq, {CHECKPOINT_TEXT_COLUMNS}, {no_totals} FROM checkpoints"
         f" WHERE {where} AND type = 'best' {_NEWEST} LIMIT 1) UNION ALL"
-        f" (SELECT {_LATEST}, 0, seq, {CHECKPOINT_COLUMNS}, {no_totals} FROM checkpoints"
+        f" (SELECT {_LATEST}, 0, seq, {CHECKPOINT_TEXT_COLUMNS}, {no_totals} FROM checkpoints"
         f" WHERE {where} {_NEWEST} LIMIT 1) UNION ALL"
         f" SELECT {_JOB_TOTALS}, 0, {nothing}, COALESCE({matching}, 0)::bigint,"
         " COALESCE(SUM(checkpoints), 0)::bigint, COALESCE(SUM(size_bytes), 0)::bigint"
@@ -363,13 +364,17 @@ def _summary_select(query: ListQuery) -> tuple[str, list[object]]:
 def _listing(
     query: ListQuery, page_rows: list[tuple[Any, ...]], summary: list[tuple[Any, ...]]
 ) -> JobListing:
-    """The JobListing of a page's rows (seq, checkpoint...) and ``_summary_select``'s."""
-    page, next_cursor = _page(page_rows, query)
+    """The JobListing of a page's rows (seq, checkpoint...) and ``_summary_select``'s
+    (metrics as text: all of them decoded at once)."""
     parts = {row[0]: row for row in summary if row[0] != _PAGE}
-    best, latest = (
-        rows.checkpoint(parts[part][3:_TOTALS]) if part in parts else None
-        for part in (_BEST, _LATEST)
+    extremes = [parts[part][3:_TOTALS] for part in (_BEST, _LATEST) if part in parts]
+    records = rows.checkpoints([*(row[1:] for row in page_rows), *extremes])
+    page, next_cursor = cursors.page(
+        records[: len(page_rows)], [row[0] for row in page_rows], query
     )
+    found = iter(records[len(page_rows) :])
+    best = next(found) if _BEST in parts else None
+    latest = next(found) if _LATEST in parts else None
     matching, count, size = parts[_JOB_TOTALS][_TOTALS:]
     return JobListing(page, matching, next_cursor, best, latest, count, size)
 
