@@ -1,7 +1,9 @@
 """The list answer, byte for byte: every field, its order and spelling (floats, null,
 non-ASCII text), the signed URLs, and the errors of bad parameters, pinned by a file
 made from the server before the list route had a path of its own
-(tests/fixtures/list-answers.json; ``CKPTSTORE_PIN_LIST=1`` writes it anew)."""
+(tests/fixtures/list-answers.json; ``CKPTSTORE_PIN_LIST=1`` writes it anew), and on
+PostgreSQL by one made before its list was read in one statement
+(list-answers-postgres.json: JSONB gives metrics back with their keys in its order)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from ckptstore.store.policies import JobSettings
 from tests.server_helpers import JOB, Server, make_server
 
 PINNED = Path(__file__).parent / "fixtures" / "list-answers.json"
+PINNED_POSTGRES = PINNED.with_name("list-answers-postgres.json")
 LIST = f"/v2/training/jobs/{JOB}/checkpoints"
 # each request: (path and query, headers: "acme", "other" or "none")
 REQUESTS = [
@@ -115,14 +118,29 @@ def srv(tmp_path: Path):
         yield server
 
 
-def test_list_answers_match_the_pinned_bytes(srv: Server) -> None:
-    found = _answers(srv)
+@pytest.fixture
+def postgres_srv(tmp_path: Path, postgres_url: str):
+    server = make_server(tmp_path, catalog=postgres_url)
+    with server.client:
+        _fill(server)
+        yield server
+
+
+def _assert_pinned(found: list[dict[str, object]], pinned_file: Path) -> None:
     if os.environ.get("CKPTSTORE_PIN_LIST"):
-        PINNED.write_text(json.dumps(found, indent=1, ensure_ascii=False) + "\n")
-    pinned = json.loads(PINNED.read_text())
+        pinned_file.write_text(json.dumps(found, indent=1, ensure_ascii=False) + "\n")
+    pinned = json.loads(pinned_file.read_text())
     assert [a["request"] for a in found] == [a["request"] for a in pinned]
     for got, want in zip(found, pinned, strict=True):
         assert got == want, got["request"]
+
+
+def test_list_answers_match_the_pinned_bytes(srv: Server) -> None:
+    _assert_pinned(_answers(srv), PINNED)
+
+
+def test_list_answers_on_postgres_match_the_pinned_bytes(postgres_srv: Server) -> None:
+    _assert_pinned(_answers(postgres_srv), PINNED_POSTGRES)
 
 
 def test_list_answers_hold_what_they_pin(srv: Server) -> None:

@@ -52,9 +52,9 @@ class ListParams:
 def load(
     svc: Services, job_id: str, tenant_id: str, params: ListParams
 ) -> tuple[engine.CheckpointPage, engine.JobSummary]:
-    """The page the parameters ask for and the job's summary (catalog reads: run it
-    on a thread)."""
-    page = svc.store.list(
+    """The page the parameters ask for and the job's summary, in one read of the
+    catalog (run it on a thread)."""
+    return svc.store.listing(
         job_id,
         sort_by=params.sort_by,
         order=params.sort_order,
@@ -63,7 +63,6 @@ def load(
         types=params.types,
         cursor=params.cursor,
     )
-    return page, svc.store.job_summary(job_id, tenant=tenant_id)
 
 
 def list_answer(

@@ -289,20 +289,58 @@ class CheckpointStore:
         """A page of a job's checkpoints; those lacking the sort metric come last.
         ``cursor``: the ``next_cursor`` of the page before, with the same sort and
         filter (pages stay whole under inserts and deletes); ``limit=None``: all."""
+        query = self._list_query(job_id, sort_by, order, limit, tenant, types, cursor)
+        records, total, next_cursor = self._ctx.catalog.list_checkpoints(query)
+        self._check_sort_key(query, records)
+        return CheckpointPage(records, total, next_cursor)
+
+    def listing(
+        self,
+        job_id: str,
+        *,
+        sort_by: str = "createdAt",
+        order: str = "desc",
+        limit: int | None = 50,
+        tenant: str = "",
+        types: tuple[str, ...] | None = None,
+        cursor: str | None = None,
+    ) -> tuple[CheckpointPage, JobSummary]:
+        """``list`` and ``job_summary`` of the job in one read of the catalog (a list
+        answer shows both)."""
+        query = self._list_query(job_id, sort_by, order, limit, tenant, types, cursor)
+        found = self._ctx.catalog.job_listing(query)
+        self._check_sort_key(query, found.checkpoints)
+        return (
+            CheckpointPage(found.checkpoints, found.matching, found.next_cursor),
+            JobSummary(found.best, found.latest, found.job_count, found.job_size_bytes),
+        )
+
+    def _list_query(
+        self,
+        job_id: str,
+        sort_by: str,
+        order: str,
+        limit: int | None,
+        tenant: str,
+        types: tuple[str, ...] | None,
+        cursor: str | None,
+    ) -> ListQuery:
+        """The catalog's query for a listing; raises for a bad argument."""
         check_list_arguments(job_id, order, limit, types)
         if not may_sort_by(sort_by):
             raise UnknownSortKey(sort_by, self._sort_keys(tenant, job_id))
-        records, total, next_cursor = self._ctx.catalog.list_checkpoints(
-            ListQuery(tenant, job_id, sort_by, order == "desc", limit, types, cursor)
-        )
+        return ListQuery(tenant, job_id, sort_by, order == "desc", limit, types, cursor)
+
+    def _check_sort_key(self, query: ListQuery, records: builtins.list[CheckpointRecord]) -> None:
+        """Raise UnknownSortKey for a metric that no checkpoint of the job has."""
+        sort_by = query.sort_by
         metric_sort = sort_by not in SORT_FIELDS and sort_by not in ALWAYS_SORTABLE_METRICS
         if metric_sort and records and all(sort_by not in r.metrics for r in records):
             # checkpoints lacking the key sort last, so none on the page has it: if no
             # checkpoint of the job has it either, it is a typo worth an error
-            allowed = self._sort_keys(tenant, job_id)
+            allowed = self._sort_keys(query.tenant_id, query.job_id)
             if sort_by not in allowed:
                 raise UnknownSortKey(sort_by, allowed)
-        return CheckpointPage(records, total, next_cursor)
 
     def _sort_keys(self, tenant: str, job_id: str) -> builtins.list[str]:
         return sort_keys(self._ctx.catalog.metric_keys(tenant, job_id))

@@ -22,6 +22,7 @@ from ckptstore.store.catalog.records import (
     CheckpointRecord,
     EndpointRecord,
     FileRecord,
+    JobListing,
     ListQuery,
     PackUsage,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "FileRecord",
     "Files",
     "Leases",
+    "JobListing",
     "ListQuery",
     "Maintenance",
     "PackUsage",

@@ -31,6 +31,7 @@ from ckptstore.store.catalog.records import (
     CheckpointRecord,
     EndpointRecord,
     FileRecord,
+    JobListing,
     ListQuery,
     PackUsage,
     adjacent_runs,
@@ -184,6 +185,12 @@ class Checkpoints(Protocol):
         A page starts right after the position its cursor names (cursors.py), so
         checkpoints added or deleted meanwhile neither repeat nor skip others.
         """
+        ...
+
+    def job_listing(self, query: ListQuery) -> JobListing:
+        """``list_checkpoints``, ``job_extremes`` and ``job_totals`` of the query's
+        tenant and job, as one read sees them (what a list answer shows, which dashboards
+        poll, so a catalog reads it in as few statements as it can)."""
         ...
 
     def delete_checkpoint(self, checkpoint_id: str, now: float) -> CheckpointRecord:
@@ -473,6 +480,7 @@ __all__ = [
     "FileRecord",
     "Files",
     "Leases",
+    "JobListing",
     "ListQuery",
     "Lookups",
     "Maintenance",

@@ -138,3 +138,18 @@ class ListQuery:
     limit: int | None
     types: tuple[str, ...] | None = None  # only these checkpoint types; None for all
     cursor: str | None = None  # start after the page this cursor ended (cursors.py)
+
+
+@dataclass(frozen=True)
+class JobListing:
+    """What a list answer shows of a job, read at once: a page of its checkpoints
+    (``Checkpoints.list_checkpoints``), its best and latest (``job_extremes``) and its
+    totals (``job_totals``)."""
+
+    checkpoints: list[CheckpointRecord]
+    matching: int  # checkpoints of the query's types (all when it names none)
+    next_cursor: str | None
+    best: CheckpointRecord | None
+    latest: CheckpointRecord | None
+    job_count: int
+    job_size_bytes: int

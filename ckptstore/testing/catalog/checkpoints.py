@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from ckptstore.errors import (
@@ -12,6 +14,7 @@ from ckptstore.errors import (
 )
 from ckptstore.store.catalog.base import Catalog
 from ckptstore.store.catalog.records import (
+    JobListing,
     ListQuery,
 )
 from ckptstore.testing.catalog.helpers import (
@@ -205,6 +208,50 @@ class CheckpointTests(CatalogFixture):
         best, latest = catalog.job_extremes("", "job")
         assert present(best, "best checkpoint").checkpoint_id == "b1"
         assert present(latest, "latest checkpoint").checkpoint_id == "a1"
+
+    def test_job_listing_is_the_page_extremes_and_totals_of_the_tenants_job(
+        self, catalog: Catalog
+    ) -> None:
+        kinds = ["manual", "best", "automatic", "best", "final", "manual", "automatic"]
+        for i, kind in enumerate(kinds):
+            for tenant, job in (("a", "job"), ("b", "job"), ("a", "other")):
+                metrics = {"loss": float(i % 3)} if i % 2 else {}
+                catalog.commit_checkpoint(
+                    checkpoint(
+                        f"{tenant}-{job}-{i}",
+                        job,
+                        created=NOW + i // 2,
+                        tenant_id=tenant,
+                        type=kind,
+                        epoch=None if i == 3 else i % 4,
+                        size_bytes=1000 + i + (50 if tenant == "b" else 0),
+                        metrics=metrics,
+                    ),
+                    [],
+                    "h",
+                )
+        for sort_by in ("createdAt", "epoch", "step", "loss"):
+            for descending in (True, False):
+                for types in (None, ("best", "manual"), ("final",), ("pending",)):
+                    for limit in (2, 3, None):
+                        query = ListQuery("a", "job", sort_by, descending, limit, types)
+                        self._assert_listing(catalog, query)
+                        cursor = catalog.list_checkpoints(query)[2]
+                        if cursor is not None:
+                            self._assert_listing(catalog, replace(query, cursor=cursor))
+        for tenant, job in (("b", "other"), ("c", "job"), ("a", "never")):
+            listing = catalog.job_listing(ListQuery(tenant, job, "createdAt", True, 5))
+            assert listing == JobListing([], 0, None, None, None, 0, 0)
+
+    def _assert_listing(self, catalog: Catalog, query: ListQuery) -> None:
+        page, matching, cursor = catalog.list_checkpoints(query)
+        listing = catalog.job_listing(query)
+        best, latest = catalog.job_extremes(query.tenant_id, query.job_id)
+        count, size = catalog.job_totals(query.tenant_id, query.job_id)
+        assert listing == JobListing(page, matching, cursor, best, latest, count, size), query
+        assert all(r.tenant_id == "a" and r.job_id == "job" for r in listing.checkpoints)
+        assert present(listing.best, "best").checkpoint_id == "a-job-3"
+        assert (count, size) == (7, 7021)
 
     def test_list_filters_by_type(self, catalog: Catalog) -> None:
         catalog.commit_checkpoint(checkpoint("a", type="automatic"), [], "h")

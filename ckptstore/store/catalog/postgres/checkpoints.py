@@ -34,9 +34,16 @@ from ckptstore.store.catalog.postgres.rows import (
     CHECKPOINT_COLUMNS,
     CHECKPOINT_FIELDS,
     CHECKPOINT_MARKS,
+    CHECKPOINT_TEXT_COLUMNS,
     block_columns,
 )
-from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, FileRecord, ListQuery
+from ckptstore.store.catalog.records import (
+    BlockRecord,
+    CheckpointRecord,
+    FileRecord,
+    JobListing,
+    ListQuery,
+)
 
 _FIELD_COLUMNS = {"createdAt": "created_at", "epoch": "epoch", "step": "step"}
 _NEWEST = "ORDER BY created_at DESC, seq DESC"
@@ -164,9 +171,27 @@ class PostgresCheckpoints(PostgresDatabase, Checkpoints):
             else:
                 found = _list_by_metric(conn, query)
             total = _count(conn, query)
-        records = [rows.checkpoint(row[1:]) for row in found]
-        page, next_cursor = cursors.page(records, [row[0] for row in found], query)
+        page, next_cursor = _page(found, query)
         return page, total, next_cursor
+
+    def job_listing(self, query: ListQuery) -> JobListing:
+        summary, summary_params = _summary_select(query)
+        if query.sort_by in _FIELD_COLUMNS:
+            # one statement: one snapshot and one round trip, no BEGIN and COMMIT
+            page, page_params = _column_page(query, numbered=True)
+            with self._single() as conn:
+                found = conn.execute(
+                    f"WITH page AS ({page}) SELECT {_PAGE}, n, seq, {CHECKPOINT_TEXT_COLUMNS},"
+                    " NULL::bigint, NULL::bigint, NULL::bigint FROM page"
+                    f" UNION ALL {summary} ORDER BY 1, 2",
+                    [*page_params, *summary_params],
+                ).fetchall()
+            page_rows = [row[2:_TOTALS] for row in found if row[0] == _PAGE]
+        else:  # a metric's page takes one or two statements: all in one snapshot
+            with self._read() as conn:
+                page_rows = _list_by_metric(conn, query)
+                found = conn.execute(summary, summary_params).fetchall()
+        return _listing(query, page_rows, found)
 
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
         with self._read() as conn:
@@ -279,6 +304,14 @@ def _limit(query: ListQuery) -> int | None:
 
 def _list_by_column(conn: Connection, query: ListQuery) -> list[tuple[Any, ...]]:
     """A page sorted by creation time, epoch or step: rows of (seq, checkpoint...)."""
+    sql, params = _column_page(query)
+    return conn.execute(sql, params).fetchall()
+
+
+def _column_page(query: ListQuery, *, numbered: bool = False) -> tuple[str, list[object]]:
+    """The SELECT of a page sorted by creation time, epoch or step, and its parameters:
+    rows of (seq, checkpoint...), with ``numbered`` also their place on the page
+    (``n``, from 1)."""
     direction = "DESC" if query.descending else "ASC"
     key: str | None = None
     if query.sort_by == "createdAt":  # never NULL: the index gives this order directly
@@ -291,11 +324,67 @@ def _list_by_column(conn: Connection, query: ListQuery) -> list[tuple[Any, ...]]
         position = cursors.decode(query.cursor)
         condition, values = cursors.after(position, key, [], query.descending, "%s", "seq")
         where, filters = f"{where} AND {condition}", [*filters, *values]
-    return conn.execute(
-        f"SELECT seq, {CHECKPOINT_COLUMNS} FROM checkpoints WHERE {where}"
-        f" ORDER BY {order} LIMIT %s",
-        [*filters, _limit(query)],
-    ).fetchall()
+    number = f", row_number() OVER (ORDER BY {order}) AS n" if numbered else ""
+    sql = (
+        f"SELECT seq, {CHECKPOINT_COLUMNS}{number} FROM checkpoints WHERE {where}"
+        f" ORDER BY {order} LIMIT %s"
+    )
+    return sql, [*filters, _limit(query)]
+
+
+# the parts of job_listing's rows: (part, place, seq, checkpoint..., totals...)
+_PAGE, _BEST, _LATEST, _JOB_TOTALS = range(4)
+_TOTALS = 3 + len(CHECKPOINT_FIELDS)  # where the totals start in a row
+
+
+def _summary_select(query: ListQuery) -> tuple[str, list[object]]:
+    """A SELECT of the job's best and latest checkpoints and its totals, rows shaped as
+    ``job_listing``'s, and its parameters: the newest of type best, the newest, and
+    from the kept counts (schema 5) how many checkpoints have the query's types, how
+    many there are and their total size."""
+    where = "tenant_id = %s AND job_id = %s"
+    job: list[object] = [query.tenant_id, query.job_id]
+    matching, types = "SUM(checkpoints)", []
+    if query.types is not None:
+        matching, types = "SUM(checkpoints) FILTER (WHERE type = ANY(%s))", [list(query.types)]
+    nothing = ", ".join(["NULL"] * (1 + len(CHECKPOINT_FIELDS)))
+    no_totals = "NULL::bigint, NULL::bigint, NULL::bigint"
+    sql = (
+        f"(SELECT {_BEST}, 0, seq, {CHECKPOINT_TEXT_COLUMNS}, {no_totals} FROM checkpoints"
+        f" WHERE {where} AND type = 'best' {_NEWEST} LIMIT 1) UNION ALL"
+        f" (SELECT {_LATEST}, 0, seq, {CHECKPOINT_TEXT_COLUMNS}, {no_totals} FROM checkpoints"
+        f" WHERE {where} {_NEWEST} LIMIT 1) UNION ALL"
+        f" SELECT {_JOB_TOTALS}, 0, {nothing}, COALESCE({matching}, 0)::bigint,"
+        " COALESCE(SUM(checkpoints), 0)::bigint, COALESCE(SUM(size_bytes), 0)::bigint"
+        f" FROM job_counts WHERE {where}"
+    )
+    return sql, [*job, *job, *types, *job]
+
+
+def _listing(
+    query: ListQuery, page_rows: list[tuple[Any, ...]], summary: list[tuple[Any, ...]]
+) -> JobListing:
+    """The JobListing of a page's rows (seq, checkpoint...) and ``_summary_select``'s
+    (metrics as text: all of them decoded at once)."""
+    parts = {row[0]: row for row in summary if row[0] != _PAGE}
+    extremes = [parts[part][3:_TOTALS] for part in (_BEST, _LATEST) if part in parts]
+    records = rows.checkpoints([*(row[1:] for row in page_rows), *extremes])
+    page, next_cursor = cursors.page(
+        records[: len(page_rows)], [row[0] for row in page_rows], query
+    )
+    found = iter(records[len(page_rows) :])
+    best = next(found) if _BEST in parts else None
+    latest = next(found) if _LATEST in parts else None
+    matching, count, size = parts[_JOB_TOTALS][_TOTALS:]
+    return JobListing(page, matching, next_cursor, best, latest, count, size)
+
+
+def _page(
+    found: list[tuple[Any, ...]], query: ListQuery
+) -> tuple[list[CheckpointRecord], str | None]:
+    """The records of a page's rows (seq, checkpoint...), and the next page's cursor."""
+    records = [rows.checkpoint(row[1:]) for row in found]
+    return cursors.page(records, [row[0] for row in found], query)
 
 
 def _list_by_metric(conn: Connection, query: ListQuery) -> list[tuple[Any, ...]]:

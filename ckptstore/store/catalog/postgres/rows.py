@@ -5,6 +5,8 @@ JSONB here, which psycopg reads as a dict."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -22,11 +24,26 @@ from ckptstore.store.catalog.sqlite.rows import (
 
 CHECKPOINT_COLUMNS = ", ".join(CHECKPOINT_FIELDS)
 CHECKPOINT_MARKS = ", ".join(["%s"] * len(CHECKPOINT_FIELDS))
+# the same, with the metrics as JSON text, for ``checkpoints`` to decode a page's at once
+CHECKPOINT_TEXT_COLUMNS = ", ".join(
+    f"{name}::text" if name == "metrics" else name for name in CHECKPOINT_FIELDS
+)
 BLOCK_MARKS = ", ".join(["%s"] * len(BLOCK_COLUMNS.split(", ")))
 
 
 def checkpoint(row: Row) -> CheckpointRecord:
     return record_of_row(row, row[7])  # JSONB metrics arrive as a dict
+
+
+def checkpoints(found: Sequence[Row]) -> list[CheckpointRecord]:
+    """The records of rows of CHECKPOINT_COLUMNS or CHECKPOINT_TEXT_COLUMNS: metrics
+    given as text are decoded in one ``json.loads`` of them all (psycopg's JSONB loader
+    calls it once per row, on bytes whose encoding it then guesses each time)."""
+    texts = [row[7] for row in found if isinstance(row[7], str)]
+    decoded = iter(json.loads("[" + ",".join(texts) + "]") if texts else [])
+    return [
+        record_of_row(row, next(decoded) if isinstance(row[7], str) else row[7]) for row in found
+    ]
 
 
 def checkpoint_values(record: CheckpointRecord) -> Row:
@@ -65,11 +82,13 @@ __all__ = [
     "CHECKPOINT_COLUMNS",
     "CHECKPOINT_FIELDS",
     "CHECKPOINT_MARKS",
+    "CHECKPOINT_TEXT_COLUMNS",
     "Row",
     "block",
     "block_arrays",
     "block_columns",
     "block_values",
     "checkpoint",
+    "checkpoints",
     "checkpoint_values",
 ]

@@ -15,7 +15,13 @@ from ckptstore.errors import (
 )
 from ckptstore.store.catalog import cursors
 from ckptstore.store.catalog.base import Checkpoints, ParentRule
-from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord, FileRecord, ListQuery
+from ckptstore.store.catalog.records import (
+    BlockRecord,
+    CheckpointRecord,
+    FileRecord,
+    JobListing,
+    ListQuery,
+)
 from ckptstore.store.catalog.sqlite import manifests, rows
 from ckptstore.store.catalog.sqlite.database import SQLiteDatabase
 from ckptstore.store.catalog.sqlite.files import copy_files, delete_files, insert_files
@@ -139,16 +145,18 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
 
     def list_checkpoints(self, query: ListQuery) -> tuple[list[CheckpointRecord], int, str | None]:
         with self._read() as conn:
-            if query.sort_by in _FIELD_COLUMNS:
-                found = _list_by_column(conn, query)
-            else:
-                found = _list_by_metric(conn, query)
+            found = _page_rows(conn, query)
             total = _count(conn, query)
-        # the page's metrics decoded in one call, not one per row
-        metrics = json.loads("[" + ",".join(row[8] for row in found) + "]")
-        records = [rows.record_of_row(row[1:], m) for row, m in zip(found, metrics, strict=True)]
-        page, next_cursor = cursors.page(records, [row[0] for row in found], query)
+        page, next_cursor = _page(found, query)
         return page, total, next_cursor
+
+    def job_listing(self, query: ListQuery) -> JobListing:
+        with self._read() as conn:  # one snapshot
+            found = _page_rows(conn, query)
+            best, latest = _extremes(conn, query.tenant_id, query.job_id)
+            matching, count, size = _totals(conn, query)
+        page, next_cursor = _page(found, query)
+        return JobListing(page, matching, next_cursor, best, latest, count, size)
 
     def manifest(self, checkpoint_id: str) -> list[tuple[int, BlockRecord]]:
         with self._read() as conn:
@@ -185,21 +193,8 @@ class SQLiteCheckpoints(SQLiteDatabase, Checkpoints):
     def job_extremes(
         self, tenant_id: str, job_id: str
     ) -> tuple[CheckpointRecord | None, CheckpointRecord | None]:
-        newest = f"{_NEWEST} LIMIT 1"
-        where = "WHERE tenant_id = ? AND job_id = ?"
         with self._read() as conn:
-            best = conn.execute(
-                f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints {where} AND type = 'best' {newest}",
-                (tenant_id, job_id),
-            ).fetchone()
-            latest = conn.execute(
-                f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints {where} {newest}",
-                (tenant_id, job_id),
-            ).fetchone()
-        return (
-            rows.checkpoint(best) if best else None,
-            rows.checkpoint(latest) if latest else None,
-        )
+            return _extremes(conn, tenant_id, job_id)
 
     def tenant_totals(self, tenant_id: str) -> tuple[int, int, int]:
         row = (
@@ -350,6 +345,57 @@ def _count(conn: sqlite3.Connection, query: ListQuery) -> int:
         f"SELECT COALESCE(SUM(checkpoints), 0) FROM job_counts WHERE {where}", filters
     ).fetchone()[0]
     return total
+
+
+def _totals(conn: sqlite3.Connection, query: ListQuery) -> tuple[int, int, int]:
+    """Of the query's job, from the kept counts: how many checkpoints have its types,
+    how many it has and their total size."""
+    matching = "checkpoints"
+    filters: list[object] = []
+    if query.types is not None:
+        marks = ", ".join("?" for _ in query.types)
+        matching = f"CASE WHEN type IN ({marks}) THEN checkpoints ELSE 0 END"
+        filters = list(query.types)
+    row = conn.execute(
+        f"SELECT COALESCE(SUM({matching}), 0), COALESCE(SUM(checkpoints), 0),"
+        " COALESCE(SUM(size_bytes), 0) FROM job_counts WHERE tenant_id = ? AND job_id = ?",
+        [*filters, query.tenant_id, query.job_id],
+    ).fetchone()
+    return row[0], row[1], row[2]
+
+
+def _extremes(
+    conn: sqlite3.Connection, tenant_id: str, job_id: str
+) -> tuple[CheckpointRecord | None, CheckpointRecord | None]:
+    """The job's newest checkpoint of type best, and its newest of any type."""
+    newest = f"{_NEWEST} LIMIT 1"
+    where = "WHERE tenant_id = ? AND job_id = ?"
+    best = conn.execute(
+        f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints {where} AND type = 'best' {newest}",
+        (tenant_id, job_id),
+    ).fetchone()
+    latest = conn.execute(
+        f"SELECT {CHECKPOINT_COLUMNS} FROM checkpoints {where} {newest}", (tenant_id, job_id)
+    ).fetchone()
+    return (
+        rows.checkpoint(best) if best else None,
+        rows.checkpoint(latest) if latest else None,
+    )
+
+
+def _page_rows(conn: sqlite3.Connection, query: ListQuery) -> list[Row]:
+    """The query's page, one row past its limit: rows of (rowid, checkpoint...)."""
+    if query.sort_by in _FIELD_COLUMNS:
+        return _list_by_column(conn, query)
+    return _list_by_metric(conn, query)
+
+
+def _page(found: list[Row], query: ListQuery) -> tuple[list[CheckpointRecord], str | None]:
+    """The records of ``_page_rows`` and the cursor of the next page."""
+    # the page's metrics decoded in one call, not one per row
+    metrics = json.loads("[" + ",".join(row[8] for row in found) + "]")
+    records = [rows.record_of_row(row[1:], m) for row, m in zip(found, metrics, strict=True)]
+    return cursors.page(records, [row[0] for row in found], query)
 
 
 def _others(conn: sqlite3.Connection, record: CheckpointRecord) -> Iterator[CheckpointRecord]:

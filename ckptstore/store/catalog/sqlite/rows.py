@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Sequence
@@ -92,28 +93,32 @@ def checkpoint(row: Row) -> CheckpointRecord:
 
 
 def record_of_row(row: Row, metrics: dict[str, float]) -> CheckpointRecord:
-    """The record of a row of CHECKPOINT_COLUMNS, with its metrics decoded; argument by
-    argument (a page of 50 records is made per list request)."""
+    """The record of a row of CHECKPOINT_COLUMNS, with its metrics decoded.
+
+    A list request makes a page of records, and a frozen dataclass's ``__init__`` sets
+    its sixteen fields one ``object.__setattr__`` at a time; the record is made here by
+    filling its ``__dict__`` in one call instead, which gives an equal record (the
+    class has no ``__post_init__`` and no slots: ``_check_record_class``)."""
     if len(row) != len(CHECKPOINT_FIELDS):
         raise ValueError(f"a checkpoint row has {len(CHECKPOINT_FIELDS)} columns, not {len(row)}")
-    return CheckpointRecord(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        metrics,
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        row[13],
-        row[14],
-        row[15],
-    )
+    record = _new_record(CheckpointRecord)
+    values = record.__dict__
+    values.update(zip(CHECKPOINT_FIELDS, row, strict=True))  # the length is checked
+    values["metrics"] = metrics
+    return record
+
+
+def _check_record_class() -> None:
+    """Refuse, at import, a CheckpointRecord that ``record_of_row`` would make wrongly."""
+    fields = tuple(field.name for field in dataclasses.fields(CheckpointRecord))
+    if fields != CHECKPOINT_FIELDS or hasattr(CheckpointRecord, "__post_init__"):
+        raise TypeError("CheckpointRecord changed: record_of_row fills its fields by position")
+    if "__slots__" in vars(CheckpointRecord):
+        raise TypeError("CheckpointRecord has slots: record_of_row fills its __dict__")
+
+
+_new_record = object.__new__
+_check_record_class()
 
 
 def checkpoint_values(record: CheckpointRecord) -> Row:
