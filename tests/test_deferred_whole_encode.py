@@ -115,3 +115,26 @@ def test_a_raw_block_whose_delta_does_not_pay_is_encoded_whole(open_store):
     assert {s: r.stored_len for s, r in stored["deferred"].items()} == {
         s: r.stored_len for s, r in stored["whole"].items()
     }
+
+
+def test_a_best_copy_whose_source_retention_deleted_is_encoded(open_store, clock):
+    """The best copy shares its source's raw blocks; retention deletes the source before
+    the next save's rebase runs, so no rebase encodes them: GC past the grace and close
+    still must."""
+    from ckptstore.store.policies import JobSettings
+
+    store = open_store(config=CONFIG)
+    store.set_job_settings("run", JobSettings(keep_automatic=1))
+    data = safetensors_bytes(model(1, 0))
+    first = store.put("run", data, step=0, metrics={"validationLoss": 0.1}).checkpoint_id
+    store.put("run", safetensors_bytes(model(1, 1)), step=1, metrics={"validationLoss": 0.5})
+    store.settle()
+    (best,) = [c for c in store.list("run").checkpoints if c.type == "best"]
+    assert best.parent_id == first
+    assert raw_left(store, best.checkpoint_id) > 0  # the source is gone, its blocks kept
+    clock.advance(CONFIG.gc_grace_s + 1)
+    store.gc()
+    assert raw_left(store, best.checkpoint_id) == 0
+    assert restore_bytes(store, best.checkpoint_id) == data
+    assert store.verify(read_data=True).ok
+

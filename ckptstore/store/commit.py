@@ -18,7 +18,7 @@ from dataclasses import replace
 from functools import partial
 
 from ckptstore.errors import CheckpointNotFound
-from ckptstore.store.catalog.records import CheckpointRecord, FileRecord
+from ckptstore.store.catalog.records import CheckpointRecord, FileRecord, ListQuery
 from ckptstore.store.context import StoreContext
 from ckptstore.store.counterparts import counterparts, placed
 from ckptstore.store.digests import digest_checkpoint
@@ -45,8 +45,8 @@ class Committer:
         # process that died is taken up by another (at its next GC or open).
         self._owner = f"rebaser_{secrets.token_hex(8)}"
         # Checkpoints committed here whose raw blocks (StoreConfig.defer_whole_encode)
-        # no rebase has encoded yet: the newest of each job, by commit time.
-        self._unencoded: dict[str, float] = {}
+        # no rebase has encoded yet: the newest of each job, by id.
+        self._unencoded: dict[str, CheckpointRecord] = {}
         self._closed = False
 
     def resume(self) -> None:
@@ -114,7 +114,7 @@ class Committer:
         if record.sha256 is None:
             self._queue_digest(record.checkpoint_id)
         apply_policies(self._ctx, record)
-        self._unencoded[record.checkpoint_id] = record.created_at
+        self._unencoded[record.checkpoint_id] = record
         if parent_id is not None and self._claim(record.checkpoint_id) is not None:
             self._rebaser.submit(self._rebase, record.checkpoint_id, parent_id)
         return record
@@ -133,20 +133,39 @@ class Committer:
 
     def _encode_deferred(self, committed_before: float | None) -> None:
         due = [
-            checkpoint_id
-            for checkpoint_id, committed in list(self._unencoded.items())
-            if committed_before is None or committed < committed_before
+            record
+            for record in list(self._unencoded.values())
+            if committed_before is None or record.created_at < committed_before
         ]
-        for checkpoint_id in due:
-            self._unencoded.pop(checkpoint_id, None)
+        for record in due:
+            self._unencoded.pop(record.checkpoint_id, None)
             try:
-                report = encode_deferred(self._ctx, checkpoint_id)
-                if emptied := report.packs_emptied:
-                    self._gc_lock.run(partial(compact_packs, self._ctx, emptied), wait=True)
-            except CheckpointNotFound:
-                pass  # deleted since
+                for checkpoint_id in self._holders(record):
+                    self._encode_raw(checkpoint_id)
             except Exception:  # noqa: BLE001 - its blocks stay raw: readable, larger
-                log.exception("encoding the raw blocks of checkpoint %s failed", checkpoint_id)
+                log.exception(
+                    "encoding the raw blocks of checkpoint %s failed", record.checkpoint_id
+                )
+
+    def _holders(self, record: CheckpointRecord) -> list[str]:
+        """The checkpoint, or once it is deleted its best copies, which share its
+        manifest and so its raw blocks (no rebase takes a copy as its parent)."""
+        try:
+            self._ctx.catalog.get_checkpoint(record.checkpoint_id)
+            return [record.checkpoint_id]
+        except CheckpointNotFound:
+            query = ListQuery(record.tenant_id, record.job_id, "createdAt", True, None, ("best",))
+            copies = self._ctx.catalog.list_checkpoints(query)[0]
+            return [c.checkpoint_id for c in copies if c.parent_id == record.checkpoint_id]
+
+    def _encode_raw(self, checkpoint_id: str) -> None:
+        """Encode whole the raw blocks of one checkpoint and compact what that emptied."""
+        try:
+            report = encode_deferred(self._ctx, checkpoint_id)
+        except CheckpointNotFound:
+            return  # deleted since
+        if emptied := report.packs_emptied:
+            self._gc_lock.run(partial(compact_packs, self._ctx, emptied), wait=True)
 
     def close(self) -> None:
         """Finish the queued rebases, encode the raw blocks no rebase took, finish the
