@@ -138,3 +138,32 @@ def test_a_best_copy_whose_source_retention_deleted_is_encoded(open_store, clock
     assert restore_bytes(store, best.checkpoint_id) == data
     assert store.verify(read_data=True).ok
 
+
+def test_raw_blocks_a_gc_moved_during_the_rebase_are_encoded_later(open_store, clock):
+    """A GC move between the rebase's read and its re-pointing makes the catalog refuse
+    the re-encoded entries; the parent's blocks, still raw, must not stay so."""
+    store = open_store(config=CONFIG)
+    catalog = store.context.catalog
+    first, data1 = save(store, 0)
+    original = catalog.reencode_blocks
+    moved = []
+
+    def moved_first(pack_id, size, records, *args, **kwargs):
+        if not moved:  # as a GC merge would: every raw block of the parent moves
+            from ckptstore.store.gc import _compact
+
+            moved.append(True)
+            for pack in {old.pack_id for old, _ in records}:
+                _compact(store.context, pack)
+        return original(pack_id, size, records, *args, **kwargs)
+
+    catalog.reencode_blocks = moved_first
+    save(store, 1)
+    store.settle()
+    catalog.reencode_blocks = original
+    assert moved
+    clock.advance(CONFIG.gc_grace_s + 1)
+    store.gc()
+    assert raw_left(store, first) == 0
+    assert restore_bytes(store, first) == data1
+    assert store.verify(read_data=True).ok

@@ -158,6 +158,14 @@ class Committer:
             copies = self._ctx.catalog.list_checkpoints(query)[0]
             return [c.checkpoint_id for c in copies if c.parent_id == record.checkpoint_id]
 
+    def _encode_leftover(self, parent_id: str) -> set[str]:
+        """Encode whole the raw blocks a rebase of ``parent_id`` left raw; the packs
+        that lost entries."""
+        try:
+            return encode_deferred(self._ctx, parent_id).packs_emptied
+        except CheckpointNotFound:
+            return set()  # deleted since
+
     def _encode_raw(self, checkpoint_id: str) -> None:
         """Encode whole the raw blocks of one checkpoint and compact what that emptied."""
         try:
@@ -209,8 +217,11 @@ class Committer:
             tensor_ids = {r.block_id for slots in (parent, child) for r in slots.values()}
             opaque = counterparts(old, new, tensor_ids)
             report = rebase_parent(self._ctx, parent, child, parent_id, opaque)
-            if report.packs_emptied:
-                emptied = report.packs_emptied
+            # A raw block whose re-pointing the catalog refused (a GC moved it, or its
+            # delta's base changed, meanwhile) is encoded whole now: no later rebase
+            # takes this checkpoint again, and left raw it would stay so.
+            emptied = report.packs_emptied | self._encode_leftover(parent_id)
+            if emptied:
                 self._gc_lock.run(lambda: compact_packs(self._ctx, emptied), wait=False)
             catalog.finish_rebase(checkpoint_id)
             self._unencoded.pop(parent_id, None)  # its raw blocks were encoded
