@@ -4,12 +4,12 @@ decodes them itself (``fetchframes.py`` holds the frame layout).
 A client asks for a checkpoint's block list (``listing``) and then for batches of its
 blocks (``BlockFetch``). A block stored whole goes as its stored payload, read from
 its pack without decoding, except a tensor block its put stored raw (rebase.py), which
-is encoded for the answer as its rebase would encode it whole. A block stored as a delta goes as its chain, bases first,
-each base once per answer (``docs/design.md``, "Pulls"). A client that holds an
-earlier checkpoint of the job names, with each block it wants, the block of that
-checkpoint at the same place (the listing pairs them); the block then goes as
-whichever is smallest of its stored frame, its chain, or a delta on that base encoded
-for this answer.
+is encoded for the answer as its rebase would encode it whole. A block stored as a
+delta goes as its chain, bases first, each base once per answer (``docs/design.md``,
+"Pulls"). A client that holds an earlier checkpoint of the job names, with each block
+it wants, the block of that checkpoint at the same place (the listing pairs them); the
+block then goes as whichever is smallest of its stored frame, its chain, or a delta on
+that base encoded for this answer.
 
 Every block id a request names, wanted or base, must be one the tenant's own
 checkpoints reference, as uploads require (``uploads.py``); a base of a stored chain
