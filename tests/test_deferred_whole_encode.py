@@ -167,3 +167,18 @@ def test_raw_blocks_a_gc_moved_during_the_rebase_are_encoded_later(open_store, c
     assert raw_left(store, first) == 0
     assert restore_bytes(store, first) == data1
     assert store.verify(read_data=True).ok
+
+
+def test_gc_of_another_process_encodes_raw_blocks_past_the_grace(open_store, clock, tmp_path):
+    """The process that saved never closes (it died, or it is another replica): the GC
+    of any process on the store encodes what it left raw, once past the grace."""
+    saver = open_store(tmp_path / "s", config=CONFIG)
+    newest, data = save(saver, 0)
+    other = open_store(tmp_path / "s", config=CONFIG)
+    other.gc()
+    assert raw_left(other, newest) > 0  # saved just now: its next save may come
+    clock.advance(CONFIG.gc_grace_s + 1)
+    other.gc()
+    assert raw_left(other, newest) == 0
+    assert restore_bytes(other, newest) == data
+    assert other.verify(read_data=True).ok

@@ -25,7 +25,12 @@ from ckptstore.store.digests import digest_checkpoint
 from ckptstore.store.files import checkpoint_digest
 from ckptstore.store.gc import GcLock, compact_packs
 from ckptstore.store.policies import apply_policies
-from ckptstore.store.rebase import choose_rebase_parent, encode_deferred, rebase_parent
+from ckptstore.store.rebase import (
+    choose_rebase_parent,
+    encode_deferred,
+    rebase_parent,
+    stale_raw_holders,
+)
 
 log = logging.getLogger("ckptstore.store")
 
@@ -146,6 +151,19 @@ class Committer:
                 log.exception(
                     "encoding the raw blocks of checkpoint %s failed", record.checkpoint_id
                 )
+        if committed_before is None:
+            return
+        # At GC: what other processes left raw (one died, or never closed the store).
+        try:
+            stale = stale_raw_holders(self._ctx, committed_before)
+        except Exception:  # noqa: BLE001 - the next GC looks again
+            log.exception("finding the raw blocks left by other processes failed")
+            return
+        for checkpoint_id in stale:
+            try:
+                self._encode_raw(checkpoint_id)
+            except Exception:  # noqa: BLE001 - its blocks stay raw: readable, larger
+                log.exception("encoding the raw blocks of checkpoint %s failed", checkpoint_id)
 
     def _holders(self, record: CheckpointRecord) -> list[str]:
         """The checkpoint, or once it is deleted its best copies, which share its

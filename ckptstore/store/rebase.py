@@ -53,7 +53,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
+from ckptstore.errors import (
+    CheckpointNotFound,
+    CorruptBlockError,
+    MissingBlockError,
+    PackNotFound,
+)
 from ckptstore.store.catalog.base import BlockIndex
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
 from ckptstore.store.codecs.block import min_delta_len
@@ -90,6 +95,7 @@ OPAQUE_MIN_STORED = 16
 # of its whole payload without encoding it whole to compare: on the bench corpora no
 # delta below it was larger than the whole payload (bench: ingest_designs).
 DEFERRED_DELTA_MARGIN = 0.6
+HOLDER_BATCH = 1000  # raw blocks whose checkpoints are looked up per catalog round trip
 BASED_CODECS = (*DELTA_CODECS, Codec.ZSTD_PREFIX)  # payloads that name a base block
 
 
@@ -154,6 +160,27 @@ def encode_deferred(ctx: StoreContext, checkpoint_id: str) -> RebaseReport:
     pairs = [Pair(record, None, record.width) for record in raw.values()]
     pairs.sort(key=lambda p: (p.block.pack_id, p.block.offset))
     return _reencode(ctx, pairs, checkpoint_id)
+
+
+def stale_raw_holders(ctx: StoreContext, committed_before: float) -> list[str]:
+    """The checkpoints committed before ``committed_before`` that hold tensor blocks
+    stored raw: those whose process stopped before encoding them (it died, or never
+    closed the store), or another process's, which no GC there will take up. Reads
+    every block row."""
+    raw = [record.block_id for record in ctx.catalog.iter_blocks() if deferred(record)]
+    holders: set[str] = set()
+    for start in range(0, len(raw), HOLDER_BATCH):
+        for using in ctx.catalog.checkpoints_using(raw[start : start + HOLDER_BATCH]).values():
+            holders.update(using)
+    stale = []
+    for checkpoint_id in sorted(holders):
+        try:
+            record = ctx.catalog.get_checkpoint(checkpoint_id)
+        except CheckpointNotFound:
+            continue  # deleted since
+        if record.status == "ready" and record.created_at < committed_before:
+            stale.append(checkpoint_id)
+    return stale
 
 
 def materialize_orphans(ctx: StoreContext, dead_before: float) -> RebaseReport:
