@@ -182,3 +182,23 @@ def test_gc_of_another_process_encodes_raw_blocks_past_the_grace(open_store, clo
     assert raw_left(other, newest) == 0
     assert restore_bytes(other, newest) == data
     assert other.verify(read_data=True).ok
+
+
+def test_raw_blocks_of_an_upload_committed_without_slots_are_encoded(open_store):
+    """A client sent tensor blocks with their width and slot (stored raw) but committed
+    without slots: no rebase pairs them, yet they must not stay raw."""
+    from ckptstore.store.ids import block_id
+
+    store = open_store(config=CONFIG)
+    rng = np.random.default_rng(3)
+    data = (rng.standard_normal(64 * 1024) * 0.02).astype(np.float32).tobytes()
+    upload = store.begin_upload("run")
+    upload.put_block(block_id(data), data, width=4, slot="w/0")
+    record = upload.commit([block_id(data)])
+    manifest = [r for _, r in store.context.catalog.manifest(record.checkpoint_id)]
+    assert any(deferred(r) for r in manifest)  # stored raw
+    store.encode_deferred()
+    manifest = [r for _, r in store.context.catalog.manifest(record.checkpoint_id)]
+    assert not any(deferred(r) for r in manifest)
+    assert restore_bytes(store, record.checkpoint_id) == data
+    assert store.verify(read_data=True).ok

@@ -155,8 +155,10 @@ def rebase_parent(
 def encode_deferred(ctx: StoreContext, checkpoint_id: str) -> RebaseReport:
     """Encode whole, with the full codec, the blocks of a checkpoint that its put
     stored raw (``StoreConfig.defer_whole_encode``) and no rebase has encoded since:
-    those of a job's newest checkpoint, when no newer save came to rebase it."""
-    raw = {r.block_id: r for r in ctx.catalog.slots(checkpoint_id).values() if deferred(r)}
+    those of a job's newest checkpoint, when no newer save came to rebase it. Read from
+    its manifest, not its slots: an upload may name none, and a block left out of the
+    slots would stay raw."""
+    raw = {r.block_id: r for _, r in ctx.catalog.manifest(checkpoint_id) if deferred(r)}
     pairs = [Pair(record, None, record.width) for record in raw.values()]
     pairs.sort(key=lambda p: (p.block.pack_id, p.block.offset))
     return _reencode(ctx, pairs, checkpoint_id)
