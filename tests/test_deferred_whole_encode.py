@@ -202,3 +202,24 @@ def test_raw_blocks_of_an_upload_committed_without_slots_are_encoded(open_store)
     assert not any(deferred(r) for r in manifest)
     assert restore_bytes(store, record.checkpoint_id) == data
     assert store.verify(read_data=True).ok
+
+
+def test_gc_tries_a_raw_block_that_no_encoding_shrinks_only_once(
+    open_store, clock, tmp_path, monkeypatch
+):
+    """Random bits stay raw once encoded (nothing smaller): later GC passes do not
+    decode and encode them again, though they look like blocks still to encode."""
+    from ckptstore.store import rebase
+
+    saver = open_store(tmp_path / "s", config=CONFIG)
+    bits = np.random.default_rng(5).integers(0, 2**32, 200_000, dtype=np.uint32)
+    saver.put("run", safetensors_bytes({"noise": bits.view(np.float32)}), step=0)
+    other = open_store(tmp_path / "s", config=CONFIG)  # the saver never closes
+    clock.advance(CONFIG.gc_grace_s + 1)
+    other.gc()
+    encoded = []
+    original = rebase._whole
+    monkeypatch.setattr(rebase, "_whole", lambda *a: encoded.append(1) or original(*a))
+    other.gc()
+    other.gc()
+    assert encoded == []

@@ -52,6 +52,9 @@ class Committer:
         # Checkpoints committed here whose raw blocks (StoreConfig.defer_whole_encode)
         # no rebase has encoded yet: the newest of each job, by id.
         self._unencoded: dict[str, CheckpointRecord] = {}
+        # Raw tensor blocks that no encoding stored smaller: codec 0 for good, so not
+        # decoded and encoded again at every GC.
+        self._left_raw: set[bytes] = set()
         self._closed = False
 
     def resume(self) -> None:
@@ -155,7 +158,7 @@ class Committer:
             return
         # At GC: what other processes left raw (one died, or never closed the store).
         try:
-            stale = stale_raw_holders(self._ctx, committed_before)
+            stale = stale_raw_holders(self._ctx, committed_before, self._left_raw)
         except Exception:  # noqa: BLE001 - the next GC looks again
             log.exception("finding the raw blocks left by other processes failed")
             return
@@ -180,16 +183,19 @@ class Committer:
         """Encode whole the raw blocks a rebase of ``parent_id`` left raw; the packs
         that lost entries."""
         try:
-            return encode_deferred(self._ctx, parent_id).packs_emptied
+            report = encode_deferred(self._ctx, parent_id, self._left_raw)
         except CheckpointNotFound:
             return set()  # deleted since
+        self._left_raw |= report.left_raw
+        return report.packs_emptied
 
     def _encode_raw(self, checkpoint_id: str) -> None:
         """Encode whole the raw blocks of one checkpoint and compact what that emptied."""
         try:
-            report = encode_deferred(self._ctx, checkpoint_id)
+            report = encode_deferred(self._ctx, checkpoint_id, self._left_raw)
         except CheckpointNotFound:
             return  # deleted since
+        self._left_raw |= report.left_raw
         if emptied := report.packs_emptied:
             self._gc_lock.run(partial(compact_packs, self._ctx, emptied), wait=True)
 
@@ -238,6 +244,7 @@ class Committer:
             # A raw block whose re-pointing the catalog refused (a GC moved it, or its
             # delta's base changed, meanwhile) is encoded whole now: no later rebase
             # takes this checkpoint again, and left raw it would stay so.
+            self._left_raw |= report.left_raw
             emptied = report.packs_emptied | self._encode_leftover(parent_id)
             if emptied:
                 self._gc_lock.run(lambda: compact_packs(self._ctx, emptied), wait=False)
