@@ -36,6 +36,7 @@ def clock() -> FakeClock:
 # that reaches into SQLite itself is marked ``sqlite_only``.
 # (test_api_contract runs its store side on both through a fixture of its own.)
 BOTH_CATALOGS = {
+    "test_deferred_whole_encode",
     "test_deltas",
     "test_folders",
     "test_gc",
@@ -50,7 +51,7 @@ BOTH_CATALOGS = {
 
 # Modules whose store tests also run with the packs on S3 (moto's server); a test that
 # reaches into the pack files on disk is marked ``local_blocks_only``.
-BOTH_BLOCKSTORES = {"test_gc", "test_roundtrip"}
+BOTH_BLOCKSTORES = {"test_deferred_whole_encode", "test_gc", "test_roundtrip"}
 
 
 def pytest_configure(config: pytest.Config) -> None:

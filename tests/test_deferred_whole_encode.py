@@ -115,3 +115,111 @@ def test_a_raw_block_whose_delta_does_not_pay_is_encoded_whole(open_store):
     assert {s: r.stored_len for s, r in stored["deferred"].items()} == {
         s: r.stored_len for s, r in stored["whole"].items()
     }
+
+
+def test_a_best_copy_whose_source_retention_deleted_is_encoded(open_store, clock):
+    """The best copy shares its source's raw blocks; retention deletes the source before
+    the next save's rebase runs, so no rebase encodes them: GC past the grace and close
+    still must."""
+    from ckptstore.store.policies import JobSettings
+
+    store = open_store(config=CONFIG)
+    store.set_job_settings("run", JobSettings(keep_automatic=1))
+    data = safetensors_bytes(model(1, 0))
+    first = store.put("run", data, step=0, metrics={"validationLoss": 0.1}).checkpoint_id
+    store.put("run", safetensors_bytes(model(1, 1)), step=1, metrics={"validationLoss": 0.5})
+    store.settle()
+    (best,) = [c for c in store.list("run").checkpoints if c.type == "best"]
+    assert best.parent_id == first
+    assert raw_left(store, best.checkpoint_id) > 0  # the source is gone, its blocks kept
+    clock.advance(CONFIG.gc_grace_s + 1)
+    store.gc()
+    assert raw_left(store, best.checkpoint_id) == 0
+    assert restore_bytes(store, best.checkpoint_id) == data
+    assert store.verify(read_data=True).ok
+
+
+def test_raw_blocks_a_gc_moved_during_the_rebase_are_encoded_later(open_store, clock):
+    """A GC move between the rebase's read and its re-pointing makes the catalog refuse
+    the re-encoded entries; the parent's blocks, still raw, must not stay so."""
+    store = open_store(config=CONFIG)
+    catalog = store.context.catalog
+    first, data1 = save(store, 0)
+    original = catalog.reencode_blocks
+    moved = []
+
+    def moved_first(pack_id, size, records, *args, **kwargs):
+        if not moved:  # as a GC merge would: every raw block of the parent moves
+            from ckptstore.store.gc import _compact
+
+            moved.append(True)
+            for pack in {old.pack_id for old, _ in records}:
+                _compact(store.context, pack)
+        return original(pack_id, size, records, *args, **kwargs)
+
+    catalog.reencode_blocks = moved_first
+    save(store, 1)
+    store.settle()
+    catalog.reencode_blocks = original
+    assert moved
+    clock.advance(CONFIG.gc_grace_s + 1)
+    store.gc()
+    assert raw_left(store, first) == 0
+    assert restore_bytes(store, first) == data1
+    assert store.verify(read_data=True).ok
+
+
+def test_gc_of_another_process_encodes_raw_blocks_past_the_grace(open_store, clock, tmp_path):
+    """The process that saved never closes (it died, or it is another replica): the GC
+    of any process on the store encodes what it left raw, once past the grace."""
+    saver = open_store(tmp_path / "s", config=CONFIG)
+    newest, data = save(saver, 0)
+    other = open_store(tmp_path / "s", config=CONFIG)
+    other.gc()
+    assert raw_left(other, newest) > 0  # saved just now: its next save may come
+    clock.advance(CONFIG.gc_grace_s + 1)
+    other.gc()
+    assert raw_left(other, newest) == 0
+    assert restore_bytes(other, newest) == data
+    assert other.verify(read_data=True).ok
+
+
+def test_raw_blocks_of_an_upload_committed_without_slots_are_encoded(open_store):
+    """A client sent tensor blocks with their width and slot (stored raw) but committed
+    without slots: no rebase pairs them, yet they must not stay raw."""
+    from ckptstore.store.ids import block_id
+
+    store = open_store(config=CONFIG)
+    rng = np.random.default_rng(3)
+    data = (rng.standard_normal(64 * 1024) * 0.02).astype(np.float32).tobytes()
+    upload = store.begin_upload("run")
+    upload.put_block(block_id(data), data, width=4, slot="w/0")
+    record = upload.commit([block_id(data)])
+    manifest = [r for _, r in store.context.catalog.manifest(record.checkpoint_id)]
+    assert any(deferred(r) for r in manifest)  # stored raw
+    store.encode_deferred()
+    manifest = [r for _, r in store.context.catalog.manifest(record.checkpoint_id)]
+    assert not any(deferred(r) for r in manifest)
+    assert restore_bytes(store, record.checkpoint_id) == data
+    assert store.verify(read_data=True).ok
+
+
+def test_gc_tries_a_raw_block_that_no_encoding_shrinks_only_once(
+    open_store, clock, tmp_path, monkeypatch
+):
+    """Random bits stay raw once encoded (nothing smaller): later GC passes do not
+    decode and encode them again, though they look like blocks still to encode."""
+    from ckptstore.store import rebase
+
+    saver = open_store(tmp_path / "s", config=CONFIG)
+    bits = np.random.default_rng(5).integers(0, 2**32, 200_000, dtype=np.uint32)
+    saver.put("run", safetensors_bytes({"noise": bits.view(np.float32)}), step=0)
+    other = open_store(tmp_path / "s", config=CONFIG)  # the saver never closes
+    clock.advance(CONFIG.gc_grace_s + 1)
+    other.gc()
+    encoded = []
+    original = rebase._whole
+    monkeypatch.setattr(rebase, "_whole", lambda *a: encoded.append(1) or original(*a))
+    other.gc()
+    other.gc()
+    assert encoded == []

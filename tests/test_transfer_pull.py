@@ -486,3 +486,22 @@ def test_deltas_on_a_damaged_held_block_sent_again_unasked_end_the_pull(tmp_path
     with pytest.raises(IntegrityError):
         pull.fetch_batch(listing_of(wanted_raw), wanted, held, lambda bid, raw: None)
     assert Transport.asked == 2
+
+
+def test_a_cached_pull_of_a_raw_newest_gets_no_delta_larger_than_its_encoding(srv, tmp_path):
+    """The held checkpoint's tensors are unrelated to the newest's, which is still
+    stored raw: a delta on them pays against the raw bytes but not against the whole
+    encoding, which is what goes."""
+    client, counting = client_of(srv, srv.acme)
+    old = safetensors_bytes({k: v[::-1].copy() ^ 0x5A5A for k, v in weights(0).items()})
+    new = safetensors_bytes(weights(0))
+    first = client.put(JOB, old)
+    cache = tmp_path / "cache"
+    assert client.download(first.checkpoint_id, cache_dir=cache).read_bytes() == old
+    second = client.put(JOB, new)
+    cold = counting.received
+    assert client.download(second.checkpoint_id, cache_dir=cache).read_bytes() == new
+    received = counting.received - cold
+    srv.store.settle()
+    srv.store.encode_deferred()
+    assert received <= 1.05 * stored_len(srv, second.checkpoint_id)

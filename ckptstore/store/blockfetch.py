@@ -28,6 +28,7 @@ from ckptstore.store.catalog.records import (
     FileRecord,
     adjacent_runs,
 )
+from ckptstore.store.codecs.estimate import whole_estimate
 from ckptstore.store.context import StoreContext
 from ckptstore.store.counterparts import Placed, counterparts
 from ckptstore.store.fetchframes import HEAD, frame_head
@@ -35,7 +36,7 @@ from ckptstore.store.files import files_of
 from ckptstore.store.ids import content_digest
 from ckptstore.store.packs.entries import MAX_CHAIN, decode_entry, load_block
 from ckptstore.store.packs.format import parse_entry
-from ckptstore.store.rebase import deferred
+from ckptstore.store.rebase import DEFERRED_DELTA_MARGIN, deferred
 
 MAX_FETCH_BLOCKS = 4096  # blocks one request may ask for
 NO_BASE = -1
@@ -163,6 +164,8 @@ class BlockFetch:
         cost = record.raw_len if chain is None else sum(r.stored_len for r in chain)
         if base is not None and base != record.block_id:
             fresh = self._fresh_delta(record, self._records[base], cost)
+            if fresh is not None and deferred(record):
+                fresh = self._smaller_than_whole(record, fresh)
             if fresh is not None:
                 self._sent.add(record.block_id)
                 yield fresh
@@ -238,6 +241,17 @@ class BlockFetch:
         raw = memoryview(load_block(self._ctx, record))
         codec, payload = self._ctx.codec.encode(raw, record.width, aligned=record.width is not None)
         return frame_head(record.block_id, codec, len(raw), len(payload)) + bytes(payload)
+
+    def _smaller_than_whole(self, record: BlockRecord, fresh: bytes) -> bytes:
+        """For a block stored raw, whose stored size says nothing of its encoded one:
+        the fresh delta where it is clearly below an estimate of the whole payload (as
+        the rebase judges, rebase.py), else the smaller of it and the whole frame."""
+        raw = load_block(self._ctx, record)
+        assert record.width is not None  # a raw block left to encode is a tensor block
+        if len(fresh) < DEFERRED_DELTA_MARGIN * whole_estimate(raw, record.width):
+            return fresh
+        whole = self._whole(record)
+        return whole if len(whole) <= len(fresh) else fresh
 
     def _fresh_delta(self, record: BlockRecord, base: BlockRecord, limit: int) -> bytes | None:
         """A delta of the block on ``base`` (a block the client holds), encoded now, if

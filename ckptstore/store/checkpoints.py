@@ -514,8 +514,10 @@ class CheckpointStore:
     def gc(self, *, grace_s: float | None = None) -> GcReport:
         """Reclaim dead blocks and compact packs; one GC at a time per store. Also takes
         up, once the pass is done, the rebases another process left undone (their claim
-        lapsed). ``grace_s``: how long a block must have been dead to go, this time only
-        (default: ``StoreConfig.gc_grace_s``; 0 reclaims at once)."""
+        lapsed), and encodes whole the tensor blocks still stored raw of checkpoints
+        committed longer than the grace ago, whichever process stored them
+        (``encode_deferred``). ``grace_s``: how long a block must have been dead to go,
+        this time only (default: ``StoreConfig.gc_grace_s``; 0 reclaims at once)."""
         report = self._gc_lock.run(lambda: collect_garbage(self._ctx, grace_s), wait=True)
         assert report is not None
         self._committer.resume()

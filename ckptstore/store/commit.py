@@ -18,14 +18,19 @@ from dataclasses import replace
 from functools import partial
 
 from ckptstore.errors import CheckpointNotFound
-from ckptstore.store.catalog.records import CheckpointRecord, FileRecord
+from ckptstore.store.catalog.records import CheckpointRecord, FileRecord, ListQuery
 from ckptstore.store.context import StoreContext
 from ckptstore.store.counterparts import counterparts, placed
 from ckptstore.store.digests import digest_checkpoint
 from ckptstore.store.files import checkpoint_digest
 from ckptstore.store.gc import GcLock, compact_packs
 from ckptstore.store.policies import apply_policies
-from ckptstore.store.rebase import choose_rebase_parent, encode_deferred, rebase_parent
+from ckptstore.store.rebase import (
+    choose_rebase_parent,
+    encode_deferred,
+    rebase_parent,
+    stale_raw_holders,
+)
 
 log = logging.getLogger("ckptstore.store")
 
@@ -45,8 +50,11 @@ class Committer:
         # process that died is taken up by another (at its next GC or open).
         self._owner = f"rebaser_{secrets.token_hex(8)}"
         # Checkpoints committed here whose raw blocks (StoreConfig.defer_whole_encode)
-        # no rebase has encoded yet: the newest of each job, by commit time.
-        self._unencoded: dict[str, float] = {}
+        # no rebase has encoded yet: the newest of each job, by id.
+        self._unencoded: dict[str, CheckpointRecord] = {}
+        # Raw tensor blocks that no encoding stored smaller: codec 0 for good, so not
+        # decoded and encoded again at every GC.
+        self._left_raw: set[bytes] = set()
         self._closed = False
 
     def resume(self) -> None:
@@ -114,7 +122,7 @@ class Committer:
         if record.sha256 is None:
             self._queue_digest(record.checkpoint_id)
         apply_policies(self._ctx, record)
-        self._unencoded[record.checkpoint_id] = record.created_at
+        self._unencoded[record.checkpoint_id] = record
         if parent_id is not None and self._claim(record.checkpoint_id) is not None:
             self._rebaser.submit(self._rebase, record.checkpoint_id, parent_id)
         return record
@@ -133,20 +141,63 @@ class Committer:
 
     def _encode_deferred(self, committed_before: float | None) -> None:
         due = [
-            checkpoint_id
-            for checkpoint_id, committed in list(self._unencoded.items())
-            if committed_before is None or committed < committed_before
+            record
+            for record in list(self._unencoded.values())
+            if committed_before is None or record.created_at < committed_before
         ]
-        for checkpoint_id in due:
-            self._unencoded.pop(checkpoint_id, None)
+        for record in due:
+            self._unencoded.pop(record.checkpoint_id, None)
             try:
-                report = encode_deferred(self._ctx, checkpoint_id)
-                if emptied := report.packs_emptied:
-                    self._gc_lock.run(partial(compact_packs, self._ctx, emptied), wait=True)
-            except CheckpointNotFound:
-                pass  # deleted since
+                for checkpoint_id in self._holders(record):
+                    self._encode_raw(checkpoint_id)
+            except Exception:  # noqa: BLE001 - its blocks stay raw: readable, larger
+                log.exception(
+                    "encoding the raw blocks of checkpoint %s failed", record.checkpoint_id
+                )
+        if committed_before is None:
+            return
+        # At GC: what other processes left raw (one died, or never closed the store).
+        try:
+            stale = stale_raw_holders(self._ctx, committed_before, self._left_raw)
+        except Exception:  # noqa: BLE001 - the next GC looks again
+            log.exception("finding the raw blocks left by other processes failed")
+            return
+        for checkpoint_id in stale:
+            try:
+                self._encode_raw(checkpoint_id)
             except Exception:  # noqa: BLE001 - its blocks stay raw: readable, larger
                 log.exception("encoding the raw blocks of checkpoint %s failed", checkpoint_id)
+
+    def _holders(self, record: CheckpointRecord) -> list[str]:
+        """The checkpoint, or once it is deleted its best copies, which share its
+        manifest and so its raw blocks (no rebase takes a copy as its parent)."""
+        try:
+            self._ctx.catalog.get_checkpoint(record.checkpoint_id)
+            return [record.checkpoint_id]
+        except CheckpointNotFound:
+            query = ListQuery(record.tenant_id, record.job_id, "createdAt", True, None, ("best",))
+            copies = self._ctx.catalog.list_checkpoints(query)[0]
+            return [c.checkpoint_id for c in copies if c.parent_id == record.checkpoint_id]
+
+    def _encode_leftover(self, parent_id: str) -> set[str]:
+        """Encode whole the raw blocks a rebase of ``parent_id`` left raw; the packs
+        that lost entries."""
+        try:
+            report = encode_deferred(self._ctx, parent_id, self._left_raw)
+        except CheckpointNotFound:
+            return set()  # deleted since
+        self._left_raw |= report.left_raw
+        return report.packs_emptied
+
+    def _encode_raw(self, checkpoint_id: str) -> None:
+        """Encode whole the raw blocks of one checkpoint and compact what that emptied."""
+        try:
+            report = encode_deferred(self._ctx, checkpoint_id, self._left_raw)
+        except CheckpointNotFound:
+            return  # deleted since
+        self._left_raw |= report.left_raw
+        if emptied := report.packs_emptied:
+            self._gc_lock.run(partial(compact_packs, self._ctx, emptied), wait=True)
 
     def close(self) -> None:
         """Finish the queued rebases, encode the raw blocks no rebase took, finish the
@@ -190,8 +241,12 @@ class Committer:
             tensor_ids = {r.block_id for slots in (parent, child) for r in slots.values()}
             opaque = counterparts(old, new, tensor_ids)
             report = rebase_parent(self._ctx, parent, child, parent_id, opaque)
-            if report.packs_emptied:
-                emptied = report.packs_emptied
+            # A raw block whose re-pointing the catalog refused (a GC moved it, or its
+            # delta's base changed, meanwhile) is encoded whole now: no later rebase
+            # takes this checkpoint again, and left raw it would stay so.
+            self._left_raw |= report.left_raw
+            emptied = report.packs_emptied | self._encode_leftover(parent_id)
+            if emptied:
                 self._gc_lock.run(lambda: compact_packs(self._ctx, emptied), wait=False)
             catalog.finish_rebase(checkpoint_id)
             self._unencoded.pop(parent_id, None)  # its raw blocks were encoded

@@ -47,13 +47,18 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ckptstore.errors import CorruptBlockError, MissingBlockError, PackNotFound
+from ckptstore.errors import (
+    CheckpointNotFound,
+    CorruptBlockError,
+    MissingBlockError,
+    PackNotFound,
+)
 from ckptstore.store.catalog.base import BlockIndex
 from ckptstore.store.catalog.records import BlockRecord, CheckpointRecord
 from ckptstore.store.codecs.block import min_delta_len
@@ -90,6 +95,7 @@ OPAQUE_MIN_STORED = 16
 # of its whole payload without encoding it whole to compare: on the bench corpora no
 # delta below it was larger than the whole payload (bench: ingest_designs).
 DEFERRED_DELTA_MARGIN = 0.6
+HOLDER_BATCH = 1000  # raw blocks whose checkpoints are looked up per catalog round trip
 BASED_CODECS = (*DELTA_CODECS, Codec.ZSTD_PREFIX)  # payloads that name a base block
 
 
@@ -126,6 +132,9 @@ class RebaseReport:
     bytes_before: int = 0  # stored bytes of the entries replaced
     bytes_after: int = 0  # ... and of the entries replacing them
     packs_emptied: set[str] = field(default_factory=set)  # packs that lost entries
+    # raw tensor blocks that no encoding stored smaller (or that could not be read):
+    # still codec 0, not to be tried again
+    left_raw: set[bytes] = field(default_factory=set)
 
 
 def rebase_parent(
@@ -146,14 +155,49 @@ def rebase_parent(
     return _reencode(ctx, pairs, parent_id)
 
 
-def encode_deferred(ctx: StoreContext, checkpoint_id: str) -> RebaseReport:
+def encode_deferred(
+    ctx: StoreContext, checkpoint_id: str, skip: Collection[bytes] = ()
+) -> RebaseReport:
     """Encode whole, with the full codec, the blocks of a checkpoint that its put
     stored raw (``StoreConfig.defer_whole_encode``) and no rebase has encoded since:
-    those of a job's newest checkpoint, when no newer save came to rebase it."""
-    raw = {r.block_id: r for r in ctx.catalog.slots(checkpoint_id).values() if deferred(r)}
+    those of a job's newest checkpoint, when no newer save came to rebase it. Read from
+    its manifest, not its slots: an upload may name none, and a block left out of the
+    slots would stay raw. ``skip``: blocks tried before (``RebaseReport.left_raw``)."""
+    raw = {
+        r.block_id: r
+        for _, r in ctx.catalog.manifest(checkpoint_id)
+        if deferred(r) and r.block_id not in skip
+    }
     pairs = [Pair(record, None, record.width) for record in raw.values()]
     pairs.sort(key=lambda p: (p.block.pack_id, p.block.offset))
     return _reencode(ctx, pairs, checkpoint_id)
+
+
+def stale_raw_holders(
+    ctx: StoreContext, committed_before: float, skip: Collection[bytes] = ()
+) -> list[str]:
+    """The checkpoints committed before ``committed_before`` that hold tensor blocks
+    stored raw: those whose process stopped before encoding them (it died, or never
+    closed the store), or another process's, which no GC there will take up. Reads
+    every block row. ``skip``: blocks tried before (``RebaseReport.left_raw``)."""
+    raw = [
+        record.block_id
+        for record in ctx.catalog.iter_blocks()
+        if deferred(record) and record.block_id not in skip
+    ]
+    holders: set[str] = set()
+    for start in range(0, len(raw), HOLDER_BATCH):
+        for using in ctx.catalog.checkpoints_using(raw[start : start + HOLDER_BATCH]).values():
+            holders.update(using)
+    stale = []
+    for checkpoint_id in sorted(holders):
+        try:
+            record = ctx.catalog.get_checkpoint(checkpoint_id)
+        except CheckpointNotFound:
+            continue  # deleted since
+        if record.status == "ready" and record.created_at < committed_before:
+            stale.append(checkpoint_id)
+    return stale
 
 
 def materialize_orphans(ctx: StoreContext, dead_before: float) -> RebaseReport:
@@ -205,6 +249,8 @@ class _PackSink:
     def take(self, pair: Pair, future: Future[tuple[int, bytes | memoryview] | None]) -> int:
         """Add one pair's encoding (if it pays); returns the raw bytes it stood for."""
         encoded = future.result()
+        if encoded is None and deferred(pair.block):
+            self._report.left_raw.add(pair.block.block_id)
         if encoded is not None:
             codec, payload = encoded
             base_id = None if pair.onto is None or codec not in BASED_CODECS else pair.onto.block_id
