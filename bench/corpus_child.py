@@ -1,7 +1,7 @@
 """One ckptstore ingest or restore of a corpus in a fresh process, with its peak RSS.
 
     python -m bench.corpus_child ingest STORE_DIR FILE...
-    python -m bench.corpus_child ingest-whole STORE_DIR FILE...
+    python -m bench.corpus_child ingest-raw STORE_DIR FILE...
     python -m bench.corpus_child restore STORE_DIR
 
 ``ingest`` puts the files in order as one job: ``seconds`` is the whole
@@ -10,9 +10,9 @@ the puts took with the previous rebase done, what a training loop that saves
 now and then waits for; ``cpu_seconds`` is the process's CPU time for the
 whole work (all threads), steadier than wall time on a shared machine.
 ``restore`` reads back the last checkpoint and the one with the longest delta
-chains. ``ingest-whole`` ingests with puts that encode every block whole
-(``StoreConfig(defer_whole_encode=False)``), the design before deferred
-encoding, for pairs with and without it. Each prints one JSON line.
+chains. ``ingest-raw`` ingests with puts that store tensor blocks raw for the
+rebase to encode (``StoreConfig(defer_whole_encode=True)``), for pairs with and
+without it. Each prints one JSON line.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def main() -> None:
     command, root, *paths = sys.argv[1:]
     if command == "ingest":
         result = ingest(root, paths)
-    elif command == "ingest-whole":
-        result = ingest(root, paths, StoreConfig(defer_whole_encode=False))
+    elif command == "ingest-raw":
+        result = ingest(root, paths, StoreConfig(defer_whole_encode=True))
     else:
         result = restore(root)
     print(json.dumps(result))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from ckptstore import CheckpointStore
+from ckptstore import CheckpointStore, StoreConfig
 from ckptstore.config import ServerSettings
 from ckptstore.server.app import create_app
 from ckptstore.server.auth import create_api_key
@@ -28,12 +28,15 @@ class Server:
     other: dict[str, str]  # headers of tenant other
 
 
-def make_server(tmp_path: Path, catalog: str | None = None, **settings_overrides) -> Server:
+def make_server(
+    tmp_path: Path,
+    catalog: str | None = None,
+    config: StoreConfig = TEST_CONFIG,
+    **settings_overrides,
+) -> Server:
     """``catalog``: a PostgreSQL URL, else SQLite in the data directory."""
     clock = FakeClock()
-    store = CheckpointStore.open(
-        tmp_path / "data", catalog=catalog, config=TEST_CONFIG, clock=clock
-    )
+    store = CheckpointStore.open(tmp_path / "data", catalog=catalog, config=config, clock=clock)
     values = {
         "data_dir": tmp_path / "data",
         "signing_keys": ("test-signing-key",),

@@ -11,9 +11,11 @@ from ckptstore.store.codecs.ids import DELTA_CODECS, Codec
 from ckptstore.store.rebase import chain_depths, deferred
 from ckptstore.testing.formats import safetensors_bytes
 from tests.conftest import restore_bytes
-from tests.test_deltas import CONFIG, model
+from tests.test_deltas import CONFIG as DELTAS_CONFIG
+from tests.test_deltas import model
 
-WHOLE = dataclasses.replace(CONFIG, defer_whole_encode=False)
+CONFIG = dataclasses.replace(DELTAS_CONFIG, defer_whole_encode=True)
+WHOLE = dataclasses.replace(DELTAS_CONFIG, defer_whole_encode=False)
 
 
 def tensor_codecs(store, checkpoint_id: str) -> list[int]:
@@ -223,3 +225,19 @@ def test_gc_tries_a_raw_block_that_no_encoding_shrinks_only_once(
     other.gc()
     other.gc()
     assert encoded == []
+
+
+def test_gc_of_a_store_whose_puts_encode_reads_no_block_rows(open_store, clock, monkeypatch):
+    """Looking for raw blocks other processes left reads every block row: a store
+    whose puts encode at once (the default) does not pay for it at each GC."""
+    store = open_store(config=WHOLE)
+    save(store, 0)
+    clock.advance(WHOLE.gc_grace_s + 1)
+
+    reads = []
+    every_row = store.context.catalog.iter_blocks
+    monkeypatch.setattr(
+        store.context.catalog, "iter_blocks", lambda: reads.append(1) or every_row()
+    )
+    store.gc()
+    assert reads == []

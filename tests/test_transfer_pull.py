@@ -3,6 +3,7 @@ deltas on a cached checkpoint, every block checked, tenants kept apart."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from ckptstore.errors import IntegrityError, InvalidPath
 from ckptstore.store.blockfetch import BlockFetch
 from ckptstore.store.fetchframes import FrameReader
 from ckptstore.testing.formats import safetensors_bytes
+from tests.conftest import TEST_CONFIG
 from tests.server_helpers import JOB, Server, make_server
 
 
@@ -79,6 +81,15 @@ def srv(tmp_path: Path) -> Iterator[Server]:
         yield server
 
 
+@pytest.fixture
+def raw_srv(tmp_path: Path) -> Iterator[Server]:
+    """A server whose puts store tensor blocks raw (StoreConfig.defer_whole_encode)."""
+    config = dataclasses.replace(TEST_CONFIG, defer_whole_encode=True)
+    server = make_server(tmp_path / "server", config=config)
+    with server.client:
+        yield server
+
+
 def client_of(srv: Server, headers: dict[str, str]) -> tuple[Client, Counting]:
     counting = Counting(srv.client._transport)  # type: ignore[attr-defined]
     http = httpx.Client(transport=counting, base_url="http://testserver")
@@ -107,11 +118,11 @@ def test_pull_of_a_file_receives_its_stored_size_not_its_raw_size(srv, tmp_path)
     assert client.bytes_received == counting.received
 
 
-def test_pull_of_a_newest_checkpoint_stored_raw_receives_it_encoded(srv, tmp_path):
-    client, counting = client_of(srv, srv.acme)
+def test_pull_of_a_newest_checkpoint_stored_raw_receives_it_encoded(raw_srv, tmp_path):
+    client, counting = client_of(raw_srv, raw_srv.acme)
     data = safetensors_bytes(weights(0))
     record = client.put(JOB, data)
-    assert stored_len(srv, record.checkpoint_id) >= 0.95 * len(data)  # raw until rebased
+    assert stored_len(raw_srv, record.checkpoint_id) >= 0.95 * len(data)  # raw until rebased
     out = tmp_path / "model.safetensors"
     assert client.restore(record.checkpoint_id, out) == len(data)
     assert out.read_bytes() == data
@@ -488,11 +499,11 @@ def test_deltas_on_a_damaged_held_block_sent_again_unasked_end_the_pull(tmp_path
     assert Transport.asked == 2
 
 
-def test_a_cached_pull_of_a_raw_newest_gets_no_delta_larger_than_its_encoding(srv, tmp_path):
+def test_a_cached_pull_of_a_raw_newest_gets_no_delta_larger_than_its_encoding(raw_srv, tmp_path):
     """The held checkpoint's tensors are unrelated to the newest's, which is still
     stored raw: a delta on them pays against the raw bytes but not against the whole
     encoding, which is what goes."""
-    client, counting = client_of(srv, srv.acme)
+    client, counting = client_of(raw_srv, raw_srv.acme)
     old = safetensors_bytes({k: v[::-1].copy() ^ 0x5A5A for k, v in weights(0).items()})
     new = safetensors_bytes(weights(0))
     first = client.put(JOB, old)
@@ -502,6 +513,6 @@ def test_a_cached_pull_of_a_raw_newest_gets_no_delta_larger_than_its_encoding(sr
     cold = counting.received
     assert client.download(second.checkpoint_id, cache_dir=cache).read_bytes() == new
     received = counting.received - cold
-    srv.store.settle()
-    srv.store.encode_deferred()
-    assert received <= 1.05 * stored_len(srv, second.checkpoint_id)
+    raw_srv.store.settle()
+    raw_srv.store.encode_deferred()
+    assert received <= 1.05 * stored_len(raw_srv, second.checkpoint_id)

@@ -19,6 +19,7 @@ from functools import partial
 
 from ckptstore.errors import CheckpointNotFound
 from ckptstore.store.catalog.records import CheckpointRecord, FileRecord, ListQuery
+from ckptstore.store.codecs.encoder import defers_whole_encode
 from ckptstore.store.context import StoreContext
 from ckptstore.store.counterparts import counterparts, placed
 from ckptstore.store.digests import digest_checkpoint
@@ -154,9 +155,10 @@ class Committer:
                 log.exception(
                     "encoding the raw blocks of checkpoint %s failed", record.checkpoint_id
                 )
-        if committed_before is None:
+        if committed_before is None or not defers_whole_encode(self._ctx):
             return
         # At GC: what other processes left raw (one died, or never closed the store).
+        # It reads every block row, so only a store whose puts store blocks raw pays.
         try:
             stale = stale_raw_holders(self._ctx, committed_before, self._left_raw)
         except Exception:  # noqa: BLE001 - the next GC looks again

@@ -31,14 +31,17 @@ class StoreConfig:
     # payloads: ratio against restore speed of old checkpoints, bench: corpora);
     # 0 turns deltas off.
     delta_max_depth: int = 8
-    # With deltas on, a new tensor block is stored as its raw bytes (codec 0) and
-    # encoded once, by the rebase that follows the next save: as a delta where one
-    # pays, else whole with the full codec. Most tensor blocks become deltas, so the
-    # full whole encoding a put would give them is work thrown away
-    # (docs/design.md, "Alternatives measured for the ingest"). The newest
-    # checkpoints' raw blocks are encoded whole when the store closes
-    # (``CheckpointStore.encode_deferred``). False: every put encodes whole.
-    defer_whole_encode: bool = True
+    # True (with deltas on): a new tensor block is stored as its raw bytes (codec 0)
+    # and encoded once, by the rebase that follows the next save: as a delta where one
+    # pays, else whole with the full codec, sparing the whole encoding a put gives
+    # blocks that become deltas (docs/design.md, "Alternatives measured for the
+    # ingest"). The newest checkpoints' raw blocks are encoded whole when the store
+    # closes (``CheckpointStore.encode_deferred``) or by GC past its grace time.
+    # Off by default: until then the newest takes its raw size on disk, each pull of
+    # it is encoded on the fly, and a tenant's stored bytes would tell it whether
+    # another tenant stored the same blocks first; for one training process that
+    # owns its store it saves CPU on every save.
+    defer_whole_encode: bool = False
     # A delta's elements are grouped by their base's exponent, at least 2**this many
     # per group (each group less its median difference), where that makes it
     # GROUPING_MIN_GAIN smaller: fewer bytes, most on bf16, but a grouped delta decodes
