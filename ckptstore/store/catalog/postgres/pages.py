@@ -80,16 +80,7 @@ def page_batches(
 def rows_by_key(conn: Connection, keys: Sequence[int], columns: str) -> dict[int, tuple[Any, ...]]:
     """``columns`` of ``block_rows`` (aliased ``b``) for those of ``keys`` present, by
     key: one query over the ranges the keys fall in."""
-    ranges = list(key_ranges([key for key in keys if key > 0]))
-    if not ranges:
-        return {}
-    found = conn.execute(
-        f"SELECT b.block_key, {columns} FROM unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi)"
-        " JOIN block_rows b ON b.block_key BETWEEN r.lo AND r.hi",
-        ([lo for lo, _ in ranges], [hi for _, hi in ranges]),
-    ).fetchall()
-    wanted = set(keys)
-    return {row[0]: tuple(row[1:]) for row in found if row[0] in wanted}
+    return _columns_by_key(conn, "block_rows", keys, columns)
 
 
 def block_columns_by_key(
@@ -97,13 +88,21 @@ def block_columns_by_key(
 ) -> dict[int, tuple[Any, ...]]:
     """``columns`` of the ``blocks`` table (aliased ``b``) for those of ``keys`` whose
     row is there, by key."""
+    return _columns_by_key(conn, "blocks", keys, columns)
+
+
+def _columns_by_key(
+    conn: Connection, table: str, keys: Iterable[int], columns: str
+) -> dict[int, tuple[Any, ...]]:
+    """``columns`` of ``table`` (aliased ``b``) for those of ``keys`` present, by key:
+    one query over the ranges the keys fall in."""
     wanted = {key for key in keys if key > 0}
-    ranges = list(key_ranges(list(wanted)))
+    ranges = list(key_ranges(wanted))
     if not ranges:
         return {}
     found = conn.execute(
         f"SELECT b.block_key, {columns} FROM unnest(%s::bigint[], %s::bigint[]) AS r(lo, hi)"
-        " JOIN blocks b ON b.block_key BETWEEN r.lo AND r.hi",
+        f" JOIN {table} b ON b.block_key BETWEEN r.lo AND r.hi",
         ([lo for lo, _ in ranges], [hi for _, hi in ranges]),
     ).fetchall()
     return {row[0]: tuple(row[1:]) for row in found if row[0] in wanted}
